@@ -1,0 +1,256 @@
+package testinfra
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// NATSPrefix is a test's own name space on a shared NATS JetStream server.
+type NATSPrefix struct {
+	// Conn and JS are closed when the test ends.
+	Conn *nats.Conn
+	JS   jetstream.JetStream
+	// URL is the server address, to hand to code under test.
+	URL string
+	// Prefix is unique to the test: upper-case letters and digits, valid in
+	// stream, consumer and subject names. Streams whose names start with it
+	// are deleted when the test ends.
+	Prefix string
+}
+
+// Name returns a stream (or consumer, or subject token) name unique to the
+// test: Prefix + "_" + base, e.g. Name("ORDERS") → "T3FA9C1_ORDERS".
+func (n *NATSPrefix) Name(base string) string { return n.Prefix + "_" + base }
+
+// NATS returns a JetStream connection and a name prefix unique to this test,
+// on the server from SHOPFLOOR_TEST_NATS_URL or else an embedded server
+// shared by the test binary.
+func NATS(tb testing.TB) *NATSPrefix {
+	tb.Helper()
+	srvURL, err := natsServer()
+	if err != nil {
+		unavailable(tb, err.Error())
+	}
+	nc, js := connect(tb, srvURL)
+	prefix := "T" + strings.ToUpper(randomHex(4))
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		names := js.StreamNames(ctx)
+		var doomed []string
+		for name := range names.Name() {
+			if strings.HasPrefix(name, prefix+"_") {
+				doomed = append(doomed, name)
+			}
+		}
+		for _, name := range doomed {
+			if err := js.DeleteStream(ctx, name); err != nil {
+				tb.Errorf("testinfra: delete stream %s: %v", name, err)
+			}
+		}
+	})
+	return &NATSPrefix{Conn: nc, JS: js, URL: srvURL, Prefix: prefix}
+}
+
+func connect(tb testing.TB, srvURL string) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(srvURL, nats.Name("test "+tb.Name()), nats.Timeout(3*time.Second))
+	if err != nil {
+		tb.Fatalf("testinfra: connect to NATS at %s: %v", srvURL, err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatalf("testinfra: JetStream: %v", err)
+	}
+	return nc, js
+}
+
+var natsShared struct {
+	mu   sync.Mutex
+	done bool
+	url  string
+	err  error
+}
+
+// natsServer returns the address from env, or starts an embedded server once
+// per test binary.
+func natsServer() (string, error) {
+	natsShared.mu.Lock()
+	defer natsShared.mu.Unlock()
+	if natsShared.done {
+		return natsShared.url, natsShared.err
+	}
+	natsShared.done = true
+	if u := os.Getenv(EnvNATSURL); u != "" {
+		natsShared.url, natsShared.err = u, checkJetStream(u)
+		return natsShared.url, natsShared.err
+	}
+	dir, err := os.MkdirTemp("", "shopfloor-nats-")
+	if err != nil {
+		natsShared.err = err
+		return "", err
+	}
+	s, err := startEmbedded(NATSServerOptions{}, dir, -1)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		natsShared.err = err
+		return "", err
+	}
+	onShutdown(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+		_ = os.RemoveAll(dir)
+	})
+	natsShared.url = s.ClientURL()
+	return natsShared.url, nil
+}
+
+// checkJetStream fails with an actionable message when the server is missing,
+// too old or has JetStream off.
+func checkJetStream(u string) error {
+	nc, err := nats.Connect(u, nats.Timeout(3*time.Second))
+	if err != nil {
+		return fmt.Errorf("cannot reach NATS at %s (from %s): %v\n"+
+			"Start nats-server 2.11+ with JetStream (make tools installs one: bin/nats-server -js -a 127.0.0.1 -p 14222),\n"+
+			"or unset %s to use the embedded server", u, EnvNATSURL, err, EnvNATSURL)
+	}
+	defer nc.Close()
+	if v := nc.ConnectedServerVersion(); !versionAtLeast(v, 2, 11) {
+		return fmt.Errorf("NATS at %s is %s; shopfloor needs 2.11 or newer (make tools installs one), or unset %s to use the embedded server", u, v, EnvNATSURL)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("NATS at %s has no JetStream (%v): start it with -js", u, err)
+	}
+	return nil
+}
+
+func versionAtLeast(v string, major, minor int) bool {
+	var ma, mi, pa int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(v, "v"), "%d.%d.%d", &ma, &mi, &pa); err != nil {
+		return false
+	}
+	return ma > major || (ma == major && mi >= minor)
+}
+
+// NATSServerOptions configures a private server from NewNATSServer.
+type NATSServerOptions struct {
+	// SyncAlways makes JetStream fsync every write before acknowledging it.
+	// Default false: the server's default, a periodic sync (SyncInterval).
+	SyncAlways bool
+	// SyncInterval between fsyncs when SyncAlways is false; 0 keeps the
+	// server default (2 minutes).
+	SyncInterval time.Duration
+}
+
+// NATSServer is an embedded nats-server owned by one test, for tests that
+// stop and start the broker. It keeps its port and store across restarts, so
+// clients reconnect and JetStream recovers its streams.
+type NATSServer struct {
+	tb   testing.TB
+	opts NATSServerOptions
+	dir  string
+	port int
+
+	mu  sync.Mutex
+	srv *server.Server
+}
+
+// NewNATSServer starts a private embedded JetStream server, stopped when the
+// test ends.
+func NewNATSServer(tb testing.TB, opts NATSServerOptions) *NATSServer {
+	tb.Helper()
+	n := &NATSServer{tb: tb, opts: opts, dir: tb.TempDir(), port: -1}
+	n.Start()
+	tb.Cleanup(n.Stop)
+	return n
+}
+
+// URL is the client address; it does not change across restarts.
+func (n *NATSServer) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
+
+// Connect returns a connection that reconnects forever across restarts.
+// Publishing while the server is down fails at once instead of being
+// buffered for the reconnect, as a test of broker outages wants.
+func (n *NATSServer) Connect() (*nats.Conn, jetstream.JetStream) {
+	n.tb.Helper()
+	nc, err := nats.Connect(n.URL(), nats.MaxReconnects(-1),
+		nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		n.tb.Fatalf("testinfra: connect to %s: %v", n.URL(), err)
+	}
+	n.tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		n.tb.Fatalf("testinfra: JetStream: %v", err)
+	}
+	return nc, js
+}
+
+// Start starts the server if it is stopped.
+func (n *NATSServer) Start() {
+	n.tb.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.srv != nil {
+		return
+	}
+	s, err := startEmbedded(n.opts, n.dir, n.port)
+	if err != nil {
+		n.tb.Fatalf("testinfra: start embedded nats-server: %v", err)
+	}
+	n.srv = s
+	n.port = s.Addr().(*net.TCPAddr).Port
+}
+
+// Stop shuts the server down (like a clean process exit) if it runs.
+func (n *NATSServer) Stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.srv == nil {
+		return
+	}
+	n.srv.Shutdown()
+	n.srv.WaitForShutdown()
+	n.srv = nil
+}
+
+func startEmbedded(o NATSServerOptions, dir string, port int) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName:   "shopfloor-test",
+		Host:         "127.0.0.1",
+		Port:         port,
+		JetStream:    true,
+		StoreDir:     dir,
+		NoLog:        true,
+		NoSigs:       true,
+		SyncAlways:   o.SyncAlways,
+		SyncInterval: o.SyncInterval,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, err
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded nats-server not ready after 10s")
+	}
+	return s, nil
+}
