@@ -121,7 +121,7 @@ func natsServer() (string, error) {
 func checkJetStream(u string) error {
 	nc, err := nats.Connect(u, nats.Timeout(3*time.Second))
 	if err != nil {
-		return fmt.Errorf("cannot reach NATS at %s (from %s): %v\n"+
+		return fmt.Errorf("cannot reach NATS at %s (from %s): %w\n"+
 			"Start nats-server 2.11+ with JetStream (make tools installs one: bin/nats-server -js -a 127.0.0.1 -p 14222),\n"+
 			"or unset %s to use the embedded server", u, EnvNATSURL, err, EnvNATSURL)
 	}
@@ -136,7 +136,7 @@ func checkJetStream(u string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if _, err := js.AccountInfo(ctx); err != nil {
-		return fmt.Errorf("NATS at %s has no JetStream (%v): start it with -js", u, err)
+		return fmt.Errorf("NATS at %s has no JetStream: start it with -js: %w", u, err)
 	}
 	return nil
 }

@@ -123,7 +123,7 @@ func startPostgres(ctx context.Context, envURL string, haveDocker func() bool) (
 	}
 	admin, err := pgdb.Open(ctx, pgdb.Config{URL: srvURL, MaxConns: 4, ConnectTimeout: 3 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach PostgreSQL at %s (from %s): %v\n%s", redact(srvURL), EnvPostgresURL, err, startPostgresHint)
+		return nil, fmt.Errorf("cannot reach PostgreSQL at %s (from %s): %w\n%s", redact(srvURL), EnvPostgresURL, err, startPostgresHint)
 	}
 	onShutdown(admin.Close)
 	return &pgServer{url: srvURL, admin: admin, templates: map[string]string{}}, nil
@@ -135,7 +135,7 @@ or unset the variable on a machine with Docker to let testcontainers start one.`
 const missingPostgres = `no PostgreSQL for the tests: ` + EnvPostgresURL + ` is not set and no Docker engine answers.
 Either start PostgreSQL 15+ and run
     export ` + EnvPostgresURL + `='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
-(make test sets it for you), or start Docker so that testcontainers can start one.`
+(make test sets it for you), or start Docker so that testcontainers can start one`
 
 // template returns the name of a database with migrations applied, building
 // it at most once per server across all test binaries.

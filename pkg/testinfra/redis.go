@@ -111,14 +111,18 @@ func startRedis(ctx context.Context, envURL string, haveDocker func() bool) (str
 	}
 	opts, err := redis.ParseURL(srvURL)
 	if err != nil {
-		return "", fmt.Errorf("%s=%q is not a redis:// URL: %v", EnvRedisURL, srvURL, err)
+		return "", fmt.Errorf("%s=%q is not a redis:// URL: %w", EnvRedisURL, srvURL, err)
 	}
-	c := redis.NewClient(opts)
+	// One dial attempt: a missing server is reported once, clearly, not as
+	// five pool retries in the log.
+	probe := *opts
+	probe.DialerRetries, probe.MaxRetries = 1, -1
+	c := redis.NewClient(&probe)
 	defer c.Close()
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := c.Ping(pctx).Err(); err != nil {
-		return "", fmt.Errorf("cannot reach Redis at %s (from %s): %v\n%s", redact(srvURL), EnvRedisURL, err, startRedisHint)
+		return "", fmt.Errorf("cannot reach Redis at %s (from %s): %w\n%s", redact(srvURL), EnvRedisURL, err, startRedisHint)
 	}
 	return srvURL, nil
 }
@@ -129,4 +133,4 @@ or unset the variable on a machine with Docker to let testcontainers start one.`
 const missingRedis = `no Redis for the tests: ` + EnvRedisURL + ` is not set and no Docker engine answers.
 Either start Redis 7 and run
     export ` + EnvRedisURL + `='redis://127.0.0.1:6379/0'
-(make test sets it for you), or start Docker so that testcontainers can start one.`
+(make test sets it for you), or start Docker so that testcontainers can start one`
