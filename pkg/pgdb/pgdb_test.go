@@ -1,0 +1,166 @@
+package pgdb_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shopfloor/shopfloor/pkg/pgdb"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+)
+
+func TestMain(m *testing.M) { testinfra.Main(m) }
+
+var migrations = fstest.MapFS{
+	"00001_widgets.sql": {Data: []byte(`-- +goose Up
+CREATE TABLE widgets (id int PRIMARY KEY, name text NOT NULL UNIQUE CONSTRAINT name_not_blank CHECK (name <> ''));
+-- +goose Down
+DROP TABLE widgets;
+`)},
+	"00002_gadgets.sql": {Data: []byte(`-- +goose Up
+CREATE TABLE gadgets (id int PRIMARY KEY);
+-- +goose Down
+DROP TABLE gadgets;
+`)},
+}
+
+func TestMigrateIsIdempotentAndSafeConcurrently(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testinfra.Postgres(t, nil)
+	const n = 4
+	results := make([][]int64, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			results[i], errs[i] = pgdb.Migrate(ctx, db.Pool, migrations, nil)
+		})
+	}
+	wg.Wait()
+	var applied []int64
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("migrator %d: %v", i, errs[i])
+		}
+		applied = append(applied, results[i]...)
+	}
+	slices.Sort(applied)
+	if !slices.Equal(applied, []int64{1, 2}) {
+		t.Fatalf("versions applied across %d concurrent migrators = %v, want each of 1, 2 exactly once", n, applied)
+	}
+	again, err := pgdb.Migrate(ctx, db.Pool, migrations, nil)
+	if err != nil || len(again) != 0 {
+		t.Fatalf("second run applied %v, %v; want nothing", again, err)
+	}
+}
+
+func TestInTx(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testinfra.Postgres(t, migrations)
+	count := func() int {
+		var c int
+		if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM widgets").Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	insert := func(tx pgx.Tx, id int, name string) error {
+		_, err := tx.Exec(ctx, "INSERT INTO widgets (id, name) VALUES ($1, $2)", id, name)
+		return err
+	}
+
+	if err := pgdb.InTx(ctx, db.Pool, func(tx pgx.Tx) error { return insert(tx, 1, "a") }); err != nil {
+		t.Fatal(err)
+	}
+	if count() != 1 {
+		t.Fatal("commit: row missing")
+	}
+
+	errDomain := errors.New("out of stock")
+	err := pgdb.InTx(ctx, db.Pool, func(tx pgx.Tx) error {
+		if err := insert(tx, 2, "b"); err != nil {
+			return err
+		}
+		return errDomain
+	})
+	if !errors.Is(err, errDomain) {
+		t.Fatalf("InTx = %v, want the callback's error unchanged", err)
+	}
+	if count() != 1 {
+		t.Fatal("error: row written despite rollback")
+	}
+
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("panic swallowed")
+			}
+		}()
+		_ = pgdb.InTx(ctx, db.Pool, func(tx pgx.Tx) error {
+			_ = insert(tx, 3, "c")
+			panic("boom")
+		})
+	}()
+	if count() != 1 {
+		t.Fatal("panic: row written despite rollback")
+	}
+}
+
+func TestErrorClassification(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testinfra.Postgres(t, migrations)
+	if _, err := db.Pool.Exec(ctx, "INSERT INTO widgets VALUES (1, 'a')"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		sql, code, constraint string
+	}{
+		{"INSERT INTO widgets VALUES (2, 'a')", pgdb.CodeUniqueViolation, "widgets_name_key"},
+		{"INSERT INTO widgets VALUES (3, '')", pgdb.CodeCheckViolation, "name_not_blank"},
+	}
+	for _, tt := range tests {
+		_, err := db.Pool.Exec(ctx, tt.sql)
+		if !pgdb.IsCode(err, tt.code) || pgdb.ConstraintName(err) != tt.constraint {
+			t.Errorf("%s: err = %v; want code %s on %s", tt.sql, err, tt.code, tt.constraint)
+		}
+	}
+	if pgdb.IsCode(errors.New("other"), pgdb.CodeUniqueViolation) || pgdb.ConstraintName(nil) != "" {
+		t.Error("non-PostgreSQL errors classified as PostgreSQL errors")
+	}
+}
+
+func TestOpenErrorsDoNotLeakPasswords(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  pgdb.Config
+		want string
+	}{
+		{"empty", pgdb.Config{}, "database URL is empty"},
+		{"garbage", pgdb.Config{URL: "postgres://u:hunter2@host:notaport/db"}, "cannot be parsed"},
+		{"pool sizes", pgdb.Config{URL: "postgres://127.0.0.1/db", MinConns: 5, MaxConns: 2}, "pool size"},
+		{"unreachable", pgdb.Config{URL: "postgres://u:hunter2@127.0.0.1:1/db?connect_timeout=1"}, "ping 127.0.0.1:1/db"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pool, err := pgdb.Open(context.Background(), tt.cfg)
+			if err == nil {
+				pool.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("err = %v; want it to say %q and never the password", err, tt.want)
+			}
+		})
+	}
+}
