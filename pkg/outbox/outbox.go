@@ -1,0 +1,125 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shopfloor/shopfloor/pkg/events"
+)
+
+// Schema creates the outbox table. Put it in a goose migration of the
+// service that owns the outbox, e.g.
+//
+//	-- +goose Up
+//	<outbox.Schema>
+//	-- +goose Down
+//	DROP TABLE outbox;
+const Schema = `
+CREATE TABLE outbox (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id     text NOT NULL UNIQUE,
+    stream       text NOT NULL,
+    key          text NOT NULL,
+    event_type   text NOT NULL,
+    payload      bytea NOT NULL,
+    headers      jsonb NOT NULL DEFAULT '{}',
+    created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    published_at timestamptz,
+    attempts     int NOT NULL DEFAULT 0,
+    last_error   text
+);
+-- The relay's work list: only unpublished rows, in id order.
+CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+-- Retention pruning.
+CREATE INDEX outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL;
+`
+
+// NotifyChannel is the LISTEN/NOTIFY channel Publish signals on commit, so
+// the relay wakes at once instead of waiting for its poll interval.
+const NotifyChannel = "shopfloor_outbox"
+
+// lockClass is the first key of the two-key advisory locks Publish takes, so
+// they never collide with other advisory locks of the service ("OBOX").
+const lockClass = 0x4f424f58
+
+// Outbox writes events for one stream.
+type Outbox struct {
+	stream string
+	inject func(ctx context.Context, headers map[string]string)
+}
+
+// Option configures an Outbox.
+type Option func(*Outbox)
+
+// WithTraceInjector adds the trace context of ctx to every event's headers
+// (e.g. telemetry.Inject), unless the event already carries a traceparent.
+func WithTraceInjector(inject func(ctx context.Context, headers map[string]string)) Option {
+	return func(o *Outbox) { o.inject = inject }
+}
+
+// New returns an outbox that publishes to stream (e.g. "ORDERS").
+func New(stream string, opts ...Option) *Outbox {
+	o := &Outbox{stream: stream}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
+}
+
+// Stream is the stream this outbox publishes to.
+func (o *Outbox) Stream() string { return o.stream }
+
+// Publish writes evs in tx. Each event must be valid (events.Validate); its
+// Subject is the ordering key. Publish locks every key for the rest of tx
+// (see the package doc), in sorted order so that two transactions emitting
+// for the same keys cannot deadlock on them.
+func (o *Outbox) Publish(ctx context.Context, tx pgx.Tx, evs ...events.Envelope) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(evs))
+	keys := make([]string, len(evs))
+	types := make([]string, len(evs))
+	payloads := make([][]byte, len(evs))
+	headers := make([][]byte, len(evs))
+	for i, ev := range evs {
+		body, err := events.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("outbox: event %d (%s): %w", i, ev.Type, err)
+		}
+		h := ev.Metadata()
+		if o.inject != nil && h["traceparent"] == "" {
+			o.inject(ctx, h)
+		}
+		hj, err := json.Marshal(h)
+		if err != nil {
+			return fmt.Errorf("outbox: headers of %s: %w", ev.ID, err)
+		}
+		ids[i], keys[i], types[i], payloads[i], headers[i] = ev.ID, ev.Subject, ev.Type, body, hj
+	}
+	lockKeys := slices.Clone(keys)
+	slices.Sort(lockKeys)
+	lockKeys = slices.Compact(lockKeys)
+	if _, err := tx.Exec(ctx,
+		`SELECT pg_advisory_xact_lock($1::int, hashtext(k)) FROM unnest($2::text[]) AS k ORDER BY k`,
+		lockClass, lockKeys); err != nil {
+		return fmt.Errorf("outbox: lock keys: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO outbox (event_id, stream, key, event_type, payload, headers)
+		SELECT e.id, $1, e.key, e.type, e.payload, e.headers
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::jsonb[])
+		     WITH ORDINALITY AS e(id, key, type, payload, headers, n)
+		ORDER BY e.n`,
+		o.stream, ids, keys, types, payloads, headers); err != nil {
+		return fmt.Errorf("outbox: insert %d events: %w", len(evs), err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, NotifyChannel); err != nil {
+		return fmt.Errorf("outbox: notify: %w", err)
+	}
+	return nil
+}

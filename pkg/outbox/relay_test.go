@@ -1,0 +1,270 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shopfloor/shopfloor/pkg/backoff"
+	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/outbox"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+)
+
+var fast = outbox.RelayConfig{
+	PollInterval: 50 * time.Millisecond,
+	LeaderRetry:  50 * time.Millisecond,
+	Backoff:      backoff.Policy{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+	BatchSize:    50,
+}
+
+func newRelay(t *testing.T, b *bundle, sink outbox.Sink, cfg outbox.RelayConfig) *outbox.Relay {
+	t.Helper()
+	r, err := outbox.NewRelay(b.db.Pool, sink, cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestRelayPublishesLateCommits is the classic trap: row 1 is inserted
+// first but commits after row 2 was published. A relay that reads
+// "id > last published" would skip row 1 forever.
+func TestRelayPublishesLateCommits(t *testing.T) {
+	t.Parallel()
+	nt := testinfra.NATS(t)
+	b := setup(t, nt.JS, nt.Name("OUT"))
+	runRelay(t, newRelay(t, b, b.sink(), fast))
+
+	hold := make(chan struct{})
+	slow := make(chan events.Envelope)
+	go func() { slow <- b.emit(t, "a", hold) }() // id 1, open
+	eventually(t, 10*time.Second, func() error {
+		// Wait until the slow transaction has its row (id 1) in flight:
+		// the identity sequence has advanced past it.
+		var last int64
+		err := b.db.Pool.QueryRow(context.Background(), `SELECT coalesce(last_value, 0) FROM pg_sequences WHERE sequencename = 'outbox_id_seq'`).Scan(&last)
+		if err != nil || last < 1 {
+			return fmt.Errorf("slow transaction has not inserted yet (%d): %w", last, err)
+		}
+		return nil
+	})
+	fastEv := b.emit(t, "b", nil) // id 2, committed
+	eventually(t, 10*time.Second, func() error {
+		if got := b.received(t); len(got) != 1 || got[0].ID != fastEv.ID {
+			return fmt.Errorf("received %d events, want the committed one", len(got))
+		}
+		return nil
+	})
+	close(hold) // id 1 commits now, after id 2 was published
+	slowEv := <-slow
+	eventually(t, 10*time.Second, drained(t, b))
+	checkExactlyOnceInOrder(t, []events.Envelope{fastEv, slowEv}, b.received(t))
+}
+
+// TestRelayConcurrentWriters: many writers with interleaved commits on
+// shared keys; every event arrives exactly once and in order per key.
+func TestRelayConcurrentWriters(t *testing.T) {
+	t.Parallel()
+	nt := testinfra.NATS(t)
+	b := setup(t, nt.JS, nt.Name("OUT"))
+	runRelay(t, newRelay(t, b, b.sink(), fast))
+
+	const writers, perWriter, keys = 8, 40, 12
+	var (
+		mu   sync.Mutex
+		sent []events.Envelope
+		wg   sync.WaitGroup
+	)
+	for w := range writers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for range perWriter {
+				ev := b.emit(t, "key-"+strconv.Itoa(rng.IntN(keys)), nil)
+				mu.Lock()
+				sent = append(sent, ev)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	eventually(t, 30*time.Second, drained(t, b))
+	got := b.received(t)
+	if len(got) != writers*perWriter {
+		t.Errorf("received %d events, want %d", len(got), writers*perWriter)
+	}
+	checkExactlyOnceInOrder(t, sent, got)
+}
+
+// crashingSink publishes for real, then reports failure for everything, as
+// if the relay crashed after the broker's ack and before marking the rows.
+type crashingSink struct {
+	outbox.Sink
+	mu      sync.Mutex
+	crashes int
+}
+
+func (s *crashingSink) PublishAll(ctx context.Context, msgs []outbox.Message) []error {
+	errs := s.Sink.PublishAll(ctx, msgs)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.crashes > 0 {
+		s.crashes--
+		for i := range errs {
+			errs[i] = errors.New("relay crashed before marking")
+		}
+	}
+	return errs
+}
+
+// TestRelayCrashAfterPublishDuplicatesAreDropped: rows published but not
+// marked are published again; the broker drops the duplicates.
+func TestRelayCrashAfterPublishDuplicatesAreDropped(t *testing.T) {
+	t.Parallel()
+	nt := testinfra.NATS(t)
+	b := setup(t, nt.JS, nt.Name("OUT"))
+	var sent []events.Envelope
+	for i := range 30 {
+		sent = append(sent, b.emit(t, "k"+strconv.Itoa(i%5), nil))
+	}
+	reg := prometheus.NewRegistry()
+	cfg := fast
+	cfg.Registerer = reg
+	runRelay(t, newRelay(t, b, &crashingSink{Sink: b.sink(), crashes: 3}, cfg))
+	eventually(t, 30*time.Second, drained(t, b))
+	checkExactlyOnceInOrder(t, sent, b.received(t))
+	if n := metric(t, reg, "outbox_publish_errors_total"); n < 3 {
+		t.Errorf("outbox_publish_errors_total = %v, want ≥ 3", n)
+	}
+}
+
+// TestRelayBrokerOutage: with the broker down rows accumulate and nothing
+// is lost; the backlog drains when it returns.
+func TestRelayBrokerOutage(t *testing.T) {
+	t.Parallel()
+	srv := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{SyncAlways: true})
+	_, js := srv.Connect()
+	b := setup(t, js, "OUT")
+	reg := prometheus.NewRegistry()
+	cfg := fast
+	cfg.Registerer = reg
+	runRelay(t, newRelay(t, b, b.sink(), cfg))
+
+	var sent []events.Envelope
+	sent = append(sent, b.emit(t, "k1", nil))
+	eventually(t, 10*time.Second, drained(t, b))
+
+	srv.Stop()
+	for i := range 20 {
+		sent = append(sent, b.emit(t, "k"+strconv.Itoa(i%3), nil))
+	}
+	eventually(t, 10*time.Second, func() error {
+		if n := metric(t, reg, "outbox_backlog_rows"); n != 20 {
+			return fmt.Errorf("backlog gauge %v, want 20 while the broker is down", n)
+		}
+		if metric(t, reg, "outbox_publish_errors_total") == 0 {
+			return errors.New("no publish error recorded")
+		}
+		return nil
+	})
+	srv.Start()
+	eventually(t, 30*time.Second, drained(t, b))
+	eventually(t, 10*time.Second, func() error {
+		if n := metric(t, reg, "outbox_backlog_rows"); n != 0 {
+			return fmt.Errorf("backlog gauge %v after draining", n)
+		}
+		return nil
+	})
+	checkExactlyOnceInOrder(t, sent, b.received(t))
+}
+
+// TestRelayFailover: one leader at a time; when it stops, the standby takes
+// over and publishes what follows.
+func TestRelayFailover(t *testing.T) {
+	t.Parallel()
+	nt := testinfra.NATS(t)
+	b := setup(t, nt.JS, nt.Name("OUT"))
+	r1, r2 := newRelay(t, b, b.sink(), fast), newRelay(t, b, b.sink(), fast)
+	stop1 := runRelay(t, r1)
+	eventually(t, 10*time.Second, func() error {
+		if !r1.IsLeader() {
+			return errors.New("first relay not leader")
+		}
+		return nil
+	})
+	runRelay(t, r2)
+	sent := []events.Envelope{b.emit(t, "k", nil)}
+	eventually(t, 10*time.Second, drained(t, b))
+	if r2.IsLeader() {
+		t.Fatal("two leaders at once")
+	}
+	stop1()
+	eventually(t, 10*time.Second, func() error {
+		if !r2.IsLeader() {
+			return errors.New("standby did not take over")
+		}
+		return nil
+	})
+	sent = append(sent, b.emit(t, "k", nil))
+	eventually(t, 10*time.Second, drained(t, b))
+	checkExactlyOnceInOrder(t, sent, b.received(t))
+}
+
+// TestRelayPrunesAfterRetention: published rows are deleted after the
+// retention window, unpublished ones never.
+func TestRelayPrunesAfterRetention(t *testing.T) {
+	t.Parallel()
+	nt := testinfra.NATS(t)
+	b := setup(t, nt.JS, nt.Name("OUT"))
+	for i := range 5 {
+		b.emit(t, "k"+strconv.Itoa(i), nil)
+	}
+	cfg := fast
+	cfg.Retention = time.Millisecond
+	cfg.PruneInterval = time.Millisecond
+	cfg.PruneBatch = 2
+	runRelay(t, newRelay(t, b, b.sink(), cfg))
+	eventually(t, 10*time.Second, func() error {
+		var n int
+		if err := b.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+			return err
+		}
+		if n != 0 {
+			return fmt.Errorf("%d rows left", n)
+		}
+		return nil
+	})
+	if got := b.received(t); len(got) != 5 {
+		t.Fatalf("received %d events, want 5 before pruning", len(got))
+	}
+}
+
+func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
