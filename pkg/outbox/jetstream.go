@@ -28,6 +28,10 @@ var _ Sink = JetStreamSink{}
 func (s JetStreamSink) PublishAll(ctx context.Context, msgs []Message) []error {
 	errs := make([]error, len(msgs))
 	futures := make([]jetstream.PubAckFuture, len(msgs))
+	timeout := s.AckTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
 	for i, m := range msgs {
 		nm := nats.NewMsg(s.Subject(m.Stream, m.Key))
 		nm.Data = m.Payload
@@ -35,11 +39,7 @@ func (s JetStreamSink) PublishAll(ctx context.Context, msgs []Message) []error {
 			nm.Header.Set(k, v)
 		}
 		nm.Header.Set(jetstream.MsgIDHeader, m.ID)
-		futures[i], errs[i] = s.JS.PublishMsgAsync(nm)
-	}
-	timeout := s.AckTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
+		futures[i], errs[i] = s.JS.PublishMsgAsync(nm, jetstream.WithStallWait(timeout))
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
