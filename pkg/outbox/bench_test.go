@@ -97,7 +97,9 @@ func benchRelay(b *testing.B, keys int, sync bool) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 			b.StopTimer()
 			cancel()
-			<-done
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }
