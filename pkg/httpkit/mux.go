@@ -1,0 +1,74 @@
+package httpkit
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/go-kit/kit/endpoint"
+	kithttp "github.com/go-kit/kit/transport/http"
+)
+
+// NewMux returns a ServeMux with the standard endpoints:
+//
+//   - GET /healthz: health.Livez();
+//   - GET /readyz: health.Readyz();
+//   - GET /metrics: metrics (not registered when metrics is nil);
+//   - "/" (everything else): a problem+json answer instead of net/http's
+//     plain text: 405 "method-not-allowed" with an Allow header when the
+//     path has routes for other methods, otherwise 404 "not-found".
+//
+// Services add their routes with method patterns ("POST /v1/orders").
+// The pattern "/" is taken; registering it again panics. health must not
+// be nil.
+func NewMux(health *Health, metrics http.Handler) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", health.Livez())
+	mux.Handle("GET /readyz", health.Readyz())
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
+	mux.Handle("/", noRoute(mux))
+	return mux
+}
+
+// noRoute answers requests that only the catch-all "/" matched. The mux
+// is asked, method by method, which other routes the path has.
+func noRoute(mux *http.ServeMux) http.Handler {
+	probeMethods := []string{
+		http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions,
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range probeMethods {
+			if m == r.Method {
+				continue
+			}
+			probe := r.WithContext(r.Context()) // shallow copy
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			WriteProblem(w, NewProblem(http.StatusMethodNotAllowed, "method-not-allowed",
+				fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))))
+			return
+		}
+		WriteProblem(w, NewProblem(http.StatusNotFound, "not-found",
+			fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
+	})
+}
+
+// NewKitServer returns a go-kit HTTP server for e with ErrorEncoder(logger)
+// as its error encoder, so every error of the decoder, the endpoint and
+// the encoder is answered as a problem. opts are applied after that and
+// may override it. Mount the result on the mux: mux.Handle("POST /v1/x",
+// NewKitServer(...)).
+func NewKitServer(e endpoint.Endpoint, dec kithttp.DecodeRequestFunc, enc kithttp.EncodeResponseFunc, logger *slog.Logger, opts ...kithttp.ServerOption) *kithttp.Server {
+	all := append([]kithttp.ServerOption{kithttp.ServerErrorEncoder(ErrorEncoder(logger))}, opts...)
+	return kithttp.NewServer(e, dec, enc, all...)
+}

@@ -1,0 +1,162 @@
+package httpkit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopfloor/shopfloor/pkg/httpkit"
+)
+
+// outOfStock is a domain error that knows its problem.
+type outOfStock struct{ sku string }
+
+func (e outOfStock) Error() string { return "out of stock: " + e.sku }
+func (e outOfStock) Problem() *httpkit.Problem {
+	return httpkit.NewProblem(http.StatusConflict, "out-of-stock", "not enough "+e.sku+" in stock")
+}
+
+func TestErrorEncoder(t *testing.T) {
+	t.Parallel()
+	notFound := httpkit.NewProblem(http.StatusNotFound, "not-found", "no order with this id")
+	tests := []struct {
+		name       string
+		err        error
+		wantStatus int
+		wantClass  string
+		wantDetail string
+		wantLog    string // substring of the log output; "" means nothing logged
+	}{
+		{name: "problem", err: notFound, wantStatus: 404, wantClass: "not-found", wantDetail: "no order with this id"},
+		{name: "wrapped problem", err: fmt.Errorf("get order 42: %w", notFound), wantStatus: 404, wantClass: "not-found", wantDetail: "no order with this id"},
+		{name: "problem provider", err: fmt.Errorf("reserve: %w", outOfStock{"bolt"}), wantStatus: 409, wantClass: "out-of-stock", wantDetail: "not enough bolt"},
+		{name: "max bytes", err: fmt.Errorf("read: %w", &http.MaxBytesError{Limit: 7}), wantStatus: 413, wantClass: "body-too-large", wantDetail: "7 bytes"},
+		{name: "deadline", err: fmt.Errorf("query: %w", context.DeadlineExceeded), wantStatus: 504, wantClass: "timeout", wantLog: "request timed out"},
+		{name: "generic", err: fmt.Errorf("insert: %w", errors.New("secret dsn postgres://admin:hunter2@db")), wantStatus: 500, wantClass: "internal", wantDetail: "internal error", wantLog: "hunter2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			logger, logs := newLogger()
+			rec := httptest.NewRecorder()
+			httpkit.ErrorEncoder(logger)(context.Background(), tt.err, rec)
+
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status %d, want %d", rec.Code, tt.wantStatus)
+			}
+			p := parseProblem(t, rec.Header(), rec.Body.Bytes())
+			if p.Status != tt.wantStatus || p.Class() != tt.wantClass || p.Title != http.StatusText(tt.wantStatus) {
+				t.Fatalf("problem %+v", p)
+			}
+			if !strings.Contains(p.Detail, tt.wantDetail) {
+				t.Errorf("detail %q does not contain %q", p.Detail, tt.wantDetail)
+			}
+			if strings.Contains(rec.Body.String(), "hunter2") || strings.Contains(rec.Body.String(), "insert:") {
+				t.Errorf("error text leaked to the client: %s", rec.Body)
+			}
+			if got := logs.String(); (tt.wantLog == "") != (got == "") || !strings.Contains(got, tt.wantLog) {
+				t.Errorf("log %q, want it to contain %q", got, tt.wantLog)
+			}
+		})
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		retryAfter time.Duration
+		want       string
+	}{
+		{"none", 0, ""},
+		{"whole seconds", 3 * time.Second, "3"},
+		{"rounded up", 1500 * time.Millisecond, "2"},
+		{"sub-second", time.Millisecond, "1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := httpkit.NewProblem(http.StatusServiceUnavailable, "not-ready", "starting")
+			p.RetryAfter = tt.retryAfter
+			rec := httptest.NewRecorder()
+			httpkit.ErrorEncoder(nil)(context.Background(), fmt.Errorf("create: %w", p), rec)
+			if rec.Code != http.StatusServiceUnavailable {
+				t.Fatalf("status %d", rec.Code)
+			}
+			if got := rec.Header().Get("Retry-After"); got != tt.want {
+				t.Fatalf("Retry-After %q, want %q", got, tt.want)
+			}
+			if strings.Contains(rec.Body.String(), "etry") {
+				t.Errorf("RetryAfter leaked into the body: %s", rec.Body)
+			}
+		})
+	}
+}
+
+func TestWriteProblem(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		p          *httpkit.Problem
+		wantStatus int
+		wantType   string
+		wantTitle  string
+	}{
+		{"nil", nil, 500, httpkit.ProblemBase + "internal", "Internal Server Error"},
+		{"bare", &httpkit.Problem{Status: 409}, 409, "about:blank", "Conflict"},
+		{"bad status", &httpkit.Problem{Status: 42, Title: "odd"}, 500, "about:blank", "odd"},
+		{"field errors", &httpkit.Problem{Type: httpkit.ProblemBase + "invalid-field", Status: 400, Errors: []httpkit.FieldError{{Field: "qty", Message: "must be positive"}}}, 400, httpkit.ProblemBase + "invalid-field", "Bad Request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var before httpkit.Problem
+			if tt.p != nil {
+				before = *tt.p
+			}
+			rec := httptest.NewRecorder()
+			httpkit.WriteProblem(rec, tt.p)
+			got := parseProblem(t, rec.Header(), rec.Body.Bytes())
+			if rec.Code != tt.wantStatus || got.Status != tt.wantStatus || got.Type != tt.wantType || got.Title != tt.wantTitle {
+				t.Fatalf("got %d %+v", rec.Code, got)
+			}
+			if tt.p != nil {
+				if tt.p.Type != before.Type || tt.p.Title != before.Title || tt.p.Status != before.Status {
+					t.Errorf("WriteProblem modified its argument: %+v", tt.p)
+				}
+				if len(tt.p.Errors) > 0 && (len(got.Errors) != 1 || got.Errors[0] != tt.p.Errors[0]) {
+					t.Errorf("errors %+v", got.Errors)
+				}
+			}
+		})
+	}
+}
+
+func TestProblemError(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		p         *httpkit.Problem
+		want      string
+		wantClass string
+	}{
+		{httpkit.NewProblem(404, "not-found", "no such order"), "404 Not Found: no such order", "not-found"},
+		{httpkit.NewProblem(409, "conflict", ""), "409 Conflict", "conflict"},
+		{&httpkit.Problem{Type: "urn:other", Status: 400}, "400 Bad Request", "urn:other"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			t.Parallel()
+			if got := tt.p.Error(); got != tt.want {
+				t.Errorf("Error() = %q, want %q", got, tt.want)
+			}
+			if got := tt.p.Class(); got != tt.wantClass {
+				t.Errorf("Class() = %q, want %q", got, tt.wantClass)
+			}
+		})
+	}
+}
