@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -421,4 +422,20 @@ func (m *metrics) register(reg prometheus.Registerer, stream string) error {
 		}
 	}
 	return nil
+}
+
+// Republish marks every row published at or after since as unpublished, so
+// the relay publishes them again, in order. It is the recovery tool for a
+// broker that lost acknowledged messages (a crash with interval fsync, a
+// restored backup; ADR 0007): rows inside Retention can be replayed. The
+// broker drops those still inside its dedup window; consumers de-duplicate
+// the rest by event id. It returns the number of rows queued again.
+func Republish(ctx context.Context, db interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}, since time.Time) (int64, error) {
+	tag, err := db.Exec(ctx, `UPDATE outbox SET published_at = NULL WHERE published_at >= $1`, since)
+	if err != nil {
+		return 0, fmt.Errorf("outbox republish: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shopfloor/shopfloor/pkg/backoff"
@@ -267,4 +268,35 @@ func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("metric %s not found", name)
 	return 0
+}
+
+// TestRepublishAfterBrokerDataLoss: a broker that lost acknowledged
+// messages (here: the stream is purged) gets them again from the outbox's
+// retained rows, in order.
+func TestRepublishAfterBrokerDataLoss(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	nt := testinfra.NATS(t)
+	b := setup(t, nt.JS, nt.Name("OUT"))
+	var sent []events.Envelope
+	for i := range 10 {
+		sent = append(sent, b.emit(t, "k"+strconv.Itoa(i%2), nil))
+	}
+	since := time.Now().Add(-time.Hour)
+	runRelay(t, newRelay(t, b, b.sink(), fast))
+	eventually(t, 10*time.Second, drained(t, b))
+	// The broker loses its data, dedup state included: delete the stream
+	// and create it empty.
+	if err := b.js.DeleteStream(ctx, b.stream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: b.stream, Subjects: []string{b.stream + ".>"}}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := outbox.Republish(ctx, b.db.Pool, since)
+	if err != nil || n != 10 {
+		t.Fatalf("Republish = %d, %v; want 10 rows", n, err)
+	}
+	eventually(t, 10*time.Second, drained(t, b))
+	checkExactlyOnceInOrder(t, sent, b.received(t))
 }
