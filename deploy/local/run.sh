@@ -32,10 +32,14 @@ psql "$PGHOST_URL/postgres?sslmode=disable" -qtAc "SELECT 1 FROM pg_database WHE
 pids=()
 cleanup() {
 	trap - EXIT INT TERM
-	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-	wait 2>/dev/null || true
+	# Stop in reverse start order: services drain before the broker goes.
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		kill "${pids[i]}" 2>/dev/null || true
+		wait "${pids[i]}" 2>/dev/null || true
+	done
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup; exit 0' INT TERM
 
 bin/nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$run/nats" -l "$run/nats.log" &
 pids+=($!)

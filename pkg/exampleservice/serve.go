@@ -189,5 +189,9 @@ func consume(ctx context.Context, cfg Config, tel *telemetry.Telemetry, d *deps)
 	if err := router.Run(ctx); err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
-	return sub.Close()
+	// The router closed the subscription; this closes its connection.
+	if err := sub.Close(); err != nil {
+		log.WarnContext(ctx, "close subscriber", "err", err)
+	}
+	return nil
 }
