@@ -97,24 +97,6 @@ func start(t *testing.T, dbURL string) *bundle {
 	return b
 }
 
-// eventually polls cond every 20ms until it returns nil or the deadline.
-func eventually(t *testing.T, within time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", within, err)
-		}
-		<-tick.C
-	}
-}
-
 type response struct {
 	status int
 	header http.Header
@@ -147,7 +129,7 @@ func do(t *testing.T, method, u, contentType string, body io.Reader, header map[
 
 func waitReady(t *testing.T, b *bundle) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() error {
+	testinfra.Eventually(t, 30*time.Second, func() error {
 		if r := do(t, "GET", b.base+"/readyz", "", nil, nil); r.status != http.StatusOK {
 			return fmt.Errorf("readyz %d: %s", r.status, r.body)
 		}
@@ -178,7 +160,7 @@ func TestTracePropagatesFromHTTPToConsumer(t *testing.T) {
 	}
 
 	// The consumer records the trace id its span had.
-	eventually(t, 30*time.Second, func() error {
+	testinfra.Eventually(t, 30*time.Second, func() error {
 		r := do(t, "GET", b.base+"/v1/notes/"+note.ID, "", nil, nil)
 		if err := json.Unmarshal(r.body, &note); err != nil {
 			return err
@@ -208,7 +190,7 @@ func TestTracePropagatesFromHTTPToConsumer(t *testing.T) {
 
 	// The spans form one chain: client → server → producer → consumer.
 	var server, producer, consumer *tracetest.SpanStub
-	eventually(t, 10*time.Second, func() error {
+	testinfra.Eventually(t, 10*time.Second, func() error {
 		spans := b.spans.GetSpans()
 		server, producer, consumer = nil, nil, nil
 		for i := range spans {
@@ -385,7 +367,7 @@ func TestReadyzWaitsForPostgres(t *testing.T) {
 	u.Host = addr
 	b := start(t, u.String())
 
-	eventually(t, 10*time.Second, func() error {
+	testinfra.Eventually(t, 10*time.Second, func() error {
 		r := do(t, "GET", b.base+"/readyz", "", nil, nil)
 		if r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "postgres") {
 			return fmt.Errorf("readyz = %d %s, want 503 naming postgres", r.status, r.body)

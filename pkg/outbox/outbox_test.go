@@ -141,23 +141,6 @@ func runRelay(t *testing.T, r *outbox.Relay) (stop func()) {
 	return stop
 }
 
-func eventually(t *testing.T, within time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", within, err)
-		}
-		<-tick.C
-	}
-}
-
 func backlog(t *testing.T, b *bundle) int64 {
 	t.Helper()
 	n, _, err := outbox.Backlog(context.Background(), b.db.Pool)

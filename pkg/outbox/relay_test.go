@@ -47,7 +47,7 @@ func TestRelayPublishesLateCommits(t *testing.T) {
 	hold := make(chan struct{})
 	slow := make(chan events.Envelope)
 	go func() { slow <- b.emit(t, "a", hold) }() // id 1, open
-	eventually(t, 10*time.Second, func() error {
+	testinfra.Eventually(t, 10*time.Second, func() error {
 		// Wait until the slow transaction has its row (id 1) in flight:
 		// the identity sequence has advanced past it.
 		var last int64
@@ -58,7 +58,7 @@ func TestRelayPublishesLateCommits(t *testing.T) {
 		return nil
 	})
 	fastEv := b.emit(t, "b", nil) // id 2, committed
-	eventually(t, 10*time.Second, func() error {
+	testinfra.Eventually(t, 10*time.Second, func() error {
 		if got := b.received(t); len(got) != 1 || got[0].ID != fastEv.ID {
 			return fmt.Errorf("received %d events, want the committed one", len(got))
 		}
@@ -66,7 +66,7 @@ func TestRelayPublishesLateCommits(t *testing.T) {
 	})
 	close(hold) // id 1 commits now, after id 2 was published
 	slowEv := <-slow
-	eventually(t, 10*time.Second, drained(t, b))
+	testinfra.Eventually(t, 10*time.Second, drained(t, b))
 	checkExactlyOnceInOrder(t, []events.Envelope{fastEv, slowEv}, b.received(t))
 }
 
@@ -96,7 +96,7 @@ func TestRelayConcurrentWriters(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	eventually(t, 30*time.Second, drained(t, b))
+	testinfra.Eventually(t, 30*time.Second, drained(t, b))
 	got := b.received(t)
 	if len(got) != writers*perWriter {
 		t.Errorf("received %d events, want %d", len(got), writers*perWriter)
@@ -139,7 +139,7 @@ func TestRelayCrashAfterPublishDuplicatesAreDropped(t *testing.T) {
 	cfg := fast
 	cfg.Registerer = reg
 	runRelay(t, newRelay(t, b, &crashingSink{Sink: b.sink(), crashes: 3}, cfg))
-	eventually(t, 30*time.Second, drained(t, b))
+	testinfra.Eventually(t, 30*time.Second, drained(t, b))
 	checkExactlyOnceInOrder(t, sent, b.received(t))
 	if n := metric(t, reg, "outbox_publish_errors_total"); n < 3 {
 		t.Errorf("outbox_publish_errors_total = %v, want ≥ 3", n)
@@ -160,13 +160,13 @@ func TestRelayBrokerOutage(t *testing.T) {
 
 	var sent []events.Envelope
 	sent = append(sent, b.emit(t, "k1", nil))
-	eventually(t, 10*time.Second, drained(t, b))
+	testinfra.Eventually(t, 10*time.Second, drained(t, b))
 
 	srv.Stop()
 	for i := range 20 {
 		sent = append(sent, b.emit(t, "k"+strconv.Itoa(i%3), nil))
 	}
-	eventually(t, 10*time.Second, func() error {
+	testinfra.Eventually(t, 10*time.Second, func() error {
 		if n := metric(t, reg, "outbox_backlog_rows"); n != 20 {
 			return fmt.Errorf("backlog gauge %v, want 20 while the broker is down", n)
 		}
@@ -176,8 +176,8 @@ func TestRelayBrokerOutage(t *testing.T) {
 		return nil
 	})
 	srv.Start()
-	eventually(t, 30*time.Second, drained(t, b))
-	eventually(t, 10*time.Second, func() error {
+	testinfra.Eventually(t, 30*time.Second, drained(t, b))
+	testinfra.Eventually(t, 10*time.Second, func() error {
 		if n := metric(t, reg, "outbox_backlog_rows"); n != 0 {
 			return fmt.Errorf("backlog gauge %v after draining", n)
 		}
@@ -194,7 +194,7 @@ func TestRelayFailover(t *testing.T) {
 	b := setup(t, nt.JS, nt.Name("OUT"))
 	r1, r2 := newRelay(t, b, b.sink(), fast), newRelay(t, b, b.sink(), fast)
 	stop1 := runRelay(t, r1)
-	eventually(t, 10*time.Second, func() error {
+	testinfra.Eventually(t, 10*time.Second, func() error {
 		if !r1.IsLeader() {
 			return errors.New("first relay not leader")
 		}
@@ -202,19 +202,19 @@ func TestRelayFailover(t *testing.T) {
 	})
 	runRelay(t, r2)
 	sent := []events.Envelope{b.emit(t, "k", nil)}
-	eventually(t, 10*time.Second, drained(t, b))
+	testinfra.Eventually(t, 10*time.Second, drained(t, b))
 	if r2.IsLeader() {
 		t.Fatal("two leaders at once")
 	}
 	stop1()
-	eventually(t, 10*time.Second, func() error {
+	testinfra.Eventually(t, 10*time.Second, func() error {
 		if !r2.IsLeader() {
 			return errors.New("standby did not take over")
 		}
 		return nil
 	})
 	sent = append(sent, b.emit(t, "k", nil))
-	eventually(t, 10*time.Second, drained(t, b))
+	testinfra.Eventually(t, 10*time.Second, drained(t, b))
 	checkExactlyOnceInOrder(t, sent, b.received(t))
 }
 
@@ -232,7 +232,7 @@ func TestRelayPrunesAfterRetention(t *testing.T) {
 	cfg.PruneInterval = time.Millisecond
 	cfg.PruneBatch = 2
 	runRelay(t, newRelay(t, b, b.sink(), cfg))
-	eventually(t, 10*time.Second, func() error {
+	testinfra.Eventually(t, 10*time.Second, func() error {
 		var n int
 		if err := b.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
 			return err
@@ -284,7 +284,7 @@ func TestRepublishAfterBrokerDataLoss(t *testing.T) {
 	}
 	since := time.Now().Add(-time.Hour)
 	runRelay(t, newRelay(t, b, b.sink(), fast))
-	eventually(t, 10*time.Second, drained(t, b))
+	testinfra.Eventually(t, 10*time.Second, drained(t, b))
 	// The broker loses its data, dedup state included: delete the stream
 	// and create it empty.
 	if err := b.js.DeleteStream(ctx, b.stream); err != nil {
@@ -297,6 +297,6 @@ func TestRepublishAfterBrokerDataLoss(t *testing.T) {
 	if err != nil || n != 10 {
 		t.Fatalf("Republish = %d, %v; want 10 rows", n, err)
 	}
-	eventually(t, 10*time.Second, drained(t, b))
+	testinfra.Eventually(t, 10*time.Second, drained(t, b))
 	checkExactlyOnceInOrder(t, sent, b.received(t))
 }
