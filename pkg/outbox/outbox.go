@@ -21,7 +21,7 @@ import (
 const Schema = `
 CREATE TABLE outbox (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id     text NOT NULL UNIQUE,
+    event_id     text NOT NULL,
     stream       text NOT NULL,
     key          text NOT NULL,
     event_type   text NOT NULL,
@@ -32,10 +32,12 @@ CREATE TABLE outbox (
     attempts     int NOT NULL DEFAULT 0,
     last_error   text
 );
--- The relay's work list: only unpublished rows, in id order.
+-- The relay's work list: only unpublished rows, in id order. Marking a row
+-- published touches no other index (pruning walks the primary key from the
+-- oldest id), which keeps the relay's UPDATE cheap. event_id is not unique
+-- here: it is a UUIDv7, and duplicates are the broker's and the inbox's
+-- business downstream.
 CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
--- Retention pruning.
-CREATE INDEX outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL;
 `
 
 // NotifyChannel is the LISTEN/NOTIFY channel Publish signals on commit, so

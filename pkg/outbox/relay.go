@@ -344,7 +344,7 @@ func (r *Relay) prune(ctx context.Context) error {
 			DELETE FROM outbox WHERE id IN (
 				SELECT id FROM outbox
 				WHERE published_at IS NOT NULL AND published_at < clock_timestamp() - $1::interval
-				ORDER BY published_at LIMIT $2)`,
+				ORDER BY id LIMIT $2)`,
 			r.cfg.Retention, r.cfg.PruneBatch)
 		if err != nil {
 			return fmt.Errorf("prune: %w", err)
