@@ -41,7 +41,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'cleanup; exit 0' INT TERM
 
-bin/nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$run/nats" -l "$run/nats.log" &
+# sync_interval: always: an acknowledged message is on disk (ADR 0007).
+cat >"$run/nats.conf" <<CONF
+listen: 127.0.0.1:$NATS_PORT
+jetstream { store_dir: "$run/nats", sync_interval: always }
+CONF
+bin/nats-server -c "$run/nats.conf" -l "$run/nats.log" &
 pids+=($!)
 
 go build -o "$run/exampleservice" ./pkg/exampleservice/cmd/exampleservice
