@@ -1,0 +1,54 @@
+// Package jobqueue is a job queue stored in PostgreSQL with Amazon SQS's
+// semantics and vocabulary. A forker who knows SQS should recognise every
+// word; ADR 0003 says why it lives in PostgreSQL.
+//
+// # Queues
+//
+// A queue is created with attributes (CreateQueue, idempotent):
+// VisibilityTimeout (default 30s), MaxReceiveCount and DeadLetterQueue (the
+// redrive policy: a message received more than MaxReceiveCount times moves
+// to the DLQ instead of being returned), MessageRetentionPeriod (default 4
+// days), DelaySeconds (delivery delay, 0–15 min) and MaximumMessageSize
+// (default 256 KiB).
+//
+// # Messages
+//
+//   - Send and SendBatch run inside the caller's pgx.Tx: the message exists
+//     if and only if the transaction commits, so "create the payment attempt
+//     and enqueue its charge" is one atomic write. An optional delay
+//     overrides the queue's. An optional MessageDeduplicationId makes a
+//     second send with the same id inside 5 minutes succeed and be dropped,
+//     as SQS FIFO queues do.
+//   - Receive returns up to 10 visible messages (FOR UPDATE SKIP LOCKED, so
+//     concurrent receivers never get the same visible message), makes them
+//     invisible for the visibility timeout, increments each one's receive
+//     count, and returns a new receipt handle per receive. With WaitTime > 0
+//     it long-polls: it returns as soon as a message becomes available
+//     (LISTEN/NOTIFY on send, a timer for delays and visibility expiries),
+//     or empty after WaitTime (at most 20s). No busy loop.
+//   - DeleteMessage and ChangeMessageVisibility take a receipt handle. A
+//     handle from an earlier receive is stale: it neither deletes nor
+//     extends the newer delivery (ErrStaleReceipt). DeleteMessage works in
+//     the caller's transaction, so "record the result and delete the job"
+//     commits atomically.
+//   - Delivery is at least once: a worker that crashes or overruns the
+//     visibility timeout lets the message be received again. Handlers must
+//     be idempotent (payments: the provider's idempotency key).
+//   - Ordering is best effort (oldest visible first), as in SQS standard
+//     queues.
+//
+// # Dead-letter queues
+//
+// A DLQ is an ordinary queue. ListDeadLetters, Inspect (payload passed
+// through the queue's redaction function), Redrive (back to the source
+// queue; dry run, by id or all, rate-limited; receive count reset, body and
+// attributes unchanged so idempotency keys survive) and Purge (with a
+// reason, logged) are the operator's tools.
+//
+// # Retention and metrics
+//
+// Prune deletes messages older than their queue's retention in batches.
+// NewCollector exports per queue: visible, in flight, delayed, oldest
+// message age and DLQ depth (queried on scrape), and the client counts
+// sends, receives, deletes and dead-lettered messages.
+package jobqueue

@@ -1,0 +1,491 @@
+package jobqueue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Limits, as in SQS.
+const (
+	MaxReceiveBatch = 10
+	MaxWaitTime     = 20 * time.Second
+	MaxDelay        = 15 * time.Minute
+	DedupWindow     = 5 * time.Minute
+	// NotifyChannel is the LISTEN/NOTIFY channel; the payload is the queue.
+	NotifyChannel = "shopfloor_jobqueue"
+)
+
+// Errors.
+var (
+	// ErrStaleReceipt: the receipt handle is not the message's current one
+	// (received again since, deleted, or moved to the DLQ).
+	ErrStaleReceipt = errors.New("jobqueue: receipt handle is stale")
+	// ErrQueueNotFound: no queue of that name.
+	ErrQueueNotFound = errors.New("jobqueue: queue does not exist")
+	// ErrInvalid: a parameter is out of range (message size, delay, batch).
+	ErrInvalid = errors.New("jobqueue: invalid parameter")
+)
+
+// Queue holds a queue's attributes. Zero values take the defaults.
+type Queue struct {
+	Name string
+	// VisibilityTimeout: how long a received message stays invisible.
+	// Default 30s.
+	VisibilityTimeout time.Duration
+	// MaxReceiveCount: receives before the message moves to
+	// DeadLetterQueue. Default 5. Ignored without a DeadLetterQueue.
+	MaxReceiveCount int
+	// DeadLetterQueue names an existing queue; empty: no redrive policy.
+	DeadLetterQueue string
+	// Retention: messages older than this are pruned. Default 4 days.
+	Retention time.Duration
+	// DeliveryDelay: default delay of new messages, 0–15 min.
+	DeliveryDelay time.Duration
+	// MaxMessageBytes bounds a body. Default 256 KiB.
+	MaxMessageBytes int
+}
+
+func (q Queue) withDefaults() Queue {
+	if q.VisibilityTimeout <= 0 {
+		q.VisibilityTimeout = 30 * time.Second
+	}
+	if q.MaxReceiveCount <= 0 {
+		q.MaxReceiveCount = 5
+	}
+	if q.Retention <= 0 {
+		q.Retention = 4 * 24 * time.Hour
+	}
+	if q.MaxMessageBytes <= 0 {
+		q.MaxMessageBytes = 256 << 10
+	}
+	return q
+}
+
+// Message is a received message.
+type Message struct {
+	ID            int64
+	Queue         string
+	Body          []byte
+	Attributes    map[string]string
+	SentAt        time.Time
+	ReceiveCount  int
+	ReceiptHandle string
+	// SourceQueue and DeadLetterReason are set on messages in a DLQ.
+	SourceQueue      string
+	DeadLetterReason string
+}
+
+// Options configures a Client.
+type Options struct {
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Registerer receives the client's counters; nil: none.
+	Registerer prometheus.Registerer
+	// Redact hides sensitive parts of a queue's bodies in Inspect
+	// (key: queue name). Without one, Inspect shows the body.
+	Redact map[string]func([]byte) []byte
+}
+
+// Client sends and receives messages on one database.
+type Client struct {
+	pool   *pgxpool.Pool
+	log    *slog.Logger
+	redact map[string]func([]byte) []byte
+	notify *notifier
+	m      clientMetrics
+}
+
+// New returns a client. Call Close to stop its listener.
+func New(pool *pgxpool.Pool, opts Options) (*Client, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{pool: pool, log: log, redact: opts.Redact}
+	if err := c.m.register(opts.Registerer); err != nil {
+		return nil, err
+	}
+	c.notify = newNotifier(pool, log)
+	return c, nil
+}
+
+// Close stops the client's LISTEN connection. Receives in progress return.
+func (c *Client) Close() { c.notify.close() }
+
+// DB is satisfied by *pgxpool.Pool and pgx.Tx.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// CreateQueue creates the queue or updates its attributes.
+func (c *Client) CreateQueue(ctx context.Context, q Queue) error {
+	q = q.withDefaults()
+	if q.DeliveryDelay < 0 || q.DeliveryDelay > MaxDelay {
+		return fmt.Errorf("%w: queue %s delivery delay %s outside 0–15m", ErrInvalid, q.Name, q.DeliveryDelay)
+	}
+	var dlq *string
+	if q.DeadLetterQueue != "" {
+		dlq = &q.DeadLetterQueue
+	}
+	_, err := c.pool.Exec(ctx, `
+		INSERT INTO jobqueue_queues (name, visibility_timeout, max_receive_count, dead_letter_queue, retention, delivery_delay, max_message_bytes)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (name) DO UPDATE SET visibility_timeout = $2, max_receive_count = $3,
+			dead_letter_queue = $4, retention = $5, delivery_delay = $6, max_message_bytes = $7`,
+		q.Name, q.VisibilityTimeout, q.MaxReceiveCount, dlq, q.Retention, q.DeliveryDelay, q.MaxMessageBytes)
+	if err != nil {
+		return fmt.Errorf("jobqueue: create queue %s: %w", q.Name, err)
+	}
+	return nil
+}
+
+// SendInput is one message to send.
+type SendInput struct {
+	Body       []byte
+	Attributes map[string]string
+	// Delay overrides the queue's delivery delay when non-nil (0–15 min).
+	Delay *time.Duration
+	// DedupID: a second message with the same id on the same queue inside
+	// 5 minutes is accepted and dropped.
+	DedupID string
+}
+
+// SendResult reports one sent message.
+type SendResult struct {
+	// ID is the message id; 0 when Duplicate.
+	ID int64
+	// Duplicate: dropped because of DedupID.
+	Duplicate bool
+}
+
+// Send enqueues one message in tx.
+func (c *Client) Send(ctx context.Context, tx pgx.Tx, queue string, in SendInput) (SendResult, error) {
+	res, err := c.SendBatch(ctx, tx, queue, []SendInput{in})
+	if err != nil {
+		return SendResult{}, err
+	}
+	return res[0], nil
+}
+
+// SendBatch enqueues messages in tx (at most 10, as in SQS). It validates
+// every message before writing any.
+func (c *Client) SendBatch(ctx context.Context, tx pgx.Tx, queue string, ins []SendInput) ([]SendResult, error) {
+	if len(ins) == 0 || len(ins) > MaxReceiveBatch {
+		return nil, fmt.Errorf("%w: batch of %d messages (1–10)", ErrInvalid, len(ins))
+	}
+	var maxBytes int
+	var defDelay time.Duration
+	err := tx.QueryRow(ctx, `SELECT max_message_bytes, delivery_delay FROM jobqueue_queues WHERE name = $1`, queue).Scan(&maxBytes, &defDelay)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %s", ErrQueueNotFound, queue)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobqueue: send to %s: %w", queue, err)
+	}
+	for i, in := range ins {
+		if len(in.Body) > maxBytes {
+			return nil, fmt.Errorf("%w: message %d is %d bytes, queue %s allows %d", ErrInvalid, i, len(in.Body), queue, maxBytes)
+		}
+		if in.Delay != nil && (*in.Delay < 0 || *in.Delay > MaxDelay) {
+			return nil, fmt.Errorf("%w: message %d delay %s outside 0–15m", ErrInvalid, i, *in.Delay)
+		}
+	}
+	out := make([]SendResult, len(ins))
+	for i, in := range ins {
+		if in.DedupID != "" {
+			var fresh bool
+			err := tx.QueryRow(ctx, `
+				INSERT INTO jobqueue_dedup (queue, dedup_id, expires_at) VALUES ($1, $2, now() + $3::interval)
+				ON CONFLICT (queue, dedup_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+					WHERE jobqueue_dedup.expires_at <= now()
+				RETURNING true`, queue, in.DedupID, DedupWindow).Scan(&fresh)
+			if errors.Is(err, pgx.ErrNoRows) {
+				out[i] = SendResult{Duplicate: true}
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("jobqueue: dedup on %s: %w", queue, err)
+			}
+		}
+		delay := defDelay
+		if in.Delay != nil {
+			delay = *in.Delay
+		}
+		attrs, err := json.Marshal(orEmpty(in.Attributes))
+		if err != nil {
+			return nil, fmt.Errorf("jobqueue: attributes: %w", err)
+		}
+		if err := tx.QueryRow(ctx, `
+			INSERT INTO jobqueue_messages (queue, body, attributes, visible_at)
+			VALUES ($1, $2, $3, now() + $4::interval) RETURNING id`,
+			queue, in.Body, attrs, delay).Scan(&out[i].ID); err != nil {
+			return nil, fmt.Errorf("jobqueue: send to %s: %w", queue, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, queue); err != nil {
+		return nil, fmt.Errorf("jobqueue: notify: %w", err)
+	}
+	c.m.sent.WithLabelValues(queue).Add(float64(len(ins)))
+	return out, nil
+}
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// ReceiveInput configures Receive.
+type ReceiveInput struct {
+	// MaxMessages 1–10. Default 1.
+	MaxMessages int
+	// VisibilityTimeout overrides the queue's when > 0.
+	VisibilityTimeout time.Duration
+	// WaitTime > 0 long-polls for up to that long (max 20s).
+	WaitTime time.Duration
+}
+
+// Receive returns up to MaxMessages visible messages of queue, each with a
+// new receipt handle. Messages received more than the queue's
+// MaxReceiveCount times move to its dead-letter queue instead.
+func (c *Client) Receive(ctx context.Context, queue string, in ReceiveInput) ([]Message, error) {
+	if in.MaxMessages == 0 {
+		in.MaxMessages = 1
+	}
+	if in.MaxMessages < 1 || in.MaxMessages > MaxReceiveBatch {
+		return nil, fmt.Errorf("%w: MaxMessages %d (1–10)", ErrInvalid, in.MaxMessages)
+	}
+	if in.WaitTime < 0 || in.WaitTime > MaxWaitTime {
+		return nil, fmt.Errorf("%w: WaitTime %s (0–20s)", ErrInvalid, in.WaitTime)
+	}
+	deadline := time.Now().Add(in.WaitTime)
+	for {
+		wake := c.notify.subscribe(queue)
+		msgs, next, err := c.receiveOnce(ctx, queue, in)
+		if err != nil || len(msgs) > 0 || in.WaitTime == 0 {
+			c.notify.unsubscribe(queue, wake)
+			return msgs, err
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			c.notify.unsubscribe(queue, wake)
+			return nil, nil
+		}
+		if !next.IsZero() {
+			wait = min(wait, time.Until(next)+time.Millisecond)
+		}
+		// A fallback re-check in case a notification was missed while the
+		// listener reconnected.
+		wait = min(wait, 2*time.Second)
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			c.notify.unsubscribe(queue, wake)
+			return nil, ctx.Err()
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+		c.notify.unsubscribe(queue, wake)
+	}
+}
+
+// receiveOnce claims visible messages; when there are none it returns when
+// the next invisible message of the queue becomes visible (zero if none).
+func (c *Client) receiveOnce(ctx context.Context, queue string, in ReceiveInput) ([]Message, time.Time, error) {
+	var msgs []Message
+	var next time.Time
+	err := pgxBeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		var (
+			vis     time.Duration
+			maxRecv int
+			dlq     *string
+		)
+		err := tx.QueryRow(ctx, `SELECT visibility_timeout, max_receive_count, dead_letter_queue FROM jobqueue_queues WHERE name = $1`, queue).Scan(&vis, &maxRecv, &dlq)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: %s", ErrQueueNotFound, queue)
+		}
+		if err != nil {
+			return err
+		}
+		if in.VisibilityTimeout > 0 {
+			vis = in.VisibilityTimeout
+		}
+		rows, err := tx.Query(ctx, `
+			SELECT id, receive_count FROM jobqueue_messages
+			WHERE queue = $1 AND visible_at <= now()
+			ORDER BY visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED`, queue, in.MaxMessages)
+		if err != nil {
+			return err
+		}
+		var deliver, deadLetter []int64
+		for rows.Next() {
+			var id int64
+			var count int
+			if err := rows.Scan(&id, &count); err != nil {
+				rows.Close()
+				return err
+			}
+			if dlq != nil && count >= maxRecv {
+				deadLetter = append(deadLetter, id)
+			} else {
+				deliver = append(deliver, id)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(deadLetter) > 0 {
+			if _, err := tx.Exec(ctx, `
+				UPDATE jobqueue_messages SET queue = $2, source_queue = queue, visible_at = now(), receipt = NULL,
+					dead_letter_reason = 'maxReceiveCount ' || $3::text || ' exceeded'
+				WHERE id = ANY($1)`, deadLetter, *dlq, strconv.Itoa(maxRecv)); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, *dlq); err != nil {
+				return err
+			}
+			c.m.deadLettered.WithLabelValues(queue).Add(float64(len(deadLetter)))
+			c.log.WarnContext(ctx, "messages moved to the dead-letter queue", "queue", queue, "dlq", *dlq, "ids", deadLetter)
+		}
+		if len(deliver) == 0 {
+			return tx.QueryRow(ctx, `SELECT coalesce(min(visible_at), 'epoch') FROM jobqueue_messages WHERE queue = $1 AND visible_at > now()`, queue).Scan(&next)
+		}
+		rows, err = tx.Query(ctx, `
+			UPDATE jobqueue_messages SET receive_count = receive_count + 1, visible_at = now() + $2::interval,
+				receipt = gen_random_uuid(), first_received_at = coalesce(first_received_at, now())
+			WHERE id = ANY($1)
+			RETURNING id, queue, body, attributes, sent_at, receive_count, receipt, coalesce(source_queue, ''), coalesce(dead_letter_reason, '')`,
+			deliver, vis)
+		if err != nil {
+			return err
+		}
+		msgs, err = pgx.CollectRows(rows, scanMessage)
+		return err
+	})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("jobqueue: receive from %s: %w", queue, err)
+	}
+	if next.Equal(time.Unix(0, 0)) {
+		next = time.Time{}
+	}
+	if len(msgs) > 0 {
+		c.m.received.WithLabelValues(queue).Add(float64(len(msgs)))
+	}
+	return msgs, next, nil
+}
+
+func scanMessage(row pgx.CollectableRow) (Message, error) {
+	var m Message
+	var attrs []byte
+	var receipt uuid.UUID
+	if err := row.Scan(&m.ID, &m.Queue, &m.Body, &attrs, &m.SentAt, &m.ReceiveCount, &receipt, &m.SourceQueue, &m.DeadLetterReason); err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(attrs, &m.Attributes); err != nil {
+		return m, err
+	}
+	m.ReceiptHandle = strconv.FormatInt(m.ID, 10) + "." + receipt.String()
+	return m, nil
+}
+
+func parseHandle(h string) (int64, uuid.UUID, error) {
+	idPart, rPart, ok := strings.Cut(h, ".")
+	id, err1 := strconv.ParseInt(idPart, 10, 64)
+	r, err2 := uuid.Parse(rPart)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, uuid.UUID{}, fmt.Errorf("%w: receipt handle %q is malformed", ErrInvalid, h)
+	}
+	return id, r, nil
+}
+
+// DeleteMessage deletes the delivery identified by receiptHandle, in db (a
+// pool, or the caller's transaction to commit it with the job's result).
+func (c *Client) DeleteMessage(ctx context.Context, db DB, receiptHandle string) error {
+	id, receipt, err := parseHandle(receiptHandle)
+	if err != nil {
+		return err
+	}
+	var queue string
+	err = db.QueryRow(ctx, `DELETE FROM jobqueue_messages WHERE id = $1 AND receipt = $2 RETURNING queue`, id, receipt).Scan(&queue)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrStaleReceipt
+	}
+	if err != nil {
+		return fmt.Errorf("jobqueue: delete %d: %w", id, err)
+	}
+	c.m.deleted.WithLabelValues(queue).Inc()
+	return nil
+}
+
+// ChangeMessageVisibility makes the delivery invisible for timeout from now
+// (0: visible at once, releasing it). It is how a worker extends a long job
+// (heartbeat) or schedules a retry.
+func (c *Client) ChangeMessageVisibility(ctx context.Context, receiptHandle string, timeout time.Duration) error {
+	if timeout < 0 || timeout > 12*time.Hour {
+		return fmt.Errorf("%w: visibility timeout %s (0–12h)", ErrInvalid, timeout)
+	}
+	id, receipt, err := parseHandle(receiptHandle)
+	if err != nil {
+		return err
+	}
+	var queue string
+	err = c.pool.QueryRow(ctx, `UPDATE jobqueue_messages SET visible_at = now() + $3::interval
+		WHERE id = $1 AND receipt = $2 RETURNING queue`, id, receipt, timeout).Scan(&queue)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrStaleReceipt
+	}
+	if err != nil {
+		return fmt.Errorf("jobqueue: change visibility of %d: %w", id, err)
+	}
+	if timeout == 0 {
+		if _, err := c.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, queue); err != nil {
+			return fmt.Errorf("jobqueue: notify: %w", err)
+		}
+	}
+	return nil
+}
+
+// MoveToDeadLetter moves the delivery to its queue's DLQ now, with reason
+// (a permanent failure that retrying cannot fix).
+func (c *Client) MoveToDeadLetter(ctx context.Context, db DB, receiptHandle, reason string) error {
+	id, receipt, err := parseHandle(receiptHandle)
+	if err != nil {
+		return err
+	}
+	var queue string
+	err = db.QueryRow(ctx, `
+		UPDATE jobqueue_messages m SET queue = q.dead_letter_queue, source_queue = m.queue, visible_at = now(),
+			receipt = NULL, dead_letter_reason = $3
+		FROM jobqueue_queues q
+		WHERE m.id = $1 AND m.receipt = $2 AND q.name = m.queue AND q.dead_letter_queue IS NOT NULL
+		RETURNING m.source_queue`, id, receipt, reason).Scan(&queue)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w (or its queue has no dead-letter queue)", ErrStaleReceipt)
+	}
+	if err != nil {
+		return fmt.Errorf("jobqueue: dead-letter %d: %w", id, err)
+	}
+	c.m.deadLettered.WithLabelValues(queue).Inc()
+	return nil
+}
+
+func pgxBeginFunc(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, pool, fn)
+}

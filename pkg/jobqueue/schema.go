@@ -1,0 +1,46 @@
+package jobqueue
+
+// Schema creates the queue tables. Put it in a goose migration of the
+// service that owns the queues:
+//
+//	-- +goose Up
+//	<jobqueue.Schema>
+//	-- +goose Down
+//	DROP TABLE jobqueue_dedup, jobqueue_messages, jobqueue_queues;
+const Schema = `
+CREATE TABLE jobqueue_queues (
+    name                 text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_-]{1,80}$'),
+    visibility_timeout   interval NOT NULL,
+    max_receive_count    int NOT NULL,
+    dead_letter_queue    text REFERENCES jobqueue_queues (name),
+    retention            interval NOT NULL,
+    delivery_delay       interval NOT NULL,
+    max_message_bytes    int NOT NULL
+);
+
+CREATE TABLE jobqueue_messages (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue             text NOT NULL REFERENCES jobqueue_queues (name),
+    body              bytea NOT NULL,
+    attributes        jsonb NOT NULL DEFAULT '{}',
+    sent_at           timestamptz NOT NULL DEFAULT now(),
+    visible_at        timestamptz NOT NULL,
+    receive_count     int NOT NULL DEFAULT 0,
+    first_received_at timestamptz,
+    -- The current delivery's receipt; a new one per receive.
+    receipt           uuid,
+    -- Set while the message sits in a dead-letter queue.
+    source_queue      text,
+    dead_letter_reason text
+);
+-- Receive: the oldest visible messages of a queue.
+CREATE INDEX jobqueue_messages_visible ON jobqueue_messages (queue, visible_at, id);
+
+-- MessageDeduplicationId window (5 minutes).
+CREATE TABLE jobqueue_dedup (
+    queue      text NOT NULL,
+    dedup_id   text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (queue, dedup_id)
+);
+`

@@ -1,0 +1,201 @@
+package jobqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/shopfloor/shopfloor/pkg/backoff"
+)
+
+// Handler processes one message. Returning nil deletes it; returning an
+// error makes it visible again after a backoff (or the RetryAfter of a
+// *RetryError); returning a *PermanentError moves it to the dead-letter
+// queue. A handler that wants the deletion in its own transaction calls
+// DeleteMessage(ctx, tx, m.ReceiptHandle) itself and returns ErrHandled.
+type Handler func(ctx context.Context, m Message) error
+
+// ErrHandled tells the worker the handler already deleted (or moved) the
+// message.
+var ErrHandled = errors.New("jobqueue: handled by the handler")
+
+// RetryError asks for a retry after a given delay (a provider's Retry-After).
+type RetryError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryError) Error() string { return fmt.Sprintf("retry after %s: %v", e.After, e.Err) }
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// PermanentError is a failure retrying cannot fix.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// WorkerConfig configures a Worker.
+type WorkerConfig struct {
+	Queue string
+	// Concurrency is the number of messages processed at once. Default 4.
+	Concurrency int
+	// VisibilityTimeout per receive; 0 uses the queue's. The heartbeat
+	// extends it every third of its length while the handler runs.
+	VisibilityTimeout time.Duration
+	// Backoff between attempts: capped exponential with full jitter, by
+	// receive count. Default 1s growing to 5m.
+	Backoff backoff.Policy
+	// ShutdownGrace is how long in-flight handlers may run after the worker
+	// is asked to stop; then they are cancelled and their messages
+	// released. Default 10s.
+	ShutdownGrace time.Duration
+}
+
+// Worker receives from one queue and runs a Handler with bounded
+// concurrency, a visibility heartbeat and retries.
+type Worker struct {
+	c   *Client
+	cfg WorkerConfig
+	h   Handler
+}
+
+// NewWorker returns a worker; Run starts it.
+func (c *Client) NewWorker(cfg WorkerConfig, h Handler) *Worker {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	if cfg.Backoff == (backoff.Policy{}) {
+		cfg.Backoff = backoff.Policy{Initial: time.Second, Max: 5 * time.Minute, Multiplier: 2}
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 10 * time.Second
+	}
+	return &Worker{c: c, cfg: cfg, h: h}
+}
+
+// Run processes messages until ctx ends, then lets in-flight handlers finish
+// within ShutdownGrace and returns nil.
+func (w *Worker) Run(ctx context.Context) error {
+	// Handlers run on a context that outlives ctx by ShutdownGrace.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(w.cfg.ShutdownGrace, hcancel)
+		context.AfterFunc(hctx, func() { t.Stop() })
+	})
+	defer stop()
+
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for ctx.Err() == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		free := w.cfg.Concurrency - len(slots) + 1
+		msgs, err := w.c.Receive(ctx, w.cfg.Queue, ReceiveInput{
+			MaxMessages: min(free, MaxReceiveBatch), VisibilityTimeout: w.cfg.VisibilityTimeout, WaitTime: MaxWaitTime,
+		})
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.c.log.WarnContext(ctx, "receive failed", "queue", w.cfg.Queue, "err", err)
+			if w.cfg.Backoff.Sleep(ctx, 1) != nil {
+				return nil
+			}
+			continue
+		}
+		if len(msgs) == 0 {
+			<-slots
+			continue
+		}
+		// One slot is held; take one more per extra message (free says
+		// they are available).
+		for range len(msgs) - 1 {
+			slots <- struct{}{}
+		}
+		for _, m := range msgs {
+			wg.Go(func() {
+				defer func() { <-slots }()
+				w.process(hctx, m)
+			})
+		}
+	}
+	return nil
+}
+
+func (w *Worker) process(ctx context.Context, m Message) {
+	vis := w.cfg.VisibilityTimeout
+	if vis <= 0 {
+		vis = 30 * time.Second
+	}
+	hbCtx, hbCancel := context.WithCancel(ctx)
+	var hb sync.WaitGroup
+	hb.Go(func() { w.heartbeat(hbCtx, m, vis) })
+	err := w.h(ctx, m)
+	hbCancel()
+	hb.Wait()
+
+	var retry *RetryError
+	var perm *PermanentError
+	switch {
+	case err == nil:
+		if derr := w.c.DeleteMessage(context.WithoutCancel(ctx), w.c.pool, m.ReceiptHandle); derr != nil {
+			w.c.log.WarnContext(ctx, "delete after success", "queue", m.Queue, "id", m.ID, "err", derr)
+		}
+	case errors.Is(err, ErrHandled):
+	case ctx.Err() != nil:
+		// Shutting down past the grace period: release the message now
+		// rather than leaving it invisible until its timeout.
+		if cerr := w.c.ChangeMessageVisibility(context.WithoutCancel(ctx), m.ReceiptHandle, 0); cerr != nil && !errors.Is(cerr, ErrStaleReceipt) {
+			w.c.log.WarnContext(ctx, "release on shutdown", "queue", m.Queue, "id", m.ID, "err", cerr)
+		}
+	case errors.As(err, &perm):
+		if derr := w.c.MoveToDeadLetter(context.WithoutCancel(ctx), w.c.pool, m.ReceiptHandle, truncate(perm.Error(), 500)); derr != nil {
+			w.c.log.WarnContext(ctx, "dead-letter after permanent failure", "queue", m.Queue, "id", m.ID, "err", derr)
+		}
+	default:
+		delay := w.cfg.Backoff.Delay(m.ReceiveCount)
+		if errors.As(err, &retry) && retry.After > 0 {
+			// The provider's Retry-After, plus up to 10% jitter so a storm
+			// of 429s does not come back at the same instant.
+			delay = retry.After + backoff.Policy{Initial: retry.After / 10, Max: retry.After / 10}.Delay(1)
+		}
+		w.c.log.InfoContext(ctx, "job failed, will retry", "queue", m.Queue, "id", m.ID, "receive_count", m.ReceiveCount, "retry_in", delay.String(), "err", err)
+		if cerr := w.c.ChangeMessageVisibility(context.WithoutCancel(ctx), m.ReceiptHandle, delay); cerr != nil && !errors.Is(cerr, ErrStaleReceipt) {
+			w.c.log.WarnContext(ctx, "schedule retry", "queue", m.Queue, "id", m.ID, "err", cerr)
+		}
+	}
+}
+
+// heartbeat extends the visibility of a long job every third of vis.
+func (w *Worker) heartbeat(ctx context.Context, m Message, vis time.Duration) {
+	t := time.NewTicker(vis / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := w.c.ChangeMessageVisibility(ctx, m.ReceiptHandle, vis); err != nil {
+				if ctx.Err() == nil {
+					w.c.log.WarnContext(ctx, "heartbeat", "queue", m.Queue, "id", m.ID, "err", err)
+				}
+				return
+			}
+		}
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
