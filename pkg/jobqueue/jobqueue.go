@@ -306,89 +306,98 @@ func (c *Client) Receive(ctx context.Context, queue string, in ReceiveInput) ([]
 	}
 }
 
-// receiveOnce claims visible messages; when there are none it returns when
-// the next invisible message of the queue becomes visible (zero if none).
+// receiveOnce claims visible messages in one statement (no explicit
+// transaction): pick with FOR UPDATE SKIP LOCKED, move those past the
+// queue's MaxReceiveCount to its DLQ, deliver the rest with new receipts.
+// When there are none it returns when the next invisible message of the
+// queue becomes visible (zero if none).
 func (c *Client) receiveOnce(ctx context.Context, queue string, in ReceiveInput) ([]Message, time.Time, error) {
-	var msgs []Message
-	var next time.Time
-	err := pgxBeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		var (
-			vis     time.Duration
-			maxRecv int
-			dlq     *string
+	rows, err := c.pool.Query(ctx, `
+		WITH q AS (
+			SELECT name, visibility_timeout, max_receive_count, dead_letter_queue FROM jobqueue_queues WHERE name = $1
+		), picked AS (
+			SELECT m.id, m.receive_count >= q.max_receive_count AND q.dead_letter_queue IS NOT NULL AS dead
+			FROM jobqueue_messages m, q
+			WHERE m.queue = $1 AND m.visible_at <= now()
+			ORDER BY m.visible_at, m.id LIMIT $2 FOR UPDATE OF m SKIP LOCKED
+		), dead AS (
+			UPDATE jobqueue_messages m SET queue = q.dead_letter_queue, source_queue = m.queue, visible_at = now(),
+				receipt = NULL, dead_letter_reason = 'maxReceiveCount ' || q.max_receive_count || ' exceeded'
+			FROM picked p, q WHERE m.id = p.id AND p.dead
+			RETURNING m.id
+		), delivered AS (
+			UPDATE jobqueue_messages m SET receive_count = m.receive_count + 1,
+				visible_at = now() + CASE WHEN $3::interval > '0' THEN $3::interval ELSE q.visibility_timeout END,
+				receipt = gen_random_uuid(), first_received_at = coalesce(m.first_received_at, now())
+			FROM picked p, q WHERE m.id = p.id AND NOT p.dead
+			RETURNING m.id, m.queue, m.body, m.attributes, m.sent_at, m.receive_count, m.receipt,
+				coalesce(m.source_queue, ''), coalesce(m.dead_letter_reason, '')
 		)
-		err := tx.QueryRow(ctx, `SELECT visibility_timeout, max_receive_count, dead_letter_queue FROM jobqueue_queues WHERE name = $1`, queue).Scan(&vis, &maxRecv, &dlq)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("%w: %s", ErrQueueNotFound, queue)
-		}
-		if err != nil {
-			return err
-		}
-		if in.VisibilityTimeout > 0 {
-			vis = in.VisibilityTimeout
-		}
-		rows, err := tx.Query(ctx, `
-			SELECT id, receive_count FROM jobqueue_messages
-			WHERE queue = $1 AND visible_at <= now()
-			ORDER BY visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED`, queue, in.MaxMessages)
-		if err != nil {
-			return err
-		}
-		var deliver, deadLetter []int64
-		for rows.Next() {
-			var id int64
-			var count int
-			if err := rows.Scan(&id, &count); err != nil {
-				rows.Close()
-				return err
-			}
-			if dlq != nil && count >= maxRecv {
-				deadLetter = append(deadLetter, id)
-			} else {
-				deliver = append(deliver, id)
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if len(deadLetter) > 0 {
-			if _, err := tx.Exec(ctx, `
-				UPDATE jobqueue_messages SET queue = $2, source_queue = queue, visible_at = now(), receipt = NULL,
-					dead_letter_reason = 'maxReceiveCount ' || $3::text || ' exceeded'
-				WHERE id = ANY($1)`, deadLetter, *dlq, strconv.Itoa(maxRecv)); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, *dlq); err != nil {
-				return err
-			}
-			c.m.deadLettered.WithLabelValues(queue).Add(float64(len(deadLetter)))
-			c.log.WarnContext(ctx, "messages moved to the dead-letter queue", "queue", queue, "dlq", *dlq, "ids", deadLetter)
-		}
-		if len(deliver) == 0 {
-			return tx.QueryRow(ctx, `SELECT coalesce(min(visible_at), 'epoch') FROM jobqueue_messages WHERE queue = $1 AND visible_at > now()`, queue).Scan(&next)
-		}
-		rows, err = tx.Query(ctx, `
-			UPDATE jobqueue_messages SET receive_count = receive_count + 1, visible_at = now() + $2::interval,
-				receipt = gen_random_uuid(), first_received_at = coalesce(first_received_at, now())
-			WHERE id = ANY($1)
-			RETURNING id, queue, body, attributes, sent_at, receive_count, receipt, coalesce(source_queue, ''), coalesce(dead_letter_reason, '')`,
-			deliver, vis)
-		if err != nil {
-			return err
-		}
-		msgs, err = pgx.CollectRows(rows, scanMessage)
-		return err
-	})
+		SELECT d.*, false AS dead, (SELECT dead_letter_queue FROM q) FROM delivered d
+		UNION ALL
+		SELECT x.id, '', NULL, '{}', now(), 0, NULL, '', '', true, (SELECT dead_letter_queue FROM q) FROM dead x
+		UNION ALL
+		SELECT 0, '', NULL, '{}', now(), 0, NULL, '', '', NULL, NULL WHERE NOT EXISTS (SELECT 1 FROM q)`,
+		queue, in.MaxMessages, in.VisibilityTimeout)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("jobqueue: receive from %s: %w", queue, err)
 	}
-	if next.Equal(time.Unix(0, 0)) {
-		next = time.Time{}
+	var (
+		msgs    []Message
+		deadIDs []int64
+		dlq     *string
+		noQueue bool
+	)
+	for rows.Next() {
+		var (
+			m       Message
+			attrs   []byte
+			receipt *uuid.UUID
+			dead    *bool
+		)
+		if err := rows.Scan(&m.ID, &m.Queue, &m.Body, &attrs, &m.SentAt, &m.ReceiveCount, &receipt, &m.SourceQueue, &m.DeadLetterReason, &dead, &dlq); err != nil {
+			rows.Close()
+			return nil, time.Time{}, fmt.Errorf("jobqueue: receive from %s: %w", queue, err)
+		}
+		switch {
+		case dead == nil:
+			noQueue = true
+		case *dead:
+			deadIDs = append(deadIDs, m.ID)
+		default:
+			if err := json.Unmarshal(attrs, &m.Attributes); err != nil {
+				rows.Close()
+				return nil, time.Time{}, fmt.Errorf("jobqueue: attributes of %d: %w", m.ID, err)
+			}
+			m.ReceiptHandle = strconv.FormatInt(m.ID, 10) + "." + receipt.String()
+			msgs = append(msgs, m)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, time.Time{}, fmt.Errorf("jobqueue: receive from %s: %w", queue, err)
+	}
+	if noQueue {
+		return nil, time.Time{}, fmt.Errorf("%w: %s", ErrQueueNotFound, queue)
+	}
+	if len(deadIDs) > 0 && dlq != nil {
+		if _, err := c.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, *dlq); err != nil {
+			return nil, time.Time{}, fmt.Errorf("jobqueue: notify: %w", err)
+		}
+		c.m.deadLettered.WithLabelValues(queue).Add(float64(len(deadIDs)))
+		c.log.WarnContext(ctx, "messages moved to the dead-letter queue", "queue", queue, "dlq", *dlq, "ids", deadIDs)
 	}
 	if len(msgs) > 0 {
 		c.m.received.WithLabelValues(queue).Add(float64(len(msgs)))
+		return msgs, time.Time{}, nil
 	}
-	return msgs, next, nil
+	var next *time.Time
+	if err := c.pool.QueryRow(ctx, `SELECT min(visible_at) FROM jobqueue_messages WHERE queue = $1 AND visible_at > now()`, queue).Scan(&next); err != nil {
+		return nil, time.Time{}, fmt.Errorf("jobqueue: receive from %s: %w", queue, err)
+	}
+	if next == nil {
+		return nil, time.Time{}, nil
+	}
+	return nil, *next, nil
 }
 
 func scanMessage(row pgx.CollectableRow) (Message, error) {
@@ -432,6 +441,56 @@ func (c *Client) DeleteMessage(ctx context.Context, db DB, receiptHandle string)
 	}
 	c.m.deleted.WithLabelValues(queue).Inc()
 	return nil
+}
+
+// DeleteMessageBatch deletes up to 10 deliveries in one statement and
+// returns, per handle, nil or ErrStaleReceipt (or ErrInvalid for a
+// malformed handle).
+func (c *Client) DeleteMessageBatch(ctx context.Context, db DB, receiptHandles []string) ([]error, error) {
+	if len(receiptHandles) == 0 || len(receiptHandles) > MaxReceiveBatch {
+		return nil, fmt.Errorf("%w: batch of %d handles (1–10)", ErrInvalid, len(receiptHandles))
+	}
+	errs := make([]error, len(receiptHandles))
+	ids := make([]int64, 0, len(receiptHandles))
+	receipts := make([]uuid.UUID, 0, len(receiptHandles))
+	for i, h := range receiptHandles {
+		id, r, err := parseHandle(h)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		ids, receipts = append(ids, id), append(receipts, r)
+	}
+	rows, err := db.Query(ctx, `
+		DELETE FROM jobqueue_messages m USING unnest($1::bigint[], $2::uuid[]) AS h(id, receipt)
+		WHERE m.id = h.id AND m.receipt = h.receipt RETURNING m.id, m.queue`, ids, receipts)
+	if err != nil {
+		return nil, fmt.Errorf("jobqueue: delete batch: %w", err)
+	}
+	deleted := map[int64]bool{}
+	for rows.Next() {
+		var id int64
+		var queue string
+		if err := rows.Scan(&id, &queue); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("jobqueue: delete batch: %w", err)
+		}
+		deleted[id] = true
+		c.m.deleted.WithLabelValues(queue).Inc()
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("jobqueue: delete batch: %w", err)
+	}
+	for i, h := range receiptHandles {
+		if errs[i] != nil {
+			continue
+		}
+		id, _, _ := parseHandle(h)
+		if !deleted[id] {
+			errs[i] = ErrStaleReceipt
+		}
+	}
+	return errs, nil
 }
 
 // ChangeMessageVisibility makes the delivery invisible for timeout from now
@@ -484,8 +543,4 @@ func (c *Client) MoveToDeadLetter(ctx context.Context, db DB, receiptHandle, rea
 	}
 	c.m.deadLettered.WithLabelValues(queue).Inc()
 	return nil
-}
-
-func pgxBeginFunc(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, pool, fn)
 }

@@ -35,7 +35,7 @@ type bundle struct {
 	c  *jobqueue.Client
 }
 
-func setup(t *testing.T, opts jobqueue.Options, queues ...jobqueue.Queue) *bundle {
+func setup(t testing.TB, opts jobqueue.Options, queues ...jobqueue.Queue) *bundle {
 	t.Helper()
 	db := testinfra.Postgres(t, migrations)
 	c, err := jobqueue.New(db.Pool, opts)
@@ -364,6 +364,9 @@ func TestBadInput(t *testing.T) {
 	if err := b.c.DeleteMessage(ctx, b.db.Pool, "not-a-handle"); !errors.Is(err, jobqueue.ErrInvalid) {
 		t.Errorf("malformed handle: %v", err)
 	}
+	if _, err := b.c.DeleteMessageBatch(ctx, b.db.Pool, make([]string, 11)); !errors.Is(err, jobqueue.ErrInvalid) {
+		t.Errorf("delete batch of 11: %v", err)
+	}
 	if _, err := b.c.Purge(ctx, "q", nil, ""); !errors.Is(err, jobqueue.ErrInvalid) {
 		t.Errorf("purge without reason: %v", err)
 	}
@@ -425,5 +428,33 @@ func TestPruneAndStats(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)
 		}
+	}
+}
+
+func TestDeleteMessageBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
+	for i := range 3 {
+		b.send(t, "q", jobqueue.SendInput{Body: []byte(strconv.Itoa(i))})
+	}
+	msgs := b.receive(t, "q", jobqueue.ReceiveInput{MaxMessages: 3})
+	if len(msgs) != 3 {
+		t.Fatalf("received %d", len(msgs))
+	}
+	// Make the first handle stale by a redelivery.
+	if err := b.c.ChangeMessageVisibility(ctx, msgs[0].ReceiptHandle, 0); err != nil {
+		t.Fatal(err)
+	}
+	fresh := b.receive(t, "q", jobqueue.ReceiveInput{})
+	errs, err := b.c.DeleteMessageBatch(ctx, b.db.Pool, []string{msgs[0].ReceiptHandle, msgs[1].ReceiptHandle, msgs[2].ReceiptHandle, "junk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(errs[0], jobqueue.ErrStaleReceipt) || errs[1] != nil || errs[2] != nil || !errors.Is(errs[3], jobqueue.ErrInvalid) {
+		t.Fatalf("per-handle results = %v", errs)
+	}
+	if err := b.c.DeleteMessage(ctx, b.db.Pool, fresh[0].ReceiptHandle); err != nil {
+		t.Fatalf("the newer delivery must survive the stale batch delete: %v", err)
 	}
 }
