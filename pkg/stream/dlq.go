@@ -1,0 +1,373 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Headers a dead letter carries besides the original message's headers
+// (traceparent included).
+const (
+	HeaderDLQGroup            = "Shopfloor-Dlq-Group"
+	HeaderDLQErrorClass       = "Shopfloor-Dlq-Error-Class" // permanent or exhausted
+	HeaderDLQError            = "Shopfloor-Dlq-Error"       // the handler's error, one line, at most 1000 bytes
+	HeaderDLQAttempts         = "Shopfloor-Dlq-Attempts"
+	HeaderDLQFirstFailure     = "Shopfloor-Dlq-First-Failure" // RFC 3339
+	HeaderDLQOriginalSubject  = "Shopfloor-Dlq-Original-Subject"
+	HeaderDLQOriginalSequence = "Shopfloor-Dlq-Original-Sequence"
+)
+
+// Error classes of a dead letter.
+const (
+	classPermanent = "permanent"
+	classExhausted = "exhausted"
+)
+
+// deadLetter copies the message to the dead-letter stream and, once that is
+// acknowledged, acknowledges the original so the partition moves on. If the
+// copy fails, the original is retried later: nothing is lost.
+func (g *Group) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d Delivery, class string, cause error, firstFailure time.Time) {
+	nm := nats.NewMsg(dlqSubject(g.cfg.Stream, g.cfg.Name))
+	nm.Data = d.Payload
+	for k, vs := range msg.Headers() {
+		// Nats-* headers are instructions to the broker (dedup, expected
+		// sequence, TTL): they must not act on the copy.
+		if strings.HasPrefix(k, "Nats-") {
+			continue
+		}
+		for _, v := range vs {
+			nm.Header.Add(k, v)
+		}
+	}
+	if d.ID != "" {
+		nm.Header.Set(HeaderEventID, d.ID)
+	}
+	nm.Header.Set(HeaderDLQGroup, g.cfg.Name)
+	nm.Header.Set(HeaderDLQErrorClass, class)
+	nm.Header.Set(HeaderDLQError, oneLine(cause.Error(), 1000))
+	nm.Header.Set(HeaderDLQAttempts, strconv.Itoa(d.NumDelivered))
+	nm.Header.Set(HeaderDLQFirstFailure, firstFailure.UTC().Format(time.RFC3339))
+	nm.Header.Set(HeaderDLQOriginalSubject, d.Subject)
+	nm.Header.Set(HeaderDLQOriginalSequence, strconv.FormatUint(d.Sequence, 10))
+	// If the original's ack below is lost, the redelivered original is
+	// dead-lettered again; this ID makes the broker drop that second copy.
+	nm.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dlq-%s-%s-%d", g.cfg.Stream, g.cfg.Name, d.Sequence))
+
+	if _, err := g.js.PublishMsg(ctx, nm, jetstream.WithExpectStream(DLQStream(g.cfg.Stream))); err != nil {
+		delay := g.cfg.Backoff.Delay(d.NumDelivered)
+		log.ErrorContext(ctx, "dead-letter publish failed; the message stays in its partition and is tried again",
+			"class", class, "retry_in", delay, "error", err)
+		g.nak(ctx, log, msg, delay)
+		return
+	}
+	g.metrics.deadLetter(g.cfg, class)
+	log.WarnContext(ctx, "message dead-lettered", "class", class, "key", d.Key, "error", cause)
+	if err := msg.DoubleAck(ctx); err != nil {
+		log.WarnContext(ctx, "ack after dead-lettering not confirmed; a redelivery is dropped as a duplicate", "error", err)
+	}
+}
+
+// oneLine makes s a valid header value: no line breaks, at most n bytes,
+// cut on a rune boundary.
+func oneLine(s string, n int) string {
+	s = strings.NewReplacer("\r\n", " | ", "\n", " | ", "\r", " ").Replace(s)
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// DeadLetter is one message in a dead-letter stream.
+type DeadLetter struct {
+	// Seq is the dead letter's sequence in the dead-letter stream: the
+	// handle for Inspect, Redrive and Discard.
+	Seq uint64
+	// DeadAt is when the message was dead-lettered.
+	DeadAt time.Time
+	// Group that gave up on the message.
+	Group string
+	// EventID is the original message's ID.
+	EventID string
+	// Key of the original message, when published by pkg/stream.
+	Key string
+	// ErrorClass is "permanent" (the handler said so) or "exhausted" (the
+	// retry budget ran out).
+	ErrorClass string
+	// Error is the handler's last error.
+	Error string
+	// Attempts is how many deliveries the group made.
+	Attempts int
+	// FirstFailure is when the first failed attempt was seen.
+	FirstFailure time.Time
+	// OriginalSubject and OriginalSeq locate the original message.
+	OriginalSubject string
+	OriginalSeq     uint64
+	// Headers are all headers of the dead letter, the original ones
+	// (traceparent included) and the Shopfloor-Dlq-* ones.
+	Headers map[string]string
+	// Payload is the original payload, unchanged.
+	Payload []byte
+}
+
+func deadLetterFrom(m *jetstream.RawStreamMsg) DeadLetter {
+	h := headerMap(m.Header)
+	dl := DeadLetter{
+		Seq:             m.Sequence,
+		DeadAt:          m.Time,
+		Group:           h[HeaderDLQGroup],
+		EventID:         h[HeaderEventID],
+		Key:             h[HeaderKey],
+		ErrorClass:      h[HeaderDLQErrorClass],
+		Error:           h[HeaderDLQError],
+		OriginalSubject: h[HeaderDLQOriginalSubject],
+		Headers:         h,
+		Payload:         m.Data,
+	}
+	dl.Attempts, _ = strconv.Atoi(h[HeaderDLQAttempts])
+	dl.FirstFailure, _ = time.Parse(time.RFC3339, h[HeaderDLQFirstFailure])
+	dl.OriginalSeq, _ = strconv.ParseUint(h[HeaderDLQOriginalSequence], 10, 64)
+	return dl
+}
+
+// DLQ is the operator's tool for one stream's dead-letter stream: list,
+// inspect, redrive and discard. Its methods are safe for concurrent use, but
+// two redrives of the same dead letters at once may publish a message twice
+// (consumers drop the second by event ID).
+type DLQ struct {
+	js     jetstream.JetStream
+	stream string
+	log    *slog.Logger
+}
+
+// NewDLQ returns the tool for the dead letters of stream (the main stream's
+// name, not "<stream>_DLQ"). A nil logger discards logs.
+func NewDLQ(js jetstream.JetStream, stream string, logger *slog.Logger) (*DLQ, error) {
+	if js == nil {
+		return nil, invalidf("dlq: nil JetStream")
+	}
+	if err := validName("stream", stream); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &DLQ{js: js, stream: stream, log: logger.With("stream", stream, "dlq", DLQStream(stream))}, nil
+}
+
+func (q *DLQ) dlqStream(ctx context.Context) (jetstream.Stream, error) {
+	s, err := q.js.Stream(ctx, DLQStream(q.stream))
+	if err != nil {
+		return nil, fmt.Errorf("dlq %s: %w", DLQStream(q.stream), err)
+	}
+	return s, nil
+}
+
+// List returns up to limit dead letters of group ("" for every group),
+// oldest first. limit <= 0 or above 1000 means 100.
+func (q *DLQ) List(ctx context.Context, group string, limit int) ([]DeadLetter, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	return q.scan(ctx, group, func(DeadLetter) bool { return true }, limit)
+}
+
+// scan walks the dead letters of group in order and returns those keep
+// accepts, at most limit.
+func (q *DLQ) scan(ctx context.Context, group string, keep func(DeadLetter) bool, limit int) ([]DeadLetter, error) {
+	filter := DLQStream(q.stream) + ".*"
+	if group != "" {
+		if err := validName("group", group); err != nil {
+			return nil, err
+		}
+		filter = dlqSubject(q.stream, group)
+	}
+	s, err := q.dlqStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []DeadLetter
+	for seq := uint64(1); len(out) < limit; {
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return out, fmt.Errorf("dlq %s: read from %d: %w", DLQStream(q.stream), seq, err)
+		}
+		if dl := deadLetterFrom(m); keep(dl) {
+			out = append(out, dl)
+		}
+		seq = m.Sequence + 1
+	}
+	return out, nil
+}
+
+// Inspect returns the dead letter at seq, or ErrNotFound.
+func (q *DLQ) Inspect(ctx context.Context, seq uint64) (DeadLetter, error) {
+	s, err := q.dlqStream(ctx)
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	m, err := s.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return DeadLetter{}, fmt.Errorf("%w: no dead letter %d in %s", ErrNotFound, seq, DLQStream(q.stream))
+	}
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("dlq %s: inspect %d: %w", DLQStream(q.stream), seq, err)
+	}
+	return deadLetterFrom(m), nil
+}
+
+// RedriveOptions selects what Redrive publishes again.
+type RedriveOptions struct {
+	// Group whose dead letters to redrive. Required: redrive one
+	// consumer's failures at a time, after fixing that consumer.
+	Group string
+	// Seqs of the dead letters to redrive; empty: all of the group's.
+	Seqs []uint64
+	// DryRun reports what would be redriven and changes nothing.
+	DryRun bool
+	// RatePerSecond bounds how many messages are published per second
+	// (0: no bound), so that a redrive does not flood the consumers.
+	RatePerSecond int
+}
+
+// RedriveReport counts what a redrive did.
+type RedriveReport struct {
+	// Matched dead letters (for a dry run: what would be redriven).
+	Matched int
+	// Redriven were published to their original subject and deleted from
+	// the dead-letter stream.
+	Redriven int
+	// Seqs of the dead letters matched, in order.
+	Seqs []uint64
+}
+
+// Redrive publishes the selected dead letters again to their original
+// subject (their partition), with their original payload and headers minus
+// the Shopfloor-Dlq-* ones, then deletes each from the dead-letter stream
+// once the publish is acknowledged. The event ID (Shopfloor-Event-Id) is
+// kept; Nats-Msg-Id becomes "<event id>-redrive-<dlq seq>", so the broker's
+// duplicate window does not drop the message and a repeated redrive of the
+// same dead letter is dropped.
+//
+// Every group of the stream sees the message again, and after the newer
+// events of its key: consumers must drop it by event ID (Inbox) or by
+// version. Redrive stops at the first error and reports what it did.
+func (q *DLQ) Redrive(ctx context.Context, opts RedriveOptions) (RedriveReport, error) {
+	var rep RedriveReport
+	if opts.Group == "" {
+		return rep, invalidf("redrive: a group is required")
+	}
+	if opts.RatePerSecond < 0 {
+		return rep, invalidf("redrive: negative rate")
+	}
+	want := func(DeadLetter) bool { return true }
+	if len(opts.Seqs) > 0 {
+		want = func(dl DeadLetter) bool { return slices.Contains(opts.Seqs, dl.Seq) }
+	}
+	matched, err := q.scan(ctx, opts.Group, want, int(^uint(0)>>1))
+	if err != nil {
+		return rep, err
+	}
+	rep.Matched = len(matched)
+	for _, dl := range matched {
+		rep.Seqs = append(rep.Seqs, dl.Seq)
+	}
+	if opts.DryRun || len(matched) == 0 {
+		q.log.InfoContext(ctx, "redrive", "group", opts.Group, "matched", rep.Matched, "dry_run", opts.DryRun)
+		return rep, nil
+	}
+	s, err := q.dlqStream(ctx)
+	if err != nil {
+		return rep, err
+	}
+	var tick *time.Ticker
+	if opts.RatePerSecond > 0 {
+		tick = time.NewTicker(time.Second / time.Duration(opts.RatePerSecond))
+		defer tick.Stop()
+	}
+	for i, dl := range matched {
+		if tick != nil && i > 0 {
+			select {
+			case <-ctx.Done():
+				return rep, ctx.Err()
+			case <-tick.C:
+			}
+		}
+		if err := q.redriveOne(ctx, s, dl); err != nil {
+			return rep, err
+		}
+		rep.Redriven++
+	}
+	q.log.InfoContext(ctx, "redrive done", "group", opts.Group, "matched", rep.Matched, "redriven", rep.Redriven)
+	return rep, nil
+}
+
+func (q *DLQ) redriveOne(ctx context.Context, s jetstream.Stream, dl DeadLetter) error {
+	if !strings.HasPrefix(dl.OriginalSubject, q.stream+".events.") {
+		return fmt.Errorf("dlq %s: dead letter %d has no original subject of stream %s (%q): inspect and discard it",
+			DLQStream(q.stream), dl.Seq, q.stream, dl.OriginalSubject)
+	}
+	nm := nats.NewMsg(dl.OriginalSubject)
+	nm.Data = dl.Payload
+	for k, v := range dl.Headers {
+		if strings.HasPrefix(k, "Shopfloor-Dlq-") || strings.HasPrefix(k, "Nats-") {
+			continue
+		}
+		nm.Header.Set(k, v)
+	}
+	id := dl.EventID
+	if id == "" {
+		id = "dlq-" + DLQStream(q.stream)
+	}
+	nm.Header.Set(jetstream.MsgIDHeader, id+"-redrive-"+strconv.FormatUint(dl.Seq, 10))
+	if _, err := q.js.PublishMsg(ctx, nm, jetstream.WithExpectStream(q.stream)); err != nil {
+		return fmt.Errorf("dlq %s: redrive %d to %s: %w", DLQStream(q.stream), dl.Seq, dl.OriginalSubject, err)
+	}
+	if err := s.DeleteMsg(ctx, dl.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("dlq %s: delete %d after redrive (it is published; a second redrive of it is dropped as a duplicate inside the window): %w",
+			DLQStream(q.stream), dl.Seq, err)
+	}
+	q.log.InfoContext(ctx, "dead letter redriven", "seq", dl.Seq, "event_id", dl.EventID, "subject", dl.OriginalSubject)
+	return nil
+}
+
+// Discard deletes the dead letter at seq for good and logs why. reason is
+// required: it is the audit trail.
+func (q *DLQ) Discard(ctx context.Context, seq uint64, reason string) error {
+	if strings.TrimSpace(reason) == "" {
+		return invalidf("discard %d: a reason is required", seq)
+	}
+	dl, err := q.Inspect(ctx, seq)
+	if err != nil {
+		return err
+	}
+	s, err := q.dlqStream(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.DeleteMsg(ctx, seq); err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("%w: no dead letter %d in %s", ErrNotFound, seq, DLQStream(q.stream))
+		}
+		return fmt.Errorf("dlq %s: discard %d: %w", DLQStream(q.stream), seq, err)
+	}
+	q.log.WarnContext(ctx, "dead letter discarded", "seq", seq, "group", dl.Group, "event_id", dl.EventID,
+		"error_class", dl.ErrorClass, "reason", reason)
+	return nil
+}

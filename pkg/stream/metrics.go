@@ -1,0 +1,173 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// groupMetrics are the group's Prometheus collectors; a nil *groupMetrics
+// records nothing.
+type groupMetrics struct {
+	lag          *prometheus.GaugeVec
+	oldest       *prometheus.GaugeVec
+	duration     *prometheus.HistogramVec
+	redeliveries *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
+}
+
+func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
+	if reg == nil {
+		return nil, nil
+	}
+	m := &groupMetrics{
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "stream_consumer_lag_messages",
+			Help: "Messages of the partition the group has not finished (pending plus unacknowledged), sampled.",
+		}, []string{"stream", "group", "partition"}),
+		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "stream_consumer_oldest_unacked_age_seconds",
+			Help: "Age of the oldest message of the partition the group has not finished (0 when caught up), sampled.",
+		}, []string{"stream", "group", "partition"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "stream_handler_duration_seconds",
+			Help:    "Handler duration per delivery, by outcome (ack, retry, dead_letter, handed_back).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1ms .. 65s
+		}, []string{"stream", "group", "outcome"}),
+		redeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stream_redeliveries_total",
+			Help: "Deliveries of a message that had been delivered to the group before (retries, ack-wait expiries, hand-backs).",
+		}, []string{"stream", "group"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stream_dead_lettered_total",
+			Help: "Messages moved to the dead-letter stream, by class (permanent, exhausted).",
+		}, []string{"stream", "group", "class"}),
+	}
+	var err error
+	if m.lag, err = register(reg, m.lag); err != nil {
+		return nil, err
+	}
+	if m.oldest, err = register(reg, m.oldest); err != nil {
+		return nil, err
+	}
+	if m.duration, err = register(reg, m.duration); err != nil {
+		return nil, err
+	}
+	if m.redeliveries, err = register(reg, m.redeliveries); err != nil {
+		return nil, err
+	}
+	if m.deadLettered, err = register(reg, m.deadLettered); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under
+// the same name, so that several groups of one process share a registry.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("stream metrics: %w", err)
+	}
+	return c, nil
+}
+
+func (m *groupMetrics) observe(cfg GroupConfig, outcome string, d time.Duration) {
+	if m != nil {
+		m.duration.WithLabelValues(cfg.Stream, cfg.Name, outcome).Observe(d.Seconds())
+	}
+}
+
+func (m *groupMetrics) redelivered(cfg GroupConfig) {
+	if m != nil {
+		m.redeliveries.WithLabelValues(cfg.Stream, cfg.Name).Inc()
+	}
+}
+
+func (m *groupMetrics) deadLetter(cfg GroupConfig, class string) {
+	if m != nil {
+		m.deadLettered.WithLabelValues(cfg.Stream, cfg.Name, class).Inc()
+	}
+}
+
+// PartitionLag is how far a group is behind on one partition.
+type PartitionLag struct {
+	Partition int
+	// Messages not finished: not yet delivered, or delivered and not
+	// acknowledged.
+	Messages uint64
+	// OldestUnacked is the age of the oldest message not finished; 0 when
+	// the group is caught up.
+	OldestUnacked time.Duration
+}
+
+// Lag reads the group's position on every partition from the broker (one
+// consumer info and at most one message read per partition). The
+// group's consumers must exist (Run creates them).
+func (g *Group) Lag(ctx context.Context) ([]PartitionLag, error) {
+	n, err := StreamPartitions(ctx, g.js, g.cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	s, err := g.js.Stream(ctx, g.cfg.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: stream %s: %w", g.cfg.Name, g.cfg.Stream, err)
+	}
+	lags := make([]PartitionLag, 0, n)
+	for p := range n {
+		c, err := s.Consumer(ctx, ConsumerName(g.cfg.Name, p))
+		if err != nil {
+			return nil, fmt.Errorf("group %s: consumer %s: %w", g.cfg.Name, ConsumerName(g.cfg.Name, p), err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("group %s: consumer %s info: %w", g.cfg.Name, ConsumerName(g.cfg.Name, p), err)
+		}
+		l := PartitionLag{Partition: p, Messages: info.NumPending + uint64(info.NumAckPending)}
+		if l.Messages > 0 {
+			// The first message of the partition after the ack floor is the
+			// oldest one not finished.
+			m, err := s.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(Subject(g.cfg.Stream, p)))
+			switch {
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+			case err != nil:
+				return nil, fmt.Errorf("group %s: oldest message of partition %d: %w", g.cfg.Name, p, err)
+			default:
+				l.OldestUnacked = max(g.cfg.Now().Sub(m.Time), 0)
+			}
+		}
+		lags = append(lags, l)
+	}
+	return lags, nil
+}
+
+func (g *Group) sampleLag(ctx context.Context) {
+	t := time.NewTicker(g.cfg.LagInterval)
+	defer t.Stop()
+	for {
+		lags, err := g.Lag(ctx)
+		if err != nil && ctx.Err() == nil {
+			g.log.WarnContext(ctx, "sample consumer lag", "error", err)
+		}
+		for _, l := range lags {
+			p := strconv.Itoa(l.Partition)
+			g.metrics.lag.WithLabelValues(g.cfg.Stream, g.cfg.Name, p).Set(float64(l.Messages))
+			g.metrics.oldest.WithLabelValues(g.cfg.Stream, g.cfg.Name, p).Set(l.OldestUnacked.Seconds())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
