@@ -13,6 +13,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
+	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
 
@@ -71,7 +72,11 @@ func benchRelay(b *testing.B, keys int, sync bool) {
 					b.Fatal(err)
 				}
 			}
-			sink := outbox.JetStreamSink{JS: js, Subject: func(s, _ string) string { return s + ".events.0" }}
+			pub, err := stream.NewPublisher(js, "BENCH", 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sink := outbox.StreamSink{"BENCH": pub}
 			r, err := outbox.NewRelay(db.Pool, sink, outbox.RelayConfig{BatchSize: 1000, PollInterval: 10 * time.Millisecond}, quiet)
 			if err != nil {
 				b.Fatal(err)

@@ -3,59 +3,42 @@ package outbox
 import (
 	"context"
 	"fmt"
-	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shopfloor/shopfloor/pkg/stream"
 )
 
-// JetStreamSink publishes to NATS JetStream with asynchronous publishes and
-// waits for each acknowledgement. The event id goes in the Nats-Msg-Id
-// header, so a re-publish inside the stream's duplicate window is dropped by
-// the broker.
-type JetStreamSink struct {
-	JS jetstream.JetStream
-	// Subject maps a message to its subject, e.g. the partition subject
-	// from pkg/stream. Required.
-	Subject func(stream, key string) string
-	// AckTimeout bounds waiting for one call's acknowledgements. Default 5s.
-	AckTimeout time.Duration
-}
+// StreamSink publishes through pkg/stream: each message goes to its
+// stream's partition for its key, with the event id as Nats-Msg-Id (the
+// broker drops a re-publish inside the stream's duplicate window) and as
+// Shopfloor-Event-Id (consumers de-duplicate by it). The map is keyed by
+// stream name.
+type StreamSink map[string]*stream.Publisher
 
-var _ Sink = JetStreamSink{}
+var _ Sink = StreamSink{}
 
-// PublishAll implements Sink.
-func (s JetStreamSink) PublishAll(ctx context.Context, msgs []Message) []error {
+// PublishAll implements Sink: per stream, one asynchronous batch, then
+// every acknowledgement.
+func (s StreamSink) PublishAll(ctx context.Context, msgs []Message) []error {
 	errs := make([]error, len(msgs))
-	futures := make([]jetstream.PubAckFuture, len(msgs))
-	timeout := s.AckTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
+	byStream := map[string][]int{}
 	for i, m := range msgs {
-		nm := nats.NewMsg(s.Subject(m.Stream, m.Key))
-		nm.Data = m.Payload
-		for k, v := range m.Headers {
-			nm.Header.Set(k, v)
-		}
-		nm.Header.Set(jetstream.MsgIDHeader, m.ID)
-		futures[i], errs[i] = s.JS.PublishMsgAsync(nm, jetstream.WithStallWait(timeout))
+		byStream[m.Stream] = append(byStream[m.Stream], i)
 	}
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for i, f := range futures {
-		if f == nil {
+	for name, idx := range byStream {
+		pub := s[name]
+		if pub == nil {
+			for _, i := range idx {
+				errs[i] = fmt.Errorf("outbox: no publisher for stream %q", name)
+			}
 			continue
 		}
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			errs[i] = err
-		case <-timer.C:
-			errs[i] = fmt.Errorf("no acknowledgement within %s: %w", timeout, context.DeadlineExceeded)
-			timer.Reset(0) // the rest are late too; collect them without waiting again
-		case <-ctx.Done():
-			errs[i] = ctx.Err()
+		batch := make([]stream.Message, len(idx))
+		for j, i := range idx {
+			m := msgs[i]
+			batch[j] = stream.Message{ID: m.ID, Key: m.Key, Payload: m.Payload, Headers: m.Headers}
+		}
+		for j, r := range pub.PublishAsync(ctx, batch) {
+			errs[idx[j]] = r.Err
 		}
 	}
 	return errs

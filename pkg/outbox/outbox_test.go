@@ -17,6 +17,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
+	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
 
@@ -52,8 +53,12 @@ func setup(t *testing.T, js jetstream.JetStream, stream string) *bundle {
 	return &bundle{db: testinfra.Postgres(t, migrations), js: js, stream: stream, ob: outbox.New(stream)}
 }
 
-func (b *bundle) sink() outbox.JetStreamSink {
-	return outbox.JetStreamSink{JS: b.js, AckTimeout: 2 * time.Second, Subject: func(stream, _ string) string { return stream + ".events.0" }}
+func (b *bundle) sink() outbox.Sink {
+	pub, err := stream.NewPublisher(b.js, b.stream, 4, stream.WithAckTimeout(2*time.Second))
+	if err != nil {
+		panic(err)
+	}
+	return outbox.StreamSink{b.stream: pub}
 }
 
 // emit writes one event for key in its own transaction, bumping the key's
@@ -111,8 +116,11 @@ func (b *bundle) received(t *testing.T) []events.Envelope {
 			if err != nil {
 				t.Fatalf("message %q: %v", m.Data(), err)
 			}
-			if m.Headers().Get(jetstream.MsgIDHeader) != ev.ID {
+			if m.Headers().Get(jetstream.MsgIDHeader) != ev.ID || m.Headers().Get(stream.HeaderEventID) != ev.ID {
 				t.Fatalf("Nats-Msg-Id %q, want the event id %s", m.Headers().Get(jetstream.MsgIDHeader), ev.ID)
+			}
+			if want := stream.SubjectForKey(b.stream, ev.Subject, 4); m.Subject() != want {
+				t.Fatalf("event for key %s on %s, want its partition %s", ev.Subject, m.Subject(), want)
 			}
 			out = append(out, ev)
 		}

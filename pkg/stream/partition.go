@@ -25,7 +25,7 @@ func Subject(stream string, p int) string {
 }
 
 // SubjectForKey is the subject a message with key goes to in a stream of n
-// partitions. It fits outbox.JetStreamSink.Subject once n is bound.
+// partitions.
 func SubjectForKey(stream, key string, n int) string {
 	return Subject(stream, Partition(key, n))
 }
