@@ -1,0 +1,461 @@
+// Package producthttp is catalog's HTTP transport: go-kit endpoints for the
+// public and admin APIs, caching headers for the CDN, and the one place
+// where catalog's errors become statuses.
+package producthttp
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-kit/kit/endpoint"
+	kithttp "github.com/go-kit/kit/transport/http"
+	"github.com/google/uuid"
+
+	"github.com/shopfloor/shopfloor/pkg/cache"
+	"github.com/shopfloor/shopfloor/pkg/httpcache"
+	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
+	"github.com/shopfloor/shopfloor/services/catalog/internal/product"
+	"github.com/shopfloor/shopfloor/services/catalog/internal/productsvc"
+)
+
+// Config of the transport.
+type Config struct {
+	// AdminToken authenticates the admin API (Authorization: Bearer …).
+	AdminToken string
+	// Public is the Cache-Control of public product reads.
+	Public httpcache.Policy
+}
+
+// representation is the schema version of the public JSON; it is part of
+// every ETag, so changing the JSON shape changes every ETag.
+const representation = "r1"
+
+// Routes mounts catalog's API on mux.
+func Routes(mux *http.ServeMux, svc *productsvc.Service, cfg Config, log *slog.Logger) {
+	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
+	mux.Handle("GET /v1/products/{id}", httpkit.NewKitServer(getProduct(svc, cfg), decodeGet, httpkit.EncodeJSON, log, enc))
+	mux.Handle("GET /v1/products", httpkit.NewKitServer(listProducts(svc, cfg), decodeList, httpkit.EncodeJSON, log, enc))
+	mux.Handle("GET /v1/products:batch", httpkit.NewKitServer(batchProducts(svc), decodeBatch, httpkit.EncodeJSON, log, enc))
+
+	admin := func(e endpoint.Endpoint, dec kithttp.DecodeRequestFunc) http.Handler {
+		return requireToken(cfg.AdminToken, httpkit.NewKitServer(e, dec, httpkit.EncodeJSON, log, enc))
+	}
+	mux.Handle("POST /v1/admin/products", admin(createProduct(svc), decodeCreate))
+	mux.Handle("GET /v1/admin/products/{id}", admin(adminGet(svc), decodeID))
+	mux.Handle("PUT /v1/admin/products/{id}", admin(updateProduct(svc), decodeUpdate))
+	mux.Handle("POST /v1/admin/products/{id}/archive", admin(archiveProduct(svc), decodeIfMatchOnly))
+	mux.Handle("PUT /v1/admin/products/{id}/prices/{currency}", admin(setPrice(svc), decodePrice))
+	mux.Handle("PUT /v1/admin/cache/bypass", admin(setBypass(svc), decodeBypass))
+}
+
+// response carries a body with a status and headers (go-kit's StatusCoder
+// and Headerer, which httpkit.EncodeJSON honours).
+type response struct {
+	body    any
+	status  int
+	headers http.Header
+}
+
+func (r response) StatusCode() int      { return r.status }
+func (r response) Headers() http.Header { return r.headers }
+func (r response) MarshalJSON() ([]byte, error) {
+	return json.Marshal(r.body)
+}
+
+// --- public reads ---
+
+type getRequest struct {
+	id, locale, currency, ifNoneMatch string
+}
+
+func decodeGet(_ context.Context, r *http.Request) (any, error) {
+	locale, currency, err := localeCurrency(r)
+	if err != nil {
+		return nil, err
+	}
+	return getRequest{id: r.PathValue("id"), locale: locale, currency: currency, ifNoneMatch: r.Header.Get("If-None-Match")}, nil
+}
+
+func localeCurrency(r *http.Request) (string, string, error) {
+	q := r.URL.Query()
+	locale, err := product.NegotiateLocale(q.Get("locale"), r.Header.Get("Accept-Language"))
+	if err != nil {
+		return "", "", httpkit.NewProblem(http.StatusBadRequest, "unsupported-locale", err.Error())
+	}
+	currency, err := product.ParseCurrency(q.Get("currency"))
+	if err != nil {
+		return "", "", httpkit.NewProblem(http.StatusBadRequest, "unsupported-currency", err.Error())
+	}
+	return locale, currency, nil
+}
+
+func getProduct(svc *productsvc.Service, cfg Config) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		r := req.(getRequest)
+		p, _, err := svc.Get(ctx, r.id, r.locale, r.currency)
+		if err != nil {
+			return nil, err
+		}
+		etag := httpcache.ETag(representation, p.ID, strconv.FormatInt(p.Version, 10), r.locale, r.currency)
+		h := http.Header{}
+		httpcache.Public(h, cfg.Public, etag, []string{"product:" + p.ID, "category:" + p.Category}, "Accept-Language")
+		if inm(r.ifNoneMatch, etag) {
+			return response{status: http.StatusNotModified, headers: h}, nil
+		}
+		return response{body: p, status: http.StatusOK, headers: h}, nil
+	}
+}
+
+func inm(header, etag string) bool {
+	r := &http.Request{Header: http.Header{"If-None-Match": {header}}}
+	return httpcache.NotModified(r, etag)
+}
+
+type listRequest struct {
+	category, after, locale, currency, ifNoneMatch string
+	limit                                          int
+}
+
+func decodeList(_ context.Context, r *http.Request) (any, error) {
+	locale, currency, err := localeCurrency(r)
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	req := listRequest{category: q.Get("category"), after: q.Get("page_token"), locale: locale, currency: currency, limit: 20, ifNoneMatch: r.Header.Get("If-None-Match")}
+	var fe []httpkit.FieldError
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			fe = append(fe, httpkit.FieldError{Field: "limit", Message: "must be 1–100"})
+		}
+		req.limit = n
+	}
+	if req.after != "" {
+		if _, err := uuid.Parse(req.after); err != nil {
+			fe = append(fe, httpkit.FieldError{Field: "page_token", Message: "is not a token this API returned"})
+		}
+	}
+	if len(req.category) > 40 {
+		fe = append(fe, httpkit.FieldError{Field: "category", Message: "at most 40 characters"})
+	}
+	if len(fe) > 0 {
+		p := httpkit.NewProblem(http.StatusBadRequest, "invalid-query", "the query is not valid")
+		p.Errors = fe
+		return nil, p
+	}
+	return req, nil
+}
+
+func listProducts(svc *productsvc.Service, cfg Config) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		r := req.(listRequest)
+		page, err := svc.List(ctx, r.category, r.after, r.limit, r.locale, r.currency)
+		if err != nil {
+			return nil, err
+		}
+		body, err := json.Marshal(page)
+		if err != nil {
+			return nil, err
+		}
+		keys := []string{"products"}
+		if r.category != "" {
+			keys = append(keys, "category:"+r.category)
+		}
+		for _, p := range page.Products {
+			keys = append(keys, "product:"+p.ID)
+		}
+		etag := httpcache.ETag(representation, string(body))
+		h := http.Header{}
+		httpcache.Public(h, cfg.Public, etag, keys, "Accept-Language")
+		if inm(r.ifNoneMatch, etag) {
+			return response{status: http.StatusNotModified, headers: h}, nil
+		}
+		return response{body: page, status: http.StatusOK, headers: h}, nil
+	}
+}
+
+type batchRequest struct {
+	ids              []string
+	locale, currency string
+}
+
+func decodeBatch(_ context.Context, r *http.Request) (any, error) {
+	locale, currency, err := localeCurrency(r)
+	if err != nil {
+		return nil, err
+	}
+	raw := r.URL.Query().Get("ids")
+	ids := strings.Split(raw, ",")
+	if raw == "" || len(ids) > 100 {
+		return nil, httpkit.NewProblem(http.StatusBadRequest, "invalid-query", "ids must list 1–100 product ids, comma-separated")
+	}
+	for _, id := range ids {
+		if _, err := uuid.Parse(id); err != nil {
+			p := httpkit.NewProblem(http.StatusBadRequest, "invalid-query", "ids must be product ids")
+			p.Errors = []httpkit.FieldError{{Field: "ids", Message: fmt.Sprintf("%q is not a product id", id)}}
+			return nil, p
+		}
+	}
+	return batchRequest{ids: ids, locale: locale, currency: currency}, nil
+}
+
+// batchProducts serves orders' price lookups: always current, never
+// stored by a shared cache (it is read through Redis like single reads).
+func batchProducts(svc *productsvc.Service) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		r := req.(batchRequest)
+		b, err := svc.Batch(ctx, r.ids, r.locale, r.currency)
+		if err != nil {
+			return nil, err
+		}
+		h := http.Header{}
+		httpcache.Private(h)
+		return response{body: b, status: http.StatusOK, headers: h}, nil
+	}
+}
+
+// --- admin ---
+
+func requireToken(token string, next http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="catalog-admin"`)
+			httpcache.Private(w.Header())
+			httpkit.WriteProblem(w, httpkit.NewProblem(http.StatusUnauthorized, "unauthorized", "the admin API needs Authorization: Bearer <admin token>"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func toAdmin(p product.Product) catalogapi.AdminProduct {
+	return catalogapi.AdminProduct{ID: p.ID, SKU: p.SKU, Category: p.Category, Images: p.Images, Status: p.Status,
+		Version: p.Version, Translations: p.Translations, Prices: p.Prices}
+}
+
+func fromAdmin(a catalogapi.AdminProduct) product.Product {
+	return product.Product{SKU: a.SKU, Category: a.Category, Images: a.Images, Status: a.Status,
+		Translations: a.Translations, Prices: a.Prices}
+}
+
+// versionETag is the admin API's validator: the product version.
+func versionETag(v int64) string { return `"v` + strconv.FormatInt(v, 10) + `"` }
+
+func adminResponse(p product.Product, status int) response {
+	h := http.Header{}
+	httpcache.Private(h)
+	h.Set("ETag", versionETag(p.Version))
+	if status == http.StatusCreated {
+		h.Set("Location", "/v1/admin/products/"+p.ID)
+	}
+	return response{body: toAdmin(p), status: status, headers: h}
+}
+
+func decodeCreate(_ context.Context, r *http.Request) (any, error) {
+	var a catalogapi.AdminProduct
+	if err := httpkit.DecodeJSON(r, &a, 64<<10); err != nil {
+		return nil, err
+	}
+	if a.ID != "" || a.Version != 0 {
+		return nil, httpkit.NewProblem(http.StatusBadRequest, "invalid-field", "id and version are assigned by the server")
+	}
+	return a, nil
+}
+
+func createProduct(svc *productsvc.Service) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		p, err := svc.Create(ctx, fromAdmin(req.(catalogapi.AdminProduct)))
+		if err != nil {
+			return nil, err
+		}
+		return adminResponse(p, http.StatusCreated), nil
+	}
+}
+
+func decodeID(_ context.Context, r *http.Request) (any, error) { return r.PathValue("id"), nil }
+
+func adminGet(svc *productsvc.Service) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		p, err := svc.AdminGet(ctx, req.(string))
+		if err != nil {
+			return nil, err
+		}
+		return adminResponse(p, http.StatusOK), nil
+	}
+}
+
+// ifMatch parses If-Match: "v3" (or v3, or 3). Missing → 428.
+func ifMatch(r *http.Request) (int64, error) {
+	h := strings.TrimSpace(r.Header.Get("If-Match"))
+	if h == "" {
+		return 0, httpkit.NewProblem(http.StatusPreconditionRequired, "precondition-required",
+			"send If-Match with the ETag of the version you are changing (GET /v1/admin/products/{id})")
+	}
+	v, err := strconv.ParseInt(strings.TrimPrefix(strings.Trim(h, `"`), "v"), 10, 64)
+	if err != nil || v < 1 {
+		return 0, httpkit.NewProblem(http.StatusBadRequest, "invalid-header", "If-Match must be a product ETag like \"v3\"")
+	}
+	return v, nil
+}
+
+type updateRequest struct {
+	id      string
+	version int64
+	body    catalogapi.AdminProduct
+}
+
+func decodeUpdate(_ context.Context, r *http.Request) (any, error) {
+	v, err := ifMatch(r)
+	if err != nil {
+		return nil, err
+	}
+	var a catalogapi.AdminProduct
+	if err := httpkit.DecodeJSON(r, &a, 64<<10); err != nil {
+		return nil, err
+	}
+	return updateRequest{id: r.PathValue("id"), version: v, body: a}, nil
+}
+
+func updateProduct(svc *productsvc.Service) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		r := req.(updateRequest)
+		next := fromAdmin(r.body)
+		p, err := svc.Update(ctx, r.id, r.version, func(p *product.Product) {
+			status := p.Status
+			*p = next
+			if p.Status == "" {
+				p.Status = status
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		return adminResponse(p, http.StatusOK), nil
+	}
+}
+
+func decodeIfMatchOnly(_ context.Context, r *http.Request) (any, error) {
+	v, err := ifMatch(r)
+	if err != nil {
+		return nil, err
+	}
+	return updateRequest{id: r.PathValue("id"), version: v}, nil
+}
+
+func archiveProduct(svc *productsvc.Service) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		r := req.(updateRequest)
+		p, err := svc.Update(ctx, r.id, r.version, func(p *product.Product) { p.Status = product.StatusArchived })
+		if err != nil {
+			return nil, err
+		}
+		return adminResponse(p, http.StatusOK), nil
+	}
+}
+
+type priceRequest struct {
+	updateRequest
+	currency string
+	amount   int64
+}
+
+func decodePrice(_ context.Context, r *http.Request) (any, error) {
+	v, err := ifMatch(r)
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		AmountMinor int64 `json:"amount_minor"`
+	}
+	if err := httpkit.DecodeJSON(r, &body, 1<<10); err != nil {
+		return nil, err
+	}
+	return priceRequest{updateRequest: updateRequest{id: r.PathValue("id"), version: v}, currency: r.PathValue("currency"), amount: body.AmountMinor}, nil
+}
+
+func setPrice(svc *productsvc.Service) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		r := req.(priceRequest)
+		p, err := svc.Update(ctx, r.id, r.version, func(p *product.Product) {
+			prices := make(map[string]int64, len(p.Prices)+1)
+			for k, v := range p.Prices {
+				prices[k] = v
+			}
+			prices[r.currency] = r.amount
+			p.Prices = prices
+		})
+		if err != nil {
+			return nil, err
+		}
+		return adminResponse(p, http.StatusOK), nil
+	}
+}
+
+func decodeBypass(_ context.Context, r *http.Request) (any, error) {
+	var body struct {
+		Enabled *bool `json:"enabled"`
+	}
+	if err := httpkit.DecodeJSON(r, &body, 1<<10); err != nil {
+		return nil, err
+	}
+	if body.Enabled == nil {
+		return nil, httpkit.NewProblem(http.StatusBadRequest, "invalid-field", `send {"enabled": true|false}`)
+	}
+	return *body.Enabled, nil
+}
+
+func setBypass(svc *productsvc.Service) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		svc.Cache().SetBypass(req.(bool))
+		h := http.Header{}
+		httpcache.Private(h)
+		return response{body: map[string]bool{"enabled": req.(bool)}, status: http.StatusOK, headers: h}, nil
+	}
+}
+
+// errorEncoder is the one place catalog's errors become statuses.
+func errorEncoder(log *slog.Logger) kithttp.ErrorEncoder {
+	base := httpkit.ErrorEncoder(log)
+	return func(ctx context.Context, err error, w http.ResponseWriter) {
+		var (
+			verr *product.ValidationError
+			prob *httpkit.Problem
+		)
+		httpcache.NoStore(w.Header())
+		switch {
+		case errors.As(err, &prob):
+		case errors.Is(err, product.ErrNotFound):
+			httpcache.NotFound(w.Header())
+			err = httpkit.NewProblem(http.StatusNotFound, "not-found", "no such product")
+		case errors.Is(err, product.ErrNoPrice):
+			err = httpkit.NewProblem(http.StatusNotFound, "no-price", err.Error())
+		case errors.Is(err, product.ErrVersionMismatch):
+			err = httpkit.NewProblem(http.StatusPreconditionFailed, "version-mismatch", "the product changed since you read it; GET it again and retry with its ETag")
+		case errors.Is(err, product.ErrSKUTaken):
+			err = httpkit.NewProblem(http.StatusConflict, "sku-taken", err.Error())
+		case errors.As(err, &verr):
+			p := httpkit.NewProblem(http.StatusUnprocessableEntity, "invalid-product", "the product is not valid")
+			for _, f := range verr.Fields {
+				p.Errors = append(p.Errors, httpkit.FieldError{Field: f.Field, Message: f.Message})
+			}
+			err = p
+		case errors.Is(err, cache.ErrOverloaded):
+			p := httpkit.NewProblem(http.StatusServiceUnavailable, "overloaded", "too many products are being loaded; retry shortly")
+			p.RetryAfter = time.Second
+			err = p
+		}
+		base(ctx, err, w)
+	}
+}
