@@ -34,11 +34,12 @@ help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: ## install pinned tools into ./bin (idempotent)
+tools: ## install pinned tools into ./bin and varnish from Debian (idempotent)
 	@scripts/install-tool.sh nats-server   $(NATS_SERVER_VERSION)   github.com/nats-io/nats-server/v2
 	@scripts/install-tool.sh toxiproxy-server $(TOXIPROXY_VERSION) github.com/Shopify/toxiproxy/v2/cmd/server
 	@scripts/install-tool.sh golangci-lint $(GOLANGCI_LINT_VERSION) github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 	@scripts/install-tool.sh govulncheck   $(GOVULNCHECK_VERSION)   golang.org/x/vuln/cmd/govulncheck
+	@scripts/install-apt.sh /usr/lib/x86_64-linux-gnu/varnish/vmods/libvmod_xkey.so varnish varnish-modules
 
 .PHONY: test
 test: ## run every test against real PostgreSQL, Redis and NATS JetStream

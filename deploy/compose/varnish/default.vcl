@@ -21,6 +21,7 @@ backend catalog {
         .timeout = 500ms;
         .window = 3;
         .threshold = 2;
+        .initial = 2;
     }
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/shopfloor/shopfloor/pkg/cache"
+	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
@@ -39,6 +40,11 @@ type bundle struct {
 // overrides the Redis client (a dead one for outage tests).
 func setup(t *testing.T, rdb redis.UniversalClient) *bundle {
 	t.Helper()
+	return setupWith(t, rdb, httpcache.Policy{})
+}
+
+func setupWith(t *testing.T, rdb redis.UniversalClient, public httpcache.Policy) *bundle {
+	t.Helper()
 	db := testinfra.Postgres(t, migrations.FS)
 	prefix := "t"
 	if rdb == nil {
@@ -53,7 +59,7 @@ func setup(t *testing.T, rdb redis.UniversalClient) *bundle {
 		t.Fatal(err)
 	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), http.NotFoundHandler())
-	producthttp.Routes(mux, svc, producthttp.Config{AdminToken: token}, log)
+	producthttp.Routes(mux, svc, producthttp.Config{AdminToken: token, Public: public}, log)
 	srv := httptest.NewServer(httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes)))
 	t.Cleanup(srv.Close)
 	return &bundle{srv: srv, db: db, svc: svc}
