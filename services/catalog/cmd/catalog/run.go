@@ -29,6 +29,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/telemetry"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 	"github.com/shopfloor/shopfloor/services/catalog/internal/producthttp"
+	"github.com/shopfloor/shopfloor/services/catalog/internal/productstream"
 	"github.com/shopfloor/shopfloor/services/catalog/internal/productsvc"
 	"github.com/shopfloor/shopfloor/services/catalog/migrations"
 )
@@ -52,8 +53,11 @@ type Config struct {
 	// Public read caching for browsers (max-age) and the CDN (s-maxage).
 	PublicMaxAge  time.Duration `env:"PUBLIC_MAX_AGE" envDefault:"60s"`
 	PublicSMaxAge time.Duration `env:"PUBLIC_S_MAXAGE" envDefault:"1h"`
-	// Roles: api, relay.
-	Roles          []string   `env:"ROLES" envDefault:"api,relay"`
+	// CDNPurgeURLs receive PURGE by surrogate key from the invalidation
+	// role (Varnish nodes), comma-separated. Empty: no CDN.
+	CDNPurgeURLs []string `env:"CDN_PURGE_URLS"`
+	// Roles: api, relay, invalidation.
+	Roles          []string   `env:"ROLES" envDefault:"api,relay,invalidation"`
 	ServiceVersion string     `env:"SERVICE_VERSION" envDefault:"dev"`
 	InstanceID     string     `env:"INSTANCE_ID"`
 	OTLPEndpoint   string     `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
@@ -64,15 +68,15 @@ type Config struct {
 func (c Config) Validate() []error {
 	var errs []error
 	for _, r := range c.Roles {
-		if !slices.Contains([]string{"api", "relay"}, r) {
-			errs = append(errs, fmt.Errorf("ROLES: unknown role %q (known: api, relay)", r))
+		if !slices.Contains([]string{"api", "relay", "invalidation"}, r) {
+			errs = append(errs, fmt.Errorf("ROLES: unknown role %q (known: api, relay, invalidation)", r))
 		}
 	}
 	if slices.Contains(c.Roles, "api") && len(c.AdminToken) < 16 {
 		errs = append(errs, errors.New("ADMIN_TOKEN: required by the api role, at least 16 characters"))
 	}
-	if slices.Contains(c.Roles, "relay") && c.NATSURL == "" {
-		errs = append(errs, errors.New("NATS_URL: required by the relay role"))
+	if (c.has("relay") || c.has("invalidation")) && c.NATSURL == "" {
+		errs = append(errs, errors.New("NATS_URL: required by the relay and invalidation roles"))
 	}
 	if c.Partitions < 1 || c.Partitions > stream.MaxPartitions {
 		errs = append(errs, fmt.Errorf("CATALOG_PARTITIONS: must be 1..%d (got %d)", stream.MaxPartitions, c.Partitions))
@@ -181,7 +185,8 @@ func serve(ctx context.Context, cfg Config, tel *telemetry.Telemetry, ln net.Lis
 		}
 		defer pool.Close()
 		ag := lifecycle.NewGroup(log)
-		if cfg.has("api") {
+		var svc *productsvc.Service
+		if cfg.has("api") || cfg.has("invalidation") {
 			ropts, err := redis.ParseURL(cfg.RedisURL)
 			if err != nil {
 				return fmt.Errorf("REDIS_URL: %w", err)
@@ -189,23 +194,25 @@ func serve(ctx context.Context, cfg Config, tel *telemetry.Telemetry, ln net.Lis
 			rdb := redis.NewClient(ropts)
 			defer rdb.Close()
 			ob := outbox.New(catalogapi.Stream, outbox.WithTraceInjector(tel.Inject))
-			svc, err := productsvc.New(pool, func(load cache.Loader[catalogapi.Product]) (*cache.Cache[catalogapi.Product], error) {
+			svc, err = productsvc.New(pool, func(load cache.Loader[catalogapi.Product]) (*cache.Cache[catalogapi.Product], error) {
 				return cache.New(rdb, load, cache.Config{Class: "product", SoftTTL: cfg.CacheSoft, HardTTL: cfg.CacheHard, Registerer: tel.Registry}, log)
 			}, ob, log, time.Now)
 			if err != nil {
 				return err
 			}
 			svc.Cache().SetBypass(cfg.CacheBypass)
+		}
+		if cfg.has("api") {
 			apiMux := http.NewServeMux()
 			producthttp.Routes(apiMux, svc, producthttp.Config{AdminToken: cfg.AdminToken,
 				Public: httpcache.Policy{MaxAge: cfg.PublicMaxAge, SMaxAge: cfg.PublicSMaxAge}}, log)
 			api.set(apiMux)
 		}
-		if cfg.has("relay") {
+		if cfg.has("relay") || cfg.has("invalidation") {
 			natsDep := lifecycle.NewDependency("nats")
 			health.AddCheck("nats", natsDep.Check)
 			nc, err := lifecycle.Connect(ctx, log, natsDep, lifecycle.DefaultRetry, func(ctx context.Context) (*nats.Conn, error) {
-				nc, err := nats.Connect(cfg.NATSURL, nats.Name("catalog-relay"), nats.MaxReconnects(-1))
+				nc, err := nats.Connect(cfg.NATSURL, nats.Name("catalog"), nats.MaxReconnects(-1))
 				if err != nil {
 					return nil, err
 				}
@@ -230,16 +237,29 @@ func serve(ctx context.Context, cfg Config, tel *telemetry.Telemetry, ln net.Lis
 			if err != nil {
 				return err
 			}
-			pub, err := stream.NewPublisher(js, catalogapi.Stream, cfg.Partitions)
-			if err != nil {
-				return err
+			if cfg.has("relay") {
+				pub, err := stream.NewPublisher(js, catalogapi.Stream, cfg.Partitions)
+				if err != nil {
+					return err
+				}
+				relay, err := outbox.NewRelay(pool, outbox.StreamSink{catalogapi.Stream: pub}, outbox.RelayConfig{Stream: catalogapi.Stream, Registerer: tel.Registry}, log)
+				if err != nil {
+					return err
+				}
+				ag.Add("relay", relay.Run)
 			}
-			sink := outbox.StreamSink{catalogapi.Stream: pub}
-			relay, err := outbox.NewRelay(pool, sink, outbox.RelayConfig{Stream: catalogapi.Stream, Registerer: tel.Registry}, log)
-			if err != nil {
-				return err
+			if cfg.has("invalidation") {
+				inv := &productstream.Invalidator{Cache: svc.Cache(), Warm: svc.Warm, Log: log}
+				if len(cfg.CDNPurgeURLs) > 0 {
+					inv.Purger = &productstream.Purger{URLs: cfg.CDNPurgeURLs}
+				}
+				grp, err := stream.NewGroup(js, stream.GroupConfig{Stream: catalogapi.Stream, Name: productstream.Group,
+					Partitions: cfg.Partitions, Extract: tel.Extract, Registerer: tel.Registry}, inv.Handle, log)
+				if err != nil {
+					return err
+				}
+				ag.Add("invalidation", grp.Run)
 			}
-			ag.Add("relay", relay.Run)
 		}
 		ag.Add("wait", func(ctx context.Context) error { <-ctx.Done(); return nil })
 		return ag.Run(ctx)

@@ -41,7 +41,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 	env = map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "api,relay,gossip", "ADMIN_TOKEN": "short", "CATALOG_PARTITIONS": "0"}
 	err = run(context.Background(), []string{"catalog"}, func(k string) string { return env[k] }, &syncBuffer{})
-	for _, want := range []string{`ROLES: unknown role "gossip"`, "ADMIN_TOKEN: required by the api role", "NATS_URL: required by the relay role", "CATALOG_PARTITIONS: must be"} {
+	for _, want := range []string{`ROLES: unknown role "gossip"`, "ADMIN_TOKEN: required by the api role", "NATS_URL: required by the relay and invalidation roles", "CATALOG_PARTITIONS: must be"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

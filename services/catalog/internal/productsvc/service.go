@@ -67,6 +67,12 @@ func (s *Service) load(ctx context.Context, id, v string) (catalogapi.Product, i
 	return r, p.Version, nil
 }
 
+// Warm loads the current version of id into the cache for the default
+// locale and currency (the variants most readers ask for).
+func (s *Service) Warm(ctx context.Context, id string) error {
+	return s.cache.Warm(ctx, id, variant(product.Locales[0], product.Currencies[0]))
+}
+
 // Get returns the public product for locale and currency.
 func (s *Service) Get(ctx context.Context, id, locale, currency string) (catalogapi.Product, cache.Meta, error) {
 	if _, err := uuid.Parse(id); err != nil {

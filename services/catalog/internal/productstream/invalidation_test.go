@@ -1,0 +1,161 @@
+package productstream_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/shopfloor/shopfloor/pkg/cache"
+	"github.com/shopfloor/shopfloor/pkg/outbox"
+	"github.com/shopfloor/shopfloor/pkg/stream"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
+	"github.com/shopfloor/shopfloor/services/catalog/internal/product"
+	"github.com/shopfloor/shopfloor/services/catalog/internal/productstream"
+	"github.com/shopfloor/shopfloor/services/catalog/internal/productsvc"
+	"github.com/shopfloor/shopfloor/services/catalog/migrations"
+)
+
+func TestMain(m *testing.M) { testinfra.Main(m) }
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func newService(t *testing.T, db *testinfra.Database, rdb redis.UniversalClient, ns, streamName string) *productsvc.Service {
+	t.Helper()
+	svc, err := productsvc.New(db.Pool, func(load cache.Loader[catalogapi.Product]) (*cache.Cache[catalogapi.Product], error) {
+		return cache.New(rdb, load, cache.Config{Namespace: ns, Class: "product", BreakerOpenFor: time.Hour}, quiet)
+	}, outbox.New(streamName), quiet, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+// purges records PURGE requests, standing in for a Varnish node.
+type purges struct {
+	mu   sync.Mutex
+	keys []string
+}
+
+func (p *purges) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.Method == "PURGE" {
+		p.keys = append(p.keys, r.Header.Get("xkey-purge"))
+	}
+}
+
+func (p *purges) count(key string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, k := range p.keys {
+		if k == key {
+			n++
+		}
+	}
+	return n
+}
+
+// TestInvalidationConsumer: a write whose direct cache invalidation failed
+// (Redis unreachable from that instance) still reaches readers through the
+// stream: the consumer moves the pointer, warms the new version and purges
+// the CDN. Replaying the stream from the start changes nothing.
+func TestInvalidationConsumer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testinfra.Postgres(t, migrations.FS)
+	r := testinfra.Redis(t)
+	nt := testinfra.NATS(t)
+	name := nt.Name("CATALOG")
+	if err := stream.EnsureStream(ctx, nt.JS, stream.StreamConfig{Name: name, Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := ln.Addr().String()
+	_ = ln.Close()
+	dead := redis.NewClient(&redis.Options{Addr: deadAddr, MaxRetries: -1, DialerRetries: 1, DialTimeout: 50 * time.Millisecond})
+	defer dead.Close()
+	writer := newService(t, db, dead, r.Prefix, name)
+	reader := newService(t, db, r.Client, r.Prefix, name)
+
+	p, err := writer.Create(ctx, product.Product{SKU: "LAMP-9", Category: "lamps",
+		Translations: map[string]catalogapi.ProductText{"en-US": {Name: "Lamp"}}, Prices: map[string]int64{"EUR": 1000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := reader.Get(ctx, p.ID, "en-US", "EUR"); err != nil { // caches v1
+		t.Fatal(err)
+	}
+	if _, err := writer.Update(ctx, p.ID, 1, func(p *product.Product) { p.Prices = map[string]int64{"EUR": 900} }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := reader.Get(ctx, p.ID, "en-US", "EUR"); got.Version != 1 {
+		t.Fatalf("before the consumer ran the reader saw v%d; the test needs the stale v1 cached", got.Version)
+	}
+
+	pub, err := stream.NewPublisher(nt.JS, name, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay, err := outbox.NewRelay(db.Pool, outbox.StreamSink{name: pub}, outbox.RelayConfig{PollInterval: 50 * time.Millisecond}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdn := &purges{}
+	cdnSrv := httptest.NewServer(cdn)
+	defer cdnSrv.Close()
+	inv := &productstream.Invalidator{Cache: reader.Cache(), Warm: reader.Warm, Purger: &productstream.Purger{URLs: []string{cdnSrv.URL}}, Log: quiet}
+
+	run := func(fn func(context.Context) error) {
+		gctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = fn(gctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	newGroup := func(group string) *stream.Group {
+		g, err := stream.NewGroup(nt.JS, stream.GroupConfig{Stream: name, Name: group, FetchWait: 200 * time.Millisecond}, inv.Handle, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	run(relay.Run)
+	run(newGroup(productstream.Group).Run)
+
+	key := "product:" + p.ID + " category:lamps"
+	testinfra.Eventually(t, 20*time.Second, func() error {
+		if n := cdn.count(key); n != 2 {
+			return fmt.Errorf("%d purges of %q", n, key)
+		}
+		return nil
+	})
+	got, meta, err := reader.Get(ctx, p.ID, "en-US", "EUR")
+	if err != nil || got.Version != 2 || got.Price.AmountMinor != 900 || meta.Result != cache.Hit {
+		t.Fatalf("after the consumer: %+v %+v %v; want v2 already warm (a hit)", got, meta, err)
+	}
+
+	// Replay the whole stream in a new group: same state, purges again.
+	run(newGroup("replay").Run)
+	testinfra.Eventually(t, 20*time.Second, func() error {
+		if n := cdn.count(key); n != 4 {
+			return fmt.Errorf("%d purges after the replay", n)
+		}
+		return nil
+	})
+	if got, _, _ := reader.Get(ctx, p.ID, "en-US", "EUR"); got.Version != 2 {
+		t.Fatalf("after the replay the reader sees v%d, want 2 (the pointer never moves back)", got.Version)
+	}
+}
