@@ -34,15 +34,24 @@ import (
 	"github.com/shopfloor/shopfloor/services/catalog/migrations"
 )
 
-// Config is catalog's configuration, from the environment.
+// Base is what every command needs: the database and telemetry.
+type Base struct {
+	DB             pgdb.Config
+	ServiceVersion string     `env:"SERVICE_VERSION" envDefault:"dev"`
+	InstanceID     string     `env:"INSTANCE_ID"`
+	OTLPEndpoint   string     `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	LogLevel       slog.Level `env:"LOG_LEVEL" envDefault:"INFO"`
+}
+
+// Config is the serve command's configuration, from the environment.
 type Config struct {
+	Base
 	HTTPAddr        string        `env:"HTTP_ADDR" envDefault:":8081"`
 	DrainDelay      time.Duration `env:"HTTP_DRAIN_DELAY" envDefault:"0s"`
 	ShutdownTimeout time.Duration `env:"HTTP_SHUTDOWN_TIMEOUT" envDefault:"20s"`
-	DB              pgdb.Config
 	// RedisURL is the cache; catalog answers without it (slower).
 	RedisURL string `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
-	// NATSURL is needed by the relay role.
+	// NATSURL is needed by the relay and invalidation roles.
 	NATSURL    string `env:"NATS_URL"`
 	Partitions int    `env:"CATALOG_PARTITIONS" envDefault:"8"`
 	// AdminToken guards /v1/admin (at least 16 characters).
@@ -57,11 +66,7 @@ type Config struct {
 	// role (Varnish nodes), comma-separated. Empty: no CDN.
 	CDNPurgeURLs []string `env:"CDN_PURGE_URLS"`
 	// Roles: api, relay, invalidation.
-	Roles          []string   `env:"ROLES" envDefault:"api,relay,invalidation"`
-	ServiceVersion string     `env:"SERVICE_VERSION" envDefault:"dev"`
-	InstanceID     string     `env:"INSTANCE_ID"`
-	OTLPEndpoint   string     `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
-	LogLevel       slog.Level `env:"LOG_LEVEL" envDefault:"INFO"`
+	Roles []string `env:"ROLES" envDefault:"api,relay,invalidation"`
 }
 
 // Validate reports rules beyond one value's syntax.
@@ -98,7 +103,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	default:
 		return fmt.Errorf("unknown command %q (%s)", cmd, usage)
 	}
-	var seedN int
+	var (
+		seedN int
+		err   error
+	)
 	if cmd == "seed" {
 		fs := flag.NewFlagSet("seed", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
@@ -107,8 +115,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return fmt.Errorf("seed: --products must be 1..1000000 (%s)", usage)
 		}
 	}
-	cfg, err := config.Load[Config](getenv)
-	if err != nil {
+	var cfg Config
+	if cmd == "serve" {
+		if cfg, err = config.Load[Config](getenv); err != nil {
+			return err
+		}
+	} else if cfg.Base, err = config.Load[Base](getenv); err != nil {
 		return err
 	}
 	tel, err := telemetry.New(ctx, telemetry.Config{

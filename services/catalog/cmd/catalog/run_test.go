@@ -60,7 +60,7 @@ func TestMigrateAndSeed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := testinfra.Postgres(t, nil)
-	env := map[string]string{"DATABASE_URL": db.URL, "ROLES": "relay", "NATS_URL": "nats://unused"}
+	env := map[string]string{"DATABASE_URL": db.URL} // migrate and seed need nothing else
 	getenv := func(k string) string { return env[k] }
 	if err := run(ctx, []string{"catalog", "migrate"}, getenv, &syncBuffer{}); err != nil {
 		t.Fatal(err)
