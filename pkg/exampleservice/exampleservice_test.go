@@ -289,82 +289,20 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 }
 
-// forwarder is a TCP proxy to target that can be started late, standing in
-// for a database that comes up after the service.
-type forwarder struct {
-	addr, target string
-	wg           sync.WaitGroup
-	mu           sync.Mutex
-	conns        []net.Conn
-}
-
-func (f *forwarder) track(c net.Conn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.conns = append(f.conns, c)
-}
-
-func (f *forwarder) start(t *testing.T) {
-	t.Helper()
-	ln, err := net.Listen("tcp", f.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = ln.Close()
-		f.mu.Lock()
-		for _, c := range f.conns {
-			_ = c.Close()
-		}
-		f.mu.Unlock()
-		f.wg.Wait()
-	})
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			f.wg.Add(1)
-			go func() {
-				defer f.wg.Done()
-				f.track(c)
-				defer c.Close()
-				up, err := net.Dial("tcp", f.target)
-				if err != nil {
-					return
-				}
-				f.track(up)
-				defer up.Close()
-				go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-				_, _ = io.Copy(c, up)
-			}()
-		}
-	}()
-}
-
 // TestReadyzWaitsForPostgres: with PostgreSQL unreachable at start the
 // process stays up, /readyz says why, the API answers 503 with Retry-After,
 // and the service becomes ready by itself when the database appears.
 func TestReadyzWaitsForPostgres(t *testing.T) {
 	t.Parallel()
-	// A port with nothing listening yet.
-	hold, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := hold.Addr().String()
-	_ = hold.Close()
-
 	real := testinfra.Postgres(t, migrations.FS)
 	u, err := url.Parse(real.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	target := u.Host
-	u.Host = addr
+	// PostgreSQL is "down" at start: the service dials a proxy that refuses.
+	proxy := testinfra.NewProxy(t, u.Host)
+	proxy.Down()
+	u.Host = proxy.Addr()
 	b := start(t, u.String())
 
 	testinfra.Eventually(t, 10*time.Second, func() error {
@@ -382,7 +320,7 @@ func TestReadyzWaitsForPostgres(t *testing.T) {
 		t.Fatalf("POST before ready = %d (Retry-After %q), want 503 with Retry-After", r.status, r.header.Get("Retry-After"))
 	}
 
-	(&forwarder{addr: addr, target: target}).start(t)
+	proxy.Up()
 	waitReady(t, b)
 	if r := do(t, "POST", b.base+"/v1/notes", "application/json", strings.NewReader(`{"text":"late"}`), nil); r.status != http.StatusCreated {
 		t.Fatalf("POST after ready = %d %s", r.status, r.body)

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -20,95 +22,181 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Config describes a service's telemetry.
+// DefaultServiceVersion is service.version when Config.ServiceVersion is
+// empty.
+const DefaultServiceVersion = "dev"
+
+// ErrInvalidConfig is wrapped by every error New returns for a Config it
+// refuses (errors.Is(err, ErrInvalidConfig)); the message says which field
+// is wrong and why.
+var ErrInvalidConfig = errors.New("invalid telemetry config")
+
+// Config describes a service's telemetry. The zero value is invalid:
+// ServiceName is required. Config is read from the environment by the
+// service's run function, never by this package.
 type Config struct {
-	// ServiceName is service.name, e.g. "orders". Required.
+	// ServiceName is the resource attribute service.name, e.g. "orders",
+	// and the "service" field of every log line. Required.
 	ServiceName string
-	// ServiceVersion is service.version. Default "dev".
+	// ServiceVersion is service.version and the "version" log field.
+	// Default DefaultServiceVersion ("dev").
 	ServiceVersion string
-	// InstanceID is service.instance.id. Default: the host name.
+	// InstanceID is service.instance.id and the "instance" log field; it
+	// tells replicas apart. Default: the host name (a container's host name
+	// is its id), or "unknown" if the host name cannot be read.
 	InstanceID string
-	// OTLPEndpoint turns on OTLP/HTTP export of traces and metrics, e.g.
-	// "http://otel-lgtm:4318" (OTEL_EXPORTER_OTLP_ENDPOINT). Empty: none.
+	// OTLPEndpoint is the base URL of an OTLP/HTTP collector, e.g.
+	// "http://otel-lgtm:4318" (the caller reads it from
+	// OTEL_EXPORTER_OTLP_ENDPOINT). Traces go to <endpoint>/v1/traces
+	// (batched) and metrics to <endpoint>/v1/metrics (every 60s by
+	// default, and at Shutdown). The scheme must be http or https; http
+	// means no TLS.
+	// Empty: nothing is exported over OTLP, and New opens no connection
+	// and starts no goroutine.
 	OTLPEndpoint string
-	// LogLevel is the lowest level logged. Default Info.
+	// LogLevel is the lowest level Logger writes. The zero value is
+	// slog.LevelInfo.
 	LogLevel slog.Level
-	// SpanExporter, when set, receives every span synchronously (tests use
-	// tracetest.NewInMemoryExporter).
+	// SpanExporter, when set, receives every ended span synchronously,
+	// before span.End returns (a SimpleSpanProcessor), in addition to OTLP
+	// export. Meant for tests (tracetest.NewInMemoryExporter); a slow
+	// exporter here slows every span. Shutdown shuts it down.
 	SpanExporter sdktrace.SpanExporter
 }
 
-// Telemetry is a service's providers and logger.
-type Telemetry struct {
-	// Logger writes JSON with trace ids; see NewLogHandler.
-	Logger *slog.Logger
-	// TracerProvider and MeterProvider are the service's own.
-	TracerProvider *sdktrace.TracerProvider
-	MeterProvider  *sdkmetric.MeterProvider
-	// Registry is served at /metrics.
-	Registry *prometheus.Registry
-	// Propagator is W3C trace context + baggage.
-	Propagator propagation.TextMapPropagator
+// validate reports the first problem with c, wrapping ErrInvalidConfig.
+func (c Config) validate() error {
+	if c.ServiceName == "" {
+		return fmt.Errorf(`%w: ServiceName is required (the service.name resource attribute, e.g. "orders")`, ErrInvalidConfig)
+	}
+	if c.OTLPEndpoint != "" {
+		u, err := url.Parse(c.OTLPEndpoint)
+		if err != nil {
+			return fmt.Errorf("%w: OTLPEndpoint %q is not a URL: %w", ErrInvalidConfig, c.OTLPEndpoint, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf(`%w: OTLPEndpoint %q must be an http or https base URL with a host, e.g. "http://otel-lgtm:4318"`, ErrInvalidConfig, c.OTLPEndpoint)
+		}
+	}
+	return nil
 }
 
-// New builds the providers and the logger. Logs go to logOut.
+// Telemetry is one service's logger, providers and propagator. Build it
+// with New; the zero value is unusable. Its fields are safe for concurrent
+// use and may be handed to anything that takes the OpenTelemetry or
+// Prometheus interfaces (e.g. httpkit.Trace, a prometheus.Registerer).
+type Telemetry struct {
+	// Logger writes one JSON object per line to New's writer, at
+	// Config.LogLevel and above, with "service", "version" and "instance"
+	// on every line and trace_id/span_id when logged with a context that
+	// carries a span (see NewLogHandler).
+	Logger *slog.Logger
+	// TracerProvider samples every root span and follows the parent's
+	// decision otherwise (ParentBased(AlwaysSample)).
+	TracerProvider *sdktrace.TracerProvider
+	// MeterProvider's instruments are served by MetricsHandler and, with
+	// an OTLPEndpoint, pushed over OTLP.
+	MeterProvider *sdkmetric.MeterProvider
+	// Registry is the service's own Prometheus registry (never
+	// prometheus.DefaultRegisterer). It holds the OTel Prometheus exporter,
+	// the Go runtime and process collectors; building blocks that use the
+	// Prometheus client register their collectors here.
+	Registry *prometheus.Registry
+	// Propagator reads and writes W3C traceparent/tracestate and W3C
+	// baggage.
+	Propagator propagation.TextMapPropagator
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New validates cfg and builds a Telemetry whose logs go to logOut. It sets
+// no OpenTelemetry or Prometheus globals. ctx bounds only the construction
+// of the OTLP exporters. With an empty OTLPEndpoint nothing is started that
+// needs stopping, but callers should still defer Shutdown.
+//
+// Errors: a Config error wraps ErrInvalidConfig; a nil logOut is refused.
 func New(ctx context.Context, cfg Config, logOut io.Writer) (*Telemetry, error) {
-	if cfg.ServiceName == "" {
-		return nil, errors.New("telemetry: ServiceName is required")
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	if logOut == nil {
+		return nil, errors.New("telemetry: logOut is nil (pass io.Discard to drop logs)")
 	}
 	if cfg.ServiceVersion == "" {
-		cfg.ServiceVersion = "dev"
+		cfg.ServiceVersion = DefaultServiceVersion
 	}
 	if cfg.InstanceID == "" {
 		host, err := os.Hostname()
-		if err != nil {
+		if err != nil || host == "" {
 			host = "unknown"
 		}
 		cfg.InstanceID = host
 	}
-	res := resource.NewWithAttributes(semconv.SchemaURL,
-		semconv.ServiceName(cfg.ServiceName),
-		semconv.ServiceVersion(cfg.ServiceVersion),
-		semconv.ServiceInstanceID(cfg.InstanceID),
-	)
+
+	res, err := resource.New(ctx,
+		resource.WithSchemaURL(semconv.SchemaURL),
+		resource.WithTelemetrySDK(),
+		resource.WithAttributes(
+			semconv.ServiceName(cfg.ServiceName),
+			semconv.ServiceVersion(cfg.ServiceVersion),
+			semconv.ServiceInstanceID(cfg.InstanceID),
+		))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: resource: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("telemetry: register Go collector: %w", err)
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("telemetry: register process collector: %w", err)
+	}
+	// The default translation strategy (UnderscoreEscapingWithSuffixes)
+	// turns "orders.placed" into orders_placed_total; scope labels are left
+	// out because every instrument of a service shares them.
+	promExp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+	}
 
 	topts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
 	}
-	if cfg.SpanExporter != nil {
-		topts = append(topts, sdktrace.WithSyncer(cfg.SpanExporter))
-	}
-	if cfg.OTLPEndpoint != "" {
-		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(cfg.OTLPEndpoint+"/v1/traces"))
-		if err != nil {
-			return nil, fmt.Errorf("telemetry: OTLP trace exporter for %s: %w", cfg.OTLPEndpoint, err)
-		}
-		topts = append(topts, sdktrace.WithBatcher(exp))
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	promExp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
-	if err != nil {
-		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
-	}
 	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExp)}
+	if cfg.SpanExporter != nil {
+		topts = append(topts, sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(cfg.SpanExporter)))
+	}
 	if cfg.OTLPEndpoint != "" {
-		exp, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(cfg.OTLPEndpoint+"/v1/metrics"))
+		traceURL, metricURL, err := otlpURLs(cfg.OTLPEndpoint)
 		if err != nil {
-			return nil, fmt.Errorf("telemetry: OTLP metric exporter for %s: %w", cfg.OTLPEndpoint, err)
+			return nil, fmt.Errorf("telemetry: %w", err)
 		}
-		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp)))
+		traceExp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(traceURL))
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: OTLP trace exporter for %s: %w", traceURL, err)
+		}
+		metricExp, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(metricURL))
+		if err != nil {
+			return nil, errors.Join(
+				fmt.Errorf("telemetry: OTLP metric exporter for %s: %w", metricURL, err),
+				traceExp.Shutdown(ctx))
+		}
+		topts = append(topts, sdktrace.WithBatcher(traceExp))
+		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(metricExp)))
 	}
 
 	handler := slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.LogLevel})
 	logger := slog.New(NewLogHandler(handler)).With(
-		"service", cfg.ServiceName, "version", cfg.ServiceVersion, "instance", cfg.InstanceID)
+		slog.String("service", cfg.ServiceName),
+		slog.String("version", cfg.ServiceVersion),
+		slog.String("instance", cfg.InstanceID))
 
 	return &Telemetry{
 		Logger:         logger,
@@ -119,18 +207,53 @@ func New(ctx context.Context, cfg Config, logOut io.Writer) (*Telemetry, error) 
 	}, nil
 }
 
-// MetricsHandler serves Registry in the Prometheus text format.
+// otlpURLs appends the OTLP/HTTP signal paths to the base endpoint, as
+// OTEL_EXPORTER_OTLP_ENDPOINT is specified: "http://c:4318/otlp" gives
+// "http://c:4318/otlp/v1/traces".
+func otlpURLs(endpoint string) (traces, metrics string, err error) {
+	if traces, err = url.JoinPath(endpoint, "v1", "traces"); err != nil {
+		return "", "", fmt.Errorf("OTLP trace URL from %q: %w", endpoint, err)
+	}
+	if metrics, err = url.JoinPath(endpoint, "v1", "metrics"); err != nil {
+		return "", "", fmt.Errorf("OTLP metric URL from %q: %w", endpoint, err)
+	}
+	return traces, metrics, nil
+}
+
+// MetricsHandler serves Registry in the Prometheus exposition format
+// (text, or OpenMetrics/protobuf when the scraper asks), for /metrics.
+// Scrape errors are counted in promhttp_metric_handler_errors_total on
+// Registry and answered with 500. Each call returns a new handler; calling
+// it more than once is fine.
 func (t *Telemetry) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{Registry: t.Registry})
 }
 
-// Tracer returns a tracer of the service's provider.
+// Tracer returns the tracer called name (by convention the instrumenting
+// package's import path) from TracerProvider. After Shutdown its spans are
+// no longer exported.
 func (t *Telemetry) Tracer(name string) trace.Tracer { return t.TracerProvider.Tracer(name) }
 
-// Meter returns a meter of the service's provider.
+// Meter returns the meter called name (by convention the instrumenting
+// package's import path) from MeterProvider.
 func (t *Telemetry) Meter(name string) metric.Meter { return t.MeterProvider.Meter(name) }
 
-// Shutdown flushes and stops the providers.
+// Shutdown flushes pending spans and metrics (to the OTLP endpoint and
+// Config.SpanExporter) and stops both providers, waiting at most until ctx
+// ends; pass a context that is not already cancelled, e.g.
+// context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second). The
+// errors of both providers are joined. Only the first call does the work;
+// later calls return its result. The Logger and Registry keep working.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
-	return errors.Join(t.TracerProvider.Shutdown(ctx), t.MeterProvider.Shutdown(ctx))
+	t.shutdownOnce.Do(func() {
+		var errs []error
+		if err := t.TracerProvider.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: shut down tracer provider: %w", err))
+		}
+		if err := t.MeterProvider.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: shut down meter provider: %w", err))
+		}
+		t.shutdownErr = errors.Join(errs...)
+	})
+	return t.shutdownErr
 }
