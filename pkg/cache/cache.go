@@ -244,6 +244,23 @@ func (c *Cache[V]) redisDo(ctx context.Context, fn func(ctx context.Context) (an
 	return nil, false
 }
 
+// ClientOptions parses a redis:// URL into options fit for a cache that
+// fails open: context deadlines bound every socket operation
+// (ContextTimeoutEnabled; without it go-redis waits its own read timeout
+// and a paused Redis costs seconds per request), short dial and pool
+// timeouts, and no retries (a failed read goes to the source instead).
+func ClientOptions(url string) (*redis.Options, error) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("cache: redis URL: %w", err)
+	}
+	o.ContextTimeoutEnabled = true
+	o.DialTimeout = 250 * time.Millisecond
+	o.PoolTimeout = 250 * time.Millisecond
+	o.MaxRetries = -1
+	return o, nil
+}
+
 // Get returns the value of id for variant.
 func (c *Cache[V]) Get(ctx context.Context, id, variant string) (V, Meta, error) {
 	var zero V

@@ -42,6 +42,8 @@
 //     the source, behind a circuit breaker: after BreakerFailures
 //     consecutive failures Redis is skipped for BreakerOpenFor, so a dead
 //     Redis costs one fast check, not a timeout per request.
+//     Build the client with ClientOptions: go-redis ignores context
+//     deadlines on sockets unless ContextTimeoutEnabled is set.
 //   - SetBypass(true) is the emergency switch: every read goes to the
 //     source and the cache is neither read nor written.
 //

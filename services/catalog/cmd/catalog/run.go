@@ -199,7 +199,7 @@ func serve(ctx context.Context, cfg Config, tel *telemetry.Telemetry, ln net.Lis
 		ag := lifecycle.NewGroup(log)
 		var svc *productsvc.Service
 		if cfg.has("api") || cfg.has("invalidation") {
-			ropts, err := redis.ParseURL(cfg.RedisURL)
+			ropts, err := cache.ClientOptions(cfg.RedisURL)
 			if err != nil {
 				return fmt.Errorf("REDIS_URL: %w", err)
 			}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -427,4 +428,54 @@ func TestRedisDownStillServes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRedisOutageMidRun: Redis pauses, then dies, while catalog serves.
+// Every read answers 200 with the current version; the latency figure is
+// logged (the breaker keeps it near the database's, not the Redis
+// timeout's), never asserted.
+func TestRedisOutageMidRun(t *testing.T) {
+	t.Parallel()
+	r := testinfra.Redis(t)
+	opts, err := cache.ClientOptions(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testinfra.NewProxy(t, opts.Addr)
+	opts.Addr = proxy.Addr()
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	b := setup(t, rdb)
+	p := b.create(t, lamp("LAMP-6"))
+	read := func(want int64) time.Duration {
+		start := time.Now()
+		r := b.do(t, "GET", "/v1/products/"+p.ID, nil, nil)
+		took := time.Since(start)
+		if r.status != http.StatusOK || decode[catalogapi.Product](t, r).Version != want {
+			t.Fatalf("read = %d %s, want version %d", r.status, r.body, want)
+		}
+		return took
+	}
+	read(1) // cached now
+	for _, step := range []struct {
+		phase string
+		cut   func()
+	}{{"paused", proxy.Blackhole}, {"killed", proxy.Down}} {
+		phase := step.phase
+		step.cut()
+		var lat []time.Duration
+		for range 50 {
+			lat = append(lat, read(1))
+		}
+		slices.Sort(lat)
+		t.Logf("Redis %s: p50 %s, p99 %s over %d reads", phase, lat[len(lat)/2], lat[len(lat)*99/100], len(lat))
+		proxy.Up()
+	}
+	// A write while Redis is unreachable is visible at once: reads fail
+	// open to PostgreSQL.
+	proxy.Down()
+	if r := b.do(t, "PUT", "/v1/admin/products/"+p.ID+"/prices/EUR", map[string]int64{"amount_minor": 10}, withAdmin(map[string]string{"If-Match": `"v1"`})); r.status != http.StatusOK {
+		t.Fatalf("write with Redis down = %d %s", r.status, r.body)
+	}
+	read(2)
 }
