@@ -65,6 +65,12 @@ func (s *source) load(ctx context.Context, id, variant string) (product, int64, 
 func newCache(t *testing.T, rdb redis.UniversalClient, prefix string, src *source, cfg cache.Config) *cache.Cache[product] {
 	t.Helper()
 	cfg.Namespace, cfg.Class = prefix, "product"
+	if cfg.RedisTimeout == 0 {
+		// Generous: parallel tests under -race on two cores can take more
+		// than the 50ms default, and a timeout fails open (a second load),
+		// which is right in production and noise here.
+		cfg.RedisTimeout = time.Second
+	}
 	c, err := cache.New(rdb, src.load, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
