@@ -31,7 +31,7 @@ var quiet = slog.New(slog.DiscardHandler)
 func newService(t *testing.T, db *testinfra.Database, rdb redis.UniversalClient, ns, streamName string) *productsvc.Service {
 	t.Helper()
 	svc, err := productsvc.New(db.Pool, func(load cache.Loader[catalogapi.Product]) (*cache.Cache[catalogapi.Product], error) {
-		return cache.New(rdb, load, cache.Config{Namespace: ns, Class: "product", BreakerOpenFor: time.Hour}, quiet)
+		return cache.New(rdb, load, cache.Config{Namespace: ns, Class: "product", BreakerOpenFor: time.Hour, RedisTimeout: time.Second}, quiet)
 	}, outbox.New(streamName), quiet, time.Now)
 	if err != nil {
 		t.Fatal(err)
