@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/shopfloor/shopfloor/pkg/cache"
@@ -39,12 +40,12 @@ type bundle struct {
 
 // setup runs catalog's API on its own database and Redis prefix; rdb
 // overrides the Redis client (a dead one for outage tests).
-func setup(t *testing.T, rdb redis.UniversalClient) *bundle {
+func setup(t testing.TB, rdb redis.UniversalClient) *bundle {
 	t.Helper()
 	return setupWith(t, rdb, httpcache.Policy{})
 }
 
-func setupWith(t *testing.T, rdb redis.UniversalClient, public httpcache.Policy) *bundle {
+func setupWith(t testing.TB, rdb redis.UniversalClient, public httpcache.Policy, reg ...prometheus.Registerer) *bundle {
 	t.Helper()
 	db := testinfra.Postgres(t, migrations.FS)
 	prefix := "t"
@@ -54,7 +55,11 @@ func setupWith(t *testing.T, rdb redis.UniversalClient, public httpcache.Policy)
 	}
 	log := slog.New(slog.DiscardHandler)
 	svc, err := productsvc.New(db.Pool, func(load cache.Loader[catalogapi.Product]) (*cache.Cache[catalogapi.Product], error) {
-		return cache.New(rdb, load, cache.Config{Namespace: prefix, Class: "product", BreakerOpenFor: time.Hour}, log)
+		cfg := cache.Config{Namespace: prefix, Class: "product", BreakerOpenFor: time.Hour}
+		if len(reg) > 0 {
+			cfg.Registerer = reg[0]
+		}
+		return cache.New(rdb, load, cfg, log)
 	}, outbox.New(catalogapi.Stream), log, time.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +77,7 @@ type resp struct {
 	body   []byte
 }
 
-func (b *bundle) do(t *testing.T, method, path string, body any, header map[string]string) resp {
+func (b *bundle) do(t testing.TB, method, path string, body any, header map[string]string) resp {
 	t.Helper()
 	var rd io.Reader
 	switch v := body.(type) {
@@ -129,7 +134,7 @@ func lamp(sku string) catalogapi.AdminProduct {
 	}
 }
 
-func (b *bundle) create(t *testing.T, p catalogapi.AdminProduct) catalogapi.AdminProduct {
+func (b *bundle) create(t testing.TB, p catalogapi.AdminProduct) catalogapi.AdminProduct {
 	t.Helper()
 	r := b.do(t, "POST", "/v1/admin/products", p, admin)
 	if r.status != http.StatusCreated {
@@ -145,7 +150,7 @@ func (b *bundle) create(t *testing.T, p catalogapi.AdminProduct) catalogapi.Admi
 	return out
 }
 
-func decode[T any](t *testing.T, r resp) T {
+func decode[T any](t testing.TB, r resp) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(r.body, &v); err != nil {

@@ -24,7 +24,7 @@ import (
 
 // varnish runs varnishd with deploy/compose/varnish/default.vcl in front
 // of origin (host:port) and returns its base URL.
-func varnish(t *testing.T, origin string) string {
+func varnish(t testing.TB, origin string) string {
 	t.Helper()
 	bin, err := exec.LookPath("varnishd")
 	if err != nil {
@@ -81,7 +81,7 @@ func varnish(t *testing.T, origin string) string {
 	return "http://" + addr
 }
 
-func get(t *testing.T, u string, header map[string]string) resp {
+func get(t testing.TB, u string, header map[string]string) resp {
 	t.Helper()
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, u, nil)
 	if err != nil {
@@ -93,7 +93,7 @@ func get(t *testing.T, u string, header map[string]string) resp {
 	return doReq(t, req)
 }
 
-func doReq(t *testing.T, req *http.Request) resp {
+func doReq(t testing.TB, req *http.Request) resp {
 	t.Helper()
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -175,7 +175,7 @@ func TestThroughVarnish(t *testing.T) {
 
 }
 
-func behindVarnish(t *testing.T, public httpcache.Policy) (*bundle, *countingOrigin, string) {
+func behindVarnish(t testing.TB, public httpcache.Policy) (*bundle, *countingOrigin, string) {
 	t.Helper()
 	b := setupWith(t, nil, public)
 	origin := &countingOrigin{h: b.srv.Config.Handler}

@@ -1,0 +1,186 @@
+package producthttp_test
+
+import (
+	"context"
+
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shopfloor/shopfloor/pkg/httpcache"
+	"github.com/shopfloor/shopfloor/pkg/outbox"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
+	"github.com/shopfloor/shopfloor/services/catalog/internal/productsvc"
+)
+
+// Catalog read-path benchmarks; figures in docs/benchmarks.md.
+//
+//	go test -run '^$' -bench . -benchtime 20000x ./services/catalog/internal/producthttp
+
+var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// hammer GETs url b.N times from 16 goroutines and reports requests/s.
+func hammer(b *testing.B, url string) {
+	b.Helper()
+	ctx := context.Background()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range 16 {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				res, err := benchClient.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				_ = res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					b.Errorf("status %d", res.StatusCode)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+}
+
+// BenchmarkGetProduct compares a cached product read through catalog,
+// through Varnish (hits), and a trivial net/http handler returning a body
+// of the same size, at the same concurrency.
+func BenchmarkGetProduct(b *testing.B) {
+	bd, _, cdn := behindVarnish(b, httpcache.Policy{})
+	p := bd.create(b, lamp("LAMP-BENCH"))
+	path := "/v1/products/" + p.ID + "?currency=EUR"
+	body := bd.do(b, "GET", path, nil, nil).body
+	trivial := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+	defer trivial.Close()
+	b.Run("trivial-net-http", func(b *testing.B) { hammer(b, trivial.URL+path) })
+	b.Run("catalog-cached", func(b *testing.B) { hammer(b, bd.srv.URL+path) })
+	b.Run("varnish-hit", func(b *testing.B) { hammer(b, cdn+path) })
+	b.Run("raw-redis-get", func(b *testing.B) {
+		r := testinfra.Redis(b)
+		ctx := context.Background()
+		if err := r.Client.Set(ctx, r.Key("p"), body, 0).Err(); err != nil {
+			b.Fatal(err)
+		}
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		b.ResetTimer()
+		start := time.Now()
+		for range 16 {
+			wg.Go(func() {
+				for next.Add(1) <= int64(b.N) {
+					if err := r.Client.Get(ctx, r.Key("p")).Err(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+	})
+}
+
+// BenchmarkZipfHitRatio reads 10 000 seeded products with a Zipf key mix
+// (s=1.1) through catalog and reports the Redis hit ratio and the source
+// loads per distinct key read.
+func BenchmarkZipfHitRatio(b *testing.B) {
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	bd := setupWith(b, nil, httpcache.Policy{}, reg)
+	if err := productsvc.Seed(ctx, bd.db.Pool, outbox.New(catalogapi.Stream), 10000, time.Now); err != nil {
+		b.Fatal(err)
+	}
+	rows, err := bd.db.Pool.Query(ctx, `SELECT id::text FROM products ORDER BY id`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	zipf := rand.NewZipf(rand.New(rand.NewPCG(1, 2)), 1.1, 1, uint64(len(ids)-1)) //nolint:gosec // G404: benchmark key mix
+	keys := make([]string, b.N)
+	distinct := map[string]bool{}
+	for i := range keys {
+		keys[i] = ids[zipf.Uint64()]
+		distinct[keys[i]] = true
+	}
+	readAll := func() time.Duration {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range 16 {
+			wg.Go(func() {
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(len(keys)) {
+						return
+					}
+					if r := bd.do(b, "GET", "/v1/products/"+keys[i]+"?currency=EUR", nil, nil); r.status != http.StatusOK {
+						b.Errorf("status %d", r.status)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	gather := func() map[string]float64 {
+		counts := map[string]float64{}
+		mfs, err := reg.Gather()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "result" || l.GetName() == "outcome" {
+						counts[mf.GetName()+"/"+l.GetValue()] += m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return counts
+	}
+	b.ResetTimer()
+	readAll() // cold: every distinct key loads once
+	cold := gather()
+	b.ReportMetric(cold["cache_loads_total/ok"]/float64(len(distinct)), "loads/key")
+	took := readAll() // warm: the same mix again
+	warm := gather()
+	b.ReportMetric(float64(b.N)/took.Seconds(), "warm_req/s")
+	counts := map[string]float64{}
+	for k, v := range warm {
+		counts[k] = v - cold[k]
+	}
+	reads := counts["cache_requests_total/hit"] + counts["cache_requests_total/miss"] + counts["cache_requests_total/stale"] + counts["cache_requests_total/fail_open"]
+	b.ReportMetric(100*counts["cache_requests_total/hit"]/reads, "warm_hit%")
+}
