@@ -91,7 +91,7 @@ func (c Config) Validate() []error {
 
 func (c Config) has(role string) bool { return slices.Contains(c.Roles, role) }
 
-const usage = `usage: catalog [serve | migrate | seed --products N]`
+const usage = `usage: catalog [serve | migrate | seed --products N | dlq ...]`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cmd := "serve"
@@ -100,6 +100,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	switch cmd {
 	case "serve", "migrate", "seed":
+	case "dlq":
+		return dlqCommand(ctx, args[min(2, len(args)):], getenv, stdout)
 	default:
 		return fmt.Errorf("unknown command %q (%s)", cmd, usage)
 	}
@@ -303,4 +305,30 @@ func (a *httpReady) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := httpkit.NewProblem(http.StatusServiceUnavailable, "not-ready", "catalog is connecting to its database")
 	p.RetryAfter = time.Second
 	httpkit.WriteProblem(w, p)
+}
+
+// dlqCommand is `catalog dlq ...`: the operator's tool for the dead letters
+// of catalog's consumers (stream.DLQUsage).
+func dlqCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	type dlqConfig struct {
+		NATSURL string `env:"NATS_URL,required"`
+	}
+	cfg, err := config.Load[dlqConfig](getenv)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("catalog-dlq"))
+	if err != nil {
+		return fmt.Errorf("NATS_URL %s: %w", cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	q, err := stream.NewDLQ(js, catalogapi.Stream, slog.New(slog.NewJSONHandler(stdout, nil)))
+	if err != nil {
+		return err
+	}
+	return stream.DLQCommand(ctx, q, args, stdout)
 }

@@ -46,6 +46,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
+	if err := run(context.Background(), []string{"catalog", "dlq", "list"}, func(string) string { return "" }, &syncBuffer{}); err == nil || !strings.Contains(err.Error(), "NATS_URL: required") {
+		t.Errorf("dlq without NATS_URL: %v", err)
+	}
 	for _, args := range [][]string{{"catalog", "dance"}, {"catalog", "seed", "--products", "0"}, {"catalog", "seed", "--bogus"}} {
 		if err := run(context.Background(), args, func(string) string { return "" }, &syncBuffer{}); err == nil || !strings.Contains(err.Error(), "usage") {
 			t.Errorf("%v: err = %v, want usage", args, err)

@@ -1,0 +1,126 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// DLQUsage describes DLQCommand's arguments.
+const DLQUsage = `dlq list [--group G] [--limit N]
+dlq inspect SEQ
+dlq redrive --group G [--seq 1,2,3] [--dry-run] [--rate N]
+dlq discard SEQ --reason "why"`
+
+// DLQCommand is the operator CLI over a stream's dead letters, for a
+// service's `<svc> dlq ...` role: args are what follows "dlq". It prints
+// tables and JSON to out and returns an error for bad arguments.
+func DLQCommand(ctx context.Context, q *DLQ, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: usage:\n%s", ErrInvalid, DLQUsage)
+	}
+	fs := flag.NewFlagSet("dlq "+args[0], flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	group := fs.String("group", "", "consumer group")
+	limit := fs.Int("limit", 50, "most dead letters to list")
+	seqs := fs.String("seq", "", "comma-separated dead-letter sequences")
+	dry := fs.Bool("dry-run", false, "report, change nothing")
+	rate := fs.Int("rate", 0, "messages per second (0: no bound)")
+	reason := fs.String("reason", "", "why (logged)")
+	bad := func(err error) error { return fmt.Errorf("%w: %w; usage:\n%s", ErrInvalid, err, DLQUsage) }
+	// Flags may follow positional arguments: parse what is left until done.
+	rest, pos := args[1:], []string(nil)
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return bad(err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+	seqArg := func() (uint64, error) {
+		if len(pos) != 1 {
+			return 0, bad(fmt.Errorf("want one SEQ, got %d arguments", len(pos)))
+		}
+		n, err := strconv.ParseUint(pos[0], 10, 64)
+		if err != nil {
+			return 0, bad(fmt.Errorf("SEQ %q is not a number", pos[0]))
+		}
+		return n, nil
+	}
+	switch args[0] {
+	case "list":
+		dls, err := q.List(ctx, *group, *limit)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEQ\tDEAD AT\tGROUP\tEVENT\tKEY\tCLASS\tATTEMPTS\tERROR")
+		for _, d := range dls {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.Seq, d.DeadAt.UTC().Format(time.RFC3339), d.Group, d.EventID, d.Key, d.ErrorClass, d.Attempts, oneLine(d.Error, 80))
+		}
+		return tw.Flush()
+	case "inspect":
+		seq, err := seqArg()
+		if err != nil {
+			return err
+		}
+		d, err := q.Inspect(ctx, seq)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		payload := any(string(d.Payload))
+		if json.Valid(d.Payload) {
+			payload = json.RawMessage(d.Payload)
+		}
+		return enc.Encode(map[string]any{"seq": d.Seq, "dead_at": d.DeadAt, "group": d.Group, "event_id": d.EventID,
+			"key": d.Key, "error_class": d.ErrorClass, "error": d.Error, "attempts": d.Attempts,
+			"first_failure": d.FirstFailure, "original_subject": d.OriginalSubject, "original_seq": d.OriginalSeq,
+			"headers": d.Headers, "payload": payload})
+	case "redrive":
+		if *group == "" {
+			return bad(fmt.Errorf("--group is required"))
+		}
+		opts := RedriveOptions{Group: *group, DryRun: *dry, RatePerSecond: *rate}
+		if *seqs != "" {
+			for _, s := range strings.Split(*seqs, ",") {
+				n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+				if err != nil {
+					return bad(fmt.Errorf("--seq %q is not a list of numbers", *seqs))
+				}
+				opts.Seqs = append(opts.Seqs, n)
+			}
+		}
+		rep, err := q.Redrive(ctx, opts)
+		if *dry {
+			fmt.Fprintf(out, "%d would be redriven (dry run)\n", rep.Matched)
+		} else {
+			fmt.Fprintf(out, "%d matched, %d redriven\n", rep.Matched, rep.Redriven)
+		}
+		return err
+	case "discard":
+		seq, err := seqArg()
+		if err != nil {
+			return err
+		}
+		if *reason == "" {
+			return bad(fmt.Errorf("--reason is required"))
+		}
+		if err := q.Discard(ctx, seq, *reason); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "discarded %d\n", seq)
+		return nil
+	default:
+		return bad(fmt.Errorf("unknown command %q", args[0]))
+	}
+}
