@@ -2,6 +2,8 @@ package outbox_test
 
 import (
 	"context"
+	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/shopfloor/shopfloor/pkg/backoff"
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
@@ -140,4 +143,151 @@ func BenchmarkRawAsyncPublish(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 		})
 	}
+}
+
+// BenchmarkCommitToAck: events committed at a steady 500/s through the
+// outbox; latency from commit to the broker storing the message (its stream
+// timestamp), p50 and p99.
+//
+//	go test -run '^$' -bench CommitToAck -benchtime 2000x ./pkg/outbox
+func BenchmarkCommitToAck(b *testing.B) {
+	ctx := context.Background()
+	js := benchServer(b, true)
+	db := testinfra.Postgres(b, migrations)
+	ob := outbox.New("BENCH")
+	pub, err := stream.NewPublisher(js, "BENCH", 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := outbox.NewRelay(db.Pool, outbox.StreamSink{"BENCH": pub}, outbox.RelayConfig{}, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}()
+	committed := make(map[string]time.Time, b.N)
+	evs := benchEvents(b, b.N, 1000)
+	tick := time.NewTicker(2 * time.Millisecond) // 500 events/s
+	defer tick.Stop()
+	b.ResetTimer()
+	for _, ev := range evs {
+		<-tick.C
+		if err := pgdb.InTx(ctx, db.Pool, func(tx pgx.Tx) error { return ob.Publish(ctx, tx, ev) }); err != nil {
+			b.Fatal(err)
+		}
+		committed[ev.ID] = time.Now()
+	}
+	cons, err := js.OrderedConsumer(ctx, "BENCH", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	lat := make([]time.Duration, 0, b.N)
+	for len(lat) < b.N {
+		msg, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			b.Fatal(err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, md.Timestamp.Sub(committed[msg.Headers().Get(jetstream.MsgIDHeader)]))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+}
+
+// BenchmarkDrainAfterOutage: writers commit 200 events/s; the broker is
+// down for SHOPFLOOR_BENCH_OUTAGE (default 10s; the figure uses
+// 60s); the relay's drain rate after the broker returns, against the write
+// rate.
+//
+//	SHOPFLOOR_BENCH_OUTAGE=60s go test -run '^$' -bench DrainAfterOutage -benchtime 1x -timeout 10m ./pkg/outbox
+func BenchmarkDrainAfterOutage(b *testing.B) {
+	outage := 10 * time.Second
+	if v := os.Getenv("SHOPFLOOR_BENCH_OUTAGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		outage = d
+	}
+	const rate = 200
+	ctx := context.Background()
+	srv := testinfra.NewNATSServer(b, testinfra.NATSServerOptions{SyncAlways: true})
+	_, js := srv.Connect()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"BENCH.>"}, Duplicates: 2 * time.Minute}); err != nil {
+		b.Fatal(err)
+	}
+	db := testinfra.Postgres(b, migrations)
+	ob := outbox.New("BENCH")
+	pub, err := stream.NewPublisher(js, "BENCH", 1, stream.WithAckTimeout(time.Second))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := outbox.NewRelay(db.Pool, outbox.StreamSink{"BENCH": pub}, outbox.RelayConfig{BatchSize: 1000,
+		Backoff: backoff.Policy{Initial: 100 * time.Millisecond, Max: time.Second}}, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = r.Run(rctx) }()
+
+	wctx, stopWriters := context.WithCancel(ctx)
+	defer stopWriters()
+	go func() {
+		tick := time.NewTicker(time.Second / rate)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-wctx.Done():
+				return
+			case <-tick.C:
+			}
+			ev, err := events.New("bench", "widget.changed", "key-"+strconv.Itoa(i%100), 1, int64(i/100+1), map[string]any{"i": i}, time.Now())
+			if err == nil {
+				err = pgdb.InTx(wctx, db.Pool, func(tx pgx.Tx) error { return ob.Publish(wctx, tx, ev) })
+			}
+			if err != nil && wctx.Err() == nil {
+				b.Error(err)
+				return
+			}
+		}
+	}()
+	b.ResetTimer()
+	srv.Stop()
+	t := time.NewTimer(outage)
+	<-t.C
+	backlog, _, err := outbox.Backlog(ctx, db.Pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv.Start()
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n, _, err := outbox.Backlog(ctx, db.Pool)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n < rate/10 { // caught up: what is left is the live trickle
+			break
+		}
+		<-tick.C
+	}
+	took := time.Since(start)
+	drained := float64(backlog) + rate*took.Seconds() // the backlog plus what arrived meanwhile
+	b.ReportMetric(float64(backlog), "backlog_rows")
+	b.ReportMetric(took.Seconds(), "drain_s")
+	b.ReportMetric(drained/took.Seconds()/rate, "drain_x_write_rate")
 }
