@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"context"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -21,17 +22,27 @@ import (
 // consumer that only acks, on the same stream (8 partitions).
 //
 //	go test -run '^$' -bench Consume -benchtime 20000x ./pkg/stream
+// benchPartitions: the group's parallelism is one message per partition.
+var benchPartitions = 8
+
 func BenchmarkConsume(b *testing.B) {
+	if v := os.Getenv("SHOPFLOOR_BENCH_PARTITIONS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchPartitions = n
+	}
 	ctx := context.Background()
 	nt := testinfra.NATS(b)
 	// fill creates a fresh stream holding n messages over 1 000 keys.
 	fill := func(b *testing.B, n int) string {
 		b.Helper()
 		name := nt.Name("BENCH" + strconv.Itoa(int(time.Now().UnixNano()%1e9)))
-		if err := stream.EnsureStream(ctx, nt.JS, stream.StreamConfig{Name: name, Partitions: 8}); err != nil {
+		if err := stream.EnsureStream(ctx, nt.JS, stream.StreamConfig{Name: name, Partitions: benchPartitions}); err != nil {
 			b.Fatal(err)
 		}
-		pub, err := stream.NewPublisher(nt.JS, name, 8)
+		pub, err := stream.NewPublisher(nt.JS, name, benchPartitions)
 		if err != nil {
 			b.Fatal(err)
 		}
