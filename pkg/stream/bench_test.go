@@ -22,6 +22,7 @@ import (
 // consumer that only acks, on the same stream (8 partitions).
 //
 //	go test -run '^$' -bench Consume -benchtime 20000x ./pkg/stream
+//
 // benchPartitions: the group's parallelism is one message per partition.
 var benchPartitions = 8
 
