@@ -1,7 +1,6 @@
 package exampleservice_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,38 +26,20 @@ import (
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
-// syncBuffer collects the service's JSON logs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type bundle struct {
 	base  string // http://127.0.0.1:port
 	db    *testinfra.Database
 	nt    *testinfra.NATSPrefix
 	cfg   exampleservice.Config
 	spans *tracetest.InMemoryExporter
-	logs  *syncBuffer
+	logs  *testinfra.Buffer
 }
 
 // start runs Serve against the test's own database and stream names and
 // stops it when the test ends. dbURL overrides the database address.
 func start(t *testing.T, dbURL string) *bundle {
 	t.Helper()
-	b := &bundle{db: testinfra.Postgres(t, migrations.FS), nt: testinfra.NATS(t), spans: tracetest.NewInMemoryExporter(), logs: &syncBuffer{}}
+	b := &bundle{db: testinfra.Postgres(t, migrations.FS), nt: testinfra.NATS(t), spans: tracetest.NewInMemoryExporter(), logs: &testinfra.Buffer{}}
 	if dbURL == "" {
 		dbURL = b.db.URL
 	}
@@ -369,7 +349,7 @@ func TestMigrateCommand(t *testing.T) {
 	t.Parallel()
 	db := testinfra.Postgres(t, nil)
 	env := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": "nats://unused"}
-	var logs syncBuffer
+	var logs testinfra.Buffer
 	if err := exampleservice.Run(context.Background(), []string{"exampleservice", "migrate"}, func(k string) string { return env[k] }, &logs); err != nil {
 		t.Fatal(err)
 	}

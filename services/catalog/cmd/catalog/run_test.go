@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,21 +11,10 @@ import (
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
 func TestRunRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"ROLES": "api,relay,gossip", "ADMIN_TOKEN": "short", "CATALOG_PARTITIONS": "0", "CACHE_SOFT_TTL": "soon"}
-	err := run(context.Background(), []string{"catalog"}, func(k string) string { return env[k] }, &syncBuffer{})
+	err := run(context.Background(), []string{"catalog"}, func(k string) string { return env[k] }, &testinfra.Buffer{})
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
@@ -40,17 +27,17 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		}
 	}
 	env = map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "api,relay,gossip", "ADMIN_TOKEN": "short", "CATALOG_PARTITIONS": "0"}
-	err = run(context.Background(), []string{"catalog"}, func(k string) string { return env[k] }, &syncBuffer{})
+	err = run(context.Background(), []string{"catalog"}, func(k string) string { return env[k] }, &testinfra.Buffer{})
 	for _, want := range []string{`ROLES: unknown role "gossip"`, "ADMIN_TOKEN: required by the api role", "NATS_URL: required by the relay and invalidation roles", "CATALOG_PARTITIONS: must be"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	if err := run(context.Background(), []string{"catalog", "dlq", "list"}, func(string) string { return "" }, &syncBuffer{}); err == nil || !strings.Contains(err.Error(), "NATS_URL: required") {
+	if err := run(context.Background(), []string{"catalog", "dlq", "list"}, func(string) string { return "" }, &testinfra.Buffer{}); err == nil || !strings.Contains(err.Error(), "NATS_URL: required") {
 		t.Errorf("dlq without NATS_URL: %v", err)
 	}
 	for _, args := range [][]string{{"catalog", "dance"}, {"catalog", "seed", "--products", "0"}, {"catalog", "seed", "--bogus"}} {
-		if err := run(context.Background(), args, func(string) string { return "" }, &syncBuffer{}); err == nil || !strings.Contains(err.Error(), "usage") {
+		if err := run(context.Background(), args, func(string) string { return "" }, &testinfra.Buffer{}); err == nil || !strings.Contains(err.Error(), "usage") {
 			t.Errorf("%v: err = %v, want usage", args, err)
 		}
 	}
@@ -65,11 +52,11 @@ func TestMigrateAndSeed(t *testing.T) {
 	db := testinfra.Postgres(t, nil)
 	env := map[string]string{"DATABASE_URL": db.URL} // migrate and seed need nothing else
 	getenv := func(k string) string { return env[k] }
-	if err := run(ctx, []string{"catalog", "migrate"}, getenv, &syncBuffer{}); err != nil {
+	if err := run(ctx, []string{"catalog", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := run(ctx, []string{"catalog", "seed", "--products", "10000"}, getenv, &syncBuffer{}); err != nil {
+	if err := run(ctx, []string{"catalog", "seed", "--products", "10000"}, getenv, &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("seeded 10 000 products in %s", time.Since(start))
