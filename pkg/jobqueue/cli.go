@@ -113,12 +113,7 @@ func DLQCommand(ctx context.Context, c *Client, args []string, out io.Writer) er
 		}
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		body := any(string(m.Body))
-		if json.Valid(m.Body) {
-			body = json.RawMessage(m.Body)
-		}
-		return enc.Encode(map[string]any{"id": m.ID, "queue": m.Queue, "source_queue": m.SourceQueue,
-			"reason": m.DeadLetterReason, "sent_at": m.SentAt, "attributes": m.Attributes, "body": body})
+		return enc.Encode(view(m))
 	case "dlq redrive":
 		dlq, err := one("DLQ")
 		if err != nil {

@@ -1,0 +1,115 @@
+package jobqueue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/shopfloor/shopfloor/pkg/httpkit"
+)
+
+// AdminRoutes mounts the operator's endpoints on mux under prefix (e.g.
+// "/v1/admin/queues"); wrap mux with the service's admin authentication.
+//
+//	GET  {prefix}                          stats of every queue
+//	GET  {prefix}/{dlq}/messages?limit=    dead letters (bodies redacted)
+//	GET  {prefix}/{queue}/messages/{id}    one message of that queue (body redacted)
+//	POST {prefix}/{dlq}/redrive            {"ids":[..], "dry_run":bool, "rate_per_second":n}
+//	POST {prefix}/{queue}/purge            {"ids":[..], "reason":"..."}
+func (c *Client) AdminRoutes(mux *http.ServeMux, prefix string) {
+	prefix = strings.TrimSuffix(prefix, "/")
+	mux.HandleFunc("GET "+prefix, func(w http.ResponseWriter, r *http.Request) {
+		stats, err := c.Stats(r.Context())
+		views := make([]map[string]any, len(stats))
+		for i, st := range stats {
+			views[i] = map[string]any{"queue": st.Queue, "visible": st.Visible, "in_flight": st.InFlight, "delayed": st.Delayed,
+				"oldest_age_seconds": st.OldestAge.Seconds(), "dead_letter_queue": st.IsDeadLetter}
+		}
+		reply(w, views, err)
+	})
+	mux.HandleFunc("GET "+prefix+"/{queue}/messages", func(w http.ResponseWriter, r *http.Request) {
+		limit := 50
+		if v := r.URL.Query().Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				httpkit.WriteProblem(w, httpkit.NewProblem(http.StatusBadRequest, "invalid-query", "limit must be 1–1000"))
+				return
+			}
+			limit = n
+		}
+		msgs, err := c.ListDeadLetters(r.Context(), r.PathValue("queue"), limit)
+		views := make([]map[string]any, len(msgs))
+		for i, m := range msgs {
+			views[i] = view(m)
+		}
+		reply(w, views, err)
+	})
+	mux.HandleFunc("GET "+prefix+"/{queue}/messages/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil {
+			httpkit.WriteProblem(w, httpkit.NewProblem(http.StatusNotFound, "not-found", "no such message"))
+			return
+		}
+		m, err := c.Inspect(r.Context(), id)
+		if (err != nil && strings.Contains(err.Error(), "does not exist")) || (err == nil && m.Queue != r.PathValue("queue")) {
+			httpkit.WriteProblem(w, httpkit.NewProblem(http.StatusNotFound, "not-found", "no such message in this queue"))
+			return
+		}
+		reply(w, view(m), err)
+	})
+	mux.HandleFunc("POST "+prefix+"/{queue}/redrive", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			IDs           []int64 `json:"ids"`
+			DryRun        bool    `json:"dry_run"`
+			RatePerSecond int     `json:"rate_per_second"`
+		}
+		if err := httpkit.DecodeJSON(r, &body, 64<<10); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		n, err := c.Redrive(r.Context(), RedriveInput{DLQ: r.PathValue("queue"), IDs: body.IDs, DryRun: body.DryRun, RatePerSecond: body.RatePerSecond})
+		reply(w, map[string]any{"redriven": n, "dry_run": body.DryRun}, err)
+	})
+	mux.HandleFunc("POST "+prefix+"/{queue}/purge", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			IDs    []int64 `json:"ids"`
+			Reason string  `json:"reason"`
+		}
+		if err := httpkit.DecodeJSON(r, &body, 64<<10); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		n, err := c.Purge(r.Context(), r.PathValue("queue"), body.IDs, body.Reason)
+		reply(w, map[string]any{"purged": n}, err)
+	})
+}
+
+// view is a message as the admin API shows it: the (redacted) body as JSON
+// when it is JSON, else as text.
+func view(m Message) map[string]any {
+	body := any(string(m.Body))
+	if json.Valid(m.Body) {
+		body = json.RawMessage(m.Body)
+	}
+	return map[string]any{"id": m.ID, "queue": m.Queue, "source_queue": m.SourceQueue, "reason": m.DeadLetterReason,
+		"sent_at": m.SentAt, "receive_count": m.ReceiveCount, "attributes": m.Attributes, "body": body}
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	var p *httpkit.Problem
+	switch {
+	case errors.As(err, &p):
+		httpkit.WriteProblem(w, p)
+	case errors.Is(err, ErrInvalid):
+		httpkit.WriteProblem(w, httpkit.NewProblem(http.StatusBadRequest, "invalid-request", err.Error()))
+	case err != nil:
+		httpkit.ErrorEncoder(nil)(context.Background(), err, w)
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "private, no-store")
+		_ = json.NewEncoder(w).Encode(v)
+	}
+}
