@@ -110,7 +110,11 @@ func ETag(parts ...string) string {
 // NotModified reports whether r's If-None-Match matches etag; the caller
 // then answers 304 with the same caching headers and no body.
 func NotModified(r *http.Request, etag string) bool {
-	inm := r.Header.Get("If-None-Match")
+	return Matches(r.Header.Get("If-None-Match"), etag)
+}
+
+// Matches reports whether an If-None-Match header value matches etag.
+func Matches(inm, etag string) bool {
 	if inm == "" || etag == "" {
 		return false
 	}

@@ -47,7 +47,7 @@ func (c *Client) Inspect(ctx context.Context, id int64) (Message, error) {
 	}
 	m, err := pgx.CollectExactlyOneRow(rows, scanMessage)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Message{}, fmt.Errorf("jobqueue: message %d does not exist", id)
+		return Message{}, fmt.Errorf("%w: %d", ErrMessageNotFound, id)
 	}
 	if err != nil {
 		return Message{}, fmt.Errorf("jobqueue: inspect %d: %w", id, err)

@@ -28,7 +28,7 @@ func (c *Client) AdminRoutes(mux *http.ServeMux, prefix string) {
 			views[i] = map[string]any{"queue": st.Queue, "visible": st.Visible, "in_flight": st.InFlight, "delayed": st.Delayed,
 				"oldest_age_seconds": st.OldestAge.Seconds(), "dead_letter_queue": st.IsDeadLetter}
 		}
-		reply(w, views, err)
+		c.reply(r.Context(), w, views, err)
 	})
 	mux.HandleFunc("GET "+prefix+"/{queue}/messages", func(w http.ResponseWriter, r *http.Request) {
 		limit := 50
@@ -45,7 +45,7 @@ func (c *Client) AdminRoutes(mux *http.ServeMux, prefix string) {
 		for i, m := range msgs {
 			views[i] = view(m)
 		}
-		reply(w, views, err)
+		c.reply(r.Context(), w, views, err)
 	})
 	mux.HandleFunc("GET "+prefix+"/{queue}/messages/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
@@ -54,11 +54,11 @@ func (c *Client) AdminRoutes(mux *http.ServeMux, prefix string) {
 			return
 		}
 		m, err := c.Inspect(r.Context(), id)
-		if (err != nil && strings.Contains(err.Error(), "does not exist")) || (err == nil && m.Queue != r.PathValue("queue")) {
+		if errors.Is(err, ErrMessageNotFound) || (err == nil && m.Queue != r.PathValue("queue")) {
 			httpkit.WriteProblem(w, httpkit.NewProblem(http.StatusNotFound, "not-found", "no such message in this queue"))
 			return
 		}
-		reply(w, view(m), err)
+		c.reply(r.Context(), w, view(m), err)
 	})
 	mux.HandleFunc("POST "+prefix+"/{queue}/redrive", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
@@ -67,11 +67,11 @@ func (c *Client) AdminRoutes(mux *http.ServeMux, prefix string) {
 			RatePerSecond int     `json:"rate_per_second"`
 		}
 		if err := httpkit.DecodeJSON(r, &body, 64<<10); err != nil {
-			reply(w, nil, err)
+			c.reply(r.Context(), w, nil, err)
 			return
 		}
 		n, err := c.Redrive(r.Context(), RedriveInput{DLQ: r.PathValue("queue"), IDs: body.IDs, DryRun: body.DryRun, RatePerSecond: body.RatePerSecond})
-		reply(w, map[string]any{"redriven": n, "dry_run": body.DryRun}, err)
+		c.reply(r.Context(), w, map[string]any{"redriven": n, "dry_run": body.DryRun}, err)
 	})
 	mux.HandleFunc("POST "+prefix+"/{queue}/purge", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
@@ -79,11 +79,11 @@ func (c *Client) AdminRoutes(mux *http.ServeMux, prefix string) {
 			Reason string  `json:"reason"`
 		}
 		if err := httpkit.DecodeJSON(r, &body, 64<<10); err != nil {
-			reply(w, nil, err)
+			c.reply(r.Context(), w, nil, err)
 			return
 		}
 		n, err := c.Purge(r.Context(), r.PathValue("queue"), body.IDs, body.Reason)
-		reply(w, map[string]any{"purged": n}, err)
+		c.reply(r.Context(), w, map[string]any{"purged": n}, err)
 	})
 }
 
@@ -98,7 +98,7 @@ func view(m Message) map[string]any {
 		"sent_at": m.SentAt, "receive_count": m.ReceiveCount, "attributes": m.Attributes, "body": body}
 }
 
-func reply(w http.ResponseWriter, v any, err error) {
+func (c *Client) reply(ctx context.Context, w http.ResponseWriter, v any, err error) {
 	var p *httpkit.Problem
 	switch {
 	case errors.As(err, &p):
@@ -106,7 +106,7 @@ func reply(w http.ResponseWriter, v any, err error) {
 	case errors.Is(err, ErrInvalid):
 		httpkit.WriteProblem(w, httpkit.NewProblem(http.StatusBadRequest, "invalid-request", err.Error()))
 	case err != nil:
-		httpkit.ErrorEncoder(nil)(context.Background(), err, w)
+		httpkit.ErrorEncoder(c.log)(ctx, err, w) // logged, never shown
 	default:
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "private, no-store")

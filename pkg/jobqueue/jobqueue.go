@@ -34,6 +34,8 @@ var (
 	ErrStaleReceipt = errors.New("jobqueue: receipt handle is stale")
 	// ErrQueueNotFound: no queue of that name.
 	ErrQueueNotFound = errors.New("jobqueue: queue does not exist")
+	// ErrMessageNotFound: no message with that id (deleted or pruned).
+	ErrMessageNotFound = errors.New("jobqueue: message does not exist")
 	// ErrInvalid: a parameter is out of range (message size, delay, batch).
 	ErrInvalid = errors.New("jobqueue: invalid parameter")
 )

@@ -108,16 +108,11 @@ func getProduct(svc *productsvc.Service, cfg Config) endpoint.Endpoint {
 		etag := httpcache.ETag(representation, p.ID, strconv.FormatInt(p.Version, 10), r.locale, r.currency)
 		h := http.Header{}
 		httpcache.Public(h, cfg.Public, etag, []string{"product:" + p.ID, "category:" + p.Category}, "Accept-Language")
-		if inm(r.ifNoneMatch, etag) {
+		if httpcache.Matches(r.ifNoneMatch, etag) {
 			return response{status: http.StatusNotModified, headers: h}, nil
 		}
 		return response{body: p, status: http.StatusOK, headers: h}, nil
 	}
-}
-
-func inm(header, etag string) bool {
-	r := &http.Request{Header: http.Header{"If-None-Match": {header}}}
-	return httpcache.NotModified(r, etag)
 }
 
 type listRequest struct {
@@ -177,7 +172,7 @@ func listProducts(svc *productsvc.Service, cfg Config) endpoint.Endpoint {
 		etag := httpcache.ETag(representation, string(body))
 		h := http.Header{}
 		httpcache.Public(h, cfg.Public, etag, keys, "Accept-Language")
-		if inm(r.ifNoneMatch, etag) {
+		if httpcache.Matches(r.ifNoneMatch, etag) {
 			return response{status: http.StatusNotModified, headers: h}, nil
 		}
 		return response{body: page, status: http.StatusOK, headers: h}, nil
