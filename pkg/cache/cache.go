@@ -54,6 +54,9 @@ type Config struct {
 	RedisTimeout       time.Duration
 	BreakerFailures    int
 	BreakerOpenFor     time.Duration
+	// Near is the optional in-process layer in front of Redis; off by
+	// default. It needs Run.
+	Near NearConfig
 	// Registerer receives the metrics; nil: none.
 	Registerer prometheus.Registerer
 }
@@ -99,6 +102,8 @@ const (
 	Negative Result = "negative"
 	Bypass   Result = "bypass"
 	FailOpen Result = "fail_open"
+	// Near: served from the in-process layer without asking Redis.
+	Near Result = "near"
 )
 
 // Meta describes a Get.
@@ -118,6 +123,8 @@ type Cache[V any] struct {
 	slots   chan struct{}
 	breaker *gobreaker.CircuitBreaker
 	bypass  atomic.Bool
+	near    *near[V]
+	pending pending
 	m       metrics
 	// refreshing holds keys with a background refresh in flight.
 	refreshing sync.Map
@@ -137,7 +144,10 @@ func New[V any](rdb redis.UniversalClient, load Loader[V], cfg Config, log *slog
 		prefix: fmt.Sprintf("%s:%s:s%d:", cfg.Namespace, cfg.Class, cfg.SchemaVersion),
 		slots:  make(chan struct{}, cfg.MaxConcurrentLoads),
 	}
-	if err := c.m.register(cfg.Registerer, cfg.Class); err != nil {
+	if cfg.Near.Entities > 0 {
+		c.near = newNear[V](cfg.Near)
+	}
+	if err := c.m.register(cfg.Registerer, cfg.Class, c.near.len, func() int { return int(c.pending.n.Load()) }); err != nil {
 		return nil, err
 	}
 	c.breaker = gobreaker.NewCircuitBreaker(gobreaker.Settings{
@@ -213,13 +223,15 @@ end
 return 1
 `)
 
-// bump moves the pointer forward only and drops the negative marker.
+// bump moves the pointer forward only, drops the negative marker and
+// tells every instance's near layer (ARGV[3] channel, ARGV[4] message).
 var bumpScript = redis.NewScript(`
 redis.call('DEL', KEYS[2])
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > cur then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 `)
 
@@ -269,12 +281,27 @@ func (c *Cache[V]) Get(ctx context.Context, id, variant string) (V, Meta, error)
 		c.m.requests.WithLabelValues(string(Bypass)).Inc()
 		return v, Meta{Version: ver, Result: Bypass}, err
 	}
-	raw, ok := c.redisDo(ctx, func(ctx context.Context) (any, error) {
-		return readScript.Run(ctx, c.rdb, []string{c.ptrKey(id), c.negKey(id)},
-			c.prefix+"val:"+id+":", ":"+variant).Slice()
-	})
+	var epoch uint64
+	if c.near != nil {
+		// The epoch is read before Redis is: a value read across a reset
+		// of the near layer is not kept in it.
+		epoch = c.near.epoch.Load()
+		if v, ver, ok := c.near.get(id, variant); ok {
+			c.m.requests.WithLabelValues(string(Near)).Inc()
+			return v, Meta{Version: ver, Result: Near}, nil
+		}
+	}
+	var raw any
+	ok := c.flushPending(ctx) || !c.pending.has(id)
+	if ok {
+		raw, ok = c.redisDo(ctx, func(ctx context.Context) (any, error) {
+			return readScript.Run(ctx, c.rdb, []string{c.ptrKey(id), c.negKey(id)},
+				c.prefix+"val:"+id+":", ":"+variant).Slice()
+		})
+	}
 	if !ok {
-		// Redis is down or skipped: the source answers, coalesced and
+		// Redis is down, skipped, or may point at an older version of id
+		// (an invalidation of id failed and is not re-sent yet) or skipped: the source answers, coalesced and
 		// capped, and nothing is written back.
 		v, ver, err := c.loadShared(ctx, id, variant, false)
 		c.m.requests.WithLabelValues(string(FailOpen)).Inc()
@@ -290,6 +317,9 @@ func (c *Cache[V]) Get(ctx context.Context, id, variant string) (V, Meta, error)
 			var e entry[V]
 			if err := json.Unmarshal([]byte(s), &e); err == nil {
 				if time.Now().UnixMilli() < e.FreshUntil {
+					if c.near != nil {
+						c.near.put(epoch, id, variant, e.V, e.Version, time.UnixMilli(e.FreshUntil))
+					}
 					c.m.requests.WithLabelValues(string(Hit)).Inc()
 					return e.V, Meta{Version: e.Version, Result: Hit}, nil
 				}
@@ -307,6 +337,9 @@ func (c *Cache[V]) Get(ctx context.Context, id, variant string) (V, Meta, error)
 		c.m.requests.WithLabelValues(string(Negative)).Inc()
 		return zero, Meta{Result: Negative}, err
 	}
+	if err == nil && c.near != nil {
+		c.near.put(epoch, id, variant, v, ver, time.Now().Add(c.cfg.SoftTTL))
+	}
 	c.m.requests.WithLabelValues(string(Miss)).Inc()
 	return v, Meta{Version: ver, Result: Miss}, err
 }
@@ -319,6 +352,8 @@ type loaded[V any] struct {
 // loadShared loads through singleflight: one load per key per instance.
 func (c *Cache[V]) loadShared(ctx context.Context, id, variant string, store bool) (V, int64, error) {
 	key := id + "\x00" + variant
+	c.m.waiters.Inc()
+	defer c.m.waiters.Dec()
 	ch := c.group.DoChan(key, func() (any, error) {
 		// The load outlives any one caller's cancellation: others share it.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -444,12 +479,22 @@ func (c *Cache[V]) refreshInBackground(ctx context.Context, id, variant string) 
 // Invalidate moves id's pointer to version (never backwards) and removes
 // its "not found" marker. Call it after committing a create or an update.
 func (c *Cache[V]) Invalidate(ctx context.Context, id string, version int64) error {
+	if c.near != nil {
+		c.near.invalidate(id, version)
+	}
 	_, ok := c.redisDo(ctx, func(ctx context.Context) (any, error) {
-		return nil, bumpScript.Run(ctx, c.rdb, []string{c.ptrKey(id), c.negKey(id)}, version, c.jittered(c.cfg.HardTTL).Milliseconds()).Err()
+		return nil, bumpScript.Run(ctx, c.rdb, []string{c.ptrKey(id), c.negKey(id)}, version, c.jittered(c.cfg.HardTTL).Milliseconds(),
+			c.invalidationChannel(), id+" "+strconv.FormatInt(version, 10)).Err()
 	})
 	if !ok {
-		return fmt.Errorf("cache: invalidate %s %s: redis unavailable", c.cfg.Class, id)
+		// Remembered and re-sent when Redis answers again (pending).
+		if !c.pending.add(id, version) && !c.pending.dropped.Swap(true) {
+			c.log.ErrorContext(ctx, "too many invalidations waiting for Redis; later ones are dropped and their entities may be served stale until the soft TTL",
+				"class", c.cfg.Class, "limit", maxPending)
+		}
+		return fmt.Errorf("cache: invalidate %s %s: redis unavailable (re-sent when it is back)", c.cfg.Class, id)
 	}
+	c.pending.done(id, version)
 	return nil
 }
 
@@ -472,9 +517,14 @@ type metrics struct {
 	redisErrors prometheus.Counter
 	loadSeconds prometheus.Observer
 	breakerOpen prometheus.Gauge
+	waiters     prometheus.Gauge
+	// near layer
+	nearSynced        prometheus.Gauge
+	nearInvalidations prometheus.Counter
+	pendingResent     prometheus.Counter
 }
 
-func (m *metrics) register(reg prometheus.Registerer, class string) error {
+func (m *metrics) register(reg prometheus.Registerer, class string, nearLen, pendingLen func() int) error {
 	l := prometheus.Labels{"class": class}
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cache_requests_total", Help: "Cache reads by result.", ConstLabels: l}, []string{"result"})
 	loads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cache_loads_total", Help: "Source loads by outcome.", ConstLabels: l}, []string{"outcome"})
@@ -482,11 +532,17 @@ func (m *metrics) register(reg prometheus.Registerer, class string) error {
 	redisErrors := prometheus.NewCounter(prometheus.CounterOpts{Name: "cache_redis_errors_total", Help: "Redis errors and timeouts (each failed open).", ConstLabels: l})
 	loadSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cache_load_duration_seconds", Help: "Source load latency.", ConstLabels: l, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})
 	breakerOpen := prometheus.NewGauge(prometheus.GaugeOpts{Name: "cache_breaker_open", Help: "1 while Redis is skipped by the circuit breaker.", ConstLabels: l})
-	m.requests, m.loads, m.coalesced, m.redisErrors, m.loadSeconds, m.breakerOpen = requests, loads, coalesced, redisErrors, loadSeconds, breakerOpen
+	waiters := prometheus.NewGauge(prometheus.GaugeOpts{Name: "cache_load_waiters", Help: "Readers waiting right now for a source load (the loader and those coalesced onto it).", ConstLabels: l})
+	m.requests, m.loads, m.coalesced, m.redisErrors, m.loadSeconds, m.breakerOpen, m.waiters = requests, loads, coalesced, redisErrors, loadSeconds, breakerOpen, waiters
+	m.nearSynced = prometheus.NewGauge(prometheus.GaugeOpts{Name: "cache_near_synced", Help: "1 while the near layer serves (its invalidation subscription is up).", ConstLabels: l})
+	m.nearInvalidations = prometheus.NewCounter(prometheus.CounterOpts{Name: "cache_near_invalidations_total", Help: "Invalidations the near layer received.", ConstLabels: l})
+	nearEntities := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cache_near_entities", Help: "Entities held by the near layer.", ConstLabels: l}, func() float64 { return float64(nearLen()) })
+	m.pendingResent = prometheus.NewCounter(prometheus.CounterOpts{Name: "cache_invalidations_resent_total", Help: "Invalidations re-sent after Redis was unreachable when they were made.", ConstLabels: l})
+	pendingGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cache_invalidations_pending", Help: "Invalidations waiting for Redis to come back (their entities are read from the source meanwhile).", ConstLabels: l}, func() float64 { return float64(pendingLen()) })
 	if reg == nil {
 		return nil
 	}
-	for _, col := range []prometheus.Collector{requests, loads, coalesced, redisErrors, loadSeconds, breakerOpen} {
+	for _, col := range []prometheus.Collector{requests, loads, coalesced, redisErrors, loadSeconds, breakerOpen, waiters, m.nearSynced, m.nearInvalidations, nearEntities, m.pendingResent, pendingGauge} {
 		if err := reg.Register(col); err != nil {
 			return fmt.Errorf("cache metrics: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/shopfloor/shopfloor/pkg/cache"
@@ -171,16 +172,14 @@ func TestStampedeLoadsOnce(t *testing.T) {
 	// A generous Redis timeout: this test is about coalescing, and 1 000
 	// goroutines under -race on two cores make 50ms waits for a pooled
 	// connection common (each would fail open, correctly, to the source).
-	c := newCache(t, rdb, r.Prefix, src, cache.Config{RedisTimeout: time.Second})
+	reg := prometheus.NewRegistry()
+	c := newCache(t, rdb, r.Prefix, src, cache.Config{RedisTimeout: time.Second, Registerer: reg})
 	const n = 1000
 	results := make(chan cache.Result, n)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
-	var started sync.WaitGroup
-	started.Add(n)
 	for range n {
 		wg.Go(func() {
-			started.Done()
 			v, m, err := c.Get(context.Background(), "hot", "en")
 			results <- m.Result
 			if err == nil && v.Version != 7 {
@@ -189,8 +188,11 @@ func TestStampedeLoadsOnce(t *testing.T) {
 			errs <- err
 		})
 	}
-	started.Wait()
-	// Hold the one load until every reader has at least started.
+	// Hold the one load until every reader waits for it. Releasing earlier
+	// lets a late reader start a second flight after the first ended, and
+	// if Redis was slow for that reader (fail open stores nothing) that is
+	// a second load by design, not a stampede.
+	waitGauge(t, reg, "cache_load_waiters", n)
 	close(release)
 	wg.Wait()
 	close(errs)
@@ -353,4 +355,25 @@ func TestBypass(t *testing.T) {
 	if err != nil || len(keys) != 0 || src.loads.Load() != 3 {
 		t.Fatalf("bypass wrote %v to Redis (%v) or skipped the source (%d loads)", keys, err, src.loads.Load())
 	}
+}
+
+// waitGauge waits until the gauge name in reg reads want.
+func waitGauge(t *testing.T, reg *prometheus.Registry, name string, want float64) {
+	t.Helper()
+	var got float64
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+				got = mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		if got == want {
+			return
+		}
+	}
+	t.Fatalf("%s = %v after 30s, want %v", name, got, want)
 }

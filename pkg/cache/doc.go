@@ -27,6 +27,15 @@
 //     invalidation consumer does it for every product event): the pointer
 //     moves, the negative marker goes. Until it runs, readers may serve the
 //     previous version: stale by at most the consumer's lag.
+//   - An Invalidate that fails because Redis is unreachable returns an
+//     error and is remembered (up to 100 000 entities): until it is
+//     re-sent, this instance reads those entities from the source, never
+//     from Redis, and it re-sends them before its next Redis read and
+//     every 200ms while Run runs. So once Redis is back, other instances
+//     read the old version only until the writer (or the invalidation
+//     consumer, which retries too) gets through: a fraction of a second,
+//     not the soft TTL. Metrics: cache_invalidations_pending,
+//     cache_invalidations_resent_total.
 //   - Request coalescing: one source load per key per instance at a time;
 //     concurrent readers wait for it and share its result.
 //   - Hard TTL (default 1h, ±10% jitter so entries written together do not
@@ -47,10 +56,40 @@
 //   - SetBypass(true) is the emergency switch: every read goes to the
 //     source and the cache is neither read nor written.
 //
+// # Near cache (optional)
+//
+// With Config.Near.Entities > 0 and Run running, each instance keeps the
+// values it read in process and answers repeats without a Redis round trip
+// (Result Near). It never serves what the Redis layer would not:
+//
+//   - Invalidate also publishes "<id> <version>" on the Redis channel
+//     <ns>:<class>:s<schema>:invalidations (in the same Lua script that
+//     moves the pointer), and applies it to its own near layer before
+//     that, so a writer reads its own write.
+//   - Every instance raises a per-entity floor to the version it hears of;
+//     a near entry below its entity's floor is never served, and a slow
+//     reader's older value is never stored above it (the pointer rule,
+//     in process).
+//   - The layer serves only while its subscription is confirmed. Losing
+//     it (an error, or a quiet link that does not answer PING within
+//     min(TTL, 3s)) empties the layer and stops it; a new subscription
+//     starts empty, so invalidations missed in between cannot leave stale
+//     entries. An epoch read before each Redis read keeps values read
+//     across such a reset out of the layer.
+//   - Entries live at most Near.TTL (default 1s), and never past their
+//     Redis soft TTL: the bound on staleness if a message is lost while
+//     the link looks healthy (Redis pub/sub is at-most-once).
+//
+// Another instance's reads lag a write by the pub/sub delivery time
+// (about a millisecond), as they lag on a Redis replica. See ADR 0016.
+//
 // # Metrics
 //
-// cache_requests_total{class,result=hit|stale|miss|negative|bypass|fail_open},
+// cache_requests_total{class,result=near|hit|stale|miss|negative|bypass|fail_open},
 // cache_coalesced_total, cache_loads_total{class,outcome},
 // cache_load_duration_seconds, cache_redis_errors_total,
-// cache_breaker_open (1 while Redis is being skipped).
+// cache_breaker_open (1 while Redis is being skipped), cache_load_waiters
+// (readers waiting for a source load right now: a stampede shows here),
+// cache_near_synced (1 while the near layer serves), cache_near_entities,
+// cache_near_invalidations_total.
 package cache

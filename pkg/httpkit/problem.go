@@ -13,6 +13,7 @@ import (
 	"time"
 
 	kithttp "github.com/go-kit/kit/transport/http"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ProblemBase is the prefix of every problem type URI this repository
@@ -53,9 +54,12 @@ type Problem struct {
 }
 
 // FieldError names one invalid field of a request and why it is invalid.
-// Field is the JSON name (dotted for nested fields, e.g. "lines.2.qty").
+// Field is the JSON name (dotted for nested fields, e.g. "lines.2.qty");
+// Pointer, when set, is the same place as an RFC 6901 JSON Pointer in a
+// URI fragment ("#/lines/2/qty"), as RFC 9457's examples write it.
 type FieldError struct {
 	Field   string `json:"field"`
+	Pointer string `json:"pointer,omitempty"`
 	Message string `json:"message"`
 }
 
@@ -145,6 +149,9 @@ func WriteProblem(w http.ResponseWriter, p *Problem) {
 //   - an error implementing ProblemProvider is written as its Problem();
 //   - a *http.MaxBytesError becomes 413 "body-too-large";
 //   - context.DeadlineExceeded becomes 504 "timeout" (logged at Warn);
+//   - a failed PostgreSQL connection (*pgconn.ConnectError: the server is
+//     down, restarting or out of connection slots; nothing was done)
+//     becomes 503 "dependency-unavailable" with Retry-After: 1 (Warn);
 //   - anything else becomes 500 "internal" with the fixed detail
 //     "internal error". The error text is never sent to the client; it is
 //     logged at Error with the request's context, so trace ids attach.
@@ -177,6 +184,16 @@ func problemFor(ctx context.Context, logger *slog.Logger, err error) *Problem {
 	if errors.Is(err, context.DeadlineExceeded) {
 		logger.LogAttrs(ctx, slog.LevelWarn, "request timed out", slog.Any("err", err))
 		return NewProblem(http.StatusGatewayTimeout, "timeout", "the request did not complete in time; it may be retried")
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		// No connection, so nothing was done: PostgreSQL is down,
+		// restarting or out of connection slots. The client may retry.
+		logger.LogAttrs(ctx, slog.LevelWarn, "database unavailable", slog.Any("err", err))
+		p := NewProblem(http.StatusServiceUnavailable, "dependency-unavailable",
+			"a dependency of this service is unavailable; retry after the Retry-After delay")
+		p.RetryAfter = time.Second
+		return p
 	}
 	logger.LogAttrs(ctx, slog.LevelError, "request failed", slog.Any("err", err))
 	return internalProblem()

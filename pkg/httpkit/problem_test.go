@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 )
@@ -63,6 +66,35 @@ func TestErrorEncoder(t *testing.T) {
 				t.Errorf("log %q, want it to contain %q", got, tt.wantLog)
 			}
 		})
+	}
+}
+
+// TestDatabaseUnavailableIs503: a request that cannot get a PostgreSQL
+// connection (here a real dial to a port nothing listens on) did nothing
+// and may be retried: 503 with Retry-After, not a 500.
+func TestDatabaseUnavailableIs503(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	_, connErr := pgconn.Connect(context.Background(), "postgres://x@"+addr+"/db?connect_timeout=2")
+	var ce *pgconn.ConnectError
+	if !errors.As(connErr, &ce) {
+		t.Fatalf("dialing a closed port: %T %v, want a *pgconn.ConnectError", connErr, connErr)
+	}
+	logger, logs := newLogger()
+	rec := httptest.NewRecorder()
+	httpkit.ErrorEncoder(logger)(context.Background(), fmt.Errorf("get order 42: %w", connErr), rec)
+	p := parseProblem(t, rec.Header(), rec.Body.Bytes())
+	if rec.Code != http.StatusServiceUnavailable || p.Class() != "dependency-unavailable" || rec.Header().Get("Retry-After") != "1" {
+		t.Fatalf("status %d, problem %+v, Retry-After %q; want 503 dependency-unavailable with Retry-After 1",
+			rec.Code, p, rec.Header().Get("Retry-After"))
+	}
+	if strings.Contains(rec.Body.String(), addr) || !strings.Contains(logs.String(), "database unavailable") {
+		t.Errorf("body %s, log %s: want the address only in the log", rec.Body, logs)
 	}
 }
 

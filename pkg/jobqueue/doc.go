@@ -34,6 +34,13 @@
 //   - Delivery is at least once: a worker that crashes or overruns the
 //     visibility timeout lets the message be received again. Handlers must
 //     be idempotent (payments: the provider's idempotency key).
+//   - Durability: Send commits with the caller's transaction. The
+//     client's own acknowledgements (Receive, Delete on the pool,
+//     ChangeMessageVisibility, MoveToDeadLetter) are synchronous commits
+//     by default; Options.AsyncAcks makes them skip the WAL flush, which
+//     about doubles single-message throughput and lets a PostgreSQL crash
+//     undo the last of them: one more delivery, never a lost message (ADR
+//     0018).
 //   - Ordering is best effort (oldest visible first), as in SQS standard
 //     queues.
 //

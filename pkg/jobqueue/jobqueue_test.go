@@ -74,6 +74,19 @@ func (b *bundle) receive(t *testing.T, queue string, in jobqueue.ReceiveInput) [
 	return msgs
 }
 
+// bothAckModes runs test as parallel subtests with synchronous
+// acknowledgements (the default) and with Options.AsyncAcks: the semantics
+// must be the same.
+func bothAckModes(t *testing.T, test func(t *testing.T, async bool)) {
+	t.Parallel()
+	for _, async := range []bool{false, true} {
+		t.Run("async_acks="+strconv.FormatBool(async), func(t *testing.T) {
+			t.Parallel()
+			test(t, async)
+		})
+	}
+}
+
 func dur(d time.Duration) *time.Duration { return &d }
 
 func TestSendBelongsToTheTransaction(t *testing.T) {
@@ -100,10 +113,11 @@ func TestSendBelongsToTheTransaction(t *testing.T) {
 	}
 }
 
-func TestVisibilityAndReceiptHandles(t *testing.T) {
-	t.Parallel()
+func TestVisibilityAndReceiptHandles(t *testing.T) { bothAckModes(t, testVisibilityAndReceiptHandles) }
+
+func testVisibilityAndReceiptHandles(t *testing.T, async bool) {
 	ctx := context.Background()
-	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
+	b := setup(t, jobqueue.Options{AsyncAcks: async}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
 	b.send(t, "q", jobqueue.SendInput{Body: []byte("job")})
 
 	first := b.receive(t, "q", jobqueue.ReceiveInput{})
@@ -156,10 +170,11 @@ func TestVisibilityAndReceiptHandles(t *testing.T) {
 	}
 }
 
-func TestRedrivePolicyMovesToDLQ(t *testing.T) {
-	t.Parallel()
+func TestRedrivePolicyMovesToDLQ(t *testing.T) { bothAckModes(t, testRedrivePolicyMovesToDLQ) }
+
+func testRedrivePolicyMovesToDLQ(t *testing.T, async bool) {
 	ctx := context.Background()
-	b := setup(t, jobqueue.Options{Redact: map[string]func([]byte) []byte{
+	b := setup(t, jobqueue.Options{AsyncAcks: async, Redact: map[string]func([]byte) []byte{
 		"payments": func([]byte) []byte { return []byte(`{"card":"[redacted]"}`) },
 	}},
 		jobqueue.Queue{Name: "payments-dlq"},
@@ -212,9 +227,10 @@ func TestRedrivePolicyMovesToDLQ(t *testing.T) {
 	}
 }
 
-func TestDelayAndLongPoll(t *testing.T) {
-	t.Parallel()
-	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "q"})
+func TestDelayAndLongPoll(t *testing.T) { bothAckModes(t, testDelayAndLongPoll) }
+
+func testDelayAndLongPoll(t *testing.T, async bool) {
+	b := setup(t, jobqueue.Options{AsyncAcks: async}, jobqueue.Queue{Name: "q"})
 	b.send(t, "q", jobqueue.SendInput{Body: []byte("later"), Delay: dur(300 * time.Millisecond)})
 	if msgs := b.receive(t, "q", jobqueue.ReceiveInput{}); len(msgs) != 0 {
 		t.Fatal("a delayed message was visible at once")
@@ -272,9 +288,12 @@ func TestDedupWindow(t *testing.T) {
 }
 
 func TestConcurrentReceiversNeverShareAMessage(t *testing.T) {
-	t.Parallel()
+	bothAckModes(t, testConcurrentReceiversNeverShareAMessage)
+}
+
+func testConcurrentReceiversNeverShareAMessage(t *testing.T, async bool) {
 	ctx := context.Background()
-	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
+	b := setup(t, jobqueue.Options{AsyncAcks: async}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
 	const n = 200
 	for i := 0; i < n; i += 10 {
 		err := pgdb.InTx(ctx, b.db.Pool, func(tx pgx.Tx) error {
@@ -431,10 +450,11 @@ func TestPruneAndStats(t *testing.T) {
 	}
 }
 
-func TestDeleteMessageBatch(t *testing.T) {
-	t.Parallel()
+func TestDeleteMessageBatch(t *testing.T) { bothAckModes(t, testDeleteMessageBatch) }
+
+func testDeleteMessageBatch(t *testing.T, async bool) {
 	ctx := context.Background()
-	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
+	b := setup(t, jobqueue.Options{AsyncAcks: async}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
 	for i := range 3 {
 		b.send(t, "q", jobqueue.SendInput{Body: []byte(strconv.Itoa(i))})
 	}
@@ -456,5 +476,41 @@ func TestDeleteMessageBatch(t *testing.T) {
 	}
 	if err := b.c.DeleteMessage(ctx, b.db.Pool, fresh[0].ReceiptHandle); err != nil {
 		t.Fatalf("the newer delivery must survive the stale batch delete: %v", err)
+	}
+}
+
+// TestAsyncAcksAreLocalToTheirStatement: with AsyncAcks an acknowledgement
+// commits with synchronous_commit off, and the pool's connections keep
+// their own setting afterwards; without it, nothing changes.
+func TestAsyncAcksAreLocalToTheirStatement(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, async := range []bool{false, true} {
+		b := setup(t, jobqueue.Options{AsyncAcks: async})
+		want := map[bool]string{false: "on", true: "off"}[async]
+		for range 5 { // more than the pool's idle connections get one
+			got, err := jobqueue.AckSetting(ctx, b.c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Fatalf("AsyncAcks=%v: an acknowledgement ran with synchronous_commit=%s, want %s", async, got, want)
+			}
+		}
+		conns := b.db.Pool.AcquireAllIdle(ctx)
+		if len(conns) == 0 {
+			t.Fatal("no idle connection to check")
+		}
+		for _, c := range conns {
+			var s string
+			err := c.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&s)
+			c.Release()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s != "on" {
+				t.Fatalf("AsyncAcks=%v: a pooled connection kept synchronous_commit=%s", async, s)
+			}
+		}
 	}
 }

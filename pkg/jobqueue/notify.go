@@ -16,6 +16,12 @@ import (
 // long-polling a queue when a NOTIFY names it. It starts with the first
 // subscriber and reconnects with backoff; while it is down, receivers fall
 // back to their periodic re-check.
+//
+// A NOTIFY sent before the LISTEN took effect (the first subscriber's
+// check raced the connection being set up, or the listener was
+// reconnecting) reaches nobody, so every time LISTEN succeeds all waiters
+// are woken to check their queue again: a message committed before that
+// point is found by the re-check, one committed after it is notified.
 type notifier struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
@@ -25,6 +31,8 @@ type notifier struct {
 	started bool
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// beforeListen, when set (tests), runs before each LISTEN.
+	beforeListen func()
 }
 
 func newNotifier(pool *pgxpool.Pool, log *slog.Logger) *notifier {
@@ -67,6 +75,19 @@ func (n *notifier) wake(queue string) {
 	}
 }
 
+func (n *notifier) wakeAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, chans := range n.waiters {
+		for ch := range chans {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
 func (n *notifier) close() {
 	n.mu.Lock()
 	cancel, done := n.cancel, n.done
@@ -99,9 +120,13 @@ func (n *notifier) listen(ctx context.Context) error {
 	}
 	conn := pc.Hijack()
 	defer conn.Close(context.WithoutCancel(ctx))
+	if n.beforeListen != nil {
+		n.beforeListen()
+	}
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{NotifyChannel}.Sanitize()); err != nil {
 		return err
 	}
+	n.wakeAll()
 	for {
 		note, err := conn.WaitForNotification(ctx)
 		if err != nil {

@@ -7,6 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/shopfloor/shopfloor/pkg/backoff"
 )
 
@@ -51,10 +55,27 @@ type WorkerConfig struct {
 	// is asked to stop; then they are cancelled and their messages
 	// released. Default 10s.
 	ShutdownGrace time.Duration
+	// Extract, if set, returns ctx with the trace context the sender put
+	// in the message's attributes (telemetry.Extract; the sender injects
+	// it with telemetry.Inject into SendInput.Attributes), so the job
+	// continues the trace of the request that enqueued it.
+	Extract func(ctx context.Context, attributes map[string]string) context.Context
+	// Tracer, if set, starts a consumer span "process <queue>" around each
+	// handler call; an error other than ErrHandled marks it.
+	Tracer trace.Tracer
 }
 
 // Worker receives from one queue and runs a Handler with bounded
 // concurrency, a visibility heartbeat and retries.
+//
+// The deletes after successful handlers are grouped: handlers that return
+// while a delete is in flight have their messages deleted together by the
+// next statement (DeleteMessageBatch, up to 10), so a busy worker commits
+// about once per batch instead of once per job; a lone delete goes out at
+// once. A handler's slot is freed when the handler has returned and its
+// delete is queued, so the next receive overlaps the delete; at most
+// Concurrency deletes wait at a time (a Worker holds at most 2×Concurrency
+// messages: running, or done and being deleted).
 type Worker struct {
 	c   *Client
 	cfg WorkerConfig
@@ -87,7 +108,22 @@ func (w *Worker) Run(ctx context.Context) error {
 	})
 	defer stop()
 
+	// The deleter outlives every handler: it stops after wg.Wait.
+	deletes := make(chan deleteReq)
+	deleterDone := make(chan struct{})
+	go func() {
+		defer close(deleterDone)
+		w.deleter(context.WithoutCancel(ctx), deletes)
+	}()
+	defer func() {
+		close(deletes)
+		<-deleterDone
+	}()
+
 	slots := make(chan struct{}, w.cfg.Concurrency)
+	// deleting bounds the messages whose handler succeeded and whose
+	// delete is pending: their slots are free for new messages already.
+	deleting := make(chan struct{}, w.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for ctx.Err() == nil {
@@ -122,15 +158,20 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		for _, m := range msgs {
 			wg.Go(func() {
-				defer func() { <-slots }()
-				w.process(hctx, m)
+				var once sync.Once
+				release := func() { once.Do(func() { <-slots }) }
+				defer release()
+				w.process(hctx, m, deletes, deleting, release)
 			})
 		}
 	}
 	return nil
 }
 
-func (w *Worker) process(ctx context.Context, m Message) {
+// process runs the handler on m and settles the message. release frees m's
+// slot: after a successful handler as soon as a deleting token is held (the
+// delete runs while the slot takes a new message), else when settled.
+func (w *Worker) process(ctx context.Context, m Message, deletes chan<- deleteReq, deleting chan struct{}, release func()) {
 	vis := w.cfg.VisibilityTimeout
 	if vis <= 0 {
 		vis = 30 * time.Second
@@ -138,7 +179,24 @@ func (w *Worker) process(ctx context.Context, m Message) {
 	hbCtx, hbCancel := context.WithCancel(ctx)
 	var hb sync.WaitGroup
 	hb.Go(func() { w.heartbeat(hbCtx, m, vis) })
-	err := w.h(ctx, m)
+	hctx := ctx
+	if w.cfg.Extract != nil {
+		hctx = w.cfg.Extract(hctx, m.Attributes)
+	}
+	var span trace.Span
+	if w.cfg.Tracer != nil {
+		hctx, span = w.cfg.Tracer.Start(hctx, "process "+m.Queue, trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("messaging.system", "postgresql"), attribute.String("messaging.destination.name", m.Queue),
+				attribute.Int64("messaging.message.id", m.ID), attribute.Int("messaging.receive_count", m.ReceiveCount)))
+	}
+	err := w.h(hctx, m)
+	if span != nil {
+		if err != nil && !errors.Is(err, ErrHandled) {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 	hbCancel()
 	hb.Wait()
 
@@ -146,7 +204,12 @@ func (w *Worker) process(ctx context.Context, m Message) {
 	var perm *PermanentError
 	switch {
 	case err == nil:
-		if derr := w.c.DeleteMessage(context.WithoutCancel(ctx), w.c.pool, m.ReceiptHandle); derr != nil {
+		deleting <- struct{}{}
+		defer func() { <-deleting }()
+		release()
+		done := make(chan error, 1)
+		deletes <- deleteReq{handle: m.ReceiptHandle, done: done}
+		if derr := <-done; derr != nil {
 			w.c.log.WarnContext(ctx, "delete after success", "queue", m.Queue, "id", m.ID, "err", derr)
 		}
 	case errors.Is(err, ErrHandled):
@@ -170,6 +233,54 @@ func (w *Worker) process(ctx context.Context, m Message) {
 		w.c.log.InfoContext(ctx, "job failed, will retry", "queue", m.Queue, "id", m.ID, "receive_count", m.ReceiveCount, "retry_in", delay.String(), "err", err)
 		if cerr := w.c.ChangeMessageVisibility(context.WithoutCancel(ctx), m.ReceiptHandle, delay); cerr != nil && !errors.Is(cerr, ErrStaleReceipt) {
 			w.c.log.WarnContext(ctx, "schedule retry", "queue", m.Queue, "id", m.ID, "err", cerr)
+		}
+	}
+}
+
+// deleteReq asks the deleter to delete one delivery; the result goes to
+// done (buffered).
+type deleteReq struct {
+	handle string
+	done   chan error
+}
+
+// deleter deletes the deliveries of successful handlers until reqs is
+// closed. It takes one request, adds those already waiting (up to 10) and
+// deletes them in one statement: DeleteMessage for one, DeleteMessageBatch
+// for more. Requests that arrive meanwhile wait for the next round, so the
+// batches grow with the load and no delete waits for a timer.
+func (w *Worker) deleter(ctx context.Context, reqs <-chan deleteReq) {
+	batch := make([]deleteReq, 0, MaxReceiveBatch)
+	handles := make([]string, 0, MaxReceiveBatch)
+	for first := range reqs {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < MaxReceiveBatch {
+			select {
+			case r, ok := <-reqs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		if len(batch) == 1 {
+			first.done <- w.c.DeleteMessage(ctx, w.c.pool, first.handle)
+			continue
+		}
+		handles = handles[:0]
+		for _, r := range batch {
+			handles = append(handles, r.handle)
+		}
+		errs, err := w.c.DeleteMessageBatch(ctx, w.c.pool, handles)
+		for i, r := range batch {
+			if err != nil {
+				r.done <- err
+			} else {
+				r.done <- errs[i]
+			}
 		}
 	}
 }

@@ -49,9 +49,10 @@ func count(t *testing.T, b *bundle, sql string) int {
 // TestWorkerRetriesThenSucceeds: transient failures are retried with
 // backoff; success records the result and deletes the job in one
 // transaction; a permanent failure goes to the DLQ at once.
-func TestWorkerRetriesThenSucceeds(t *testing.T) {
-	t.Parallel()
-	b := setup(t, jobqueue.Options{},
+func TestWorkerRetriesThenSucceeds(t *testing.T) { bothAckModes(t, testWorkerRetriesThenSucceeds) }
+
+func testWorkerRetriesThenSucceeds(t *testing.T, async bool) {
+	b := setup(t, jobqueue.Options{AsyncAcks: async},
 		jobqueue.Queue{Name: "dlq"},
 		jobqueue.Queue{Name: "q", DeadLetterQueue: "dlq", MaxReceiveCount: 10})
 	for _, body := range []string{"flaky", "retry-after", "poison", "ok"} {
@@ -141,10 +142,11 @@ func TestWorkerHeartbeatKeepsLongJobsInvisible(t *testing.T) {
 
 // TestWorkerShutdownReleasesJobs: on shutdown in-flight jobs finish within
 // the grace period, or are released for another worker at once.
-func TestWorkerShutdownReleasesJobs(t *testing.T) {
-	t.Parallel()
+func TestWorkerShutdownReleasesJobs(t *testing.T) { bothAckModes(t, testWorkerShutdownReleasesJobs) }
+
+func testWorkerShutdownReleasesJobs(t *testing.T, async bool) {
 	ctx := context.Background()
-	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
+	b := setup(t, jobqueue.Options{AsyncAcks: async}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
 	b.send(t, "q", jobqueue.SendInput{Body: []byte("stuck")})
 	started := make(chan struct{})
 	w := b.c.NewWorker(jobqueue.WorkerConfig{Queue: "q", Concurrency: 1, ShutdownGrace: 100 * time.Millisecond, Backoff: fastRetry},

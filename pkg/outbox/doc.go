@@ -26,10 +26,20 @@
 //     NULL (a partial index keeps that cheap), so a late commit is simply
 //     picked up by the next batch.
 //   - A row is marked published only after the broker acknowledged it.
+//     The UPDATE that marks a batch runs while the next batch is read and
+//     published, and a full batch's successor is read while the batch is
+//     published; each read leaves out the rows in flight or being marked.
+//     A row whose mark failed is published again (the broker drops the
+//     copy); a batch with a failed row discards the read-ahead, so a key's
+//     later rows never overtake its failed one.
 //     Published rows are kept for Retention (default 72h) for audit and
 //     re-publish, then deleted in batches.
 //   - One relay is active per database: the leader holds a session advisory
-//     lock on a dedicated connection. Standbys try to take the lock every
+//     lock on a dedicated connection, and reads batches on a second one
+//     tuned for that query: an ordered index scan that stops after a
+//     batch, even when stale statistics after a burst of inserts would
+//     make the planner scan and sort the whole backlog. Marks, pruning
+//     and sampling use the pool. Standbys try to take the lock every
 //     LeaderRetry (default 2s), so when a leader dies (its session ends)
 //     a standby takes over within seconds. A leader whose lock connection
 //     breaks steps down at once.

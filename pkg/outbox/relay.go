@@ -174,18 +174,71 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{NotifyChannel}.Sanitize()); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	var lastPrune time.Time
-	failures := 0
+	reader, err := r.openReader(ctx)
+	if err != nil {
+		return err
+	}
+	defer reader.Close(context.WithoutCancel(ctx))
+	var (
+		lastPrune time.Time
+		failures  int
+		// marking records the previous batch's acknowledged rows while
+		// the next batch is read and published.
+		marking *mark
+		// ahead reads the next batch while the current one is published.
+		ahead *read
+	)
+	defer func() {
+		_ = marking.wait()
+		if ahead != nil {
+			_, _ = ahead.wait()
+		}
+	}()
 	for {
-		n, err := r.relayBatch(ctx)
+		var (
+			batch []row
+			err   error
+		)
+		if ahead != nil {
+			batch, err = ahead.wait()
+			ahead = nil
+		} else {
+			batch, err = r.readBatch(ctx, reader, marking.rows())
+		}
+		if err != nil && reader.IsClosed() {
+			// The reader's session is gone (a database restart, a
+			// terminated backend): lead again with new connections.
+			return fmt.Errorf("reader connection: %w", err)
+		}
+		var acked []int64
+		if err == nil && len(batch) > 0 {
+			if len(batch) == r.cfg.BatchSize {
+				// More rows are waiting: read them while this batch is
+				// published. The read leaves out this batch and the one
+				// being marked; it is dropped if this batch fails, so a
+				// failed key's later rows are never published first.
+				ahead = r.readAhead(ctx, reader, append(ids(batch), marking.rows()...))
+			}
+			acked, err = r.publishBatch(ctx, batch)
+		}
+		if merr := marking.wait(); merr != nil && err == nil {
+			err = merr
+		}
+		marking = r.markPublished(ctx, acked)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
+			if ahead != nil {
+				_, _ = ahead.wait()
+				ahead = nil
+			}
 			failures++
 			r.m.errors.Inc()
 			delay := r.cfg.Backoff.Delay(failures)
 			r.log.WarnContext(ctx, "publish failed, retrying", "attempt", failures, "retry_in", delay.String(), "err", err)
+			_ = marking.wait()
+			marking = nil
 			r.sample(ctx)
 			if !wait(ctx, delay) {
 				return nil
@@ -196,9 +249,15 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			r.log.InfoContext(ctx, "publishing again", "after_failures", failures)
 			failures = 0
 		}
-		if n == r.cfg.BatchSize {
-			continue // more rows are waiting
+		if ahead != nil {
+			continue // more rows are waiting, and being read
 		}
+		if err := marking.wait(); err != nil {
+			// Not marked: the rows are read and published again (the
+			// broker drops the duplicates by event id).
+			r.log.WarnContext(ctx, "mark published failed", "err", err)
+		}
+		marking = nil
 		if time.Since(lastPrune) >= r.cfg.PruneInterval {
 			if err := r.prune(ctx); err != nil && ctx.Err() == nil {
 				r.log.WarnContext(ctx, "prune failed", "err", err)
@@ -220,21 +279,98 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 	}
 }
 
+// mark is an UPDATE recording acknowledged rows as published, running in
+// the background. A nil *mark is a finished one with no rows.
+type mark struct {
+	ids  []int64
+	done chan struct{}
+	err  error
+}
+
+// markPublished starts marking ids published. It uses a context that
+// survives shutdown: the broker has the messages, so recording that is
+// cheap and avoids re-publishing them.
+func (r *Relay) markPublished(ctx context.Context, ids []int64) *mark {
+	if len(ids) == 0 {
+		return nil
+	}
+	m := &mark{ids: ids, done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := r.pool.Exec(mctx, `UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)`, ids); err != nil {
+			m.err = fmt.Errorf("mark %d rows published: %w", len(ids), err)
+			return
+		}
+		r.m.published.Add(float64(len(ids)))
+	}()
+	return m
+}
+
+// rows are the ids being marked: the next batch must not read them again.
+func (m *mark) rows() []int64 {
+	if m == nil {
+		return nil
+	}
+	return m.ids
+}
+
+func (m *mark) wait() error {
+	if m == nil {
+		return nil
+	}
+	<-m.done
+	return m.err
+}
+
 type row struct {
 	id      int64
 	msg     Message
 	headers []byte
 }
 
-// relayBatch publishes up to BatchSize unpublished rows and returns how many
-// it read. It returns an error when any row failed to publish; the rows
-// that were acknowledged are marked published either way.
-func (r *Relay) relayBatch(ctx context.Context) (int, error) {
-	rows, err := r.pool.Query(ctx, `
-		SELECT id, event_id, stream, key, payload, headers
-		FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`, r.cfg.BatchSize)
+// openReader takes a connection out of the pool for the leader's reads
+// and tunes it for its one query, "the first BatchSize unpublished rows in
+// id order, except skip":
+//
+//   - an ordered scan of the partial index that stops after BatchSize rows
+//     is the only good plan, but after a burst of inserts (a backlog after
+//     a broker outage, before autovacuum has analysed the table) the
+//     planner estimates a few hundred rows and picks a bitmap scan of the
+//     whole backlog plus a sort: 27 ms instead of 3 ms per batch with
+//     14 000 rows waiting. Bitmap and sequential scans are off here.
+//   - a custom plan on every execution turns the skip list into a
+//     constant, so "<> ALL" is a hash lookup (PostgreSQL 15+); a cached
+//     generic plan compares each row with every skipped id, ten times
+//     slower with 2 000 ids.
+//
+// The connection is closed when leadership ends; it never returns to the
+// pool with these settings. Only one read runs at a time.
+func (r *Relay) openReader(ctx context.Context) (*pgx.Conn, error) {
+	pc, err := r.pool.Acquire(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("read batch: %w", err)
+		return nil, fmt.Errorf("acquire reader connection: %w", err)
+	}
+	conn := pc.Hijack()
+	if _, err := conn.Exec(ctx, `SET enable_bitmapscan = off; SET enable_seqscan = off; SET plan_cache_mode = force_custom_plan`); err != nil {
+		_ = conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("tune reader connection: %w", err)
+	}
+	return conn, nil
+}
+
+// readBatch reads up to BatchSize unpublished rows in id order on the
+// reader connection, leaving out skip (rows being published or marked).
+func (r *Relay) readBatch(ctx context.Context, reader *pgx.Conn, skip []int64) ([]row, error) {
+	if skip == nil {
+		skip = []int64{}
+	}
+	rows, err := reader.Query(ctx, `
+		SELECT id, event_id, stream, key, payload, headers
+		FROM outbox WHERE published_at IS NULL AND id <> ALL($2) ORDER BY id LIMIT $1`, r.cfg.BatchSize, skip)
+	if err != nil {
+		return nil, fmt.Errorf("read batch: %w", err)
 	}
 	batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
 		var rw row
@@ -242,17 +378,49 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 		return rw, err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("read batch: %w", err)
-	}
-	if len(batch) == 0 {
-		return 0, nil
+		return nil, fmt.Errorf("read batch: %w", err)
 	}
 	for i := range batch {
 		if err := json.Unmarshal(batch[i].headers, &batch[i].msg.Headers); err != nil {
-			return 0, fmt.Errorf("outbox row %d headers: %w", batch[i].id, err)
+			return nil, fmt.Errorf("outbox row %d headers: %w", batch[i].id, err)
 		}
 	}
+	return batch, nil
+}
 
+// read is a readBatch running in the background.
+type read struct {
+	done  chan struct{}
+	batch []row
+	err   error
+}
+
+func (r *Relay) readAhead(ctx context.Context, reader *pgx.Conn, skip []int64) *read {
+	rd := &read{done: make(chan struct{})}
+	go func() {
+		defer close(rd.done)
+		rd.batch, rd.err = r.readBatch(ctx, reader, skip)
+	}()
+	return rd
+}
+
+func (rd *read) wait() ([]row, error) {
+	<-rd.done
+	return rd.batch, rd.err
+}
+
+func ids(batch []row) []int64 {
+	out := make([]int64, len(batch))
+	for i, rw := range batch {
+		out[i] = rw.id
+	}
+	return out
+}
+
+// publishBatch publishes batch and returns the ids the broker
+// acknowledged, for the caller to mark published. It returns an error when
+// any row failed to publish.
+func (r *Relay) publishBatch(ctx context.Context, batch []row) ([]int64, error) {
 	// Rounds: the r-th row of every key. A key whose row failed drops out.
 	var (
 		acked  []int64
@@ -298,26 +466,17 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 			errs = append(errs, fmt.Errorf("event %s: %w", batch[i].msg.ID, perr))
 		}
 	}
-	// Mark with a context that survives shutdown: the broker has the
-	// messages, so recording that is cheap and avoids re-publishing.
-	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if len(acked) > 0 {
-		if _, err := r.pool.Exec(mctx, `UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)`, acked); err != nil {
-			// Not marked: they will be re-published (and de-duplicated).
-			return len(batch), fmt.Errorf("mark %d rows published: %w", len(acked), err)
-		}
-		r.m.published.Add(float64(len(acked)))
-	}
 	if len(errs) > 0 {
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
 		msg := errs[0].Error()
 		if _, err := r.pool.Exec(mctx, `UPDATE outbox SET attempts = attempts + 1, last_error = $2
 			WHERE id = ANY($1)`, failedIDs(batch, failed), truncate(msg, 500)); err != nil {
 			r.log.WarnContext(ctx, "record publish failure", "err", err)
 		}
-		return len(batch), fmt.Errorf("%d of %d events not acknowledged: %w", len(batch)-len(acked), len(batch), errors.Join(errs...))
+		return acked, fmt.Errorf("%d of %d events not acknowledged: %w", len(batch)-len(acked), len(batch), errors.Join(errs...))
 	}
-	return len(batch), nil
+	return acked, nil
 }
 
 func failedIDs(batch []row, failed map[string]bool) []int64 {

@@ -290,13 +290,143 @@ func TestRepublishAfterBrokerDataLoss(t *testing.T) {
 	if err := b.js.DeleteStream(ctx, b.stream); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: b.stream, Subjects: []string{b.stream + ".>"}}); err != nil {
-		t.Fatal(err)
-	}
+	// The server removes the old store asynchronously: creating the
+	// stream again can fail for a moment ("error creating store").
+	testinfra.Eventually(t, 10*time.Second, func() error {
+		_, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: b.stream, Subjects: []string{b.stream + ".>"}})
+		return err
+	})
 	n, err := outbox.Republish(ctx, b.db.Pool, since)
 	if err != nil || n != 10 {
 		t.Fatalf("Republish = %d, %v; want 10 rows", n, err)
 	}
 	testinfra.Eventually(t, 10*time.Second, drained(t, b))
 	checkExactlyOnceInOrder(t, sent, b.received(t))
+}
+
+// countingSink counts the publishes of each event id.
+type countingSink struct {
+	outbox.Sink
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (s *countingSink) PublishAll(ctx context.Context, msgs []outbox.Message) []error {
+	s.mu.Lock()
+	for _, m := range msgs {
+		s.n[m.ID]++
+	}
+	s.mu.Unlock()
+	return s.Sink.PublishAll(ctx, msgs)
+}
+
+// TestRelayMarkingOverlapsNextBatch: the relay marks a batch published
+// while it reads and publishes the next one; the next read must leave the
+// rows being marked out, or each would be published twice (the broker
+// would drop the copy, which hides the waste from consumers, so this
+// counts what the relay sends).
+func TestRelayMarkingOverlapsNextBatch(t *testing.T) {
+	t.Parallel()
+	nt := testinfra.NATS(t)
+	b := setup(t, nt.JS, nt.Name("OUT"))
+	var sent []events.Envelope
+	for i := range 600 {
+		sent = append(sent, b.emit(t, "key-"+strconv.Itoa(i%37), nil))
+	}
+	sink := &countingSink{Sink: b.sink(), n: map[string]int{}}
+	runRelay(t, newRelay(t, b, sink, fast))
+	testinfra.Eventually(t, 30*time.Second, drained(t, b))
+	checkExactlyOnceInOrder(t, sent, b.received(t))
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for id, n := range sink.n {
+		if n != 1 {
+			t.Errorf("event %s published %d times in a healthy run, want 1", id, n)
+		}
+	}
+	if len(sink.n) != len(sent) {
+		t.Errorf("%d events published, want %d", len(sink.n), len(sent))
+	}
+}
+
+// flakyKeySink fails the first publish of one key's messages.
+type flakyKeySink struct {
+	outbox.Sink
+	key    string
+	mu     sync.Mutex
+	failed bool
+}
+
+func (s *flakyKeySink) PublishAll(ctx context.Context, msgs []outbox.Message) []error {
+	s.mu.Lock()
+	fail := -1
+	if !s.failed {
+		for i, m := range msgs {
+			if m.Key == s.key {
+				fail, s.failed = i, true
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+	if fail < 0 {
+		return s.Sink.PublishAll(ctx, msgs)
+	}
+	rest := append(append([]outbox.Message{}, msgs[:fail]...), msgs[fail+1:]...)
+	errs := s.Sink.PublishAll(ctx, rest)
+	return append(append(append([]error{}, errs[:fail]...), errors.New("broker refused")), errs[fail:]...)
+}
+
+// TestRelayFailedKeyKeepsOrderAcrossReadAhead: while a full batch is
+// published the relay reads the next one; when a key fails in the batch,
+// that read (which holds the key's later rows) must not be published
+// before the failed row is, or the key's events would arrive out of order.
+func TestRelayFailedKeyKeepsOrderAcrossReadAhead(t *testing.T) {
+	t.Parallel()
+	nt := testinfra.NATS(t)
+	b := setup(t, nt.JS, nt.Name("OUT"))
+	var sent []events.Envelope
+	for i := range 400 {
+		sent = append(sent, b.emit(t, "key-"+strconv.Itoa(i%7), nil))
+	}
+	runRelay(t, newRelay(t, b, &flakyKeySink{Sink: b.sink(), key: "key-3"}, fast))
+	testinfra.Eventually(t, 30*time.Second, drained(t, b))
+	checkExactlyOnceInOrder(t, sent, b.received(t))
+}
+
+// TestRelayReaderConnectionLost: the leader's reader connection is
+// terminated; the relay leads again on new connections and publishes what
+// comes next.
+func TestRelayReaderConnectionLost(t *testing.T) {
+	t.Parallel()
+	nt := testinfra.NATS(t)
+	b := setup(t, nt.JS, nt.Name("OUT"))
+	r := newRelay(t, b, b.sink(), fast)
+	runRelay(t, r)
+	sent := []events.Envelope{b.emit(t, "k", nil)}
+	testinfra.Eventually(t, 10*time.Second, drained(t, b))
+
+	var killed int
+	if err := b.db.Pool.QueryRow(context.Background(), `
+		SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%id <> ALL%'`).Scan(&killed); err != nil {
+		t.Fatal(err)
+	}
+	if killed != 1 {
+		t.Fatalf("terminated %d reader sessions, want 1", killed)
+	}
+	for i := range 3 {
+		sent = append(sent, b.emit(t, "k", nil))
+		if i == 0 {
+			time.Sleep(100 * time.Millisecond) // the relay meets the dead connection
+		}
+	}
+	testinfra.Eventually(t, 10*time.Second, drained(t, b))
+	checkExactlyOnceInOrder(t, sent, b.received(t))
+	testinfra.Eventually(t, 10*time.Second, func() error {
+		if !r.IsLeader() {
+			return errors.New("relay is not leader again")
+		}
+		return nil
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
@@ -18,13 +19,19 @@ import (
 )
 
 // Consumer throughput: a group whose handler claims the event in the inbox
-// and writes its effect in one PostgreSQL transaction, against a raw pull
-// consumer that only acks, on the same stream (8 partitions).
+// and writes its effect in one PostgreSQL transaction (per message, or per
+// batch for a batch group), against a raw pull consumer that only acks, on
+// the same stream (8 partitions).
 //
 //	go test -run '^$' -bench Consume -benchtime 20000x ./pkg/stream
 //
-// benchPartitions: the group's parallelism is one message per partition.
-var benchPartitions = 8
+// benchPartitions: the group's parallelism is one message (one batch) per
+// partition. benchMaxBatch: the batch group's MaxBatch
+// (SHOPFLOOR_BENCH_MAX_BATCH).
+var (
+	benchPartitions = 8
+	benchMaxBatch   = 256
+)
 
 func BenchmarkConsume(b *testing.B) {
 	if v := os.Getenv("SHOPFLOOR_BENCH_PARTITIONS"); v != "" {
@@ -34,7 +41,16 @@ func BenchmarkConsume(b *testing.B) {
 		}
 		benchPartitions = n
 	}
+	if v := os.Getenv("SHOPFLOOR_BENCH_MAX_BATCH"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchMaxBatch = n
+	}
 	ctx := context.Background()
+	schema := fstest.MapFS{"00001_inbox.sql": {Data: []byte("-- +goose Up\n" + stream.InboxSchema +
+		"\nCREATE TABLE effects (order_id text PRIMARY KEY, n int NOT NULL);\n-- +goose Down\nDROP TABLE effects;\nDROP TABLE inbox;\n")}}
 	nt := testinfra.NATS(b)
 	// fill creates a fresh stream holding n messages over 1 000 keys.
 	fill := func(b *testing.B, n int) string {
@@ -86,8 +102,7 @@ func BenchmarkConsume(b *testing.B) {
 
 	b.Run("group-inbox-effect", func(b *testing.B) {
 		name := fill(b, b.N)
-		db := testinfra.Postgres(b, fstest.MapFS{"00001_inbox.sql": {Data: []byte("-- +goose Up\n" + stream.InboxSchema +
-			"\nCREATE TABLE effects (order_id text PRIMARY KEY, n int NOT NULL);\n-- +goose Down\nDROP TABLE effects;\nDROP TABLE inbox;\n")}})
+		db := testinfra.Postgres(b, schema)
 		var done atomic.Int64
 		finished := make(chan struct{})
 		g, err := stream.NewGroup(nt.JS, stream.GroupConfig{Stream: name, Name: "bench", FetchWait: 200 * time.Millisecond},
@@ -115,5 +130,68 @@ func BenchmarkConsume(b *testing.B) {
 		go func() { _ = g.Run(gctx) }()
 		<-finished
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	})
+
+	// The same effect per message, applied per batch: one transaction that
+	// claims the batch's event IDs and applies the effect of the first-seen
+	// ones with one statement.
+	b.Run("group-batch-inbox-effect", func(b *testing.B) {
+		name := fill(b, b.N)
+		db := testinfra.Postgres(b, schema)
+		var (
+			done  atomic.Int64
+			once  sync.Once
+			sizes atomic.Int64
+			calls atomic.Int64
+		)
+		finished := make(chan struct{})
+		g, err := stream.NewBatchGroup(nt.JS, stream.GroupConfig{Stream: name, Name: "bench", FetchWait: 200 * time.Millisecond, MaxBatch: benchMaxBatch},
+			func(ctx context.Context, ds []stream.Delivery) error {
+				ids := make([]string, len(ds))
+				for i, d := range ds {
+					ids[i] = d.ID
+				}
+				err := pgdb.InTx(ctx, db.Pool, func(tx pgx.Tx) error {
+					first, err := stream.Inbox{}.ClaimBatch(ctx, tx, "bench", ids)
+					if err != nil {
+						return err
+					}
+					keys := make([]string, 0, len(ds))
+					for i, d := range ds {
+						if first[i] {
+							keys = append(keys, d.Key)
+						}
+					}
+					_, err = tx.Exec(ctx, `
+						INSERT INTO effects SELECT k, count(*) FROM unnest($1::text[]) AS t(k) GROUP BY k
+						ON CONFLICT (order_id) DO UPDATE SET n = effects.n + EXCLUDED.n`, keys)
+					return err
+				})
+				if err == nil {
+					calls.Add(1)
+					sizes.Add(int64(len(ds)))
+					if done.Add(int64(len(ds))) >= int64(b.N) {
+						once.Do(func() { close(finished) })
+					}
+				}
+				return err
+			}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		gctx, cancel := context.WithCancel(ctx)
+		stopped := make(chan struct{})
+		b.ResetTimer()
+		start := time.Now()
+		go func() {
+			defer close(stopped)
+			_ = g.Run(gctx)
+		}()
+		<-finished
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+		b.ReportMetric(float64(sizes.Load())/float64(max(calls.Load(), 1)), "msgs/batch")
+		b.StopTimer()
+		cancel()
+		<-stopped
 	})
 }

@@ -37,6 +37,19 @@ const (
 // acknowledged, acknowledges the original so the partition moves on. If the
 // copy fails, the original is retried later: nothing is lost.
 func (g *Group) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d Delivery, class string, cause error, firstFailure time.Time) {
+	if _, err := g.storeDeadLetter(ctx, log, msg, d, class, cause, firstFailure); err != nil {
+		delay := g.cfg.Backoff.Delay(d.NumDelivered)
+		log.ErrorContext(ctx, "dead-letter publish failed; the message stays in its partition and is tried again",
+			"class", class, "retry_in", delay, "error", err)
+		g.nak(ctx, log, msg, delay)
+	}
+}
+
+// storeDeadLetter publishes the dead letter and, once the dead-letter stream
+// has stored it, acknowledges the original; acked says whether the broker
+// confirmed that ack. It returns the publish error and leaves the original
+// alone if the copy was not stored.
+func (g *Group) storeDeadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d Delivery, class string, cause error, firstFailure time.Time) (acked bool, err error) {
 	nm := nats.NewMsg(dlqSubject(g.cfg.Stream, g.cfg.Name))
 	nm.Data = d.Payload
 	for k, vs := range msg.Headers() {
@@ -64,17 +77,15 @@ func (g *Group) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.
 	nm.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dlq-%s-%s-%d", g.cfg.Stream, g.cfg.Name, d.Sequence))
 
 	if _, err := g.js.PublishMsg(ctx, nm, jetstream.WithExpectStream(DLQStream(g.cfg.Stream))); err != nil {
-		delay := g.cfg.Backoff.Delay(d.NumDelivered)
-		log.ErrorContext(ctx, "dead-letter publish failed; the message stays in its partition and is tried again",
-			"class", class, "retry_in", delay, "error", err)
-		g.nak(ctx, log, msg, delay)
-		return
+		return false, err
 	}
 	g.metrics.deadLetter(g.cfg, class)
 	log.WarnContext(ctx, "message dead-lettered", "class", class, "key", d.Key, "error", cause)
 	if err := msg.DoubleAck(ctx); err != nil {
 		log.WarnContext(ctx, "ack after dead-lettering not confirmed; a redelivery is dropped as a duplicate", "error", err)
+		return false, nil
 	}
+	return true, nil
 }
 
 // oneLine makes s a valid header value: no line breaks, at most n bytes,

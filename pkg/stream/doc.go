@@ -1,7 +1,8 @@
 // Package stream is shopfloor's partitioned event stream on NATS JetStream:
 // Kafka-style keyed partitions, consumer groups that share partitions, retries
-// with backoff, a dead-letter stream with operator tools, and a consumer-side
-// inbox for de-duplication (ADR 0002, ADR 0005).
+// with backoff, batch consumption, a dead-letter stream with operator tools,
+// and a consumer-side inbox for de-duplication (ADR 0002, ADR 0005,
+// ADR 0017).
 //
 // It works on raw payload bytes and string headers; the event envelope
 // (pkg/events) and tracing (pkg/telemetry) plug in from outside.
@@ -42,7 +43,8 @@
 //     consumer "<group>-p<n>"). A message that is retried (Nak with backoff)
 //     keeps the slot, so later events of its partition wait for it: a slow or
 //     failing key delays the other keys of its partition, never other
-//     partitions.
+//     partitions. A batch group (NewBatchGroup) keeps the same order with
+//     other means; see "Batch consumption".
 //   - A message that fails permanently (Permanent) or spends its delivery
 //     budget (GroupConfig.MaxDeliver) is copied to the dead-letter stream
 //     "S_DLQ" (subject "S_DLQ.<group>") with the reason in headers, and only
@@ -59,6 +61,75 @@
 // group sees an event "soon" when an earlier event of its partition is being
 // retried (at most MaxDeliver attempts with backoff, then the DLQ).
 //
+// # Batch consumption
+//
+// A group made with NewBatchGroup hands its BatchHandler up to
+// GroupConfig.MaxBatch messages of one partition at once (at most
+// MaxBatchLimit, 256), so that a consumer can apply them in one transaction
+// (claim the event IDs with Inbox.ClaimBatch) and pay one commit, one pull
+// and one confirmed ack per batch instead of per message (ADR 0017). The
+// contract, in addition to the guarantees above:
+//
+//   - A batch holds messages of one partition in stream order, so each key's
+//     events in order. It is what the partition has ready: the group never
+//     waits to fill a batch (it stops collecting when no delivery arrives
+//     for a millisecond). The next batch of the partition is handed over
+//     only after every message of this one is settled.
+//   - nil: every message of the batch is acknowledged (each but the last
+//     without waiting, the last with a confirmation, which covers the
+//     others: the broker handles one connection's acks in order).
+//   - Any error from a call with several messages (Permanent or not, or a
+//     panic): the group hands them to the handler again one at a time, in
+//     order, acknowledging each that succeeds, to find the failing one. A
+//     message that fails on its own is retried in
+//     the process with GroupConfig.Backoff (not with a delayed Nak: with
+//     more than one message pending the broker would deliver later messages
+//     of the partition before its redelivery) while the group keeps every
+//     held message alive with progress heartbeats, up to MaxDeliver
+//     attempts; then it goes to the dead-letter stream as "exhausted", with
+//     the same headers as a Group's dead letters. Permanent goes there at
+//     once. Then the rest is handled as a batch again. Delivery.NumDelivered
+//     is the attempt number (broker deliveries plus in-process retries).
+//   - A stopping group hands back every unsettled message of the partition
+//     at once (Nak without delay, in stream order) and unpins the partition,
+//     so another instance carries on where it stopped.
+//   - Messages that come back after a crash or a stop (NumDelivered > 1) are
+//     handled one at a time, so that a message that kills the instance is
+//     the only one charged for it: the oldest message of a partition that
+//     comes back more than MaxDeliver times is dead-lettered as "exhausted"
+//     without a handler call; messages that were only held behind it get at
+//     least one try.
+//   - Instances share partitions without a coordinator, as for a Group, but
+//     the broker's single in-flight slot is gone (MaxAckPending is MaxBatch),
+//     so two other mechanisms take its place. The broker pins each
+//     partition consumer to one instance at a time (a JetStream priority
+//     group with the pinned-client policy); the pin moves when its instance
+//     stops pulling for max(AckWait, 2×FetchWait), or at once when it stops.
+//     And an instance hands messages to the handler only while it holds
+//     every message the broker counts as pending for the partition, so
+//     every earlier message is settled (a check that costs one consumer
+//     info request when deliveries may have gone elsewhere, none in the
+//     steady state). When the pin moves while an instance is busy (a long
+//     retry) or dead, the new holder keeps what it receives until the
+//     earlier messages are settled or redelivered to it (after AckWait).
+//   - Every instance of a group must be of the same kind: the two kinds
+//     configure the partition consumers differently. To switch a group
+//     between NewGroup and NewBatchGroup, stop all its instances first; the
+//     group keeps its position.
+//
+// Tracing: a handler call with several messages gets one consumer span in
+// a new trace, linked to each message's trace context (OpenTelemetry span
+// links), and its ctx carries that span; a call with one message gets a
+// child span of the message's trace context, as with a Group, and Extract
+// is applied to its ctx. A batch handler that wants per-message spans
+// extracts them from Delivery.Headers itself.
+//
+// What batching trades: a failing message holds up the rest of its batch
+// and its partition while it is retried in the process (at most MaxDeliver
+// attempts with backoff), and a failed batch costs handling its messages
+// again one at a time up to the failing one. A batch is at-least-once like
+// any delivery: apply it in one transaction with the inbox claims.
+//
 // # Metrics
 //
 // With GroupConfig.Registerer set: stream_consumer_lag_messages and
@@ -67,4 +138,10 @@
 // group and outcome: ack, retry, dead_letter, handed_back), stream_redeliveries_total and stream_dead_lettered_total
 // (by stream, group and, for the latter, class). Every instance of a group
 // reports the same lag; aggregate with max, not sum.
+//
+// A batch group counts the same per message: one outcome per message
+// (a batch call's duration is shared equally by its messages, so the
+// histogram's count is messages and its sum handler time), in-process
+// retries as redeliveries, and stream_handler_batch_size_messages (by
+// stream and group) observes the size of every handler call.
 package stream

@@ -68,3 +68,51 @@ func Example() {
 	}
 	_ = g.Run(ctx) // until ctx ends
 }
+
+// ExampleNewBatchGroup applies up to 128 events of a partition in one
+// transaction: one inbox claim statement for the batch, and the effects of
+// the events seen for the first time.
+func ExampleNewBatchGroup() {
+	var (
+		js     jetstream.JetStream // from jetstream.New(nc)
+		db     *pgxpool.Pool       // with stream.InboxSchema migrated
+		logger = slog.Default()
+	)
+	var inbox stream.Inbox
+	handle := func(ctx context.Context, ds []stream.Delivery) error {
+		ids := make([]string, len(ds))
+		for i, d := range ds {
+			ids[i] = d.ID
+		}
+		return pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
+			first, err := inbox.ClaimBatch(ctx, tx, "search", ids)
+			if err != nil {
+				return err // the batch is handled again one message at a time
+			}
+			for i, d := range ds { // in stream order: each key's events in order
+				if !first[i] {
+					continue // applied before
+				}
+				var ev struct{ Version int }
+				if err := json.Unmarshal(d.Payload, &ev); err != nil {
+					// Handled alone, this message goes to the DLQ; the
+					// rest of the batch is applied without it.
+					return stream.Permanent(fmt.Errorf("decode %s: %w", d.ID, err))
+				}
+				if _, err := tx.Exec(ctx, `UPDATE order_index SET version = $2 WHERE id = $1 AND version < $2`, d.Key, ev.Version); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	g, err := stream.NewBatchGroup(js, stream.GroupConfig{
+		Stream:   "ORDERS",
+		Name:     "search",
+		MaxBatch: 128,
+	}, handle, logger)
+	if err != nil {
+		return
+	}
+	_ = g.Run(context.Background()) // until ctx ends
+}

@@ -11,6 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,7 +65,8 @@ type Delivery struct {
 	// Sequence is the message's stream sequence.
 	Sequence uint64
 	// NumDelivered counts deliveries of this message to this group,
-	// starting at 1.
+	// starting at 1. In a batch group it is the attempt number: it also
+	// counts the group's in-process retries of the message.
 	NumDelivered int
 	// Published is when the broker stored the message.
 	Published time.Time
@@ -96,7 +101,7 @@ type GroupConfig struct {
 	// "exhausted". Default 5. Deliveries that ended without a result (the
 	// instance died, or a stopping instance handed the message back) count
 	// too, so a message that crashes its consumer cannot block a partition
-	// forever.
+	// forever. A batch group counts its in-process retries as deliveries.
 	MaxDeliver int
 	// Backoff spaces retries: a failed delivery n is retried after
 	// Backoff.Delay(n). The zero Policy uses pkg/backoff's defaults (100ms,
@@ -114,6 +119,12 @@ type GroupConfig struct {
 	// Extract, if set, returns ctx with the trace context found in a
 	// message's headers (pkg/telemetry); the handler gets that ctx.
 	Extract func(ctx context.Context, headers map[string]string) context.Context
+	// Tracer, if set, starts a consumer span "process <stream>" around each
+	// handler call (a child of the extracted trace context), so a trace
+	// shows the hop through the stream; a handler error marks it. A batch
+	// group's call with several messages gets a new trace linked to each
+	// message's (package doc, "Batch consumption").
+	Tracer trace.Tracer
 	// Registerer receives the group's metrics; nil: no metrics.
 	Registerer prometheus.Registerer
 	// LagInterval is how often consumer lag is sampled for the metrics.
@@ -121,6 +132,13 @@ type GroupConfig struct {
 	LagInterval time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// MaxBatch is how many messages of one partition a batch group
+	// (NewBatchGroup) hands to its handler at once, and how many it may
+	// hold unacknowledged (the partition consumer's MaxAckPending). Default
+	// 1; at most MaxBatchLimit. A group made with NewGroup handles one
+	// message at a time and refuses a MaxBatch above 1. See the package
+	// doc, "Batch consumption".
+	MaxBatch int
 }
 
 func (c GroupConfig) withDefaults() GroupConfig {
@@ -141,6 +159,9 @@ func (c GroupConfig) withDefaults() GroupConfig {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1
 	}
 	return c
 }
@@ -171,6 +192,8 @@ func (c GroupConfig) validate() error {
 		return invalidf("group %s: DeliverByStartSequence needs StartSequence", c.Name)
 	case c.Deliver == DeliverByStartTime && c.StartTime.IsZero():
 		return invalidf("group %s: DeliverByStartTime needs StartTime", c.Name)
+	case c.MaxBatch < 1 || c.MaxBatch > MaxBatchLimit:
+		return invalidf("group %s: MaxBatch %d outside 1..%d", c.Name, c.MaxBatch, MaxBatchLimit)
 	}
 	return nil
 }
@@ -180,7 +203,8 @@ func (c GroupConfig) validate() error {
 type Group struct {
 	js      jetstream.JetStream
 	cfg     GroupConfig
-	handler Handler
+	handler Handler      // NewGroup
+	batch   BatchHandler // NewBatchGroup
 	log     *slog.Logger
 	metrics *groupMetrics
 	running atomic.Bool
@@ -195,6 +219,19 @@ func NewGroup(js jetstream.JetStream, cfg GroupConfig, handler Handler, logger *
 	if handler == nil {
 		return nil, invalidf("group %s: nil handler", cfg.Name)
 	}
+	if cfg.MaxBatch > 1 {
+		return nil, invalidf("group %s: NewGroup handles one message at a time; MaxBatch %d needs NewBatchGroup", cfg.Name, cfg.MaxBatch)
+	}
+	g, err := newGroup(js, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	g.handler = handler
+	return g, nil
+}
+
+// newGroup validates cfg and builds what both kinds of group share.
+func newGroup(js jetstream.JetStream, cfg GroupConfig, logger *slog.Logger) (*Group, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -206,8 +243,9 @@ func NewGroup(js jetstream.JetStream, cfg GroupConfig, handler Handler, logger *
 	if err != nil {
 		return nil, err
 	}
+	m.zero(cfg)
 	return &Group{
-		js: js, cfg: cfg, handler: handler, metrics: m,
+		js: js, cfg: cfg, metrics: m,
 		log: logger.With("stream", cfg.Stream, "group", cfg.Name),
 	}, nil
 }
@@ -227,16 +265,20 @@ func (g *Group) Run(ctx context.Context) error {
 	}
 	defer g.running.Store(false)
 
-	consumers, err := g.ensureConsumers(ctx)
+	s, consumers, err := g.ensureConsumers(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped during set-up
 		}
 		return err
 	}
-	g.log.InfoContext(ctx, "consumer group running", "partitions", len(consumers))
+	g.log.InfoContext(ctx, "consumer group running", "partitions", len(consumers), "max_batch", g.cfg.MaxBatch)
 	var wg sync.WaitGroup
 	for p, c := range consumers {
+		if g.batch != nil {
+			wg.Go(func() { g.runBatchPartition(ctx, p, s, c) })
+			continue
+		}
 		wg.Go(func() { g.runPartition(ctx, p, c) })
 	}
 	if g.metrics != nil {
@@ -247,29 +289,29 @@ func (g *Group) Run(ctx context.Context) error {
 	return nil
 }
 
-func (g *Group) ensureConsumers(ctx context.Context) ([]jetstream.Consumer, error) {
+func (g *Group) ensureConsumers(ctx context.Context) (jetstream.Stream, []jetstream.Consumer, error) {
 	n, err := StreamPartitions(ctx, g.js, g.cfg.Stream)
 	if err != nil {
-		return nil, fmt.Errorf("group %s: %w", g.cfg.Name, err)
+		return nil, nil, fmt.Errorf("group %s: %w", g.cfg.Name, err)
 	}
 	if g.cfg.Partitions != 0 && g.cfg.Partitions != n {
-		return nil, fmt.Errorf("%w: group %s configured for %d partitions, stream %s has %d",
+		return nil, nil, fmt.Errorf("%w: group %s configured for %d partitions, stream %s has %d",
 			ErrPartitionsChanged, g.cfg.Name, g.cfg.Partitions, g.cfg.Stream, n)
 	}
 	if _, err := g.js.Stream(ctx, DLQStream(g.cfg.Stream)); err != nil {
-		return nil, fmt.Errorf("group %s: dead-letter stream %s (EnsureStream creates it): %w", g.cfg.Name, DLQStream(g.cfg.Stream), err)
+		return nil, nil, fmt.Errorf("group %s: dead-letter stream %s (EnsureStream creates it): %w", g.cfg.Name, DLQStream(g.cfg.Stream), err)
 	}
 	s, err := g.js.Stream(ctx, g.cfg.Stream)
 	if err != nil {
-		return nil, fmt.Errorf("group %s: stream %s: %w", g.cfg.Name, g.cfg.Stream, err)
+		return nil, nil, fmt.Errorf("group %s: stream %s: %w", g.cfg.Name, g.cfg.Stream, err)
 	}
 	consumers := make([]jetstream.Consumer, n)
 	for p := range n {
 		if consumers[p], err = g.ensureConsumer(ctx, s, p); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return consumers, nil
+	return s, consumers, nil
 }
 
 func (g *Group) ensureConsumer(ctx context.Context, s jetstream.Stream, p int) (jetstream.Consumer, error) {
@@ -285,6 +327,15 @@ func (g *Group) ensureConsumer(ctx context.Context, s jetstream.Stream, p int) (
 		MaxDeliver:    -1,
 		MaxAckPending: 1,
 		ReplayPolicy:  jetstream.ReplayInstantPolicy,
+	}
+	if g.batch != nil {
+		// A batch group holds up to MaxBatch messages of the partition at
+		// once; the broker pins the partition to one puller at a time and
+		// the gate in batch.go keeps the order across pin changes (ADR 0017).
+		cc.MaxAckPending = g.cfg.MaxBatch
+		cc.PriorityPolicy = jetstream.PriorityPolicyPinned
+		cc.PriorityGroups = []string{batchPriorityGroup}
+		cc.PinnedTTL = g.pinnedTTL()
 	}
 	switch g.cfg.Deliver {
 	case DeliverAll:
@@ -384,9 +435,7 @@ func (g *Group) handle(ctx context.Context, p int, msg jetstream.Msg, f *failure
 		return
 	}
 	if d.NumDelivered > g.cfg.MaxDeliver {
-		g.deadLetter(settle, log, msg, d, classExhausted,
-			errors.New("delivery budget spent without a handler result (instance stopped or died while handling)"),
-			f.firstFailure(d.Sequence, g.cfg.Now()))
+		g.deadLetter(settle, log, msg, d, classExhausted, errNoResult, f.firstFailure(d.Sequence, g.cfg.Now()))
 		return
 	}
 
@@ -439,6 +488,19 @@ func (g *Group) call(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d
 	defer cancel()
 	if g.cfg.Extract != nil {
 		hctx = g.cfg.Extract(hctx, d.Headers)
+	}
+	if g.cfg.Tracer != nil {
+		var span trace.Span
+		hctx, span = g.cfg.Tracer.Start(hctx, "process "+g.cfg.Stream, trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", d.Subject),
+				attribute.String("messaging.consumer.group.name", g.cfg.Name), attribute.String("messaging.message.id", d.ID)))
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup

@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,6 +53,46 @@ func (Inbox) Claim(ctx context.Context, tx pgx.Tx, group, eventID string) (first
 		return false, fmt.Errorf("inbox claim %s/%s: %w", group, eventID, err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// ClaimBatch is Claim for many event IDs in one statement, for a
+// BatchHandler: first[i] reports whether eventIDs[i] is claimed for the
+// first time (apply its effect) or was applied before (skip it). An ID that
+// occurs twice in eventIDs is first only at its first occurrence. Claims of
+// the same IDs in concurrent transactions wait as with Claim. No ID may be
+// empty; an empty list claims nothing.
+func (Inbox) ClaimBatch(ctx context.Context, tx pgx.Tx, group string, eventIDs []string) (first []bool, err error) {
+	if group == "" {
+		return nil, invalidf("inbox claim: group must not be empty")
+	}
+	if slices.Contains(eventIDs, "") {
+		return nil, invalidf("inbox claim for %s: empty event ID", group)
+	}
+	if len(eventIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO inbox (group_name, event_id)
+		SELECT $1, id FROM unnest($2::text[]) AS ids(id)
+		ON CONFLICT DO NOTHING
+		RETURNING event_id`, group, eventIDs)
+	if err != nil {
+		return nil, fmt.Errorf("inbox claim %d events for %s: %w", len(eventIDs), group, err)
+	}
+	claimed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("inbox claim %d events for %s: %w", len(eventIDs), group, err)
+	}
+	fresh := make(map[string]bool, len(claimed))
+	for _, id := range claimed {
+		fresh[id] = true
+	}
+	first = make([]bool, len(eventIDs))
+	for i, id := range eventIDs {
+		first[i] = fresh[id]
+		delete(fresh, id) // a repeated ID is not first again
+	}
+	return first, nil
 }
 
 // Execer is satisfied by *pgxpool.Pool, *pgx.Conn and pgx.Tx.

@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -69,6 +70,81 @@ func TestInboxClaim(t *testing.T) {
 	})
 	if !errors.Is(err, stream.ErrInvalid) {
 		t.Errorf("claim without group = %v, want ErrInvalid", err)
+	}
+}
+
+func TestInboxClaimBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testinfra.Postgres(t, migrations)
+	var inbox stream.Inbox
+
+	claim := func(group string, ids ...string) []bool {
+		t.Helper()
+		var first []bool
+		if err := pgdb.InTx(ctx, db.Pool, func(tx pgx.Tx) error {
+			var err error
+			first, err = inbox.ClaimBatch(ctx, tx, group, ids)
+			return err
+		}); err != nil {
+			t.Fatalf("claim %s/%v: %v", group, ids, err)
+		}
+		return first
+	}
+	if got := claim("search", "e1", "e2", "e3"); !slices.Equal(got, []bool{true, true, true}) {
+		t.Errorf("first claim = %v, want all first", got)
+	}
+	// Claimed before, new, repeated in the same call, and one claimed by
+	// the single-event Claim.
+	if !claim("search", "e9")[0] {
+		t.Fatal("claim of e9 not first")
+	}
+	if got := claim("search", "e2", "e4", "e4", "e9", "e5"); !slices.Equal(got, []bool{false, true, false, false, true}) {
+		t.Errorf("second claim = %v, want [false true false false true]", got)
+	}
+	if got := claim("notifications", "e1", "e2"); !slices.Equal(got, []bool{true, true}) {
+		t.Errorf("claim by another group = %v, want all first", got)
+	}
+	if got := claim("search"); len(got) != 0 {
+		t.Errorf("empty claim = %v", got)
+	}
+
+	// A rolled-back batch claims nothing.
+	errEffect := errors.New("effect failed")
+	err := pgdb.InTx(ctx, db.Pool, func(tx pgx.Tx) error {
+		if _, err := inbox.ClaimBatch(ctx, tx, "search", []string{"e6", "e7"}); err != nil {
+			return err
+		}
+		return errEffect
+	})
+	if !errors.Is(err, errEffect) {
+		t.Fatalf("InTx = %v", err)
+	}
+	if got := claim("search", "e6", "e7"); !slices.Equal(got, []bool{true, true}) {
+		t.Errorf("claim after a rolled-back claim = %v, want all first", got)
+	}
+	// The single-event Claim sees batch claims.
+	if err := pgdb.InTx(ctx, db.Pool, func(tx pgx.Tx) error {
+		first, err := inbox.Claim(ctx, tx, "search", "e6")
+		if err == nil && first {
+			t.Error("Claim of a batch-claimed event = true")
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	for name, args := range map[string]struct {
+		group string
+		ids   []string
+	}{"no group": {"", []string{"e1"}}, "empty id": {"search", []string{"e1", ""}}} {
+		err := pgdb.InTx(ctx, db.Pool, func(tx pgx.Tx) error {
+			_, err := inbox.ClaimBatch(ctx, tx, args.group, args.ids)
+			return err
+		})
+		if !errors.Is(err, stream.ErrInvalid) {
+			t.Errorf("%s: ClaimBatch = %v, want ErrInvalid", name, err)
+		}
 	}
 }
 

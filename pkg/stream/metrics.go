@@ -19,6 +19,7 @@ type groupMetrics struct {
 	duration     *prometheus.HistogramVec
 	redeliveries *prometheus.CounterVec
 	deadLettered *prometheus.CounterVec
+	batchSize    *prometheus.HistogramVec
 }
 
 func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
@@ -47,6 +48,11 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 			Name: "stream_dead_lettered_total",
 			Help: "Messages moved to the dead-letter stream, by class (permanent, exhausted).",
 		}, []string{"stream", "group", "class"}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "stream_handler_batch_size_messages",
+			Help:    "Messages per call of a batch group's handler (1 when a failed batch is handled one message at a time).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 9), // 1 .. 256
+		}, []string{"stream", "group"}),
 	}
 	var err error
 	if m.lag, err = register(reg, m.lag); err != nil {
@@ -62,6 +68,9 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 		return nil, err
 	}
 	if m.deadLettered, err = register(reg, m.deadLettered); err != nil {
+		return nil, err
+	}
+	if m.batchSize, err = register(reg, m.batchSize); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -82,9 +91,28 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 	return c, nil
 }
 
+// zero exports the group's counters at zero from the start, so dashboards
+// and alerts see a series (and rate() works) before the first redelivery
+// or dead letter.
+func (m *groupMetrics) zero(cfg GroupConfig) {
+	if m == nil {
+		return
+	}
+	m.redeliveries.WithLabelValues(cfg.Stream, cfg.Name)
+	for _, class := range []string{classPermanent, classExhausted} {
+		m.deadLettered.WithLabelValues(cfg.Stream, cfg.Name, class)
+	}
+}
+
 func (m *groupMetrics) observe(cfg GroupConfig, outcome string, d time.Duration) {
 	if m != nil {
 		m.duration.WithLabelValues(cfg.Stream, cfg.Name, outcome).Observe(d.Seconds())
+	}
+}
+
+func (m *groupMetrics) batch(cfg GroupConfig, n int) {
+	if m != nil {
+		m.batchSize.WithLabelValues(cfg.Stream, cfg.Name).Observe(float64(n))
 	}
 }
 

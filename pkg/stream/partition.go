@@ -50,3 +50,13 @@ func validName(kind, s string) error {
 // MaxPartitions bounds Partitions: one durable consumer per partition per
 // group is cheap, thousands are not.
 const MaxPartitions = 1024
+
+// CheckPartitions reports, in a configuration error's words, each
+// partition count that is not 1..MaxPartitions; name is the variable
+// ("ORDERS_PARTITIONS").
+func CheckPartitions(name string, n int) error {
+	if n < 1 || n > MaxPartitions {
+		return fmt.Errorf("%s: must be 1..%d (got %d)", name, MaxPartitions, n)
+	}
+	return nil
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -256,4 +257,18 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 		t.shutdownErr = errors.Join(errs...)
 	})
 	return t.shutdownErr
+}
+
+// HTTPTransport wraps base (http.DefaultTransport when nil) so that every
+// outgoing request gets a client span and carries the caller's trace
+// context in traceparent, and records the http.client.* metrics: a call
+// from one service to another stays in one trace.
+func (t *Telemetry) HTTPTransport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return otelhttp.NewTransport(base,
+		otelhttp.WithTracerProvider(t.TracerProvider),
+		otelhttp.WithMeterProvider(t.MeterProvider),
+		otelhttp.WithPropagators(t.Propagator))
 }

@@ -44,7 +44,7 @@ func NATS(tb testing.TB) *NATSPrefix {
 	nc, js := connect(tb, srvURL)
 	prefix := "T" + strings.ToUpper(randomHex(4))
 	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		names := js.StreamNames(ctx)
 		var doomed []string
@@ -69,7 +69,11 @@ func connect(tb testing.TB, srvURL string) (*nats.Conn, jetstream.JetStream) {
 		tb.Fatalf("testinfra: connect to NATS at %s: %v", srvURL, err)
 	}
 	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	// Requests without a deadline of their own wait up to 30s, not the
+	// library's 5s: the shared server runs inside a race-instrumented test
+	// binary next to other packages' tests, where a publish acknowledgement
+	// can take seconds. Tests of timeouts pass their own contexts.
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(30*time.Second))
 	if err != nil {
 		tb.Fatalf("testinfra: JetStream: %v", err)
 	}

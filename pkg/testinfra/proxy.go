@@ -1,7 +1,6 @@
 package testinfra
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -75,17 +74,37 @@ func (p *Proxy) Up() {
 	p.serve(ln)
 }
 
-// Blackhole keeps accepting connections but forwards nothing in either
-// direction (a paused server, a dropped route): clients wait for their own
-// timeouts. Existing connections are cut first. Up ends it.
+// Blackhole keeps accepting connections and forwards nothing in either
+// direction, on new and existing connections alike (a paused server, a
+// dropped route): clients wait for their own timeouts. Up ends it; bytes
+// dropped meanwhile stay dropped.
 func (p *Proxy) Blackhole() {
 	p.mu.Lock()
 	p.blackhole = true
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	clear(p.conns)
 	p.mu.Unlock()
+}
+
+func (p *Proxy) inBlackhole() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.blackhole
+}
+
+// pipe copies src to dst, dropping what it reads while the proxy is a
+// blackhole.
+func (p *Proxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.inBlackhole() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (p *Proxy) serve(ln net.Listener) {
@@ -119,26 +138,26 @@ func (p *Proxy) track(c net.Conn) bool {
 	return true
 }
 
-func (p *Proxy) handle(c net.Conn) {
-	defer c.Close()
-	if !p.track(c) {
-		return
-	}
+func (p *Proxy) untrack(c net.Conn) {
 	p.mu.Lock()
-	hole := p.blackhole
-	p.mu.Unlock()
-	if hole {
-		_, _ = io.Copy(io.Discard, c) // read and drop until the client gives up
+	defer p.mu.Unlock()
+	delete(p.conns, c)
+	_ = c.Close()
+}
+
+func (p *Proxy) handle(c net.Conn) {
+	defer p.untrack(c)
+	if !p.track(c) {
 		return
 	}
 	up, err := net.Dial("tcp", p.target)
 	if err != nil {
 		return
 	}
-	defer up.Close()
+	defer p.untrack(up)
 	if !p.track(up) {
 		return
 	}
-	go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-	_, _ = io.Copy(c, up)
+	go func() { p.pipe(up, c); _ = up.Close() }()
+	p.pipe(c, up)
 }

@@ -1,0 +1,354 @@
+// Package service is the wiring every shopfloor service repeats, in one
+// place: telemetry from the environment, a PostgreSQL pool connected with
+// retries and reported on /readyz, NATS JetStream with the service's
+// streams ensured, an API that answers 503 until its dependencies are up,
+// and the HTTP server with the standard middleware.
+//
+// It is deliberately not a framework: a service's cmd/<svc>/run.go still
+// reads its own config struct, decides its roles and mounts its routes; it
+// calls these helpers instead of copying them. A forker can inline any of
+// them back into run.go.
+//
+// Start-up order (what a service gets by using it): the HTTP server
+// listens at once, so /healthz answers 200 and /readyz answers 503 naming
+// the dependency that is still down while PostgreSQL and NATS are dialled
+// with capped backoff, forever; API routes answer 503 with Retry-After
+// until Gate.Set mounts them. Shutdown runs in reverse (lifecycle.Group).
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/shopfloor/shopfloor/pkg/backoff"
+	"github.com/shopfloor/shopfloor/pkg/config"
+	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/jobqueue"
+	"github.com/shopfloor/shopfloor/pkg/lifecycle"
+	"github.com/shopfloor/shopfloor/pkg/outbox"
+	"github.com/shopfloor/shopfloor/pkg/pgdb"
+	"github.com/shopfloor/shopfloor/pkg/stream"
+	"github.com/shopfloor/shopfloor/pkg/telemetry"
+)
+
+// Base is what every command of a service needs: the database and
+// telemetry. Services embed it in their config struct.
+type Base struct {
+	DB             pgdb.Config
+	ServiceVersion string     `env:"SERVICE_VERSION" envDefault:"dev"`
+	InstanceID     string     `env:"INSTANCE_ID"`
+	OTLPEndpoint   string     `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	LogLevel       slog.Level `env:"LOG_LEVEL" envDefault:"INFO"`
+}
+
+// HTTP is the server part of a serve command's config. Services embed it
+// and declare their own HTTP_ADDR (each has its own default port).
+type HTTP struct {
+	DrainDelay      time.Duration `env:"HTTP_DRAIN_DELAY" envDefault:"0s"`
+	ShutdownTimeout time.Duration `env:"HTTP_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+}
+
+// Runtime holds a running command's telemetry and its PostgreSQL
+// dependency (for /readyz).
+type Runtime struct {
+	Name string
+	Tel  *telemetry.Telemetry
+	Log  *slog.Logger
+	// PG is marked up and down by OpenPG; add PG.Check to the health
+	// checks of a serve command.
+	PG   *lifecycle.Dependency
+	base Base
+
+	nats     *lifecycle.Dependency
+	nc       atomic.Pointer[nats.Conn]
+	natsOnce sync.Once
+}
+
+// Start sets up telemetry for the service name (logs to logOut as JSON).
+// Call Close when the command ends: it flushes traces and metrics.
+func Start(ctx context.Context, name string, base Base, logOut io.Writer) (*Runtime, error) {
+	tel, err := telemetry.New(ctx, telemetry.Config{
+		ServiceName: name, ServiceVersion: base.ServiceVersion, InstanceID: base.InstanceID,
+		OTLPEndpoint: base.OTLPEndpoint, LogLevel: base.LogLevel,
+	}, logOut)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	return &Runtime{Name: name, Tel: tel, Log: tel.Logger, PG: lifecycle.NewDependency("postgres"), base: base,
+		nats: lifecycle.NewDependency("nats")}, nil
+}
+
+// Close flushes telemetry, waiting at most 5 seconds even when ctx has
+// ended.
+func (rt *Runtime) Close(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := rt.Tel.Shutdown(sctx); err != nil {
+		rt.Log.WarnContext(ctx, "telemetry shutdown", "err", err)
+	}
+}
+
+// OpenPG connects the pool, retrying with capped backoff until it answers
+// or ctx ends, and keeps rt.PG up to date.
+func (rt *Runtime) OpenPG(ctx context.Context) (*pgxpool.Pool, error) {
+	return lifecycle.Connect(ctx, rt.Log, rt.PG, lifecycle.DefaultRetry, func(ctx context.Context) (*pgxpool.Pool, error) {
+		return pgdb.Open(ctx, rt.base.DB)
+	})
+}
+
+// Migrate is the migrate command: it applies the embedded goose migrations
+// (one migrator at a time, by advisory lock) and logs what it applied.
+func (rt *Runtime) Migrate(ctx context.Context, migrations fs.FS) error {
+	pool, err := rt.OpenPG(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	applied, err := pgdb.Migrate(ctx, pool, migrations, rt.Log)
+	if err != nil {
+		return err
+	}
+	rt.Log.InfoContext(ctx, "migrations applied", "versions", applied)
+	return nil
+}
+
+// RequireNATS registers the "nats" readiness check on health: /readyz
+// answers 503 naming nats until ConnectNATS has connected and ensured the
+// streams, and whenever the connection is down. Call it while wiring, before
+// serving, in every process whose roles need NATS: a check registered only
+// when ConnectNATS starts would let /readyz pass before the streams exist.
+// Calling it again (ConnectNATS does) adds nothing.
+func (rt *Runtime) RequireNATS(health *httpkit.Health) {
+	rt.natsOnce.Do(func() { health.AddCheck("nats", rt.natsCheck) })
+}
+
+func (rt *Runtime) natsCheck(ctx context.Context) error {
+	if nc := rt.nc.Load(); nc != nil && !nc.IsConnected() {
+		return fmt.Errorf("disconnected (%s)", nc.Status())
+	}
+	return rt.nats.Check(ctx)
+}
+
+// ConnectNATS dials url (reconnecting forever once connected), ensures
+// each stream (stream.EnsureStream: idempotent) and reports the "nats"
+// dependency on health (RequireNATS). It retries with capped backoff until
+// it succeeds or ctx ends.
+func (rt *Runtime) ConnectNATS(ctx context.Context, url string, health *httpkit.Health, streams ...stream.StreamConfig) (*nats.Conn, jetstream.JetStream, error) {
+	rt.RequireNATS(health)
+	nc, err := lifecycle.Connect(ctx, rt.Log, rt.nats, lifecycle.DefaultRetry, func(ctx context.Context) (*nats.Conn, error) {
+		nc, err := nats.Connect(url, nats.Name(rt.Name), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, err
+		}
+		js, err := jetstream.New(nc)
+		for _, sc := range streams {
+			if err != nil {
+				break
+			}
+			err = stream.EnsureStream(ctx, js, sc)
+		}
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		return nc, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	rt.nc.Store(nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// Gate serves the API once it is mounted, and 503 with Retry-After: 1
+// until then (dependencies not reachable yet). The zero value is closed.
+type Gate struct {
+	h    atomic.Pointer[http.Handler]
+	what string
+}
+
+// NewGate returns a closed gate; what names the service in the 503.
+func NewGate(what string) *Gate { return &Gate{what: what} }
+
+// Open mounts h: from now on every request goes to it.
+func (g *Gate) Open(h http.Handler) { g.h.Store(&h) }
+
+func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := g.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	p := httpkit.NewProblem(http.StatusServiceUnavailable, "not-ready", g.what+" is connecting to its dependencies")
+	p.RetryAfter = time.Second
+	httpkit.WriteProblem(w, p)
+}
+
+// Handler wraps mux in the standard middleware, outermost first: tracing
+// and HTTP metrics, access log, panic recovery, body size limit.
+func (rt *Runtime) Handler(mux http.Handler) http.Handler {
+	return httpkit.Chain(mux,
+		httpkit.Trace(rt.Tel.TracerProvider, rt.Tel.Propagator, rt.Tel.MeterProvider),
+		httpkit.AccessLog(rt.Log),
+		httpkit.Recover(rt.Log),
+		httpkit.LimitBody(httpkit.DefaultMaxBodyBytes),
+	)
+}
+
+// Serve serves h (already wrapped by Handler) on ln until ctx ends, then
+// drains (readiness fails first, DrainDelay, then in-flight requests get
+// ShutdownTimeout).
+func (rt *Runtime) Serve(ctx context.Context, cfg HTTP, ln net.Listener, h http.Handler, health *httpkit.Health) error {
+	rt.Log.InfoContext(ctx, "http listening", "addr", ln.Addr().String())
+	return httpkit.Serve(ctx, httpkit.ServerConfig{Addr: ln.Addr().String(), DrainDelay: cfg.DrainDelay, ShutdownTimeout: cfg.ShutdownTimeout}, ln, h, health, rt.Log)
+}
+
+// CheckRoles reports each role not in known, in the ROLES variable's
+// words.
+func CheckRoles(roles, known []string) []error {
+	var errs []error
+	for _, r := range roles {
+		if !slices.Contains(known, r) {
+			errs = append(errs, fmt.Errorf("ROLES: unknown role %q (known: %s)", r, strings.Join(known, ", ")))
+		}
+	}
+	if len(roles) == 0 {
+		errs = append(errs, fmt.Errorf("ROLES: at least one role is needed (known: %s)", strings.Join(known, ", ")))
+	}
+	return errs
+}
+
+// Canceled turns the error of a wait that ended because ctx ended into nil:
+// a role that stops because the command is stopping did not fail.
+func Canceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// DLQCommand is `<svc> dlq ...`: the operator's tool for the dead letters
+// of the service's consumer groups on streamName (stream.DLQCommand). It
+// needs only NATS_URL.
+func DLQCommand(ctx context.Context, name, streamName string, args []string, getenv func(string) string, stdout io.Writer) error {
+	type dlqConfig struct {
+		NATSURL string `env:"NATS_URL,required"`
+	}
+	cfg, err := config.Load[dlqConfig](getenv)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name(name+"-dlq"))
+	if err != nil {
+		return fmt.Errorf("NATS_URL %s: %w", cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	q, err := stream.NewDLQ(js, streamName, slog.New(slog.NewJSONHandler(stdout, nil)))
+	if err != nil {
+		return err
+	}
+	return stream.DLQCommand(ctx, q, args, stdout)
+}
+
+// Every runs fn every interval (jittered) until ctx ends; failures are
+// logged and retried at the next tick, never fatal.
+func Every(ctx context.Context, interval time.Duration, fn func(context.Context) error, log *slog.Logger) error {
+	for {
+		d := interval/2 + rand.N(interval/2+1) //nolint:gosec // G404: jitter, not security
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			log.WarnContext(ctx, "periodic task failed; retrying at the next tick", "err", err)
+		}
+	}
+}
+
+// NewRelay is the relay role of a service that publishes streamName with
+// the given partition count: pkg/outbox's leader-elected relay over a
+// pkg/stream publisher, with its metrics on the service's registry.
+func (rt *Runtime) NewRelay(pool *pgxpool.Pool, js jetstream.JetStream, streamName string, partitions int) (*outbox.Relay, error) {
+	pub, err := stream.NewPublisher(js, streamName, partitions)
+	if err != nil {
+		return nil, err
+	}
+	return outbox.NewRelay(pool, outbox.StreamSink{streamName: pub},
+		outbox.RelayConfig{Stream: streamName, Registerer: rt.Tel.Registry}, rt.Log)
+}
+
+// ConsumerRetries is the retry budget of the services' consumer groups:
+// 10 deliveries, 200ms doubling to 30s apart, about 80s in all. A handler
+// error that outlasts it dead-letters the message, and the partition moves
+// on without it, so the budget must outlast the outages a consumer's own
+// dependencies are expected to have (a PostgreSQL restart or fail-over, a
+// connection storm); pkg/stream's default (5 deliveries, about 1.5s) does
+// not. Permanent errors are dead-lettered at once either way.
+var ConsumerRetries = struct {
+	MaxDeliver int
+	Backoff    backoff.Policy
+}{MaxDeliver: 10, Backoff: backoff.Policy{Initial: 200 * time.Millisecond, Max: 30 * time.Second}}
+
+// NewGroup is a consumer role: group consumes streamName (partitions)
+// with h, the ConsumerRetries budget, trace context taken from the
+// messages, metrics on the service's registry.
+func (rt *Runtime) NewGroup(js jetstream.JetStream, streamName, group string, partitions int, h stream.Handler) (*stream.Group, error) {
+	return stream.NewGroup(js, stream.GroupConfig{Stream: streamName, Name: group, Partitions: partitions,
+		MaxDeliver: ConsumerRetries.MaxDeliver, Backoff: ConsumerRetries.Backoff,
+		Extract: rt.Tel.Extract, Tracer: rt.Tel.Tracer("github.com/shopfloor/shopfloor/pkg/stream"), Registerer: rt.Tel.Registry}, h, rt.Log)
+}
+
+// PruneInbox is a role that deletes inbox rows older than a week, in
+// batches, every hour: a redelivery older than that is not expected (the
+// streams keep a week; a replay of older events is a rebuild, which uses
+// its own group).
+func (rt *Runtime) PruneInbox(pool *pgxpool.Pool) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		return Every(ctx, time.Hour, func(ctx context.Context) error {
+			_, err := stream.PruneInbox(ctx, pool, 7*24*time.Hour, 1000)
+			return err
+		}, rt.Log)
+	}
+}
+
+// QueueCommand is `<svc> queue ...`: the operator tool of the service's job
+// queues (jobqueue.DLQCommand: stats, dead letters, redrive, purge) on its
+// own database, with the queues' redaction functions.
+func (rt *Runtime) QueueCommand(ctx context.Context, redact map[string]func([]byte) []byte, args []string, out io.Writer) error {
+	pool, err := rt.OpenPG(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	jobs, err := jobqueue.New(pool, jobqueue.Options{Logger: rt.Log, Redact: redact})
+	if err != nil {
+		return err
+	}
+	defer jobs.Close()
+	return jobqueue.DLQCommand(ctx, jobs, args, out)
+}

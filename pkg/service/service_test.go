@@ -1,0 +1,161 @@
+package service_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/pgdb"
+	"github.com/shopfloor/shopfloor/pkg/service"
+	"github.com/shopfloor/shopfloor/pkg/stream"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+)
+
+func TestMain(m *testing.M) { testinfra.Main(m) }
+
+func TestGateAnswers503UntilOpened(t *testing.T) {
+	t.Parallel()
+	g := service.NewGate("orders")
+	rec := httptest.NewRecorder()
+	g.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/orders/x", nil))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" ||
+		!strings.Contains(rec.Body.String(), "orders is connecting") {
+		t.Fatalf("closed gate: %d %v %s", rec.Code, rec.Header(), rec.Body)
+	}
+	g.Open(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	rec = httptest.NewRecorder()
+	g.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/orders/x", nil))
+	if rec.Code != http.StatusTeapot {
+		t.Fatalf("open gate: %d", rec.Code)
+	}
+}
+
+func TestCheckRoles(t *testing.T) {
+	t.Parallel()
+	known := []string{"api", "relay"}
+	if errs := service.CheckRoles([]string{"api", "relay"}, known); len(errs) != 0 {
+		t.Fatalf("valid roles rejected: %v", errs)
+	}
+	errs := service.CheckRoles([]string{"api", "gossip"}, known)
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `ROLES: unknown role "gossip" (known: api, relay)`) {
+		t.Fatalf("unknown role: %v", errs)
+	}
+	if errs := service.CheckRoles(nil, known); len(errs) != 1 {
+		t.Fatalf("no roles: %v", errs)
+	}
+}
+
+func TestCanceled(t *testing.T) {
+	t.Parallel()
+	if service.Canceled(fmt.Errorf("connect: %w", context.Canceled)) != nil {
+		t.Error("a canceled wait is not a failure")
+	}
+	boom := errors.New("boom")
+	if !errors.Is(service.Canceled(boom), boom) {
+		t.Error("other errors pass through")
+	}
+}
+
+// TestRuntimeConnectsAndReports starts a runtime against real PostgreSQL and
+// an embedded NATS server that is down at first: /readyz names nats until it
+// comes up, the stream exists afterwards, and the pool works.
+func TestRuntimeConnectsAndReports(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db := testinfra.Postgres(t, nil)
+	srv := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{})
+	url := srv.URL()
+	srv.Stop()
+
+	rt, err := service.Start(ctx, "svctest", service.Base{DB: pgdb.Config{URL: db.URL}}, &testinfra.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	pool, err := rt.OpenPG(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := rt.PG.Check(ctx); err != nil {
+		t.Fatalf("postgres connected but reported down: %v", err)
+	}
+
+	health := httpkit.NewHealth()
+	name := "SVCTEST_" + strings.ToUpper(strings.ReplaceAll(t.Name(), "/", "_"))
+	type conn struct {
+		err error
+	}
+	done := make(chan conn, 1)
+	go func() {
+		nc, js, err := rt.ConnectNATS(ctx, url, health, stream.StreamConfig{Name: name, Partitions: 2})
+		if err == nil {
+			_, err = js.Stream(ctx, name)
+			nc.Close()
+		}
+		done <- conn{err}
+	}()
+	ready := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		health.Readyz().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rec
+	}
+	testinfra.Eventually(t, 10*time.Second, func() error {
+		if rec := ready(); rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "nats") {
+			return fmt.Errorf("readyz while NATS is down: %d %s", rec.Code, rec.Body)
+		}
+		return nil
+	})
+	srv.Start()
+	select {
+	case c := <-done:
+		if c.err != nil {
+			t.Fatalf("connect after NATS came up: %v", c.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ConnectNATS did not return after the server came up")
+	}
+	if rec := ready(); rec.Code != http.StatusServiceUnavailable {
+		// The connection was closed by the test above: readiness must say so.
+		t.Fatalf("readyz after the connection closed: %d %s", rec.Code, rec.Body)
+	}
+}
+
+func TestServeDrainsOnCancel(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	rt, err := service.Start(ctx, "svctest", service.Base{}, &testinfra.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	health := httpkit.NewHealth()
+	mux := httpkit.NewMux(health, rt.Tel.MetricsHandler())
+	mux.Handle("/v1/", service.NewGate("svctest"))
+	served := make(chan error, 1)
+	go func() { served <- rt.Serve(ctx, service.HTTP{}, ln, rt.Handler(mux), health) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/v1/anything")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("gate through the handler chain: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatalf("serve after cancel: %v", err)
+	}
+}
