@@ -1,9 +1,24 @@
 // Package catalogapi is catalog's public contract: the representations its
-// HTTP API returns and the events it publishes on the CATALOG stream. Other
-// services import catalog only through this package.
+// HTTP API returns, the events it publishes on the CATALOG stream, and
+// Client, the HTTP client other services call catalog with. Other services
+// import catalog only through this package.
+//
+// Client guarantees bounded waiting, not an answer: every attempt has a
+// timeout, only transient failures (connection errors, timeouts, 502, 503,
+// 504, 429) are retried, with full-jitter backoff and never past the
+// caller's deadline, and a circuit breaker that transport failures,
+// timeouts and 5xx answers open makes calls fail at once while catalog is
+// down. A 4xx answer is the caller's mistake: it is returned as a
+// *ProblemError, not retried, and not held against catalog. Everything
+// else that keeps catalog from answering is ErrUnavailable; the caller
+// answers 503 with Retry-After: RetryAfter(err).
 package catalogapi
 
-import "time"
+import (
+	"time"
+
+	"github.com/shopfloor/shopfloor/pkg/events"
+)
 
 // Stream is the stream catalog publishes to; events are keyed by product id.
 const Stream = "CATALOG"
@@ -15,13 +30,52 @@ const (
 	EventProductArchived = "product.archived"
 )
 
-// ProductChanged is the payload of every product event: enough to
-// invalidate caches and purge the CDN; readers fetch the rest.
+// ProductChanged is the payload of every product event. It carries the
+// product's whole state after the change (event-carried state transfer), so
+// that a projection (search) can be rebuilt from the stream alone, without
+// calling catalog back: id, version, category and status are enough to
+// invalidate caches and purge the CDN; sku, translations, prices and images
+// complete the product.
+//
+// The state fields were added to schema version 1 as optional fields (a
+// compatible change, checked by the golden test): events published before
+// them lack them, and readers must treat a missing translations map as
+// "text unknown", not as "no text".
 type ProductChanged struct {
 	ID       string `json:"id"`
 	Version  int64  `json:"version"`
 	Category string `json:"category"`
 	Status   string `json:"status"`
+	// SKU is the product's stock-keeping unit.
+	SKU string `json:"sku,omitempty"`
+	// Translations maps a locale (e.g. "en-US") to the product's text in
+	// it; the default locale is always present.
+	Translations map[string]ProductText `json:"translations,omitempty"`
+	// Prices maps a currency (e.g. "EUR") to the price in minor units.
+	Prices map[string]int64 `json:"prices,omitempty"`
+	// Images are https URLs, in display order.
+	Images []string `json:"images,omitempty"`
+}
+
+// Schemas declares the events catalog publishes, for events.CheckGolden:
+// each example has every field filled in, so that the golden files guard
+// all of them against breaking changes.
+func Schemas() []events.Schema {
+	example := ProductChanged{
+		ID: "0190a3c1-5e2f-7b3d-9f01-6c2a8e4d1b70", Version: 3, Category: "lamps", Status: "active",
+		SKU: "LAMP-OAK-01",
+		Translations: map[string]ProductText{
+			"en-US": {Name: "Oak lamp", Description: "A lamp of solid oak."},
+			"de-DE": {Name: "Eichenlampe", Description: "Eine Lampe aus massiver Eiche."},
+		},
+		Prices: map[string]int64{"EUR": 4900, "USD": 5300},
+		Images: []string{"https://img.shopfloor.dev/lamps/oak-1.jpg"},
+	}
+	return []events.Schema{
+		{Type: EventProductCreated, Version: 1, Example: example},
+		{Type: EventProductUpdated, Version: 1, Example: example},
+		{Type: EventProductArchived, Version: 1, Example: example},
+	}
 }
 
 // Product is a product rendered for one locale and currency.
@@ -50,8 +104,10 @@ type ProductList struct {
 	NextPageToken string    `json:"next_page_token,omitempty"`
 }
 
-// ProductBatch answers GET /v1/products:batch: Missing lists ids that do
-// not exist (or are archived).
+// ProductBatch answers GET /v1/products:batch?ids=… or ?skus=…: Products
+// are in the order asked; Missing lists the ids (or skus, when the request
+// named skus) that do not exist, are not public (draft or archived), or
+// have no price in the requested currency.
 type ProductBatch struct {
 	Products []Product `json:"products"`
 	Missing  []string  `json:"missing,omitempty"`

@@ -6,16 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"slices"
-	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/shopfloor/shopfloor/pkg/cache"
@@ -24,9 +19,8 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/lifecycle"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
-	"github.com/shopfloor/shopfloor/pkg/pgdb"
+	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/pkg/stream"
-	"github.com/shopfloor/shopfloor/pkg/telemetry"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 	"github.com/shopfloor/shopfloor/services/catalog/internal/producthttp"
 	"github.com/shopfloor/shopfloor/services/catalog/internal/productstream"
@@ -34,21 +28,11 @@ import (
 	"github.com/shopfloor/shopfloor/services/catalog/migrations"
 )
 
-// Base is what every command needs: the database and telemetry.
-type Base struct {
-	DB             pgdb.Config
-	ServiceVersion string     `env:"SERVICE_VERSION" envDefault:"dev"`
-	InstanceID     string     `env:"INSTANCE_ID"`
-	OTLPEndpoint   string     `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
-	LogLevel       slog.Level `env:"LOG_LEVEL" envDefault:"INFO"`
-}
-
 // Config is the serve command's configuration, from the environment.
 type Config struct {
-	Base
-	HTTPAddr        string        `env:"HTTP_ADDR" envDefault:":8081"`
-	DrainDelay      time.Duration `env:"HTTP_DRAIN_DELAY" envDefault:"0s"`
-	ShutdownTimeout time.Duration `env:"HTTP_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	service.Base
+	service.HTTP
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8081"`
 	// RedisURL is the cache; catalog answers without it (slower).
 	RedisURL string `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
 	// NATSURL is needed by the relay and invalidation roles.
@@ -59,6 +43,10 @@ type Config struct {
 	CacheBypass bool          `env:"CACHE_BYPASS" envDefault:"false"`
 	CacheSoft   time.Duration `env:"CACHE_SOFT_TTL" envDefault:"5m"`
 	CacheHard   time.Duration `env:"CACHE_HARD_TTL" envDefault:"1h"`
+	// The near cache: an in-process layer in front of Redis for the api
+	// role, kept in step by Redis pub/sub (ADR 0016). 0 entities: off.
+	CacheNearEntities int           `env:"CACHE_NEAR_ENTITIES" envDefault:"10000"`
+	CacheNearTTL      time.Duration `env:"CACHE_NEAR_TTL" envDefault:"1s"`
 	// Public read caching for browsers (max-age) and the CDN (s-maxage).
 	PublicMaxAge  time.Duration `env:"PUBLIC_MAX_AGE" envDefault:"60s"`
 	PublicSMaxAge time.Duration `env:"PUBLIC_S_MAXAGE" envDefault:"1h"`
@@ -71,20 +59,21 @@ type Config struct {
 
 // Validate reports rules beyond one value's syntax.
 func (c Config) Validate() []error {
-	var errs []error
-	for _, r := range c.Roles {
-		if !slices.Contains([]string{"api", "relay", "invalidation"}, r) {
-			errs = append(errs, fmt.Errorf("ROLES: unknown role %q (known: api, relay, invalidation)", r))
-		}
-	}
+	errs := service.CheckRoles(c.Roles, []string{"api", "relay", "invalidation"})
 	if slices.Contains(c.Roles, "api") && len(c.AdminToken) < 16 {
 		errs = append(errs, errors.New("ADMIN_TOKEN: required by the api role, at least 16 characters"))
 	}
 	if (c.has("relay") || c.has("invalidation")) && c.NATSURL == "" {
 		errs = append(errs, errors.New("NATS_URL: required by the relay and invalidation roles"))
 	}
-	if c.Partitions < 1 || c.Partitions > stream.MaxPartitions {
-		errs = append(errs, fmt.Errorf("CATALOG_PARTITIONS: must be 1..%d (got %d)", stream.MaxPartitions, c.Partitions))
+	if err := stream.CheckPartitions("CATALOG_PARTITIONS", c.Partitions); err != nil {
+		errs = append(errs, err)
+	}
+	if c.CacheNearEntities < 0 {
+		errs = append(errs, errors.New("CACHE_NEAR_ENTITIES: 0 (off) or more"))
+	}
+	if c.CacheNearEntities > 0 && (c.CacheNearTTL < time.Millisecond || c.CacheNearTTL > time.Minute) {
+		errs = append(errs, errors.New("CACHE_NEAR_TTL: between 1ms and 1m (it bounds how stale a lost invalidation can leave a read)"))
 	}
 	return errs
 }
@@ -101,7 +90,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	switch cmd {
 	case "serve", "migrate", "seed":
 	case "dlq":
-		return dlqCommand(ctx, args[min(2, len(args)):], getenv, stdout)
+		return service.DLQCommand(ctx, "catalog", catalogapi.Stream, args[min(2, len(args)):], getenv, stdout)
 	default:
 		return fmt.Errorf("unknown command %q (%s)", cmd, usage)
 	}
@@ -122,43 +111,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if cfg, err = config.Load[Config](getenv); err != nil {
 			return err
 		}
-	} else if cfg.Base, err = config.Load[Base](getenv); err != nil {
+	} else if cfg.Base, err = config.Load[service.Base](getenv); err != nil {
 		return err
 	}
-	tel, err := telemetry.New(ctx, telemetry.Config{
-		ServiceName: "catalog", ServiceVersion: cfg.ServiceVersion, InstanceID: cfg.InstanceID,
-		OTLPEndpoint: cfg.OTLPEndpoint, LogLevel: cfg.LogLevel,
-	}, stdout)
+	rt, err := service.Start(ctx, "catalog", cfg.Base, stdout)
 	if err != nil {
-		return fmt.Errorf("telemetry: %w", err)
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(sctx)
-	}()
-	log := tel.Logger
-	pgDep := lifecycle.NewDependency("postgres")
-	openPG := func(ctx context.Context) (*pgxpool.Pool, error) {
-		return lifecycle.Connect(ctx, log, pgDep, lifecycle.DefaultRetry, func(ctx context.Context) (*pgxpool.Pool, error) {
-			return pgdb.Open(ctx, cfg.DB)
-		})
-	}
+	defer rt.Close(ctx)
 	switch cmd {
 	case "migrate":
-		pool, err := openPG(ctx)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		applied, err := pgdb.Migrate(ctx, pool, migrations.FS, log)
-		if err != nil {
-			return err
-		}
-		log.InfoContext(ctx, "migrations applied", "versions", applied)
-		return nil
+		return rt.Migrate(ctx, migrations.FS)
 	case "seed":
-		pool, err := openPG(ctx)
+		pool, err := rt.OpenPG(ctx)
 		if err != nil {
 			return err
 		}
@@ -167,35 +132,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if err := productsvc.Seed(ctx, pool, outbox.New(catalogapi.Stream), seedN, time.Now); err != nil {
 			return err
 		}
-		log.InfoContext(ctx, "seeded", "products", seedN, "took", time.Since(start).String())
+		rt.Log.InfoContext(ctx, "seeded", "products", seedN, "took", time.Since(start).String())
 		return nil
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
-	return serve(ctx, cfg, tel, ln, pgDep, openPG)
+	return serve(ctx, cfg, rt, ln)
 }
 
 // serve runs the roles. HTTP starts at once (health answers while the
 // database is being connected); API routes are mounted once it is up.
-func serve(ctx context.Context, cfg Config, tel *telemetry.Telemetry, ln net.Listener, pgDep *lifecycle.Dependency,
-	openPG func(context.Context) (*pgxpool.Pool, error)) error {
-	log := tel.Logger
+func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener) error {
+	log, tel := rt.Log, rt.Tel
 	health := httpkit.NewHealth()
-	health.AddCheck("postgres", pgDep.Check)
+	health.AddCheck("postgres", rt.PG.Check)
+	if cfg.has("relay") || cfg.has("invalidation") {
+		rt.RequireNATS(health)
+	}
 	mux := httpkit.NewMux(health, tel.MetricsHandler())
-	var api httpReady
-	mux.Handle("/v1/", &api)
+	api := service.NewGate("catalog")
+	mux.Handle("/v1/", api)
 
 	g := lifecycle.NewGroup(log)
 	g.Add("app", func(ctx context.Context) error {
-		pool, err := openPG(ctx)
+		pool, err := rt.OpenPG(ctx)
 		if err != nil {
-			if errors.Is(err, context.Canceled) {
-				return nil
-			}
-			return err
+			return service.Canceled(err)
 		}
 		defer pool.Close()
 		ag := lifecycle.NewGroup(log)
@@ -208,55 +172,35 @@ func serve(ctx context.Context, cfg Config, tel *telemetry.Telemetry, ln net.Lis
 			rdb := redis.NewClient(ropts)
 			defer rdb.Close()
 			ob := outbox.New(catalogapi.Stream, outbox.WithTraceInjector(tel.Inject))
+			ccfg := cache.Config{Class: "product", SoftTTL: cfg.CacheSoft, HardTTL: cfg.CacheHard, Registerer: tel.Registry}
+			if cfg.has("api") {
+				ccfg.Near = cache.NearConfig{Entities: cfg.CacheNearEntities, TTL: cfg.CacheNearTTL}
+			}
 			svc, err = productsvc.New(pool, func(load cache.Loader[catalogapi.Product]) (*cache.Cache[catalogapi.Product], error) {
-				return cache.New(rdb, load, cache.Config{Class: "product", SoftTTL: cfg.CacheSoft, HardTTL: cfg.CacheHard, Registerer: tel.Registry}, log)
+				return cache.New(rdb, load, ccfg, log)
 			}, ob, log, time.Now)
 			if err != nil {
 				return err
 			}
 			svc.Cache().SetBypass(cfg.CacheBypass)
+			// Re-sends invalidations that failed while Redis was away and,
+			// in the api role, keeps the near layer in step.
+			ag.Add("cache", svc.Cache().Run)
 		}
 		if cfg.has("api") {
 			apiMux := http.NewServeMux()
 			producthttp.Routes(apiMux, svc, producthttp.Config{AdminToken: cfg.AdminToken,
 				Public: httpcache.Policy{MaxAge: cfg.PublicMaxAge, SMaxAge: cfg.PublicSMaxAge}}, log)
-			api.set(apiMux)
+			api.Open(apiMux)
 		}
 		if cfg.has("relay") || cfg.has("invalidation") {
-			natsDep := lifecycle.NewDependency("nats")
-			health.AddCheck("nats", natsDep.Check)
-			nc, err := lifecycle.Connect(ctx, log, natsDep, lifecycle.DefaultRetry, func(ctx context.Context) (*nats.Conn, error) {
-				nc, err := nats.Connect(cfg.NATSURL, nats.Name("catalog"), nats.MaxReconnects(-1))
-				if err != nil {
-					return nil, err
-				}
-				js, err := jetstream.New(nc)
-				if err == nil {
-					err = stream.EnsureStream(ctx, js, stream.StreamConfig{Name: catalogapi.Stream, Partitions: cfg.Partitions})
-				}
-				if err != nil {
-					nc.Close()
-					return nil, err
-				}
-				return nc, nil
-			})
+			nc, js, err := rt.ConnectNATS(ctx, cfg.NATSURL, health, stream.StreamConfig{Name: catalogapi.Stream, Partitions: cfg.Partitions})
 			if err != nil {
-				if errors.Is(err, context.Canceled) {
-					return nil
-				}
-				return err
+				return service.Canceled(err)
 			}
 			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				return err
-			}
 			if cfg.has("relay") {
-				pub, err := stream.NewPublisher(js, catalogapi.Stream, cfg.Partitions)
-				if err != nil {
-					return err
-				}
-				relay, err := outbox.NewRelay(pool, outbox.StreamSink{catalogapi.Stream: pub}, outbox.RelayConfig{Stream: catalogapi.Stream, Registerer: tel.Registry}, log)
+				relay, err := rt.NewRelay(pool, js, catalogapi.Stream, cfg.Partitions)
 				if err != nil {
 					return err
 				}
@@ -267,8 +211,7 @@ func serve(ctx context.Context, cfg Config, tel *telemetry.Telemetry, ln net.Lis
 				if len(cfg.CDNPurgeURLs) > 0 {
 					inv.Purger = &productstream.Purger{URLs: cfg.CDNPurgeURLs}
 				}
-				grp, err := stream.NewGroup(js, stream.GroupConfig{Stream: catalogapi.Stream, Name: productstream.Group,
-					Partitions: cfg.Partitions, Extract: tel.Extract, Registerer: tel.Registry}, inv.Handle, log)
+				grp, err := rt.NewGroup(js, catalogapi.Stream, productstream.Group, cfg.Partitions, inv.Handle)
 				if err != nil {
 					return err
 				}
@@ -278,57 +221,9 @@ func serve(ctx context.Context, cfg Config, tel *telemetry.Telemetry, ln net.Lis
 		ag.Add("wait", func(ctx context.Context) error { <-ctx.Done(); return nil })
 		return ag.Run(ctx)
 	})
-	handler := httpkit.Chain(mux,
-		httpkit.Trace(tel.TracerProvider, tel.Propagator, tel.MeterProvider),
-		httpkit.AccessLog(log),
-		httpkit.Recover(log),
-		httpkit.LimitBody(httpkit.DefaultMaxBodyBytes),
-	)
+	handler := rt.Handler(mux)
 	g.Add("http", func(ctx context.Context) error {
-		log.InfoContext(ctx, "http listening", "addr", ln.Addr().String())
-		return httpkit.Serve(ctx, httpkit.ServerConfig{Addr: cfg.HTTPAddr, DrainDelay: cfg.DrainDelay, ShutdownTimeout: cfg.ShutdownTimeout}, ln, handler, health, log)
+		return rt.Serve(ctx, cfg.HTTP, ln, handler, health)
 	})
 	return g.Run(ctx)
-}
-
-// httpReady serves the API once it is mounted, and 503 with Retry-After
-// until then (PostgreSQL not reachable yet).
-type httpReady struct{ h atomic.Pointer[http.ServeMux] }
-
-func (a *httpReady) set(m *http.ServeMux) { a.h.Store(m) }
-
-func (a *httpReady) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if m := a.h.Load(); m != nil {
-		m.ServeHTTP(w, r)
-		return
-	}
-	p := httpkit.NewProblem(http.StatusServiceUnavailable, "not-ready", "catalog is connecting to its database")
-	p.RetryAfter = time.Second
-	httpkit.WriteProblem(w, p)
-}
-
-// dlqCommand is `catalog dlq ...`: the operator's tool for the dead letters
-// of catalog's consumers (stream.DLQUsage).
-func dlqCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	type dlqConfig struct {
-		NATSURL string `env:"NATS_URL,required"`
-	}
-	cfg, err := config.Load[dlqConfig](getenv)
-	if err != nil {
-		return err
-	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("catalog-dlq"))
-	if err != nil {
-		return fmt.Errorf("NATS_URL %s: %w", cfg.NATSURL, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	q, err := stream.NewDLQ(js, catalogapi.Stream, slog.New(slog.NewJSONHandler(stdout, nil)))
-	if err != nil {
-		return err
-	}
-	return stream.DLQCommand(ctx, q, args, stdout)
 }

@@ -26,9 +26,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	env = map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "api,relay,gossip", "ADMIN_TOKEN": "short", "CATALOG_PARTITIONS": "0"}
+	env = map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "api,relay,gossip", "ADMIN_TOKEN": "short", "CATALOG_PARTITIONS": "0", "CACHE_NEAR_TTL": "1h"}
 	err = run(context.Background(), []string{"catalog"}, func(k string) string { return env[k] }, &testinfra.Buffer{})
-	for _, want := range []string{`ROLES: unknown role "gossip"`, "ADMIN_TOKEN: required by the api role", "NATS_URL: required by the relay and invalidation roles", "CATALOG_PARTITIONS: must be"} {
+	for _, want := range []string{`ROLES: unknown role "gossip"`, "ADMIN_TOKEN: required by the api role", "NATS_URL: required by the relay and invalidation roles", "CATALOG_PARTITIONS: must be", "CACHE_NEAR_TTL: between 1ms and 1m"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

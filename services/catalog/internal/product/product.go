@@ -64,6 +64,10 @@ var (
 	categoryPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
 )
 
+// ValidSKU reports whether s has the form of a sku: 3–40 upper-case
+// letters, digits or '-', starting with a letter or digit.
+func ValidSKU(s string) bool { return skuPattern.MatchString(s) }
+
 // Validate checks every rule and reports every broken one.
 func (p Product) Validate() error {
 	var fe []FieldError

@@ -2,11 +2,11 @@ package producthttp_test
 
 import (
 	"context"
-
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shopfloor/shopfloor/pkg/cache"
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
@@ -27,17 +28,20 @@ import (
 
 var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-// hammer GETs url b.N times from 16 goroutines and reports requests/s.
+// hammer GETs url b.N times from 16 goroutines and reports requests/s and
+// the p50 and p99 latency.
 func hammer(b *testing.B, url string) {
 	b.Helper()
 	ctx := context.Background()
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	lat := make([][]time.Duration, 16)
 	b.ResetTimer()
 	start := time.Now()
-	for range 16 {
+	for g := range lat {
 		wg.Go(func() {
 			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
 				req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 				if err != nil {
 					b.Error(err)
@@ -54,11 +58,18 @@ func hammer(b *testing.B, url string) {
 					b.Errorf("status %d", res.StatusCode)
 					return
 				}
+				lat[g] = append(lat[g], time.Since(t0))
 			}
 		})
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) > 0 {
+		b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+	}
 }
 
 // BenchmarkGetProduct compares a cached product read through catalog,
@@ -76,6 +87,11 @@ func BenchmarkGetProduct(b *testing.B) {
 	defer trivial.Close()
 	b.Run("trivial-net-http", func(b *testing.B) { hammer(b, trivial.URL+path) })
 	b.Run("catalog-cached", func(b *testing.B) { hammer(b, bd.srv.URL+path) })
+	b.Run("catalog-near", func(b *testing.B) {
+		nb := setupCache(b, nil, httpcache.Policy{}, cache.Config{Near: cache.NearConfig{Entities: 10000, TTL: time.Second}})
+		np := nb.create(b, lamp("LAMP-NEAR"))
+		hammer(b, nb.srv.URL+"/v1/products/"+np.ID+"?currency=EUR")
+	})
 	b.Run("varnish-hit", func(b *testing.B) { hammer(b, cdn+path) })
 	b.Run("raw-redis-get", func(b *testing.B) {
 		r := testinfra.Redis(b)

@@ -44,6 +44,7 @@ func Routes(mux *http.ServeMux, svc *productsvc.Service, cfg Config, log *slog.L
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
 	mux.Handle("GET /v1/products/{id}", httpkit.NewKitServer(getProduct(svc, cfg), decodeGet, httpkit.EncodeJSON, log, enc))
 	mux.Handle("GET /v1/products", httpkit.NewKitServer(listProducts(svc, cfg), decodeList, httpkit.EncodeJSON, log, enc))
+	// ?ids=a,b or ?skus=A,B (one of them, 1–100 entries), &currency=, &locale=.
 	mux.Handle("GET /v1/products:batch", httpkit.NewKitServer(batchProducts(svc), decodeBatch, httpkit.EncodeJSON, log, enc))
 
 	admin := func(e endpoint.Endpoint, dec kithttp.DecodeRequestFunc) http.Handler {
@@ -180,28 +181,59 @@ func listProducts(svc *productsvc.Service, cfg Config) endpoint.Endpoint {
 }
 
 type batchRequest struct {
-	ids              []string
+	ids, skus        []string
 	locale, currency string
 }
 
+// maxBatch is the most products one batch request may name.
+const maxBatch = 100
+
+// decodeBatch takes ids= or skus= (exactly one of them), each a
+// comma-separated list of 1–100 entries.
 func decodeBatch(_ context.Context, r *http.Request) (any, error) {
 	locale, currency, err := localeCurrency(r)
 	if err != nil {
 		return nil, err
 	}
-	raw := r.URL.Query().Get("ids")
-	ids := strings.Split(raw, ",")
-	if raw == "" || len(ids) > 100 {
-		return nil, httpkit.NewProblem(http.StatusBadRequest, "invalid-query", "ids must list 1–100 product ids, comma-separated")
+	q := r.URL.Query()
+	req := batchRequest{locale: locale, currency: currency}
+	switch {
+	case q.Has("ids") && q.Has("skus"):
+		return nil, httpkit.NewProblem(http.StatusBadRequest, "invalid-query",
+			"ids and skus cannot be combined: send either ids (product ids) or skus, not both")
+	case q.Has("ids"):
+		req.ids, err = batchList(q.Get("ids"), "ids", "product ids", "is not a product id", func(id string) bool {
+			_, err := uuid.Parse(id)
+			return err == nil
+		})
+	case q.Has("skus"):
+		req.skus, err = batchList(q.Get("skus"), "skus", "skus", "is not a sku (3–40 upper-case letters, digits or '-')", product.ValidSKU)
+	default:
+		return nil, httpkit.NewProblem(http.StatusBadRequest, "invalid-query",
+			fmt.Sprintf("send either ids (1–%d product ids) or skus (1–%d skus), comma-separated", maxBatch, maxBatch))
 	}
-	for _, id := range ids {
-		if _, err := uuid.Parse(id); err != nil {
-			p := httpkit.NewProblem(http.StatusBadRequest, "invalid-query", "ids must be product ids")
-			p.Errors = []httpkit.FieldError{{Field: "ids", Message: fmt.Sprintf("%q is not a product id", id)}}
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// batchList splits raw, a comma-separated list of 1–maxBatch entries of
+// the query parameter field, and checks each entry with valid.
+func batchList(raw, field, what, invalid string, valid func(string) bool) ([]string, error) {
+	list := strings.Split(raw, ",")
+	if raw == "" || len(list) > maxBatch {
+		return nil, httpkit.NewProblem(http.StatusBadRequest, "invalid-query",
+			fmt.Sprintf("%s must list 1–%d %s, comma-separated", field, maxBatch, what))
+	}
+	for _, v := range list {
+		if !valid(v) {
+			p := httpkit.NewProblem(http.StatusBadRequest, "invalid-query", field+" must be "+what)
+			p.Errors = []httpkit.FieldError{{Field: field, Message: fmt.Sprintf("%q %s", v, invalid)}}
 			return nil, p
 		}
 	}
-	return batchRequest{ids: ids, locale: locale, currency: currency}, nil
+	return list, nil
 }
 
 // batchProducts serves orders' price lookups: always current, never
@@ -209,7 +241,15 @@ func decodeBatch(_ context.Context, r *http.Request) (any, error) {
 func batchProducts(svc *productsvc.Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(batchRequest)
-		b, err := svc.Batch(ctx, r.ids, r.locale, r.currency)
+		var (
+			b   catalogapi.ProductBatch
+			err error
+		)
+		if r.skus != nil {
+			b, err = svc.BatchBySKU(ctx, r.skus, r.locale, r.currency)
+		} else {
+			b, err = svc.Batch(ctx, r.ids, r.locale, r.currency)
+		}
 		if err != nil {
 			return nil, err
 		}

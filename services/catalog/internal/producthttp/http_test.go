@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -47,6 +48,18 @@ func setup(t testing.TB, rdb redis.UniversalClient) *bundle {
 
 func setupWith(t testing.TB, rdb redis.UniversalClient, public httpcache.Policy, reg ...prometheus.Registerer) *bundle {
 	t.Helper()
+	cfg := cache.Config{}
+	if len(reg) > 0 {
+		cfg.Registerer = reg[0]
+	}
+	return setupCache(t, rdb, public, cfg)
+}
+
+// setupCache is setupWith with the cache's configuration (its namespace,
+// class and breaker period are set here). The cache's Run runs until the
+// test ends, as in the service.
+func setupCache(t testing.TB, rdb redis.UniversalClient, public httpcache.Policy, cfg cache.Config) *bundle {
+	t.Helper()
 	db := testinfra.Postgres(t, migrations.FS)
 	prefix := "t"
 	if rdb == nil {
@@ -55,14 +68,28 @@ func setupWith(t testing.TB, rdb redis.UniversalClient, public httpcache.Policy,
 	}
 	log := slog.New(slog.DiscardHandler)
 	svc, err := productsvc.New(db.Pool, func(load cache.Loader[catalogapi.Product]) (*cache.Cache[catalogapi.Product], error) {
-		cfg := cache.Config{Namespace: prefix, Class: "product", BreakerOpenFor: time.Hour}
-		if len(reg) > 0 {
-			cfg.Registerer = reg[0]
-		}
+		cfg.Namespace, cfg.Class, cfg.BreakerOpenFor = prefix, "product", time.Hour
 		return cache.New(rdb, load, cfg, log)
 	}, outbox.New(catalogapi.Stream), log, time.Now)
 	if err != nil {
 		t.Fatal(err)
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- svc.Cache().Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("near cache: %v", err)
+			}
+		})
+		testinfra.Eventually(t, 10*time.Second, func() error {
+			if cfg.Near.Entities > 0 && !svc.Cache().NearSynced() {
+				return errors.New("near cache not synced")
+			}
+			return nil
+		})
 	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), http.NotFoundHandler())
 	producthttp.Routes(mux, svc, producthttp.Config{AdminToken: token, Public: public}, log)
@@ -483,4 +510,83 @@ func TestRedisOutageMidRun(t *testing.T) {
 		t.Fatalf("write with Redis down = %d %s", r.status, r.body)
 	}
 	read(2)
+}
+
+func TestBatchByIDsAndSKUs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	a := b.create(t, lamp("LAMP-A"))
+	bb := b.create(t, lamp("LAMP-B"))
+	gone := b.create(t, lamp("LAMP-GONE"))
+	if r := b.do(t, "POST", "/v1/admin/products/"+gone.ID+"/archive", nil, withAdmin(map[string]string{"If-Match": `"v1"`})); r.status != http.StatusOK {
+		t.Fatalf("archive = %d %s", r.status, r.body)
+	}
+	usdOnly := lamp("LAMP-USD")
+	usdOnly.Prices = map[string]int64{"USD": 1999}
+	b.create(t, usdOnly)
+	unknownID := "01234567-89ab-7def-8123-456789abcdef"
+	many := func(n int, v string) string { return strings.TrimSuffix(strings.Repeat(v+",", n), ",") }
+
+	tests := []struct {
+		name        string
+		query       string
+		status      int
+		wantSKUs    []string // products, in order
+		wantMissing []string
+		wantDetail  string // a phrase of the problem's detail (status 400)
+	}{
+		{name: "ids ok", query: "ids=" + a.ID + "," + bb.ID, status: 200, wantSKUs: []string{"LAMP-A", "LAMP-B"}},
+		{name: "ids with an unknown and an archived id", query: "ids=" + unknownID + "," + a.ID + "," + gone.ID, status: 200,
+			wantSKUs: []string{"LAMP-A"}, wantMissing: []string{unknownID, gone.ID}},
+		{name: "skus ok", query: "skus=LAMP-B,LAMP-A&locale=de-DE", status: 200, wantSKUs: []string{"LAMP-B", "LAMP-A"}},
+		{name: "missing sku", query: "skus=LAMP-A,NOPE-1", status: 200, wantSKUs: []string{"LAMP-A"}, wantMissing: []string{"NOPE-1"}},
+		{name: "archived sku", query: "skus=LAMP-GONE", status: 200, wantMissing: []string{"LAMP-GONE"}},
+		{name: "sku without a price in the currency", query: "currency=EUR&skus=LAMP-USD,LAMP-A", status: 200,
+			wantSKUs: []string{"LAMP-A"}, wantMissing: []string{"LAMP-USD"}},
+		{name: "sku priced in the currency", query: "currency=USD&skus=LAMP-USD", status: 200, wantSKUs: []string{"LAMP-USD"}},
+		{name: "both", query: "ids=" + a.ID + "&skus=LAMP-A", status: 400, wantDetail: "not both"},
+		{name: "both, one empty", query: "ids=&skus=LAMP-A", status: 400, wantDetail: "not both"},
+		{name: "neither", query: "currency=EUR", status: 400, wantDetail: "send either ids"},
+		{name: "more than 100 ids", query: "ids=" + many(101, a.ID), status: 400, wantDetail: "1–100 product ids"},
+		{name: "more than 100 skus", query: "skus=" + many(101, "LAMP-A"), status: 400, wantDetail: "1–100 skus"},
+		{name: "100 skus", query: "skus=" + many(100, "LAMP-A"), status: 200, wantSKUs: strings.Split(many(100, "LAMP-A"), ",")},
+		{name: "empty skus", query: "skus=", status: 400, wantDetail: "1–100 skus"},
+		{name: "malformed sku", query: "skus=LAMP-A,lamp%20a", status: 400, wantDetail: "skus must be skus"},
+		{name: "malformed id", query: "ids=nope", status: 400, wantDetail: "ids must be product ids"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := b.do(t, "GET", "/v1/products:batch?"+tt.query, nil, nil)
+			if r.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.body)
+			}
+			if tt.status != http.StatusOK {
+				if !strings.HasPrefix(r.header.Get("Content-Type"), "application/problem+json") {
+					t.Fatalf("Content-Type %q, want a problem", r.header.Get("Content-Type"))
+				}
+				pr := decode[httpkit.Problem](t, r)
+				if pr.Type != httpkit.ProblemBase+"invalid-query" || !strings.Contains(pr.Detail, tt.wantDetail) {
+					t.Fatalf("problem %s %q, want invalid-query saying %q", pr.Type, pr.Detail, tt.wantDetail)
+				}
+				return
+			}
+			batch := decode[catalogapi.ProductBatch](t, r)
+			var skus []string
+			for _, p := range batch.Products {
+				skus = append(skus, p.SKU)
+			}
+			if !slices.Equal(skus, tt.wantSKUs) || !slices.Equal(batch.Missing, tt.wantMissing) {
+				t.Fatalf("products %v missing %v, want %v missing %v", skus, batch.Missing, tt.wantSKUs, tt.wantMissing)
+			}
+			if r.header.Get("Cache-Control") != "private, no-store" {
+				t.Fatalf("Cache-Control = %q", r.header.Get("Cache-Control"))
+			}
+		})
+	}
+	// The de-DE read renders the German name.
+	r := b.do(t, "GET", "/v1/products:batch?locale=de-DE&skus=LAMP-A", nil, nil)
+	if got := decode[catalogapi.ProductBatch](t, r); len(got.Products) != 1 || got.Products[0].Name != "Messinglampe" || got.Products[0].ID != a.ID {
+		t.Fatalf("de-DE batch by sku = %+v", got)
+	}
 }

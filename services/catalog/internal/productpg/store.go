@@ -66,6 +66,30 @@ func GetMany(ctx context.Context, q Querier, ids []string) ([]product.Product, e
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (product.Product, error) { return scan(r) })
 }
 
+// IDsBySKU maps every sku in skus that names a product, whatever its
+// status, to the product's id; unknown skus are absent from the map. One
+// query for the whole batch, served by the unique index on products.sku
+// (products_sku_key).
+func IDsBySKU(ctx context.Context, q Querier, skus []string) (map[string]string, error) {
+	rows, err := q.Query(ctx, `SELECT sku, id::text FROM products WHERE sku = ANY($1::text[])`, skus)
+	if err != nil {
+		return nil, fmt.Errorf("resolve skus: %w", err)
+	}
+	defer rows.Close()
+	ids := make(map[string]string, len(skus))
+	for rows.Next() {
+		var sku, id string
+		if err := rows.Scan(&sku, &id); err != nil {
+			return nil, fmt.Errorf("resolve skus: %w", err)
+		}
+		ids[sku] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("resolve skus: %w", err)
+	}
+	return ids, nil
+}
+
 // ListActive returns up to limit active products after the id afterID
 // (empty: from the start), in id order, optionally of one category. The
 // id order makes the cursor stable under inserts and updates.

@@ -39,8 +39,7 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, ob *outbox.Outbox, n int, now
 			if err != nil {
 				return err
 			}
-			ev, err := events.New("catalog", catalogapi.EventProductCreated, p.ID, 1, 1,
-				catalogapi.ProductChanged{ID: p.ID, Version: 1, Category: p.Category, Status: p.Status}, now())
+			ev, err := events.New("catalog", catalogapi.EventProductCreated, p.ID, 1, 1, Changed(p), now())
 			if err != nil {
 				return err
 			}

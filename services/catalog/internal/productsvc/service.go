@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,22 +87,68 @@ func (s *Service) Get(ctx context.Context, id, locale, currency string) (catalog
 	return p, m, err
 }
 
-// Batch returns the public products with ids (at most 100) in currency;
-// unknown, draft and archived ids are reported missing.
+// Batch returns the public products with ids (at most 100) in currency,
+// in the order asked; unknown, draft and archived ids, and products with no
+// price in currency, are reported missing.
 func (s *Service) Batch(ctx context.Context, ids []string, locale, currency string) (catalogapi.ProductBatch, error) {
 	out := catalogapi.ProductBatch{Products: []catalogapi.Product{}}
 	for _, id := range ids {
-		p, _, err := s.Get(ctx, id, locale, currency)
+		p, ok, err := s.batchItem(ctx, id, locale, currency)
 		switch {
-		case errors.Is(err, product.ErrNotFound), errors.Is(err, product.ErrNoPrice):
-			out.Missing = append(out.Missing, id)
 		case err != nil:
 			return out, err
-		default:
+		case ok:
 			out.Products = append(out.Products, p)
+		default:
+			out.Missing = append(out.Missing, id)
 		}
 	}
 	return out, nil
+}
+
+// BatchBySKU is Batch for products named by sku (at most 100): the skus
+// are resolved to ids in one query, then each product is read through the
+// cache like Batch does. Missing lists the skus that are unknown, name a
+// draft or archived product or one with no price in currency. A product
+// is only ever returned under its own sku: when the cached product's sku
+// differs from the one asked for (the sku just moved to another product,
+// and the cache has not seen the change yet) the sku is reported missing.
+func (s *Service) BatchBySKU(ctx context.Context, skus []string, locale, currency string) (catalogapi.ProductBatch, error) {
+	out := catalogapi.ProductBatch{Products: []catalogapi.Product{}}
+	ids, err := productpg.IDsBySKU(ctx, s.pool, skus)
+	if err != nil {
+		return out, err
+	}
+	for _, sku := range skus {
+		id, known := ids[sku]
+		if !known {
+			out.Missing = append(out.Missing, sku)
+			continue
+		}
+		p, ok, err := s.batchItem(ctx, id, locale, currency)
+		switch {
+		case err != nil:
+			return out, err
+		case ok && p.SKU == sku:
+			out.Products = append(out.Products, p)
+		default:
+			out.Missing = append(out.Missing, sku)
+		}
+	}
+	return out, nil
+}
+
+// batchItem reads one product of a batch through the cache; ok is false
+// when it is not public or has no price in currency.
+func (s *Service) batchItem(ctx context.Context, id, locale, currency string) (catalogapi.Product, bool, error) {
+	p, _, err := s.Get(ctx, id, locale, currency)
+	switch {
+	case errors.Is(err, product.ErrNotFound), errors.Is(err, product.ErrNoPrice):
+		return p, false, nil
+	case err != nil:
+		return p, false, err
+	}
+	return p, true, nil
 }
 
 // List returns a page of active products (from PostgreSQL: lists are
@@ -203,12 +251,20 @@ func (s *Service) Update(ctx context.Context, id string, ifMatch int64, change f
 }
 
 func (s *Service) emit(ctx context.Context, tx pgx.Tx, typ string, p product.Product) error {
-	ev, err := events.New("catalog", typ, p.ID, 1, p.Version,
-		catalogapi.ProductChanged{ID: p.ID, Version: p.Version, Category: p.Category, Status: p.Status}, s.now())
+	ev, err := events.New("catalog", typ, p.ID, 1, p.Version, Changed(p), s.now())
 	if err != nil {
 		return fmt.Errorf("%s event: %w", typ, err)
 	}
 	return s.outbox.Publish(ctx, tx, ev)
+}
+
+// Changed is the payload of p's events: its whole state after the change
+// (event-carried state transfer), so that projections such as search can
+// be rebuilt from the CATALOG stream alone. Maps and slices are copied: the
+// payload shares nothing with p.
+func Changed(p product.Product) catalogapi.ProductChanged {
+	return catalogapi.ProductChanged{ID: p.ID, Version: p.Version, Category: p.Category, Status: p.Status, SKU: p.SKU,
+		Translations: maps.Clone(p.Translations), Prices: maps.Clone(p.Prices), Images: slices.Clone(p.Images)}
 }
 
 // invalidate moves the cache pointer right after commit, best effort: the
