@@ -1,0 +1,330 @@
+// Package orderhttp is orders' HTTP transport: go-kit endpoints for
+// checkout, cancel and reads, the Idempotency-Key handling of the POSTs
+// (pkg/idempotency), and the one place where orders' errors become
+// statuses.
+package orderhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-kit/kit/endpoint"
+	kithttp "github.com/go-kit/kit/transport/http"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shopfloor/shopfloor/pkg/httpcache"
+	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/idempotency"
+	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
+	"github.com/shopfloor/shopfloor/services/orders/internal/order"
+	"github.com/shopfloor/shopfloor/services/orders/internal/ordersvc"
+	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
+)
+
+// ClientHeader carries the client identity that scopes idempotency keys.
+// orders has no authentication of its own: in production the API gateway
+// that authenticates the caller sets it (and strips a client's own); a
+// request without it is in the "anonymous" scope.
+const ClientHeader = "X-Client-Id"
+
+// Limits of the list endpoint.
+const (
+	defaultPageSize = 20
+	maxPageSize     = 100
+	maxBodyBytes    = 64 << 10 // a 50-line order is a few KiB
+)
+
+// Routes mounts orders' API on mux.
+func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store, log *slog.Logger) {
+	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
+	replay := func(_ context.Context, w http.ResponseWriter, resp any) error {
+		idempotency.WriteResponse(w, resp.(idempotency.Response))
+		return nil
+	}
+	mux.Handle("POST /v1/orders", httpkit.NewKitServer(placeOrder(svc, store), decodePlace(store), replay, log, enc))
+	mux.Handle("POST /v1/orders/{id}/cancel", httpkit.NewKitServer(cancelOrder(svc, store), decodeCancel(store), replay, log, enc))
+	mux.Handle("GET /v1/orders/{id}", httpkit.NewKitServer(getOrder(svc), decodeGet, encodeVersioned, log, enc))
+	mux.Handle("GET /v1/orders", httpkit.NewKitServer(listOrders(svc), decodeList, encodePrivate, log, enc))
+}
+
+func scope(r *http.Request) string {
+	if c := strings.TrimSpace(r.Header.Get(ClientHeader)); c != "" && len(c) <= 128 {
+		return "client:" + c
+	}
+	return "anonymous"
+}
+
+// encodePrivate writes a strong read: never stored by a browser or a CDN.
+func encodePrivate(ctx context.Context, w http.ResponseWriter, resp any) error {
+	httpcache.NoStore(w.Header())
+	return httpkit.EncodeJSON(ctx, w, resp)
+}
+
+// --- place ---
+
+type placeRequest struct {
+	idem idempotency.Request
+	in   ordersapi.CreateOrder
+}
+
+func decodePlace(store *idempotency.Store) kithttp.DecodeRequestFunc {
+	return func(_ context.Context, r *http.Request) (any, error) {
+		idem, err := store.ReadRequest(r, scope(r))
+		if err != nil {
+			return nil, err
+		}
+		var in ordersapi.CreateOrder
+		if err := httpkit.DecodeJSON(r, &in, maxBodyBytes); err != nil {
+			return nil, err
+		}
+		if err := order.ValidateCreate(in); err != nil {
+			return nil, err
+		}
+		return placeRequest{idem: idem, in: in}, nil
+	}
+}
+
+// placeOrder prices the order and writes it inside the key's transaction:
+// a duplicate in flight is refused at once (409) instead of calling
+// catalog a second time, and a replay after completion is answered from
+// the stored response without calling catalog at all. The price lookup
+// holds a database connection for its duration, which the catalog
+// client's timeouts and breaker bound.
+func placeOrder(svc *ordersvc.Service, store *idempotency.Store) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		r := req.(placeRequest)
+		resp, _, err := store.Do(ctx, svc.Pool(), r.idem, func(ctx context.Context, tx pgx.Tx) (idempotency.Response, error) {
+			o, err := svc.Place(ctx, tx, r.in)
+			if err != nil {
+				return idempotency.Response{}, err
+			}
+			return idempotency.Encode(ctx, created, o.API())
+		})
+		return resp, err
+	}
+}
+
+func created(ctx context.Context, w http.ResponseWriter, resp any) error {
+	return httpkit.EncodeJSON(ctx, w, createdOrder{resp.(ordersapi.Order)})
+}
+
+// createdOrder is a 201 with the new order's Location; its version is the
+// ETag for a later If-Match.
+type createdOrder struct{ ordersapi.Order }
+
+func (createdOrder) StatusCode() int { return http.StatusCreated }
+
+func (c createdOrder) Headers() http.Header {
+	h := http.Header{}
+	h.Set("Location", "/v1/orders/"+c.ID)
+	h.Set("ETag", strconv.Quote(strconv.FormatInt(c.Version, 10)))
+	httpcache.NoStore(h)
+	return h
+}
+
+// StoredHeaders are the response fields an idempotent replay repeats.
+func StoredHeaders() []string { return []string{"Content-Type", "Location", "ETag", "Cache-Control"} }
+
+// --- cancel ---
+
+type cancelRequest struct {
+	idem      idempotency.Request
+	id        string
+	ifVersion int64
+	reason    string
+}
+
+// cancelBody is the optional body of POST /v1/orders/{id}/cancel.
+type cancelBody struct {
+	Reason string `json:"reason"`
+}
+
+func decodeCancel(store *idempotency.Store) kithttp.DecodeRequestFunc {
+	return func(_ context.Context, r *http.Request) (any, error) {
+		id, err := orderID(r)
+		if err != nil {
+			return nil, err
+		}
+		idem, err := store.ReadRequest(r, scope(r))
+		if err != nil {
+			return nil, err
+		}
+		req := cancelRequest{idem: idem, id: id}
+		if im := r.Header.Get("If-Match"); im != "" {
+			v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(im, "W/"), `"`), 10, 64)
+			if err != nil || v < 1 {
+				return nil, httpkit.NewProblem(http.StatusBadRequest, "invalid-if-match", `If-Match must be the order's version as an ETag, such as "3"`)
+			}
+			req.ifVersion = v
+		}
+		if len(idem.Body) > 0 {
+			var b cancelBody
+			if err := httpkit.DecodeJSON(r, &b, maxBodyBytes); err != nil {
+				return nil, err
+			}
+			if len(b.Reason) > 200 {
+				p := httpkit.NewProblem(http.StatusUnprocessableEntity, "invalid-cancel", "the cancel request is not valid")
+				p.Errors = []httpkit.FieldError{{Field: "reason", Pointer: "#/reason", Message: "must be at most 200 characters"}}
+				return nil, p
+			}
+			req.reason = b.Reason
+		}
+		return req, nil
+	}
+}
+
+func cancelOrder(svc *ordersvc.Service, store *idempotency.Store) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		r := req.(cancelRequest)
+		resp, _, err := store.Do(ctx, svc.Pool(), r.idem, func(ctx context.Context, tx pgx.Tx) (idempotency.Response, error) {
+			o, err := svc.Cancel(ctx, tx, r.id, r.ifVersion, r.reason)
+			if err != nil {
+				return idempotency.Response{}, err
+			}
+			return idempotency.Encode(ctx, encodeVersioned, o.API())
+		})
+		return resp, err
+	}
+}
+
+// encodeVersioned writes an order with its version as the ETag, the value
+// If-Match takes.
+func encodeVersioned(ctx context.Context, w http.ResponseWriter, resp any) error {
+	o := resp.(ordersapi.Order)
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(o.Version, 10)))
+	return encodePrivate(ctx, w, o)
+}
+
+// --- reads ---
+
+func orderID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if u, err := uuid.Parse(id); err != nil || len(id) != 36 || u.String() != strings.ToLower(id) {
+		return "", httpkit.NewProblem(http.StatusNotFound, "not-found", "no such order")
+	}
+	return strings.ToLower(id), nil
+}
+
+func decodeGet(_ context.Context, r *http.Request) (any, error) { return orderID(r) }
+
+func getOrder(svc *ordersvc.Service) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		o, err := svc.Get(ctx, req.(string))
+		if err != nil {
+			return nil, err
+		}
+		return o.API(), nil
+	}
+}
+
+type listRequest struct {
+	customerID, pageToken string
+	limit                 int
+}
+
+func decodeList(_ context.Context, r *http.Request) (any, error) {
+	q := r.URL.Query()
+	req := listRequest{customerID: q.Get("customer_id"), pageToken: q.Get("page_token"), limit: defaultPageSize}
+	var fields []httpkit.FieldError
+	if req.customerID == "" {
+		fields = append(fields, httpkit.FieldError{Field: "customer_id", Message: "is required"})
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxPageSize {
+			fields = append(fields, httpkit.FieldError{Field: "limit", Message: fmt.Sprintf("must be 1..%d", maxPageSize)})
+		}
+		req.limit = n
+	}
+	if req.pageToken != "" {
+		if _, err := uuid.Parse(req.pageToken); err != nil {
+			fields = append(fields, httpkit.FieldError{Field: "page_token", Message: "is not a token this API returned"})
+		}
+	}
+	if len(fields) > 0 {
+		p := httpkit.NewProblem(http.StatusBadRequest, "invalid-query", "the query is not valid")
+		p.Errors = fields
+		return nil, p
+	}
+	return req, nil
+}
+
+func listOrders(svc *ordersvc.Service) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		r := req.(listRequest)
+		orders, next, err := svc.List(ctx, r.customerID, r.pageToken, r.limit)
+		if err != nil {
+			return nil, err
+		}
+		out := ordersapi.OrderList{Orders: make([]ordersapi.Order, len(orders)), NextPageToken: next}
+		for i, o := range orders {
+			out.Orders[i] = o.API()
+		}
+		return out, nil
+	}
+}
+
+// --- errors ---
+
+// errorEncoder maps orders' errors to problems; everything else is
+// httpkit.ErrorEncoder's (500, logged).
+func errorEncoder(log *slog.Logger) kithttp.ErrorEncoder {
+	base := httpkit.ErrorEncoder(log)
+	return func(ctx context.Context, err error, w http.ResponseWriter) {
+		var (
+			verr     *order.ValidationError
+			terr     *order.TransitionError
+			unpriced *ordersvc.UnpricedError
+			rejected *ordersvc.CatalogRejectedError
+		)
+		httpcache.NoStore(w.Header())
+		switch {
+		case errors.As(err, &verr):
+			p := httpkit.NewProblem(http.StatusUnprocessableEntity, "invalid-order", "the order is not valid; see errors")
+			for _, f := range verr.Fields {
+				p.Errors = append(p.Errors, httpkit.FieldError{Field: fieldName(f.Pointer), Pointer: "#" + f.Pointer, Message: f.Message})
+			}
+			err = p
+		case errors.As(err, &unpriced):
+			p := httpkit.NewProblem(http.StatusUnprocessableEntity, "not-on-sale",
+				"some products cannot be ordered: unknown, no longer sold, or without a price in this currency")
+			for _, l := range unpriced.Lines {
+				ptr := "/items/" + strconv.Itoa(l.Index) + "/" + l.Ref
+				p.Errors = append(p.Errors, httpkit.FieldError{Field: fieldName(ptr), Pointer: "#" + ptr,
+					Message: fmt.Sprintf("%s %s is not on sale", l.Ref, l.Value)})
+			}
+			err = p
+		case errors.Is(err, catalogapi.ErrUnavailable):
+			log.WarnContext(ctx, "catalog unavailable", "err", err)
+			p := httpkit.NewProblem(http.StatusServiceUnavailable, "catalog-unavailable",
+				"prices cannot be looked up right now; no order was placed, retry with the same Idempotency-Key")
+			p.RetryAfter = max(catalogapi.RetryAfter(err), time.Second)
+			err = p
+		case errors.As(err, &rejected):
+			log.ErrorContext(ctx, "catalog rejected a price lookup", "err", err)
+			err = httpkit.NewProblem(http.StatusBadGateway, "catalog-rejected", "the price lookup failed; no order was placed")
+		case errors.As(err, &terr):
+			err = httpkit.NewProblem(http.StatusConflict, "illegal-transition",
+				fmt.Sprintf("the order is %s (version %d) and cannot become %s", terr.From, terr.Version, terr.To))
+		case errors.Is(err, order.ErrVersionMismatch):
+			err = httpkit.NewProblem(http.StatusPreconditionFailed, "version-mismatch",
+				"the order changed since you read it; GET it again and retry with its ETag")
+		case errors.Is(err, order.ErrNotFound):
+			err = httpkit.NewProblem(http.StatusNotFound, "not-found", "no such order")
+		}
+		base(ctx, err, w)
+	}
+}
+
+// fieldName turns a JSON Pointer into the dotted field name
+// ("/items/2/quantity" → "items.2.quantity").
+func fieldName(pointer string) string {
+	return strings.ReplaceAll(strings.TrimPrefix(pointer, "/"), "/", ".")
+}

@@ -1,0 +1,83 @@
+// Package orderstream holds orders' consumer of the PAYMENTS stream: it
+// moves orders to paid or payment_failed, and asks for refunds of payments
+// an order cannot take.
+//
+// Replay-safe: each event is claimed in the inbox in the same transaction
+// as its effect, so a redelivery, a redrive or a replay of the stream
+// changes nothing. Per order in order: PAYMENTS is keyed by order id and
+// the group processes a partition one message at a time.
+package orderstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/pgdb"
+	"github.com/shopfloor/shopfloor/pkg/stream"
+	"github.com/shopfloor/shopfloor/services/orders/internal/order"
+	"github.com/shopfloor/shopfloor/services/orders/internal/ordersvc"
+	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
+)
+
+// Group is the consumer group name of orders on PAYMENTS.
+const Group = "orders"
+
+// Applier applies a payment outcome in a transaction (ordersvc.Service).
+type Applier interface {
+	ApplyPayment(ctx context.Context, tx pgx.Tx, parent events.Envelope, p ordersvc.PaymentEvent) (ordersvc.PaymentOutcome, error)
+}
+
+var _ Applier = (*ordersvc.Service)(nil)
+
+// Payments handles PAYMENTS deliveries.
+type Payments struct {
+	Pool    *pgxpool.Pool
+	Applier Applier
+	Log     *slog.Logger
+}
+
+// Handle is the stream.Handler. Events other than payment.succeeded and
+// payment.failed are acknowledged untouched; an unreadable event, a bad
+// payload or an unknown order is poison (stream.Permanent: dead-lettered);
+// database errors are retried.
+func (h *Payments) Handle(ctx context.Context, d stream.Delivery) error {
+	ev, err := events.Unmarshal(d.Payload)
+	if err != nil {
+		return stream.Permanent(fmt.Errorf("unreadable event: %w", err))
+	}
+	if ev.Type != paymentsapi.EventPaymentSucceeded && ev.Type != paymentsapi.EventPaymentFailed {
+		return nil // not ours to act on (payment.refunded, newer types)
+	}
+	var p paymentsapi.PaymentResult
+	if err := ev.DecodeData(&p); err != nil || p.OrderID == "" || p.PaymentID == "" {
+		return stream.Permanent(fmt.Errorf("%s %s: bad payload: %w", ev.Type, ev.ID, errors.Join(err, errors.New("order_id and payment_id are required"))))
+	}
+	var outcome ordersvc.PaymentOutcome
+	err = pgdb.InTx(ctx, h.Pool, func(tx pgx.Tx) error {
+		first, err := stream.Inbox{}.Claim(ctx, tx, Group, ev.ID)
+		if err != nil || !first {
+			outcome = "duplicate"
+			return err
+		}
+		outcome, err = h.Applier.ApplyPayment(ctx, tx, ev, ordersvc.PaymentEvent{OrderID: p.OrderID, PaymentID: p.PaymentID,
+			Succeeded: ev.Type == paymentsapi.EventPaymentSucceeded, AmountMinor: p.AmountMinor, Currency: p.Currency, Reason: p.Reason})
+		return err
+	})
+	switch {
+	case errors.Is(err, order.ErrNotFound):
+		return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
+	case pgdb.IsCode(err, "22P02"): // invalid_text_representation: order id is not a uuid
+		return stream.Permanent(fmt.Errorf("%s %s: order id %q: %w", ev.Type, ev.ID, p.OrderID, err))
+	case err != nil:
+		return fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err)
+	}
+	h.Log.InfoContext(ctx, "payment event handled", "event", ev.ID, "type", ev.Type, "order", p.OrderID,
+		"payment", p.PaymentID, "outcome", outcome)
+	return nil
+}

@@ -1,0 +1,149 @@
+// Package ordersapi is orders' public contract: the requests and
+// representations of its HTTP API and the events it publishes on the ORDERS
+// stream. Other services import orders only through this package.
+//
+// Every ORDERS event is keyed by order id (the event's subject), so a
+// consumer group sees one order's events in the order they were committed;
+// its aggregate version is the order's version after the change, so a
+// projection can drop anything older than what it holds.
+package ordersapi
+
+import "time"
+
+// Stream is the stream orders publishes to.
+const Stream = "ORDERS"
+
+// Source is the CloudEvents source of orders' events.
+const Source = "orders"
+
+// Event types, schema version 1.
+const (
+	// EventOrderPlaced: an order was accepted; payments charges it.
+	EventOrderPlaced = "order.placed"
+	// EventOrderPaid: its payment succeeded.
+	EventOrderPaid = "order.paid"
+	// EventOrderPaymentFailed: its payment failed for good.
+	EventOrderPaymentFailed = "order.payment_failed"
+	// EventOrderCancelled: the customer (or support) cancelled it.
+	EventOrderCancelled = "order.cancelled"
+	// EventOrderRefundRequired: a payment succeeded for an order that can
+	// no longer take it (cancelled while the payment was in flight, or
+	// already paid by another payment); payments refunds that payment.
+	EventOrderRefundRequired = "order.refund_required"
+)
+
+// Order statuses.
+const (
+	StatusPendingPayment = "pending_payment"
+	StatusPaid           = "paid"
+	StatusPaymentFailed  = "payment_failed"
+	StatusCancelled      = "cancelled"
+)
+
+// CreateOrder is the body of POST /v1/orders.
+type CreateOrder struct {
+	CustomerID    string      `json:"customer_id"`
+	CustomerEmail string      `json:"customer_email"`
+	Currency      string      `json:"currency"`
+	Items         []LineInput `json:"items"`
+	Shipping      Address     `json:"shipping_address"`
+	// PaymentMethod is the provider's token for the customer's payment
+	// method ("tok_…" or "pm_…"), never card data. Optional: payments
+	// uses its default (the sandbox's test card) when it is empty.
+	PaymentMethod string `json:"payment_method,omitempty"`
+}
+
+// LineInput names a product by ProductID or SKU (exactly one) and a
+// quantity of 1..100.
+type LineInput struct {
+	ProductID string `json:"product_id,omitempty"`
+	SKU       string `json:"sku,omitempty"`
+	Quantity  int    `json:"quantity"`
+}
+
+// Address is a shipping address.
+type Address struct {
+	Name       string `json:"name"`
+	Line1      string `json:"line1"`
+	Line2      string `json:"line2,omitempty"`
+	City       string `json:"city"`
+	PostalCode string `json:"postal_code"`
+	Country    string `json:"country"`
+}
+
+// Order is an order as the API returns it.
+type Order struct {
+	ID            string    `json:"id"`
+	CustomerID    string    `json:"customer_id"`
+	CustomerEmail string    `json:"customer_email"`
+	Status        string    `json:"status"`
+	Version       int64     `json:"version"`
+	Currency      string    `json:"currency"`
+	TotalMinor    int64     `json:"total_minor"`
+	Items         []Line    `json:"items"`
+	Shipping      Address   `json:"shipping_address"`
+	PaymentID     string    `json:"payment_id,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// Line is an order line with the price catalog quoted when it was placed.
+type Line struct {
+	ProductID      string `json:"product_id"`
+	SKU            string `json:"sku"`
+	Name           string `json:"name"`
+	Quantity       int    `json:"quantity"`
+	UnitPriceMinor int64  `json:"unit_price_minor"`
+	// CatalogVersion is the product version the price was read from.
+	CatalogVersion int64 `json:"catalog_version"`
+}
+
+// OrderList is a page of a customer's orders, newest first;
+// NextPageToken is empty on the last page.
+type OrderList struct {
+	Orders        []Order `json:"orders"`
+	NextPageToken string  `json:"next_page_token,omitempty"`
+}
+
+// OrderPlaced is the payload of order.placed: everything payments needs to
+// charge and notifications needs to write, so neither calls orders back.
+type OrderPlaced struct {
+	OrderID       string `json:"order_id"`
+	CustomerID    string `json:"customer_id"`
+	CustomerEmail string `json:"customer_email"`
+	Currency      string `json:"currency"`
+	TotalMinor    int64  `json:"total_minor"`
+	Items         []Line `json:"items"`
+	Version       int64  `json:"version"`
+	// PaymentMethod is the token the customer chose (empty: payments'
+	// default). A token is a reference, not card data.
+	PaymentMethod string `json:"payment_method,omitempty"`
+}
+
+// OrderStatusChanged is the payload of order.paid, order.payment_failed and
+// order.cancelled.
+type OrderStatusChanged struct {
+	OrderID       string `json:"order_id"`
+	CustomerID    string `json:"customer_id"`
+	CustomerEmail string `json:"customer_email"`
+	Status        string `json:"status"`
+	Version       int64  `json:"version"`
+	Currency      string `json:"currency"`
+	TotalMinor    int64  `json:"total_minor"`
+	// PaymentID is the payment that paid or failed (empty for a cancel).
+	PaymentID string `json:"payment_id,omitempty"`
+	// Reason says why a payment failed or who cancelled.
+	Reason string `json:"reason,omitempty"`
+}
+
+// RefundRequired is the payload of order.refund_required.
+type RefundRequired struct {
+	OrderID     string `json:"order_id"`
+	PaymentID   string `json:"payment_id"`
+	AmountMinor int64  `json:"amount_minor"`
+	Currency    string `json:"currency"`
+	// Status is the order's status, which the payment could not change.
+	Status  string `json:"status"`
+	Version int64  `json:"version"`
+	Reason  string `json:"reason"`
+}
