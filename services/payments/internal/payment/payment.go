@@ -1,0 +1,131 @@
+// Package payment holds payments' domain rules, without I/O: a payment
+// attempt, its refund, which status changes are allowed, and what a valid
+// payment request is.
+//
+//	pending ──charge succeeded──▶ succeeded ──refund succeeded──▶ refunded
+//	pending ──declined / invalid / retries exhausted──▶ failed
+//	failed (retries_exhausted) ──redrive finds the charge──▶ succeeded
+//
+// The last edge is the reconciliation of ADR 0012: an attempt given up on
+// while the provider was unreachable may have been charged by an attempt
+// whose answer was lost; a redrive asks the provider and records what it
+// finds, without charging again.
+package payment
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
+)
+
+// Errors of the domain.
+var (
+	// ErrNotFound: no payment (or refund) with that id.
+	ErrNotFound = errors.New("payment not found")
+	// ErrExists: the order already has a payment attempt.
+	ErrExists = errors.New("a payment for this order exists")
+)
+
+// Payment is a payment attempt. Its ID is the provider's idempotency key
+// for the charge: every retry of the charge sends the same key.
+type Payment struct {
+	ID             string
+	OrderID        string
+	IdempotencyKey string
+	AmountMinor    int64
+	Currency       string
+	PaymentMethod  string
+	Status         string
+	ChargeID       string
+	DeclineCode    string
+	FailureReason  string
+	RefundedMinor  int64
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// Final reports whether no more charge attempts may be made: succeeded,
+// refunded, or failed for a reason other than exhausted retries.
+func (p Payment) Final() bool {
+	switch p.Status {
+	case paymentsapi.StatusPending:
+		return false
+	case paymentsapi.StatusFailed:
+		return p.FailureReason != paymentsapi.ReasonRetriesExhausted
+	}
+	return true
+}
+
+// API renders p for the API.
+func (p Payment) API() paymentsapi.Payment {
+	return paymentsapi.Payment{ID: p.ID, OrderID: p.OrderID, Status: p.Status, AmountMinor: p.AmountMinor,
+		Currency: p.Currency, ChargeID: p.ChargeID, DeclineCode: p.DeclineCode, FailureReason: p.FailureReason,
+		RefundedMinor: p.RefundedMinor, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+}
+
+// Refund is the refund of a succeeded payment (at most one per payment).
+type Refund struct {
+	ID               string
+	PaymentID        string
+	OrderID          string
+	AmountMinor      int64
+	Status           string
+	ProviderRefundID string
+	FailureReason    string
+}
+
+// Currencies payments accepts.
+var Currencies = []string{"EUR", "GBP", "USD"}
+
+// MaxAmountMinor bounds one payment (a million in major units).
+const MaxAmountMinor = 100_000_000
+
+var tokenRE = regexp.MustCompile(`^(tok|pm)_[A-Za-z0-9_]{1,64}$`)
+
+// ValidToken reports whether s looks like a provider token.
+func ValidToken(s string) bool { return tokenRE.MatchString(s) }
+
+// FieldError is one invalid field of a request.
+type FieldError struct{ Field, Message string }
+
+// ValidationError lists the invalid fields of a request.
+type ValidationError struct{ Fields []FieldError }
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.Field + ": " + f.Message
+	}
+	return "invalid payment: " + strings.Join(parts, "; ")
+}
+
+// Validate checks a payment request.
+func Validate(in paymentsapi.CreatePayment) error {
+	var fe []FieldError
+	if u, err := uuid.Parse(in.OrderID); err != nil || u.String() != in.OrderID {
+		fe = append(fe, FieldError{"order_id", "must be an order id (a lower-case UUID)"})
+	}
+	if in.AmountMinor < 1 || in.AmountMinor > MaxAmountMinor {
+		fe = append(fe, FieldError{"amount_minor", fmt.Sprintf("must be 1..%d (minor units)", MaxAmountMinor)})
+	}
+	ok := false
+	for _, c := range Currencies {
+		ok = ok || c == in.Currency
+	}
+	if !ok {
+		fe = append(fe, FieldError{"currency", "must be one of " + strings.Join(Currencies, ", ")})
+	}
+	if !ValidToken(in.PaymentMethod) {
+		fe = append(fe, FieldError{"payment_method", "must be a payment method token such as tok_visa (never card data)"})
+	}
+	if len(fe) > 0 {
+		return &ValidationError{Fields: fe}
+	}
+	return nil
+}

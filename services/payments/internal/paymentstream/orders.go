@@ -1,0 +1,97 @@
+// Package paymentstream holds payments' consumer of the ORDERS stream
+// (group "payments"): order.placed creates the order's payment attempt and
+// its charge job; order.refund_required creates the refund and its job.
+//
+// Replay-safe: the inbox claim, the attempt (unique per order, key
+// order:<order id>) and the job commit in one transaction, so a
+// redelivery or a replay of the whole stream creates nothing new and never
+// charges twice.
+package paymentstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/pgdb"
+	"github.com/shopfloor/shopfloor/pkg/stream"
+	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
+	"github.com/shopfloor/shopfloor/services/payments/internal/payment"
+	"github.com/shopfloor/shopfloor/services/payments/internal/paymentsvc"
+	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
+)
+
+// Group is payments' consumer group on ORDERS.
+const Group = "payments"
+
+// Orders handles ORDERS deliveries.
+type Orders struct {
+	Pool *pgxpool.Pool
+	Svc  *paymentsvc.Service
+	// DefaultPaymentMethod charges orders placed without a payment method
+	// token (the sandbox's test card).
+	DefaultPaymentMethod string
+	Log                  *slog.Logger
+}
+
+// Handle is the stream.Handler. Unreadable events and payloads that cannot
+// be charged are poison (dead-lettered); database errors are retried;
+// other event types are acknowledged untouched.
+func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
+	ev, err := events.Unmarshal(d.Payload)
+	if err != nil {
+		return stream.Permanent(fmt.Errorf("unreadable event: %w", err))
+	}
+	var apply func(tx pgx.Tx) error
+	switch ev.Type {
+	case ordersapi.EventOrderPlaced:
+		var op ordersapi.OrderPlaced
+		if err := ev.DecodeData(&op); err != nil {
+			return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
+		}
+		in := paymentsapi.CreatePayment{OrderID: op.OrderID, AmountMinor: op.TotalMinor, Currency: op.Currency, PaymentMethod: op.PaymentMethod}
+		if in.PaymentMethod == "" {
+			in.PaymentMethod = h.DefaultPaymentMethod
+		}
+		if err := payment.Validate(in); err != nil {
+			return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
+		}
+		apply = func(tx pgx.Tx) error {
+			_, err := h.Svc.Create(ctx, tx, "order:"+op.OrderID, in)
+			if errors.Is(err, payment.ErrExists) {
+				return nil // the API (or an earlier event) created it
+			}
+			return err
+		}
+	case ordersapi.EventOrderRefundRequired:
+		var rr ordersapi.RefundRequired
+		if err := ev.DecodeData(&rr); err != nil || rr.PaymentID == "" {
+			return stream.Permanent(fmt.Errorf("%s %s: bad payload: %w", ev.Type, ev.ID, errors.Join(err, errors.New("payment_id is required"))))
+		}
+		apply = func(tx pgx.Tx) error {
+			_, err := h.Svc.RequestRefund(ctx, tx, rr)
+			return err
+		}
+	default:
+		return nil
+	}
+	err = pgdb.InTx(ctx, h.Pool, func(tx pgx.Tx) error {
+		first, err := stream.Inbox{}.Claim(ctx, tx, Group, ev.ID)
+		if err != nil || !first {
+			return err
+		}
+		return apply(tx)
+	})
+	if errors.Is(err, payment.ErrNotFound) {
+		return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err)
+	}
+	return nil
+}

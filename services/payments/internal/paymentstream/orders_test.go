@@ -1,0 +1,99 @@
+package paymentstream_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/jobqueue"
+	"github.com/shopfloor/shopfloor/pkg/outbox"
+	"github.com/shopfloor/shopfloor/pkg/stream"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
+	"github.com/shopfloor/shopfloor/services/payments/internal/paymentstream"
+	"github.com/shopfloor/shopfloor/services/payments/internal/paymentsvc"
+	"github.com/shopfloor/shopfloor/services/payments/migrations"
+	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
+)
+
+func TestMain(m *testing.M) { testinfra.Main(m) }
+
+func delivery(t *testing.T, typ, orderID string, data any) stream.Delivery {
+	t.Helper()
+	ev, err := events.New(ordersapi.Source, typ, orderID, 1, 1, data, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := events.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream.Delivery{ID: ev.ID, Key: orderID, Payload: b, NumDelivered: 1}
+}
+
+// TestOrderPlacedIsReplaySafe: the same event twice, another event for the
+// same order, and a replay of all of them create one attempt and one
+// charge job; the order's payment method token is used, the default when
+// it has none; poison is dead-lettered.
+func TestOrderPlacedIsReplaySafe(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testinfra.Postgres(t, migrations.FS)
+	jobs, err := jobqueue.New(db.Pool, jobqueue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jobs.Close()
+	log := slog.New(slog.DiscardHandler)
+	svc, err := paymentsvc.New(db.Pool, jobs, outbox.New(paymentsapi.Stream), nil, paymentsvc.Config{}, log, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.CreateQueues(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h := &paymentstream.Orders{Pool: db.Pool, Svc: svc, DefaultPaymentMethod: "tok_visa", Log: log}
+
+	a, b := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String()
+	placedA := delivery(t, ordersapi.EventOrderPlaced, a, ordersapi.OrderPlaced{OrderID: a, Currency: "EUR", TotalMinor: 500, PaymentMethod: "tok_mastercard"})
+	againA := delivery(t, ordersapi.EventOrderPlaced, a, ordersapi.OrderPlaced{OrderID: a, Currency: "EUR", TotalMinor: 500})
+	placedB := delivery(t, ordersapi.EventOrderPlaced, b, ordersapi.OrderPlaced{OrderID: b, Currency: "USD", TotalMinor: 700})
+	for range 2 { // the second round is a replay of the stream
+		for _, d := range []stream.Delivery{placedA, placedA, againA, placedB} {
+			if err := h.Handle(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var payments, charges int
+	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM payments), (SELECT count(*) FROM jobqueue_messages WHERE queue = 'charges')`).
+		Scan(&payments, &charges); err != nil || payments != 2 || charges != 2 {
+		t.Fatalf("%d payments, %d charge jobs (%v); want 2 and 2", payments, charges, err)
+	}
+	pa, err := svc.GetByOrder(ctx, a)
+	if err != nil || pa.PaymentMethod != "tok_mastercard" || pa.AmountMinor != 500 {
+		t.Fatalf("order a: %+v %v", pa, err)
+	}
+	if pb, _ := svc.GetByOrder(ctx, b); pb.PaymentMethod != "tok_visa" || pb.Currency != "USD" {
+		t.Fatalf("order b (default method): %+v", pb)
+	}
+
+	for name, d := range map[string]stream.Delivery{
+		"unreadable":         {ID: "x", Payload: []byte("nope")},
+		"zero amount":        delivery(t, ordersapi.EventOrderPlaced, a, ordersapi.OrderPlaced{OrderID: uuid.NewString(), Currency: "EUR"}),
+		"unknown currency":   delivery(t, ordersapi.EventOrderPlaced, a, ordersapi.OrderPlaced{OrderID: uuid.NewString(), Currency: "XXX", TotalMinor: 1}),
+		"refund, no such":    delivery(t, ordersapi.EventOrderRefundRequired, a, ordersapi.RefundRequired{OrderID: a, PaymentID: uuid.NewString()}),
+		"refund, no payment": delivery(t, ordersapi.EventOrderRefundRequired, a, ordersapi.RefundRequired{OrderID: a}),
+	} {
+		if err := h.Handle(ctx, d); !stream.IsPermanent(err) {
+			t.Errorf("%s: err = %v, want permanent", name, err)
+		}
+	}
+	if err := h.Handle(ctx, delivery(t, ordersapi.EventOrderPaid, a, ordersapi.OrderStatusChanged{OrderID: a})); err != nil {
+		t.Errorf("order.paid is not payments' business: %v", err)
+	}
+}

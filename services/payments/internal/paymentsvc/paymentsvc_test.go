@@ -1,0 +1,394 @@
+package paymentsvc_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shopfloor/shopfloor/pkg/backoff"
+	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/jobqueue"
+	"github.com/shopfloor/shopfloor/pkg/outbox"
+	"github.com/shopfloor/shopfloor/pkg/pgdb"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
+	"github.com/shopfloor/shopfloor/services/payments/internal/payment"
+	"github.com/shopfloor/shopfloor/services/payments/internal/paymentsvc"
+	"github.com/shopfloor/shopfloor/services/payments/internal/psp"
+	"github.com/shopfloor/shopfloor/services/payments/migrations"
+	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
+	"github.com/shopfloor/shopfloor/services/payments/pspsim"
+)
+
+func TestMain(m *testing.M) { testinfra.Main(m) }
+
+type bundle struct {
+	db     *testinfra.Database
+	sim    *pspsim.Sim
+	client *psp.Client
+	jobs   *jobqueue.Client
+	svc    *paymentsvc.Service
+	cfg    paymentsvc.Config
+}
+
+// setup runs payments' service over its own database against the provider
+// simulator (a real HTTP server) with faults f.
+func setup(t *testing.T, f pspsim.Faults, cfg paymentsvc.Config) *bundle {
+	t.Helper()
+	db := testinfra.Postgres(t, migrations.FS)
+	sim, err := pspsim.New(pspsim.Config{Seed: 7, Faults: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(srv.Close)
+	client, err := psp.New(psp.Config{BaseURL: srv.URL, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := jobqueue.New(db.Pool, jobqueue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(jobs.Close)
+	log := slog.New(slog.DiscardHandler)
+	svc, err := paymentsvc.New(db.Pool, jobs, outbox.New(paymentsapi.Stream), client, cfg, log, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.CreateQueues(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return &bundle{db: db, sim: sim, client: client, jobs: jobs, svc: svc, cfg: cfg}
+}
+
+// work runs the charge and refund workers until the test ends.
+func (b *bundle) work(t *testing.T, concurrency int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	bo := backoff.Policy{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2}
+	for _, q := range []struct {
+		name string
+		h    jobqueue.Handler
+	}{{paymentsvc.ChargeQueue, b.svc.HandleCharge}, {paymentsvc.RefundQueue, b.svc.HandleRefund}} {
+		w := b.jobs.NewWorker(jobqueue.WorkerConfig{Queue: q.name, Concurrency: concurrency, VisibilityTimeout: 5 * time.Second, Backoff: bo}, q.h)
+		wg.Go(func() {
+			if err := w.Run(ctx); err != nil {
+				t.Errorf("worker %s: %v", q.name, err)
+			}
+		})
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+func (b *bundle) create(t *testing.T, method string) payment.Payment {
+	t.Helper()
+	orderID := uuid.Must(uuid.NewV7()).String()
+	var p payment.Payment
+	if err := pgdb.InTx(context.Background(), b.db.Pool, func(tx pgx.Tx) error {
+		var err error
+		p, err = b.svc.Create(context.Background(), tx, "order:"+orderID, paymentsapi.CreatePayment{
+			OrderID: orderID, AmountMinor: 2500, Currency: "EUR", PaymentMethod: method})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// settled waits until no payment is pending and no job is visible or in
+// flight, then checks the queues' DLQs are as expected.
+func (b *bundle) settled(t *testing.T, within time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	testinfra.Eventually(t, within, func() error {
+		var pending, jobs int
+		if err := b.db.Pool.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM payments WHERE status = 'pending') + (SELECT count(*) FROM refunds WHERE status = 'pending'),
+			(SELECT count(*) FROM jobqueue_messages WHERE queue IN ('charges', 'refunds'))`).Scan(&pending, &jobs); err != nil {
+			return err
+		}
+		if pending+jobs > 0 {
+			return fmt.Errorf("%d pending payments or refunds, %d jobs left", pending, jobs)
+		}
+		return nil
+	})
+}
+
+// eventsOf returns the PAYMENTS event types in the outbox per order.
+func (b *bundle) eventsOf(t *testing.T) map[string][]string {
+	t.Helper()
+	rows, err := b.db.Pool.Query(context.Background(), `SELECT key, event_type FROM outbox ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for rows.Next() {
+		var k, typ string
+		if err := rows.Scan(&k, &typ); err != nil {
+			t.Fatal(err)
+		}
+		out[k] = append(out[k], typ)
+	}
+	return out
+}
+
+func TestChargeOutcomes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, pspsim.Faults{}, paymentsvc.Config{})
+	b.work(t, 4)
+	ok := b.create(t, "tok_visa")
+	declined := b.create(t, "tok_chargeDeclined")
+	b.settled(t, 30*time.Second)
+	ctx := context.Background()
+	got, err := b.svc.Get(ctx, ok.ID)
+	if err != nil || got.Status != paymentsapi.StatusSucceeded || got.ChargeID == "" {
+		t.Fatalf("visa: %+v %v", got, err)
+	}
+	got, err = b.svc.Get(ctx, declined.ID)
+	if err != nil || got.Status != paymentsapi.StatusFailed || got.DeclineCode != "card_declined" {
+		t.Fatalf("declined: %+v %v", got, err)
+	}
+	evs := b.eventsOf(t)
+	if len(evs[ok.OrderID]) != 1 || evs[ok.OrderID][0] != paymentsapi.EventPaymentSucceeded ||
+		len(evs[declined.OrderID]) != 1 || evs[declined.OrderID][0] != paymentsapi.EventPaymentFailed {
+		t.Fatalf("events: %v", evs)
+	}
+	st := b.sim.Stats()
+	if st.ChargesCreated != 2 || st.ChargesByIdempotencyKey[ok.ID] != 1 {
+		t.Fatalf("provider stats: %+v", st)
+	}
+	// A second attempt for the same order is refused; nothing is enqueued.
+	err = pgdb.InTx(ctx, b.db.Pool, func(tx pgx.Tx) error {
+		_, err := b.svc.Create(ctx, tx, "another-key", paymentsapi.CreatePayment{OrderID: ok.OrderID, AmountMinor: 1, Currency: "EUR", PaymentMethod: "tok_visa"})
+		return err
+	})
+	if err == nil {
+		t.Fatal("second payment for an order accepted")
+	}
+}
+
+// TestCrashAfterCharge: the worker charged the provider and died before
+// its transaction committed (here: the charge is made with the attempt's
+// key, nothing recorded). The job is delivered again; the provider answers
+// with the same charge; one charge, one payment.succeeded.
+func TestCrashAfterCharge(t *testing.T) {
+	t.Parallel()
+	b := setup(t, pspsim.Faults{}, paymentsvc.Config{})
+	p := b.create(t, "tok_visa")
+	first, err := b.client.Charge(context.Background(), p.ID, psp.ChargeRequest{AmountMinor: p.AmountMinor, Currency: p.Currency,
+		PaymentMethod: p.PaymentMethod, Reference: p.OrderID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.work(t, 2)
+	b.settled(t, 30*time.Second)
+	got, err := b.svc.Get(context.Background(), p.ID)
+	if err != nil || got.Status != paymentsapi.StatusSucceeded || got.ChargeID != first.ID {
+		t.Fatalf("after redelivery: %+v %v (first charge %s)", got, err, first.ID)
+	}
+	if st := b.sim.Stats(); st.ChargesCreated != 1 || len(st.DoubleCharges) != 0 {
+		t.Fatalf("provider: %+v", st)
+	}
+	if evs := b.eventsOf(t)[p.OrderID]; len(evs) != 1 {
+		t.Fatalf("events: %v", evs)
+	}
+}
+
+// TestFaultStorm: 1 000 payments while 30% of charges time out after the
+// provider charged and 30% are refused with 429. Every attempt ends
+// succeeded (or failed), no order is charged twice, nothing is left in
+// flight, each payment has exactly one outcome event.
+func TestFaultStorm(t *testing.T) {
+	t.Parallel()
+	const n = 1000
+	b := setup(t, pspsim.Faults{TimeoutAfterChargeRate: 0.3, RateLimitRate: 0.3, RetryAfter: time.Second, Hang: 5 * time.Second},
+		paymentsvc.Config{MaxReceives: 20})
+	ctx := context.Background()
+	start := time.Now()
+	// Enqueue in batches, as checkouts would.
+	orderIDs := make([]string, 0, n)
+	for batch := 0; batch < n; batch += 100 {
+		if err := pgdb.InTx(ctx, b.db.Pool, func(tx pgx.Tx) error {
+			for range 100 {
+				id := uuid.Must(uuid.NewV7()).String()
+				orderIDs = append(orderIDs, id)
+				if _, err := b.svc.Create(ctx, tx, "order:"+id, paymentsapi.CreatePayment{OrderID: id, AmountMinor: 999, Currency: "EUR", PaymentMethod: "tok_visa"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.work(t, 32)
+	b.settled(t, 5*time.Minute)
+	var succeeded, failed int
+	if err := b.db.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed') FROM payments`).
+		Scan(&succeeded, &failed); err != nil {
+		t.Fatal(err)
+	}
+	st := b.sim.Stats()
+	t.Logf("%d payments in %s: %d succeeded, %d failed; provider: %d charges, requests %v",
+		n, time.Since(start).Round(time.Millisecond), succeeded, failed, st.ChargesCreated, st.Requests)
+	if succeeded+failed != n || len(st.DoubleCharges) != 0 || st.ChargesSucceeded != succeeded {
+		t.Fatalf("succeeded %d + failed %d != %d, or double charges %v, or provider succeeded %d", succeeded, failed, n, st.DoubleCharges, st.ChargesSucceeded)
+	}
+	if st.Requests[pspsim.RouteCreateCharge][pspsim.OutcomeFaultRateLimited] == 0 || st.Requests[pspsim.RouteCreateCharge][pspsim.OutcomeFaultTimeout] == 0 {
+		t.Fatalf("the faults did not fire: %v", st.Requests)
+	}
+	evs := b.eventsOf(t)
+	for _, id := range orderIDs {
+		if len(evs[id]) != 1 {
+			t.Fatalf("order %s: events %v, want exactly one outcome", id, evs[id])
+		}
+	}
+	stats, err := b.jobs.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range stats {
+		if q.Visible+q.InFlight+q.Delayed != 0 {
+			t.Fatalf("queue %s not empty: %+v", q.Queue, q)
+		}
+	}
+}
+
+// TestExhaustedThenRedrive: the provider fails every request for a while
+// (some charges are made but their answers lost). Attempts are given up
+// after MaxReceives: payment.failed, job in the DLQ with the error class,
+// attempts and trace id. After the fault is fixed, a redrive reconciles:
+// charges the provider made are recorded (payment.succeeded, which orders
+// turns into a refund), attempts never charged stay failed, and the
+// provider creates no new charge.
+func TestExhaustedThenRedrive(t *testing.T) {
+	t.Parallel()
+	b := setup(t, pspsim.Faults{TimeoutAfterChargeRate: 0.5, ErrorRate: 0.6, Hang: 5 * time.Second}, paymentsvc.Config{MaxReceives: 3})
+	ctx := context.Background()
+	var ps []payment.Payment
+	for range 30 {
+		ps = append(ps, b.create(t, "tok_visa"))
+	}
+	b.work(t, 8)
+	b.settled(t, 2*time.Minute)
+	dead, err := b.jobs.ListDeadLetters(ctx, paymentsvc.ChargeDLQ, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) == 0 {
+		t.Fatal("no attempt was exhausted; raise the fault rates")
+	}
+	for _, m := range dead {
+		if m.DeadLetterReason == "" || !strings.Contains(m.DeadLetterReason, "retries_exhausted after 3 attempts; class=") || !strings.Contains(m.DeadLetterReason, "trace_id=") {
+			t.Fatalf("DLQ reason %q", m.DeadLetterReason)
+		}
+	}
+	before := b.sim.Stats()
+	var exhausted int
+	if err := b.db.Pool.QueryRow(ctx, `SELECT count(*) FROM payments WHERE failure_reason = 'retries_exhausted'`).Scan(&exhausted); err != nil || exhausted != len(dead) {
+		t.Fatalf("%d exhausted payments, %d dead letters (%v)", exhausted, len(dead), err)
+	}
+
+	if err := b.sim.SetFaults(pspsim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.jobs.Redrive(ctx, jobqueue.RedriveInput{DLQ: paymentsvc.ChargeDLQ}); err != nil || n != len(dead) {
+		t.Fatalf("redrive: %d, %v", n, err)
+	}
+	b.settled(t, time.Minute)
+	after := b.sim.Stats()
+	if after.ChargesCreated != before.ChargesCreated || len(after.DoubleCharges) != 0 {
+		t.Fatalf("redrive charged anew: %d → %d charges, doubles %v", before.ChargesCreated, after.ChargesCreated, after.DoubleCharges)
+	}
+	evs := b.eventsOf(t)
+	var reconciled int
+	for _, p := range ps {
+		got, err := b.svc.Get(ctx, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		charged := after.SucceededByReference[p.OrderID] == 1
+		switch {
+		case charged && (got.Status != paymentsapi.StatusSucceeded || got.ChargeID == ""):
+			t.Fatalf("payment %s was charged by the provider but is %s", p.ID, got.Status)
+		case !charged && got.Status != paymentsapi.StatusFailed:
+			t.Fatalf("payment %s was never charged but is %s", p.ID, got.Status)
+		case got.FailureReason == "" && got.Status == paymentsapi.StatusSucceeded && len(evs[p.OrderID]) == 2:
+			reconciled++ // payment.failed when given up, payment.succeeded when reconciled
+			if evs[p.OrderID][0] != paymentsapi.EventPaymentFailed || evs[p.OrderID][1] != paymentsapi.EventPaymentSucceeded {
+				t.Fatalf("reconciled events: %v", evs[p.OrderID])
+			}
+		}
+	}
+	if n, _ := b.jobs.ListDeadLetters(ctx, paymentsvc.ChargeDLQ, 100); len(n) != 0 {
+		t.Fatalf("%d dead letters left after the redrive", len(n))
+	}
+	t.Logf("%d payments: %d exhausted, %d of them reconciled as charged; provider charges %d (unchanged by the redrive)",
+		len(ps), len(dead), reconciled, after.ChargesCreated)
+}
+
+// TestRefund: order.refund_required for a succeeded payment creates one
+// refund (whatever the number of requests), the provider refunds the
+// charge once with the refund's key, the payment becomes refunded and
+// payment.refunded is written.
+func TestRefund(t *testing.T) {
+	t.Parallel()
+	b := setup(t, pspsim.Faults{}, paymentsvc.Config{})
+	b.work(t, 2)
+	p := b.create(t, "tok_visa")
+	b.settled(t, 30*time.Second)
+	ctx := context.Background()
+	rr := ordersapi.RefundRequired{OrderID: p.OrderID, PaymentID: p.ID, AmountMinor: p.AmountMinor, Currency: "EUR", Status: "cancelled"}
+	var created []bool
+	for range 3 {
+		if err := pgdb.InTx(ctx, b.db.Pool, func(tx pgx.Tx) error {
+			c, err := b.svc.RequestRefund(ctx, tx, rr)
+			created = append(created, c)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !created[0] || created[1] || created[2] {
+		t.Fatalf("refunds created: %v, want only the first", created)
+	}
+	b.settled(t, 30*time.Second)
+	got, _ := b.svc.Get(ctx, p.ID)
+	st := b.sim.Stats()
+	if got.Status != paymentsapi.StatusRefunded || got.RefundedMinor != p.AmountMinor || st.RefundsCreated != 1 || st.RefundedByCharge[got.ChargeID] != p.AmountMinor {
+		t.Fatalf("after refund: %+v, provider %+v", got, st)
+	}
+	if evs := b.eventsOf(t)[p.OrderID]; len(evs) != 2 || evs[1] != paymentsapi.EventPaymentRefunded {
+		t.Fatalf("events %v", evs)
+	}
+	var payload []byte
+	if err := b.db.Pool.QueryRow(ctx, `SELECT payload FROM outbox WHERE event_type = 'payment.refunded'`).Scan(&payload); err != nil {
+		t.Fatal(err)
+	}
+	ev, _ := events.Unmarshal(payload)
+	if ev.Subject != p.OrderID || ev.AggregateVersion != 3 {
+		t.Fatalf("payment.refunded: subject %s version %d", ev.Subject, ev.AggregateVersion)
+	}
+	// A refund for a payment that never succeeded needs nothing.
+	declined := b.create(t, "tok_chargeDeclined")
+	b.settled(t, 30*time.Second)
+	if err := pgdb.InTx(ctx, b.db.Pool, func(tx pgx.Tx) error {
+		c, err := b.svc.RequestRefund(ctx, tx, ordersapi.RefundRequired{OrderID: declined.OrderID, PaymentID: declined.ID})
+		if c {
+			t.Error("refund created for a declined payment")
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,20 @@
+package migrations_test
+
+import (
+	"testing"
+
+	"github.com/shopfloor/shopfloor/pkg/idempotency"
+	"github.com/shopfloor/shopfloor/pkg/jobqueue"
+	"github.com/shopfloor/shopfloor/pkg/outbox"
+	"github.com/shopfloor/shopfloor/pkg/stream"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+	"github.com/shopfloor/shopfloor/services/payments/migrations"
+)
+
+// The outbox, idempotency and inbox tables belong to building blocks in
+// pkg/: the migration must carry their schemas unchanged, or the blocks
+// read columns that are not there.
+func TestMigrationCarriesTheBlocksSchemas(t *testing.T) {
+	t.Parallel()
+	testinfra.CarriesSchemas(t, migrations.FS, "00001_payments.sql", map[string]string{"outbox.Schema": outbox.Schema, "jobqueue.Schema": jobqueue.Schema, "idempotency.Schema": idempotency.Schema, "stream.InboxSchema": stream.InboxSchema})
+}

@@ -1,0 +1,84 @@
+// Package paymentsapi is payments' public contract: the events it publishes
+// on the PAYMENTS stream (and, as the service grows, its HTTP API's
+// representations). Other services import payments only through this
+// package.
+//
+// PAYMENTS events are keyed by order id, not payment id, so that a consumer
+// group sees every payment event of one order in commit order.
+package paymentsapi
+
+import "time"
+
+// Stream is the stream payments publishes to.
+const Stream = "PAYMENTS"
+
+// Source is the CloudEvents source of payments' events.
+const Source = "payments"
+
+// Event types, schema version 1.
+const (
+	// EventPaymentSucceeded: the provider charged the payment.
+	EventPaymentSucceeded = "payment.succeeded"
+	// EventPaymentFailed: the payment failed for good (declined, invalid,
+	// or retries exhausted).
+	EventPaymentFailed = "payment.failed"
+	// EventPaymentRefunded: a succeeded payment was refunded.
+	EventPaymentRefunded = "payment.refunded"
+)
+
+// PaymentResult is the payload of every PAYMENTS event.
+type PaymentResult struct {
+	PaymentID   string `json:"payment_id"`
+	OrderID     string `json:"order_id"`
+	AmountMinor int64  `json:"amount_minor"`
+	Currency    string `json:"currency"`
+	// ChargeID is the provider's charge (empty when nothing was charged).
+	ChargeID string `json:"charge_id,omitempty"`
+	// Reason is a short machine-readable cause of a failure, such as
+	// "card_declined" or "retries_exhausted".
+	Reason string `json:"reason,omitempty"`
+}
+
+// Payment statuses.
+const (
+	StatusPending   = "pending"
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed"
+	StatusRefunded  = "refunded"
+)
+
+// Failure reasons that are not the provider's decline codes.
+const (
+	// ReasonRetriesExhausted: the provider could not be reached (or kept
+	// refusing) for every allowed attempt; the job is in the DLQ. A redrive
+	// looks the charge up and never charges anew (ADR 0012).
+	ReasonRetriesExhausted = "retries_exhausted"
+	// ReasonInvalidRequest: the provider rejected the request as invalid (a
+	// bug, not the customer's card); the job is in the DLQ.
+	ReasonInvalidRequest = "invalid_request"
+)
+
+// CreatePayment is the body of POST /v1/payments.
+type CreatePayment struct {
+	OrderID     string `json:"order_id"`
+	AmountMinor int64  `json:"amount_minor"`
+	Currency    string `json:"currency"`
+	// PaymentMethod is the provider's token ("tok_…", "pm_…"), never card
+	// data.
+	PaymentMethod string `json:"payment_method"`
+}
+
+// Payment is a payment attempt as the API returns it.
+type Payment struct {
+	ID            string    `json:"id"`
+	OrderID       string    `json:"order_id"`
+	Status        string    `json:"status"`
+	AmountMinor   int64     `json:"amount_minor"`
+	Currency      string    `json:"currency"`
+	ChargeID      string    `json:"charge_id,omitempty"`
+	DeclineCode   string    `json:"decline_code,omitempty"`
+	FailureReason string    `json:"failure_reason,omitempty"`
+	RefundedMinor int64     `json:"refunded_minor,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
