@@ -1,0 +1,107 @@
+// Package notificationstream holds notifications' consumer of the ORDERS
+// stream (group "notifications"): order.placed, order.paid,
+// order.payment_failed and order.cancelled each record one notification
+// and enqueue its e-mail; every other event type is acknowledged
+// untouched.
+//
+// Replay-safe: the inbox claim, the notification (exactly one row per
+// (order, kind)) and the e-mail job commit in one transaction, so a
+// redelivery (a lost ack, a consumer crash mid-batch), a replay of the
+// whole stream or a rebuild through a new consumer group reading from the
+// start records nothing new and sends no e-mail twice. The customer's
+// address travels in the order events: notifications never calls another
+// service.
+package notificationstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/stream"
+	"github.com/shopfloor/shopfloor/services/notifications/internal/notification"
+	"github.com/shopfloor/shopfloor/services/notifications/internal/notificationsvc"
+	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
+)
+
+// Group is notifications' consumer group on ORDERS.
+const Group = "notifications"
+
+// Applier records a notification for an event (notificationsvc.Service).
+type Applier interface {
+	Apply(ctx context.Context, group, eventID string, n notification.Notification) (created bool, err error)
+}
+
+var _ Applier = (*notificationsvc.Service)(nil)
+
+// Orders handles ORDERS deliveries.
+type Orders struct {
+	Applier Applier
+	// Group names the inbox claims; empty is Group. A rebuild through a
+	// new consumer group uses that group's name here.
+	Group string
+	Log   *slog.Logger
+}
+
+// Handle is the stream.Handler. An unreadable event, a payload that does
+// not decode, or one without a usable order id or customer address is
+// poison (stream.Permanent: dead-lettered, never blocking the partition);
+// database errors are retried; event types that send no e-mail are
+// acknowledged untouched.
+func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
+	ev, err := events.Unmarshal(d.Payload)
+	if err != nil {
+		return stream.Permanent(fmt.Errorf("unreadable event: %w", err))
+	}
+	kind, ok := notification.KindFor(ev.Type)
+	if !ok {
+		return nil // not ours (order.refund_required, types added later)
+	}
+	n, err := fromEvent(ev, kind)
+	if err != nil {
+		return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
+	}
+	group := h.Group
+	if group == "" {
+		group = Group
+	}
+	created, err := h.Applier.Apply(ctx, group, ev.ID, n)
+	var verr *notification.ValidationError
+	switch {
+	case errors.As(err, &verr):
+		return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
+	case err != nil:
+		return fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err)
+	}
+	h.Log.InfoContext(ctx, "order event handled", "event", ev.ID, "type", ev.Type, "order", n.OrderID, "kind", kind, "created", created)
+	return nil
+}
+
+// fromEvent reads the notification an event calls for (not yet
+// validated: Apply does that).
+func fromEvent(ev events.Envelope, kind string) (notification.Notification, error) {
+	n := notification.Notification{Kind: kind, EventID: ev.ID}
+	if ev.Type == ordersapi.EventOrderPlaced {
+		var op ordersapi.OrderPlaced
+		if err := ev.DecodeData(&op); err != nil {
+			return n, err
+		}
+		n.OrderID, n.Recipient, n.Currency, n.TotalMinor, n.OrderVersion = op.OrderID, op.CustomerEmail, op.Currency, op.TotalMinor, op.Version
+		for _, l := range op.Items {
+			n.Items = append(n.Items, notification.Line{SKU: l.SKU, Name: l.Name, Quantity: l.Quantity, UnitPriceMinor: l.UnitPriceMinor})
+		}
+	} else {
+		var sc ordersapi.OrderStatusChanged
+		if err := ev.DecodeData(&sc); err != nil {
+			return n, err
+		}
+		n.OrderID, n.Recipient, n.Currency, n.TotalMinor, n.OrderVersion = sc.OrderID, sc.CustomerEmail, sc.Currency, sc.TotalMinor, sc.Version
+		n.Reason = sc.Reason
+	}
+	if n.OrderVersion == 0 {
+		n.OrderVersion = ev.AggregateVersion
+	}
+	return n, nil
+}

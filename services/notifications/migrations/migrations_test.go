@@ -1,0 +1,18 @@
+package migrations_test
+
+import (
+	"testing"
+
+	"github.com/shopfloor/shopfloor/pkg/jobqueue"
+	"github.com/shopfloor/shopfloor/pkg/stream"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+	"github.com/shopfloor/shopfloor/services/notifications/migrations"
+)
+
+// The job queue and inbox tables belong to building blocks in pkg/: the
+// migration must carry their schemas unchanged, or the blocks read columns
+// that are not there.
+func TestMigrationCarriesTheBlocksSchemas(t *testing.T) {
+	t.Parallel()
+	testinfra.CarriesSchemas(t, migrations.FS, "00001_notifications.sql", map[string]string{"jobqueue.Schema": jobqueue.Schema, "stream.InboxSchema": stream.InboxSchema})
+}

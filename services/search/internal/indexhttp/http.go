@@ -1,0 +1,127 @@
+// Package indexhttp is search's HTTP transport: go-kit endpoints for the
+// product and order searches, the freshness headers every answer carries,
+// and the one place where search's errors become statuses.
+//
+// Contract: answers come from projections that are derived and may lag;
+// each one says how fresh it is (searchapi.HeaderLastApplied,
+// searchapi.HeaderLagSeconds and the body's freshness), and none is
+// cached. Bad input is a 400 problem that names every bad parameter and
+// changes nothing.
+package indexhttp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-kit/kit/endpoint"
+	kithttp "github.com/go-kit/kit/transport/http"
+
+	"github.com/shopfloor/shopfloor/pkg/httpcache"
+	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/services/search/internal/index"
+	"github.com/shopfloor/shopfloor/services/search/searchapi"
+)
+
+// Searcher is what the endpoints need (indexsvc.Searcher).
+type Searcher interface {
+	Products(ctx context.Context, q index.ProductQuery) (searchapi.ProductResults, error)
+	Orders(ctx context.Context, q index.OrderQuery) (searchapi.OrderResults, error)
+}
+
+// Routes mounts search's API on mux:
+//
+//	GET /v1/search/products?q=&category=&locale=&page_token=&limit=
+//	GET /v1/search/orders?customer_id=&status=&q=&page_token=&limit=
+//
+// Bad parameters are answered 400 application/problem+json, class
+// "invalid-query", with every bad parameter named in errors[].field.
+// Answers are never cached (Cache-Control: no-store): they are only as
+// fresh as their headers say.
+func Routes(mux *http.ServeMux, svc Searcher, log *slog.Logger) {
+	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
+	mux.Handle("GET /v1/search/products", httpkit.NewKitServer(searchProducts(svc), decodeProducts, encode, log, enc))
+	mux.Handle("GET /v1/search/orders", httpkit.NewKitServer(searchOrders(svc), decodeOrders, encode, log, enc))
+}
+
+func decodeProducts(_ context.Context, r *http.Request) (any, error) {
+	return index.ParseProductQuery(r.URL.Query())
+}
+
+func decodeOrders(_ context.Context, r *http.Request) (any, error) {
+	return index.ParseOrderQuery(r.URL.Query())
+}
+
+func searchProducts(svc Searcher) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		res, err := svc.Products(ctx, req.(index.ProductQuery))
+		if err != nil {
+			return nil, err
+		}
+		return fresh{res, res.Freshness}, nil
+	}
+}
+
+func searchOrders(svc Searcher) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		res, err := svc.Orders(ctx, req.(index.OrderQuery))
+		if err != nil {
+			return nil, err
+		}
+		return fresh{res, res.Freshness}, nil
+	}
+}
+
+// fresh is an answer with its projection's freshness in headers.
+type fresh struct {
+	body      any
+	freshness searchapi.Freshness
+}
+
+// Headers are the freshness headers (searchapi.HeaderLastApplied,
+// searchapi.HeaderLagSeconds) and Cache-Control: no-store.
+func (f fresh) Headers() http.Header {
+	h := http.Header{}
+	httpcache.NoStore(h)
+	if t := f.freshness.LastAppliedAt; t != nil {
+		h.Set(searchapi.HeaderLastApplied, t.UTC().Format(time.RFC3339Nano))
+	}
+	if s := f.freshness.LagSeconds; s != nil {
+		h.Set(searchapi.HeaderLagSeconds, strconv.FormatFloat(*s, 'f', 3, 64))
+	}
+	return h
+}
+
+func encode(ctx context.Context, w http.ResponseWriter, resp any) error {
+	f := resp.(fresh)
+	for k, vs := range f.Headers() {
+		w.Header()[k] = vs
+	}
+	return httpkit.EncodeJSON(ctx, w, f.body)
+}
+
+// errorEncoder maps search's errors to problems; everything else goes
+// to httpkit's encoder (500, logged).
+func errorEncoder(log *slog.Logger) kithttp.ErrorEncoder {
+	fallback := httpkit.ErrorEncoder(log)
+	return func(ctx context.Context, err error, w http.ResponseWriter) {
+		var iq *index.InvalidQueryError
+		if errors.As(err, &iq) {
+			names := make([]string, len(iq.Fields))
+			p := httpkit.NewProblem(http.StatusBadRequest, "invalid-query", "")
+			for i, f := range iq.Fields {
+				names[i] = f.Field
+				p.Errors = append(p.Errors, httpkit.FieldError{Field: f.Field, Message: f.Message})
+			}
+			p.Detail = "invalid query parameter: " + strings.Join(names, ", ") + "; see errors for what each needs"
+			httpcache.NoStore(w.Header())
+			httpkit.WriteProblem(w, p)
+			return
+		}
+		fallback(ctx, err, w)
+	}
+}
