@@ -1,100 +1,211 @@
 #!/usr/bin/env bash
-# make run: the system as local processes, for machines without a container
-# engine. It uses the machine's PostgreSQL (127.0.0.1:5432, user postgres)
-# and Redis (127.0.0.1:6379), starts a pinned nats-server with JetStream
-# (make tools) on port 14222 and Varnish in front of catalog, keeping data in
-# .run/. Ctrl-C stops everything, services before the broker.
+# make run: the compose topology as supervised local processes, for machines
+# without a container engine (deploy/compose is the container version; the
+# ports, roles and variables are the same).
 #
-# The services join this script as they land (the sandbox issue turns it
-# into the full topology).
+#   deploy/local/run.sh      # foreground (make run); Ctrl-C stops everything
+#   deploy/local/ctl.sh up   # in the background, returns when ready (make start)
+#   deploy/local/ctl.sh down # stops a background run (make stop)
+#   deploy/local/ctl.sh status | stop NAME | start NAME
+#
+# It uses the machine's PostgreSQL and Redis (starting them when installed
+# but stopped), and starts the pinned nats-server and toxiproxy-server from
+# ./bin (make tools), Varnish in front of catalog, an SMTP sink (the
+# Mailpit of compose), the payment-provider simulator, and every service
+# role as its own process. Every process is supervised: if it exits it is
+# started again a second later, unless ctl.sh stopped it (chaos drills stop
+# and start single processes this way). Services reach PostgreSQL, Redis,
+# NATS, catalog, the provider and SMTP through Toxiproxy, so a drill can cut
+# any link. Logs: .run/logs/<name>.log.
+#
+# SHOPFLOOR_PORT_BASE (default 8000) shifts every port, SHOPFLOOR_RUN_DIR
+# (default .run), SHOPFLOOR_DB_PREFIX (default shopfloor_) and
+# SHOPFLOOR_REDIS_DB (default 0) separate a second copy (the end-to-end
+# test runs one beside a developer's).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-run=$root/.run
-mkdir -p "$run"
-
+run=${SHOPFLOOR_RUN_DIR:-$root/.run}
+mkdir -p "$run/logs" "$run/pids" "$run/stopped"
+rm -f "$run/stopped/"* "$run/ready"
 PG=${SHOPFLOOR_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
-REDIS_URL=${SHOPFLOOR_REDIS_URL:-redis://127.0.0.1:6379/0}
-NATS_PORT=${SHOPFLOOR_NATS_PORT:-14222}
-CDN_PORT=${SHOPFLOOR_CDN_PORT:-8080}
-CATALOG_PORT=${SHOPFLOOR_CATALOG_PORT:-8081}
-EXAMPLE_PORT=${SHOPFLOOR_EXAMPLE_PORT:-8090}
+DBP=${SHOPFLOOR_DB_PREFIX:-shopfloor_}
+REDIS_DB=${SHOPFLOOR_REDIS_DB:-0}
 ADMIN_TOKEN=${SHOPFLOOR_ADMIN_TOKEN:-local-admin-token-change-me}
+# shellcheck source=ports.sh
+source "$root/deploy/local/ports.sh"
 
 need() { command -v "$1" >/dev/null || { echo "run: $1 not found: $2" >&2; exit 1; }; }
-[[ -x bin/nats-server ]] || { echo "run: bin/nats-server missing: run 'make tools' first" >&2; exit 1; }
+for t in nats-server toxiproxy-server; do
+	[[ -x bin/$t ]] || { echo "run: bin/$t missing: run 'make tools' first" >&2; exit 1; }
+done
 need psql "install the PostgreSQL client (apt-get install postgresql-client)"
 need varnishd "run 'make tools' (installs varnish and varnish-modules)"
 need redis-cli "install redis-tools"
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if ! port_open 5432 && command -v pg_ctlcluster >/dev/null; then
+	echo "run: starting PostgreSQL"
+	pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
+fi
 if ! psql "$PG/postgres?sslmode=disable" -qtAc 'SELECT 1' >/dev/null 2>&1; then
 	echo "run: PostgreSQL is not reachable at $PG." >&2
 	echo "     Start it: pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start" >&2
 	exit 1
 fi
-if ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
-	echo "run: Redis is not reachable at $REDIS_URL (catalog works without it, slower): start it with" >&2
-	echo "     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no" >&2
+if ! port_open 6379 && command -v redis-server >/dev/null; then
+	echo "run: starting Redis"
+	redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no
 fi
-for db in shopfloor_example shopfloor_catalog; do
-	psql "$PG/postgres?sslmode=disable" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
-		psql "$PG/postgres?sslmode=disable" -qc "CREATE DATABASE $db"
+for db in catalog orders payments notifications search; do
+	psql "$PG/postgres?sslmode=disable" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$DBP$db'" | grep -q 1 ||
+		psql "$PG/postgres?sslmode=disable" -qc "CREATE DATABASE $DBP$db"
 done
 
-pids=()
+echo "run: building"
+go build -o "$run/" ./services/catalog/cmd/catalog ./services/orders/cmd/orders ./services/payments/cmd/payments \
+	./services/notifications/cmd/notifications ./services/search/cmd/search ./deploy/probe ./deploy/varnishexporter
+
+supervisors=()
 cleanup() {
 	trap - EXIT INT TERM
-	# Stop in reverse start order: services drain before the broker goes.
-	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-		kill "${pids[i]}" 2>/dev/null || true
-		wait "${pids[i]}" 2>/dev/null || true
+	echo "run: stopping"
+	touch "$run/stopped/ALL"
+	# Reverse start order: services drain before their dependencies go.
+	for ((i = ${#supervisors[@]} - 1; i >= 0; i--)); do
+		name=${supervisors[i]}
+		pid=$(cat "$run/pids/$name.pid" 2>/dev/null || true)
+		[[ -n $pid ]] && kill "$pid" 2>/dev/null && while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 	done
+	wait 2>/dev/null || true
+	rm -f "$run/run.pid" "$run/ready" "$run/pids/"*
 }
 trap cleanup EXIT
-trap 'cleanup; exit 0' INT TERM
+trap 'exit 0' INT TERM
+echo $$ >"$run/run.pid"
 
+# supervise NAME CMD...: runs CMD, restarts it a second after it exits
+# unless $run/stopped/NAME (or ALL) exists; the current pid is in
+# $run/pids/NAME.pid.
+supervise() {
+	local name=$1
+	shift
+	supervisors+=("$name")
+	(
+		trap 'kill "$(cat "$run/pids/$name.pid" 2>/dev/null)" 2>/dev/null; exit 0' TERM
+		while [[ ! -e $run/stopped/ALL ]]; do
+			if [[ -e $run/stopped/$name ]]; then
+				sleep 0.3
+				continue
+			fi
+			"$@" >>"$run/logs/$name.log" 2>&1 &
+			echo $! >"$run/pids/$name.pid"
+			wait $! || true
+			[[ -e $run/stopped/ALL ]] || sleep 1
+		done
+	) &
+}
+
+# wait_ready NAME URL: until URL answers 2xx (60 s).
+wait_ready() {
+	for _ in $(seq 1 300); do
+		"$run/probe" "$2" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	echo "run: $1 did not become ready ($2); see $run/logs/$1.log" >&2
+	exit 1
+}
+
+# --- infrastructure ---------------------------------------------------------
 # sync_interval: always: an acknowledged message is on disk (ADR 0007).
 cat >"$run/nats.conf" <<CONF
 listen: 127.0.0.1:$NATS_PORT
+http: 127.0.0.1:$NATS_MON_PORT
 jetstream { store_dir: "$run/nats", sync_interval: always }
 CONF
-bin/nats-server -c "$run/nats.conf" -l "$run/nats.log" &
-pids+=($!)
+supervise nats bin/nats-server -c "$run/nats.conf"
+cat >"$run/toxiproxy.json" <<JSON
+[
+  {"name": "postgres", "listen": "127.0.0.1:$TOXI_PG", "upstream": "127.0.0.1:5432", "enabled": true},
+  {"name": "redis", "listen": "127.0.0.1:$TOXI_REDIS", "upstream": "127.0.0.1:6379", "enabled": true},
+  {"name": "nats", "listen": "127.0.0.1:$TOXI_NATS", "upstream": "127.0.0.1:$NATS_PORT", "enabled": true},
+  {"name": "catalog", "listen": "127.0.0.1:$TOXI_CATALOG", "upstream": "127.0.0.1:$CATALOG_PORT", "enabled": true},
+  {"name": "psp", "listen": "127.0.0.1:$TOXI_PSP", "upstream": "127.0.0.1:$PSP_PORT", "enabled": true},
+  {"name": "smtp", "listen": "127.0.0.1:$TOXI_SMTP", "upstream": "127.0.0.1:$SMTP_PORT", "enabled": true}
+]
+JSON
+supervise toxiproxy bin/toxiproxy-server -host 127.0.0.1 -port "$TOXI_API" -config "$run/toxiproxy.json"
+wait_ready nats "http://127.0.0.1:$NATS_MON_PORT/healthz?js-enabled-only=true"
+wait_ready toxiproxy "http://127.0.0.1:$TOXI_API/proxies"
 
-go build -o "$run/" ./pkg/exampleservice/cmd/exampleservice ./services/catalog/cmd/catalog
-export NATS_URL="nats://127.0.0.1:$NATS_PORT" REDIS_URL
+supervise smtp-sink env SMTP_SINK_ADDR="127.0.0.1:$SMTP_PORT" SMTP_SINK_HTTP_ADDR="127.0.0.1:$SMTP_HTTP_PORT" "$run/notifications" smtp-sink
+supervise psp-sim env PSP_SIM_ADDR="127.0.0.1:$PSP_PORT" "$run/payments" psp-sim
 
-# catalog: migrate, seed on first run, serve (api, relay, invalidation).
-export DATABASE_URL="$PG/shopfloor_catalog?sslmode=disable"
-"$run/catalog" migrate
-if [[ $(psql "$DATABASE_URL" -qtAc 'SELECT count(*) FROM products') == 0 ]]; then
-	"$run/catalog" seed --products 1000
+# --- migrations and seed (one-shot, like compose's jobs) ----------------------
+dburl() { echo "postgres://postgres@127.0.0.1:$TOXI_PG/$DBP$1?sslmode=disable"; }
+for svc in catalog orders payments notifications search; do
+	DATABASE_URL=$(dburl $svc) "$run/$svc" migrate >>"$run/logs/$svc-migrate.log" 2>&1 ||
+		{ echo "run: $svc migrate failed; see $run/logs/$svc-migrate.log" >&2; exit 1; }
+done
+if [[ $(psql "$PG/${DBP}catalog?sslmode=disable" -qtAc 'SELECT count(*) FROM products') == 0 ]]; then
+	DATABASE_URL=$(dburl catalog) "$run/catalog" seed --products "${SEED_PRODUCTS:-1000}" >>"$run/logs/catalog-seed.log" 2>&1
 fi
-HTTP_ADDR="127.0.0.1:$CATALOG_PORT" ADMIN_TOKEN="$ADMIN_TOKEN" CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" \
-	"$run/catalog" serve >>"$run/catalog.log" 2>&1 &
-pids+=($!)
+
+# --- services ---------------------------------------------------------------
+common=(NATS_URL="nats://127.0.0.1:$TOXI_NATS" LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}")
+catalog_env=("${common[@]}" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://127.0.0.1:$TOXI_REDIS/$REDIS_DB" ADMIN_TOKEN="$ADMIN_TOKEN")
+supervise catalog env "${catalog_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:$CATALOG_PORT" "$run/catalog" serve
+wait_ready catalog "http://127.0.0.1:$CATALOG_PORT/readyz"
 
 # The CDN: Varnish with the compose VCL, pointed at the local catalog.
 sed -e 's/.host = "catalog";/.host = "127.0.0.1";/' -e "s/.port = \"8081\";/.port = \"$CATALOG_PORT\";/" \
 	deploy/compose/varnish/default.vcl >"$run/default.vcl"
-varnishd -F -j none -a "127.0.0.1:$CDN_PORT" -f "$run/default.vcl" -n "$run/varnish" -s malloc,64m >>"$run/varnish.log" 2>&1 &
-pids+=($!)
+supervise varnish varnishd -F -j none -a "127.0.0.1:$CDN_PORT" -f "$run/default.vcl" -n "$run/varnish" -s malloc,64m
+supervise varnish-exporter "$run/varnishexporter" -addr "127.0.0.1:$VARNISH_EXPORTER_PORT" -n "$run/varnish"
+# The invalidation role purges Varnish: start it once Varnish answers, or
+# the seed's events meet refused purges and burn their retries.
+wait_ready varnish "http://127.0.0.1:$CDN_PORT/v1/products?limit=1"
+supervise catalog-worker env "${catalog_env[@]}" ROLES=relay,invalidation HTTP_ADDR="127.0.0.1:$CATALOG_WORKER_PORT" \
+	CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" "$run/catalog" serve
 
-# The example service.
-DATABASE_URL="$PG/shopfloor_example?sslmode=disable" "$run/exampleservice" migrate
-DATABASE_URL="$PG/shopfloor_example?sslmode=disable" HTTP_ADDR="127.0.0.1:$EXAMPLE_PORT" \
-	"$run/exampleservice" serve >>"$run/exampleservice.log" 2>&1 &
-pids+=($!)
+orders_env=("${common[@]}" DATABASE_URL="$(dburl orders)" CATALOG_URL="http://127.0.0.1:$TOXI_CATALOG")
+supervise orders env "${orders_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:$ORDERS_PORT" "$run/orders" serve
+supervise orders-relay env "${orders_env[@]}" ROLES=relay HTTP_ADDR="127.0.0.1:$ORDERS_RELAY_PORT" "$run/orders" serve
+supervise orders-consumer env "${orders_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$ORDERS_CONSUMER_PORT" "$run/orders" serve
+
+payments_env=("${common[@]}" DATABASE_URL="$(dburl payments)" PSP_URL="http://127.0.0.1:$TOXI_PSP" ADMIN_TOKEN="$ADMIN_TOKEN")
+supervise payments env "${payments_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:$PAYMENTS_PORT" "$run/payments" serve
+supervise payments-worker env "${payments_env[@]}" ROLES=worker HTTP_ADDR="127.0.0.1:$PAYMENTS_WORKER_PORT" "$run/payments" serve
+supervise payments-relay env "${payments_env[@]}" ROLES=relay,consumer HTTP_ADDR="127.0.0.1:$PAYMENTS_RELAY_PORT" "$run/payments" serve
+
+notifications_env=("${common[@]}" DATABASE_URL="$(dburl notifications)" SMTP_HOST=127.0.0.1 SMTP_PORT="$TOXI_SMTP" SMTP_TLS=none SMTP_FROM=shop@shopfloor.local)
+supervise notifications env "${notifications_env[@]}" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_PORT" "$run/notifications" serve
+supervise notifications-worker env "${notifications_env[@]}" ROLES=worker HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_WORKER_PORT" "$run/notifications" serve
+
+supervise search env "${common[@]}" DATABASE_URL="$(dburl search)" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$SEARCH_PORT" "$run/search" serve
+
+for pair in "orders:$ORDERS_PORT" "orders-relay:$ORDERS_RELAY_PORT" "orders-consumer:$ORDERS_CONSUMER_PORT" \
+	"payments:$PAYMENTS_PORT" "payments-worker:$PAYMENTS_WORKER_PORT" "payments-relay:$PAYMENTS_RELAY_PORT" \
+	"notifications:$NOTIFICATIONS_PORT" "notifications-worker:$NOTIFICATIONS_WORKER_PORT" "search:$SEARCH_PORT" \
+	"catalog-worker:$CATALOG_WORKER_PORT" "psp-sim:$PSP_PORT" "varnish-exporter:$VARNISH_EXPORTER_PORT"; do
+	wait_ready "${pair%%:*}" "http://127.0.0.1:${pair##*:}/readyz"
+done
+wait_ready varnish "http://127.0.0.1:$CDN_PORT/v1/products?limit=1"
+touch "$run/ready"
 
 cat <<MSG
 
-shopfloor is running; logs in .run/*.log. Try:
-  curl -si 'localhost:$CDN_PORT/v1/products?limit=2'             # catalog through Varnish (X-Cache)
-  curl -s  localhost:$CATALOG_PORT/readyz                         # catalog direct
-  curl -s -XPUT localhost:$CATALOG_PORT/v1/admin/cache/bypass -H 'Authorization: Bearer $ADMIN_TOKEN' \\
-       -H 'Content-Type: application/json' -d '{"enabled":true}'  # the cache's emergency switch
-  curl -s -XPOST localhost:$EXAMPLE_PORT/v1/notes -H 'Content-Type: application/json' -d '{"text":"hello"}'
-Ctrl-C stops everything.
-
+shopfloor is running (logs: $run/logs/). The five-minute tour is in README.md.
+  CDN (catalog)    http://localhost:$CDN_PORT/v1/products
+  orders           http://localhost:$ORDERS_PORT/v1/orders
+  payments         http://localhost:$PAYMENTS_PORT/v1/payments?order_id=
+  notifications    http://localhost:$NOTIFICATIONS_PORT/v1/notifications?order_id=
+  search           http://localhost:$SEARCH_PORT/v1/search/products?q=chair
+  e-mails (sink)   http://localhost:$SMTP_HTTP_PORT/api/messages
+  provider (sim)   http://localhost:$PSP_PORT/admin/stats
+  toxiproxy API    http://localhost:$TOXI_API/proxies
+deploy/local/ctl.sh status | stop NAME | start NAME | down
 MSG
-wait -n "${pids[@]}"
+
+echo "Ctrl-C stops everything."
+while sleep 1; do :; done

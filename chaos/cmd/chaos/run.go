@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shopfloor/shopfloor/chaos/drill"
+	"github.com/shopfloor/shopfloor/chaos/target"
+)
+
+// Exit codes: 1 an invariant was violated, 2 bad usage, 3 a drill could
+// not run (system unreachable, interrupted, a fault could not be healed).
+var (
+	errViolated = errors.New("invariants violated")
+	errUsage    = errors.New("usage")
+)
+
+const usage = `chaos: drills that break a running shopfloor and report which invariants held.
+
+  chaos list                                 the drills: fault, what they prove
+  chaos run [flags] DRILL... | all           run drills one after the other
+
+Start the system first (make start, or docker compose with chaos/compose.chaos.yaml).
+Exit status: 0 every invariant held, 1 one was violated, 2 bad usage, 3 a drill could not run.
+
+flags of run:
+`
+
+// config is everything run reads from flags and the environment.
+type config struct {
+	duration, faultFor, deadline time.Duration
+	rate                         float64
+	customers                    int
+	runner                       string // local | compose
+	portBase                     int
+	runDir                       string
+	composeFiles                 string
+	mail                         string // smtpsink | mailpit
+	adminToken                   string
+	urls                         urlFlags
+}
+
+// urlFlags collects --url NAME=URL overrides.
+type urlFlags map[string]string
+
+func (u urlFlags) String() string { return "" }
+
+func (u urlFlags) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" || !strings.HasPrefix(v, "http") {
+		return fmt.Errorf("want NAME=http://host:port, got %q", s)
+	}
+	u[k] = strings.TrimSuffix(v, "/")
+	return nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) < 2 {
+		fmt.Fprint(stdout, usage)
+		return fmt.Errorf("%w: a command is required (list, run)", errUsage)
+	}
+	switch args[1] {
+	case "list":
+		return list(stdout)
+	case "run":
+		return runDrills(ctx, args[2:], getenv, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		flags(&config{urls: urlFlags{}}, getenv, stdout).PrintDefaults()
+		return nil
+	}
+	fmt.Fprint(stdout, usage)
+	return fmt.Errorf("%w: unknown command %q", errUsage, args[1])
+}
+
+func list(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, d := range drill.All() {
+		fmt.Fprintf(tw, "%s\tfault:\t%s\n\tproves:\t%s\n", d.Name, d.Fault, d.Proves)
+	}
+	return tw.Flush()
+}
+
+func envOr(getenv func(string) string, k, def string) string {
+	if v := getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func flags(c *config, getenv func(string) string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("chaos run", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.DurationVar(&c.duration, "duration", 60*time.Second, "how long checkout load runs")
+	fs.DurationVar(&c.faultFor, "fault-for", 0, "how long the fault lasts, centred in the load (default duration/2)")
+	fs.Float64Var(&c.rate, "rate", 20, "checkouts started per second")
+	fs.IntVar(&c.customers, "customers", 10, "customers placing the orders")
+	fs.DurationVar(&c.deadline, "deadline", 3*time.Minute, "how long to wait for convergence after the load")
+	fs.StringVar(&c.runner, "runner", envOr(getenv, "CHAOS_RUNNER", "local"), "how processes are killed and started: local (deploy/local/ctl.sh) or compose (docker compose); env CHAOS_RUNNER")
+	base, err := strconv.Atoi(envOr(getenv, "SHOPFLOOR_PORT_BASE", "8000"))
+	if err != nil {
+		base = -1 // refused by validate
+	}
+	fs.IntVar(&c.portBase, "port-base", base, "port base of the topology (deploy/local/ports.sh; compose with chaos/compose.chaos.yaml: 8000); env SHOPFLOOR_PORT_BASE")
+	fs.StringVar(&c.runDir, "run-dir", getenv("SHOPFLOOR_RUN_DIR"), "local runner: the run directory (default <repository>/.run); env SHOPFLOOR_RUN_DIR")
+	fs.StringVar(&c.composeFiles, "compose-files", "deploy/compose/compose.yaml,chaos/compose.chaos.yaml", "compose runner: the compose files, comma-separated")
+	fs.StringVar(&c.mail, "mail", "", "mail catcher API: smtpsink (local) or mailpit (compose); default by runner")
+	fs.StringVar(&c.adminToken, "admin-token", envOr(getenv, "ADMIN_TOKEN", "local-admin-token-change-me"), "catalog's admin token; env ADMIN_TOKEN")
+	fs.Var(c.urls, "url", "override one base URL, NAME=URL (NAME: cdn, catalog, orders, payments, notifications, search, psp, mail, toxiproxy, nats-monitor, or metrics.PROCESS); repeatable")
+	return fs
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if c.duration < 5*time.Second {
+		errs = append(errs, errors.New("--duration must be at least 5s"))
+	}
+	if c.faultFor < 0 || c.faultFor > c.duration {
+		errs = append(errs, errors.New("--fault-for must be between 0 and --duration"))
+	}
+	if c.rate <= 0 || c.rate > 500 {
+		errs = append(errs, errors.New("--rate must be in (0, 500]"))
+	}
+	if c.customers < 1 {
+		errs = append(errs, errors.New("--customers must be at least 1"))
+	}
+	if c.deadline <= 0 {
+		errs = append(errs, errors.New("--deadline must be positive"))
+	}
+	if c.portBase < 7000 || c.portBase > 58000 {
+		errs = append(errs, errors.New("--port-base (SHOPFLOOR_PORT_BASE) must be a number in 7000..58000"))
+	}
+	if c.runner != "local" && c.runner != "compose" {
+		errs = append(errs, fmt.Errorf("--runner must be local or compose, not %q", c.runner))
+	}
+	if c.mail == "" {
+		c.mail = map[string]string{"local": "smtpsink", "compose": "mailpit"}[c.runner]
+	}
+	if c.mail != "smtpsink" && c.mail != "mailpit" {
+		errs = append(errs, fmt.Errorf("--mail must be smtpsink or mailpit, not %q", c.mail))
+	}
+	return errors.Join(errs...)
+}
+
+// system builds the target from the configuration.
+func (c *config) system() (*target.System, error) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	e := target.LocalEndpoints(c.portBase)
+	fields := map[string]*string{"cdn": &e.CDN, "catalog": &e.Catalog, "orders": &e.Orders, "payments": &e.Payments,
+		"notifications": &e.Notifications, "search": &e.Search, "psp": &e.PSP, "mail": &e.Mail, "toxiproxy": &e.Toxiproxy,
+		"nats-monitor": &e.NATSMonitor}
+	for k, v := range c.urls {
+		if p, ok := strings.CutPrefix(k, "metrics."); ok {
+			if _, known := e.Metrics[p]; !known {
+				return nil, fmt.Errorf("%w: --url %s: no process %q", errUsage, k, p)
+			}
+			e.Metrics[p] = v
+			continue
+		}
+		f, ok := fields[k]
+		if !ok {
+			return nil, fmt.Errorf("%w: --url %s: unknown name", errUsage, k)
+		}
+		*f = v
+	}
+	sys := &target.System{Endpoints: e, HTTP: client, AdminToken: c.adminToken}
+	if c.mail == "mailpit" {
+		sys.Mail = &target.Mailpit{URL: e.Mail, HTTP: client}
+	} else {
+		sys.Mail = &target.SMTPSink{URL: e.Mail, HTTP: client}
+	}
+	switch c.runner {
+	case "compose":
+		sys.Procs = &target.Compose{Files: strings.Split(c.composeFiles, ",")}
+	default:
+		root, err := repoRoot()
+		if err != nil {
+			return nil, err
+		}
+		env := []string{"SHOPFLOOR_PORT_BASE=" + strconv.Itoa(c.portBase)}
+		if c.runDir != "" {
+			env = append(env, "SHOPFLOOR_RUN_DIR="+c.runDir)
+		}
+		sys.Procs = &target.Ctl{Script: filepath.Join(root, "deploy/local/ctl.sh"), Env: env}
+	}
+	return sys, nil
+}
+
+// repoRoot finds deploy/local/ctl.sh in the working directory or above.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("working directory: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "deploy/local/ctl.sh")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("deploy/local/ctl.sh not found: run chaos from the repository (or use --runner compose)")
+		}
+		dir = parent
+	}
+}
+
+func runDrills(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	c := &config{urls: urlFlags{}}
+	fs := flags(c, getenv, stdout)
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if err := c.validate(); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("%w: name at least one drill (chaos list), or all", errUsage)
+	}
+	drills, err := drill.Lookup(fs.Args()...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	sys, err := c.system()
+	if err != nil {
+		return err
+	}
+	cfg := drill.Config{Duration: c.duration, FaultFor: c.faultFor, Rate: c.rate, Customers: c.customers, Deadline: c.deadline, Log: stdout}
+	var summary []string
+	violated := false
+	for _, d := range drills {
+		rep, err := drill.Execute(ctx, sys, d, cfg)
+		if err != nil {
+			return err
+		}
+		if err := rep.Write(stdout); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		verdict := "every invariant held"
+		if rep.Violated() {
+			violated = true
+			verdict = "VIOLATED"
+		}
+		summary = append(summary, fmt.Sprintf("  %-26s %s", d.Name, verdict))
+	}
+	if len(drills) > 1 {
+		fmt.Fprintf(stdout, "\nsummary:\n%s\n", strings.Join(summary, "\n"))
+	}
+	if violated {
+		return errViolated
+	}
+	return nil
+}

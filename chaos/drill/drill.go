@@ -1,0 +1,80 @@
+// Package drill runs chaos drills against a running shopfloor: each drill
+// keeps checkout load on the system, injects one fault in the middle of
+// the load, heals it, waits for the system to converge and reports which
+// invariants of DESIGN.md held, with the counts behind each verdict.
+//
+// A drill's timeline, for a load of Config.Duration:
+//
+//	0 ───── load (Config.Rate checkouts/s) ─────────────────────────── Duration ── converge (≤ Deadline) ── verdict
+//	            └─ fault at (Duration−FaultFor)/2 ── FaultFor ── heal ┘
+//
+// Heal always runs, even when the drill is interrupted (Ctrl-C) or Inject
+// failed half way: a drill never leaves the system broken.
+//
+// Every drill reports the shared invariants (package invariant) for the
+// orders it placed, two rows about the checkout itself (every checkout
+// accepted after a well-behaved client's retries; a repeated
+// Idempotency-Key returns the same order), one row that shows the fault
+// took effect (a drill whose fault did not bite proves nothing and is
+// reported as violated), and its own rows (redis-down: catalog reads).
+package drill
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/shopfloor/shopfloor/chaos/invariant"
+)
+
+// Drill is one fault and what it must not break.
+type Drill struct {
+	// Name is what `chaos run NAME` takes.
+	Name string
+	// Fault says what is injected, in one line.
+	Fault string
+	// Proves says what the drill shows when every row holds.
+	Proves string
+	// AllowPaymentFailed: under this fault a good card may end
+	// payment_failed (the provider kept failing until the job's receives
+	// ran out). No charge may be kept for such an order.
+	AllowPaymentFailed bool
+	// Inject breaks the system; Heal repairs it. Heal must be safe after
+	// a failed or partial Inject.
+	Inject, Heal func(ctx context.Context, r *Run) error
+	// Effect returns the row that shows the fault took effect, from what
+	// the run observed.
+	Effect func(r *Run) invariant.Result
+	// Probe, when set, starts with the load and returns a function that,
+	// called once the system converged, stops it and returns its rows.
+	Probe func(ctx context.Context, r *Run) func(ctx context.Context) []invariant.Result
+}
+
+// All returns every drill, sorted by name.
+func All() []Drill {
+	ds := []Drill{relayKilled(), brokerDown(), redisDown(), pspTimeoutAfterCharge(), pspErrors(), workerKilled(), consumerKilled()}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].Name < ds[j].Name })
+	return ds
+}
+
+// Lookup returns the drills with the given names, in order; "all" stands
+// for every drill.
+func Lookup(names ...string) ([]Drill, error) {
+	byName := map[string]Drill{}
+	for _, d := range All() {
+		byName[d.Name] = d
+	}
+	var out []Drill
+	for _, n := range names {
+		if n == "all" {
+			out = append(out, All()...)
+			continue
+		}
+		d, ok := byName[n]
+		if !ok {
+			return nil, fmt.Errorf("no drill %q (chaos list shows them)", n)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}

@@ -1,0 +1,106 @@
+package drill_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopfloor/shopfloor/chaos/drill"
+	"github.com/shopfloor/shopfloor/chaos/target"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+)
+
+func TestMain(m *testing.M) { testinfra.Main(m) }
+
+// portBase keeps every port of this copy (16525 … 30932) below the
+// ephemeral range and apart from those of the end-to-end test's copy
+// (base 21000) and of a copy at 8000 or 30000 (23000 would share a port
+// with 30000: 23000+25 = 30000-6975).
+const portBase = 23500
+
+// logWriter sends the drill's timeline to the test log, line by line.
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestDrills starts the local topology (deploy/local/ctl.sh up) on its own
+// ports, run directory, databases and Redis database, runs two short
+// drills against it under checkout load, and fails on any row of their
+// reports that did not hold: the drills' own regression test. The
+// visibility timeout is 10s (30s by default) so that worker-killed's
+// redelivery fits the test's budget.
+func TestDrills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the drills start the whole system")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := fmt.Sprintf("chaos_%d_", time.Now().UnixNano()%1_000_000)
+	local := target.NewLocal(target.LocalConfig{
+		Root: root, PortBase: portBase, RunDir: filepath.Join(t.TempDir(), "run"), DBPrefix: prefix, RedisDB: 14,
+		Env: []string{"SEED_PRODUCTS=100", "LOG_LEVEL=WARN", "VISIBILITY_TIMEOUT=10s",
+			"PATH=" + filepath.Join(root, "bin") + ":" + os.Getenv("PATH")},
+	})
+	unlock, err := target.LockSystem(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unlock)
+	start := time.Now()
+	if err := local.Up(t.Context()); err != nil {
+		t.Logf("%s", local.LogTails(3000))
+		_ = local.Down(t.Context())
+		_ = local.DropDatabases(t.Context())
+		t.Fatal(err)
+	}
+	t.Logf("the system came up in %s", time.Since(start).Round(time.Millisecond))
+	sys := local.System()
+	t.Cleanup(func() {
+		ctx := context.WithoutCancel(t.Context()) // cancelled by now
+		if err := local.Down(ctx); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("%s", local.LogTails(3000))
+		}
+		if err := local.DropDatabases(ctx); err != nil {
+			t.Logf("drop databases: %v", err)
+		}
+		sys.HTTP.CloseIdleConnections()
+	})
+
+	for _, name := range []string{"relay-killed", "worker-killed"} {
+		t.Run(name, func(t *testing.T) {
+			ds, err := drill.Lookup(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			began := time.Now()
+			rep, err := drill.Execute(t.Context(), sys, ds[0], drill.Config{
+				Duration: 20 * time.Second, Rate: 5, Customers: 5, Deadline: 2 * time.Minute, Log: logWriter{t}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			if err := rep.Write(&b); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s\n(%s in all)", b.String(), time.Since(began).Round(time.Second))
+			for _, r := range rep.Results {
+				if !r.Held {
+					t.Errorf("VIOLATED %s: %s", r.Invariant, r.Evidence)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,365 @@
+package drill
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shopfloor/shopfloor/chaos/invariant"
+	"github.com/shopfloor/shopfloor/chaos/load"
+	"github.com/shopfloor/shopfloor/chaos/target"
+	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
+	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
+	"github.com/shopfloor/shopfloor/services/payments/pspsim"
+)
+
+// Config is how hard and how long a drill pushes.
+type Config struct {
+	// Duration is how long checkout load runs. Default 60s.
+	Duration time.Duration
+	// FaultFor is how long the fault lasts, centred in the load. Default
+	// Duration/2; at most Duration.
+	FaultFor time.Duration
+	// Rate is checkouts started per second. Default 20.
+	Rate float64
+	// Customers placing the orders. Default 10.
+	Customers int
+	// Deadline bounds the wait for convergence after the load. Default 3m.
+	Deadline time.Duration
+	// Log receives the timeline as it happens (nil: discarded).
+	Log io.Writer
+}
+
+func (c *Config) defaults() {
+	if c.Duration <= 0 {
+		c.Duration = 60 * time.Second
+	}
+	if c.FaultFor <= 0 || c.FaultFor > c.Duration {
+		c.FaultFor = c.Duration / 2
+	}
+	if c.Rate <= 0 {
+		c.Rate = 20
+	}
+	if c.Customers <= 0 {
+		c.Customers = 10
+	}
+	if c.Deadline <= 0 {
+		c.Deadline = 3 * time.Minute
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+}
+
+// Run is one execution of a drill: what the drill's functions see.
+type Run struct {
+	Sys *target.System
+	Cfg Config
+	// ID tells this run's customers, keys and probe writes apart.
+	ID string
+	// Products are the catalog products the load orders from.
+	Products []catalogapi.Product
+
+	start               time.Time
+	FaultStart, HealEnd time.Time
+	// PSPBefore are the provider's stats and faults before the drill.
+	PSPBefore       pspsim.Stats
+	PSPFaultsBefore pspsim.Faults
+	// Samples are the peaks of backlogs, lags and queues during the drill.
+	Samples *Sampler
+
+	mu       sync.Mutex
+	accepted []load.Order
+	// DuringFault counts the orders accepted between the fault's start
+	// and its heal; PendingAtHeal those of them not final at the heal.
+	DuringFault, PendingAtHeal int
+	notes                      []string
+	// Values lets Inject leave something for Heal and Effect.
+	Values map[string]float64
+	healed chan struct{}
+}
+
+// Healed is closed once the fault has been healed (or the heal failed).
+func (r *Run) Healed() <-chan struct{} { return r.healed }
+
+// Logf writes one timeline line, stamped with the time since the start.
+func (r *Run) Logf(format string, args ...any) {
+	line := fmt.Sprintf("%6.1fs  %s", time.Since(r.start).Seconds(), fmt.Sprintf(format, args...))
+	r.mu.Lock()
+	r.notes = append(r.notes, line)
+	r.mu.Unlock()
+	fmt.Fprintln(r.Cfg.Log, line)
+}
+
+func newID() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Execute runs d against sys and returns its report. It returns an error
+// when the drill could not run (the system unreachable, ctx cancelled);
+// violated invariants are in the report, not an error.
+func Execute(ctx context.Context, sys *target.System, d Drill, cfg Config) (rep Report, err error) {
+	cfg.defaults()
+	r := &Run{Sys: sys, Cfg: cfg, ID: newID(), start: time.Now(), Values: map[string]float64{}, healed: make(chan struct{})}
+	rep = Report{Drill: d, RunID: r.ID, Cfg: cfg}
+	checker := &invariant.Checker{Sys: sys}
+
+	// Start from a quiet system: what was in flight before the drill (a
+	// previous drill's tail, a fresh topology's first catalog events)
+	// must not be counted against it.
+	if busy := settle(ctx, sys, time.Minute); busy != "" {
+		r.Logf("%s: the system is not idle after 1m (%s); the baseline includes that", d.Name, busy)
+	}
+	base, err := checker.Baseline(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("%s: is the system running? %w", d.Name, err)
+	}
+	if r.PSPBefore, err = sys.PSPStats(ctx); err != nil {
+		return rep, fmt.Errorf("%s: %w", d.Name, err)
+	}
+	if r.PSPFaultsBefore, err = sys.PSPFaults(ctx); err != nil {
+		return rep, fmt.Errorf("%s: %w", d.Name, err)
+	}
+	var list catalogapi.ProductList
+	if err := target.GetJSON(ctx, sys.Client(), sys.CDN+"/v1/products?limit=50", &list); err != nil {
+		return rep, fmt.Errorf("%s: products: %w", d.Name, err)
+	}
+	if len(list.Products) < 10 {
+		return rep, fmt.Errorf("%s: catalog lists %d products; seed it first", d.Name, len(list.Products))
+	}
+	r.Products = list.Products
+	faultAt := (cfg.Duration - cfg.FaultFor) / 2
+	r.start = time.Now() // the timeline counts from the load's start
+	r.Logf("%s: run %s; load %.0f checkouts/s for %s; fault at %s for %s", d.Name, r.ID, cfg.Rate, cfg.Duration, faultAt, cfg.FaultFor)
+
+	r.Samples = NewSampler(sys)
+	sctx, stopSampler := context.WithCancel(ctx)
+	samplerDone := make(chan struct{})
+	go func() { defer close(samplerDone); r.Samples.Run(sctx, time.Second) }()
+	defer func() { stopSampler(); <-samplerDone }()
+
+	var stopProbe func(context.Context) []invariant.Result
+	if d.Probe != nil {
+		pctx, cancelProbe := context.WithCancel(ctx)
+		defer cancelProbe() // an early return leaves no prober behind
+		stopProbe = d.Probe(pctx, r)
+	}
+
+	lctx, stopLoad := context.WithTimeout(ctx, cfg.Duration)
+	defer stopLoad()
+	loadDone := make(chan load.Result, 1)
+	go func() {
+		res, lerr := load.Run(lctx, load.Config{OrdersURL: sys.Orders, Rate: cfg.Rate, RunID: r.ID, Customers: cfg.Customers,
+			Products: r.Products, HTTP: sys.Client()}, func(o load.Order) {
+			r.mu.Lock()
+			r.accepted = append(r.accepted, o)
+			r.mu.Unlock()
+		})
+		if lerr != nil {
+			r.Logf("load: %v", lerr)
+		}
+		loadDone <- res
+	}()
+
+	healed := true
+	heal := func() {
+		if healed {
+			return
+		}
+		healed = true
+		defer close(r.healed)
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		r.PendingAtHeal, r.DuringFault = r.pendingSince(hctx, r.FaultStart)
+		if herr := d.Heal(hctx, r); herr != nil {
+			r.Logf("heal FAILED: %v", herr)
+			err = errors.Join(err, fmt.Errorf("%s: heal: %w", d.Name, herr))
+			return
+		}
+		r.HealEnd = time.Now()
+		r.Logf("healed; %d orders accepted during the fault, %d of them not final at the heal", r.DuringFault, r.PendingAtHeal)
+	}
+	defer heal()
+
+	if !sleep(ctx, faultAt) {
+		return rep, fmt.Errorf("%s: %w", d.Name, ctx.Err())
+	}
+	r.FaultStart = time.Now()
+	healed = false
+	r.Logf("fault: %s", d.Fault)
+	if ierr := d.Inject(ctx, r); ierr != nil {
+		r.Logf("inject FAILED: %v", ierr)
+		return rep, fmt.Errorf("%s: inject: %w", d.Name, ierr)
+	}
+	if !sleep(ctx, cfg.FaultFor-time.Since(r.FaultStart)) {
+		return rep, fmt.Errorf("%s: %w", d.Name, ctx.Err())
+	}
+	heal()
+	if err != nil {
+		return rep, err
+	}
+
+	res := <-loadDone
+	rep.Load = res
+	r.Logf("load stopped: %d checkouts started, %d accepted", res.Started, len(res.Accepted))
+
+	orders := make([]invariant.Order, len(res.Accepted))
+	for i, o := range res.Accepted {
+		orders[i] = invariant.Order{ID: o.ID, CustomerID: o.CustomerID, Email: o.Email, Declined: o.Declined}
+	}
+	ir, cerr := checker.Check(ctx, orders, invariant.Options{Deadline: cfg.Deadline, AllowPaymentFailed: d.AllowPaymentFailed,
+		Baseline: &base, Progress: func(s string) { r.Logf("%s", s) }})
+	if cerr != nil {
+		return rep, fmt.Errorf("%s: %w", d.Name, cerr)
+	}
+	if ir.Converged {
+		r.Logf("converged %.1fs after the load stopped", ir.Took.Seconds())
+	} else {
+		r.Logf("did not converge within %s", cfg.Deadline)
+	}
+	rep.Converged, rep.ConvergedIn = ir.Converged, ir.Took
+
+	rep.Results = append(rep.Results, d.Effect(r))
+	rep.Results = append(rep.Results, checkoutRows(res)...)
+	rep.Results = append(rep.Results, ir.Results...)
+	if stopProbe != nil {
+		rep.Results = append(rep.Results, stopProbe(ctx)...)
+	}
+	rep.Peaks = r.Samples.Peaks()
+	r.mu.Lock()
+	rep.Timeline = append([]string(nil), r.notes...)
+	r.mu.Unlock()
+	return rep, nil
+}
+
+// settle waits up to within until no stream message is pending for any
+// consumer group (NATS /jsz) and returns "" or what is still pending
+// ("" too when NATS monitoring does not answer: the baseline says so).
+func settle(ctx context.Context, sys *target.System, within time.Duration) string {
+	deadline := time.Now().Add(within)
+	for {
+		js, err := sys.JetStream(ctx)
+		if err != nil {
+			return "" // the baseline reports it
+		}
+		keys := make([]string, 0, len(js.Pending))
+		for k, n := range js.Pending {
+			if n > 0 {
+				keys = append(keys, fmt.Sprintf("%s %d", k, n))
+			}
+		}
+		sort.Strings(keys)
+		busy := strings.Join(keys, ", ")
+		if busy == "" || time.Now().After(deadline) || !sleep(ctx, time.Second) {
+			return busy
+		}
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// pendingSince counts the orders accepted since t and how many of them
+// are not final now (strong reads, 8 at a time).
+func (r *Run) pendingSince(ctx context.Context, t time.Time) (pending, total int) {
+	r.mu.Lock()
+	var ids []string
+	for _, o := range r.accepted {
+		if !o.AcceptedAt.Before(t) {
+			ids = append(ids, o.ID)
+		}
+	}
+	r.mu.Unlock()
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, 8)
+	)
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			var o ordersapi.Order
+			if err := target.GetJSON(ctx, r.Sys.Client(), r.Sys.Orders+"/v1/orders/"+url.PathEscape(id), &o); err != nil {
+				return
+			}
+			switch o.Status {
+			case ordersapi.StatusPaid, ordersapi.StatusPaymentFailed, ordersapi.StatusCancelled:
+			default:
+				mu.Lock()
+				pending++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return pending, len(ids)
+}
+
+// checkoutRows are the verdicts on the checkout API itself.
+func checkoutRows(res load.Result) []invariant.Result {
+	retried := statusCounts(res.Retries)
+	refused := statusCounts(res.Refused)
+	avail := invariant.Result{Invariant: "checkout accepts every valid order (client retries 503/429/409)"}
+	avail.Evidence = fmt.Sprintf("%d of %d accepted; retried answers: %s; refused: %s; gave up: %d", len(res.Accepted), res.Started, retried, refused, res.GaveUp)
+	if res.Skipped > 0 {
+		avail.Evidence += fmt.Sprintf("; %d ticks skipped (64 checkouts in progress)", res.Skipped)
+	}
+	for st, body := range res.RefusedSample {
+		avail.Evidence += fmt.Sprintf("; %d: %s", st, body)
+		break
+	}
+	avail.Held = len(res.Refused) == 0 && res.GaveUp == 0 && len(res.Accepted) > 0
+	idem := invariant.Result{Invariant: "a repeated Idempotency-Key returns the same order",
+		Held:     len(res.KeyMismatches) == 0,
+		Evidence: fmt.Sprintf("%d keys sent twice, %d answered with another order", res.Repeated, len(res.KeyMismatches))}
+	if len(res.KeyMismatches) > 0 {
+		idem.Evidence += fmt.Sprintf(": %v", res.KeyMismatches)
+	}
+	return []invariant.Result{avail, idem}
+}
+
+func statusCounts(m map[int]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	s := ""
+	for i, k := range keys {
+		if i > 0 {
+			s += ", "
+		}
+		name := fmt.Sprint(k)
+		if k == 0 {
+			name = "network error"
+		}
+		s += fmt.Sprintf("%s×%d", name, m[k])
+	}
+	return s
+}

@@ -1,0 +1,241 @@
+package invariant
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+
+	"github.com/shopfloor/shopfloor/chaos/target"
+	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
+	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
+	"github.com/shopfloor/shopfloor/services/payments/pspsim"
+	"github.com/shopfloor/shopfloor/services/search/searchapi"
+)
+
+// observation is what the system showed at one moment. Fields after
+// full are only filled by a full observation; an error leaves its part
+// nil and is kept for the evidence.
+type observation struct {
+	orders   map[string]ordersapi.Order // by id, from orders' API
+	missing  map[string]bool            // 404 on a strong read
+	ordersEr error
+
+	full      bool
+	stats     *pspsim.Stats
+	statsErr  error
+	refunded  map[string]bool // failed orders holding a charge whose payment was refunded in full
+	mail      []target.Mail
+	mailErr   error
+	search    map[string]searchapi.OrderHit
+	searchErr error
+	metrics   map[string][]target.Sample // process → samples
+	scrapeErr map[string]error
+	js        *target.JetStreamState
+	jsErr     error
+}
+
+// observe reads the orders and, when full, everything else.
+func (c *Checker) observe(ctx context.Context, orders []Order, full bool) *observation {
+	o := &observation{orders: map[string]ordersapi.Order{}, missing: map[string]bool{}}
+	o.ordersEr = c.observeOrders(ctx, orders, o)
+	if !full {
+		return o
+	}
+	o.full = true
+	if st, err := c.Sys.PSPStats(ctx); err != nil {
+		o.statsErr = err
+	} else {
+		o.stats = &st
+		o.refunded = c.refunds(ctx, orders, o)
+	}
+	o.mail, o.mailErr = c.observeMail(ctx, orders)
+	o.search, o.searchErr = c.observeSearch(ctx, orders)
+	c.observeMetrics(ctx, o)
+	return o
+}
+
+func customersOf(orders []Order) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, x := range orders {
+		if !seen[x.CustomerID] {
+			seen[x.CustomerID] = true
+			out = append(out, x.CustomerID)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// observeOrders lists each customer's orders (strong reads from
+// PostgreSQL) and reads any accepted order the lists did not show.
+func (c *Checker) observeOrders(ctx context.Context, orders []Order, o *observation) error {
+	var errs []error
+	for _, cust := range customersOf(orders) {
+		token := ""
+		for {
+			q := url.Values{"customer_id": {cust}, "limit": {"100"}}
+			if token != "" {
+				q.Set("page_token", token)
+			}
+			var page ordersapi.OrderList
+			if err := target.GetJSON(ctx, c.Sys.Client(), c.Sys.Orders+"/v1/orders?"+q.Encode(), &page); err != nil {
+				errs = append(errs, err)
+				break
+			}
+			for _, x := range page.Orders {
+				o.orders[x.ID] = x
+			}
+			if page.NextPageToken == "" || len(page.Orders) == 0 {
+				break
+			}
+			token = page.NextPageToken
+		}
+	}
+	for _, x := range orders {
+		if _, ok := o.orders[x.ID]; ok {
+			continue
+		}
+		var one ordersapi.Order
+		err := target.GetJSON(ctx, c.Sys.Client(), c.Sys.Orders+"/v1/orders/"+url.PathEscape(x.ID), &one)
+		switch {
+		case target.IsNotFound(err):
+			o.missing[x.ID] = true
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			o.orders[x.ID] = one
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// refunds asks payments about each failed order that holds a succeeded
+// charge: a payment refunded in full gave the money back.
+func (c *Checker) refunds(ctx context.Context, orders []Order, o *observation) map[string]bool {
+	out := map[string]bool{}
+	for _, x := range orders {
+		if o.orders[x.ID].Status != ordersapi.StatusPaymentFailed && o.orders[x.ID].Status != ordersapi.StatusCancelled {
+			continue
+		}
+		if o.stats.SucceededByReference[x.ID] == 0 {
+			continue
+		}
+		var p paymentsapi.Payment
+		if err := target.GetJSON(ctx, c.Sys.Client(), c.Sys.Payments+"/v1/payments?order_id="+url.QueryEscape(x.ID), &p); err != nil {
+			continue
+		}
+		out[x.ID] = p.Status == paymentsapi.StatusRefunded && p.RefundedMinor >= p.AmountMinor
+	}
+	return out
+}
+
+// observeMail reads the e-mails to the orders' addresses: per address
+// when there are few, all at once otherwise.
+func (c *Checker) observeMail(ctx context.Context, orders []Order) ([]target.Mail, error) {
+	if c.Sys.Mail == nil {
+		return nil, errors.New("no mailbox configured")
+	}
+	seen := map[string]bool{}
+	var addrs []string
+	for _, x := range orders {
+		if !seen[x.Email] {
+			seen[x.Email] = true
+			addrs = append(addrs, x.Email)
+		}
+	}
+	if len(addrs) > 20 {
+		return c.Sys.Mail.Messages(ctx, "")
+	}
+	var out []target.Mail
+	for _, a := range addrs {
+		m, err := c.Sys.Mail.Messages(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m...)
+	}
+	return out, nil
+}
+
+// observeSearch pages through each customer's orders in search.
+func (c *Checker) observeSearch(ctx context.Context, orders []Order) (map[string]searchapi.OrderHit, error) {
+	out := map[string]searchapi.OrderHit{}
+	for _, cust := range customersOf(orders) {
+		token := ""
+		for {
+			q := url.Values{"customer_id": {cust}, "limit": {"100"}}
+			if token != "" {
+				q.Set("page_token", token)
+			}
+			var page searchapi.OrderResults
+			if err := target.GetJSON(ctx, c.Sys.Client(), c.Sys.Search+"/v1/search/orders?"+q.Encode(), &page); err != nil {
+				return out, err
+			}
+			for _, h := range page.Orders {
+				out[h.ID] = h
+			}
+			if page.NextPageToken == "" || len(page.Orders) == 0 {
+				break
+			}
+			token = page.NextPageToken
+		}
+	}
+	return out, nil
+}
+
+// observeMetrics scrapes every role process and reads NATS monitoring.
+func (c *Checker) observeMetrics(ctx context.Context, o *observation) {
+	o.metrics, o.scrapeErr = map[string][]target.Sample{}, map[string]error{}
+	for name, base := range c.Sys.Metrics {
+		s, err := target.Scrape(ctx, c.Sys.Client(), base)
+		if err != nil {
+			o.scrapeErr[name] = err
+			continue
+		}
+		o.metrics[name] = s
+	}
+	if c.Sys.NATSMonitor == "" {
+		o.jsErr = errors.New("no NATS monitoring URL")
+		return
+	}
+	js, err := c.Sys.JetStream(ctx)
+	if err != nil {
+		o.jsErr = err
+		return
+	}
+	o.js = &js
+}
+
+// deadLetters is the depth of every dead-letter queue and stream:
+// jobqueue_dead_letter_depth per queue (the largest any process reports:
+// they read the same table) and the messages of each *_DLQ stream.
+func deadLetters(o *observation) map[string]float64 {
+	out := map[string]float64{}
+	for _, samples := range o.metrics {
+		for _, s := range samples {
+			if s.Name == "jobqueue_dead_letter_depth" {
+				k := "queue " + s.Label("queue")
+				out[k] = max(out[k], s.Value)
+			}
+		}
+	}
+	if o.js != nil {
+		for name, n := range o.js.Messages {
+			if len(name) > 4 && name[len(name)-4:] == "_DLQ" {
+				out["stream "+name] = float64(n)
+			}
+		}
+	}
+	return out
+}
+
+func examples(ids []string) string {
+	sort.Strings(ids)
+	if len(ids) > 3 {
+		return fmt.Sprintf("%v …", ids[:3])
+	}
+	return fmt.Sprint(ids)
+}

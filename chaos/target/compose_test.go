@@ -1,0 +1,66 @@
+package target_test
+
+import (
+	"context"
+	"net/url"
+	"strconv"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+
+	"github.com/shopfloor/shopfloor/chaos/target"
+)
+
+// TestComposeOverridePublishesEveryEndpoint: deploy/compose/compose.yaml
+// with chaos/compose.chaos.yaml loads (compose-go, the library of Docker
+// Compose) and publishes every base URL LocalEndpoints(8000) names, each
+// from the service and container port that serves it. This is the only
+// check of the compose path: no container engine runs here.
+func TestComposeOverridePublishesEveryEndpoint(t *testing.T) {
+	t.Parallel()
+	opts, err := cli.NewProjectOptions([]string{"../../deploy/compose/compose.yaml", "../compose.chaos.yaml"},
+		cli.WithWorkingDirectory("../../deploy/compose"), cli.WithEnvFiles("../../deploy/compose/.env.example"), cli.WithDotEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("compose.yaml + compose.chaos.yaml do not load: %v", err)
+	}
+	// host port → service:container port, as compose publishes it.
+	published := map[int]string{}
+	for name, s := range p.Services {
+		for _, port := range s.Ports {
+			hp, err := strconv.Atoi(port.Published)
+			if err != nil {
+				t.Fatalf("%s: published port %q", name, port.Published)
+			}
+			published[hp] = name + ":" + strconv.Itoa(int(port.Target))
+		}
+	}
+	e := target.LocalEndpoints(8000)
+	want := map[string]string{
+		e.CDN: "varnish:80", e.Catalog: "catalog:8081", e.Orders: "orders:8082", e.Payments: "payments:8083",
+		e.Notifications: "notifications:8084", e.Search: "search:8085", e.PSP: "psp-sim:8099", e.Mail: "mailpit:8025",
+		e.Toxiproxy: "toxiproxy:8474", e.NATSMonitor: "nats:8222",
+	}
+	containerPort := map[string]string{"catalog": "8081", "orders": "8082", "payments": "8083", "notifications": "8084", "search": "8085"}
+	for process, base := range e.Metrics {
+		svc, ok := p.Services[process]
+		if !ok {
+			t.Errorf("metrics of %s: no such compose service", process)
+			continue
+		}
+		want[base] = process + ":" + containerPort[svc.Command[0]]
+	}
+	for base, svc := range want {
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hp, _ := strconv.Atoi(u.Port())
+		if got := published[hp]; got != svc {
+			t.Errorf("%s: published by %q, want %q", base, got, svc)
+		}
+	}
+}

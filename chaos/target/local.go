@@ -1,0 +1,111 @@
+package target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Databases are the service databases run.sh creates (with the prefix).
+var Databases = []string{"catalog", "orders", "payments", "notifications", "search"}
+
+// LocalConfig describes an isolated copy of the deploy/local topology:
+// its own ports, run directory, databases and Redis database, so that it
+// runs beside a developer's `make run` and beside other tests' copies.
+type LocalConfig struct {
+	// Root is the repository root (deploy/local/ctl.sh is under it).
+	Root string
+	// PortBase is SHOPFLOOR_PORT_BASE. Keep every port below the
+	// ephemeral range (32768+): base + 7432 is the highest.
+	PortBase int
+	// RunDir is SHOPFLOOR_RUN_DIR (logs, pids, NATS data).
+	RunDir string
+	// DBPrefix is SHOPFLOOR_DB_PREFIX.
+	DBPrefix string
+	// RedisDB is SHOPFLOOR_REDIS_DB.
+	RedisDB int
+	// Env is added to the environment of run.sh and so of every process
+	// it starts (SEED_PRODUCTS, LOG_LEVEL, VISIBILITY_TIMEOUT, PATH, …).
+	Env []string
+	// PostgresURL is an administrative connection to the server, for
+	// DropDatabases. Default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable.
+	PostgresURL string
+}
+
+// Local is an isolated local topology, started and stopped with ctl.sh.
+type Local struct {
+	cfg LocalConfig
+	ctl *Ctl
+}
+
+// NewLocal prepares (does not start) the topology cfg describes.
+func NewLocal(cfg LocalConfig) *Local {
+	if cfg.PostgresURL == "" {
+		cfg.PostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	env := append([]string{
+		"SHOPFLOOR_PORT_BASE=" + strconv.Itoa(cfg.PortBase),
+		"SHOPFLOOR_RUN_DIR=" + cfg.RunDir,
+		"SHOPFLOOR_DB_PREFIX=" + cfg.DBPrefix,
+		"SHOPFLOOR_REDIS_DB=" + strconv.Itoa(cfg.RedisDB),
+	}, cfg.Env...)
+	return &Local{cfg: cfg, ctl: &Ctl{Script: filepath.Join(cfg.Root, "deploy/local/ctl.sh"), Env: env}}
+}
+
+// Up starts every process and returns when all are ready (ctl.sh up).
+func (l *Local) Up(ctx context.Context) error { return l.ctl.Up(ctx) }
+
+// Down stops every process (ctl.sh down).
+func (l *Local) Down(ctx context.Context) error { return l.ctl.Down(ctx) }
+
+// System returns the system as drills see it.
+func (l *Local) System() *System {
+	client := &http.Client{Timeout: 10 * time.Second}
+	e := LocalEndpoints(l.cfg.PortBase)
+	return &System{Endpoints: e, Procs: l.ctl, Mail: &SMTPSink{URL: e.Mail, HTTP: client}, HTTP: client,
+		AdminToken: "local-admin-token-change-me"}
+}
+
+// DropDatabases drops the topology's databases (stop it first; WITH
+// (FORCE) ends connections left over).
+func (l *Local) DropDatabases(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, l.cfg.PostgresURL)
+	if err != nil {
+		return fmt.Errorf("drop databases: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var errs []error
+	for _, db := range Databases {
+		name := pgx.Identifier{l.cfg.DBPrefix + db}.Sanitize()
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			errs = append(errs, fmt.Errorf("drop %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// LogTails returns the last max bytes of every process log, for a failed
+// test's output.
+func (l *Local) LogTails(maxBytes int) string {
+	logs, _ := filepath.Glob(filepath.Join(l.cfg.RunDir, "logs", "*.log"))
+	var b strings.Builder
+	for _, f := range logs {
+		data, err := os.ReadFile(f) //nolint:gosec // G304: the run directory's own logs
+		if err != nil {
+			continue
+		}
+		if len(data) > maxBytes {
+			data = data[len(data)-maxBytes:]
+		}
+		fmt.Fprintf(&b, "--- %s (tail)\n%s\n", filepath.Base(f), data)
+	}
+	return b.String()
+}

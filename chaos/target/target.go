@@ -1,0 +1,159 @@
+// Package target is the running shopfloor system as a chaos drill sees
+// it: the base URLs of its public and admin APIs, the /metrics of every
+// role process, the verbs that break it (kill and start a process, cut or
+// slow a link in Toxiproxy, switch the payment provider's faults) and the
+// places where effects can be counted from outside (the provider
+// simulator's charges, the e-mail sink, NATS monitoring).
+//
+// Everything goes through the same interfaces an operator uses; nothing
+// reads a service's tables. Two runners are supported: deploy/local
+// (ctl.sh, every role a supervised process; LocalEndpoints mirrors
+// deploy/local/ports.sh) and docker compose with chaos/compose.chaos.yaml,
+// which publishes the internal ports on the host with the same numbers as
+// a local run at port base 8000.
+package target
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Endpoints are the base URLs (scheme://host:port, no trailing slash) of
+// the system under test.
+type Endpoints struct {
+	CDN           string // catalog through Varnish
+	Catalog       string // catalog's api role, direct (the origin, and /v1/admin)
+	Orders        string
+	Payments      string
+	Notifications string
+	Search        string
+	PSP           string // payment-provider simulator (/admin/faults, /admin/stats)
+	Mail          string // SMTP sink (/api/messages) or Mailpit (/api/v1/...)
+	Toxiproxy     string // Toxiproxy's HTTP API
+	NATSMonitor   string // nats-server's monitoring port (/jsz)
+	// Metrics maps each role process (ctl.sh / compose service name) to
+	// the base URL that serves its /metrics. The drills read consumer
+	// lags, outbox backlogs and job queue depths there.
+	Metrics map[string]string
+}
+
+// LocalEndpoints returns the endpoints of deploy/local/run.sh started with
+// SHOPFLOOR_PORT_BASE=base on 127.0.0.1 (deploy/local/ports.sh). With base
+// 8000 they are also those chaos/compose.chaos.yaml publishes.
+func LocalEndpoints(base int) Endpoints {
+	u := func(off int) string { return "http://127.0.0.1:" + strconv.Itoa(base+off) }
+	return Endpoints{
+		CDN: u(80), Catalog: u(81), Orders: u(82), Payments: u(83), Notifications: u(84), Search: u(85),
+		PSP: u(99), Mail: u(25), Toxiproxy: u(474), NATSMonitor: u(6223),
+		Metrics: map[string]string{
+			"catalog":              u(81),
+			"catalog-worker":       u(181),
+			"orders":               u(82),
+			"orders-relay":         u(182),
+			"orders-consumer":      u(282),
+			"payments":             u(83),
+			"payments-worker":      u(183),
+			"payments-relay":       u(283),
+			"notifications":        u(84),
+			"notifications-worker": u(184),
+			"search":               u(85),
+		},
+	}
+}
+
+// System bundles what a drill needs: where the system is, how to stop and
+// start its processes, and how to read its e-mail.
+type System struct {
+	Endpoints
+	Procs Processes
+	Mail  Mailbox
+	// HTTP is the client for every call; Default: 10s timeout.
+	HTTP *http.Client
+	// AdminToken authenticates catalog's /v1/admin (ADMIN_TOKEN).
+	AdminToken string
+}
+
+// Client returns s.HTTP or a client with a 10s timeout.
+func (s *System) Client() *http.Client {
+	if s.HTTP != nil {
+		return s.HTTP
+	}
+	return defaultClient
+}
+
+var defaultClient = &http.Client{Timeout: 10 * time.Second}
+
+// StatusError is a response with an unexpected status.
+type StatusError struct {
+	Method, URL string
+	Status      int
+	Body        string // the first 300 bytes
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s %s: %d %s", e.Method, e.URL, e.Status, e.Body)
+}
+
+// IsNotFound reports whether err is a 404 answer.
+func IsNotFound(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Status == http.StatusNotFound
+}
+
+// GetJSON GETs url and decodes a 200 answer into v.
+func GetJSON(ctx context.Context, c *http.Client, url string, v any) error {
+	return DoJSON(ctx, c, http.MethodGet, url, nil, nil, v)
+}
+
+// DoJSON sends body (JSON-encoded unless nil) with the headers and
+// decodes a 2xx answer into v (unless nil). Any other status is a
+// *StatusError.
+func DoJSON(ctx context.Context, c *http.Client, method, url string, header http.Header, body, v any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("%s %s: encode body: %w", method, url, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read body: %w", method, url, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		if len(b) > 300 {
+			b = b[:300]
+		}
+		return &StatusError{Method: method, URL: url, Status: resp.StatusCode, Body: string(bytes.TrimSpace(b))}
+	}
+	if v == nil || len(b) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s %s: decode: %w", method, url, err)
+	}
+	return nil
+}

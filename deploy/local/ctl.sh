@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Controls a local run (deploy/local/run.sh):
+#   ctl.sh up          start it in the background; returns when every process is ready
+#   ctl.sh down        stop it (services first, then their dependencies)
+#   ctl.sh status      each supervised process: pid and state
+#   ctl.sh stop NAME   stop one process and keep it stopped (a chaos drill's fault)
+#   ctl.sh kill NAME   like stop, with SIGKILL at once: a crash (chaos drills)
+#   ctl.sh start NAME  let its supervisor start it again; returns when it runs
+# NAME is a process name from `status` (orders-relay, payments-worker, nats …).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+run=${SHOPFLOOR_RUN_DIR:-$root/.run}
+
+alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
+pid_of() { cat "$run/pids/$1.pid" 2>/dev/null || true; }
+
+case ${1:-} in
+up)
+	if alive "$(cat "$run/run.pid" 2>/dev/null || true)"; then
+		echo "ctl: already running (pid $(cat "$run/run.pid"))"
+		exit 0
+	fi
+	mkdir -p "$run/logs"
+	rm -f "$run/ready"
+	setsid nohup "$root/deploy/local/run.sh" >>"$run/logs/run.log" 2>&1 </dev/null &
+	pid=$!
+	for _ in $(seq 1 900); do
+		[[ -e $run/ready ]] && { echo "ctl: up (pid $pid); logs in $run/logs"; exit 0; }
+		alive "$pid" || break
+		sleep 0.2
+	done
+	echo "ctl: the run did not become ready; last lines of $run/logs/run.log:" >&2
+	tail -20 "$run/logs/run.log" >&2
+	kill "$pid" 2>/dev/null || true
+	exit 1
+	;;
+down)
+	pid=$(cat "$run/run.pid" 2>/dev/null || true)
+	if ! alive "$pid"; then
+		echo "ctl: not running"
+		exit 0
+	fi
+	kill -TERM "$pid"
+	for _ in $(seq 1 300); do
+		alive "$pid" || { echo "ctl: stopped"; exit 0; }
+		sleep 0.2
+	done
+	echo "ctl: run.sh (pid $pid) did not stop in 60 s" >&2
+	exit 1
+	;;
+status)
+	for f in "$run"/pids/*.pid; do
+		[[ -e $f ]] || { echo "ctl: not running"; exit 0; }
+		name=$(basename "$f" .pid)
+		pid=$(cat "$f")
+		state=running
+		[[ -e $run/stopped/$name ]] && state=stopped
+		alive "$pid" || state="$state (process gone)"
+		printf '%-22s %-8s %s\n' "$name" "$pid" "$state"
+	done
+	;;
+stop)
+	name=${2:?usage: ctl.sh stop NAME}
+	[[ -e $run/pids/$name.pid ]] || { echo "ctl: no process $name" >&2; exit 1; }
+	touch "$run/stopped/$name"
+	pid=$(pid_of "$name")
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 1 150); do
+		alive "$pid" || { echo "ctl: $name stopped"; exit 0; }
+		sleep 0.2
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	echo "ctl: $name killed (did not stop in 30 s)"
+	;;
+kill)
+	# Like stop, but SIGKILL at once: a crash, not a shutdown.
+	name=${2:?usage: ctl.sh kill NAME}
+	[[ -e $run/pids/$name.pid ]] || { echo "ctl: no process $name" >&2; exit 1; }
+	touch "$run/stopped/$name"
+	kill -KILL "$(pid_of "$name")" 2>/dev/null || true
+	echo "ctl: $name killed"
+	;;
+start)
+	name=${2:?usage: ctl.sh start NAME}
+	old=$(pid_of "$name")
+	rm -f "$run/stopped/$name"
+	for _ in $(seq 1 100); do
+		new=$(pid_of "$name")
+		if [[ $new != "$old" ]] && alive "$new"; then
+			echo "ctl: $name started (pid $new)"
+			exit 0
+		fi
+		sleep 0.2
+	done
+	echo "ctl: $name did not start" >&2
+	exit 1
+	;;
+*)
+	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+	exit 2
+	;;
+esac

@@ -1,0 +1,415 @@
+// Package local_test is the end-to-end test of the whole order flow: it
+// starts the local topology (deploy/local/ctl.sh up, every role a process,
+// every dependency behind Toxiproxy) on its own ports, databases and Redis
+// database, drives it only through the public APIs, and checks the design's
+// invariants across services.
+package local_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shopfloor/shopfloor/chaos/invariant"
+	"github.com/shopfloor/shopfloor/chaos/load"
+	"github.com/shopfloor/shopfloor/chaos/target"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
+	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
+	"github.com/shopfloor/shopfloor/services/payments/pspsim"
+)
+
+func TestMain(m *testing.M) { testinfra.Main(m) }
+
+const (
+	portBase = 21000 // every port below the ephemeral range (32768+), so parallel tests cannot take one
+	nOrders  = 200
+)
+
+// ports mirrors deploy/local/ports.sh for portBase.
+var (
+	cdn           = url(80)
+	orders        = url(82)
+	payments      = url(83)
+	notifications = url(84)
+	psp           = url(99)
+	smtpHTTP      = url(25)
+)
+
+func url(offset int) string { return "http://127.0.0.1:" + strconv.Itoa(portBase+offset) }
+
+// spans collects the service names of the spans of each trace sent to the
+// OTLP/HTTP receiver the processes export to.
+type spans struct {
+	mu       sync.Mutex
+	services map[string]map[string]bool // trace id → service names
+	byName   map[string][]string        // span name → trace ids
+}
+
+func (s *spans) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil || r.URL.Path != "/v1/traces" {
+		w.WriteHeader(http.StatusOK) // metrics: accepted, ignored
+		return
+	}
+	var req collectortrace.ExportTraceServiceRequest
+	if err := proto.Unmarshal(body, &req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rs := range req.GetResourceSpans() {
+		svc := ""
+		for _, a := range rs.GetResource().GetAttributes() {
+			if a.GetKey() == "service.name" {
+				svc = a.GetValue().GetStringValue()
+			}
+		}
+		for _, ss := range rs.GetScopeSpans() {
+			for _, sp := range ss.GetSpans() {
+				id := fmt.Sprintf("%x", sp.GetTraceId())
+				if s.services[id] == nil {
+					s.services[id] = map[string]bool{}
+				}
+				s.services[id][svc] = true
+				s.byName[sp.GetName()] = append(s.byName[sp.GetName()], id)
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.WriteHeader(http.StatusOK)
+}
+
+// TestOrderFlowEndToEnd: seed, then 200 concurrent checkouts through the
+// public API (some sent twice with the same Idempotency-Key, some paying
+// with a declining test card). Then the invariants of chaos/invariant,
+// the checker the chaos drills use: within a deadline every order is
+// paid or payment_failed as its card implies; the provider charged each
+// paid order exactly once and no failed one; the SMTP sink holds exactly
+// one e-mail per (order, kind); search finds every order with its final
+// status and version; every consumer lag, outbox backlog and job queue
+// drains to zero. Beyond those: the provider's global counts match, each
+// service's own API agrees for 20 orders, one order's trace spans orders,
+// payments and notifications, and every dashboard metric is exported.
+func TestOrderFlowEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the end-to-end test starts the whole system")
+	}
+	rec := &spans{services: map[string]map[string]bool{}, byName: map[string][]string{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otlp := &http.Server{Handler: rec, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = otlp.Serve(ln) }()
+	defer otlp.Close()
+
+	prefix := fmt.Sprintf("e2e_%d_", time.Now().UnixNano()%1_000_000)
+	local := target.NewLocal(target.LocalConfig{
+		Root: repoRoot(t), PortBase: portBase, RunDir: filepath.Join(t.TempDir(), "run"), DBPrefix: prefix, RedisDB: 15,
+		Env: []string{"SEED_PRODUCTS=300", "LOG_LEVEL=WARN", "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + ln.Addr().String(),
+			"PATH=" + filepath.Join(repoRoot(t), "bin") + ":" + os.Getenv("PATH")},
+	})
+	// One whole topology at a time on this machine (the chaos drills'
+	// test starts one too): cores and PostgreSQL connections are shared.
+	unlock, err := target.LockSystem(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unlock)
+	start := time.Now()
+	t.Cleanup(func() {
+		if err := local.Down(context.WithoutCancel(t.Context())); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("%s", local.LogTails(3000))
+		}
+		if err := local.DropDatabases(context.WithoutCancel(t.Context())); err != nil {
+			t.Logf("drop databases: %v", err)
+		}
+	})
+	if err := local.Up(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the system came up in %s", time.Since(start).Round(time.Millisecond))
+	sys := local.System()
+	t.Cleanup(sys.HTTP.CloseIdleConnections)
+
+	// Products through the CDN.
+	var list catalogapi.ProductList
+	getJSON(t, cdn+"/v1/products?limit=50", &list)
+	if len(list.Products) < 10 {
+		t.Fatalf("catalog lists %d products", len(list.Products))
+	}
+
+	var (
+		mu     sync.Mutex
+		result []invariant.Order
+		wg     sync.WaitGroup
+	)
+	for i := range nOrders {
+		wg.Go(func() {
+			p := list.Products[i%len(list.Products)]
+			q := list.Products[(i+7)%len(list.Products)]
+			method, declined := "tok_visa", i%20 == 3
+			if declined {
+				method = "tok_chargeDeclined"
+			}
+			in := ordersapi.CreateOrder{CustomerID: fmt.Sprintf("cust-%d", i%25), CustomerEmail: fmt.Sprintf("c%d@example.com", i),
+				Currency: "EUR", PaymentMethod: method,
+				Items:    []ordersapi.LineInput{{ProductID: p.ID, Quantity: 1 + i%3}, {SKU: q.SKU, Quantity: 1}},
+				Shipping: ordersapi.Address{Name: "E2E", Line1: "1 Test St", City: "Berlin", PostalCode: "10115", Country: "DE"}}
+			key := fmt.Sprintf("e2e-%d", i)
+			tries := 1
+			if i%40 == 0 {
+				tries = 2 // a nervous client: the same key again
+			}
+			var first string
+			for range tries {
+				o, code := postOrder(t, in, key)
+				if code != http.StatusCreated {
+					t.Errorf("order %d: POST = %d", i, code)
+					return
+				}
+				if first != "" && o.ID != first {
+					t.Errorf("order %d: a retry with the same key created %s after %s", i, o.ID, first)
+				}
+				first = o.ID
+			}
+			mu.Lock()
+			result = append(result, invariant.Order{ID: first, CustomerID: in.CustomerID, Email: in.CustomerEmail, Declined: declined})
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if len(result) != nOrders {
+		t.Fatalf("%d orders placed, want %d", len(result), nOrders)
+	}
+
+	// The invariants, as the chaos drills check them.
+	checker := &invariant.Checker{Sys: sys}
+	rep, err := checker.Check(t.Context(), result, invariant.Options{Deadline: 4 * time.Minute,
+		Progress: func(s string) { t.Log(s) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if !r.Held {
+			t.Errorf("VIOLATED %s: %s", r.Invariant, r.Evidence)
+		} else {
+			t.Logf("held %s: %s", r.Invariant, r.Evidence)
+		}
+	}
+	final := map[string]string{}
+	var paid, failed int
+	for _, p := range result {
+		var o ordersapi.Order
+		getJSON(t, orders+"/v1/orders/"+p.ID, &o)
+		final[p.ID] = o.Status
+		if o.Status == ordersapi.StatusPaid {
+			paid++
+		} else {
+			failed++
+		}
+	}
+
+	// The provider's global counts: this topology served only these
+	// orders, so no charge at all beyond one per paid order.
+	var stats pspsim.Stats
+	getJSON(t, psp+"/admin/stats", &stats)
+	if len(stats.DoubleCharges) != 0 || stats.ChargesSucceeded != paid {
+		t.Errorf("provider: %d succeeded charges for %d paid orders; double charges %v", stats.ChargesSucceeded, paid, stats.DoubleCharges)
+	}
+
+	// The sink holds nothing but these orders' e-mails, each once.
+	want := paid*2 + failed*2 // received + receipt, received + payment failed
+	var msgs []sinkMessage
+	getJSON(t, smtpHTTP+"/api/messages", &msgs)
+	ids := map[string]bool{}
+	for _, m := range msgs {
+		if ids[m.MessageID] {
+			t.Errorf("e-mail %s delivered twice", m.MessageID)
+		}
+		ids[m.MessageID] = true
+	}
+	if len(msgs) != want {
+		t.Errorf("%d e-mails, want exactly %d (2 per order)", len(msgs), want)
+	}
+
+	// Each service's own view of one paid and one failed order.
+	for _, p := range result[:20] {
+		var pay struct {
+			Status string `json:"status"`
+		}
+		getJSON(t, payments+"/v1/payments?order_id="+p.ID, &pay)
+		var ns struct {
+			Notifications []struct {
+				Kind   string `json:"kind"`
+				Status string `json:"status"`
+			} `json:"notifications"`
+		}
+		getJSON(t, notifications+"/v1/notifications?order_id="+p.ID, &ns)
+		wantPay := map[string]string{ordersapi.StatusPaid: "succeeded", ordersapi.StatusPaymentFailed: "failed"}[final[p.ID]]
+		if pay.Status != wantPay || len(ns.Notifications) != 2 {
+			t.Errorf("order %s (%s): payment %s, notifications %+v", p.ID, final[p.ID], pay.Status, ns.Notifications)
+		}
+	}
+
+	// Every metric the dashboards query is exported by a running process.
+	exported := map[string]bool{}
+	for _, off := range []int{81, 181, 82, 182, 282, 83, 183, 283, 84, 184, 85, 99, 131} {
+		for _, line := range strings.Split(get(t, url(off)+"/metrics"), "\n") {
+			if name, _, ok := strings.Cut(line, "{"); ok && !strings.HasPrefix(line, "#") {
+				exported[name] = true
+			} else if name, _, ok := strings.Cut(line, " "); ok && !strings.HasPrefix(line, "#") {
+				exported[name] = true
+			}
+		}
+	}
+	for _, name := range dashboardMetrics(t) {
+		if !exported[name] && !exported[name+"_total"] && !exported[name+"_bucket"] {
+			t.Errorf("dashboards query %s, which no process exports", name)
+		}
+	}
+
+	// One order's trace: the checkout's trace reaches payments and
+	// notifications.
+	testinfra.Eventually(t, time.Minute, func() error {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, id := range rec.byName["POST /v1/orders"] {
+			s := rec.services[id]
+			if s["orders"] && s["payments"] && s["notifications"] {
+				return nil
+			}
+		}
+		return fmt.Errorf("no checkout trace spans orders, payments and notifications yet (%d traces)", len(rec.services))
+	})
+	t.Logf("%d orders: %d paid, %d payment_failed; %d e-mails; provider charges %d; %d answers were 503/409 and retried; converged in %s; %s in all",
+		nOrders, paid, failed, len(msgs), stats.ChargesCreated, overloaded.Load(), rep.Took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+var metricRE = regexp.MustCompile(`[a-z_][a-z0-9_]*(?:\{|\[)`)
+
+// dashboardMetrics lists the metric names in the dashboards' queries.
+func dashboardMetrics(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(repoRoot(t), "deploy/compose/grafana/dashboards/*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("dashboards: %v %v", files, err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Panels []struct {
+				Targets []struct {
+					Expr string `json:"expr"`
+				} `json:"targets"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range d.Panels {
+			for _, tg := range p.Targets {
+				for _, m := range metricRE.FindAllString(tg.Expr, -1) {
+					name := strings.TrimRight(m, "{[")
+					switch name {
+					case "rate", "sum", "max", "by", "histogram_quantile":
+						continue
+					}
+					if !seen[name] {
+						seen[name] = true
+						out = append(out, name)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+type sinkMessage struct {
+	MessageID string   `json:"message_id"`
+	To        []string `json:"to"`
+	Subject   string   `json:"subject"`
+}
+
+var overloaded atomic.Int64
+
+// postOrder places an order as a well-behaved client does (load.Place): a
+// 503 (the in-flight limit, or catalog unavailable), a 429 or a 409 (the
+// same key still in flight) is retried with the same Idempotency-Key after
+// Retry-After, for up to two minutes.
+func postOrder(t *testing.T, in ordersapi.CreateOrder, key string) (ordersapi.Order, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	a, err := load.Place(ctx, http.DefaultClient, orders, in, key)
+	for _, n := range a.Retries {
+		overloaded.Add(int64(n))
+	}
+	if err != nil {
+		t.Error(err)
+		return ordersapi.Order{}, 0
+	}
+	return a.Order, a.Status
+}
+
+func get(t *testing.T, u string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s = %d %s", u, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(get(t, u)), v); err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	abs, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}

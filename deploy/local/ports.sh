@@ -1,0 +1,30 @@
+# Ports of the local topology (sourced by run.sh and ctl.sh). B is
+# SHOPFLOOR_PORT_BASE (default 8000): the entry points keep compose's ports
+# at the default; processes that compose runs as separate containers on the
+# same port (role splits) get their own here.
+B=${SHOPFLOOR_PORT_BASE:-8000}
+CDN_PORT=$((B + 80))
+CATALOG_PORT=$((B + 81))
+ORDERS_PORT=$((B + 82))
+PAYMENTS_PORT=$((B + 83))
+NOTIFICATIONS_PORT=$((B + 84))
+SEARCH_PORT=$((B + 85))
+PSP_PORT=$((B + 99))
+SMTP_HTTP_PORT=$((B + 25))
+CATALOG_WORKER_PORT=$((B + 181))
+ORDERS_RELAY_PORT=$((B + 182))
+ORDERS_CONSUMER_PORT=$((B + 282))
+PAYMENTS_WORKER_PORT=$((B + 183))
+PAYMENTS_RELAY_PORT=$((B + 283))
+NOTIFICATIONS_WORKER_PORT=$((B + 184))
+VARNISH_EXPORTER_PORT=$((B + 131))
+SMTP_PORT=$((B - 6975))
+NATS_PORT=$((B + 6222))
+NATS_MON_PORT=$((B + 6223))
+TOXI_API=$((B + 474))
+TOXI_PG=$((B + 7432))
+TOXI_REDIS=$((B + 7379))
+TOXI_NATS=$((B + 7422))
+TOXI_CATALOG=$((B + 7081))
+TOXI_PSP=$((B + 7099))
+TOXI_SMTP=$((B + 7025))

@@ -1,0 +1,49 @@
+// Shared helpers for the shopfloor k6 scripts.
+import http from 'k6/http';
+
+// Base URLs of the local topology (deploy/local/ports.sh, SHOPFLOOR_PORT_BASE
+// 8000) or of compose's published ports; override with -e.
+export const CDN = __ENV.CDN_URL || 'http://127.0.0.1:8080';
+export const CATALOG = __ENV.CATALOG_URL || 'http://127.0.0.1:8081';
+export const ORDERS = __ENV.ORDERS_URL || 'http://127.0.0.1:8082';
+
+// productIDs pages through the public catalog (at most max ids).
+export function productIDs(max) {
+  const ids = [];
+  let token = '';
+  while (ids.length < max) {
+    const res = http.get(`${CATALOG}/v1/products?limit=100${token ? '&page_token=' + token : ''}`,
+      { tags: { name: 'setup' } });
+    if (res.status !== 200) {
+      throw new Error(`listing products: ${res.status} ${res.body}`);
+    }
+    const page = res.json();
+    for (const p of page.products) ids.push(p.id);
+    if (!page.next_page_token) break;
+    token = page.next_page_token;
+  }
+  if (ids.length === 0) {
+    throw new Error('the catalog has no products: run `catalog seed` (make start seeds 1000)');
+  }
+  return ids;
+}
+
+// zipf returns an index in [0, n) with P(i) ∝ 1/(i+1)^s, from a table
+// built once per VU (k6 has no Zipf generator).
+export function zipfSampler(n, s) {
+  const cdf = new Float64Array(n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    sum += 1 / Math.pow(i + 1, s);
+    cdf[i] = sum;
+  }
+  return () => {
+    const u = Math.random() * sum;
+    let lo = 0, hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid] < u) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  };
+}
