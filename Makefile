@@ -10,6 +10,7 @@ NATS_SERVER_VERSION   := v2.15.2
 TOXIPROXY_VERSION     := v2.5.0
 GOLANGCI_LINT_VERSION := v2.15.0
 GOVULNCHECK_VERSION   := v1.9.0
+K6_VERSION            := v1.8.1
 
 # Tests use the servers running on this machine when their ports answer, and
 # otherwise leave the address unset so pkg/testinfra starts containers (with a
@@ -31,7 +32,7 @@ GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 
 .PHONY: help
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: tools
 tools: ## install pinned tools into ./bin and varnish from Debian (idempotent)
@@ -63,9 +64,30 @@ vuln: ## govulncheck (needs vuln.go.dev, which CI here cannot reach)
 bench: ## run benchmarks (figures go to docs, never asserted in tests)
 	go test -run '^$$' -bench . -benchmem -count=1 ./...
 
+.PHONY: k6
+k6: ## install k6 into ./bin (built from the Go module proxy; a few minutes the first time)
+	@scripts/install-tool.sh k6 $(K6_VERSION) go.k6.io/k6
+
+.PHONY: loadtest
+loadtest: k6 ## k6 against a running system (make start): SCRIPT=catalog|checkout, k6 flags in K6_ARGS
+	bin/k6 run $(K6_ARGS) loadtests/k6/$(or $(SCRIPT),catalog).js
+
 .PHONY: run
-run: ## run the system as local processes (see deploy/local)
+run: ## run the system as supervised local processes in the foreground (see deploy/local)
 	deploy/local/run.sh
+
+.PHONY: start
+start: ## like run, in the background; returns when every process is ready
+	deploy/local/ctl.sh up
+
+.PHONY: stop
+stop: ## stop a background run (make start)
+	deploy/local/ctl.sh down
+
+.PHONY: chaos
+chaos: ## run chaos drills against the running system (make start first): make chaos DRILL=relay-killed (or DRILL=all; CHAOS_FLAGS='--duration 30s')
+	@test -n "$(DRILL)" || { go run ./chaos/cmd/chaos list; echo; echo "make chaos: name a drill: DRILL=<name> (or DRILL=all)"; exit 2; }
+	go run ./chaos/cmd/chaos run $(CHAOS_FLAGS) $(DRILL)
 
 .PHONY: ci
 ci: tools lint test ## what .ci/run calls: tools, lint, test
