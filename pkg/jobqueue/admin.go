@@ -216,6 +216,7 @@ func (c *Client) Stats(ctx context.Context) ([]QueueStats, error) {
 
 type clientMetrics struct {
 	sent, received, deleted, deadLettered *prometheus.CounterVec
+	coalesced                             *prometheus.HistogramVec
 }
 
 func (m *clientMetrics) register(reg prometheus.Registerer) error {
@@ -226,10 +227,15 @@ func (m *clientMetrics) register(reg prometheus.Registerer) error {
 	m.received = mk("jobqueue_received_total", "Messages received (each receive of a message counts).")
 	m.deleted = mk("jobqueue_deleted_total", "Messages deleted after processing.")
 	m.deadLettered = mk("jobqueue_dead_lettered_total", "Messages moved to a dead-letter queue, by source queue.")
+	m.coalesced = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "jobqueue_coalesced_calls",
+		Help:    "Calls carried by one coalesced statement, by operation (receive, delete); Options.NoCoalescing: none.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 100},
+	}, []string{"op"})
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{m.sent, m.received, m.deleted, m.deadLettered} {
+	for _, c := range []prometheus.Collector{m.sent, m.received, m.deleted, m.deadLettered, m.coalesced} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("jobqueue metrics: %w", err)
 		}

@@ -101,9 +101,9 @@ func TestDeleteMessageBatchTwoDeliveries(t *testing.T) {
 	bothAckModes(t, testDeleteMessageBatchTwoDeliveries)
 }
 
-func testDeleteMessageBatchTwoDeliveries(t *testing.T, async bool) {
+func testDeleteMessageBatchTwoDeliveries(t *testing.T, opts jobqueue.Options) {
 	ctx := context.Background()
-	b := setup(t, jobqueue.Options{AsyncAcks: async}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
+	b := setup(t, opts, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
 	b.send(t, "q", jobqueue.SendInput{Body: []byte("job")})
 	first := b.receive(t, "q", jobqueue.ReceiveInput{})
 	if err := b.c.ChangeMessageVisibility(ctx, first[0].ReceiptHandle, 0); err != nil {
@@ -130,11 +130,11 @@ func testDeleteMessageBatchTwoDeliveries(t *testing.T, async bool) {
 // stops cleanly afterwards.
 func TestWorkerGroupsDeletes(t *testing.T) { bothAckModes(t, testWorkerGroupsDeletes) }
 
-func testWorkerGroupsDeletes(t *testing.T, async bool) {
+func testWorkerGroupsDeletes(t *testing.T, opts jobqueue.Options) {
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
 	logs := &testinfra.Buffer{}
-	b := setup(t, jobqueue.Options{AsyncAcks: async, Registerer: reg, Logger: slog.New(slog.NewTextHandler(logs, nil))},
+	b := setup(t, withOpts(opts, jobqueue.Options{Registerer: reg, Logger: slog.New(slog.NewTextHandler(logs, nil))}),
 		jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
 	const n, concurrency = 95, 10
 	for i := 0; i < n; i += 10 {

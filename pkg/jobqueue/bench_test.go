@@ -23,7 +23,8 @@ import (
 // report jobs/s with b.ReportMetric; ns/op means nothing here.
 //
 //	go test -run '^$' -bench . -benchtime 20000x ./pkg/jobqueue
-//	SHOPFLOOR_BENCH_ASYNC_ACKS=true go test ...   # with Options.AsyncAcks
+//	SHOPFLOOR_BENCH_ASYNC_ACKS=true go test ...     # with Options.AsyncAcks
+//	SHOPFLOOR_BENCH_NO_COALESCING=true go test ...  # with Options.NoCoalescing
 
 // benchBody is every benchmark job's payload: a no-op.
 var benchBody = []byte(`{"job":"noop"}`)
@@ -80,8 +81,12 @@ func newBenchQueue(b *testing.B, conns int) *benchQueue {
 	}
 	b.Cleanup(pool.Close)
 	// SHOPFLOOR_BENCH_ASYNC_ACKS=true measures Options.AsyncAcks.
-	async := os.Getenv("SHOPFLOOR_BENCH_ASYNC_ACKS") == "true"
-	c, err := jobqueue.New(pool, jobqueue.Options{AsyncAcks: async})
+	// SHOPFLOOR_BENCH_NO_COALESCING=true sends every receive and delete
+	// as its own statement.
+	c, err := jobqueue.New(pool, jobqueue.Options{
+		AsyncAcks:    os.Getenv("SHOPFLOOR_BENCH_ASYNC_ACKS") == "true",
+		NoCoalescing: os.Getenv("SHOPFLOOR_BENCH_NO_COALESCING") == "true",
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -178,13 +183,14 @@ func (q *benchQueue) count(b *testing.B) int {
 // Burn-down throughput, as `river bench --num-total-jobs`: b.N no-op jobs
 // are sent first, then the receivers take and delete them until the queue
 // is empty, batch 1 (Receive of 1 + DeleteMessage) or 10 (Receive of 10 +
-// DeleteMessageBatch). Batch 1 runs with 4, 8 and 16 receivers to show
-// whether more concurrent commits (group commit) close the gap.
+// DeleteMessageBatch). Batch 1 runs with 4, 8, 16 and 64 receivers: the
+// client coalesces concurrent calls (Options.NoCoalescing turns it off),
+// so more receivers mean fuller statements.
 func BenchmarkBurnDown(b *testing.B) {
 	for _, tc := range []struct {
 		batch     int
 		receivers []int
-	}{{1, []int{4, 8, 16}}, {10, []int{4}}} {
+	}{{1, []int{4, 8, 16, 64}}, {10, []int{4}}} {
 		b.Run(fmt.Sprintf("batch=%d", tc.batch), func(b *testing.B) {
 			for _, receivers := range tc.receivers {
 				b.Run(fmt.Sprintf("receivers=%d", receivers), func(b *testing.B) {
@@ -346,20 +352,21 @@ func deadTuples(b *testing.B, pool *pgxpool.Pool) int64 {
 // Producers and receivers at once, as `river bench --duration`: 2
 // producers send no-op jobs (transactions of 100, SendBatch of 10) while
 // the backlog is under 20 000, and 4 receivers receive (long poll) and
-// delete, batch 1 or 10. 5 000 jobs are sent before the clock starts, as
+// delete, batch 1 or 10 (batch 1 also with 64 receivers, whose calls the
+// client coalesces). 5 000 jobs are sent before the clock starts, as
 // River waits for its first insert batch. The run lasts b.N × 0.5 ms (10 s
 // at -benchtime 20000x). Reports jobs/s completed, sent/s and the backlog
 // left at the end (jobs sent and not yet deleted).
 func BenchmarkConcurrentInserts(b *testing.B) {
 	const (
 		producers  = 2
-		receivers  = 4
 		perTx      = 100
 		maxBacklog = 20_000
 		preload    = 5_000
 	)
-	for _, batch := range []int{1, 10} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+	for _, tc := range []struct{ batch, receivers int }{{1, 4}, {1, 64}, {10, 4}} {
+		batch, receivers := tc.batch, tc.receivers
+		b.Run(fmt.Sprintf("batch=%d/receivers=%d", batch, receivers), func(b *testing.B) {
 			ctx := context.Background()
 			q := newBenchQueue(b, producers+receivers+1)
 			if err := q.send(ctx, min(preload, b.N), 500); err != nil {

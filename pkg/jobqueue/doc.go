@@ -41,6 +41,13 @@
 //     about doubles single-message throughput and lets a PostgreSQL crash
 //     undo the last of them: one more delivery, never a lost message (ADR
 //     0018).
+//   - Coalescing: concurrent single calls share statements. Receives of one
+//     queue (same visibility timeout) and DeleteMessage calls on the
+//     client's pool that arrive while one of their kind is in flight go
+//     out together as the next statement, without waiting for more; each
+//     caller still gets its own messages, receipt handles and results.
+//     Many goroutines taking one job each then cost about what batches
+//     do. Options.NoCoalescing turns it off (ADR 0019).
 //   - Ordering is best effort (oldest visible first), as in SQS standard
 //     queues.
 //
@@ -57,5 +64,6 @@
 // Prune deletes messages older than their queue's retention in batches.
 // NewCollector exports per queue: visible, in flight, delayed, oldest
 // message age and DLQ depth (queried on scrape), and the client counts
-// sends, receives, deletes and dead-lettered messages.
+// sends, receives, deletes and dead-lettered messages, and how many calls
+// each coalesced statement carried (jobqueue_coalesced_calls).
 package jobqueue

@@ -13,3 +13,21 @@ func AckSetting(ctx context.Context, c *Client) (string, error) {
 	err := c.ackDB(c.pool).QueryRow(ctx, `SELECT current_setting('synchronous_commit')`).Scan(&s)
 	return s, err
 }
+
+// SetBeforeCoalescedReceive makes c call f with the number of receive
+// calls before each coalesced receive statement. Call it before the
+// first receive.
+func SetBeforeCoalescedReceive(c *Client, f func(calls int)) { c.receives.beforeRun = f }
+
+// SetBeforeCoalescedDelete does the same for deletes on the pool.
+func SetBeforeCoalescedDelete(c *Client, f func(calls int)) { c.deletes.beforeRun = f }
+
+// WaitingReceives returns the receive calls of queue (default visibility
+// timeout) waiting for a coalesced statement.
+func WaitingReceives(c *Client, queue string) int {
+	return c.receives.waiting(receiveKey{queue: queue})
+}
+
+// WaitingDeletes returns the delete calls waiting for a coalesced
+// statement.
+func WaitingDeletes(c *Client) int { return c.deletes.waiting(struct{}{}) }

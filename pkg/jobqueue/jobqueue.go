@@ -111,6 +111,13 @@ type Options struct {
 	// crash for 2–4× the single-message throughput. Default false. ADR
 	// 0018.
 	AsyncAcks bool
+	// NoCoalescing sends every Receive and every DeleteMessage on the
+	// pool as its own statement. By default concurrent calls are
+	// coalesced: receives of one queue (same visibility timeout) that
+	// arrive while one is in flight go out together as one statement, and
+	// so do deletes on the pool, without waiting for more (coalesce.go).
+	// Each caller still gets its own messages and receipt handles.
+	NoCoalescing bool
 }
 
 // Client sends and receives messages on one database.
@@ -119,8 +126,11 @@ type Client struct {
 	log       *slog.Logger
 	redact    map[string]func([]byte) []byte
 	asyncAcks bool
+	coalesce  bool
 	notify    *notifier
 	m         clientMetrics
+	receives  *combiner[receiveKey, int, receiveResult]
+	deletes   *combiner[struct{}, string, error]
 }
 
 // New returns a client. Call Close to stop its listener.
@@ -129,7 +139,8 @@ func New(pool *pgxpool.Pool, opts Options) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{pool: pool, log: log, redact: opts.Redact, asyncAcks: opts.AsyncAcks}
+	c := &Client{pool: pool, log: log, redact: opts.Redact, asyncAcks: opts.AsyncAcks, coalesce: !opts.NoCoalescing}
+	c.newCombiners()
 	if err := c.m.register(opts.Registerer); err != nil {
 		return nil, err
 	}
@@ -359,12 +370,30 @@ func (c *Client) Receive(ctx context.Context, queue string, in ReceiveInput) ([]
 	}
 }
 
-// receiveOnce claims visible messages in one statement (no explicit
+// receiveOnce claims up to in.MaxMessages visible messages (coalesced
+// with concurrent receives of the queue unless Options.NoCoalescing). When
+// there are none it returns when the next invisible message of the queue
+// becomes visible (zero if none).
+func (c *Client) receiveOnce(ctx context.Context, queue string, in ReceiveInput) ([]Message, time.Time, error) {
+	if c.coalesce {
+		r, err := c.receives.do(ctx, receiveKey{queue, in.VisibilityTimeout}, in.MaxMessages)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		return r.msgs, r.next, r.err
+	}
+	msgs, err := c.claim(ctx, queue, in.MaxMessages, in.VisibilityTimeout)
+	if err != nil || len(msgs) > 0 {
+		return msgs, time.Time{}, err
+	}
+	next, err := c.nextVisible(ctx, queue)
+	return nil, next, err
+}
+
+// claim claims up to limit visible messages in one statement (no explicit
 // transaction): pick with FOR UPDATE SKIP LOCKED, move those past the
 // queue's MaxReceiveCount to its DLQ, deliver the rest with new receipts.
-// When there are none it returns when the next invisible message of the
-// queue becomes visible (zero if none).
-func (c *Client) receiveOnce(ctx context.Context, queue string, in ReceiveInput) ([]Message, time.Time, error) {
+func (c *Client) claim(ctx context.Context, queue string, limit int, visibility time.Duration) ([]Message, error) {
 	rows, err := c.ackDB(c.pool).Query(ctx, `
 		WITH q AS (
 			SELECT name, visibility_timeout, max_receive_count, dead_letter_queue FROM jobqueue_queues WHERE name = $1
@@ -391,9 +420,9 @@ func (c *Client) receiveOnce(ctx context.Context, queue string, in ReceiveInput)
 		SELECT x.id, '', NULL, '{}', now(), 0, NULL, '', '', true, (SELECT dead_letter_queue FROM q) FROM dead x
 		UNION ALL
 		SELECT 0, '', NULL, '{}', now(), 0, NULL, '', '', NULL, NULL WHERE NOT EXISTS (SELECT 1 FROM q)`,
-		queue, in.MaxMessages, in.VisibilityTimeout)
+		queue, limit, visibility)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("jobqueue: receive from %s: %w", queue, err)
+		return nil, fmt.Errorf("jobqueue: receive from %s: %w", queue, err)
 	}
 	var (
 		msgs    []Message
@@ -410,7 +439,7 @@ func (c *Client) receiveOnce(ctx context.Context, queue string, in ReceiveInput)
 		)
 		if err := rows.Scan(&m.ID, &m.Queue, &m.Body, &attrs, &m.SentAt, &m.ReceiveCount, &receipt, &m.SourceQueue, &m.DeadLetterReason, &dead, &dlq); err != nil {
 			rows.Close()
-			return nil, time.Time{}, fmt.Errorf("jobqueue: receive from %s: %w", queue, err)
+			return nil, fmt.Errorf("jobqueue: receive from %s: %w", queue, err)
 		}
 		switch {
 		case dead == nil:
@@ -420,37 +449,40 @@ func (c *Client) receiveOnce(ctx context.Context, queue string, in ReceiveInput)
 		default:
 			if err := json.Unmarshal(attrs, &m.Attributes); err != nil {
 				rows.Close()
-				return nil, time.Time{}, fmt.Errorf("jobqueue: attributes of %d: %w", m.ID, err)
+				return nil, fmt.Errorf("jobqueue: attributes of %d: %w", m.ID, err)
 			}
 			m.ReceiptHandle = strconv.FormatInt(m.ID, 10) + "." + receipt.String()
 			msgs = append(msgs, m)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, time.Time{}, fmt.Errorf("jobqueue: receive from %s: %w", queue, err)
+		return nil, fmt.Errorf("jobqueue: receive from %s: %w", queue, err)
 	}
 	if noQueue {
-		return nil, time.Time{}, fmt.Errorf("%w: %s", ErrQueueNotFound, queue)
+		return nil, fmt.Errorf("%w: %s", ErrQueueNotFound, queue)
 	}
 	if len(deadIDs) > 0 && dlq != nil {
 		if _, err := c.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, *dlq); err != nil {
-			return nil, time.Time{}, fmt.Errorf("jobqueue: notify: %w", err)
+			return nil, fmt.Errorf("jobqueue: notify: %w", err)
 		}
 		c.m.deadLettered.WithLabelValues(queue).Add(float64(len(deadIDs)))
 		c.log.WarnContext(ctx, "messages moved to the dead-letter queue", "queue", queue, "dlq", *dlq, "ids", deadIDs)
 	}
-	if len(msgs) > 0 {
-		c.m.received.WithLabelValues(queue).Add(float64(len(msgs)))
-		return msgs, time.Time{}, nil
-	}
+	c.m.received.WithLabelValues(queue).Add(float64(len(msgs)))
+	return msgs, nil
+}
+
+// nextVisible returns when the next invisible message of queue becomes
+// visible (zero if none).
+func (c *Client) nextVisible(ctx context.Context, queue string) (time.Time, error) {
 	var next *time.Time
 	if err := c.pool.QueryRow(ctx, `SELECT min(visible_at) FROM jobqueue_messages WHERE queue = $1 AND visible_at > now()`, queue).Scan(&next); err != nil {
-		return nil, time.Time{}, fmt.Errorf("jobqueue: receive from %s: %w", queue, err)
+		return time.Time{}, fmt.Errorf("jobqueue: receive from %s: %w", queue, err)
 	}
 	if next == nil {
-		return nil, time.Time{}, nil
+		return time.Time{}, nil
 	}
-	return nil, *next, nil
+	return *next, nil
 }
 
 func scanMessage(row pgx.CollectableRow) (Message, error) {
@@ -479,10 +511,19 @@ func parseHandle(h string) (int64, uuid.UUID, error) {
 
 // DeleteMessage deletes the delivery identified by receiptHandle, in db (a
 // pool, or the caller's transaction to commit it with the job's result).
+// On the client's own pool, concurrent deletes are coalesced into one
+// statement unless Options.NoCoalescing.
 func (c *Client) DeleteMessage(ctx context.Context, db DB, receiptHandle string) error {
 	id, receipt, err := parseHandle(receiptHandle)
 	if err != nil {
 		return err
+	}
+	if p, ok := db.(*pgxpool.Pool); ok && p == c.pool && c.coalesce {
+		errDelete, err := c.deletes.do(ctx, struct{}{}, receiptHandle)
+		if err != nil {
+			return err
+		}
+		return errDelete
 	}
 	var queue string
 	err = c.ackDB(db).QueryRow(ctx, `DELETE FROM jobqueue_messages WHERE id = $1 AND receipt = $2 RETURNING queue`, id, receipt).Scan(&queue)
@@ -503,6 +544,11 @@ func (c *Client) DeleteMessageBatch(ctx context.Context, db DB, receiptHandles [
 	if len(receiptHandles) == 0 || len(receiptHandles) > MaxReceiveBatch {
 		return nil, fmt.Errorf("%w: batch of %d handles (1–10)", ErrInvalid, len(receiptHandles))
 	}
+	return c.deleteHandles(ctx, db, receiptHandles)
+}
+
+// deleteHandles deletes any number of deliveries in one statement.
+func (c *Client) deleteHandles(ctx context.Context, db DB, receiptHandles []string) ([]error, error) {
 	errs := make([]error, len(receiptHandles))
 	ids := make([]int64, 0, len(receiptHandles))
 	receipts := make([]uuid.UUID, 0, len(receiptHandles))

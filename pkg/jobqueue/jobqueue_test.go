@@ -74,17 +74,27 @@ func (b *bundle) receive(t *testing.T, queue string, in jobqueue.ReceiveInput) [
 	return msgs
 }
 
-// bothAckModes runs test as parallel subtests with synchronous
-// acknowledgements (the default) and with Options.AsyncAcks: the semantics
-// must be the same.
-func bothAckModes(t *testing.T, test func(t *testing.T, async bool)) {
+// bothAckModes runs test as parallel subtests with the default options
+// (synchronous acknowledgements, coalescing), with Options.AsyncAcks and
+// with Options.NoCoalescing: the semantics must be the same.
+func bothAckModes(t *testing.T, test func(t *testing.T, opts jobqueue.Options)) {
 	t.Parallel()
-	for _, async := range []bool{false, true} {
-		t.Run("async_acks="+strconv.FormatBool(async), func(t *testing.T) {
+	for name, opts := range map[string]jobqueue.Options{
+		"default":       {},
+		"async_acks":    {AsyncAcks: true},
+		"no_coalescing": {NoCoalescing: true},
+	} {
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			test(t, async)
+			test(t, opts)
 		})
 	}
+}
+
+// withOpts returns o with the acknowledgement modes of modes.
+func withOpts(modes, o jobqueue.Options) jobqueue.Options {
+	o.AsyncAcks, o.NoCoalescing = modes.AsyncAcks, modes.NoCoalescing
+	return o
 }
 
 func dur(d time.Duration) *time.Duration { return &d }
@@ -115,9 +125,9 @@ func TestSendBelongsToTheTransaction(t *testing.T) {
 
 func TestVisibilityAndReceiptHandles(t *testing.T) { bothAckModes(t, testVisibilityAndReceiptHandles) }
 
-func testVisibilityAndReceiptHandles(t *testing.T, async bool) {
+func testVisibilityAndReceiptHandles(t *testing.T, opts jobqueue.Options) {
 	ctx := context.Background()
-	b := setup(t, jobqueue.Options{AsyncAcks: async}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
+	b := setup(t, opts, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
 	b.send(t, "q", jobqueue.SendInput{Body: []byte("job")})
 
 	first := b.receive(t, "q", jobqueue.ReceiveInput{})
@@ -172,11 +182,11 @@ func testVisibilityAndReceiptHandles(t *testing.T, async bool) {
 
 func TestRedrivePolicyMovesToDLQ(t *testing.T) { bothAckModes(t, testRedrivePolicyMovesToDLQ) }
 
-func testRedrivePolicyMovesToDLQ(t *testing.T, async bool) {
+func testRedrivePolicyMovesToDLQ(t *testing.T, opts jobqueue.Options) {
 	ctx := context.Background()
-	b := setup(t, jobqueue.Options{AsyncAcks: async, Redact: map[string]func([]byte) []byte{
+	b := setup(t, withOpts(opts, jobqueue.Options{Redact: map[string]func([]byte) []byte{
 		"payments": func([]byte) []byte { return []byte(`{"card":"[redacted]"}`) },
-	}},
+	}}),
 		jobqueue.Queue{Name: "payments-dlq"},
 		jobqueue.Queue{Name: "payments", MaxReceiveCount: 2, DeadLetterQueue: "payments-dlq", VisibilityTimeout: time.Hour},
 	)
@@ -229,8 +239,8 @@ func testRedrivePolicyMovesToDLQ(t *testing.T, async bool) {
 
 func TestDelayAndLongPoll(t *testing.T) { bothAckModes(t, testDelayAndLongPoll) }
 
-func testDelayAndLongPoll(t *testing.T, async bool) {
-	b := setup(t, jobqueue.Options{AsyncAcks: async}, jobqueue.Queue{Name: "q"})
+func testDelayAndLongPoll(t *testing.T, opts jobqueue.Options) {
+	b := setup(t, opts, jobqueue.Queue{Name: "q"})
 	b.send(t, "q", jobqueue.SendInput{Body: []byte("later"), Delay: dur(300 * time.Millisecond)})
 	if msgs := b.receive(t, "q", jobqueue.ReceiveInput{}); len(msgs) != 0 {
 		t.Fatal("a delayed message was visible at once")
@@ -291,9 +301,9 @@ func TestConcurrentReceiversNeverShareAMessage(t *testing.T) {
 	bothAckModes(t, testConcurrentReceiversNeverShareAMessage)
 }
 
-func testConcurrentReceiversNeverShareAMessage(t *testing.T, async bool) {
+func testConcurrentReceiversNeverShareAMessage(t *testing.T, opts jobqueue.Options) {
 	ctx := context.Background()
-	b := setup(t, jobqueue.Options{AsyncAcks: async}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
+	b := setup(t, opts, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
 	const n = 200
 	for i := 0; i < n; i += 10 {
 		err := pgdb.InTx(ctx, b.db.Pool, func(tx pgx.Tx) error {
@@ -452,9 +462,9 @@ func TestPruneAndStats(t *testing.T) {
 
 func TestDeleteMessageBatch(t *testing.T) { bothAckModes(t, testDeleteMessageBatch) }
 
-func testDeleteMessageBatch(t *testing.T, async bool) {
+func testDeleteMessageBatch(t *testing.T, opts jobqueue.Options) {
 	ctx := context.Background()
-	b := setup(t, jobqueue.Options{AsyncAcks: async}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
+	b := setup(t, opts, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
 	for i := range 3 {
 		b.send(t, "q", jobqueue.SendInput{Body: []byte(strconv.Itoa(i))})
 	}

@@ -51,8 +51,8 @@ func count(t *testing.T, b *bundle, sql string) int {
 // transaction; a permanent failure goes to the DLQ at once.
 func TestWorkerRetriesThenSucceeds(t *testing.T) { bothAckModes(t, testWorkerRetriesThenSucceeds) }
 
-func testWorkerRetriesThenSucceeds(t *testing.T, async bool) {
-	b := setup(t, jobqueue.Options{AsyncAcks: async},
+func testWorkerRetriesThenSucceeds(t *testing.T, opts jobqueue.Options) {
+	b := setup(t, opts,
 		jobqueue.Queue{Name: "dlq"},
 		jobqueue.Queue{Name: "q", DeadLetterQueue: "dlq", MaxReceiveCount: 10})
 	for _, body := range []string{"flaky", "retry-after", "poison", "ok"} {
@@ -144,9 +144,9 @@ func TestWorkerHeartbeatKeepsLongJobsInvisible(t *testing.T) {
 // the grace period, or are released for another worker at once.
 func TestWorkerShutdownReleasesJobs(t *testing.T) { bothAckModes(t, testWorkerShutdownReleasesJobs) }
 
-func testWorkerShutdownReleasesJobs(t *testing.T, async bool) {
+func testWorkerShutdownReleasesJobs(t *testing.T, opts jobqueue.Options) {
 	ctx := context.Background()
-	b := setup(t, jobqueue.Options{AsyncAcks: async}, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
+	b := setup(t, opts, jobqueue.Queue{Name: "q", VisibilityTimeout: time.Hour})
 	b.send(t, "q", jobqueue.SendInput{Body: []byte("stuck")})
 	started := make(chan struct{})
 	w := b.c.NewWorker(jobqueue.WorkerConfig{Queue: "q", Concurrency: 1, ShutdownGrace: 100 * time.Millisecond, Backoff: fastRetry},
