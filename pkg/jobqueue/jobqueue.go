@@ -209,37 +209,45 @@ func (c *Client) Send(ctx context.Context, tx pgx.Tx, queue string, in SendInput
 }
 
 // SendBatch enqueues messages in tx (at most 10, as in SQS). It validates
-// every message before writing any.
+// every message before writing any. Without dedup ids a batch is one
+// statement (queue lookup, size check, insert and NOTIFY together).
 func (c *Client) SendBatch(ctx context.Context, tx pgx.Tx, queue string, ins []SendInput) ([]SendResult, error) {
 	if len(ins) == 0 || len(ins) > MaxReceiveBatch {
 		return nil, fmt.Errorf("%w: batch of %d messages (1–10)", ErrInvalid, len(ins))
 	}
-	var maxBytes int
-	var defDelay time.Duration
-	err := tx.QueryRow(ctx, `SELECT max_message_bytes, delivery_delay FROM jobqueue_queues WHERE name = $1`, queue).Scan(&maxBytes, &defDelay)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("%w: %s", ErrQueueNotFound, queue)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("jobqueue: send to %s: %w", queue, err)
-	}
+	dedup := false
 	for i, in := range ins {
-		if len(in.Body) > maxBytes {
-			return nil, fmt.Errorf("%w: message %d is %d bytes, queue %s allows %d", ErrInvalid, i, len(in.Body), queue, maxBytes)
-		}
 		if in.Delay != nil && (*in.Delay < 0 || *in.Delay > MaxDelay) {
 			return nil, fmt.Errorf("%w: message %d delay %s outside 0–15m", ErrInvalid, i, *in.Delay)
+		}
+		dedup = dedup || in.DedupID != ""
+	}
+	if dedup {
+		// The queue and the sizes are checked before any dedup id is
+		// claimed, so a rejected batch claims none.
+		var maxBytes int
+		err := tx.QueryRow(ctx, `SELECT max_message_bytes FROM jobqueue_queues WHERE name = $1`, queue).Scan(&maxBytes)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("%w: %s", ErrQueueNotFound, queue)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("jobqueue: send to %s: %w", queue, err)
+		}
+		for i, in := range ins {
+			if len(in.Body) > maxBytes {
+				return nil, tooLarge(queue, i, len(in.Body), maxBytes)
+			}
 		}
 	}
 	out := make([]SendResult, len(ins))
 	// Deduplication first, message by message; then every message that is
-	// not a duplicate in one INSERT (with the NOTIFY): two round trips
-	// for a batch without dedup ids, whatever its size.
+	// not a duplicate in one INSERT.
 	var (
-		fresh  []int
-		bodies = make([][]byte, 0, len(ins))
-		attrs  = make([]string, 0, len(ins))
-		delays = make([]time.Duration, 0, len(ins))
+		fresh    []int
+		bodies   = make([][]byte, 0, len(ins))
+		attrs    = make([]string, 0, len(ins))
+		delays   = make([]time.Duration, 0, len(ins))
+		ownDelay = make([]bool, 0, len(ins))
 	)
 	for i, in := range ins {
 		if in.DedupID != "" {
@@ -257,50 +265,118 @@ func (c *Client) SendBatch(ctx context.Context, tx pgx.Tx, queue string, ins []S
 				return nil, fmt.Errorf("jobqueue: dedup on %s: %w", queue, err)
 			}
 		}
-		delay := defDelay
-		if in.Delay != nil {
-			delay = *in.Delay
-		}
 		a, err := json.Marshal(orEmpty(in.Attributes))
 		if err != nil {
 			return nil, fmt.Errorf("jobqueue: attributes: %w", err)
 		}
 		fresh = append(fresh, i)
-		bodies, attrs, delays = append(bodies, in.Body), append(attrs, string(a)), append(delays, delay)
+		bodies, attrs = append(bodies, in.Body), append(attrs, string(a))
+		delays, ownDelay = append(delays, ptrOr(in.Delay)), append(ownDelay, in.Delay != nil)
 	}
 	if len(fresh) == 0 {
 		c.m.sent.WithLabelValues(queue).Add(float64(len(ins)))
 		return out, nil
 	}
-	// Rows are inserted, and take their identity values, in ORDER BY n
-	// order; sorting the returned ids gives them back in the input's order
-	// whatever order RETURNING uses.
-	rows, err := tx.Query(ctx, `
-		WITH ins AS (
-			INSERT INTO jobqueue_messages (queue, body, attributes, visible_at)
-			SELECT $1, m.body, m.attributes, now() + m.delay
-			FROM unnest($2::bytea[], $3::jsonb[], $4::interval[]) WITH ORDINALITY AS m(body, attributes, delay, n)
-			ORDER BY m.n
-			RETURNING id
-		)
-		SELECT ins.id FROM ins, (SELECT pg_notify($5, $1)) AS notify`,
-		queue, bodies, attrs, delays, NotifyChannel)
+	ids, err := c.insert(ctx, tx, queue, bodies, attrs, delays, ownDelay)
 	if err != nil {
-		return nil, fmt.Errorf("jobqueue: send to %s: %w", queue, err)
+		var big errTooLarge
+		if errors.As(err, &big) {
+			i := fresh[big.n]
+			return nil, tooLarge(queue, i, len(ins[i].Body), big.max)
+		}
+		return nil, err
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, fmt.Errorf("jobqueue: send to %s: %w", queue, err)
-	}
-	if len(ids) != len(fresh) {
-		return nil, fmt.Errorf("jobqueue: send to %s: %d of %d messages inserted", queue, len(ids), len(fresh))
-	}
-	slices.Sort(ids)
 	for k, i := range fresh {
 		out[i].ID = ids[k]
 	}
 	c.m.sent.WithLabelValues(queue).Add(float64(len(ins)))
 	return out, nil
+}
+
+// insert writes messages in one statement: it finds the queue, checks
+// every body against its maximum size (inserting none if one is too
+// large), inserts, and notifies long pollers. It returns the ids in the
+// input's order.
+func (c *Client) insert(ctx context.Context, tx pgx.Tx, queue string, bodies [][]byte, attrs []string, delays []time.Duration, ownDelay []bool) ([]int64, error) {
+	// Rows are inserted, and take their identity values, in ORDER BY n
+	// order; sorting the returned ids gives them back in the input's order
+	// whatever order RETURNING uses.
+	rows, err := tx.Query(ctx, `
+		WITH q AS (
+			SELECT max_message_bytes, delivery_delay FROM jobqueue_queues WHERE name = $1
+		), m AS (
+			SELECT * FROM unnest($2::bytea[], $3::jsonb[], $4::interval[], $5::bool[]) WITH ORDINALITY AS m(body, attributes, delay, own_delay, n)
+		), too_large AS (
+			SELECT min(m.n) AS n, min(q.max_message_bytes) AS max FROM m, q WHERE octet_length(m.body) > q.max_message_bytes
+		), ins AS (
+			INSERT INTO jobqueue_messages (queue, body, attributes, visible_at)
+			SELECT $1, m.body, m.attributes, now() + CASE WHEN m.own_delay THEN m.delay ELSE q.delivery_delay END
+			FROM m, q WHERE NOT EXISTS (SELECT 1 FROM too_large WHERE n IS NOT NULL)
+			ORDER BY m.n
+			RETURNING id
+		)
+		SELECT 'id', ins.id, 0 FROM ins, (SELECT pg_notify($6, $1)) AS notify
+		UNION ALL
+		SELECT 'no queue', 0, 0 WHERE NOT EXISTS (SELECT 1 FROM q)
+		UNION ALL
+		SELECT 'too large', n, max FROM too_large WHERE n IS NOT NULL`,
+		queue, bodies, attrs, delays, ownDelay, NotifyChannel)
+	if err != nil {
+		return nil, fmt.Errorf("jobqueue: send to %s: %w", queue, err)
+	}
+	var (
+		ids     []int64
+		problem error
+	)
+	for rows.Next() {
+		var (
+			kind  string
+			v     int64
+			limit int
+		)
+		if err := rows.Scan(&kind, &v, &limit); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("jobqueue: send to %s: %w", queue, err)
+		}
+		switch kind {
+		case "id":
+			ids = append(ids, v)
+		case "no queue":
+			problem = fmt.Errorf("%w: %s", ErrQueueNotFound, queue)
+		case "too large":
+			problem = errTooLarge{n: int(v) - 1, max: limit}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("jobqueue: send to %s: %w", queue, err)
+	}
+	if problem != nil {
+		return nil, problem
+	}
+	if len(ids) != len(bodies) {
+		return nil, fmt.Errorf("jobqueue: send to %s: %d of %d messages inserted", queue, len(ids), len(bodies))
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// errTooLarge reports the first message (index into the insert) larger
+// than the queue allows.
+type errTooLarge struct{ n, max int }
+
+func (e errTooLarge) Error() string {
+	return fmt.Sprintf("message %d is larger than %d bytes", e.n, e.max)
+}
+
+func tooLarge(queue string, i, size, maxBytes int) error {
+	return fmt.Errorf("%w: message %d is %d bytes, queue %s allows %d", ErrInvalid, i, size, queue, maxBytes)
+}
+
+func ptrOr(d *time.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return *d
 }
 
 func orEmpty(m map[string]string) map[string]string {

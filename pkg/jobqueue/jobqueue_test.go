@@ -275,6 +275,24 @@ func testDelayAndLongPoll(t *testing.T, opts jobqueue.Options) {
 	}
 }
 
+// A queue's DeliveryDelay applies to messages sent without a delay of
+// their own; a message's Delay, even zero, overrides it.
+func TestQueueDeliveryDelay(t *testing.T) {
+	t.Parallel()
+	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "q", DeliveryDelay: 10 * time.Minute})
+	b.send(t, "q", jobqueue.SendInput{Body: []byte("queue's delay")})
+	b.send(t, "q", jobqueue.SendInput{Body: []byte("no delay"), Delay: dur(0)})
+	msgs := b.receive(t, "q", jobqueue.ReceiveInput{MaxMessages: 10})
+	if len(msgs) != 1 || string(msgs[0].Body) != "no delay" {
+		t.Fatalf("received %+v, want only the message with its own zero delay", msgs)
+	}
+	var delayed int
+	if err := b.db.Pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM jobqueue_messages WHERE visible_at > now() + interval '9 minutes'`).Scan(&delayed); err != nil || delayed != 1 {
+		t.Fatalf("%d messages delayed by the queue (%v), want 1", delayed, err)
+	}
+}
+
 func TestDedupWindow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -378,11 +396,45 @@ func TestBadInput(t *testing.T) {
 			_, err := b.c.Send(ctx, tx, "nope", jobqueue.SendInput{Body: []byte("x")})
 			return err
 		}, jobqueue.ErrQueueNotFound},
+		{"unknown queue, with a dedup id", func(tx pgx.Tx) error {
+			_, err := b.c.Send(ctx, tx, "nope", jobqueue.SendInput{Body: []byte("x"), DedupID: "d"})
+			return err
+		}, jobqueue.ErrQueueNotFound},
 	}
 	for _, tt := range tests {
 		if err := pgdb.InTx(ctx, b.db.Pool, tt.fn); !errors.Is(err, tt.want) {
 			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
 		}
+	}
+	// One message of a batch too large: the error names it, and the
+	// batch writes nothing even if the caller commits anyway (with and
+	// without dedup ids, which it must not claim).
+	for _, dedup := range []string{"", "d1"} {
+		err := pgdb.InTx(ctx, b.db.Pool, func(tx pgx.Tx) error {
+			_, err := b.c.SendBatch(ctx, tx, "q", []jobqueue.SendInput{
+				{Body: []byte("ok"), DedupID: dedup}, {Body: []byte("123456789")}, {Body: []byte("ok")},
+			})
+			if !errors.Is(err, jobqueue.ErrInvalid) || !strings.Contains(err.Error(), "message 1 is 9 bytes, queue q allows 8") {
+				return fmt.Errorf("batch with message 1 too large: %w", err)
+			}
+			return nil // commit
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	err := pgdb.InTx(ctx, b.db.Pool, func(tx pgx.Tx) error {
+		res, err := b.c.Send(ctx, tx, "q", jobqueue.SendInput{Body: []byte("ok"), DedupID: "d1"})
+		if err == nil && res.Duplicate {
+			err = errors.New("a rejected batch claimed its dedup id")
+		}
+		return err
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	if _, err := b.db.Pool.Exec(ctx, `DELETE FROM jobqueue_messages`); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := b.c.Receive(ctx, "q", jobqueue.ReceiveInput{MaxMessages: 11}); !errors.Is(err, jobqueue.ErrInvalid) {
 		t.Errorf("receive 11: %v", err)
