@@ -178,7 +178,7 @@ supervise payments env "${payments_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:$PAYM
 supervise payments-worker env "${payments_env[@]}" ROLES=worker HTTP_ADDR="127.0.0.1:$PAYMENTS_WORKER_PORT" "$run/payments" serve
 supervise payments-relay env "${payments_env[@]}" ROLES=relay,consumer HTTP_ADDR="127.0.0.1:$PAYMENTS_RELAY_PORT" "$run/payments" serve
 
-notifications_env=("${common[@]}" DATABASE_URL="$(dburl notifications)" SMTP_HOST=127.0.0.1 SMTP_PORT="$TOXI_SMTP" SMTP_TLS=none SMTP_FROM=shop@shopfloor.local)
+notifications_env=("${common[@]}" DATABASE_URL="$(dburl notifications)" SMTP_HOST=127.0.0.1 SMTP_PORT="$TOXI_SMTP" SMTP_TLS=none SMTP_FROM=shop@shopfloor.local ADMIN_TOKEN="$ADMIN_TOKEN")
 supervise notifications env "${notifications_env[@]}" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_PORT" "$run/notifications" serve
 supervise notifications-worker env "${notifications_env[@]}" ROLES=worker HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_WORKER_PORT" "$run/notifications" serve
 

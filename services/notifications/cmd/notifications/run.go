@@ -67,6 +67,9 @@ type Config struct {
 	// JobqueueAsyncAcks commits receives and deletes without waiting for
 	// the WAL flush (jobqueue.Options.AsyncAcks, ADR 0018).
 	JobqueueAsyncAcks bool `env:"JOBQUEUE_ASYNC_ACKS" envDefault:"false"`
+	// AdminToken guards /v1/admin/queues (the e-mail queue's DLQ tools);
+	// required by the api role.
+	AdminToken string `env:"ADMIN_TOKEN" secret:"true"`
 	// Roles: api, consumer (of ORDERS), worker (sends the e-mails).
 	Roles []string `env:"ROLES" envDefault:"api,consumer,worker"`
 }
@@ -77,6 +80,9 @@ var groupRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // value.
 func (c Config) Validate() []error {
 	errs := service.CheckRoles(c.Roles, []string{"api", "consumer", "worker"})
+	if c.has("api") && len(c.AdminToken) < 16 {
+		errs = append(errs, errors.New("ADMIN_TOKEN: required by the api role, at least 16 characters"))
+	}
 	if c.has("consumer") && c.NATSURL == "" {
 		errs = append(errs, errors.New("NATS_URL: required by the consumer role"))
 	}
@@ -265,6 +271,7 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener
 		if cfg.has("api") {
 			apiMux := http.NewServeMux()
 			notificationhttp.Routes(apiMux, svc, log)
+			notificationhttp.AdminRoutes(apiMux, jobs, cfg.AdminToken)
 			api.Open(apiMux)
 			ag.Add("prune", func(ctx context.Context) error {
 				return service.Every(ctx, time.Minute, func(ctx context.Context) error {

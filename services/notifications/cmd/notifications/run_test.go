@@ -44,14 +44,14 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	delete(env, "SMTP_PORT")
 	delete(env, "VISIBILITY_TIMEOUT")
 	err = run(context.Background(), []string{"notifications"}, func(k string) string { return env[k] }, &testinfra.Buffer{})
-	for _, want := range []string{`ROLES: unknown role "gossip"`, "NATS_URL: required by the consumer role", "ORDERS_PARTITIONS: must be 1..",
+	for _, want := range []string{`ROLES: unknown role "gossip"`, "ADMIN_TOKEN: required by the api role", "NATS_URL: required by the consumer role", "ORDERS_PARTITIONS: must be 1..",
 		"ORDERS_GROUP: must be", "SMTP_USERNAME: authentication needs SMTP_TLS=starttls or tls", "SMTP_HOST: required by the worker role",
 		"SMTP_FROM: required by the worker role", "MAX_RECEIVES: must be 1..100", "RETRY_INITIAL, RETRY_MAX", "WORKER_CONCURRENCY: must be at least 1"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	if err != nil && (strings.Contains(err.Error(), "hunter2") || len(strings.Split(err.Error(), "\n")) != 11) {
+	if err != nil && (strings.Contains(err.Error(), "hunter2") || len(strings.Split(err.Error(), "\n")) != 12) {
 		t.Errorf("want one line per bad value and no secret:\n%v", err)
 	}
 	for _, tc := range []struct {
@@ -181,7 +181,7 @@ func TestEndToEnd(t *testing.T) {
 	const partitions = 3
 	env := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": ns.URL(), "ORDERS_PARTITIONS": strconv.Itoa(partitions), "LOG_LEVEL": "WARN",
 		"SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtpPort, "SMTP_TLS": "none", "SMTP_FROM": "shopfloor <shop@example.com>",
-		"RETRY_INITIAL": "10ms", "RETRY_MAX": "100ms"}
+		"RETRY_INITIAL": "10ms", "RETRY_MAX": "100ms", "ADMIN_TOKEN": adminToken}
 	getenv := func(k string) string { return env[k] }
 	if err := run(ctx, []string{"notifications", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
@@ -313,4 +313,27 @@ func TestEndToEnd(t *testing.T) {
 	if err := run(ctx, []string{"notifications", "queue", "stats"}, getenv, &out); err != nil || !strings.Contains(out.String(), "emails-dlq") {
 		t.Fatalf("queue stats: %v\n%s", err, out.String())
 	}
+
+	// The same tools over HTTP, with the admin token only.
+	for _, tc := range []struct {
+		token  string
+		status int
+		body   string
+	}{{"", http.StatusUnauthorized, `"type"`}, {"not-the-admin-token", http.StatusUnauthorized, `"type"`}, {adminToken, http.StatusOK, `"queue":"emails-dlq"`}} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/admin/queues", nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(b), tc.body) {
+			t.Errorf("GET /v1/admin/queues with token %q = %d %s, want %d with %s", tc.token, resp.StatusCode, b, tc.status, tc.body)
+		}
+	}
 }
+
+const adminToken = "test-admin-token-0123456789"

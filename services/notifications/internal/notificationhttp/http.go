@@ -13,6 +13,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notification"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notificationsvc"
 	"github.com/shopfloor/shopfloor/services/notifications/notificationsapi"
@@ -36,6 +37,15 @@ var _ Lister = (*notificationsvc.Service)(nil)
 func Routes(mux *http.ServeMux, svc Lister, log *slog.Logger) {
 	mux.Handle("GET /v1/notifications", httpkit.NewKitServer(list(svc), decodeList, encodePrivate, log,
 		kithttp.ServerErrorEncoder(errorEncoder(log))))
+}
+
+// AdminRoutes mounts the e-mail queue's operator endpoints
+// (jobqueue.Client.AdminRoutes: stats, dead letters, inspect with redacted
+// bodies, redrive, purge) under /v1/admin/queues, behind the admin token.
+func AdminRoutes(mux *http.ServeMux, jobs *jobqueue.Client, token string) {
+	admin := http.NewServeMux()
+	jobs.AdminRoutes(admin, "/v1/admin/queues")
+	mux.Handle("/v1/admin/", httpkit.RequireBearer("notifications-admin", token, admin))
 }
 
 func encodePrivate(ctx context.Context, w http.ResponseWriter, resp any) error {

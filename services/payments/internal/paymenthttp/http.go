@@ -6,7 +6,6 @@ package paymenthttp
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -50,7 +49,7 @@ func Routes(mux *http.ServeMux, svc *paymentsvc.Service, store *idempotency.Stor
 	mux.Handle("GET /v1/payments", httpkit.NewKitServer(getByOrder(svc), decodeByOrder, encodePrivate, log, enc))
 	admin := http.NewServeMux()
 	jobs.AdminRoutes(admin, "/v1/admin/queues")
-	mux.Handle("/v1/admin/", requireToken(cfg.AdminToken, admin))
+	mux.Handle("/v1/admin/", httpkit.RequireBearer("payments-admin", cfg.AdminToken, admin))
 }
 
 func scope(r *http.Request) string {
@@ -146,18 +145,6 @@ func getByOrder(svc *paymentsvc.Service) endpoint.Endpoint {
 		}
 		return p.API(), nil
 	}
-}
-
-func requireToken(token string, next http.Handler) http.Handler {
-	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if token == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="payments-admin"`)
-			httpkit.WriteProblem(w, httpkit.NewProblem(http.StatusUnauthorized, "unauthorized", "the admin API needs Authorization: Bearer <admin token>"))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 func errorEncoder(log *slog.Logger) kithttp.ErrorEncoder {
