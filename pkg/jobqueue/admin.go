@@ -220,13 +220,13 @@ type clientMetrics struct {
 }
 
 func (m *clientMetrics) register(reg prometheus.Registerer) error {
-	mk := func(name, help string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"queue"})
+	mk := func(opts prometheus.CounterOpts) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(opts, []string{"queue"})
 	}
-	m.sent = mk("jobqueue_sent_total", "Messages sent.")
-	m.received = mk("jobqueue_received_total", "Messages received (each receive of a message counts).")
-	m.deleted = mk("jobqueue_deleted_total", "Messages deleted after processing.")
-	m.deadLettered = mk("jobqueue_dead_lettered_total", "Messages moved to a dead-letter queue, by source queue.")
+	m.sent = mk(prometheus.CounterOpts{Name: "jobqueue_sent_total", Help: "Messages sent."})
+	m.received = mk(prometheus.CounterOpts{Name: "jobqueue_received_total", Help: "Messages received (each receive of a message counts)."})
+	m.deleted = mk(prometheus.CounterOpts{Name: "jobqueue_deleted_total", Help: "Messages deleted after processing."})
+	m.deadLettered = mk(prometheus.CounterOpts{Name: "jobqueue_dead_lettered_total", Help: "Messages moved to a dead-letter queue, by source queue."})
 	m.coalesced = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "jobqueue_coalesced_calls",
 		Help:    "Calls carried by one coalesced statement, by operation (receive, delete); Options.NoCoalescing: none.",
