@@ -104,10 +104,11 @@ type ProductList struct {
 	NextPageToken string    `json:"next_page_token,omitempty"`
 }
 
-// ProductBatch answers GET /v1/products:batch?ids=… or ?skus=…: Products
-// are in the order asked; Missing lists the ids (or skus, when the request
-// named skus) that do not exist, are not public (draft or archived), or
-// have no price in the requested currency.
+// ProductBatch answers GET /v1/products:batch?ids=…&skus=…: Products are
+// in the order asked, those named by id first, then those named by sku;
+// Missing lists, in the same order, the ids and skus that do not exist,
+// are not public (draft or archived), or have no price in the requested
+// currency.
 type ProductBatch struct {
 	Products []Product `json:"products"`
 	Missing  []string  `json:"missing,omitempty"`

@@ -193,14 +193,16 @@ func (c ClientConfig) validate() (*url.URL, error) {
 	return base, nil
 }
 
-// BatchQuery is one GET /v1/products:batch: exactly one of IDs and SKUs,
-// 1–100 entries (catalog answers 400, a *ProblemError, otherwise, or when
+// BatchQuery is one GET /v1/products:batch: IDs, SKUs or both, 1–100
+// entries in all (catalog answers 400, a *ProblemError, otherwise, or when
 // an id is not a product id or a sku not 3–40 upper-case letters, digits
-// or '-').
+// or '-'). The answer lists the products named by id first, then those
+// named by sku.
 type BatchQuery struct {
-	// IDs are product ids; Missing then lists ids.
+	// IDs are product ids; Missing lists those not returned.
 	IDs []string
-	// SKUs are product skus; Missing then lists skus.
+	// SKUs are product skus; Missing lists those not returned (after the
+	// ids).
 	SKUs []string
 	// Currency of the prices ("EUR"); empty: catalog's default.
 	Currency string

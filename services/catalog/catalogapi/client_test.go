@@ -262,6 +262,8 @@ func TestClientBatchByIDsAndSKUs(t *testing.T) {
 			[]string{"LAMP-A", "LAMP-B"}, []string{unknown, gone.ID}, catalogapi.Price{Currency: "USD", AmountMinor: 5499}, "Brass lamp"},
 		{"by skus", catalogapi.BatchQuery{SKUs: []string{"LAMP-B", "NOPE-1", "LAMP-GONE", "LAMP-A", "LAMP-GBP"}, Currency: "EUR", Locale: "de-DE"},
 			[]string{"LAMP-B", "LAMP-A"}, []string{"NOPE-1", "LAMP-GONE", "LAMP-GBP"}, catalogapi.Price{Currency: "EUR", AmountMinor: 4999}, "Messinglampe"},
+		{"by ids and skus in one request: the ids' first", catalogapi.BatchQuery{IDs: []string{bb.ID, unknown}, SKUs: []string{"NOPE-1", "LAMP-A"}, Currency: "EUR"},
+			[]string{"LAMP-B", "LAMP-A"}, []string{unknown, "NOPE-1"}, catalogapi.Price{Currency: "EUR", AmountMinor: 4999}, "Brass lamp"},
 	}
 	for _, tt := range tests {
 		got, err := c.Batch(context.Background(), tt.q)
@@ -277,11 +279,11 @@ func TestClientBatchByIDsAndSKUs(t *testing.T) {
 			}
 		}
 	}
-	if n := b.up.requests.Load(); n != 2 {
-		t.Fatalf("catalog saw %d requests, want 2", n)
+	if n := b.up.requests.Load(); n != 3 {
+		t.Fatalf("catalog saw %d requests, want 3", n)
 	}
-	if got := c.outcome(t, "ok"); got != 2 {
-		t.Fatalf("ok outcomes = %v, want 2", got)
+	if got := c.outcome(t, "ok"); got != 3 {
+		t.Fatalf("ok outcomes = %v, want 3", got)
 	}
 }
 
@@ -302,7 +304,8 @@ func TestClientProblemsAreNotRetried(t *testing.T) {
 		wantType string
 	}{
 		{name: "unknown currency", q: catalogapi.BatchQuery{IDs: []string{a.ID}, Currency: "JPY"}, status: 400, wantType: "unsupported-currency"},
-		{name: "ids and skus", q: catalogapi.BatchQuery{IDs: []string{a.ID}, SKUs: []string{"LAMP-A"}}, status: 400, wantType: "invalid-query"},
+		{name: "more than 100 ids and skus", q: catalogapi.BatchQuery{IDs: slices.Repeat([]string{a.ID}, 60), SKUs: slices.Repeat([]string{"LAMP-A"}, 41)},
+			status: 400, wantType: "invalid-query"},
 		{name: "neither ids nor skus", q: catalogapi.BatchQuery{}, status: 400, wantType: "invalid-query"},
 		{name: "malformed sku", q: catalogapi.BatchQuery{SKUs: []string{"lamp a"}}, status: 400, wantType: "invalid-query"},
 		{name: "no such route", baseURL: b.base + "/nope", q: catalogapi.BatchQuery{IDs: []string{a.ID}}, status: 404, wantType: "not-found"},

@@ -44,7 +44,7 @@ func Routes(mux *http.ServeMux, svc *productsvc.Service, cfg Config, log *slog.L
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
 	mux.Handle("GET /v1/products/{id}", httpkit.NewKitServer(getProduct(svc, cfg), decodeGet, httpkit.EncodeJSON, log, enc))
 	mux.Handle("GET /v1/products", httpkit.NewKitServer(listProducts(svc, cfg), decodeList, httpkit.EncodeJSON, log, enc))
-	// ?ids=a,b or ?skus=A,B (one of them, 1–100 entries), &currency=, &locale=.
+	// ?ids=a,b and/or ?skus=A,B (1–100 entries in all), &currency=, &locale=.
 	mux.Handle("GET /v1/products:batch", httpkit.NewKitServer(batchProducts(svc), decodeBatch, httpkit.EncodeJSON, log, enc))
 
 	admin := func(e endpoint.Endpoint, dec kithttp.DecodeRequestFunc) http.Handler {
@@ -188,8 +188,8 @@ type batchRequest struct {
 // maxBatch is the most products one batch request may name.
 const maxBatch = 100
 
-// decodeBatch takes ids= or skus= (exactly one of them), each a
-// comma-separated list of 1–100 entries.
+// decodeBatch takes ids=, skus= or both, each a comma-separated list; 1–100
+// entries in all.
 func decodeBatch(_ context.Context, r *http.Request) (any, error) {
 	locale, currency, err := localeCurrency(r)
 	if err != nil {
@@ -197,23 +197,28 @@ func decodeBatch(_ context.Context, r *http.Request) (any, error) {
 	}
 	q := r.URL.Query()
 	req := batchRequest{locale: locale, currency: currency}
-	switch {
-	case q.Has("ids") && q.Has("skus"):
+	if !q.Has("ids") && !q.Has("skus") {
 		return nil, httpkit.NewProblem(http.StatusBadRequest, "invalid-query",
-			"ids and skus cannot be combined: send either ids (product ids) or skus, not both")
-	case q.Has("ids"):
+			fmt.Sprintf("send ids (product ids), skus, or both, comma-separated: 1–%d entries in all", maxBatch))
+	}
+	if q.Has("ids") {
 		req.ids, err = batchList(q.Get("ids"), "ids", "product ids", "is not a product id", func(id string) bool {
 			_, err := uuid.Parse(id)
 			return err == nil
 		})
-	case q.Has("skus"):
-		req.skus, err = batchList(q.Get("skus"), "skus", "skus", "is not a sku (3–40 upper-case letters, digits or '-')", product.ValidSKU)
-	default:
-		return nil, httpkit.NewProblem(http.StatusBadRequest, "invalid-query",
-			fmt.Sprintf("send either ids (1–%d product ids) or skus (1–%d skus), comma-separated", maxBatch, maxBatch))
+		if err != nil {
+			return nil, err
+		}
 	}
-	if err != nil {
-		return nil, err
+	if q.Has("skus") {
+		req.skus, err = batchList(q.Get("skus"), "skus", "skus", "is not a sku (3–40 upper-case letters, digits or '-')", product.ValidSKU)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if n := len(req.ids) + len(req.skus); n > maxBatch {
+		return nil, httpkit.NewProblem(http.StatusBadRequest, "invalid-query",
+			fmt.Sprintf("ids and skus name %d products together, at most %d", n, maxBatch))
 	}
 	return req, nil
 }
@@ -241,17 +246,21 @@ func batchList(raw, field, what, invalid string, valid func(string) bool) ([]str
 func batchProducts(svc *productsvc.Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(batchRequest)
-		var (
-			b   catalogapi.ProductBatch
-			err error
-		)
-		if r.skus != nil {
-			b, err = svc.BatchBySKU(ctx, r.skus, r.locale, r.currency)
-		} else {
-			b, err = svc.Batch(ctx, r.ids, r.locale, r.currency)
+		// Products named by id first, then by sku; Missing likewise.
+		b := catalogapi.ProductBatch{Products: []catalogapi.Product{}}
+		if r.ids != nil {
+			byID, err := svc.Batch(ctx, r.ids, r.locale, r.currency)
+			if err != nil {
+				return nil, err
+			}
+			b = byID
 		}
-		if err != nil {
-			return nil, err
+		if r.skus != nil {
+			bySKU, err := svc.BatchBySKU(ctx, r.skus, r.locale, r.currency)
+			if err != nil {
+				return nil, err
+			}
+			b.Products, b.Missing = append(b.Products, bySKU.Products...), append(b.Missing, bySKU.Missing...)
 		}
 		h := http.Header{}
 		httpcache.Private(h)

@@ -149,9 +149,14 @@ func (b *bundle) counts(t *testing.T) [4]int {
 func TestPlaceOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
+	before := b.catalog.Requests()
 	r := b.do(t, "POST", "/v1/orders", b.order(), key("k-1"))
 	if r.status != http.StatusCreated {
 		t.Fatalf("POST = %d %s", r.status, r.body)
+	}
+	// One line by product id and one by sku: one catalog call prices both.
+	if n := b.catalog.Requests() - before; n != 1 {
+		t.Fatalf("the checkout made %d catalog calls, want 1", n)
 	}
 	o := decode[ordersapi.Order](t, r)
 	if r.header.Get("Location") != "/v1/orders/"+o.ID || r.header.Get("ETag") != `"1"` || r.header.Get("Cache-Control") != "no-store" {

@@ -82,8 +82,8 @@ func (e *CatalogRejectedError) Error() string {
 }
 func (e *CatalogRejectedError) Unwrap() error { return e.Err }
 
-// Price asks catalog for the current price of every line of in (one batch
-// call for lines named by id, one for lines named by sku). in must have
+// Price asks catalog for the current price of every line of in, in one
+// batch call for the lines named by id and those named by sku. in must have
 // passed order.ValidateCreate. Errors: *UnpricedError, an error wrapping
 // catalogapi.ErrUnavailable, *CatalogRejectedError.
 func (s *Service) Price(ctx context.Context, in ordersapi.CreateOrder) ([]order.Line, error) {
@@ -95,30 +95,25 @@ func (s *Service) Price(ctx context.Context, in ordersapi.CreateOrder) ([]order.
 			skus = append(skus, it.SKU)
 		}
 	}
+	batch, err := s.pricer.Batch(ctx, catalogapi.BatchQuery{IDs: ids, SKUs: skus, Currency: in.Currency})
+	var pe *catalogapi.ProblemError
+	if errors.As(err, &pe) {
+		return nil, &CatalogRejectedError{Err: err}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("price %d lines: %w", len(in.Items), err)
+	}
+	// Catalog answers the ids' products first, in the order asked (skipping
+	// missing ones), then the skus' products.
 	byID, bySKU := map[string]catalogapi.Product{}, map[string]catalogapi.Product{}
-	for _, q := range []struct {
-		ids, skus []string
-		into      map[string]catalogapi.Product
-		byID      bool
-	}{{ids: ids, into: byID, byID: true}, {skus: skus, into: bySKU}} {
-		if len(q.ids)+len(q.skus) == 0 {
-			continue
+	rest := batch.Products
+	for _, id := range ids {
+		if len(rest) > 0 && rest[0].ID == id {
+			byID[id], rest = rest[0], rest[1:]
 		}
-		batch, err := s.pricer.Batch(ctx, catalogapi.BatchQuery{IDs: q.ids, SKUs: q.skus, Currency: in.Currency})
-		var pe *catalogapi.ProblemError
-		if errors.As(err, &pe) {
-			return nil, &CatalogRejectedError{Err: err}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("price %d lines: %w", len(q.ids)+len(q.skus), err)
-		}
-		for _, p := range batch.Products {
-			if q.byID {
-				q.into[p.ID] = p
-			} else {
-				q.into[p.SKU] = p
-			}
-		}
+	}
+	for _, p := range rest {
+		bySKU[p.SKU] = p
 	}
 	lines := make([]order.Line, len(in.Items))
 	var unpriced []UnpricedLine
