@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -106,22 +107,28 @@ func (o *Outbox) Publish(ctx context.Context, tx pgx.Tx, evs ...events.Envelope)
 	lockKeys := slices.Clone(keys)
 	slices.Sort(lockKeys)
 	lockKeys = slices.Compact(lockKeys)
-	if _, err := tx.Exec(ctx,
-		`SELECT pg_advisory_xact_lock($1::int, hashtext(k)) FROM unnest($2::text[]) AS k ORDER BY k`,
-		lockClass, lockKeys); err != nil {
-		return fmt.Errorf("outbox: lock keys: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `
+	// Three statements in one round trip (a pipeline, in order, inside
+	// tx): lock the keys (so commits of one key are in id order), insert,
+	// and wake the relay at commit.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock($1::int, hashtext(k)) FROM unnest($2::text[]) AS k ORDER BY k`,
+		lockClass, lockKeys)
+	b.Queue(`
 		INSERT INTO outbox (event_id, stream, key, event_type, payload, headers)
 		SELECT e.id, $1, e.key, e.type, e.payload, e.headers
 		FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::jsonb[])
 		     WITH ORDINALITY AS e(id, key, type, payload, headers, n)
 		ORDER BY e.n`,
-		o.stream, ids, keys, types, payloads, headers); err != nil {
-		return fmt.Errorf("outbox: insert %d events: %w", len(evs), err)
+		o.stream, ids, keys, types, payloads, headers)
+	b.Queue(`SELECT pg_notify($1, '')`, NotifyChannel)
+	br := tx.SendBatch(ctx, b)
+	for _, what := range []string{"lock keys", fmt.Sprintf("insert %d events", len(evs)), "notify"} {
+		if _, err := br.Exec(); err != nil {
+			return errors.Join(fmt.Errorf("outbox: %s: %w", what, err), br.Close())
+		}
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, NotifyChannel); err != nil {
-		return fmt.Errorf("outbox: notify: %w", err)
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("outbox: %w", err)
 	}
 	return nil
 }
