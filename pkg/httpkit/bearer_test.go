@@ -37,6 +37,9 @@ func TestRequireBearer(t *testing.T) {
 				if got := rec.Header().Get("WWW-Authenticate"); got != `Bearer realm="test-admin"` {
 					t.Errorf("WWW-Authenticate = %q", got)
 				}
+				if cc := rec.Header().Get("Cache-Control"); cc != "private, no-store" {
+					t.Errorf("Cache-Control = %q", cc)
+				}
 				if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
 					t.Errorf("Content-Type = %q", ct)
 				}

@@ -29,8 +29,8 @@ type combiner[K comparable, In, Out any] struct {
 	weight func(In) int
 	// run executes one statement for ins; it returns one Out per input.
 	run func(ctx context.Context, key K, ins []In) []Out
-	// abandoned receives the output of a call whose caller left (its
-	// context ended) while the statement carrying it ran.
+	// abandoned, when set, receives the output of a call whose caller
+	// left (its context ended) while the statement carrying it ran.
 	abandoned func(ctx context.Context, key K, out Out)
 	// observe records the calls of each statement.
 	observe func(calls int)
@@ -128,7 +128,9 @@ func (cb *combiner[K, In, Out]) runOnce(ctx context.Context, key K, q *combineQu
 		var left []Out
 		for i, call := range batch {
 			if call.abandoned {
-				left = append(left, outs[i])
+				if cb.abandoned != nil {
+					left = append(left, outs[i])
+				}
 				continue
 			}
 			call.out, call.finished = outs[i], true
@@ -238,9 +240,8 @@ func (c *Client) newCombiners() {
 		abandoned: c.releaseAbandoned,
 	}
 	c.deletes = &combiner[struct{}, string, error]{
-		weight:    func(string) int { return 1 },
-		run:       c.deleteCombined,
-		observe:   func(n int) { c.m.coalesced.WithLabelValues("delete").Observe(float64(n)) },
-		abandoned: func(context.Context, struct{}, error) {},
+		weight:  func(string) int { return 1 },
+		run:     c.deleteCombined,
+		observe: func(n int) { c.m.coalesced.WithLabelValues("delete").Observe(float64(n)) },
 	}
 }

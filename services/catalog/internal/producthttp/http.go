@@ -5,7 +5,6 @@ package producthttp
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,7 +47,7 @@ func Routes(mux *http.ServeMux, svc *productsvc.Service, cfg Config, log *slog.L
 	mux.Handle("GET /v1/products:batch", httpkit.NewKitServer(batchProducts(svc), decodeBatch, httpkit.EncodeJSON, log, enc))
 
 	admin := func(e endpoint.Endpoint, dec kithttp.DecodeRequestFunc) http.Handler {
-		return requireToken(cfg.AdminToken, httpkit.NewKitServer(e, dec, httpkit.EncodeJSON, log, enc))
+		return httpkit.RequireBearer("catalog-admin", cfg.AdminToken, httpkit.NewKitServer(e, dec, httpkit.EncodeJSON, log, enc))
 	}
 	mux.Handle("POST /v1/admin/products", admin(createProduct(svc), decodeCreate))
 	mux.Handle("GET /v1/admin/products/{id}", admin(adminGet(svc), decodeID))
@@ -269,20 +268,6 @@ func batchProducts(svc *productsvc.Service) endpoint.Endpoint {
 }
 
 // --- admin ---
-
-func requireToken(token string, next http.Handler) http.Handler {
-	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="catalog-admin"`)
-			httpcache.Private(w.Header())
-			httpkit.WriteProblem(w, httpkit.NewProblem(http.StatusUnauthorized, "unauthorized", "the admin API needs Authorization: Bearer <admin token>"))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
 
 func toAdmin(p product.Product) catalogapi.AdminProduct {
 	return catalogapi.AdminProduct{ID: p.ID, SKU: p.SKU, Category: p.Category, Images: p.Images, Status: p.Status,
