@@ -87,6 +87,9 @@ func (s *Searcher) Orders(ctx context.Context, q index.OrderQuery) (searchapi.Or
 	return out, nil
 }
 
+// freshness is read before the search it describes, so it is a lower bound:
+// the results reflect at least every event it reports as applied (maybe
+// one or two more).
 func (s *Searcher) freshness(ctx context.Context, src Source) (searchapi.Freshness, error) {
 	f := searchapi.Freshness{Stream: src.Stream}
 	applied, event, err := indexpg.Freshness(ctx, s.pool, src.Projection)
