@@ -13,9 +13,15 @@ RUN go build -trimpath -ldflags="-s -w" -o /out/ \
       ./services/payments/cmd/payments \
       ./services/notifications/cmd/notifications \
       ./services/search/cmd/search \
+      ./services/identity/cmd/identity \
       ./deploy/probe
+# identity's key directory (IDENTITY_KEY_DIR in compose), made here because
+# distroless has no shell: a named volume mounted on it starts with its
+# owner (nonroot) and mode (0700), so identity can write its keys there.
+RUN mkdir -p /keys && chmod 0700 /keys
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/ /usr/local/bin/
+COPY --from=build --chown=65532:65532 /keys /var/lib/identity
 USER nonroot:nonroot
 # No ENTRYPOINT: compose runs e.g. ["catalog", "serve"].

@@ -69,8 +69,14 @@ k6: ## install k6 into ./bin (built from the Go module proxy; a few minutes the 
 	@scripts/install-tool.sh k6 $(K6_VERSION) go.k6.io/k6
 
 .PHONY: loadtest
-loadtest: k6 ## k6 against a running system (make start): SCRIPT=catalog|checkout, k6 flags in K6_ARGS
-	bin/k6 run $(K6_ARGS) loadtests/k6/$(or $(SCRIPT),catalog).js
+loadtest: k6 ## k6 against a running system (make start): SCRIPT=catalog|checkout, k6 flags in K6_ARGS; checkout signs in K6_CUSTOMERS (10) synthetic customers first
+	@script=$(or $(SCRIPT),catalog); \
+	if [[ $$script == checkout ]]; then \
+		TOKENS=$$(loadtests/k6/tokens.sh $(or $(K6_CUSTOMERS),10)) || exit 1; \
+		export TOKENS; \
+	fi; \
+	echo "bin/k6 run $(K6_ARGS) loadtests/k6/$$script.js"; \
+	bin/k6 run $(K6_ARGS) loadtests/k6/$$script.js
 
 .PHONY: run
 run: ## run the system as supervised local processes in the foreground (see deploy/local)
@@ -83,6 +89,11 @@ start: ## like run, in the background; returns when every process is ready
 .PHONY: stop
 stop: ## stop a background run (make start)
 	deploy/local/ctl.sh down
+
+.PHONY: token
+token: ## print a demo user's access token (make start first): make -s token USER=ada (customers ada, grace; operator oscar)
+	@test "$(origin USER)" = "command line" || { echo "make token: name a user: make -s token USER=ada (customers ada, grace; operator oscar)" >&2; exit 2; }
+	@scripts/token.sh $(USER)
 
 .PHONY: chaos
 chaos: ## run chaos drills against the running system (make start first): make chaos DRILL=relay-killed (or DRILL=all; CHAOS_FLAGS='--duration 30s')

@@ -131,19 +131,18 @@ func readProduct(ctx context.Context, sys *target.System, base, id string) catal
 	return rd
 }
 
-func adminHeader(sys *target.System) http.Header {
-	return http.Header{"Authorization": {"Bearer " + sys.AdminToken}}
-}
-
-// writePrice sets id's EUR price through the admin API (If-Match on the
-// version just read) and returns the new version.
+// writePrice sets id's EUR price through the admin API as the operator
+// (If-Match on the version just read) and returns the new version.
 func writePrice(ctx context.Context, sys *target.System, id string, amount int64) (int64, error) {
 	var cur catalogapi.AdminProduct
-	u := sys.Catalog + "/v1/admin/products/" + url.PathEscape(id)
-	if err := target.DoJSON(ctx, sys.Client(), http.MethodGet, u, adminHeader(sys), nil, &cur); err != nil {
+	u := sys.CatalogAdmin + "/v1/admin/products/" + url.PathEscape(id)
+	if err := sys.GetAs(ctx, target.Operator, u, &cur); err != nil {
 		return 0, err
 	}
-	h := adminHeader(sys)
+	h, err := sys.Bearer(ctx, target.Operator)
+	if err != nil {
+		return 0, err
+	}
 	h.Set("If-Match", `"v`+strconv.FormatInt(cur.Version, 10)+`"`)
 	var next catalogapi.AdminProduct
 	if err := target.DoJSON(ctx, sys.Client(), http.MethodPut, u+"/prices/EUR", h, map[string]int64{"amount_minor": amount}, &next); err != nil {
@@ -262,7 +261,7 @@ func catalogConverged(ctx context.Context, r *Run, products []catalogapi.Product
 		var behind []string
 		for _, p := range products {
 			var truth catalogapi.AdminProduct
-			if err := target.DoJSON(ctx, r.Sys.Client(), http.MethodGet, r.Sys.Catalog+"/v1/admin/products/"+url.PathEscape(p.ID), adminHeader(r.Sys), nil, &truth); err != nil {
+			if err := r.Sys.GetAs(ctx, target.Operator, r.Sys.CatalogAdmin+"/v1/admin/products/"+url.PathEscape(p.ID), &truth); err != nil {
 				behind = append(behind, p.ID+": "+err.Error())
 				continue
 			}

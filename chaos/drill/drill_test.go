@@ -3,7 +3,9 @@ package drill_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,8 +13,10 @@ import (
 	"time"
 
 	"github.com/shopfloor/shopfloor/chaos/drill"
+	"github.com/shopfloor/shopfloor/chaos/load"
 	"github.com/shopfloor/shopfloor/chaos/target"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
+	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 )
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
@@ -77,6 +81,56 @@ func TestDrills(t *testing.T) {
 			t.Logf("drop databases: %v", err)
 		}
 		sys.HTTP.CloseIdleConnections()
+	})
+
+	// The drills sign in at the topology's own provider (identity.env of
+	// its run directory): the operator and synthetic "load-" customers.
+	// The APIs they drive refuse a caller without the right token, so
+	// the drills' reads and writes are authorized ones, not an open door.
+	t.Run("identity", func(t *testing.T) {
+		customer, _ := load.Customer("test", 0)
+		op, err := sys.Token(t.Context(), target.Operator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cust, err := sys.Token(t.Context(), customer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, err := sys.Token(t.Context(), target.Operator); err != nil || again != op {
+			t.Errorf("second operator token %v: want the cached one", err)
+		}
+		var list catalogapi.ProductList
+		if err := target.GetJSON(t.Context(), sys.Client(), sys.Catalog+"/v1/products?limit=1", &list); err != nil || len(list.Products) == 0 {
+			t.Fatalf("a product to read through the admin API: %v", err)
+		}
+		adminProduct := sys.CatalogAdmin + "/v1/admin/products/" + list.Products[0].ID
+		for _, tt := range []struct {
+			name, method, url, token string
+			want                     int
+		}{
+			{"checkout without a token", http.MethodPost, sys.Orders + "/v1/orders", "", http.StatusUnauthorized},
+			{"orders of another customer, as a customer", http.MethodGet, sys.Orders + "/v1/orders?customer_id=ada", cust, http.StatusForbidden},
+			{"orders of a customer, as the operator", http.MethodGet, sys.Orders + "/v1/orders?customer_id=ada", op, http.StatusOK},
+			{"catalog admin as a customer", http.MethodGet, adminProduct, cust, http.StatusForbidden},
+			{"catalog admin as the operator", http.MethodGet, adminProduct, op, http.StatusOK},
+		} {
+			h := http.Header{}
+			if tt.token != "" {
+				h.Set("Authorization", "Bearer "+tt.token)
+			}
+			err := target.DoJSON(t.Context(), sys.Client(), tt.method, tt.url, h, nil, nil)
+			var se *target.StatusError
+			got := http.StatusOK
+			if errors.As(err, &se) {
+				got = se.Status
+			} else if err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			if got != tt.want {
+				t.Errorf("%s: %d, want %d (%v)", tt.name, got, tt.want, err)
+			}
+		}
 	})
 
 	for _, name := range []string{"relay-killed", "worker-killed"} {

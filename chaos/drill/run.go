@@ -138,6 +138,15 @@ func Execute(ctx context.Context, sys *target.System, d Drill, cfg Config) (rep 
 		return rep, fmt.Errorf("%s: catalog lists %d products; seed it first", d.Name, len(list.Products))
 	}
 	r.Products = list.Products
+	// Sign in before the clock starts: the operator (the checks read
+	// every customer's data) and each customer of the load. A refused
+	// sign-in ends the drill here, with the provider's reason.
+	if _, err := sys.Token(ctx, target.Operator); err != nil {
+		return rep, fmt.Errorf("%s: %w", d.Name, err)
+	}
+	if err := load.SignIn(ctx, sys, r.ID, cfg.Customers); err != nil {
+		return rep, fmt.Errorf("%s: %w", d.Name, err)
+	}
 	faultAt := (cfg.Duration - cfg.FaultFor) / 2
 	r.start = time.Now() // the timeline counts from the load's start
 	r.Logf("%s: run %s; load %.0f checkouts/s for %s; fault at %s for %s", d.Name, r.ID, cfg.Rate, cfg.Duration, faultAt, cfg.FaultFor)
@@ -159,7 +168,7 @@ func Execute(ctx context.Context, sys *target.System, d Drill, cfg Config) (rep 
 	defer stopLoad()
 	loadDone := make(chan load.Result, 1)
 	go func() {
-		res, lerr := load.Run(lctx, load.Config{OrdersURL: sys.Orders, Rate: cfg.Rate, RunID: r.ID, Customers: cfg.Customers,
+		res, lerr := load.Run(lctx, load.Config{OrdersURL: sys.Orders, Tokens: sys, Rate: cfg.Rate, RunID: r.ID, Customers: cfg.Customers,
 			Products: r.Products, HTTP: sys.Client()}, func(o load.Order) {
 			r.mu.Lock()
 			r.accepted = append(r.accepted, o)
@@ -302,7 +311,7 @@ func (r *Run) pendingSince(ctx context.Context, t time.Time) (pending, total int
 		wg.Go(func() {
 			defer func() { <-sem }()
 			var o ordersapi.Order
-			if err := target.GetJSON(ctx, r.Sys.Client(), r.Sys.Orders+"/v1/orders/"+url.PathEscape(id), &o); err != nil {
+			if err := r.Sys.GetAs(ctx, target.Operator, r.Sys.Orders+"/v1/orders/"+url.PathEscape(id), &o); err != nil {
 				return
 			}
 			switch o.Status {

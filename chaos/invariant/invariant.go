@@ -31,7 +31,9 @@
 // yet sent, a lag above 0) is waited for; one that cannot (a double
 // charge, a lost order, a second e-mail) is a violation at once, and the
 // wait goes on only for the others. The counts come only from the public
-// and admin APIs, /metrics and NATS monitoring; no service table is read.
+// and admin APIs (read as the operator, target.Operator, whose token may
+// name any customer), /metrics and NATS monitoring; no service table is
+// read.
 package invariant
 
 import (

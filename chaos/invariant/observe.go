@@ -70,7 +70,10 @@ func customersOf(orders []Order) []string {
 }
 
 // observeOrders lists each customer's orders (strong reads from
-// PostgreSQL) and reads any accepted order the lists did not show.
+// PostgreSQL) and reads any accepted order the lists did not show, as the
+// operator: only an operator may name another customer (ADR 0022), and
+// to the operator a 404 means the order does not exist (lost), never
+// "someone else's".
 func (c *Checker) observeOrders(ctx context.Context, orders []Order, o *observation) error {
 	var errs []error
 	for _, cust := range customersOf(orders) {
@@ -81,7 +84,7 @@ func (c *Checker) observeOrders(ctx context.Context, orders []Order, o *observat
 				q.Set("page_token", token)
 			}
 			var page ordersapi.OrderList
-			if err := target.GetJSON(ctx, c.Sys.Client(), c.Sys.Orders+"/v1/orders?"+q.Encode(), &page); err != nil {
+			if err := c.Sys.GetAs(ctx, target.Operator, c.Sys.Orders+"/v1/orders?"+q.Encode(), &page); err != nil {
 				errs = append(errs, err)
 				break
 			}
@@ -99,7 +102,7 @@ func (c *Checker) observeOrders(ctx context.Context, orders []Order, o *observat
 			continue
 		}
 		var one ordersapi.Order
-		err := target.GetJSON(ctx, c.Sys.Client(), c.Sys.Orders+"/v1/orders/"+url.PathEscape(x.ID), &one)
+		err := c.Sys.GetAs(ctx, target.Operator, c.Sys.Orders+"/v1/orders/"+url.PathEscape(x.ID), &one)
 		switch {
 		case target.IsNotFound(err):
 			o.missing[x.ID] = true
@@ -112,8 +115,9 @@ func (c *Checker) observeOrders(ctx context.Context, orders []Order, o *observat
 	return errors.Join(errs...)
 }
 
-// refunds asks payments about each failed order that holds a succeeded
-// charge: a payment refunded in full gave the money back.
+// refunds asks payments, as the operator, about each failed order that
+// holds a succeeded charge: a payment refunded in full gave the money
+// back.
 func (c *Checker) refunds(ctx context.Context, orders []Order, o *observation) map[string]bool {
 	out := map[string]bool{}
 	for _, x := range orders {
@@ -124,7 +128,7 @@ func (c *Checker) refunds(ctx context.Context, orders []Order, o *observation) m
 			continue
 		}
 		var p paymentsapi.Payment
-		if err := target.GetJSON(ctx, c.Sys.Client(), c.Sys.Payments+"/v1/payments?order_id="+url.QueryEscape(x.ID), &p); err != nil {
+		if err := c.Sys.GetAs(ctx, target.Operator, c.Sys.Payments+"/v1/payments?order_id="+url.QueryEscape(x.ID), &p); err != nil {
 			continue
 		}
 		out[x.ID] = p.Status == paymentsapi.StatusRefunded && p.RefundedMinor >= p.AmountMinor
@@ -160,7 +164,8 @@ func (c *Checker) observeMail(ctx context.Context, orders []Order) ([]target.Mai
 	return out, nil
 }
 
-// observeSearch pages through each customer's orders in search.
+// observeSearch pages through each customer's orders in search, as the
+// operator (a customer's search is scoped to itself).
 func (c *Checker) observeSearch(ctx context.Context, orders []Order) (map[string]searchapi.OrderHit, error) {
 	out := map[string]searchapi.OrderHit{}
 	for _, cust := range customersOf(orders) {
@@ -171,7 +176,7 @@ func (c *Checker) observeSearch(ctx context.Context, orders []Order) (map[string
 				q.Set("page_token", token)
 			}
 			var page searchapi.OrderResults
-			if err := target.GetJSON(ctx, c.Sys.Client(), c.Sys.Search+"/v1/search/orders?"+q.Encode(), &page); err != nil {
+			if err := c.Sys.GetAs(ctx, target.Operator, c.Sys.Search+"/v1/search/orders?"+q.Encode(), &page); err != nil {
 				return out, err
 			}
 			for _, h := range page.Orders {

@@ -8,7 +8,16 @@
 // catalog unavailable) and 429 after Retry-After, 409 (the same key still
 // in flight). So a retry never creates a second order, and an order counts
 // as accepted only once a 201 came back. Anything else is final: it is
-// counted as refused with its status and never retried.
+// counted as refused with its status and never retried; so are 401 and 403
+// (a token the API does not accept, or a customer it does not match: a
+// retry with the same token gets the same answer).
+//
+// Every order is placed by a customer with a bearer token of its own
+// (ADR 0022: the customer is the token's subject): the run's customers are
+// synthetic users of the sandbox identity provider (Customer: "load-…",
+// which make run lets sign in with the demo password). Their tokens are
+// fetched before the first order, so a sign-in that fails stops the run
+// before any load, with the provider's reason.
 package load
 
 import (
@@ -40,10 +49,18 @@ type Order struct {
 	AcceptedAt time.Time
 }
 
+// TokenSource gives a user's access token (*target.System caches one per
+// user and refreshes it before it expires).
+type TokenSource interface {
+	Token(ctx context.Context, user string) (string, error)
+}
+
 // Config configures Run.
 type Config struct {
 	// OrdersURL is orders' base URL.
 	OrdersURL string
+	// Tokens signs the customers in. Required.
+	Tokens TokenSource
 	// Rate is orders started per second. Default 10.
 	Rate float64
 	// RunID tells this run's customers apart from other runs' (customer
@@ -84,7 +101,8 @@ type Result struct {
 	Refused map[int]int
 	// RefusedSample is one refusal's body per status.
 	RefusedSample map[int]string
-	// GaveUp counts orders still without a final answer after GiveUpAfter.
+	// GaveUp counts orders still without a final answer after GiveUpAfter
+	// (or whose customer's token could not be renewed).
 	GaveUp int
 	// KeyMismatches lists repeated keys whose second answer was another
 	// order (an idempotency violation): "key: first → second".
@@ -115,24 +133,69 @@ func (c *Config) defaults() error {
 	if c.HTTP == nil {
 		c.HTTP = &http.Client{Timeout: 15 * time.Second}
 	}
-	if c.RunID == "" || c.OrdersURL == "" || len(c.Products) < 2 {
-		return errors.New("load: OrdersURL, RunID and at least 2 products are required")
+	if c.RunID == "" || c.OrdersURL == "" || c.Tokens == nil || len(c.Products) < 2 {
+		return errors.New("load: OrdersURL, RunID, Tokens and at least 2 products are required")
 	}
 	return nil
 }
 
-// Customer returns the id and e-mail address of customer k of a run.
+// CustomerPrefix is the user-name prefix of the identity provider's
+// synthetic customers (IDENTITY_SYNTHETIC_CUSTOMER_PREFIX, which make run
+// sets): any such name signs in as a customer with the demo password.
+const CustomerPrefix = "load-"
+
+// Customer returns the id and e-mail address of customer k of a run:
+// "load-chaos-<runID>-c<k>", a synthetic customer of the sandbox identity
+// provider, so the id is also the subject of its token. runID should be
+// short (the provider takes names of at most 64 letters, digits, '-', '_'
+// and '.'); the e-mail is the one the provider gives that user.
 func Customer(runID string, k int) (id, email string) {
-	id = fmt.Sprintf("chaos-%s-c%d", runID, k)
+	id = fmt.Sprintf("%schaos-%s-c%d", CustomerPrefix, runID, k)
 	return id, id + "@example.com"
 }
 
-// Run places orders at cfg.Rate until ctx is done, then waits for the
-// orders in progress (they finish on their own deadline, GiveUpAfter, so
-// that none is left ambiguous) and returns what happened. onAccept, when
-// not nil, is called for every accepted order as it is accepted.
+// SignIn fetches the token of each of a run's customers (Customer(runID,
+// 0 … customers-1)) once, 8 at a time, so that they are cached before the
+// load starts. Run calls it; a caller that wants to know before starting
+// its clock calls it first (the tokens are then cached).
+func SignIn(ctx context.Context, tokens TokenSource, runID string, customers int) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, 8)
+	)
+	for k := range customers {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			id, _ := Customer(runID, k)
+			if _, err := tokens.Token(ctx, id); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("load: %d of %d customers could not sign in (is IDENTITY_SYNTHETIC_CUSTOMER_PREFIX=%s set at the provider?): %w",
+			len(errs), customers, CustomerPrefix, errs[0])
+	}
+	return nil
+}
+
+// Run signs the customers in, then places orders at cfg.Rate until ctx
+// is done, then waits for the orders in progress (they finish on their
+// own deadline, GiveUpAfter, so that none is left ambiguous) and returns
+// what happened. It returns an error, and places no order, when a
+// customer cannot sign in. onAccept, when not nil, is called for every
+// accepted order as it is accepted.
 func Run(ctx context.Context, cfg Config, onAccept func(Order)) (Result, error) {
 	if err := cfg.defaults(); err != nil {
+		return Result{}, err
+	}
+	if err := SignIn(ctx, cfg.Tokens, cfg.RunID, cfg.Customers); err != nil {
 		return Result{}, err
 	}
 	var (
@@ -180,6 +243,8 @@ func placeOne(ctx context.Context, cfg Config, i int, mu *sync.Mutex, res *Resul
 	if declined {
 		method = pspsim.TokenChargeDeclined
 	}
+	// CustomerID is the token's subject (the customer signs in as cust);
+	// orders would refuse any other with 403.
 	in := ordersapi.CreateOrder{CustomerID: cust, CustomerEmail: email, Currency: "EUR", PaymentMethod: method,
 		Items:    []ordersapi.LineInput{{ProductID: p.ID, Quantity: 1 + i%3}, {SKU: q.SKU, Quantity: 1}},
 		Shipping: ordersapi.Address{Name: "Chaos Drill", Line1: "1 Test St", City: "Berlin", PostalCode: "10115", Country: "DE"}}
@@ -190,7 +255,15 @@ func placeOne(ctx context.Context, cfg Config, i int, mu *sync.Mutex, res *Resul
 	}
 	var first string
 	for try := range tries {
-		a, err := Place(ctx, cfg.HTTP, cfg.OrdersURL, in, key)
+		// From the cache, renewed when it nears its expiry.
+		token, err := cfg.Tokens.Token(ctx, cust)
+		if err != nil {
+			mu.Lock()
+			res.GaveUp++
+			mu.Unlock()
+			return
+		}
+		a, err := Place(ctx, cfg.HTTP, cfg.OrdersURL, token, in, key)
 		mu.Lock()
 		for st, n := range a.Retries {
 			res.Retries[st] += n
@@ -237,17 +310,19 @@ type Answer struct {
 	Retries map[int]int
 }
 
-// Place POSTs one checkout with key and retries it with the same key on
-// network errors, 503, 429 and 409 (after Retry-After, default 1s) until
-// a final answer comes or ctx ends; then it returns ctx's error.
-func Place(ctx context.Context, c *http.Client, ordersURL string, in ordersapi.CreateOrder, key string) (Answer, error) {
+// Place POSTs one checkout with key and the customer's bearer token and
+// retries it with the same key on network errors, 503, 429 and 409 (after
+// Retry-After, default 1s) until a final answer comes or ctx ends; then
+// it returns ctx's error. Every other status is final, 401 and 403
+// included.
+func Place(ctx context.Context, c *http.Client, ordersURL, token string, in ordersapi.CreateOrder, key string) (Answer, error) {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return Answer{}, fmt.Errorf("encode order: %w", err)
 	}
 	a := Answer{Retries: map[int]int{}}
 	for {
-		status, wait, err := postOnce(ctx, c, ordersURL, body, key, &a)
+		status, wait, err := postOnce(ctx, c, ordersURL, token, body, key, &a)
 		if err == nil {
 			switch status {
 			case http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusConflict:
@@ -266,13 +341,14 @@ func Place(ctx context.Context, c *http.Client, ordersURL string, in ordersapi.C
 	}
 }
 
-func postOnce(ctx context.Context, c *http.Client, ordersURL string, body []byte, key string, a *Answer) (int, time.Duration, error) {
+func postOnce(ctx context.Context, c *http.Client, ordersURL, token string, body []byte, key string, a *Answer) (int, time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ordersURL+"/v1/orders", bytes.NewReader(body))
 	if err != nil {
 		return 0, time.Second, fmt.Errorf("order request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, time.Second, fmt.Errorf("post order: %w", err)

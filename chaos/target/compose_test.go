@@ -3,6 +3,8 @@ package target_test
 import (
 	"context"
 	"net/url"
+	"os"
+	"regexp"
 	"strconv"
 	"testing"
 
@@ -18,8 +20,18 @@ import (
 // check of the compose path: no container engine runs here.
 func TestComposeOverridePublishesEveryEndpoint(t *testing.T) {
 	t.Parallel()
+	// compose.yaml refuses to load without its secrets, which .env.example
+	// leaves empty (deploy/compose/init-env.sh fills them in a .env).
+	example, err := os.ReadFile("../../deploy/compose/.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secrets []string
+	for _, m := range regexp.MustCompile(`(?m)^([A-Z0-9_]+_(?:SECRET|PASSWORD))=$`).FindAllStringSubmatch(string(example), -1) {
+		secrets = append(secrets, m[1]+"=chaos-test-secret-0123456789")
+	}
 	opts, err := cli.NewProjectOptions([]string{"../../deploy/compose/compose.yaml", "../compose.chaos.yaml"},
-		cli.WithWorkingDirectory("../../deploy/compose"), cli.WithEnvFiles("../../deploy/compose/.env.example"), cli.WithDotEnv)
+		cli.WithWorkingDirectory("../../deploy/compose"), cli.WithEnv(secrets), cli.WithEnvFiles("../../deploy/compose/.env.example"), cli.WithDotEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,11 +52,12 @@ func TestComposeOverridePublishesEveryEndpoint(t *testing.T) {
 	}
 	e := target.LocalEndpoints(8000)
 	want := map[string]string{
-		e.CDN: "varnish:80", e.Catalog: "catalog:8081", e.Orders: "orders:8082", e.Payments: "payments:8083",
+		e.CDN: "varnish:80", e.Catalog: "catalog:8081", e.CatalogAdmin: "catalog:9081", e.Orders: "orders:8082", e.Payments: "payments:8083",
 		e.Notifications: "notifications:8084", e.Search: "search:8085", e.PSP: "psp-sim:8099", e.Mail: "mailpit:8025",
 		e.Toxiproxy: "toxiproxy:8474", e.NATSMonitor: "nats:8222",
 	}
-	containerPort := map[string]string{"catalog": "8081", "orders": "8082", "payments": "8083", "notifications": "8084", "search": "8085"}
+	// The admin listener of each binary (ADMIN_ADDR in compose.yaml).
+	containerPort := map[string]string{"catalog": "9081", "orders": "9082", "payments": "9083", "notifications": "9084", "search": "9085"}
 	for process, base := range e.Metrics {
 		svc, ok := p.Services[process]
 		if !ok {

@@ -66,12 +66,16 @@ func (l *Local) Up(ctx context.Context) error { return l.ctl.Up(ctx) }
 // Down stops every process (ctl.sh down).
 func (l *Local) Down(ctx context.Context) error { return l.ctl.Down(ctx) }
 
-// System returns the system as drills see it.
+// System returns the system as drills see it. Call it after Up: the
+// identity provider's issuer and demo password come from the run
+// directory's identity.env, which run.sh writes; when that file cannot be
+// read, the System's Token says why.
 func (l *Local) System() *System {
 	client := &http.Client{Timeout: 10 * time.Second}
 	e := LocalEndpoints(l.cfg.PortBase)
+	id, err := ReadIdentityEnv(filepath.Join(l.cfg.RunDir, "identity.env"))
 	return &System{Endpoints: e, Procs: l.ctl, Mail: &SMTPSink{URL: e.Mail, HTTP: client}, HTTP: client,
-		AdminToken: "local-admin-token-change-me"}
+		Identity: id, identityErr: err}
 }
 
 // DropDatabases drops the topology's databases (stop it first; WITH

@@ -1,12 +1,15 @@
 // Package target is the running shopfloor system as a chaos drill sees
-// it: the base URLs of its public and admin APIs, the /metrics of every
-// role process, the verbs that break it (kill and start a process, cut or
+// it: the base URLs of its public APIs and of the admin listeners (ADR
+// 0023: /v1/admin and /metrics of every role process, never published), the verbs that break it (kill and start a process, cut or
 // slow a link in Toxiproxy, switch the payment provider's faults) and the
 // places where effects can be counted from outside (the provider
 // simulator's charges, the e-mail sink, NATS monitoring).
 //
 // Everything goes through the same interfaces an operator uses; nothing
-// reads a service's tables. Two runners are supported: deploy/local
+// reads a service's tables. The public APIs want bearer tokens (ADR 0021,
+// 0022): System.Token signs users in at the system's sandbox identity
+// provider and caches their tokens (the operator for reads and admin
+// writes, synthetic "load-" customers for checkouts). Two runners are supported: deploy/local
 // (ctl.sh, every role a supervised process; LocalEndpoints mirrors
 // deploy/local/ports.sh) and docker compose with chaos/compose.chaos.yaml,
 // which publishes the internal ports on the host with the same numbers as
@@ -22,6 +25,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -29,7 +33,8 @@ import (
 // the system under test.
 type Endpoints struct {
 	CDN           string // catalog through Varnish
-	Catalog       string // catalog's api role, direct (the origin, and /v1/admin)
+	Catalog       string // catalog's api role, direct (the origin's public listener)
+	CatalogAdmin  string // catalog's api role's admin listener (/v1/admin)
 	Orders        string
 	Payments      string
 	Notifications string
@@ -39,8 +44,9 @@ type Endpoints struct {
 	Toxiproxy     string // Toxiproxy's HTTP API
 	NATSMonitor   string // nats-server's monitoring port (/jsz)
 	// Metrics maps each role process (ctl.sh / compose service name) to
-	// the base URL that serves its /metrics. The drills read consumer
-	// lags, outbox backlogs and job queue depths there.
+	// the base URL of its admin listener, which serves its /metrics. The
+	// drills read consumer lags, outbox backlogs and job queue depths
+	// there.
 	Metrics map[string]string
 }
 
@@ -49,35 +55,50 @@ type Endpoints struct {
 // 8000 they are also those chaos/compose.chaos.yaml publishes.
 func LocalEndpoints(base int) Endpoints {
 	u := func(off int) string { return "http://127.0.0.1:" + strconv.Itoa(base+off) }
+	admin := func(off int) string { return u(off + AdminOffset) }
 	return Endpoints{
-		CDN: u(80), Catalog: u(81), Orders: u(82), Payments: u(83), Notifications: u(84), Search: u(85),
+		CDN: u(80), Catalog: u(81), CatalogAdmin: admin(81), Orders: u(82), Payments: u(83), Notifications: u(84), Search: u(85),
 		PSP: u(99), Mail: u(25), Toxiproxy: u(474), NATSMonitor: u(6223),
 		Metrics: map[string]string{
-			"catalog":              u(81),
-			"catalog-worker":       u(181),
-			"orders":               u(82),
-			"orders-relay":         u(182),
-			"orders-consumer":      u(282),
-			"payments":             u(83),
-			"payments-worker":      u(183),
-			"payments-relay":       u(283),
-			"notifications":        u(84),
-			"notifications-worker": u(184),
-			"search":               u(85),
+			"catalog":              admin(81),
+			"catalog-worker":       admin(181),
+			"orders":               admin(82),
+			"orders-relay":         admin(182),
+			"orders-consumer":      admin(282),
+			"payments":             admin(83),
+			"payments-worker":      admin(183),
+			"payments-relay":       admin(283),
+			"notifications":        admin(84),
+			"notifications-worker": admin(184),
+			"search":               admin(85),
 		},
 	}
 }
 
+// AdminOffset is the distance from a service process's port to its admin
+// listener's (ADMIN_OFFSET in deploy/local/ports.sh; the services' default
+// ADMIN_ADDR too).
+const AdminOffset = 1000
+
 // System bundles what a drill needs: where the system is, how to stop and
-// start its processes, and how to read its e-mail.
+// start its processes, how to sign in, and how to read its e-mail. Use it
+// by pointer (it holds the token cache).
 type System struct {
 	Endpoints
 	Procs Processes
 	Mail  Mailbox
 	// HTTP is the client for every call; Default: 10s timeout.
 	HTTP *http.Client
-	// AdminToken authenticates catalog's /v1/admin (ADMIN_TOKEN).
-	AdminToken string
+	// Identity is where Token signs in. The operator's token
+	// (Token(ctx, Operator)) reads every customer's data and authenticates
+	// catalog's /v1/admin on CatalogAdmin.
+	Identity Identity
+
+	// identityErr, when set, is why Identity could not be read (Local's
+	// identity.env); Token returns it.
+	identityErr error
+	tokensOnce  sync.Once
+	tokens      *tokenCache
 }
 
 // Client returns s.HTTP or a client with a 10s timeout.

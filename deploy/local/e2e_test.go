@@ -159,6 +159,22 @@ func TestOrderFlowEndToEnd(t *testing.T) {
 		t.Fatalf("catalog lists %d products", len(list.Products))
 	}
 
+	// Customers are synthetic users of the sandbox provider (load-*), each
+	// with a token; the operator reads everyone's orders.
+	operator, err := sys.Token(t.Context(), target.Operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op = "Bearer " + operator
+	const customers = 25
+	tokens := make([]string, customers)
+	for k := range customers {
+		id, _ := e2eCustomer(k)
+		if tokens[k], err = sys.Token(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	var (
 		mu     sync.Mutex
 		result []invariant.Order
@@ -172,7 +188,8 @@ func TestOrderFlowEndToEnd(t *testing.T) {
 			if declined {
 				method = "tok_chargeDeclined"
 			}
-			in := ordersapi.CreateOrder{CustomerID: fmt.Sprintf("cust-%d", i%25), CustomerEmail: fmt.Sprintf("c%d@example.com", i),
+			customer, email := e2eCustomer(i % customers)
+			in := ordersapi.CreateOrder{CustomerID: customer, CustomerEmail: email,
 				Currency: "EUR", PaymentMethod: method,
 				Items:    []ordersapi.LineInput{{ProductID: p.ID, Quantity: 1 + i%3}, {SKU: q.SKU, Quantity: 1}},
 				Shipping: ordersapi.Address{Name: "E2E", Line1: "1 Test St", City: "Berlin", PostalCode: "10115", Country: "DE"}}
@@ -183,7 +200,7 @@ func TestOrderFlowEndToEnd(t *testing.T) {
 			}
 			var first string
 			for range tries {
-				o, code := postOrder(t, in, key)
+				o, code := postOrder(t, tokens[i%customers], in, key)
 				if code != http.StatusCreated {
 					t.Errorf("order %d: POST = %d", i, code)
 					return
@@ -275,10 +292,77 @@ func TestOrderFlowEndToEnd(t *testing.T) {
 		}
 	}
 
-	// Every metric the dashboards query is exported by a running process.
+	// Nobody reads or changes another customer's data (DESIGN invariant
+	// 8, ADR 0022): customer 1 cannot read, search or cancel customer 0's
+	// order, or order in their name; a request without a token is 401;
+	// the operator sees everything.
+	var victim invariant.Order
+	owner, _ := e2eCustomer(0)
+	for _, p := range result {
+		if p.CustomerID == owner {
+			victim = p
+			break
+		}
+	}
+	mallory := "Bearer " + tokens[1]
+	for _, c := range []struct {
+		what, method, u, authz, body string
+		header                       map[string]string
+		want                         int
+	}{
+		{"another customer reads the order", "GET", orders + "/v1/orders/" + victim.ID, mallory, "", nil, http.StatusNotFound},
+		{"another customer cancels it", "POST", orders + "/v1/orders/" + victim.ID + "/cancel", mallory, "", map[string]string{"Idempotency-Key": "mallory-1"}, http.StatusNotFound},
+		{"another customer reads its payment", "GET", payments + "/v1/payments?order_id=" + victim.ID, mallory, "", nil, http.StatusNotFound},
+		{"another customer lists the owner's orders", "GET", orders + "/v1/orders?customer_id=" + owner, mallory, "", nil, http.StatusForbidden},
+		{"another customer searches the owner's orders", "GET", url(85) + "/v1/search/orders?customer_id=" + owner, mallory, "", nil, http.StatusForbidden},
+		{"another customer orders in the owner's name", "POST", orders + "/v1/orders", mallory,
+			`{"customer_id":"` + owner + `","customer_email":"x@example.com","currency":"EUR","items":[{"product_id":"` + list.Products[0].ID + `","quantity":1}],"shipping_address":{"name":"M","line1":"1 St","city":"Berlin","postal_code":"10115","country":"DE"}}`,
+			map[string]string{"Idempotency-Key": "mallory-2"}, http.StatusForbidden},
+		{"nobody reads the order", "GET", orders + "/v1/orders/" + victim.ID, "", "", nil, http.StatusUnauthorized},
+		{"nobody searches orders", "GET", url(85) + "/v1/search/orders?limit=1", "", "", nil, http.StatusUnauthorized},
+		{"the owner reads the order", "GET", orders + "/v1/orders/" + victim.ID, "Bearer " + tokens[0], "", nil, http.StatusOK},
+		{"the operator reads the order", "GET", orders + "/v1/orders/" + victim.ID, op, "", nil, http.StatusOK},
+		{"the operator searches the owner's orders", "GET", url(85) + "/v1/search/orders?customer_id=" + owner, op, "", nil, http.StatusOK},
+	} {
+		if st := send(t, c.method, c.u, c.authz, c.body, c.header); st != c.want {
+			t.Errorf("%s: %s %s = %d, want %d", c.what, c.method, c.u, st, c.want)
+		}
+	}
+	var ns struct {
+		Notifications []any `json:"notifications"`
+	}
+	if err := json.Unmarshal([]byte(getAs(t, notifications+"/v1/notifications?order_id="+victim.ID, mallory)), &ns); err != nil || len(ns.Notifications) != 0 {
+		t.Errorf("another customer sees %d notifications of the order (%v), want none", len(ns.Notifications), err)
+	}
+	var after ordersapi.Order
+	getJSON(t, orders+"/v1/orders/"+victim.ID, &after)
+	if after.Status != final[victim.ID] {
+		t.Errorf("order %s is %s after another customer's cancel, want %s", victim.ID, after.Status, final[victim.ID])
+	}
+
+	// The edge (ADR 0023): no public port and not the CDN serves /metrics
+	// or the admin API; each service process's admin listener serves
+	// /metrics, and catalog's the admin API (with the token).
+	for _, base := range []string{cdn, url(81), orders, payments, notifications, url(85), url(90)} {
+		for _, path := range []string{"/metrics", "/v1/admin/queues", "/v1/admin/products/" + list.Products[0].ID} {
+			if st := status(t, base+path, op); st != http.StatusNotFound {
+				t.Errorf("GET %s%s = %d, want 404 (admin listener only)", base, path, st)
+			}
+		}
+	}
+	if st := status(t, sys.CatalogAdmin+"/v1/admin/products/"+list.Products[0].ID, op); st != http.StatusOK {
+		t.Errorf("GET %s/v1/admin/products/{id} = %d, want 200", sys.CatalogAdmin, st)
+	}
+
+	// Every metric the dashboards query is exported by a running process
+	// (the services' on their admin listeners).
 	exported := map[string]bool{}
-	for _, off := range []int{81, 181, 82, 182, 282, 83, 183, 283, 84, 184, 85, 99, 131} {
-		for _, line := range strings.Split(get(t, url(off)+"/metrics"), "\n") {
+	metricsURLs := []string{psp, url(131)}
+	for _, u := range sys.Metrics {
+		metricsURLs = append(metricsURLs, u)
+	}
+	for _, u := range metricsURLs {
+		for _, line := range strings.Split(get(t, u+"/metrics"), "\n") {
 			if name, _, ok := strings.Cut(line, "{"); ok && !strings.HasPrefix(line, "#") {
 				exported[name] = true
 			} else if name, _, ok := strings.Cut(line, " "); ok && !strings.HasPrefix(line, "#") {
@@ -362,15 +446,51 @@ type sinkMessage struct {
 
 var overloaded atomic.Int64
 
+// op is the operator's Authorization value, which get sends (public
+// routes ignore it).
+var op string
+
+// e2eCustomer is customer k: a synthetic user of the sandbox provider
+// (IDENTITY_SYNTHETIC_CUSTOMER_PREFIX=load-) and its e-mail address.
+func e2eCustomer(k int) (id, email string) {
+	id = fmt.Sprintf("load-e2e-c%d", k)
+	return id, id + "@example.com"
+}
+
+// send makes a request with an Authorization value and a body, and
+// returns the status.
+func send(t *testing.T, method, u, authorization, body string, header map[string]string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, method, u, strings.NewReader(body))
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
 // postOrder places an order as a well-behaved client does (load.Place): a
 // 503 (the in-flight limit, or catalog unavailable), a 429 or a 409 (the
 // same key still in flight) is retried with the same Idempotency-Key after
 // Retry-After, for up to two minutes.
-func postOrder(t *testing.T, in ordersapi.CreateOrder, key string) (ordersapi.Order, int) {
+func postOrder(t *testing.T, token string, in ordersapi.CreateOrder, key string) (ordersapi.Order, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	a, err := load.Place(ctx, http.DefaultClient, orders, in, key)
+	a, err := load.Place(ctx, http.DefaultClient, orders, token, in, key)
 	for _, n := range a.Retries {
 		overloaded.Add(int64(n))
 	}
@@ -383,9 +503,19 @@ func postOrder(t *testing.T, in ordersapi.CreateOrder, key string) (ordersapi.Or
 
 func get(t *testing.T, u string) string {
 	t.Helper()
+	return getAs(t, u, op)
+}
+
+// getAs GETs u with the Authorization value authz ("" for none) and
+// returns the 200 body.
+func getAs(t *testing.T, u, authz string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", u, err)
@@ -396,6 +526,22 @@ func get(t *testing.T, u string) string {
 		t.Fatalf("GET %s = %d %s", u, resp.StatusCode, b)
 	}
 	return string(b)
+}
+
+// status GETs u with the Authorization header and returns the status.
+func status(t *testing.T, u, authorization string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req.Header.Set("Authorization", authorization)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
 }
 
 func getJSON(t *testing.T, u string, v any) {

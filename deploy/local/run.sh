@@ -31,7 +31,6 @@ rm -f "$run/stopped/"* "$run/ready"
 PG=${SHOPFLOOR_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 DBP=${SHOPFLOOR_DB_PREFIX:-shopfloor_}
 REDIS_DB=${SHOPFLOOR_REDIS_DB:-0}
-ADMIN_TOKEN=${SHOPFLOOR_ADMIN_TOKEN:-local-admin-token-change-me}
 # shellcheck source=ports.sh
 source "$root/deploy/local/ports.sh"
 
@@ -62,8 +61,30 @@ for db in catalog orders payments notifications search; do
 		psql "$PG/postgres?sslmode=disable" -qc "CREATE DATABASE $DBP$db"
 done
 
+# Secrets of this run directory, made once and kept (mode 0600), never a
+# default: the demo users' password and one client secret per service
+# client of the identity provider. identity.env is what `make token` and
+# the chaos drills read to sign in.
+secret() { head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 32; }
+if [[ ! -s $run/secrets.env ]]; then
+	(
+		umask 077
+		{
+			echo "DEMO_PASSWORD=$(secret)"
+			for c in orders payments notifications search; do echo "${c^^}_CLIENT_SECRET=$(secret)"; done
+		} >"$run/secrets.env"
+	)
+fi
+# shellcheck disable=SC1091
+source "$run/secrets.env"
+ISSUER="http://127.0.0.1:$IDENTITY_PORT"
+(
+	umask 077
+	printf 'IDENTITY_ISSUER=%s\nIDENTITY_DEMO_PASSWORD=%s\n' "$ISSUER" "$DEMO_PASSWORD" >"$run/identity.env"
+)
+
 echo "run: building"
-go build -o "$run/" ./services/catalog/cmd/catalog ./services/orders/cmd/orders ./services/payments/cmd/payments \
+go build -o "$run/" ./services/identity/cmd/identity ./services/catalog/cmd/catalog ./services/orders/cmd/orders ./services/payments/cmd/payments \
 	./services/notifications/cmd/notifications ./services/search/cmd/search ./deploy/probe ./deploy/varnishexporter
 
 supervisors=()
@@ -106,13 +127,16 @@ supervise() {
 	) &
 }
 
-# wait_ready NAME URL: until URL answers 2xx (60 s).
+# wait_ready NAME URL: until URL answers 2xx (60 s). For a service, URL
+# is its admin listener's /readyz, whose last answer (naming the failing
+# checks) is shown when it does not become ready.
 wait_ready() {
+	local last=""
 	for _ in $(seq 1 300); do
-		"$run/probe" "$2" >/dev/null 2>&1 && return 0
+		last=$("$run/probe" "$2" 2>&1) && return 0
 		sleep 0.2
 	done
-	echo "run: $1 did not become ready ($2); see $run/logs/$1.log" >&2
+	echo "run: $1 did not become ready: $last; see $run/logs/$1.log" >&2
 	exit 1
 }
 
@@ -151,13 +175,27 @@ if [[ $(psql "$PG/${DBP}catalog?sslmode=disable" -qtAc 'SELECT count(*) FROM pro
 	DATABASE_URL=$(dburl catalog) "$run/catalog" seed --products "${SEED_PRODUCTS:-1000}" >>"$run/logs/catalog-seed.log" 2>&1
 fi
 
-# --- services ---------------------------------------------------------------
-common=(NATS_URL="nats://127.0.0.1:$TOXI_NATS" LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}")
-catalog_env=("${common[@]}" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://127.0.0.1:$TOXI_REDIS/$REDIS_DB" ADMIN_TOKEN="$ADMIN_TOKEN")
-supervise catalog env "${catalog_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:$CATALOG_PORT" "$run/catalog" serve
-wait_ready catalog "http://127.0.0.1:$CATALOG_PORT/readyz"
+# --- identity -----------------------------------------------------------------
+# The sandbox OpenID Connect provider (services/identity): demo users ada,
+# grace (customers) and oscar (operator) with the run's demo password;
+# "load-*" users are synthetic customers for drills and load tests. Keys
+# persist in the run directory, so a restart logs nobody out.
+supervise identity env LOG_LEVEL="${LOG_LEVEL:-INFO}" HTTP_ADDR="127.0.0.1:$IDENTITY_PORT" ADMIN_ADDR="127.0.0.1:$IDENTITY_ADMIN_PORT" \
+	IDENTITY_ISSUER="$ISSUER" IDENTITY_DEMO_PASSWORD="$DEMO_PASSWORD" IDENTITY_KEY_DIR="$run/identity-keys" \
+	IDENTITY_SYNTHETIC_CUSTOMER_PREFIX=load- \
+	IDENTITY_CLIENT_SECRETS="orders=$ORDERS_CLIENT_SECRET,payments=$PAYMENTS_CLIENT_SECRET,notifications=$NOTIFICATIONS_CLIENT_SECRET,search=$SEARCH_CLIENT_SECRET" \
+	"$run/identity" serve
+wait_ready identity "http://127.0.0.1:$IDENTITY_ADMIN_PORT/readyz"
 
-# The CDN: Varnish with the compose VCL, pointed at the local catalog.
+# --- services ---------------------------------------------------------------
+# Every API verifies bearer tokens of the issuer (AUTH_ISSUER, pkg/auth).
+common=(NATS_URL="nats://127.0.0.1:$TOXI_NATS" LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER")
+catalog_env=("${common[@]}" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://127.0.0.1:$TOXI_REDIS/$REDIS_DB")
+supervise catalog env "${catalog_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:$CATALOG_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_ADMIN_PORT" "$run/catalog" serve
+wait_ready catalog "http://127.0.0.1:$CATALOG_ADMIN_PORT/readyz"
+
+# The CDN: Varnish with the compose VCL, pointed at the local catalog's
+# public port (it answers 404 for /v1/admin and /metrics itself).
 sed -e 's/.host = "catalog";/.host = "127.0.0.1";/' -e "s/.port = \"8081\";/.port = \"$CATALOG_PORT\";/" \
 	deploy/compose/varnish/default.vcl >"$run/default.vcl"
 supervise varnish varnishd -F -j none -a "127.0.0.1:$CDN_PORT" -f "$run/default.vcl" -n "$run/varnish" -s malloc,64m
@@ -165,29 +203,30 @@ supervise varnish-exporter "$run/varnishexporter" -addr "127.0.0.1:$VARNISH_EXPO
 # The invalidation role purges Varnish: start it once Varnish answers, or
 # the seed's events meet refused purges and burn their retries.
 wait_ready varnish "http://127.0.0.1:$CDN_PORT/v1/products?limit=1"
-supervise catalog-worker env "${catalog_env[@]}" ROLES=relay,invalidation HTTP_ADDR="127.0.0.1:$CATALOG_WORKER_PORT" \
+supervise catalog-worker env "${catalog_env[@]}" ROLES=relay,invalidation HTTP_ADDR="127.0.0.1:$CATALOG_WORKER_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_WORKER_ADMIN_PORT" \
 	CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" "$run/catalog" serve
 
 orders_env=("${common[@]}" DATABASE_URL="$(dburl orders)" CATALOG_URL="http://127.0.0.1:$TOXI_CATALOG")
-supervise orders env "${orders_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:$ORDERS_PORT" "$run/orders" serve
-supervise orders-relay env "${orders_env[@]}" ROLES=relay HTTP_ADDR="127.0.0.1:$ORDERS_RELAY_PORT" "$run/orders" serve
-supervise orders-consumer env "${orders_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$ORDERS_CONSUMER_PORT" "$run/orders" serve
+# Only the api role calls catalog, so only it holds orders' client secret.
+supervise orders env "${orders_env[@]}" AUTH_CLIENT_ID=orders AUTH_CLIENT_SECRET="$ORDERS_CLIENT_SECRET" ROLES=api HTTP_ADDR="127.0.0.1:$ORDERS_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_ADMIN_PORT" "$run/orders" serve
+supervise orders-relay env "${orders_env[@]}" ROLES=relay HTTP_ADDR="127.0.0.1:$ORDERS_RELAY_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_RELAY_ADMIN_PORT" "$run/orders" serve
+supervise orders-consumer env "${orders_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$ORDERS_CONSUMER_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_CONSUMER_ADMIN_PORT" "$run/orders" serve
 
-payments_env=("${common[@]}" DATABASE_URL="$(dburl payments)" PSP_URL="http://127.0.0.1:$TOXI_PSP" ADMIN_TOKEN="$ADMIN_TOKEN")
-supervise payments env "${payments_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:$PAYMENTS_PORT" "$run/payments" serve
-supervise payments-worker env "${payments_env[@]}" ROLES=worker HTTP_ADDR="127.0.0.1:$PAYMENTS_WORKER_PORT" "$run/payments" serve
-supervise payments-relay env "${payments_env[@]}" ROLES=relay,consumer HTTP_ADDR="127.0.0.1:$PAYMENTS_RELAY_PORT" "$run/payments" serve
+payments_env=("${common[@]}" DATABASE_URL="$(dburl payments)" PSP_URL="http://127.0.0.1:$TOXI_PSP")
+supervise payments env "${payments_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:$PAYMENTS_PORT" ADMIN_ADDR="127.0.0.1:$PAYMENTS_ADMIN_PORT" "$run/payments" serve
+supervise payments-worker env "${payments_env[@]}" ROLES=worker HTTP_ADDR="127.0.0.1:$PAYMENTS_WORKER_PORT" ADMIN_ADDR="127.0.0.1:$PAYMENTS_WORKER_ADMIN_PORT" "$run/payments" serve
+supervise payments-relay env "${payments_env[@]}" ROLES=relay,consumer HTTP_ADDR="127.0.0.1:$PAYMENTS_RELAY_PORT" ADMIN_ADDR="127.0.0.1:$PAYMENTS_RELAY_ADMIN_PORT" "$run/payments" serve
 
-notifications_env=("${common[@]}" DATABASE_URL="$(dburl notifications)" SMTP_HOST=127.0.0.1 SMTP_PORT="$TOXI_SMTP" SMTP_TLS=none SMTP_FROM=shop@shopfloor.local ADMIN_TOKEN="$ADMIN_TOKEN")
-supervise notifications env "${notifications_env[@]}" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_PORT" "$run/notifications" serve
-supervise notifications-worker env "${notifications_env[@]}" ROLES=worker HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_WORKER_PORT" "$run/notifications" serve
+notifications_env=("${common[@]}" DATABASE_URL="$(dburl notifications)" SMTP_HOST=127.0.0.1 SMTP_PORT="$TOXI_SMTP" SMTP_TLS=none SMTP_FROM=shop@shopfloor.local)
+supervise notifications env "${notifications_env[@]}" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_PORT" ADMIN_ADDR="127.0.0.1:$NOTIFICATIONS_ADMIN_PORT" "$run/notifications" serve
+supervise notifications-worker env "${notifications_env[@]}" ROLES=worker HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_WORKER_PORT" ADMIN_ADDR="127.0.0.1:$NOTIFICATIONS_WORKER_ADMIN_PORT" "$run/notifications" serve
 
-supervise search env "${common[@]}" DATABASE_URL="$(dburl search)" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$SEARCH_PORT" "$run/search" serve
+supervise search env "${common[@]}" DATABASE_URL="$(dburl search)" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$SEARCH_PORT" ADMIN_ADDR="127.0.0.1:$SEARCH_ADMIN_PORT" "$run/search" serve
 
-for pair in "orders:$ORDERS_PORT" "orders-relay:$ORDERS_RELAY_PORT" "orders-consumer:$ORDERS_CONSUMER_PORT" \
-	"payments:$PAYMENTS_PORT" "payments-worker:$PAYMENTS_WORKER_PORT" "payments-relay:$PAYMENTS_RELAY_PORT" \
-	"notifications:$NOTIFICATIONS_PORT" "notifications-worker:$NOTIFICATIONS_WORKER_PORT" "search:$SEARCH_PORT" \
-	"catalog-worker:$CATALOG_WORKER_PORT" "psp-sim:$PSP_PORT" "varnish-exporter:$VARNISH_EXPORTER_PORT"; do
+for pair in "orders:$ORDERS_ADMIN_PORT" "orders-relay:$ORDERS_RELAY_ADMIN_PORT" "orders-consumer:$ORDERS_CONSUMER_ADMIN_PORT" \
+	"payments:$PAYMENTS_ADMIN_PORT" "payments-worker:$PAYMENTS_WORKER_ADMIN_PORT" "payments-relay:$PAYMENTS_RELAY_ADMIN_PORT" \
+	"notifications:$NOTIFICATIONS_ADMIN_PORT" "notifications-worker:$NOTIFICATIONS_WORKER_ADMIN_PORT" "search:$SEARCH_ADMIN_PORT" \
+	"catalog-worker:$CATALOG_WORKER_ADMIN_PORT" "psp-sim:$PSP_PORT" "varnish-exporter:$VARNISH_EXPORTER_PORT"; do
 	wait_ready "${pair%%:*}" "http://127.0.0.1:${pair##*:}/readyz"
 done
 wait_ready varnish "http://127.0.0.1:$CDN_PORT/v1/products?limit=1"
@@ -196,6 +235,8 @@ touch "$run/ready"
 cat <<MSG
 
 shopfloor is running (logs: $run/logs/). The five-minute tour is in README.md.
+  sign in          http://localhost:$IDENTITY_PORT (demo users ada, grace, oscar; password in $run/identity.env)
+  a token          make -s token USER=ada   # curl -H "Authorization: Bearer \$(make -s token USER=ada)" ...
   CDN (catalog)    http://localhost:$CDN_PORT/v1/products
   orders           http://localhost:$ORDERS_PORT/v1/orders
   payments         http://localhost:$PAYMENTS_PORT/v1/payments?order_id=
@@ -204,6 +245,7 @@ shopfloor is running (logs: $run/logs/). The five-minute tour is in README.md.
   e-mails (sink)   http://localhost:$SMTP_HTTP_PORT/api/messages
   provider (sim)   http://localhost:$PSP_PORT/admin/stats
   toxiproxy API    http://localhost:$TOXI_API/proxies
+  admin listeners  http://127.0.0.1:$CATALOG_ADMIN_PORT/metrics (each service process: its port + $ADMIN_OFFSET; /metrics, /readyz, /v1/admin)
 deploy/local/ctl.sh status | stop NAME | start NAME | down
 MSG
 

@@ -1,14 +1,17 @@
 // Command probe is the containers' healthcheck: the images are distroless
 // (no shell, no curl), so compose runs `probe http://127.0.0.1:PORT/readyz`.
 // It exits 0 on a 2xx answer within two seconds and 1 otherwise, printing
-// why.
+// why (with the start of the answer: an admin listener's /readyz names the
+// failing checks).
 package main
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -36,7 +39,8 @@ func probe(url string) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s answered %d", url, resp.StatusCode)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s answered %d %s", url, resp.StatusCode, strings.TrimSpace(string(b)))
 	}
 	return nil
 }

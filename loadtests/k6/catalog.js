@@ -5,7 +5,9 @@
 //   bin/k6 run -e RATE=2000 -e DURATION=60s -e TARGET=catalog loadtests/k6/catalog.js
 //
 // TARGET: cdn (Varnish), catalog (the service: near cache, then Redis), or
-// both (default; two scenarios one after the other). Figures go to
+// both (default; two scenarios one after the other). Product reads are
+// public (anonymous, CDN-cached), so no token is sent: a request with
+// Authorization would bypass the CDN. Figures go to
 // docs/benchmarks.md; the thresholds only fail a run that serves errors.
 import http from 'k6/http';
 import { check } from 'k6';

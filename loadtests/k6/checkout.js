@@ -3,12 +3,19 @@
 // must be a byte-for-byte replay), and a sample of orders is followed until
 // payments settles it.
 //
-//   bin/k6 run loadtests/k6/checkout.js
-//   bin/k6 run -e RATE=100 -e DURATION=60s loadtests/k6/checkout.js
+// Every request carries a customer's bearer token (ADR 0022: the customer
+// is the token's subject, so the body leaves customer_id out). The tokens
+// come in TOKENS, comma-separated; each virtual user places its orders
+// with one of them (VU n uses token (n-1) mod count) and reads its sample
+// orders back with the same token (another customer's order is a 404).
+//
+//   make loadtest SCRIPT=checkout                                  # mints TOKENS, then runs this
+//   make loadtest SCRIPT=checkout K6_ARGS="-e RATE=100 -e DURATION=60s"
+//   TOKENS=$(loadtests/k6/tokens.sh 10) bin/k6 run loadtests/k6/checkout.js
 import http from 'k6/http';
 import { check, sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
-import { ORDERS, productIDs } from './lib.js';
+import { ORDERS, bearer, customerTokens, productIDs } from './lib.js';
 
 const RATE = Number(__ENV.RATE || 50);
 const DURATION = __ENV.DURATION || '30s';
@@ -37,12 +44,13 @@ export const options = {
 };
 
 export function setup() {
-  return { ids: productIDs(200) };
+  return { ids: productIDs(200), tokens: customerTokens() };
 }
 
 // withRetry sends req() again while the answer is one a client retries:
 // 503 (the in-flight limit, catalog unavailable) or 409 (the same key still
-// in flight), after Retry-After, at most 5 times.
+// in flight), after Retry-After, at most 5 times. Every other answer is
+// final: 401 (a token expired or not accepted) and 403 are not retried.
 function withRetry(req) {
   let res = req();
   for (let i = 0; i < 5 && (res.status === 503 || res.status === 409); i++) {
@@ -54,39 +62,41 @@ function withRetry(req) {
 
 const retried = http.expectedStatuses(200, 201, 409, 503);
 
-function post(body, key) {
+function post(token, body, key) {
   return withRetry(() => http.post(`${ORDERS}/v1/orders`, body, {
-    headers: { 'Content-Type': 'application/json', 'Idempotency-Key': key },
+    headers: Object.assign({ 'Content-Type': 'application/json', 'Idempotency-Key': key }, bearer(token)),
     tags: { name: 'POST /v1/orders' },
     // 503 and 409 are answers a client retries, not failures.
     responseCallback: retried,
   }));
 }
 
-function getOrder(id) {
+function getOrder(token, id) {
   return withRetry(() => http.get(`${ORDERS}/v1/orders/${id}`, {
+    headers: bearer(token),
     tags: { name: 'GET /v1/orders/{id}' },
     responseCallback: retried,
   }));
 }
 
 export function checkout(data) {
+  // This VU's customer; orders takes the customer id from the token.
+  const token = data.tokens[(__VU - 1) % data.tokens.length];
   const id = data.ids[Math.floor(Math.random() * data.ids.length)];
   const key = `k6-${__VU}-${__ITER}-${Date.now()}`;
   const body = JSON.stringify({
-    customer_id: `k6-cust-${__VU}`,
     customer_email: `k6-${__VU}@example.com`,
     currency: 'EUR',
     items: [{ product_id: id, quantity: 1 + (__ITER % 3) }],
     shipping_address: { name: 'k6', line1: '1 Load St', city: 'Berlin', postal_code: '10115', country: 'DE' },
   });
-  const res = post(body, key);
+  const res = post(token, body, key);
   if (!check(res, { 'order created': (r) => r.status === 201 })) {
     if (__ENV.DEBUG) console.warn(`POST ${res.status} ${res.body}`);
     return;
   }
   if (Math.random() < 0.05) {
-    const again = post(body, key);
+    const again = post(token, body, key);
     replays.add(1);
     if (again.status !== 201 || again.body !== res.body || again.headers['Idempotent-Replayed'] !== 'true') {
       replayMismatch.add(1);
@@ -98,7 +108,7 @@ export function checkout(data) {
     const order = res.json();
     const start = Date.now();
     for (let i = 0; i < 100; i++) {
-      const r = getOrder(order.id);
+      const r = getOrder(token, order.id);
       if (r.status !== 200) {
         if (__ENV.DEBUG) console.warn(`GET order ${r.status} ${r.body}`);
         sleep(0.1);

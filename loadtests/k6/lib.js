@@ -7,6 +7,25 @@ export const CDN = __ENV.CDN_URL || 'http://127.0.0.1:8080';
 export const CATALOG = __ENV.CATALOG_URL || 'http://127.0.0.1:8081';
 export const ORDERS = __ENV.ORDERS_URL || 'http://127.0.0.1:8082';
 
+// customerTokens returns the customers' access tokens from TOKENS (comma-
+// separated; `make loadtest SCRIPT=checkout` mints them for the synthetic
+// customers load-k6-1 … load-k6-N with loadtests/k6/tokens.sh). k6 cannot
+// sign in through the provider's form itself, so a script that places
+// orders needs them; the tokens live an hour, so does the run at most.
+export function customerTokens() {
+  const tokens = (__ENV.TOKENS || '').split(',').map((t) => t.trim()).filter((t) => t !== '');
+  if (tokens.length === 0) {
+    throw new Error('no customer tokens: run it with `make loadtest SCRIPT=checkout` (mints them), ' +
+      'or pass TOKENS=<token>,<token>… (scripts/token.sh load-k6-1 prints one)');
+  }
+  return tokens;
+}
+
+// bearer is the Authorization header of a token.
+export function bearer(token) {
+  return { Authorization: `Bearer ${token}` };
+}
+
 // productIDs pages through the public catalog (at most max ids).
 export function productIDs(max) {
   const ids = [];

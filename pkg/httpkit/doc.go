@@ -26,6 +26,12 @@
 //     signal. Returning nil means no request was cut off.
 //   - Unknown routes and wrong methods answer 404 / 405 problems, the
 //     latter with an Allow header.
+//   - A service the edge reaches serves two muxes on two listeners (ADR
+//     0023): NewPublicMux (the API, /healthz, a /readyz without details;
+//     /metrics and /v1/admin/ are 404 there whatever is mounted) and
+//     NewAdminMux (/healthz, /readyz with each check's error, /metrics and
+//     the admin API under AdminPrefix). NewMux is the admin kind, for
+//     processes that only operators reach.
 //
 // Not provided: authentication, CORS, rate limiting, response caching.
 // Those belong to the edge or to go-kit endpoint middleware.

@@ -76,15 +76,17 @@ type readyBody struct {
 	Checks map[string]string `json:"checks"`
 }
 
-// Readyz is the /readyz handler. It runs all checks concurrently, each
-// with CheckTimeout, and answers 200 {"status":"ready","checks":{name:"ok"}}
-// when all pass. Otherwise it answers 503 application/problem+json with
-// class "not-ready", whose detail names the failing checks and whose
-// errors list each one ({"field": name, "message": its error}), sorted by
-// name. While draining it answers 503 "not-ready" at once.
+// Readyz is the /readyz handler of an admin listener. It runs all checks
+// concurrently, each with CheckTimeout, and answers 200
+// {"status":"ready","checks":{name:"ok"}} when all pass. Otherwise it
+// answers 503 application/problem+json with class "not-ready", whose
+// detail names the failing checks and whose errors list each one
+// ({"field": name, "message": its error}), sorted by name. While draining
+// it answers 503 "not-ready" at once.
 //
-// Check errors are shown verbatim: /readyz is for operators and should
-// not be exposed to the public internet.
+// Check errors are shown verbatim: they name hosts, ports and versions.
+// Serve it only where operators reach (NewAdminMux); a public listener
+// serves PublicReadyz.
 func (h *Health) Readyz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h.Draining() {
@@ -109,6 +111,22 @@ func (h *Health) Readyz() http.Handler {
 		p := NewProblem(http.StatusServiceUnavailable, "not-ready", "failing checks: "+strings.Join(names, ", "))
 		p.Errors = failed
 		WriteProblem(w, p)
+	})
+}
+
+// PublicReadyz is the /readyz handler of a public listener: the verdict of
+// Readyz (the same checks, run the same way, draining included) without
+// its reasons. It answers 200 {"status":"ready"}, or 503
+// application/problem+json "not-ready" with a fixed detail that names no
+// dependency and shows no error, so a load balancer in front of a public
+// port can still probe it. The details are on the admin listener's Readyz.
+func (h *Health) PublicReadyz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.Draining() || len(h.run(r.Context())) > 0 {
+			WriteProblem(w, NewProblem(http.StatusServiceUnavailable, "not-ready", "not ready to serve traffic"))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 }
 

@@ -13,7 +13,7 @@ import (
 // NewMux returns a ServeMux with the standard endpoints:
 //
 //   - GET /healthz: health.Livez();
-//   - GET /readyz: health.Readyz();
+//   - GET /readyz: health.Readyz() (with each check's error);
 //   - GET /metrics: metrics (not registered when metrics is nil);
 //   - "/" (everything else): a problem+json answer instead of net/http's
 //     plain text: 405 "method-not-allowed" with an Allow header when the
@@ -22,12 +22,55 @@ import (
 // Services add their routes with method patterns ("POST /v1/orders").
 // The pattern "/" is taken; registering it again panics. health must not
 // be nil.
+//
+// It suits a process that only operators reach (a test double, an
+// exporter). A service that the edge reaches serves two muxes on two
+// listeners instead: NewPublicMux and NewAdminMux.
 func NewMux(health *Health, metrics http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", health.Livez())
 	mux.Handle("GET /readyz", health.Readyz())
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
+	}
+	mux.Handle("/", noRoute(mux))
+	return mux
+}
+
+// NewAdminMux returns the mux of a service's admin listener (ADMIN_ADDR),
+// which no published port and no CDN route reaches: NewMux's endpoints,
+// readiness with each check's error and /metrics included. The service
+// mounts its admin API on it under /v1/admin/.
+func NewAdminMux(health *Health, metrics http.Handler) *http.ServeMux {
+	return NewMux(health, metrics)
+}
+
+// AdminPrefix is the path under which services mount their admin API, on
+// the admin listener only.
+const AdminPrefix = "/v1/admin/"
+
+// NewPublicMux returns the mux of a service's public listener (HTTP_ADDR),
+// the one the edge reaches:
+//
+//   - GET /healthz: health.Livez();
+//   - GET /readyz: health.PublicReadyz() (ready or not, no details);
+//   - /metrics, /v1/admin and everything under AdminPrefix, any method:
+//     404 "not-found", reserved so that a service that mounts a handler on
+//     "/v1/" never serves its admin routes or metrics here (registering a
+//     broader pattern such as "/v1/admin/" again panics: a wiring mistake);
+//   - "/" as in NewMux.
+//
+// health must not be nil.
+func NewPublicMux(health *Health) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", health.Livez())
+	mux.Handle("GET /readyz", health.PublicReadyz())
+	notFound := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteProblem(w, NewProblem(http.StatusNotFound, "not-found",
+			fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
+	})
+	for _, p := range []string{"/metrics", "/metrics/", strings.TrimSuffix(AdminPrefix, "/"), AdminPrefix} {
+		mux.Handle(p, notFound)
 	}
 	mux.Handle("/", noRoute(mux))
 	return mux

@@ -1,8 +1,11 @@
 package httpkit_test
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -69,5 +72,82 @@ func TestNewMuxWithoutMetrics(t *testing.T) {
 	}
 	if p := parseProblem(t, resp.Header, resp.Body); p.Class() != "not-found" {
 		t.Fatalf("problem %+v", p)
+	}
+}
+
+// TestPublicAndAdminMux: the two listeners of a service share one Health.
+// The public mux answers readiness without reasons and never serves
+// /metrics or the admin API, even when the service mounts a handler on
+// "/v1/" that has admin routes; the admin mux serves both, and readiness
+// with each check's error.
+func TestPublicAndAdminMux(t *testing.T) {
+	t.Parallel()
+	h := httpkit.NewHealth()
+	h.AddCheck("postgres", func(context.Context) error { return errors.New("dial tcp 10.0.0.5:5432: connection refused") })
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "# metrics\n") })
+	// What a service's API gate holds: public and admin routes in one mux.
+	api := http.NewServeMux()
+	api.HandleFunc("GET /v1/items", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "items") })
+	api.HandleFunc("/v1/admin/", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "admin secrets") })
+	public := httpkit.NewPublicMux(h)
+	public.Handle("/v1/", api)
+	admin := httpkit.NewAdminMux(h, metrics)
+	admin.Handle(httpkit.AdminPrefix, api)
+	pub, adm := newServer(t, public), newServer(t, admin)
+
+	tests := []struct {
+		name       string
+		ts         *httptest.Server
+		method     string
+		path       string
+		wantStatus int
+		wantBody   string // substring
+		notBody    string // must not appear
+	}{
+		{"public healthz", pub, "GET", "/healthz", 200, `"status":"ok"`, ""},
+		{"public readyz has no reasons", pub, "GET", "/readyz", 503, "problems/not-ready", "postgres"},
+		{"public readyz has no errors", pub, "GET", "/readyz", 503, "not ready", "10.0.0.5"},
+		{"public api", pub, "GET", "/v1/items", 200, "items", ""},
+		{"public metrics", pub, "GET", "/metrics", 404, "not-found", "# metrics"},
+		{"public metrics subpath", pub, "GET", "/metrics/x", 404, "not-found", ""},
+		{"public admin", pub, "GET", "/v1/admin/products/x", 404, "not-found", "secrets"},
+		{"public admin root", pub, "GET", "/v1/admin", 404, "not-found", "secrets"},
+		{"public admin post", pub, "POST", "/v1/admin/queues/x/redrive", 404, "not-found", "secrets"},
+		{"public admin double slash", pub, "GET", "//v1//admin/products/x", 404, "", "secrets"},
+		{"public admin dot segments", pub, "GET", "/v1/items/../admin/products/x", 404, "", "secrets"},
+		{"public admin percent-encoded", pub, "GET", "/v1/%61dmin/products/x", 404, "", "secrets"},
+		{"public admin upper case", pub, "GET", "/V1/ADMIN/products/x", 404, "", "secrets"},
+		{"admin healthz", adm, "GET", "/healthz", 200, `"status":"ok"`, ""},
+		{"admin readyz names the check and its error", adm, "GET", "/readyz", 503, "dial tcp 10.0.0.5:5432", ""},
+		{"admin metrics", adm, "GET", "/metrics", 200, "# metrics", ""},
+		{"admin api", adm, "GET", "/v1/admin/products/x", 200, "admin secrets", ""},
+		{"admin serves no public api", adm, "GET", "/v1/items", 404, "not-found", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			resp := do(t, tt.ts, tt.method, tt.path, "", nil)
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("%s %s = %d, want %d; body %s", tt.method, tt.path, resp.StatusCode, tt.wantStatus, resp.Body)
+			}
+			if !strings.Contains(string(resp.Body), tt.wantBody) || (tt.notBody != "" && strings.Contains(string(resp.Body), tt.notBody)) {
+				t.Fatalf("%s %s: body %s; want %q in it and not %q", tt.method, tt.path, resp.Body, tt.wantBody, tt.notBody)
+			}
+		})
+	}
+}
+
+func TestPublicReadyzWhenReady(t *testing.T) {
+	t.Parallel()
+	h := httpkit.NewHealth()
+	h.AddCheck("postgres", func(context.Context) error { return nil })
+	ts := newServer(t, httpkit.NewPublicMux(h))
+	resp := do(t, ts, http.MethodGet, "/readyz", "", nil)
+	if got := strings.TrimSpace(string(resp.Body)); resp.StatusCode != http.StatusOK || got != `{"status":"ready"}` {
+		t.Fatalf("readyz = %d %s, want 200 {\"status\":\"ready\"}", resp.StatusCode, got)
+	}
+	h.SetDraining()
+	if resp := do(t, ts, http.MethodGet, "/readyz", "", nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("draining: readyz = %d %s", resp.StatusCode, resp.Body)
 	}
 }

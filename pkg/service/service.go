@@ -13,7 +13,13 @@
 // listens at once, so /healthz answers 200 and /readyz answers 503 naming
 // the dependency that is still down while PostgreSQL and NATS are dialled
 // with capped backoff, forever; API routes answer 503 with Retry-After
-// until Gate.Set mounts them. Shutdown runs in reverse (lifecycle.Group).
+// until Gate.Open mounts them. Shutdown runs in reverse (lifecycle.Group).
+//
+// Two listeners (ADR 0023): HTTP_ADDR serves the API, /healthz and a
+// /readyz without details; ADMIN_ADDR serves /metrics, /readyz naming
+// each failing check, /healthz and the admin API under /v1/admin/. Only
+// the first may be published or routed to from the edge (Listen,
+// NewMuxes, ServeMuxes).
 package service
 
 import (
@@ -58,7 +64,13 @@ type Base struct {
 }
 
 // HTTP is the server part of a serve command's config. Services embed it
-// and declare their own HTTP_ADDR (each has its own default port).
+// and declare their own addresses, each with its own default port:
+// HTTP_ADDR, the public listener (the API, /healthz, a /readyz without
+// details), and ADMIN_ADDR, the admin listener (/metrics, /readyz with
+// each check's error, /healthz and the admin API under /v1/admin/), whose
+// default port is the public one + 1000 (catalog :8081 and :9081). The
+// admin listener must never be published or routed to from the edge
+// (ADR 0023). Both drain together.
 type HTTP struct {
 	DrainDelay      time.Duration `env:"HTTP_DRAIN_DELAY" envDefault:"0s"`
 	ShutdownTimeout time.Duration `env:"HTTP_SHUTDOWN_TIMEOUT" envDefault:"20s"`
@@ -221,6 +233,85 @@ func (rt *Runtime) Handler(mux http.Handler) http.Handler {
 func (rt *Runtime) Serve(ctx context.Context, cfg HTTP, ln net.Listener, h http.Handler, health *httpkit.Health) error {
 	rt.Log.InfoContext(ctx, "http listening", "addr", ln.Addr().String())
 	return httpkit.Serve(ctx, httpkit.ServerConfig{Addr: ln.Addr().String(), DrainDelay: cfg.DrainDelay, ShutdownTimeout: cfg.ShutdownTimeout}, ln, h, health, rt.Log)
+}
+
+// Listeners are a serve command's two listeners (ADR 0023): Public on
+// HTTP_ADDR, which the edge reaches, and Admin on ADMIN_ADDR, which only
+// operators and the metrics scraper reach.
+type Listeners struct {
+	Public, Admin net.Listener
+}
+
+// Listen opens both listeners; an error names the variable whose address
+// failed, and leaves nothing open. The two addresses must differ (":0"
+// twice is fine: two free ports).
+func Listen(httpAddr, adminAddr string) (Listeners, error) {
+	if httpAddr == adminAddr && !strings.HasSuffix(httpAddr, ":0") {
+		return Listeners{}, fmt.Errorf("ADMIN_ADDR %s: must differ from HTTP_ADDR (the admin listener is never published)", adminAddr)
+	}
+	pub, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		return Listeners{}, fmt.Errorf("listen on HTTP_ADDR %s: %w", httpAddr, err)
+	}
+	adm, err := net.Listen("tcp", adminAddr)
+	if err != nil {
+		_ = pub.Close()
+		return Listeners{}, fmt.Errorf("listen on ADMIN_ADDR %s: %w", adminAddr, err)
+	}
+	return Listeners{Public: pub, Admin: adm}, nil
+}
+
+// Close closes both listeners (ServeMuxes closes them itself; this is for
+// a command that fails before serving).
+func (l Listeners) Close() error {
+	return errors.Join(l.Public.Close(), l.Admin.Close())
+}
+
+// Muxes are the routes of a serve command's two listeners, sharing one
+// Health.
+type Muxes struct {
+	// Public is served on HTTP_ADDR (httpkit.NewPublicMux): /healthz, a
+	// /readyz that answers ready or not and nothing more, and the API the
+	// service mounts (usually a Gate on "/v1/"). /metrics and /v1/admin/
+	// answer 404 whatever is mounted on "/v1/".
+	Public *http.ServeMux
+	// Admin is served on ADMIN_ADDR (httpkit.NewAdminMux): /healthz,
+	// /readyz with each check's error, /metrics (the service's registry),
+	// and the admin API the service mounts on httpkit.AdminPrefix.
+	Admin *http.ServeMux
+}
+
+// NewMuxes returns the two muxes, with readiness from health and metrics
+// from the runtime's registry.
+func (rt *Runtime) NewMuxes(health *httpkit.Health) Muxes {
+	return Muxes{Public: httpkit.NewPublicMux(health), Admin: httpkit.NewAdminMux(health, rt.Tel.MetricsHandler())}
+}
+
+// ServeMuxes serves m.Public on lns.Public and m.Admin on lns.Admin, each
+// wrapped by Handler, until ctx ends or one of them fails; then both drain
+// at once (readiness fails on both, DrainDelay, ShutdownTimeout for
+// in-flight requests) and both listeners are closed. A failure of either
+// stops the other, so a process never runs with one listener gone.
+func (rt *Runtime) ServeMuxes(ctx context.Context, cfg HTTP, lns Listeners, m Muxes, health *httpkit.Health) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	serve := func(name string, ln net.Listener, mux http.Handler) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			rt.Log.InfoContext(ctx, name+" listening", "addr", ln.Addr().String())
+			err := httpkit.Serve(ctx, httpkit.ServerConfig{Addr: ln.Addr().String(), DrainDelay: cfg.DrainDelay,
+				ShutdownTimeout: cfg.ShutdownTimeout}, ln, rt.Handler(mux), health, rt.Log)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", name, err)
+			}
+			cancel()
+			done <- err
+		}()
+		return done
+	}
+	pub := serve("http", lns.Public, m.Public)
+	adm := serve("admin http", lns.Admin, m.Admin)
+	return errors.Join(<-pub, <-adm)
 }
 
 // CheckRoles reports each role not in known, in the ROLES variable's

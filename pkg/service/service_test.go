@@ -159,3 +159,56 @@ func TestServeDrainsOnCancel(t *testing.T) {
 		t.Fatalf("serve after cancel: %v", err)
 	}
 }
+
+// TestServeMuxes: the public listener serves the API gate and the admin
+// listener the admin routes, metrics and readiness details; both drain
+// when ctx ends and close their listeners.
+func TestServeMuxes(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	rt, err := service.Start(ctx, "svctest", service.Base{}, &testinfra.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	if _, err := service.Listen("127.0.0.1:18999", "127.0.0.1:18999"); err == nil || !strings.Contains(err.Error(), "ADMIN_ADDR") {
+		t.Fatalf("Listen with one address twice: %v", err)
+	}
+	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	health := httpkit.NewHealth()
+	health.AddCheck("postgres", func(context.Context) error { return nil })
+	m := rt.NewMuxes(health)
+	api := service.NewGate("svctest")
+	m.Public.Handle("/v1/", api)
+	m.Admin.Handle(httpkit.AdminPrefix, api)
+	routes := http.NewServeMux()
+	routes.HandleFunc("GET /v1/things", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	routes.HandleFunc("GET /v1/admin/things", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
+	api.Open(routes)
+	served := make(chan error, 1)
+	go func() { served <- rt.ServeMuxes(ctx, service.HTTP{}, lns, m, health) }()
+	public, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
+	testinfra.WaitReady(t, public+"/readyz", 10*time.Second)
+	testinfra.CheckListeners(t, public, admin, "/v1/admin/things")
+	resp, err := http.Get(public + "/v1/things")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("public API: %d", resp.StatusCode)
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatalf("serve after cancel: %v", err)
+	}
+	for _, ln := range []net.Listener{lns.Public, lns.Admin} {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			_ = c.Close()
+			t.Errorf("%s still accepts connections after shutdown", ln.Addr())
+		}
+	}
+}

@@ -31,6 +31,7 @@ const usage = `chaos: drills that break a running shopfloor and report which inv
   chaos run [flags] DRILL... | all           run drills one after the other
 
 Start the system first (make start, or docker compose with chaos/compose.chaos.yaml).
+Drills sign in at its identity provider: a local run's identity.env, or --issuer and --demo-password.
 Exit status: 0 every invariant held, 1 one was violated, 2 bad usage, 3 a drill could not run.
 
 flags of run:
@@ -46,7 +47,7 @@ type config struct {
 	runDir                       string
 	composeFiles                 string
 	mail                         string // smtpsink | mailpit
-	adminToken                   string
+	issuer, demoPassword         string
 	urls                         urlFlags
 }
 
@@ -115,8 +116,9 @@ func flags(c *config, getenv func(string) string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.runDir, "run-dir", getenv("SHOPFLOOR_RUN_DIR"), "local runner: the run directory (default <repository>/.run); env SHOPFLOOR_RUN_DIR")
 	fs.StringVar(&c.composeFiles, "compose-files", "deploy/compose/compose.yaml,chaos/compose.chaos.yaml", "compose runner: the compose files, comma-separated")
 	fs.StringVar(&c.mail, "mail", "", "mail catcher API: smtpsink (local) or mailpit (compose); default by runner")
-	fs.StringVar(&c.adminToken, "admin-token", envOr(getenv, "ADMIN_TOKEN", "local-admin-token-change-me"), "catalog's admin token; env ADMIN_TOKEN")
-	fs.Var(c.urls, "url", "override one base URL, NAME=URL (NAME: cdn, catalog, orders, payments, notifications, search, psp, mail, toxiproxy, nats-monitor, or metrics.PROCESS); repeatable")
+	fs.StringVar(&c.issuer, "issuer", getenv("IDENTITY_ISSUER"), "the identity provider's issuer URL (local runner: default from the run directory's identity.env; compose: "+composeIssuer+"); env IDENTITY_ISSUER")
+	fs.StringVar(&c.demoPassword, "demo-password", getenv("IDENTITY_DEMO_PASSWORD"), "the demo users' password (local runner: default from the run directory's identity.env; compose: SHOPFLOOR_DEMO_PASSWORD of deploy/compose/.env); env IDENTITY_DEMO_PASSWORD")
+	fs.Var(c.urls, "url", "override one base URL, NAME=URL (NAME: cdn, catalog, catalog-admin, orders, payments, notifications, search, psp, mail, toxiproxy, nats-monitor, or metrics.PROCESS); repeatable")
 	return fs
 }
 
@@ -156,7 +158,7 @@ func (c *config) validate() error {
 func (c *config) system() (*target.System, error) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	e := target.LocalEndpoints(c.portBase)
-	fields := map[string]*string{"cdn": &e.CDN, "catalog": &e.Catalog, "orders": &e.Orders, "payments": &e.Payments,
+	fields := map[string]*string{"cdn": &e.CDN, "catalog": &e.Catalog, "catalog-admin": &e.CatalogAdmin, "orders": &e.Orders, "payments": &e.Payments,
 		"notifications": &e.Notifications, "search": &e.Search, "psp": &e.PSP, "mail": &e.Mail, "toxiproxy": &e.Toxiproxy,
 		"nats-monitor": &e.NATSMonitor}
 	for k, v := range c.urls {
@@ -173,7 +175,11 @@ func (c *config) system() (*target.System, error) {
 		}
 		*f = v
 	}
-	sys := &target.System{Endpoints: e, HTTP: client, AdminToken: c.adminToken}
+	id, err := c.identity()
+	if err != nil {
+		return nil, err
+	}
+	sys := &target.System{Endpoints: e, HTTP: client, Identity: id}
 	if c.mail == "mailpit" {
 		sys.Mail = &target.Mailpit{URL: e.Mail, HTTP: client}
 	} else {
@@ -194,6 +200,65 @@ func (c *config) system() (*target.System, error) {
 		sys.Procs = &target.Ctl{Script: filepath.Join(root, "deploy/local/ctl.sh"), Env: env}
 	}
 	return sys, nil
+}
+
+// composeIssuer is the sandbox provider's issuer in docker compose.
+const composeIssuer = "http://localhost:8090"
+
+// identity is where the drills sign in: --issuer and --demo-password (or
+// their variables) win; what they leave out comes from the local run's
+// identity.env (deploy/local/run.sh writes it) or, for compose, from the
+// compose defaults (the issuer http://localhost:8090 and
+// SHOPFLOOR_DEMO_PASSWORD of deploy/compose/.env).
+func (c *config) identity() (target.Identity, error) {
+	id := target.Identity{Issuer: c.issuer, DemoPassword: c.demoPassword}
+	if id.Issuer != "" && id.DemoPassword != "" {
+		return id, nil
+	}
+	var def target.Identity
+	if c.runner == "compose" {
+		def.Issuer = composeIssuer
+		pw, err := dotenv("deploy/compose/.env", "SHOPFLOOR_DEMO_PASSWORD")
+		if err != nil && id.DemoPassword == "" {
+			return id, fmt.Errorf("%w: the demo password: pass --demo-password (IDENTITY_DEMO_PASSWORD), or run from the repository with deploy/compose/.env: %w", errUsage, err)
+		}
+		def.DemoPassword = pw
+	} else {
+		dir := c.runDir
+		if dir == "" {
+			root, err := repoRoot()
+			if err != nil {
+				return id, err
+			}
+			dir = filepath.Join(root, ".run")
+		}
+		var err error
+		if def, err = target.ReadIdentityEnv(filepath.Join(dir, "identity.env")); err != nil {
+			return id, fmt.Errorf("%w: is the system running (make start)? Otherwise pass --issuer and --demo-password", err)
+		}
+	}
+	if id.Issuer == "" {
+		id.Issuer = def.Issuer
+	}
+	if id.DemoPassword == "" {
+		id.DemoPassword = def.DemoPassword
+	}
+	return id, nil
+}
+
+// dotenv returns the value of key in a NAME=value file such as compose's
+// .env.
+func dotenv(path, key string) (string, error) {
+	b, err := os.ReadFile(path) //nolint:gosec // G304: compose's own .env
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), key+"="); ok && v != "" {
+			return strings.Trim(v, `"'`), nil
+		}
+	}
+	return "", fmt.Errorf("%s has no %s", path, key)
 }
 
 // repoRoot finds deploy/local/ctl.sh in the working directory or above.

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/shopfloor/shopfloor/chaos/target"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
 
@@ -68,5 +72,60 @@ func TestUnreachableSystem(t *testing.T) {
 	err := run(context.Background(), []string{"chaos", "run", "--port-base", "9500", "relay-killed"}, func(string) string { return "" }, &out)
 	if err == nil || errors.Is(err, errUsage) || errors.Is(err, errViolated) || !strings.Contains(err.Error(), "is the system running?") {
 		t.Fatalf("err %v, want a failure to start", err)
+	}
+}
+
+// TestIdentitySettings: --issuer and --demo-password (or their variables)
+// win; what they leave out comes from the local run's identity.env, or
+// for compose from its defaults.
+func TestIdentitySettings(t *testing.T) {
+	t.Parallel()
+	runDir := t.TempDir()
+	env := "IDENTITY_ISSUER=http://127.0.0.1:23590\nIDENTITY_DEMO_PASSWORD=from-the-run-dir\n"
+	if err := os.WriteFile(filepath.Join(runDir, "identity.env"), []byte(env), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		want      target.Identity
+		wantErr   string
+		wantUsage bool
+	}{
+		{"local: the run directory's", []string{"--run-dir", runDir}, nil,
+			target.Identity{Issuer: "http://127.0.0.1:23590", DemoPassword: "from-the-run-dir"}, "", false},
+		{"flags win", []string{"--run-dir", runDir, "--issuer", "http://127.0.0.1:9", "--demo-password", "flag-password"}, nil,
+			target.Identity{Issuer: "http://127.0.0.1:9", DemoPassword: "flag-password"}, "", false},
+		{"variables", []string{"--run-dir", runDir}, map[string]string{"IDENTITY_DEMO_PASSWORD": "env-password"},
+			target.Identity{Issuer: "http://127.0.0.1:23590", DemoPassword: "env-password"}, "", false},
+		{"local without identity.env", []string{"--run-dir", t.TempDir()}, nil, target.Identity{}, "is the system running", false},
+		{"compose with a password", []string{"--runner", "compose", "--demo-password", "pw-0123456789"}, nil,
+			target.Identity{Issuer: "http://localhost:8090", DemoPassword: "pw-0123456789"}, "", false},
+		// The test runs in chaos/cmd/chaos: no deploy/compose/.env there.
+		{"compose without a password", []string{"--runner", "compose"}, nil, target.Identity{}, "--demo-password", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := &config{urls: urlFlags{}}
+			fs := flags(c, func(k string) string { return tt.env[k] }, io.Discard)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.validate(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.identity()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || errors.Is(err, errUsage) != tt.wantUsage {
+					t.Fatalf("err %v, want %q (usage: %v)", err, tt.wantErr, tt.wantUsage)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
+			}
+		})
 	}
 }

@@ -5,8 +5,10 @@ vcl 4.1;
 # stale-while-revalidate the grace, and stale-if-error (1 day) the extra
 # grace used while catalog is unhealthy. Responses marked private or
 # no-store are never stored. Purges are by surrogate key (xkey), from the
-# internal network only.
+# internal network only. The admin API and /metrics are never forwarded,
+# whatever the path's spelling (deny_internal; ADR 0023).
 
+import blob;
 import std;
 import xkey;
 
@@ -34,6 +36,7 @@ acl purgers {
 }
 
 sub vcl_recv {
+    call deny_internal;
     if (req.method == "PURGE") {
         if (client.ip !~ purgers) {
             return (synth(403, "Forbidden"));
@@ -58,15 +61,53 @@ sub vcl_recv {
     if (req.http.Authorization || req.http.Cookie) {
         return (pass);
     }
-    if (req.url ~ "^/v1/admin") {
-        return (pass);
-    }
     # Healthy origin: serve stale only for the stale-while-revalidate
     # window while refreshing. Sick origin: up to stale-if-error.
     if (std.healthy(req.backend_hint)) {
         set req.grace = 30s;
     }
     return (hash);
+}
+
+# The admin API (/v1/admin...) and /metrics live on the services' admin
+# listeners, which no CDN backend points at (ADR 0023). They are answered
+# 404 here too, for every method and without asking the origin, so that an
+# origin that still served them (a misconfigured ADMIN_ADDR, an old build)
+# is not reachable through the CDN. The path is compared as an origin would
+# route it: an absolute-form URL reduced to its path, the query dropped,
+# percent-escapes decoded once (%2F, %61, ...), backslashes read as
+# slashes, runs of slashes collapsed, "." and ".." segments resolved (three
+# levels deep; deeper ones get the origin's redirect to the clean path,
+# which comes back through this rule), lower case; then a prefix match.
+sub deny_internal {
+    set req.http.x-sf-path = regsub(req.url, "^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*", "");
+    set req.http.x-sf-path = regsub(req.http.x-sf-path, "[?#].*$", "");
+    set req.http.x-sf-path = regsuball(req.http.x-sf-path, "%00", "");
+    # Decode only well-formed escapes: a stray % is the origin's 400.
+    if (req.http.x-sf-path ~ "%[0-9a-fA-F]{2}" && req.http.x-sf-path !~ "%(?![0-9a-fA-F]{2})") {
+        set req.http.x-sf-path = blob.transcode(decoding=URL, encoded=req.http.x-sf-path);
+    }
+    set req.http.x-sf-path = std.tolower(regsuball(req.http.x-sf-path, "\\", "/"));
+    set req.http.x-sf-path = regsuball(req.http.x-sf-path, "/{2,}", "/");
+    set req.http.x-sf-path = regsuball(req.http.x-sf-path, "/\.(?=/|$)", "");
+    set req.http.x-sf-path = regsuball(req.http.x-sf-path, "/[^/]+/\.\.(?=/|$)", "");
+    set req.http.x-sf-path = regsuball(req.http.x-sf-path, "/[^/]+/\.\.(?=/|$)", "");
+    set req.http.x-sf-path = regsuball(req.http.x-sf-path, "/[^/]+/\.\.(?=/|$)", "");
+    set req.http.x-sf-path = regsub(req.http.x-sf-path, "^(/\.\.)+(?=/|$)", "");
+    if (req.http.x-sf-path ~ "^/*(v1/admin|metrics)") {
+        unset req.http.x-sf-path;
+        return (synth(404, "Not Found"));
+    }
+    unset req.http.x-sf-path;
+}
+
+sub vcl_synth {
+    if (resp.status == 404) {
+        set resp.http.Content-Type = "application/problem+json";
+        set resp.http.Cache-Control = "private, no-store";
+        set resp.body = {"{"type":"https://shopfloor.dev/problems/not-found","title":"Not Found","status":404,"detail":"no route for this path" }"};
+        return (deliver);
+    }
 }
 
 sub vcl_backend_response {

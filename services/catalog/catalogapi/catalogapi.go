@@ -23,6 +23,11 @@ import (
 // Stream is the stream catalog publishes to; events are keyed by product id.
 const Stream = "CATALOG"
 
+// Audience is catalog's name at the identity provider (its AUTH_AUDIENCE
+// default): a service calling catalog's service routes asks for a
+// client-credentials token for this audience.
+const Audience = "catalog"
+
 // Event types, schema version 1.
 const (
 	EventProductCreated  = "product.created"

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/backoff"
 	"github.com/shopfloor/shopfloor/pkg/cache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
@@ -99,6 +101,9 @@ type bundle struct {
 	srv   *httptest.Server
 	proxy *testinfra.Proxy
 	base  string // catalog's address through the proxy
+	// token is a service client's Authorization value (products:batch
+	// needs one).
+	token string
 }
 
 // setup runs the real catalog API (its own database and Redis prefix)
@@ -114,13 +119,19 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
+	iss := authtest.NewIssuer(t)
+	authz, err := auth.NewVerifier(iss.Config(catalogapi.Audience), catalogapi.Audience, auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), nil)
-	producthttp.Routes(mux, svc, producthttp.Config{AdminToken: "test-admin-token-0123456789"}, log)
+	producthttp.Routes(mux, svc, producthttp.Config{Authz: authz}, log)
 	up := &upstream{next: mux}
 	srv := httptest.NewServer(up)
 	t.Cleanup(srv.Close)
 	proxy := testinfra.NewProxy(t, srv.Listener.Addr().String())
-	return &bundle{svc: svc, up: up, srv: srv, proxy: proxy, base: "http://" + proxy.Addr()}
+	return &bundle{svc: svc, up: up, srv: srv, proxy: proxy, base: "http://" + proxy.Addr(),
+		token: "Bearer " + iss.Service(t, "orders", catalogapi.Audience)}
 }
 
 func (b *bundle) create(t *testing.T, sku string, prices map[string]int64) product.Product {
@@ -156,12 +167,15 @@ type probe struct {
 
 // roundTripper counts the requests the client's transport sends.
 type roundTripper struct {
-	next http.RoundTripper
-	sent *atomic.Int64
+	next  http.RoundTripper
+	sent  *atomic.Int64
+	token string
 }
 
 func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	rt.sent.Add(1)
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", rt.token)
 	return rt.next.RoundTrip(r)
 }
 
@@ -178,7 +192,7 @@ func (b *bundle) client(t *testing.T, cfg catalogapi.ClientConfig) *probe {
 	if cfg.Backoff == (backoff.Policy{}) {
 		cfg.Backoff = backoff.Policy{Initial: time.Millisecond, Max: 20 * time.Millisecond}
 	}
-	cfg.HTTPClient = &http.Client{Transport: roundTripper{next: tr, sent: &p.sent}}
+	cfg.HTTPClient = &http.Client{Transport: roundTripper{next: tr, sent: &p.sent, token: b.token}}
 	cfg.Registerer = p.reg
 	c, err := catalogapi.NewClient(cfg)
 	if err != nil {

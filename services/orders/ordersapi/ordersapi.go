@@ -26,9 +26,11 @@ const (
 	EventOrderPaymentFailed = "order.payment_failed"
 	// EventOrderCancelled: the customer (or support) cancelled it.
 	EventOrderCancelled = "order.cancelled"
-	// EventOrderRefundRequired: a payment succeeded for an order that can
-	// no longer take it (cancelled while the payment was in flight, or
-	// already paid by another payment); payments refunds that payment.
+	// EventOrderRefundRequired: a payment succeeded that the order cannot
+	// take (cancelled while the payment was in flight, already paid by
+	// another payment, or a payment of another amount or currency than the
+	// order's total); payments refunds that payment. At most one per
+	// payment.
 	EventOrderRefundRequired = "order.refund_required"
 )
 
@@ -138,12 +140,35 @@ type OrderStatusChanged struct {
 
 // RefundRequired is the payload of order.refund_required.
 type RefundRequired struct {
-	OrderID     string `json:"order_id"`
-	PaymentID   string `json:"payment_id"`
+	OrderID   string `json:"order_id"`
+	PaymentID string `json:"payment_id"`
+	// AmountMinor and Currency are the payment's (what was charged and is
+	// to be refunded), which may differ from the order's total.
 	AmountMinor int64  `json:"amount_minor"`
 	Currency    string `json:"currency"`
-	// Status is the order's status, which the payment could not change.
+	// Status is the order's status after the payment: the status the
+	// payment could not change, or payment_failed for a mismatch.
 	Status  string `json:"status"`
 	Version int64  `json:"version"`
-	Reason  string `json:"reason"`
+	// Reason is why the order cannot take the payment, one of the
+	// Reason* codes: ReasonAmountMismatch, ReasonCurrencyMismatch or
+	// ReasonOrderNotPayable. Events written before the codes carried a
+	// sentence ("order is cancelled (version 3)"); read an unknown value
+	// as ReasonOrderNotPayable.
+	Reason string `json:"reason"`
 }
+
+// Reasons of order.refund_required; a mismatch is also the reason of the
+// order.payment_failed written with it. Stable, machine-readable.
+const (
+	// ReasonAmountMismatch: the payment's amount is not the order's total
+	// (same currency).
+	ReasonAmountMismatch = "amount_mismatch"
+	// ReasonCurrencyMismatch: the payment's currency is not the order's
+	// (whatever the amount).
+	ReasonCurrencyMismatch = "currency_mismatch"
+	// ReasonOrderNotPayable: the payment matches the order, but the order
+	// no longer takes a payment: it is cancelled, payment_failed, or paid
+	// by another payment (Status says which).
+	ReasonOrderNotPayable = "order_not_payable"
+)

@@ -1,7 +1,8 @@
 // Package paymentsapi is payments' public contract: the events it publishes
-// on the PAYMENTS stream (and, as the service grows, its HTTP API's
-// representations). Other services import payments only through this
-// package.
+// on the PAYMENTS stream, its HTTP API's representations, and the limits
+// of what it can charge (CheckAmount: currencies, smallest and largest
+// amount), which orders applies at checkout. Other services import
+// payments only through this package.
 //
 // PAYMENTS events are keyed by order id, not payment id, so that a consumer
 // group sees every payment event of one order in commit order.

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/cache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
@@ -31,9 +33,6 @@ import (
 	"github.com/shopfloor/shopfloor/services/catalog/migrations"
 )
 
-// AdminToken is the admin token of every test catalog.
-const AdminToken = "catalogtest-admin-token"
-
 // Catalog is a running catalog.
 type Catalog struct {
 	// URL is the base URL of the API (what CATALOG_URL would be).
@@ -42,13 +41,27 @@ type Catalog struct {
 	Server *httptest.Server
 	// DB is catalog's database.
 	DB *testinfra.Database
+	// Issuer is the identity provider catalog trusts (audience "catalog").
+	Issuer *authtest.Issuer
+
+	operator string
 
 	requests atomic.Int64
 }
 
-// Start runs a catalog until the test ends.
+// Start runs a catalog until the test ends, trusting an issuer of its own.
 func Start(tb testing.TB) *Catalog {
 	tb.Helper()
+	return StartWith(tb, nil)
+}
+
+// StartWith runs a catalog that trusts iss (nil: a new issuer): pass the
+// issuer a test's service gets its client-credentials tokens from.
+func StartWith(tb testing.TB, iss *authtest.Issuer) *Catalog {
+	tb.Helper()
+	if iss == nil {
+		iss = authtest.NewIssuer(tb)
+	}
 	db := testinfra.Postgres(tb, migrations.FS)
 	r := testinfra.Redis(tb)
 	log := slog.New(slog.DiscardHandler)
@@ -58,9 +71,13 @@ func Start(tb testing.TB) *Catalog {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c := &Catalog{DB: db}
+	authz, err := auth.NewVerifier(iss.Config(catalogapi.Audience), catalogapi.Audience, auth.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := &Catalog{DB: db, Issuer: iss, operator: "Bearer " + iss.Operator(tb, catalogapi.Audience)}
 	mux := httpkit.NewMux(httpkit.NewHealth(), http.NotFoundHandler())
-	producthttp.Routes(mux, svc, producthttp.Config{AdminToken: AdminToken}, log)
+	producthttp.Routes(mux, svc, producthttp.Config{Authz: authz}, log)
 	counted := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		c.requests.Add(1)
 		mux.ServeHTTP(w, req)
@@ -69,6 +86,25 @@ func Start(tb testing.TB) *Catalog {
 	c.URL = c.Server.URL
 	tb.Cleanup(c.Server.Close)
 	return c
+}
+
+// ServiceTransport returns a RoundTripper that sends a service client's
+// token for catalog with every request (what orders' client-credentials
+// transport does in production), for a catalogapi.Client in a test.
+func (c *Catalog) ServiceTransport(tb testing.TB) http.RoundTripper {
+	tb.Helper()
+	return bearer{tok: "Bearer " + c.Issuer.Service(tb, "orders", catalogapi.Audience), base: http.DefaultTransport}
+}
+
+type bearer struct {
+	tok  string
+	base http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", b.tok)
+	return b.base.RoundTrip(r)
 }
 
 // Requests counts the requests catalog received (admin calls included).
@@ -137,7 +173,7 @@ func (c *Catalog) admin(tb testing.TB, method, path, ifMatch string, body any, w
 	if err != nil {
 		tb.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+AdminToken)
+	req.Header.Set("Authorization", c.operator)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -6,13 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/cache"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
@@ -33,13 +33,18 @@ type Config struct {
 	service.Base
 	service.HTTP
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8081"`
+	// AdminAddr is the admin listener: /metrics, /readyz details and
+	// /v1/admin. Never publish it (ADR 0023).
+	AdminAddr string `env:"ADMIN_ADDR" envDefault:":9081"`
 	// RedisURL is the cache; catalog answers without it (slower).
 	RedisURL string `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
 	// NATSURL is needed by the relay and invalidation roles.
 	NATSURL    string `env:"NATS_URL"`
 	Partitions int    `env:"CATALOG_PARTITIONS" envDefault:"8"`
-	// AdminToken guards /v1/admin (at least 16 characters).
-	AdminToken  string        `env:"ADMIN_TOKEN" secret:"true"`
+	// Auth is the identity provider whose tokens the api role accepts:
+	// operators for /v1/admin, services for products:batch (AUTH_ISSUER,
+	// AUTH_AUDIENCE default "catalog"; ADR 0021, 0022).
+	Auth        auth.Config
 	CacheBypass bool          `env:"CACHE_BYPASS" envDefault:"false"`
 	CacheSoft   time.Duration `env:"CACHE_SOFT_TTL" envDefault:"5m"`
 	CacheHard   time.Duration `env:"CACHE_HARD_TTL" envDefault:"1h"`
@@ -60,8 +65,8 @@ type Config struct {
 // Validate reports rules beyond one value's syntax.
 func (c Config) Validate() []error {
 	errs := service.CheckRoles(c.Roles, []string{"api", "relay", "invalidation"})
-	if slices.Contains(c.Roles, "api") && len(c.AdminToken) < 16 {
-		errs = append(errs, errors.New("ADMIN_TOKEN: required by the api role, at least 16 characters"))
+	if slices.Contains(c.Roles, "api") {
+		errs = append(errs, c.Auth.Validate()...)
 	}
 	if (c.has("relay") || c.has("invalidation")) && c.NATSURL == "" {
 		errs = append(errs, errors.New("NATS_URL: required by the relay and invalidation roles"))
@@ -135,25 +140,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		rt.Log.InfoContext(ctx, "seeded", "products", seedN, "took", time.Since(start).String())
 		return nil
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	lns, err := service.Listen(cfg.HTTPAddr, cfg.AdminAddr)
 	if err != nil {
-		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
-	return serve(ctx, cfg, rt, ln)
+	return serve(ctx, cfg, rt, lns)
 }
 
 // serve runs the roles. HTTP starts at once (health answers while the
 // database is being connected); API routes are mounted once it is up.
-func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener) error {
+func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Listeners) error {
 	log, tel := rt.Log, rt.Tel
 	health := httpkit.NewHealth()
 	health.AddCheck("postgres", rt.PG.Check)
 	if cfg.has("relay") || cfg.has("invalidation") {
 		rt.RequireNATS(health)
 	}
-	mux := httpkit.NewMux(health, tel.MetricsHandler())
+	mux := rt.NewMuxes(health)
 	api := service.NewGate("catalog")
-	mux.Handle("/v1/", api)
+	authz, err := rt.APIVerifier(cfg.Auth, cfg.has("api"), health)
+	if err != nil {
+		return err
+	}
+	mux.Public.Handle("/v1/", api)
+	// The admin API (producthttp's /v1/admin routes, for operators) is
+	// served on the admin listener only; the public one answers 404.
+	mux.Admin.Handle(httpkit.AdminPrefix, api)
 
 	g := lifecycle.NewGroup(log)
 	g.Add("app", func(ctx context.Context) error {
@@ -189,7 +201,7 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener
 		}
 		if cfg.has("api") {
 			apiMux := http.NewServeMux()
-			producthttp.Routes(apiMux, svc, producthttp.Config{AdminToken: cfg.AdminToken,
+			producthttp.Routes(apiMux, svc, producthttp.Config{Authz: authz,
 				Public: httpcache.Policy{MaxAge: cfg.PublicMaxAge, SMaxAge: cfg.PublicSMaxAge}}, log)
 			api.Open(apiMux)
 		}
@@ -221,9 +233,8 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener
 		ag.Add("wait", func(ctx context.Context) error { <-ctx.Done(); return nil })
 		return ag.Run(ctx)
 	})
-	handler := rt.Handler(mux)
 	g.Add("http", func(ctx context.Context) error {
-		return rt.Serve(ctx, cfg.HTTP, ln, handler, health)
+		return rt.ServeMuxes(ctx, cfg.HTTP, lns, mux, health)
 	})
 	return g.Run(ctx)
 }

@@ -1,19 +1,27 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
+	"github.com/shopfloor/shopfloor/pkg/config"
+	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
+	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 )
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
 func TestRunRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"ROLES": "api,relay,gossip", "ADMIN_TOKEN": "short", "CATALOG_PARTITIONS": "0", "CACHE_SOFT_TTL": "soon"}
+	env := map[string]string{"ROLES": "api,relay,gossip", "CATALOG_PARTITIONS": "0", "CACHE_SOFT_TTL": "soon"}
 	err := run(context.Background(), []string{"catalog"}, func(k string) string { return env[k] }, &testinfra.Buffer{})
 	if err == nil {
 		t.Fatal("bad configuration accepted")
@@ -26,9 +34,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	env = map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "api,relay,gossip", "ADMIN_TOKEN": "short", "CATALOG_PARTITIONS": "0", "CACHE_NEAR_TTL": "1h"}
+	env = map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "api,relay,gossip", "CATALOG_PARTITIONS": "0", "CACHE_NEAR_TTL": "1h"}
 	err = run(context.Background(), []string{"catalog"}, func(k string) string { return env[k] }, &testinfra.Buffer{})
-	for _, want := range []string{`ROLES: unknown role "gossip"`, "ADMIN_TOKEN: required by the api role", "NATS_URL: required by the relay and invalidation roles", "CATALOG_PARTITIONS: must be", "CACHE_NEAR_TTL: between 1ms and 1m"} {
+	for _, want := range []string{`ROLES: unknown role "gossip"`, "AUTH_ISSUER: required", "NATS_URL: required by the relay and invalidation roles", "CATALOG_PARTITIONS: must be", "CACHE_NEAR_TTL: between 1ms and 1m"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
@@ -66,5 +74,87 @@ func TestMigrateAndSeed(t *testing.T) {
 	}
 	if products != 10000 || events != 10000 {
 		t.Fatalf("seed wrote %d products and %d events, want 10000 each", products, events)
+	}
+}
+
+// TestServeListeners runs the api role and checks its two listeners (ADR
+// 0023): the public one serves product reads, a /readyz without details
+// and 404 for /metrics and /v1/admin; the admin one serves the admin API
+// (with the token), /metrics and /readyz with its checks.
+func TestServeListeners(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db := testinfra.Postgres(t, nil)
+	rdb := testinfra.Redis(t)
+	iss := authtest.NewIssuer(t)
+	token := iss.Operator(t, "catalog")
+	env := map[string]string{"DATABASE_URL": db.URL, "REDIS_URL": rdb.URL, "ROLES": "api", "AUTH_ISSUER": iss.URL, "LOG_LEVEL": "WARN"}
+	getenv := func(k string) string { return env[k] }
+	if err := run(ctx, []string{"catalog", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load[Config](getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := service.Start(ctx, "catalog", cfg.Base, &testinfra.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, cfg, rt, lns) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		rt.Close(context.Background())
+	}()
+	public, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
+	testinfra.WaitReady(t, public+"/readyz", 30*time.Second)
+	testinfra.CheckListeners(t, public, admin, "/v1/admin/products/x", "/v1/admin/cache/bypass")
+
+	// A product created on the admin listener is read on the public one.
+	body, _ := json.Marshal(catalogapi.AdminProduct{SKU: "LAMP-ADMIN", Category: "lamps", Images: []string{}, Status: "active",
+		Translations: map[string]catalogapi.ProductText{"en-US": {Name: "Lamp", Description: "A lamp."}},
+		Prices:       map[string]int64{"EUR": 4999}})
+	send := func(base string, auth string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/admin/products", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if st, b := send(public, token); st != http.StatusNotFound {
+		t.Fatalf("POST /v1/admin/products on the public listener, with the token = %d %s, want 404", st, b)
+	}
+	if st, b := send(admin, ""); st != http.StatusUnauthorized {
+		t.Fatalf("POST /v1/admin/products on the admin listener without the token = %d %s, want 401", st, b)
+	}
+	st, b := send(admin, token)
+	var p catalogapi.AdminProduct
+	if err := json.Unmarshal(b, &p); st != http.StatusCreated || err != nil {
+		t.Fatalf("POST /v1/admin/products on the admin listener = %d %s", st, b)
+	}
+	resp, err := http.Get(public + "/v1/products/" + p.ID + "?currency=EUR")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/products/%s on the public listener = %d", p.ID, resp.StatusCode)
 	}
 }

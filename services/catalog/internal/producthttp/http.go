@@ -18,6 +18,7 @@ import (
 	kithttp "github.com/go-kit/kit/transport/http"
 	"github.com/google/uuid"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/cache"
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
@@ -28,8 +29,9 @@ import (
 
 // Config of the transport.
 type Config struct {
-	// AdminToken authenticates the admin API (Authorization: Bearer …).
-	AdminToken string
+	// Authz verifies bearer tokens: the admin API needs an operator,
+	// products:batch a service or an operator (ADR 0022). Required.
+	Authz *auth.Verifier
 	// Public is the Cache-Control of public product reads.
 	Public httpcache.Policy
 }
@@ -38,16 +40,23 @@ type Config struct {
 // every ETag, so changing the JSON shape changes every ETag.
 const representation = "r1"
 
-// Routes mounts catalog's API on mux.
+// Routes mounts catalog's API on mux. Who may call (ADR 0022):
+//
+//	GET /v1/products, /v1/products/{id}   anyone (public, cached by the CDN)
+//	GET /v1/products:batch                a service (checkout pricing) or an operator
+//	/v1/admin/...                         an operator (served on the admin listener only, ADR 0023)
 func Routes(mux *http.ServeMux, svc *productsvc.Service, cfg Config, log *slog.Logger) {
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
 	mux.Handle("GET /v1/products/{id}", httpkit.NewKitServer(getProduct(svc, cfg), decodeGet, httpkit.EncodeJSON, log, enc))
 	mux.Handle("GET /v1/products", httpkit.NewKitServer(listProducts(svc, cfg), decodeList, httpkit.EncodeJSON, log, enc))
 	// ?ids=a,b and/or ?skus=A,B (1–100 entries in all), &currency=, &locale=.
-	mux.Handle("GET /v1/products:batch", httpkit.NewKitServer(batchProducts(svc), decodeBatch, httpkit.EncodeJSON, log, enc))
+	// Uncached by design (prices at checkout), so not for anonymous callers.
+	mux.Handle("GET /v1/products:batch", cfg.Authz.Handle(auth.AnyOf(auth.RoleService, auth.RoleOperator),
+		httpkit.NewKitServer(batchProducts(svc), decodeBatch, httpkit.EncodeJSON, log, enc)))
 
+	operator := auth.AnyOf(auth.RoleOperator)
 	admin := func(e endpoint.Endpoint, dec kithttp.DecodeRequestFunc) http.Handler {
-		return httpkit.RequireBearer("catalog-admin", cfg.AdminToken, httpkit.NewKitServer(e, dec, httpkit.EncodeJSON, log, enc))
+		return cfg.Authz.Handle(operator, httpkit.NewKitServer(e, dec, httpkit.EncodeJSON, log, enc))
 	}
 	mux.Handle("POST /v1/admin/products", admin(createProduct(svc), decodeCreate))
 	mux.Handle("GET /v1/admin/products/{id}", admin(adminGet(svc), decodeID))

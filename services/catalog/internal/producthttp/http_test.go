@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/cache"
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
@@ -31,12 +33,27 @@ import (
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
+// token is not a token: a header of just it (no "Bearer ") must be
+// refused.
 const token = "test-admin-token-0123456789"
+
+// asOperator and asService are Authorization values that do replaces with
+// an operator's or a service's real token from the bundle's issuer.
+const (
+	asOperator = "as-operator"
+	asService  = "as-service"
+)
+
+// service is the header of a service client (products:batch).
+var service = map[string]string{"Authorization": asService}
 
 type bundle struct {
 	srv *httptest.Server
 	db  *testinfra.Database
 	svc *productsvc.Service
+	iss *authtest.Issuer
+	// operator and service are Authorization values (asOperator, asService).
+	operator, service string
 }
 
 // setup runs catalog's API on its own database and Redis prefix; rdb
@@ -91,11 +108,17 @@ func setupCache(t testing.TB, rdb redis.UniversalClient, public httpcache.Policy
 			return nil
 		})
 	}
+	iss := authtest.NewIssuer(t)
+	authz, err := auth.NewVerifier(iss.Config("catalog"), "catalog", auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), http.NotFoundHandler())
-	producthttp.Routes(mux, svc, producthttp.Config{AdminToken: token, Public: public}, log)
+	producthttp.Routes(mux, svc, producthttp.Config{Authz: authz, Public: public}, log)
 	srv := httptest.NewServer(httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes)))
 	t.Cleanup(srv.Close)
-	return &bundle{srv: srv, db: db, svc: svc}
+	return &bundle{srv: srv, db: db, svc: svc, iss: iss,
+		operator: "Bearer " + iss.Operator(t, "catalog"), service: "Bearer " + iss.Service(t, "orders", "catalog")}
 }
 
 type resp struct {
@@ -126,6 +149,12 @@ func (b *bundle) do(t testing.TB, method, path string, body any, header map[stri
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for k, v := range header {
+		switch v {
+		case asOperator:
+			v = b.operator
+		case asService:
+			v = b.service
+		}
 		req.Header.Set(k, v)
 	}
 	res, err := http.DefaultClient.Do(req)
@@ -140,10 +169,10 @@ func (b *bundle) do(t testing.TB, method, path string, body any, header map[stri
 	return resp{status: res.StatusCode, header: res.Header, body: data}
 }
 
-var admin = map[string]string{"Authorization": "Bearer " + token}
+var admin = map[string]string{"Authorization": asOperator}
 
 func withAdmin(extra map[string]string) map[string]string {
-	h := map[string]string{"Authorization": "Bearer " + token}
+	h := map[string]string{"Authorization": asOperator}
 	for k, v := range extra {
 		h[k] = v
 	}
@@ -363,7 +392,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/v1/products/not-a-uuid", "/v1/products:batch?ids=nope", "/v1/products?limit=1000", "/v1/products?page_token=zzz"} {
-		if r := b.do(t, "GET", path, nil, nil); r.status/100 != 4 {
+		if r := b.do(t, "GET", path, nil, service); r.status/100 != 4 {
 			t.Errorf("GET %s = %d, want 4xx", path, r.status)
 		}
 	}
@@ -421,7 +450,7 @@ func TestListPaginationAndBatch(t *testing.T) {
 		}
 	}
 	missing := "01234567-89ab-7def-8123-456789abcdef"
-	r = b.do(t, "GET", "/v1/products:batch?currency=USD&ids="+strings.Join(append(ids, missing), ","), nil, nil)
+	r = b.do(t, "GET", "/v1/products:batch?currency=USD&ids="+strings.Join(append(ids, missing), ","), nil, service)
 	batch := decode[catalogapi.ProductBatch](t, r)
 	if r.status != 200 || len(batch.Products) != 3 || len(batch.Missing) != 1 || batch.Missing[0] != missing || batch.Products[0].Price.Currency != "USD" {
 		t.Fatalf("batch = %d %+v", r.status, batch)
@@ -562,7 +591,7 @@ func TestBatchByIDsAndSKUs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := b.do(t, "GET", "/v1/products:batch?"+tt.query, nil, nil)
+			r := b.do(t, "GET", "/v1/products:batch?"+tt.query, nil, service)
 			if r.status != tt.status {
 				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.body)
 			}
@@ -590,7 +619,7 @@ func TestBatchByIDsAndSKUs(t *testing.T) {
 		})
 	}
 	// The de-DE read renders the German name.
-	r := b.do(t, "GET", "/v1/products:batch?locale=de-DE&skus=LAMP-A", nil, nil)
+	r := b.do(t, "GET", "/v1/products:batch?locale=de-DE&skus=LAMP-A", nil, service)
 	if got := decode[catalogapi.ProductBatch](t, r); len(got.Products) != 1 || got.Products[0].Name != "Messinglampe" || got.Products[0].ID != a.ID {
 		t.Fatalf("de-DE batch by sku = %+v", got)
 	}

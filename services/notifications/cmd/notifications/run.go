@@ -15,6 +15,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/backoff"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
@@ -37,6 +38,8 @@ type Config struct {
 	service.Base
 	service.HTTP
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8084"`
+	// AdminAddr is the admin listener: /metrics, /readyz details and /v1/admin. Never publish it (ADR 0023).
+	AdminAddr string `env:"ADMIN_ADDR" envDefault:":9084"`
 	// NATSURL is needed by the consumer role.
 	NATSURL          string `env:"NATS_URL"`
 	OrdersPartitions int    `env:"ORDERS_PARTITIONS" envDefault:"8"`
@@ -67,9 +70,10 @@ type Config struct {
 	// JobqueueAsyncAcks commits receives and deletes without waiting for
 	// the WAL flush (jobqueue.Options.AsyncAcks, ADR 0018).
 	JobqueueAsyncAcks bool `env:"JOBQUEUE_ASYNC_ACKS" envDefault:"false"`
-	// AdminToken guards /v1/admin/queues (the e-mail queue's DLQ tools);
-	// required by the api role.
-	AdminToken string `env:"ADMIN_TOKEN" secret:"true"`
+	// Auth is the identity provider whose access tokens the api role
+	// accepts (AUTH_ISSUER, required by the api role; AUTH_AUDIENCE
+	// default "notifications"; AUTH_ROLES_CLAIM).
+	Auth auth.Config
 	// Roles: api, consumer (of ORDERS), worker (sends the e-mails).
 	Roles []string `env:"ROLES" envDefault:"api,consumer,worker"`
 }
@@ -80,8 +84,8 @@ var groupRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // value.
 func (c Config) Validate() []error {
 	errs := service.CheckRoles(c.Roles, []string{"api", "consumer", "worker"})
-	if c.has("api") && len(c.AdminToken) < 16 {
-		errs = append(errs, errors.New("ADMIN_TOKEN: required by the api role, at least 16 characters"))
+	if c.has("api") {
+		errs = append(errs, c.Auth.Validate()...)
 	}
 	if c.has("consumer") && c.NATSURL == "" {
 		errs = append(errs, errors.New("NATS_URL: required by the consumer role"))
@@ -189,11 +193,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case "queue":
 		return rt.QueueCommand(ctx, redaction(), rest, stdout)
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	lns, err := service.Listen(cfg.HTTPAddr, cfg.AdminAddr)
 	if err != nil {
-		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
-	return serve(ctx, cfg, rt, ln)
+	return serve(ctx, cfg, rt, lns)
 }
 
 func redaction() map[string]func([]byte) []byte {
@@ -222,16 +226,23 @@ func sender(cfg Config) (*email.Composer, *email.Sender, error) {
 
 // serve runs the roles. HTTP starts at once; API routes are mounted once
 // PostgreSQL is up.
-func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener) error {
+func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Listeners) error {
 	log, tel := rt.Log, rt.Tel
 	health := httpkit.NewHealth()
 	health.AddCheck("postgres", rt.PG.Check)
 	if cfg.has("consumer") {
 		rt.RequireNATS(health)
 	}
-	mux := httpkit.NewMux(health, tel.MetricsHandler())
+	mux := rt.NewMuxes(health)
 	api := service.NewGate("notifications")
-	mux.Handle("/v1/", api)
+	authz, err := rt.APIVerifier(cfg.Auth, cfg.has("api"), health)
+	if err != nil {
+		return err
+	}
+	mux.Public.Handle("/v1/", api)
+	// The admin API (notificationhttp.AdminRoutes, for operators) is served
+	// on the admin listener only; the public one answers 404 for it.
+	mux.Admin.Handle(httpkit.AdminPrefix, api)
 
 	g := lifecycle.NewGroup(log)
 	g.Add("app", func(ctx context.Context) error {
@@ -270,8 +281,8 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener
 		ag := lifecycle.NewGroup(log)
 		if cfg.has("api") {
 			apiMux := http.NewServeMux()
-			notificationhttp.Routes(apiMux, svc, log)
-			notificationhttp.AdminRoutes(apiMux, jobs, cfg.AdminToken)
+			notificationhttp.Routes(apiMux, svc, authz, log)
+			notificationhttp.AdminRoutes(apiMux, jobs, authz)
 			api.Open(apiMux)
 			ag.Add("prune", func(ctx context.Context) error {
 				return service.Every(ctx, time.Minute, func(ctx context.Context) error {
@@ -304,9 +315,8 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener
 		ag.Add("wait", func(ctx context.Context) error { <-ctx.Done(); return nil })
 		return ag.Run(ctx)
 	})
-	handler := rt.Handler(mux)
 	g.Add("http", func(ctx context.Context) error {
-		return rt.Serve(ctx, cfg.HTTP, ln, handler, health)
+		return rt.ServeMuxes(ctx, cfg.HTTP, lns, mux, health)
 	})
 	return g.Run(ctx)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/google/uuid"
 
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/service"
@@ -44,7 +45,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	delete(env, "SMTP_PORT")
 	delete(env, "VISIBILITY_TIMEOUT")
 	err = run(context.Background(), []string{"notifications"}, func(k string) string { return env[k] }, &testinfra.Buffer{})
-	for _, want := range []string{`ROLES: unknown role "gossip"`, "ADMIN_TOKEN: required by the api role", "NATS_URL: required by the consumer role", "ORDERS_PARTITIONS: must be 1..",
+	for _, want := range []string{`ROLES: unknown role "gossip"`, "AUTH_ISSUER: required", "NATS_URL: required by the consumer role", "ORDERS_PARTITIONS: must be 1..",
 		"ORDERS_GROUP: must be", "SMTP_USERNAME: authentication needs SMTP_TLS=starttls or tls", "SMTP_HOST: required by the worker role",
 		"SMTP_FROM: required by the worker role", "MAX_RECEIVES: must be 1..100", "RETRY_INITIAL, RETRY_MAX", "WORKER_CONCURRENCY: must be at least 1"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -88,7 +89,20 @@ func freeAddr(t *testing.T) string {
 
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	return httpGetAs(t, url, "")
+}
+
+// httpGetAs sends GET url with the Authorization value authz ("" for none).
+func httpGetAs(t *testing.T, url, authz string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,9 +193,11 @@ func TestEndToEnd(t *testing.T) {
 	defer sink.Close()
 	_, smtpPort, _ := net.SplitHostPort(sink.Addr())
 	const partitions = 3
+	iss := authtest.NewIssuer(t)
+	operator, xena := "Bearer "+iss.Operator(t, "notifications"), "Bearer "+iss.Customer(t, "c1", "notifications")
 	env := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": ns.URL(), "ORDERS_PARTITIONS": strconv.Itoa(partitions), "LOG_LEVEL": "WARN",
 		"SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtpPort, "SMTP_TLS": "none", "SMTP_FROM": "shopfloor <shop@example.com>",
-		"RETRY_INITIAL": "10ms", "RETRY_MAX": "100ms", "ADMIN_TOKEN": adminToken}
+		"RETRY_INITIAL": "10ms", "RETRY_MAX": "100ms", "AUTH_ISSUER": iss.URL}
 	getenv := func(k string) string { return env[k] }
 	if err := run(ctx, []string{"notifications", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
@@ -194,12 +210,12 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, rt, ln) }()
+	go func() { served <- serve(ctx, cfg, rt, lns) }()
 	defer func() {
 		cancel()
 		if err := <-served; err != nil {
@@ -207,13 +223,14 @@ func TestEndToEnd(t *testing.T) {
 		}
 		rt.Close(context.Background())
 	}()
-	base := "http://" + ln.Addr().String()
+	base, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
 	testinfra.Eventually(t, 30*time.Second, func() error {
 		if st, body := httpGet(t, base+"/readyz"); st != http.StatusOK {
 			return fmt.Errorf("readyz %d %s", st, body)
 		}
 		return nil
 	})
+	testinfra.CheckListeners(t, base, admin, "/v1/admin/queues")
 
 	_, js := ns.Connect()
 	pub, err := stream.NewPublisher(js, ordersapi.Stream, partitions)
@@ -235,7 +252,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	x, y := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String()
 	publish(ordersapi.EventOrderPlaced, x, 1, ordersapi.OrderPlaced{OrderID: x, CustomerID: "c1", CustomerEmail: "xena@example.com", Currency: "EUR", TotalMinor: 4200, Version: 1})
-	publish(ordersapi.EventOrderPaid, x, 2, ordersapi.OrderStatusChanged{OrderID: x, CustomerEmail: "xena@example.com", Status: ordersapi.StatusPaid, Version: 2, Currency: "EUR", TotalMinor: 4200})
+	publish(ordersapi.EventOrderPaid, x, 2, ordersapi.OrderStatusChanged{OrderID: x, CustomerID: "c1", CustomerEmail: "xena@example.com", Status: ordersapi.StatusPaid, Version: 2, Currency: "EUR", TotalMinor: 4200})
 	publish(ordersapi.EventOrderPlaced, y, 1, ordersapi.OrderPlaced{OrderID: y, CustomerEmail: "yuri@example.com", Currency: "GBP", TotalMinor: 1550, Version: 1})
 	publish(ordersapi.EventOrderPaymentFailed, y, 2, ordersapi.OrderStatusChanged{OrderID: y, CustomerEmail: "yuri@example.com", Status: ordersapi.StatusPaymentFailed, Version: 2, Currency: "GBP", TotalMinor: 1550, Reason: "card_declined"})
 	publish(ordersapi.EventOrderCancelled, y, 3, ordersapi.OrderStatusChanged{OrderID: y, CustomerEmail: "yuri@example.com", Status: ordersapi.StatusCancelled, Version: 3, Currency: "GBP", TotalMinor: 1550, Reason: "support"})
@@ -248,7 +265,7 @@ func TestEndToEnd(t *testing.T) {
 	for orderID, kinds := range want {
 		var list notificationsapi.NotificationList
 		testinfra.Eventually(t, 30*time.Second, func() error {
-			st, body := httpGet(t, base+"/v1/notifications?order_id="+orderID)
+			st, body := httpGetAs(t, base+"/v1/notifications?order_id="+orderID, operator)
 			if st != http.StatusOK {
 				return fmt.Errorf("GET %d %s", st, body)
 			}
@@ -284,11 +301,23 @@ func TestEndToEnd(t *testing.T) {
 	if st := sink.Stats(); st.Messages != 5 || st.DistinctMessageIDs != 5 {
 		t.Fatalf("sink: %+v", st)
 	}
-	if st, body := httpGet(t, base+"/v1/notifications?order_id=nope"); st != http.StatusBadRequest || !strings.Contains(body, "order_id") {
+	if st, body := httpGetAs(t, base+"/v1/notifications?order_id=nope", operator); st != http.StatusBadRequest || !strings.Contains(body, "order_id") {
 		t.Fatalf("bad order id = %d %s", st, body)
 	}
+	// Xena (c1) sees her order's e-mails and nothing of Yuri's order (whose
+	// events name no customer: operators only); no token is 401.
+	for _, tc := range []struct {
+		orderID, who, authz string
+		status, count       int
+	}{{x, "xena", xena, http.StatusOK, 2}, {y, "xena", xena, http.StatusOK, 0}, {x, "nobody", "", http.StatusUnauthorized, 0}} {
+		st, body := httpGetAs(t, base+"/v1/notifications?order_id="+tc.orderID, tc.authz)
+		var list notificationsapi.NotificationList
+		if st != tc.status || (st == http.StatusOK && (json.Unmarshal([]byte(body), &list) != nil || len(list.Notifications) != tc.count)) {
+			t.Errorf("GET notifications of %s as %s = %d %s; want %d with %d", tc.orderID, tc.who, st, body, tc.status, tc.count)
+		}
+	}
 	testinfra.Eventually(t, 30*time.Second, func() error {
-		_, metrics := httpGet(t, base+"/metrics")
+		_, metrics := httpGet(t, admin+"/metrics")
 		for _, m := range []string{`notifications_created_total{kind="receipt"} 1`, `notifications_emails_sent_total{kind="cancelled"} 1`,
 			`jobqueue_visible_messages{queue="emails"}`, `stream_consumer_lag_messages{`} {
 			if !strings.Contains(metrics, m) {
@@ -314,15 +343,16 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("queue stats: %v\n%s", err, out.String())
 	}
 
-	// The same tools over HTTP, with the admin token only.
+	// The same tools over HTTP, on the admin listener, for operators only.
 	for _, tc := range []struct {
 		token  string
 		status int
 		body   string
-	}{{"", http.StatusUnauthorized, `"type"`}, {"not-the-admin-token", http.StatusUnauthorized, `"type"`}, {adminToken, http.StatusOK, `"queue":"emails-dlq"`}} {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/admin/queues", nil)
+	}{{"", http.StatusUnauthorized, `"type"`}, {"Bearer not-a-token", http.StatusUnauthorized, `"type"`},
+		{xena, http.StatusForbidden, `"type"`}, {operator, http.StatusOK, `"queue":"emails-dlq"`}} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/v1/admin/queues", nil)
 		if tc.token != "" {
-			req.Header.Set("Authorization", "Bearer "+tc.token)
+			req.Header.Set("Authorization", tc.token)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -335,5 +365,3 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 }
-
-const adminToken = "test-admin-token-0123456789"

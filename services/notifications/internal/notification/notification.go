@@ -67,13 +67,17 @@ type Line struct {
 // Notification is one e-mail decided for an order. Everything the e-mail
 // says is stored with it, so that every attempt renders the same message.
 type Notification struct {
-	ID        string
-	OrderID   string
-	Kind      string
-	Recipient string
-	Status    string
-	Attempts  int
-	LastError string
+	ID      string
+	OrderID string
+	// CustomerID is the order's customer (the token subject of the
+	// customer who placed it), from the order event. Empty when the event
+	// carried none or the row predates it: then only operators see it.
+	CustomerID string
+	Kind       string
+	Recipient  string
+	Status     string
+	Attempts   int
+	LastError  string
 	// EventID is the ORDERS event that caused it (for tracing a
 	// notification back to its event).
 	EventID      string

@@ -1,6 +1,7 @@
 // Package notificationhttp is notifications' HTTP transport (go-kit
-// endpoints): what was sent for an order, and the one place where
-// notifications' errors become statuses.
+// endpoints): what was sent for an order — to an operator, or to the
+// order's own customer — and the one place where notifications' errors
+// become statuses.
 package notificationhttp
 
 import (
@@ -11,6 +12,7 @@ import (
 	kithttp "github.com/go-kit/kit/transport/http"
 	"github.com/google/uuid"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
@@ -19,33 +21,43 @@ import (
 	"github.com/shopfloor/shopfloor/services/notifications/notificationsapi"
 )
 
-// Lister reads an order's notifications (notificationsvc.Service).
+// Lister reads an order's notifications (notificationsvc.Service);
+// customerID "" reads every row, anything else only that customer's.
 type Lister interface {
-	ListByOrder(ctx context.Context, orderID string) ([]notification.Notification, error)
+	ListByOrder(ctx context.Context, orderID, customerID string) ([]notification.Notification, error)
 }
 
 var _ Lister = (*notificationsvc.Service)(nil)
 
-// Routes mounts notifications' API on mux:
+// Routes mounts notifications' API on mux. Who may call (ADR 0022):
 //
-//	GET /v1/notifications?order_id=ID   notificationsapi.NotificationList (200, possibly
-//	                                     empty: the projection follows ORDERS and may lag);
-//	                                     400 problem+json when order_id is missing or not
-//	                                     an order id (a lower-case UUID)
+//	GET /v1/notifications?order_id=ID   an operator (any order), or a customer (their own
+//	                                     orders only); notificationsapi.NotificationList
+//	                                     (200, possibly empty: the projection follows
+//	                                     ORDERS and may lag); 400 problem+json when
+//	                                     order_id is missing or not an order id (a
+//	                                     lower-case UUID)
 //
-// Answers are never cached (Cache-Control: no-store): statuses change.
-func Routes(mux *http.ServeMux, svc Lister, log *slog.Logger) {
-	mux.Handle("GET /v1/notifications", httpkit.NewKitServer(list(svc), decodeList, encodePrivate, log,
-		kithttp.ServerErrorEncoder(errorEncoder(log))))
+// A customer asking for another customer's order gets exactly what an
+// order without notifications gets — 200 with an empty list — so order
+// ids cannot be probed; so do rows whose customer is not known (recorded
+// before events carried it), which only operators see. Service clients
+// are 403, callers without a valid token 401 (pkg/auth). Answers are
+// never cached (Cache-Control: no-store): statuses change, and they are
+// per caller.
+func Routes(mux *http.ServeMux, svc Lister, authz *auth.Verifier, log *slog.Logger) {
+	mux.Handle("GET /v1/notifications", authz.Handle(auth.AnyOf(auth.RoleCustomer, auth.RoleOperator),
+		httpkit.NewKitServer(list(svc), decodeList, encodePrivate, log, kithttp.ServerErrorEncoder(errorEncoder(log)))))
 }
 
 // AdminRoutes mounts the e-mail queue's operator endpoints
 // (jobqueue.Client.AdminRoutes: stats, dead letters, inspect with redacted
-// bodies, redrive, purge) under /v1/admin/queues, behind the admin token.
-func AdminRoutes(mux *http.ServeMux, jobs *jobqueue.Client, token string) {
+// bodies, redrive, purge) under /v1/admin/queues, for operators (mount it
+// on the admin listener only, ADR 0023).
+func AdminRoutes(mux *http.ServeMux, jobs *jobqueue.Client, authz *auth.Verifier) {
 	admin := http.NewServeMux()
 	jobs.AdminRoutes(admin, "/v1/admin/queues")
-	mux.Handle("/v1/admin/", httpkit.RequireBearer("notifications-admin", token, admin))
+	mux.Handle("/v1/admin/", authz.Handle(auth.AnyOf(auth.RoleOperator), admin))
 }
 
 func encodePrivate(ctx context.Context, w http.ResponseWriter, resp any) error {
@@ -53,7 +65,17 @@ func encodePrivate(ctx context.Context, w http.ResponseWriter, resp any) error {
 	return httpkit.EncodeJSON(ctx, w, resp)
 }
 
-func decodeList(_ context.Context, r *http.Request) (any, error) {
+// listRequest is a validated list query: the order, and the customer
+// whose rows the caller may see ("" for an operator: every row).
+type listRequest struct{ orderID, customerID string }
+
+func decodeList(ctx context.Context, r *http.Request) (any, error) {
+	// A route mounted without auth.Require has no principal: a wiring
+	// mistake, answered 401, never read as "anybody".
+	p, err := auth.Caller(ctx)
+	if err != nil {
+		return nil, err
+	}
 	id := r.URL.Query().Get("order_id")
 	msg := ""
 	if id == "" {
@@ -62,21 +84,21 @@ func decodeList(_ context.Context, r *http.Request) (any, error) {
 		msg = "must be an order id (a lower-case UUID)"
 	}
 	if msg != "" {
-		p := httpkit.NewProblem(http.StatusBadRequest, "invalid-query", "order_id "+msg+": GET /v1/notifications?order_id=<order id>")
-		p.Errors = []httpkit.FieldError{{Field: "order_id", Message: msg}}
-		return nil, p
+		pr := httpkit.NewProblem(http.StatusBadRequest, "invalid-query", "order_id "+msg+": GET /v1/notifications?order_id=<order id>")
+		pr.Errors = []httpkit.FieldError{{Field: "order_id", Message: msg}}
+		return nil, pr
 	}
-	return id, nil
+	return listRequest{orderID: id, customerID: p.Owner()}, nil
 }
 
 func list(svc Lister) func(ctx context.Context, req any) (any, error) {
 	return func(ctx context.Context, req any) (any, error) {
-		orderID := req.(string)
-		ns, err := svc.ListByOrder(ctx, orderID)
+		r := req.(listRequest)
+		ns, err := svc.ListByOrder(ctx, r.orderID, r.customerID)
 		if err != nil {
 			return nil, err
 		}
-		out := notificationsapi.NotificationList{OrderID: orderID, Notifications: make([]notificationsapi.Notification, len(ns))}
+		out := notificationsapi.NotificationList{OrderID: r.orderID, Notifications: make([]notificationsapi.Notification, len(ns))}
 		for i, n := range ns {
 			out.Notifications[i] = n.API()
 		}

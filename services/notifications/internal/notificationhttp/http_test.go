@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
@@ -25,58 +27,104 @@ import (
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
-func TestListByOrder(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
+// owner is the customer whose orders the tests read; authtest's "other
+// customer" is owner+"-other".
+const owner = "c1"
+
+type bundle struct {
+	svc *notificationsvc.Service
+	url string
+	// callers are the Authorization values of authtest.Callers (audience
+	// "notifications", owner c1).
+	callers map[string]string
+}
+
+// setup serves notifications' API over its own database, trusting a fake
+// issuer for audience "notifications".
+func setup(t *testing.T) *bundle {
+	t.Helper()
 	db := testinfra.Postgres(t, migrations.FS)
 	jobs, err := jobqueue.New(db.Pool, jobqueue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer jobs.Close()
+	t.Cleanup(jobs.Close)
 	log := slog.New(slog.DiscardHandler)
 	svc, err := notificationsvc.New(db.Pool, jobs, nil, nil, notificationsvc.Config{}, log, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.CreateQueues(ctx); err != nil {
+	if err := svc.CreateQueues(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	orderID := uuid.Must(uuid.NewV7()).String()
-	if _, err := svc.Apply(ctx, "notifications", uuid.NewString(), notification.Notification{OrderID: orderID, Kind: notificationsapi.KindReceipt,
-		Recipient: "ada@example.com", Currency: "EUR", TotalMinor: 4200, OrderVersion: 2}); err != nil {
+	iss := authtest.NewIssuer(t)
+	authz, err := auth.NewVerifier(iss.Config("notifications"), "notifications", auth.Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), nil)
-	notificationhttp.Routes(mux, svc, log)
+	notificationhttp.Routes(mux, svc, authz, log)
 	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return &bundle{svc: svc, url: srv.URL, callers: iss.Callers(t, "notifications", owner)}
+}
 
-	type answer struct {
-		StatusCode int
-		Header     http.Header
+// record applies a notification of kind for orderID (customer "" is a row
+// recorded before customer ids were stored).
+func (b *bundle) record(t *testing.T, orderID, customer, kind string) {
+	t.Helper()
+	if _, err := b.svc.Apply(context.Background(), "notifications", uuid.NewString(), notification.Notification{OrderID: orderID,
+		CustomerID: customer, Kind: kind, Recipient: "ada@example.com", Currency: "EUR", TotalMinor: 4200, OrderVersion: 2}); err != nil {
+		t.Fatal(err)
 	}
-	get := func(query string) (answer, []byte) {
-		t.Helper()
-		resp, err := http.Get(srv.URL + "/v1/notifications" + query)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return answer{resp.StatusCode, resp.Header}, b
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// get sends GET /v1/notifications+query with the Authorization value
+// authz ("" for none).
+func (b *bundle) get(t *testing.T, query, authz string) answer {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, b.url+"/v1/notifications"+query, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, resp.Header, body}
+}
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+func TestListByOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	operator := b.callers[authtest.Operator]
+	orderID := newID()
+	b.record(t, orderID, owner, notificationsapi.KindReceipt)
+
 	for _, q := range []string{"", "?order_id=", "?order_id=42", "?order_id=" + strings.ToUpper(orderID)} {
-		resp, b := get(q)
-		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != httpkit.ContentTypeProblem ||
-			!strings.Contains(string(b), `"field":"order_id"`) || resp.Header.Get("Cache-Control") != "no-store" {
-			t.Errorf("GET %q = %d %s %s", q, resp.StatusCode, resp.Header, b)
+		a := b.get(t, q, operator)
+		if a.status != http.StatusBadRequest || a.header.Get("Content-Type") != httpkit.ContentTypeProblem ||
+			!strings.Contains(string(a.body), `"field":"order_id"`) || a.header.Get("Cache-Control") != "no-store" {
+			t.Errorf("GET %q = %d %s %s", q, a.status, a.header, a.body)
 		}
 	}
-	resp, b := get("?order_id=" + orderID)
+	a := b.get(t, "?order_id="+orderID, operator)
 	var list notificationsapi.NotificationList
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "no-store" || json.Unmarshal(b, &list) != nil {
-		t.Fatalf("GET = %d %s", resp.StatusCode, b)
+	if a.status != http.StatusOK || a.header.Get("Cache-Control") != "no-store" || json.Unmarshal(a.body, &list) != nil {
+		t.Fatalf("GET = %d %s", a.status, a.body)
 	}
 	if list.OrderID != orderID || len(list.Notifications) != 1 {
 		t.Fatalf("list %+v", list)
@@ -86,11 +134,11 @@ func TestListByOrder(t *testing.T) {
 		n.Attempts != 0 || n.SentAt != nil || n.MessageID != "<"+n.ID+"@notifications.shopfloor>" || n.OrderVersion != 2 || n.CreatedAt.IsZero() {
 		t.Fatalf("notification %+v", n)
 	}
-	if strings.Contains(string(b), "sent_at") {
-		t.Fatalf("unsent notification shows sent_at: %s", b)
+	if strings.Contains(string(a.body), "sent_at") {
+		t.Fatalf("unsent notification shows sent_at: %s", a.body)
 	}
-	resp, b = get("?order_id=" + uuid.NewString())
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"notifications":[]`) {
-		t.Fatalf("unknown order = %d %s", resp.StatusCode, b)
+	a = b.get(t, "?order_id="+uuid.NewString(), operator)
+	if a.status != http.StatusOK || !strings.Contains(string(a.body), `"notifications":[]`) {
+		t.Fatalf("unknown order = %d %s", a.status, a.body)
 	}
 }

@@ -26,24 +26,37 @@ type Querier interface {
 }
 
 // Insert writes n (status queued) unless the order already has a
-// notification of n's kind. created is false when it had one: then nothing
-// was written, whatever n says — the first event of a kind wins, and a
-// replay, a redelivery or a rebuild through another consumer group finds
-// the row and changes nothing.
+// notification of n's kind. created is false when it had one: then
+// nothing of the notification was written, whatever n says — the first
+// event of a kind wins, and a replay, a redelivery or a rebuild through
+// another consumer group finds the row and changes nothing.
+//
+// The one exception is the order's customer: when n carries one, every
+// row of the order that has none yet (recorded before customer ids were
+// stored) gets it, so that a replay or the order's next event makes old
+// rows visible to their customer. A customer id once set is never
+// changed.
 func Insert(ctx context.Context, tx pgx.Tx, n notification.Notification) (created bool, err error) {
 	items, err := json.Marshal(orEmpty(n.Items))
 	if err != nil {
 		return false, fmt.Errorf("items of order %s: %w", n.OrderID, err)
 	}
 	tag, err := tx.Exec(ctx, `
-		INSERT INTO notifications (id, order_id, kind, recipient, status, message_id, event_id, order_version,
+		INSERT INTO notifications (id, order_id, customer_id, kind, recipient, status, message_id, event_id, order_version,
 			currency, total_minor, reason, items, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, nullif($11, ''), $12, $13, $13)
+		VALUES ($1, $2, nullif($3, ''), $4, $5, $6, $7, $8, $9, $10, $11, nullif($12, ''), $13, $14, $14)
 		ON CONFLICT (order_id, kind) DO NOTHING`,
-		n.ID, n.OrderID, n.Kind, n.Recipient, notificationsapi.StatusQueued, n.MessageID(), n.EventID, n.OrderVersion,
+		n.ID, n.OrderID, n.CustomerID, n.Kind, n.Recipient, notificationsapi.StatusQueued, n.MessageID(), n.EventID, n.OrderVersion,
 		n.Currency, n.TotalMinor, n.Reason, items, n.CreatedAt)
 	if err != nil {
 		return false, fmt.Errorf("insert %s notification of order %s: %w", n.Kind, n.OrderID, err)
+	}
+	if n.CustomerID != "" {
+		if _, err := tx.Exec(ctx, `
+			UPDATE notifications SET customer_id = $2
+			WHERE order_id = $1 AND customer_id IS NULL`, n.OrderID, n.CustomerID); err != nil {
+			return false, fmt.Errorf("fill customer of order %s: %w", n.OrderID, err)
+		}
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -55,7 +68,7 @@ func orEmpty(l []notification.Line) []notification.Line {
 	return l
 }
 
-const columns = `id::text, order_id::text, kind, recipient, status, attempts, coalesce(last_error, ''), event_id,
+const columns = `id::text, order_id::text, coalesce(customer_id, ''), kind, recipient, status, attempts, coalesce(last_error, ''), event_id,
 	order_version, currency, total_minor, coalesce(reason, ''), items, created_at, updated_at, sent_at`
 
 func scan(row pgx.Row) (notification.Notification, error) {
@@ -63,7 +76,7 @@ func scan(row pgx.Row) (notification.Notification, error) {
 		n     notification.Notification
 		items []byte
 	)
-	if err := row.Scan(&n.ID, &n.OrderID, &n.Kind, &n.Recipient, &n.Status, &n.Attempts, &n.LastError, &n.EventID,
+	if err := row.Scan(&n.ID, &n.OrderID, &n.CustomerID, &n.Kind, &n.Recipient, &n.Status, &n.Attempts, &n.LastError, &n.EventID,
 		&n.OrderVersion, &n.Currency, &n.TotalMinor, &n.Reason, &items, &n.CreatedAt, &n.UpdatedAt, &n.SentAt); err != nil {
 		return n, err
 	}
@@ -87,9 +100,16 @@ func Get(ctx context.Context, q Querier, id string) (notification.Notification, 
 }
 
 // ListByOrder reads an order's notifications, oldest first (none: an empty
-// list). orderID must be a UUID (the caller validates it).
-func ListByOrder(ctx context.Context, q Querier, orderID string) ([]notification.Notification, error) {
-	rows, err := q.Query(ctx, `SELECT `+columns+` FROM notifications WHERE order_id = $1::text::uuid ORDER BY created_at, id`, orderID)
+// list). customerID, when not empty, keeps only the rows of that
+// customer: another customer's order, and rows whose customer is not
+// known, read exactly like an order without notifications. "" reads
+// every row (an operator). orderID must be a UUID (the caller validates
+// it).
+func ListByOrder(ctx context.Context, q Querier, orderID, customerID string) ([]notification.Notification, error) {
+	rows, err := q.Query(ctx, `
+		SELECT `+columns+` FROM notifications
+		WHERE order_id = $1::text::uuid AND ($2 = '' OR customer_id = $2)
+		ORDER BY created_at, id`, orderID, customerID)
 	if err != nil {
 		return nil, fmt.Errorf("notifications of order %s: %w", orderID, err)
 	}

@@ -9,8 +9,9 @@
 // redelivery (a lost ack, a consumer crash mid-batch), a replay of the
 // whole stream or a rebuild through a new consumer group reading from the
 // start records nothing new and sends no e-mail twice. The customer's
-// address travels in the order events: notifications never calls another
-// service.
+// address and id travel in the order events: notifications never calls
+// another service. An event without a customer id is still sent (the
+// e-mail is owed); its notification is visible to operators only.
 package notificationstream
 
 import (
@@ -88,7 +89,7 @@ func fromEvent(ev events.Envelope, kind string) (notification.Notification, erro
 		if err := ev.DecodeData(&op); err != nil {
 			return n, err
 		}
-		n.OrderID, n.Recipient, n.Currency, n.TotalMinor, n.OrderVersion = op.OrderID, op.CustomerEmail, op.Currency, op.TotalMinor, op.Version
+		n.OrderID, n.CustomerID, n.Recipient, n.Currency, n.TotalMinor, n.OrderVersion = op.OrderID, op.CustomerID, op.CustomerEmail, op.Currency, op.TotalMinor, op.Version
 		for _, l := range op.Items {
 			n.Items = append(n.Items, notification.Line{SKU: l.SKU, Name: l.Name, Quantity: l.Quantity, UnitPriceMinor: l.UnitPriceMinor})
 		}
@@ -97,7 +98,7 @@ func fromEvent(ev events.Envelope, kind string) (notification.Notification, erro
 		if err := ev.DecodeData(&sc); err != nil {
 			return n, err
 		}
-		n.OrderID, n.Recipient, n.Currency, n.TotalMinor, n.OrderVersion = sc.OrderID, sc.CustomerEmail, sc.Currency, sc.TotalMinor, sc.Version
+		n.OrderID, n.CustomerID, n.Recipient, n.Currency, n.TotalMinor, n.OrderVersion = sc.OrderID, sc.CustomerID, sc.CustomerEmail, sc.Currency, sc.TotalMinor, sc.Version
 		n.Reason = sc.Reason
 	}
 	if n.OrderVersion == 0 {

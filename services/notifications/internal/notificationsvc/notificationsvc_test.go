@@ -112,7 +112,7 @@ func (b *bundle) apply(t *testing.T, eventID, orderID, kind, recipient string) b
 
 func (b *bundle) list(t *testing.T, orderID string) []notification.Notification {
 	t.Helper()
-	ns, err := b.svc.ListByOrder(context.Background(), orderID)
+	ns, err := b.svc.ListByOrder(context.Background(), orderID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,5 +434,101 @@ func TestApplyRefusesWhatCannotBeSent(t *testing.T) {
 	}
 	if err := b.svc.CreateQueues(context.Background()); err != nil {
 		t.Fatalf("CreateQueues again: %v", err)
+	}
+}
+
+// TestCustomerIsStoredAndReplaySafe: the order's customer is stored with
+// the notification, and neither a redelivery nor a replay through another
+// consumer group duplicates the row or its e-mail job. A row recorded
+// without a customer (before the column existed) is the operators' only,
+// until a replay or the order's next event fills it in; a customer once
+// stored is never replaced.
+func TestCustomerIsStoredAndReplaySafe(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, notificationsvc.Config{}, nil)
+	apply := func(group, eventID, orderID, kind, customer string) bool {
+		t.Helper()
+		created, err := b.svc.Apply(ctx, group, eventID, notification.Notification{OrderID: orderID, CustomerID: customer, Kind: kind,
+			Recipient: "ada@example.com", Currency: "EUR", TotalMinor: 4200, EventID: eventID, OrderVersion: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return created
+	}
+	// seen is what a reader filtering by customer gets: kinds, in order.
+	seen := func(orderID, customer string) string {
+		t.Helper()
+		ns, err := b.svc.ListByOrder(ctx, orderID, customer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		for _, n := range ns {
+			kinds = append(kinds, n.Kind+"/"+n.CustomerID)
+		}
+		return strings.Join(kinds, ",")
+	}
+	rows := func(orderID string) (total, withCustomer int) {
+		t.Helper()
+		if err := b.db.Pool.QueryRow(ctx, `SELECT count(*), count(customer_id) FROM notifications WHERE order_id = $1`, orderID).
+			Scan(&total, &withCustomer); err != nil {
+			t.Fatal(err)
+		}
+		return total, withCustomer
+	}
+
+	o, ev := newID(), newID()
+	if !apply("notifications", ev, o, notificationsapi.KindOrderReceived, "c1") {
+		t.Fatal("not created")
+	}
+	if apply("notifications", ev, o, notificationsapi.KindOrderReceived, "c1") || // a redelivery
+		apply("notifications-rebuild", ev, o, notificationsapi.KindOrderReceived, "c1") || // a rebuild through a new group
+		apply("notifications-rebuild-2", newID(), o, notificationsapi.KindOrderReceived, "c2") { // a forged or buggy event naming someone else
+		t.Fatal("a replay created a second notification")
+	}
+	if total, _ := rows(o); total != 1 {
+		t.Fatalf("%d rows for one (order, kind)", total)
+	}
+	for customer, want := range map[string]string{"c1": "order_received/c1", "": "order_received/c1", "c2": ""} {
+		if got := seen(o, customer); got != want {
+			t.Errorf("order %s read as %q = %q, want %q", o, customer, got, want)
+		}
+	}
+
+	// A row from before customer ids: operators only, until a replay fills it.
+	old, oldEv := newID(), newID()
+	if !apply("notifications", oldEv, old, notificationsapi.KindOrderReceived, "") {
+		t.Fatal("not created")
+	}
+	if total, withCustomer := rows(old); total != 1 || withCustomer != 0 {
+		t.Fatalf("rows %d, with customer %d; want 1 without (NULL, not '')", total, withCustomer)
+	}
+	if got := seen(old, "c1"); got != "" {
+		t.Fatalf("a row without customer is shown to customer c1: %s", got)
+	}
+	if seen(old, "") != "order_received/" {
+		t.Fatal("operators do not see a row without customer")
+	}
+	if apply("notifications-rebuild", oldEv, old, notificationsapi.KindOrderReceived, "c1") {
+		t.Fatal("the replay created a second notification")
+	}
+	if got := seen(old, "c1"); got != "order_received/c1" {
+		t.Fatalf("after the replay c1 sees %q", got)
+	}
+	// The order's next event is recorded with its customer; nothing changes the first.
+	if !apply("notifications", newID(), old, notificationsapi.KindReceipt, "c1") ||
+		apply("notifications-rebuild-2", newID(), old, notificationsapi.KindReceipt, "c2") {
+		t.Fatal("receipt: want created once")
+	}
+	if got := seen(old, "c1"); got != "order_received/c1,receipt/c1" {
+		t.Fatalf("c1 sees %q", got)
+	}
+	if got := seen(old, "c2"); got != "" {
+		t.Fatalf("c2 sees %q", got)
+	}
+	// One e-mail job per notification, whatever was replayed.
+	if d := b.queueDepth(t, notificationsvc.EmailQueue); d != 3 {
+		t.Fatalf("%d e-mail jobs, want 3", d)
 	}
 }

@@ -152,8 +152,11 @@ func Redact(body []byte) []byte {
 // group handling event eventID, in one transaction: the inbox claim of
 // (group, eventID), the notification (a new id, status queued, created
 // now) unless the order already has one of n's kind, and its e-mail job.
-// created is true only when a notification was written. n must carry the
-// order id, kind, recipient, amounts and event details; an n that fails
+// created is true only when a notification was written (a known customer
+// id may still fill the order's rows that lack one: notificationpg.Insert).
+// n must carry the order id, kind, recipient, amounts and event details,
+// and should carry the customer id (without it only operators see the
+// notification); an n that fails
 // notification.Validate is refused with a *notification.ValidationError
 // and nothing is written.
 func (s *Service) Apply(ctx context.Context, group, eventID string, n notification.Notification) (created bool, err error) {
@@ -194,10 +197,13 @@ func (s *Service) Apply(ctx context.Context, group, eventID string, n notificati
 	return created, nil
 }
 
-// ListByOrder reads an order's notifications, oldest first. orderID must
-// be a UUID (the transport validates it).
-func (s *Service) ListByOrder(ctx context.Context, orderID string) ([]notification.Notification, error) {
-	return notificationpg.ListByOrder(ctx, s.pool, orderID)
+// ListByOrder reads an order's notifications, oldest first. customerID,
+// when not empty, is the only customer whose rows are returned (a
+// customer reading: another customer's order reads as one without
+// notifications, so no answer tells that it exists); "" returns every
+// row (an operator). orderID must be a UUID (the transport validates it).
+func (s *Service) ListByOrder(ctx context.Context, orderID, customerID string) ([]notification.Notification, error) {
+	return notificationpg.ListByOrder(ctx, s.pool, orderID, customerID)
 }
 
 // Get reads one notification; notification.ErrNotFound when there is none.

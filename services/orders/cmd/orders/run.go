@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
@@ -31,6 +31,8 @@ type Config struct {
 	service.Base
 	service.HTTP
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8082"`
+	// AdminAddr is the admin listener: /metrics and /readyz details. Never publish it (ADR 0023).
+	AdminAddr string `env:"ADMIN_ADDR" envDefault:":9082"`
 	// NATSURL is needed by the relay and consumer roles.
 	NATSURL string `env:"NATS_URL"`
 	// Partitions of the ORDERS stream (which orders creates) and of the
@@ -38,6 +40,13 @@ type Config struct {
 	// the same count, so either service may start first).
 	OrdersPartitions   int `env:"ORDERS_PARTITIONS" envDefault:"8"`
 	PaymentsPartitions int `env:"PAYMENTS_PARTITIONS" envDefault:"8"`
+	// Auth is the identity provider whose access tokens the API accepts
+	// (AUTH_ISSUER, AUTH_AUDIENCE default "orders", AUTH_ROLES_CLAIM).
+	Auth auth.Config
+	// Client is orders' own client at the provider, for client-credentials
+	// tokens to catalog (AUTH_CLIENT_ID, AUTH_CLIENT_SECRET; required by the
+	// api role, no defaults).
+	Client auth.ClientConfig
 	// CatalogURL is catalog's API, where the api role prices orders.
 	CatalogURL      string        `env:"CATALOG_URL"`
 	CatalogTimeout  time.Duration `env:"CATALOG_TIMEOUT" envDefault:"2s"`
@@ -61,6 +70,10 @@ func (c Config) Validate() []error {
 	errs := service.CheckRoles(c.Roles, []string{"api", "relay", "consumer"})
 	if c.has("api") && c.CatalogURL == "" {
 		errs = append(errs, errors.New("CATALOG_URL: required by the api role (catalog's base URL, e.g. http://127.0.0.1:8081)"))
+	}
+	if c.has("api") {
+		errs = append(errs, c.Auth.Validate()...)
+		errs = append(errs, c.Client.Validate()...)
 	}
 	if (c.has("relay") || c.has("consumer")) && c.NATSURL == "" {
 		errs = append(errs, errors.New("NATS_URL: required by the relay and consumer roles"))
@@ -116,26 +129,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if cmd == "migrate" {
 		return rt.Migrate(ctx, migrations.FS)
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	lns, err := service.Listen(cfg.HTTPAddr, cfg.AdminAddr)
 	if err != nil {
-		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
-	return serve(ctx, cfg, rt, ln)
+	return serve(ctx, cfg, rt, lns)
 }
 
 // serve runs the roles. HTTP starts at once (health answers while the
 // dependencies are being connected); API routes are mounted once
 // PostgreSQL is up.
-func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener) error {
+func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Listeners) error {
 	log, tel := rt.Log, rt.Tel
 	health := httpkit.NewHealth()
 	health.AddCheck("postgres", rt.PG.Check)
 	if cfg.has("relay") || cfg.has("consumer") {
 		rt.RequireNATS(health)
 	}
-	mux := httpkit.NewMux(health, tel.MetricsHandler())
+	// No admin API: the admin listener serves metrics and readiness details.
+	mux := rt.NewMuxes(health)
 	api := service.NewGate("orders")
-	mux.Handle("/v1/", httpkit.LimitInFlight(httpkit.InFlightLimit{Max: cfg.MaxInFlight, Wait: cfg.InFlightWait,
+	authz, err := rt.APIVerifier(cfg.Auth, cfg.has("api"), health)
+	if err != nil {
+		return err
+	}
+	mux.Public.Handle("/v1/", httpkit.LimitInFlight(httpkit.InFlightLimit{Max: cfg.MaxInFlight, Wait: cfg.InFlightWait,
 		Registerer: tel.Registry, Name: "orders-api"})(api))
 
 	g := lifecycle.NewGroup(log)
@@ -148,9 +166,13 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener
 		ob := outbox.New(ordersapi.Stream, outbox.WithTraceInjector(tel.Inject))
 		var catalog *catalogapi.Client
 		if cfg.has("api") {
+			toCatalog, err := rt.NewServiceTransport(cfg.Client, catalogapi.Audience)
+			if err != nil {
+				return err
+			}
 			catalog, err = catalogapi.NewClient(catalogapi.ClientConfig{BaseURL: cfg.CatalogURL, Timeout: cfg.CatalogTimeout,
 				Attempts: cfg.CatalogAttempts, BreakerFailures: cfg.CatalogBreakerFailures, BreakerOpenFor: cfg.CatalogBreakerOpenFor,
-				HTTPClient: &http.Client{Transport: tel.HTTPTransport(nil)}, Registerer: tel.Registry, Name: "orders"})
+				HTTPClient: &http.Client{Transport: toCatalog}, Registerer: tel.Registry, Name: "orders"})
 			if err != nil {
 				return fmt.Errorf("CATALOG_URL: %w", err)
 			}
@@ -167,7 +189,7 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener
 				return err
 			}
 			apiMux := http.NewServeMux()
-			orderhttp.Routes(apiMux, svc, store, log)
+			orderhttp.Routes(apiMux, svc, store, authz, log)
 			api.Open(apiMux)
 			ag.Add("prune-idempotency-keys", func(ctx context.Context) error {
 				return service.Every(ctx, time.Minute, func(ctx context.Context) error {
@@ -195,7 +217,11 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener
 				ag.Add("relay", relay.Run)
 			}
 			if cfg.has("consumer") {
-				h := &orderstream.Payments{Pool: pool, Applier: svc, Log: log}
+				metrics, err := orderstream.NewMetrics(tel.Registry)
+				if err != nil {
+					return err
+				}
+				h := &orderstream.Payments{Pool: pool, Applier: svc, Log: log, Metrics: metrics}
 				grp, err := rt.NewGroup(js, paymentsapi.Stream, orderstream.Group, cfg.PaymentsPartitions, h.Handle)
 				if err != nil {
 					return err
@@ -207,9 +233,8 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener
 		ag.Add("wait", func(ctx context.Context) error { <-ctx.Done(); return nil })
 		return ag.Run(ctx)
 	})
-	handler := rt.Handler(mux)
 	g.Add("http", func(ctx context.Context) error {
-		return rt.Serve(ctx, cfg.HTTP, ln, handler, health)
+		return rt.ServeMuxes(ctx, cfg.HTTP, lns, mux, health)
 	})
 	return g.Run(ctx)
 }

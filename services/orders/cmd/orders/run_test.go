@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/service"
@@ -31,7 +31,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "api,gossip", "ORDERS_PARTITIONS": "0",
 		"MAX_IN_FLIGHT": "0", "IDEMPOTENCY_RETENTION": "1m"}
 	err := run(context.Background(), []string{"orders"}, func(k string) string { return env[k] }, &testinfra.Buffer{})
-	for _, want := range []string{`ROLES: unknown role "gossip"`, "CATALOG_URL: required by the api role",
+	for _, want := range []string{`ROLES: unknown role "gossip"`, "CATALOG_URL: required by the api role", "AUTH_ISSUER: required", "AUTH_CLIENT_SECRET: required",
 		"ORDERS_PARTITIONS: must be", "MAX_IN_FLIGHT: must be at least 1", "IDEMPOTENCY_RETENTION: must be at least 1h"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -60,11 +60,15 @@ func TestEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	db := testinfra.Postgres(t, nil)
-	cat := catalogtest.Start(t)
+	// orders gets client-credentials tokens from iss; catalog trusts iss.
+	iss := authtest.NewIssuer(t)
+	iss.AddClient("orders", "orders-test-secret-0123456789")
+	cat := catalogtest.StartWith(t, iss)
 	mug := cat.Add(t, catalogtest.Product{SKU: "MUG-BLUE", Prices: map[string]int64{"EUR": 1500}})
 	ns := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{})
 	const partitions = 4
 	env := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": ns.URL(), "CATALOG_URL": cat.URL,
+		"AUTH_ISSUER": iss.URL, "AUTH_CLIENT_ID": "orders", "AUTH_CLIENT_SECRET": "orders-test-secret-0123456789",
 		"ORDERS_PARTITIONS": fmt.Sprint(partitions), "PAYMENTS_PARTITIONS": fmt.Sprint(partitions), "LOG_LEVEL": "WARN"}
 	getenv := func(k string) string { return env[k] }
 	if err := run(ctx, []string{"orders", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
@@ -80,12 +84,12 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, rt, ln) }()
+	go func() { served <- serve(ctx, cfg, rt, lns) }()
 	defer func() {
 		cancel()
 		if err := <-served; err != nil {
@@ -93,8 +97,9 @@ func TestEndToEnd(t *testing.T) {
 		}
 		rt.Close(context.Background())
 	}()
-	base := "http://" + ln.Addr().String()
+	base, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
 	testinfra.WaitReady(t, base+"/readyz", 30*time.Second)
+	testinfra.CheckListeners(t, base, admin)
 
 	// Observe ORDERS as a downstream group would.
 	_, js := ns.Connect()
@@ -144,12 +149,14 @@ func TestEndToEnd(t *testing.T) {
 		return s
 	}
 
+	customer := "Bearer " + iss.Customer(t, "cust-e2e", "orders")
 	body, _ := json.Marshal(ordersapi.CreateOrder{CustomerID: "cust-e2e", CustomerEmail: "grace@example.com", Currency: "EUR",
 		Items:    []ordersapi.LineInput{{ProductID: mug.ID, Quantity: 2}},
 		Shipping: ordersapi.Address{Name: "Grace Hopper", Line1: "1 Navy Way", City: "Arlington", PostalCode: "22202", Country: "US"}})
 	req, _ := http.NewRequest(http.MethodPost, base+"/v1/orders", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", "e2e-1")
+	req.Header.Set("Authorization", customer)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +197,9 @@ func TestEndToEnd(t *testing.T) {
 	if paid.d.Key != o.ID || paid.ev.AggregateVersion != 2 || paid.ev.CausationID != ev.ID {
 		t.Fatalf("order.paid: key %s version %d causation %s", paid.d.Key, paid.ev.AggregateVersion, paid.ev.CausationID)
 	}
-	resp, err = http.Get(base + "/v1/orders/" + o.ID)
+	req, _ = http.NewRequest(http.MethodGet, base+"/v1/orders/"+o.ID, nil)
+	req.Header.Set("Authorization", customer)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +210,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("after payment: %+v", after)
 	}
 	// Metrics of the relay, the consumer and the API are exported.
-	resp, err = http.Get(base + "/metrics")
+	resp, err = http.Get(admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

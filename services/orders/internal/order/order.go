@@ -4,7 +4,8 @@
 //
 // State machine (DESIGN.md, "orders"):
 //
-//	pending_payment ──payment.succeeded──▶ paid
+//	pending_payment ──payment.succeeded──▶ paid            (its amount and currency)
+//	pending_payment ──payment.succeeded──▶ payment_failed  (another amount or currency; refunded)
 //	pending_payment ──payment.failed─────▶ payment_failed
 //	pending_payment ──cancel─────────────▶ cancelled
 //	payment_failed  ──cancel─────────────▶ cancelled
@@ -107,6 +108,22 @@ func (o Order) Transition(to Status, now time.Time) (Order, error) {
 	o.Version++
 	o.UpdatedAt = now
 	return o, nil
+}
+
+// PaymentMismatch compares a payment with o's total (DESIGN.md invariant
+// 8: an order is paid only by a payment of its own amount and currency).
+// It returns "" when the payment matches, else ordersapi.ReasonCurrencyMismatch
+// (checked first: amounts in different currencies do not compare) or
+// ordersapi.ReasonAmountMismatch. A payment for more is a mismatch too: the
+// customer was overcharged.
+func (o Order) PaymentMismatch(amountMinor int64, currency string) string {
+	switch {
+	case currency != o.Currency:
+		return ordersapi.ReasonCurrencyMismatch
+	case amountMinor != o.TotalMinor:
+		return ordersapi.ReasonAmountMismatch
+	}
+	return ""
 }
 
 // Total is the sum of the lines' quantity × unit price; it reports an

@@ -1,6 +1,7 @@
 package order
 
 import (
+	"errors"
 	"fmt"
 	"net/mail"
 	"regexp"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
+	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
 )
 
 // Limits of a checkout request.
@@ -24,8 +26,10 @@ const (
 	maxPostalCode = 20
 )
 
-// Currencies are the currencies orders accepts (catalog prices them all).
-var Currencies = []string{"EUR", "GBP", "USD"}
+// Currencies are the currencies orders accepts: those payments takes
+// (paymentsapi, the one declaration of payments' limits), so that no order
+// is accepted that payments cannot charge. Catalog prices them all.
+var Currencies = paymentsapi.Currencies()
 
 var (
 	customerIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
@@ -158,4 +162,53 @@ func isCurrency(s string) bool {
 		}
 	}
 	return false
+}
+
+// PaymentLimitError is an order payments cannot charge: its total is
+// above payments' largest payment in its currency (or below the smallest),
+// or payments does not take its currency. It is refused at checkout, so
+// that order.placed never asks payments for a charge it has to reject.
+type PaymentLimitError struct {
+	// Limit is payments' answer (paymentsapi.CheckAmount).
+	Limit *paymentsapi.LimitError
+}
+
+func (e *PaymentLimitError) Error() string { return "order cannot be paid: " + e.Limit.Error() }
+
+// Pointer is the JSON Pointer of the request field to change: /currency
+// for a currency payments does not take, /items for a total out of range.
+func (e *PaymentLimitError) Pointer() string {
+	if e.Limit.Reason == paymentsapi.LimitCurrency {
+		return "/currency"
+	}
+	return "/items"
+}
+
+// Detail says, for a person, why the order cannot be paid and what to do.
+func (e *PaymentLimitError) Detail() string {
+	l := e.Limit
+	switch l.Reason {
+	case paymentsapi.LimitCurrency:
+		return fmt.Sprintf("payments cannot be taken in %s; order in one of %s", l.Currency, strings.Join(paymentsapi.Currencies(), ", "))
+	case paymentsapi.LimitBelowMin:
+		return fmt.Sprintf("the order's total (%d minor units of %s) is below the smallest payment that can be taken (%d); add items",
+			l.AmountMinor, l.Currency, l.LimitMinor)
+	default:
+		return fmt.Sprintf("the order's total (%d minor units of %s) is above the largest payment that can be taken in %s (%d); order fewer items or split the order",
+			l.AmountMinor, l.Currency, l.Currency, l.LimitMinor)
+	}
+}
+
+// Unwrap returns the *paymentsapi.LimitError.
+func (e *PaymentLimitError) Unwrap() error { return e.Limit }
+
+// CheckPayable returns nil when payments can charge totalMinor in
+// currency, or a *PaymentLimitError saying which of payments' limits the
+// order breaks.
+func CheckPayable(currency string, totalMinor int64) error {
+	var le *paymentsapi.LimitError
+	if errors.As(paymentsapi.CheckAmount(totalMinor, currency), &le) {
+		return &PaymentLimitError{Limit: le}
+	}
+	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
@@ -28,12 +29,6 @@ import (
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
 )
 
-// ClientHeader carries the client identity that scopes idempotency keys.
-// orders has no authentication of its own: in production the API gateway
-// that authenticates the caller sets it (and strips a client's own); a
-// request without it is in the "anonymous" scope.
-const ClientHeader = "X-Client-Id"
-
 // Limits of the list endpoint.
 const (
 	defaultPageSize = 20
@@ -41,24 +36,30 @@ const (
 	maxBodyBytes    = 64 << 10 // a 50-line order is a few KiB
 )
 
-// Routes mounts orders' API on mux.
-func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store, log *slog.Logger) {
+// Routes mounts orders' API on mux. Who may call (ADR 0022):
+//
+//	POST /v1/orders              customer; the customer id is the token's subject
+//	POST /v1/orders/{id}/cancel  the order's customer, or an operator
+//	GET  /v1/orders/{id}         the order's customer, or an operator
+//	GET  /v1/orders              a customer (their own orders), or an operator
+//
+// Another customer's order answers 404, as if it did not exist.
+func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store, authz *auth.Verifier, log *slog.Logger) {
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
 	replay := func(_ context.Context, w http.ResponseWriter, resp any) error {
 		idempotency.WriteResponse(w, resp.(idempotency.Response))
 		return nil
 	}
-	mux.Handle("POST /v1/orders", httpkit.NewKitServer(placeOrder(svc, store), decodePlace(store), replay, log, enc))
-	mux.Handle("POST /v1/orders/{id}/cancel", httpkit.NewKitServer(cancelOrder(svc, store), decodeCancel(store), replay, log, enc))
-	mux.Handle("GET /v1/orders/{id}", httpkit.NewKitServer(getOrder(svc), decodeGet, encodeVersioned, log, enc))
-	mux.Handle("GET /v1/orders", httpkit.NewKitServer(listOrders(svc), decodeList, encodePrivate, log, enc))
-}
-
-func scope(r *http.Request) string {
-	if c := strings.TrimSpace(r.Header.Get(ClientHeader)); c != "" && len(c) <= 128 {
-		return "client:" + c
-	}
-	return "anonymous"
+	customer := auth.AnyOf(auth.RoleCustomer)
+	ownerOrOperator := auth.AnyOf(auth.RoleCustomer, auth.RoleOperator)
+	mux.Handle("POST /v1/orders", authz.Handle(customer,
+		httpkit.NewKitServer(placeOrder(svc, store), decodePlace(store), replay, log, enc)))
+	mux.Handle("POST /v1/orders/{id}/cancel", authz.Handle(ownerOrOperator,
+		httpkit.NewKitServer(cancelOrder(svc, store), decodeCancel(store), replay, log, enc)))
+	mux.Handle("GET /v1/orders/{id}", authz.Handle(ownerOrOperator,
+		httpkit.NewKitServer(getOrder(svc), decodeGet, encodeVersioned, log, enc)))
+	mux.Handle("GET /v1/orders", authz.Handle(ownerOrOperator,
+		httpkit.NewKitServer(listOrders(svc), decodeList, encodePrivate, log, enc)))
 }
 
 // encodePrivate writes a strong read: never stored by a browser or a CDN.
@@ -75,8 +76,12 @@ type placeRequest struct {
 }
 
 func decodePlace(store *idempotency.Store) kithttp.DecodeRequestFunc {
-	return func(_ context.Context, r *http.Request) (any, error) {
-		idem, err := store.ReadRequest(r, scope(r))
+	return func(ctx context.Context, r *http.Request) (any, error) {
+		p, err := auth.Caller(ctx)
+		if err != nil {
+			return nil, err
+		}
+		idem, err := store.ReadRequest(r, p.IdempotencyScope())
 		if err != nil {
 			return nil, err
 		}
@@ -84,6 +89,15 @@ func decodePlace(store *idempotency.Store) kithttp.DecodeRequestFunc {
 		if err := httpkit.DecodeJSON(r, &in, maxBodyBytes); err != nil {
 			return nil, err
 		}
+		// The customer is the token's subject. A body that names another
+		// is refused rather than silently rewritten: it is a client bug
+		// or an attempt to order as somebody else.
+		if in.CustomerID != "" && in.CustomerID != p.Subject {
+			pr := httpkit.NewProblem(http.StatusForbidden, "customer-mismatch", "customer_id must be your own (the token's subject) or left out")
+			pr.Errors = []httpkit.FieldError{{Field: "customer_id", Pointer: "#/customer_id", Message: "is not the signed-in customer"}}
+			return nil, pr
+		}
+		in.CustomerID = p.Subject
 		if err := order.ValidateCreate(in); err != nil {
 			return nil, err
 		}
@@ -136,6 +150,7 @@ func StoredHeaders() []string { return []string{"Content-Type", "Location", "ETa
 
 type cancelRequest struct {
 	idem      idempotency.Request
+	owner     string
 	id        string
 	ifVersion int64
 	reason    string
@@ -147,16 +162,20 @@ type cancelBody struct {
 }
 
 func decodeCancel(store *idempotency.Store) kithttp.DecodeRequestFunc {
-	return func(_ context.Context, r *http.Request) (any, error) {
+	return func(ctx context.Context, r *http.Request) (any, error) {
+		p, err := auth.Caller(ctx)
+		if err != nil {
+			return nil, err
+		}
 		id, err := orderID(r)
 		if err != nil {
 			return nil, err
 		}
-		idem, err := store.ReadRequest(r, scope(r))
+		idem, err := store.ReadRequest(r, p.IdempotencyScope())
 		if err != nil {
 			return nil, err
 		}
-		req := cancelRequest{idem: idem, id: id}
+		req := cancelRequest{idem: idem, owner: p.Owner(), id: id}
 		if im := r.Header.Get("If-Match"); im != "" {
 			v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(im, "W/"), `"`), 10, 64)
 			if err != nil || v < 1 {
@@ -184,7 +203,7 @@ func cancelOrder(svc *ordersvc.Service, store *idempotency.Store) endpoint.Endpo
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(cancelRequest)
 		resp, _, err := store.Do(ctx, svc.Pool(), r.idem, func(ctx context.Context, tx pgx.Tx) (idempotency.Response, error) {
-			o, err := svc.Cancel(ctx, tx, r.id, r.ifVersion, r.reason)
+			o, err := svc.Cancel(ctx, tx, r.owner, r.id, r.ifVersion, r.reason)
 			if err != nil {
 				return idempotency.Response{}, err
 			}
@@ -212,13 +231,31 @@ func orderID(r *http.Request) (string, error) {
 	return strings.ToLower(id), nil
 }
 
-func decodeGet(_ context.Context, r *http.Request) (any, error) { return orderID(r) }
+type getRequest struct{ owner, id string }
+
+func decodeGet(ctx context.Context, r *http.Request) (any, error) {
+	p, err := auth.Caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := orderID(r)
+	if err != nil {
+		return nil, err
+	}
+	return getRequest{owner: p.Owner(), id: id}, nil
+}
 
 func getOrder(svc *ordersvc.Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
-		o, err := svc.Get(ctx, req.(string))
+		r := req.(getRequest)
+		o, err := svc.Get(ctx, r.id)
 		if err != nil {
 			return nil, err
+		}
+		if r.owner != "" && o.CustomerID != r.owner {
+			// Someone else's order is answered exactly like a missing one:
+			// no existence oracle.
+			return nil, order.ErrNotFound
 		}
 		return o.API(), nil
 	}
@@ -229,12 +266,23 @@ type listRequest struct {
 	limit                 int
 }
 
-func decodeList(_ context.Context, r *http.Request) (any, error) {
+func decodeList(ctx context.Context, r *http.Request) (any, error) {
+	p, err := auth.Caller(ctx)
+	if err != nil {
+		return nil, err
+	}
 	q := r.URL.Query()
 	req := listRequest{customerID: q.Get("customer_id"), pageToken: q.Get("page_token"), limit: defaultPageSize}
+	if owner := p.Owner(); owner != "" {
+		// A customer lists their own orders; naming another is refused.
+		if req.customerID != "" && req.customerID != owner {
+			return nil, httpkit.NewProblem(http.StatusForbidden, "customer-mismatch", "customers can list only their own orders; leave customer_id out")
+		}
+		req.customerID = owner
+	}
 	var fields []httpkit.FieldError
 	if req.customerID == "" {
-		fields = append(fields, httpkit.FieldError{Field: "customer_id", Message: "is required"})
+		fields = append(fields, httpkit.FieldError{Field: "customer_id", Message: "is required (operators list one customer's orders at a time; use search for more)"})
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -283,6 +331,7 @@ func errorEncoder(log *slog.Logger) kithttp.ErrorEncoder {
 			terr     *order.TransitionError
 			unpriced *ordersvc.UnpricedError
 			rejected *ordersvc.CatalogRejectedError
+			limit    *order.PaymentLimitError
 		)
 		httpcache.NoStore(w.Header())
 		switch {
@@ -300,6 +349,10 @@ func errorEncoder(log *slog.Logger) kithttp.ErrorEncoder {
 				p.Errors = append(p.Errors, httpkit.FieldError{Field: fieldName(ptr), Pointer: "#" + ptr,
 					Message: fmt.Sprintf("%s %s is not on sale", l.Ref, l.Value)})
 			}
+			err = p
+		case errors.As(err, &limit):
+			p := httpkit.NewProblem(http.StatusUnprocessableEntity, "not-payable", limit.Detail())
+			p.Errors = []httpkit.FieldError{{Field: fieldName(limit.Pointer()), Pointer: "#" + limit.Pointer(), Message: limit.Detail()}}
 			err = p
 		case errors.Is(err, catalogapi.ErrUnavailable):
 			log.WarnContext(ctx, "catalog unavailable", "err", err)

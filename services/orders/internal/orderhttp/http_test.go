@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
@@ -37,6 +39,10 @@ type bundle struct {
 	catalog *catalogtest.Catalog
 	proxy   *testinfra.Proxy
 	svc     *ordersvc.Service
+	iss     *authtest.Issuer
+	// callers are Authorization values by authtest caller name; the
+	// owner is cust-42, whose token do sends unless told otherwise.
+	callers map[string]string
 	// Two products: a (ordered by id) and b (ordered by sku).
 	a, b catalogapi.AdminProduct
 }
@@ -49,7 +55,8 @@ func setup(t testing.TB) *bundle {
 	cat := catalogtest.Start(t)
 	proxy := testinfra.NewProxy(t, strings.TrimPrefix(cat.URL, "http://"))
 	client, err := catalogapi.NewClient(catalogapi.ClientConfig{BaseURL: "http://" + proxy.Addr(), Timeout: 300 * time.Millisecond,
-		Attempts: 2, BreakerFailures: 3, BreakerOpenFor: time.Hour, Registerer: prometheus.NewRegistry(), Name: "test"})
+		Attempts: 2, BreakerFailures: 3, BreakerOpenFor: time.Hour, Registerer: prometheus.NewRegistry(), Name: "test",
+		HTTPClient: &http.Client{Transport: cat.ServiceTransport(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,11 +69,16 @@ func setup(t testing.TB) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
+	iss := authtest.NewIssuer(t)
+	authz, err := auth.NewVerifier(iss.Config("orders"), "orders", auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), http.NotFoundHandler())
-	orderhttp.Routes(mux, svc, store, log)
+	orderhttp.Routes(mux, svc, store, authz, log)
 	srv := httptest.NewServer(httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes)))
 	t.Cleanup(srv.Close)
-	b := &bundle{srv: srv, db: db, catalog: cat, proxy: proxy, svc: svc}
+	b := &bundle{srv: srv, db: db, catalog: cat, proxy: proxy, svc: svc, iss: iss, callers: iss.Callers(t, "orders", "cust-42")}
 	b.a = cat.Add(t, catalogtest.Product{SKU: "MUG-RED", Name: "Red mug", Prices: map[string]int64{"EUR": 1250, "USD": 1400}})
 	b.b = cat.Add(t, catalogtest.Product{SKU: "TEA-GREEN", Name: "Green tea", Prices: map[string]int64{"EUR": 499}})
 	return b
@@ -107,8 +119,12 @@ func (b *bundle) do(t *testing.T, method, path string, body any, header map[stri
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("Authorization", b.callers[authtest.Owner])
 	for k, v := range header {
 		req.Header.Set(k, v)
+	}
+	if req.Header.Get("Authorization") == "" {
+		req.Header.Del("Authorization")
 	}
 	res, err := b.srv.Client().Do(req)
 	if err != nil {
@@ -266,10 +282,13 @@ func TestConcurrentSameKey(t *testing.T) {
 		!strings.Contains(string(r.body), "idempotency-key-reused") {
 		t.Fatalf("same key, other body = %d %s", r.status, r.body)
 	}
-	// Keys are scoped by client: another client's same key is its own.
-	if r := b.do(t, "POST", "/v1/orders", string(body), map[string]string{"Idempotency-Key": "same-key", orderhttp.ClientHeader: "shop-2"}); r.status != http.StatusCreated ||
-		r.header.Get("Idempotent-Replayed") != "" {
-		t.Fatalf("other client's key = %d %v", r.status, r.header)
+	// Keys are scoped by the authenticated caller: another customer's
+	// same key is their own (and their order is theirs, from the token).
+	theirs := b.order()
+	theirs.CustomerID = ""
+	if r := b.do(t, "POST", "/v1/orders", theirs, map[string]string{"Idempotency-Key": "same-key", "Authorization": b.callers[authtest.OtherCustomer]}); r.status != http.StatusCreated ||
+		r.header.Get("Idempotent-Replayed") != "" || decode[ordersapi.Order](t, r).CustomerID != "cust-42-other" {
+		t.Fatalf("other customer's key = %d %v %s", r.status, r.header, r.body)
 	}
 	if c := b.counts(t); c != [4]int{2, 4, 2, 2} {
 		t.Fatalf("rows after the other client = %v", c)
@@ -487,9 +506,13 @@ func TestListByCustomer(t *testing.T) {
 	if len(got) != 5 || got[0] != ids[4] || got[4] != ids[0] {
 		t.Fatalf("pages gave %v, want newest first of %v", got, ids)
 	}
-	for _, q := range []string{"", "?customer_id=c&limit=0", "?customer_id=c&limit=101", "?customer_id=c&page_token=zzz"} {
+	for _, q := range []string{"?limit=0", "?limit=101", "?page_token=zzz"} {
 		if r := b.do(t, "GET", "/v1/orders"+q, nil, nil); r.status != http.StatusBadRequest {
 			t.Errorf("GET /v1/orders%s = %d", q, r.status)
 		}
+	}
+	// An operator names the customer; without one the list is refused.
+	if r := b.do(t, "GET", "/v1/orders", nil, map[string]string{"Authorization": b.callers[authtest.Operator]}); r.status != http.StatusBadRequest {
+		t.Errorf("operator without customer_id = %d", r.status)
 	}
 }

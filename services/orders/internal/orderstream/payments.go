@@ -1,6 +1,8 @@
 // Package orderstream holds orders' consumer of the PAYMENTS stream: it
 // moves orders to paid or payment_failed, and asks for refunds of payments
-// an order cannot take.
+// an order cannot take, including a payment whose amount or currency is
+// not the order's total (never applied; counted in
+// orders_payment_mismatches_total).
 //
 // Replay-safe: each event is claimed in the inbox in the same transaction
 // as its effect, so a redelivery, a redrive or a replay of the stream
@@ -16,12 +18,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/services/orders/internal/order"
 	"github.com/shopfloor/shopfloor/services/orders/internal/ordersvc"
+	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
 	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
 )
 
@@ -40,6 +44,39 @@ type Payments struct {
 	Pool    *pgxpool.Pool
 	Applier Applier
 	Log     *slog.Logger
+	// Metrics counts what the handler did (NewMetrics); nil counts
+	// nothing.
+	Metrics *Metrics
+}
+
+// Metrics are the consumer's counters.
+type Metrics struct {
+	mismatches *prometheus.CounterVec
+}
+
+// NewMetrics registers on reg orders_payment_mismatches_total{reason}:
+// payments whose amount or currency was not their order's total
+// (reason amount_mismatch or currency_mismatch), counted once per payment
+// when orders asked for its refund; redeliveries and replays do not count.
+// Any increase is a bug or tampering upstream: nothing in a healthy
+// system charges an order another amount.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{mismatches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orders_payment_mismatches_total",
+		Help: "Payments not applied because their amount or currency was not the order's total, by reason (refund asked for)."},
+		[]string{"reason"})}
+	for _, r := range []string{ordersapi.ReasonAmountMismatch, ordersapi.ReasonCurrencyMismatch} {
+		m.mismatches.WithLabelValues(r) // a series at 0 from the start, for rate() and alerts
+	}
+	if err := reg.Register(m.mismatches); err != nil {
+		return nil, fmt.Errorf("orderstream: metrics: %w", err)
+	}
+	return m, nil
+}
+
+func (m *Metrics) mismatch(reason string) {
+	if m != nil && reason != "" {
+		m.mismatches.WithLabelValues(reason).Inc()
+	}
 }
 
 // Handle is the stream.Handler. Events other than payment.succeeded and
@@ -62,7 +99,7 @@ func (h *Payments) Handle(ctx context.Context, d stream.Delivery) error {
 	err = pgdb.InTx(ctx, h.Pool, func(tx pgx.Tx) error {
 		first, err := stream.Inbox{}.Claim(ctx, tx, Group, ev.ID)
 		if err != nil || !first {
-			outcome = "duplicate"
+			outcome = ordersvc.PaymentOutcome{Result: "duplicate"}
 			return err
 		}
 		outcome, err = h.Applier.ApplyPayment(ctx, tx, ev, ordersvc.PaymentEvent{OrderID: p.OrderID, PaymentID: p.PaymentID,
@@ -77,7 +114,12 @@ func (h *Payments) Handle(ctx context.Context, d stream.Delivery) error {
 	case err != nil:
 		return fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err)
 	}
+	if outcome.Mismatch != "" {
+		h.Metrics.mismatch(outcome.Mismatch) // counted after the commit: a retried transaction counts once
+		h.Log.WarnContext(ctx, "payment does not match its order; refund asked for", "event", ev.ID, "order", p.OrderID,
+			"payment", p.PaymentID, "reason", outcome.Mismatch, "amount_minor", p.AmountMinor, "currency", p.Currency)
+	}
 	h.Log.InfoContext(ctx, "payment event handled", "event", ev.ID, "type", ev.Type, "order", p.OrderID,
-		"payment", p.PaymentID, "outcome", outcome)
+		"payment", p.PaymentID, "outcome", outcome.Result)
 	return nil
 }

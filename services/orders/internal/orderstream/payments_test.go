@@ -71,7 +71,7 @@ func (b *bundle) newOrder(t *testing.T, status order.Status, payID string) strin
 		}
 	case order.Cancelled:
 		if err := pgdb.InTx(ctx, b.db.Pool, func(tx pgx.Tx) error {
-			_, err := b.svc.Cancel(ctx, tx, id, 0, "test")
+			_, err := b.svc.Cancel(ctx, tx, "", id, 0, "test")
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -240,7 +240,7 @@ func TestCancelRacesPayment(t *testing.T) {
 		var wg sync.WaitGroup
 		wg.Go(func() {
 			cancelErr = pgdb.InTx(ctx, b.db.Pool, func(tx pgx.Tx) error {
-				_, err := b.svc.Cancel(ctx, tx, id, 0, "race")
+				_, err := b.svc.Cancel(ctx, tx, "", id, 0, "race")
 				return err
 			})
 		})

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -138,7 +137,10 @@ func (s *Service) Price(ctx context.Context, in ordersapi.CreateOrder) ([]order.
 }
 
 // Place prices in (Price) and writes the order, its lines and its
-// order.placed event in tx. in must have passed order.ValidateCreate.
+// order.placed event in tx. in must have passed order.ValidateCreate. An
+// order payments could not charge (its total or currency outside
+// payments' limits) is refused with a *order.PaymentLimitError and
+// nothing is written: payments would only dead-letter its order.placed.
 func (s *Service) Place(ctx context.Context, tx pgx.Tx, in ordersapi.CreateOrder) (order.Order, error) {
 	lines, err := s.Price(ctx, in)
 	if err != nil {
@@ -147,6 +149,9 @@ func (s *Service) Place(ctx context.Context, tx pgx.Tx, in ordersapi.CreateOrder
 	total, err := order.Total(lines)
 	if err != nil {
 		return order.Order{}, &order.ValidationError{Fields: []order.FieldError{{Pointer: "/items", Message: err.Error()}}}
+	}
+	if err := order.CheckPayable(in.Currency, total); err != nil {
+		return order.Order{}, err
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -239,10 +244,22 @@ func (s *Service) statusEvent(typ string, o order.Order, reason string) (events.
 }
 
 // Cancel cancels order id in tx (pending_payment or payment_failed →
-// cancelled) and writes order.cancelled. ifVersion > 0 is the If-Match
-// version. Errors: order.ErrNotFound, order.ErrVersionMismatch,
-// *order.TransitionError (the order is paid or already cancelled).
-func (s *Service) Cancel(ctx context.Context, tx pgx.Tx, id string, ifVersion int64, reason string) (order.Order, error) {
+// cancelled) and writes order.cancelled. owner, when not empty, is the
+// only customer allowed to: another customer's order is order.ErrNotFound
+// (checked before anything else, so no answer tells that it exists).
+// ifVersion > 0 is the If-Match version. Errors: order.ErrNotFound,
+// order.ErrVersionMismatch, *order.TransitionError (the order is paid or
+// already cancelled).
+func (s *Service) Cancel(ctx context.Context, tx pgx.Tx, owner, id string, ifVersion int64, reason string) (order.Order, error) {
+	if owner != "" {
+		cur, err := orderpg.Get(ctx, tx, id, false)
+		if err != nil {
+			return order.Order{}, err
+		}
+		if cur.CustomerID != owner {
+			return order.Order{}, fmt.Errorf("order %s of another customer: %w", id, order.ErrNotFound)
+		}
+	}
 	return s.transition(ctx, tx, id, ifVersion, func(cur order.Order) (order.Order, []events.Envelope, error) {
 		next, err := cur.Transition(order.Cancelled, s.now().UTC().Truncate(time.Microsecond))
 		if err != nil {
@@ -253,14 +270,27 @@ func (s *Service) Cancel(ctx context.Context, tx pgx.Tx, id string, ifVersion in
 	})
 }
 
-// PaymentOutcome is what ApplyPayment did: orderpg.OutcomeApplied,
-// OutcomeIgnored or OutcomeRefundRequired.
-type PaymentOutcome = string
+// PaymentOutcome is what ApplyPayment did.
+type PaymentOutcome struct {
+	// Result is orderpg.OutcomeApplied, OutcomeIgnored or
+	// OutcomeRefundRequired, as recorded in order_payment_events.
+	Result string
+	// Mismatch is set when this event asked for the refund of a payment
+	// whose amount or currency is not the order's total
+	// (ordersapi.ReasonAmountMismatch or ReasonCurrencyMismatch): once per
+	// payment, however often it is reported.
+	Mismatch string
+}
 
 // ApplyPayment applies a payment event (payment.succeeded or
 // payment.failed, parent) to its order in tx and records what it did:
 //
-//   - succeeded, order pending_payment → paid, order.paid (applied);
+//   - succeeded with the order's total and currency, order pending_payment
+//     → paid, order.paid (applied);
+//   - succeeded with another amount or currency (DESIGN.md invariant 8),
+//     order pending_payment → payment_failed with the mismatch as its
+//     reason, order.payment_failed and order.refund_required for that
+//     payment (refund_required; ADR 0010, "Mismatched payments");
 //   - failed, order pending_payment → payment_failed, order.payment_failed
 //     (applied);
 //   - succeeded for the payment that already paid the order, or failed for
@@ -268,12 +298,17 @@ type PaymentOutcome = string
 //   - succeeded for an order that cannot take it (cancelled while the
 //     payment was in flight, payment_failed, or paid by another payment):
 //     the order does not change and order.refund_required asks payments
-//     to refund that payment, once per payment (refund_required).
+//     to refund that payment (refund_required).
 //
-// Errors: order.ErrNotFound (no such order: the event is poison), or
-// database errors (retry).
+// At most one order.refund_required per payment: a second event for a
+// payment whose refund was asked for is recorded as ignored. Errors:
+// order.ErrNotFound (no such order: the event is poison), or database
+// errors (retry).
 func (s *Service) ApplyPayment(ctx context.Context, tx pgx.Tx, parent events.Envelope, p PaymentEvent) (PaymentOutcome, error) {
-	outcome := orderpg.OutcomeIgnored
+	var (
+		outcome  string
+		mismatch string
+	)
 	now := s.now().UTC().Truncate(time.Microsecond)
 	o, err := s.transition(ctx, tx, p.OrderID, 0, func(cur order.Order) (order.Order, []events.Envelope, error) {
 		var (
@@ -282,13 +317,23 @@ func (s *Service) ApplyPayment(ctx context.Context, tx pgx.Tx, parent events.Env
 			reason string
 			err    error
 		)
+		mismatch = ""
+		if p.Succeeded {
+			mismatch = cur.PaymentMismatch(p.AmountMinor, p.Currency)
+		}
 		switch {
-		case cur.Status == order.PendingPayment && p.Succeeded:
+		case cur.Status == order.PendingPayment && p.Succeeded && mismatch == "":
 			next, err = cur.Transition(order.Paid, now)
-			typ = ordersapi.EventOrderPaid
+			typ, outcome = ordersapi.EventOrderPaid, orderpg.OutcomeApplied
+		case cur.Status == order.PendingPayment && p.Succeeded:
+			// Charged, but not what the order costs: the order is not
+			// paid, its one payment attempt is used up, and the charge
+			// is refunded (below).
+			next, err = cur.Transition(order.PaymentFailed, now)
+			typ, reason, outcome = ordersapi.EventOrderPaymentFailed, mismatch, orderpg.OutcomeRefundRequired
 		case cur.Status == order.PendingPayment:
 			next, err = cur.Transition(order.PaymentFailed, now)
-			typ, reason = ordersapi.EventOrderPaymentFailed, p.Reason
+			typ, reason, outcome = ordersapi.EventOrderPaymentFailed, p.Reason, orderpg.OutcomeApplied
 		case p.Succeeded && (cur.Status != order.Paid || cur.PaymentID != p.PaymentID):
 			outcome = orderpg.OutcomeRefundRequired
 			return cur, nil, nil
@@ -299,7 +344,6 @@ func (s *Service) ApplyPayment(ctx context.Context, tx pgx.Tx, parent events.Env
 		if err != nil {
 			return cur, nil, err
 		}
-		outcome = orderpg.OutcomeApplied
 		next.PaymentID = p.PaymentID
 		ev, err := s.statusEvent(typ, next, reason)
 		if err != nil {
@@ -308,29 +352,33 @@ func (s *Service) ApplyPayment(ctx context.Context, tx pgx.Tx, parent events.Env
 		return next, []events.Envelope{ev.CausedBy(parent)}, nil
 	})
 	if err != nil {
-		return "", err
+		return PaymentOutcome{}, err
 	}
 	recorded, err := orderpg.RecordPaymentEvent(ctx, tx, orderpg.PaymentEvent{EventID: parent.ID, OrderID: o.ID,
 		PaymentID: p.PaymentID, EventType: parent.Type, Outcome: outcome, OrderStatus: o.Status, OrderVersion: o.Version})
 	if err != nil {
-		return "", err
+		return PaymentOutcome{}, err
 	}
 	if outcome != orderpg.OutcomeRefundRequired {
-		return outcome, nil
+		return PaymentOutcome{Result: outcome}, nil
 	}
 	if !recorded {
-		return orderpg.OutcomeIgnored, nil // this payment's refund was already asked for
+		return PaymentOutcome{Result: orderpg.OutcomeIgnored}, nil // this payment's refund was already asked for
+	}
+	reason := mismatch
+	if reason == "" {
+		reason = ordersapi.ReasonOrderNotPayable
 	}
 	ev, err := events.New(ordersapi.Source, ordersapi.EventOrderRefundRequired, o.ID, 1, o.Version, ordersapi.RefundRequired{
 		OrderID: o.ID, PaymentID: p.PaymentID, AmountMinor: p.AmountMinor, Currency: p.Currency, Status: string(o.Status),
-		Version: o.Version, Reason: "order is " + string(o.Status) + " (version " + strconv.FormatInt(o.Version, 10) + ")"}, now)
+		Version: o.Version, Reason: reason}, now)
 	if err != nil {
-		return "", fmt.Errorf("order.refund_required event: %w", err)
+		return PaymentOutcome{}, fmt.Errorf("order.refund_required event: %w", err)
 	}
 	if err := s.outbox.Publish(ctx, tx, ev.CausedBy(parent)); err != nil {
-		return "", err
+		return PaymentOutcome{}, err
 	}
-	return outcome, nil
+	return PaymentOutcome{Result: outcome, Mismatch: mismatch}, nil
 }
 
 // PaymentEvent is a payment outcome as ApplyPayment needs it.

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/backoff"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
@@ -37,8 +38,12 @@ type Config struct {
 	service.Base
 	service.HTTP
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8083"`
-	// AdminToken guards /v1/admin (job queue tools; at least 16 characters).
-	AdminToken string `env:"ADMIN_TOKEN" secret:"true"`
+	// AdminAddr is the admin listener: /metrics, /readyz details and /v1/admin. Never publish it (ADR 0023).
+	AdminAddr string `env:"ADMIN_ADDR" envDefault:":9083"`
+	// Auth is the identity provider whose access tokens the api role
+	// accepts (AUTH_ISSUER, required by the api role; AUTH_AUDIENCE
+	// default "payments"; AUTH_ROLES_CLAIM).
+	Auth auth.Config
 	// NATSURL is needed by the relay and consumer roles.
 	NATSURL            string `env:"NATS_URL"`
 	OrdersPartitions   int    `env:"ORDERS_PARTITIONS" envDefault:"8"`
@@ -66,8 +71,8 @@ type Config struct {
 // Validate reports rules beyond one value's syntax.
 func (c Config) Validate() []error {
 	errs := service.CheckRoles(c.Roles, []string{"api", "worker", "relay", "consumer"})
-	if c.has("api") && len(c.AdminToken) < 16 {
-		errs = append(errs, errors.New("ADMIN_TOKEN: required by the api role, at least 16 characters"))
+	if c.has("api") {
+		errs = append(errs, c.Auth.Validate()...)
 	}
 	if c.has("worker") && c.PSPURL == "" {
 		errs = append(errs, errors.New("PSP_URL: required by the worker role (the provider, e.g. http://127.0.0.1:8099)"))
@@ -138,11 +143,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case "queue":
 		return rt.QueueCommand(ctx, redaction(), rest, stdout)
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	lns, err := service.Listen(cfg.HTTPAddr, cfg.AdminAddr)
 	if err != nil {
-		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
-	return serve(ctx, cfg, rt, ln)
+	return serve(ctx, cfg, rt, lns)
 }
 
 func redaction() map[string]func([]byte) []byte {
@@ -154,16 +159,23 @@ func redaction() map[string]func([]byte) []byte {
 
 // serve runs the roles. HTTP starts at once; API routes are mounted once
 // PostgreSQL is up.
-func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener) error {
+func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Listeners) error {
 	log, tel := rt.Log, rt.Tel
 	health := httpkit.NewHealth()
 	health.AddCheck("postgres", rt.PG.Check)
 	if cfg.has("relay") || cfg.has("consumer") {
 		rt.RequireNATS(health)
 	}
-	mux := httpkit.NewMux(health, tel.MetricsHandler())
+	mux := rt.NewMuxes(health)
 	api := service.NewGate("payments")
-	mux.Handle("/v1/", api)
+	authz, err := rt.APIVerifier(cfg.Auth, cfg.has("api"), health)
+	if err != nil {
+		return err
+	}
+	mux.Public.Handle("/v1/", api)
+	// The admin API (paymenthttp's /v1/admin/queues, for operators) is served
+	// on the admin listener only; the public one answers 404 for it.
+	mux.Admin.Handle(httpkit.AdminPrefix, api)
 
 	g := lifecycle.NewGroup(log)
 	g.Add("app", func(ctx context.Context) error {
@@ -204,7 +216,7 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener
 				return err
 			}
 			apiMux := http.NewServeMux()
-			paymenthttp.Routes(apiMux, svc, store, jobs, paymenthttp.Config{AdminToken: cfg.AdminToken}, log)
+			paymenthttp.Routes(apiMux, svc, store, jobs, authz, log)
 			api.Open(apiMux)
 			ag.Add("prune", func(ctx context.Context) error {
 				return service.Every(ctx, time.Minute, func(ctx context.Context) error {
@@ -253,9 +265,8 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener
 		ag.Add("wait", func(ctx context.Context) error { <-ctx.Done(); return nil })
 		return ag.Run(ctx)
 	})
-	handler := rt.Handler(mux)
 	g.Add("http", func(ctx context.Context) error {
-		return rt.Serve(ctx, cfg.HTTP, ln, handler, health)
+		return rt.ServeMuxes(ctx, cfg.HTTP, lns, mux, health)
 	})
 	return g.Run(ctx)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/service"
@@ -29,14 +30,12 @@ import (
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
-const adminToken = "payments-test-admin-token"
-
 func TestRunRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "api,worker,gossip", "ADMIN_TOKEN": "short",
+	env := map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "api,worker,gossip",
 		"DEFAULT_PAYMENT_METHOD": "4242424242424242", "MAX_RECEIVES": "0", "RETRY_INITIAL": "0s"}
 	err := run(context.Background(), []string{"payments"}, func(k string) string { return env[k] }, &testinfra.Buffer{})
-	for _, want := range []string{`ROLES: unknown role "gossip"`, "ADMIN_TOKEN: required by the api role", "PSP_URL: required by the worker role",
+	for _, want := range []string{`ROLES: unknown role "gossip"`, "AUTH_ISSUER: required", "PSP_URL: required by the worker role",
 		"DEFAULT_PAYMENT_METHOD: must be a provider token", "MAX_RECEIVES: must be 1..100", "RETRY_INITIAL, RETRY_MAX"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -97,7 +96,8 @@ func TestPSPSimCommand(t *testing.T) {
 // JetStream server, and follows the design's flow: order.placed on ORDERS
 // → an attempt and its charge job → a charge → payment.succeeded on
 // PAYMENTS keyed by order id; order.refund_required → a refund →
-// payment.refunded. The API creates a payment for another order
+// payment.refunded. The order's customer reads its payment, another
+// customer gets 404; an operator creates a payment for another order
 // idempotently, and the admin endpoints need the token.
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
@@ -112,7 +112,9 @@ func TestEndToEnd(t *testing.T) {
 	defer psp.Close()
 	ns := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{})
 	const partitions = 3
-	env := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": ns.URL(), "PSP_URL": psp.URL, "ADMIN_TOKEN": adminToken,
+	iss := authtest.NewIssuer(t)
+	operator, c1, c2 := "Bearer "+iss.Operator(t, "payments"), "Bearer "+iss.Customer(t, "c1", "payments"), "Bearer "+iss.Customer(t, "c2", "payments")
+	env := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": ns.URL(), "PSP_URL": psp.URL, "AUTH_ISSUER": iss.URL,
 		"ORDERS_PARTITIONS": fmt.Sprint(partitions), "PAYMENTS_PARTITIONS": fmt.Sprint(partitions), "LOG_LEVEL": "WARN",
 		"RETRY_INITIAL": "10ms", "RETRY_MAX": "100ms"}
 	getenv := func(k string) string { return env[k] }
@@ -127,12 +129,12 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, rt, ln) }()
+	go func() { served <- serve(ctx, cfg, rt, lns) }()
 	defer func() {
 		cancel()
 		if err := <-served; err != nil {
@@ -140,8 +142,9 @@ func TestEndToEnd(t *testing.T) {
 		}
 		rt.Close(context.Background())
 	}()
-	base := "http://" + ln.Addr().String()
+	base, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
 	testinfra.WaitReady(t, base+"/readyz", 30*time.Second)
+	testinfra.CheckListeners(t, base, admin, "/v1/admin/queues")
 
 	_, js := ns.Connect()
 	var mu sync.Mutex
@@ -215,44 +218,62 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("provider: %+v", st)
 	}
 	var status paymentsapi.Payment
-	getJSON(t, base+"/v1/payments?order_id="+orderID, &status)
+	getJSON(t, base+"/v1/payments?order_id="+orderID, c1, &status)
 	if status.ID != paid.PaymentID || status.Status != paymentsapi.StatusSucceeded {
 		t.Fatalf("GET by order: %+v", status)
+	}
+	// c1 placed the order; c2 gets what a missing payment gets, no token 401.
+	for authz, want := range map[string]int{c2: http.StatusNotFound, "": http.StatusUnauthorized} {
+		req, _ := http.NewRequest(http.MethodGet, base+"/v1/payments/"+paid.PaymentID, nil)
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET c1's payment with %.12q = %d, want %d", authz, resp.StatusCode, want)
+		}
 	}
 
 	// The order was cancelled while paying: refund.
 	publish(ordersapi.EventOrderRefundRequired, orderID, ordersapi.RefundRequired{OrderID: orderID, PaymentID: paid.PaymentID,
 		AmountMinor: 4200, Currency: "EUR", Status: "cancelled", Version: 2})
 	waitFor(paymentsapi.EventPaymentRefunded, orderID)
-	getJSON(t, base+"/v1/payments/"+paid.PaymentID, &status)
+	getJSON(t, base+"/v1/payments/"+paid.PaymentID, operator, &status)
 	if status.Status != paymentsapi.StatusRefunded || status.RefundedMinor != 4200 || sim.Stats().RefundsCreated != 1 {
 		t.Fatalf("after refund: %+v", status)
 	}
 
-	// The API: 202 with a status URL, replay, 409 for the order's second
-	// payment, 422 for card data.
+	// The API (an operator's tool): 202 with a status URL, replay, 409 for
+	// the order's second payment, 422 for card data, 403 for a customer.
 	other := uuid.Must(uuid.NewV7()).String()
 	body := `{"order_id":"` + other + `","amount_minor":1500,"currency":"EUR","payment_method":"tok_mastercard"}`
-	r1 := post(t, base+"/v1/payments", body, "pay-1")
-	r2 := post(t, base+"/v1/payments", body, "pay-1")
+	if r := post(t, base+"/v1/payments", c1, body, "pay-1"); r.status != http.StatusForbidden {
+		t.Fatalf("a customer's POST = %d %s", r.status, r.body)
+	}
+	r1 := post(t, base+"/v1/payments", operator, body, "pay-1")
+	r2 := post(t, base+"/v1/payments", operator, body, "pay-1")
 	if r1.status != http.StatusAccepted || r2.status != http.StatusAccepted || !bytes.Equal(r1.body, r2.body) || r2.header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("create + replay: %d %s / %d %s", r1.status, r1.body, r2.status, r2.header)
 	}
-	if r := post(t, base+"/v1/payments", body, "pay-2"); r.status != http.StatusConflict {
+	if r := post(t, base+"/v1/payments", operator, body, "pay-2"); r.status != http.StatusConflict {
 		t.Fatalf("second payment for the order = %d %s", r.status, r.body)
 	}
-	if r := post(t, base+"/v1/payments", strings.Replace(body, "tok_mastercard", "4242424242424242", 1), "pay-3"); r.status != http.StatusUnprocessableEntity ||
+	if r := post(t, base+"/v1/payments", operator, strings.Replace(body, "tok_mastercard", "4242424242424242", 1), "pay-3"); r.status != http.StatusUnprocessableEntity ||
 		!strings.Contains(string(r.body), `"pointer":"#/payment_method"`) {
 		t.Fatalf("card data = %d %s", r.status, r.body)
 	}
 	waitFor(paymentsapi.EventPaymentSucceeded, other)
-	getJSON(t, base+r1.header.Get("Location"), &status)
+	getJSON(t, base+r1.header.Get("Location"), operator, &status)
 	if status.Status != paymentsapi.StatusSucceeded {
 		t.Fatalf("status URL: %+v", status)
 	}
 
-	// Admin: the queues, with the token only.
-	resp, err := http.Get(base + "/v1/admin/queues")
+	// Admin: the queues, on the admin listener, for operators only.
+	resp, err := http.Get(admin + "/v1/admin/queues")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,8 +281,12 @@ func TestEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("admin without token = %d", resp.StatusCode)
 	}
-	req, _ := http.NewRequest(http.MethodGet, base+"/v1/admin/queues", nil)
-	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req, _ := http.NewRequest(http.MethodGet, admin+"/v1/admin/queues", nil)
+	req.Header.Set("Authorization", c1)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.Body.Close() != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("admin as a customer: %v %v", resp, err)
+	}
+	req.Header.Set("Authorization", operator)
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +296,7 @@ func TestEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"queue":"charges"`) {
 		t.Fatalf("admin queues = %d %s", resp.StatusCode, b)
 	}
-	resp, err = http.Get(base + "/metrics")
+	resp, err = http.Get(admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,9 +315,12 @@ type answer struct {
 	body   []byte
 }
 
-func post(t *testing.T, url, body, key string) answer {
+// post sends body to url with the Authorization value authz and the
+// Idempotency-Key key.
+func post(t *testing.T, url, authz, body, key string) answer {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Authorization", authz)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
 	resp, err := http.DefaultClient.Do(req)
@@ -304,9 +332,12 @@ func post(t *testing.T, url, body, key string) answer {
 	return answer{resp.StatusCode, resp.Header, b}
 }
 
-func getJSON(t *testing.T, url string, v any) {
+// getJSON reads url with the Authorization value authz into v.
+func getJSON(t *testing.T, url, authz string, v any) {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", authz)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,8 +35,14 @@ var (
 // Payment is a payment attempt. Its ID is the provider's idempotency key
 // for the charge: every retry of the charge sends the same key.
 type Payment struct {
-	ID             string
-	OrderID        string
+	ID      string
+	OrderID string
+	// CustomerID is the order's customer (the token subject of the
+	// customer who placed it), from order.placed. Empty for a payment an
+	// operator created through the API whose order.placed has not been
+	// applied yet: then only operators may read it (ADR 0022). Not part
+	// of the API representation.
+	CustomerID     string
 	IdempotencyKey string
 	AmountMinor    int64
 	Currency       string
@@ -80,12 +86,6 @@ type Refund struct {
 	FailureReason    string
 }
 
-// Currencies payments accepts.
-var Currencies = []string{"EUR", "GBP", "USD"}
-
-// MaxAmountMinor bounds one payment (a million in major units).
-const MaxAmountMinor = 100_000_000
-
 var tokenRE = regexp.MustCompile(`^(tok|pm)_[A-Za-z0-9_]{1,64}$`)
 
 // ValidToken reports whether s looks like a provider token.
@@ -105,21 +105,23 @@ func (e *ValidationError) Error() string {
 	return "invalid payment: " + strings.Join(parts, "; ")
 }
 
-// Validate checks a payment request.
+// Validate checks a payment request: the order id, the amount and currency
+// against payments' limits (paymentsapi.CheckAmount) and the token.
 func Validate(in paymentsapi.CreatePayment) error {
 	var fe []FieldError
 	if u, err := uuid.Parse(in.OrderID); err != nil || u.String() != in.OrderID {
 		fe = append(fe, FieldError{"order_id", "must be an order id (a lower-case UUID)"})
 	}
-	if in.AmountMinor < 1 || in.AmountMinor > MaxAmountMinor {
-		fe = append(fe, FieldError{"amount_minor", fmt.Sprintf("must be 1..%d (minor units)", MaxAmountMinor)})
-	}
-	ok := false
-	for _, c := range Currencies {
-		ok = ok || c == in.Currency
-	}
-	if !ok {
-		fe = append(fe, FieldError{"currency", "must be one of " + strings.Join(Currencies, ", ")})
+	// The limits are paymentsapi's, the declaration orders checks a
+	// checkout against too.
+	var le *paymentsapi.LimitError
+	if errors.As(paymentsapi.CheckAmount(in.AmountMinor, in.Currency), &le) {
+		if le.Reason == paymentsapi.LimitCurrency {
+			fe = append(fe, FieldError{"currency", "must be one of " + strings.Join(paymentsapi.Currencies(), ", ")})
+		} else {
+			maxMinor, _ := paymentsapi.MaxAmountMinor(in.Currency)
+			fe = append(fe, FieldError{"amount_minor", fmt.Sprintf("must be %d..%d (minor units of %s)", paymentsapi.MinAmountMinor, maxMinor, in.Currency)})
+		}
 	}
 	if !ValidToken(in.PaymentMethod) {
 		fe = append(fe, FieldError{"payment_method", "must be a payment method token such as tok_visa (never card data)"})

@@ -1,7 +1,7 @@
 // Package paymenthttp is payments' HTTP transport: the payment API
-// (go-kit endpoints, Idempotency-Key on the POST), the job queue's admin
-// endpoints behind the admin token, and the one place where payments'
-// errors become statuses.
+// (go-kit endpoints, bearer tokens and who may call per route, ADR 0022;
+// Idempotency-Key on the POST), the job queue's admin endpoints behind the
+// admin token, and the one place where payments' errors become statuses.
 package paymenthttp
 
 import (
@@ -9,12 +9,13 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
+	"net/url"
 
 	"github.com/go-kit/kit/endpoint"
 	kithttp "github.com/go-kit/kit/transport/http"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
@@ -24,39 +25,49 @@ import (
 	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
 )
 
-// ClientHeader carries the client identity that scopes idempotency keys
-// (set by the gateway from authentication; ADR 0011).
-const ClientHeader = "X-Client-Id"
-
-// Config of the transport.
-type Config struct {
-	// AdminToken guards /v1/admin (the job queue's DLQ tools).
-	AdminToken string
-}
-
 // StoredHeaders are the response fields an idempotent replay repeats.
 func StoredHeaders() []string { return []string{"Content-Type", "Location", "Cache-Control"} }
 
-// Routes mounts payments' API on mux.
-func Routes(mux *http.ServeMux, svc *paymentsvc.Service, store *idempotency.Store, jobs *jobqueue.Client, cfg Config, log *slog.Logger) {
+// Routes mounts payments' API on mux. Who may call (ADR 0022):
+//
+//	POST /v1/payments             operators only: order payments are created
+//	                              from order.placed by the ORDERS consumer; this
+//	                              is an operator's tool
+//	GET  /v1/payments/{id}        the order's customer, or an operator
+//	GET  /v1/payments?order_id=   the order's customer, or an operator
+//
+// Another customer's payment, and a payment whose customer is not known
+// (an operator's, before its order.placed arrived), answers exactly like a
+// missing one: 404 not-found, so payment and order ids cannot be probed.
+// Service clients are 403, callers without a valid token 401 (pkg/auth).
+// /v1/admin/ (the job queue's tools; mounted on the admin listener only,
+// ADR 0023) is for operators.
+func Routes(mux *http.ServeMux, svc *paymentsvc.Service, store *idempotency.Store, jobs *jobqueue.Client, authz *auth.Verifier, log *slog.Logger) {
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
 	replay := func(_ context.Context, w http.ResponseWriter, resp any) error {
 		idempotency.WriteResponse(w, resp.(idempotency.Response))
 		return nil
 	}
-	mux.Handle("POST /v1/payments", httpkit.NewKitServer(createPayment(svc, store), decodeCreate(store), replay, log, enc))
-	mux.Handle("GET /v1/payments/{id}", httpkit.NewKitServer(getPayment(svc), decodeGet, encodePrivate, log, enc))
-	mux.Handle("GET /v1/payments", httpkit.NewKitServer(getByOrder(svc), decodeByOrder, encodePrivate, log, enc))
+	operator := auth.AnyOf(auth.RoleOperator)
+	ownerOrOperator := auth.AnyOf(auth.RoleCustomer, auth.RoleOperator)
+	mux.Handle("POST /v1/payments", authz.Handle(operator,
+		httpkit.NewKitServer(createPayment(svc, store), decodeCreate(store), replay, log, enc)))
+	mux.Handle("GET /v1/payments/{id}", authz.Handle(ownerOrOperator,
+		httpkit.NewKitServer(getPayment(svc), decodeGet, encodePrivate, log, enc)))
+	mux.Handle("GET /v1/payments", authz.Handle(ownerOrOperator,
+		httpkit.NewKitServer(getByOrder(svc), decodeByOrder, encodePrivate, log, enc)))
 	admin := http.NewServeMux()
 	jobs.AdminRoutes(admin, "/v1/admin/queues")
-	mux.Handle("/v1/admin/", httpkit.RequireBearer("payments-admin", cfg.AdminToken, admin))
+	mux.Handle("/v1/admin/", authz.Handle(operator, admin))
 }
 
-func scope(r *http.Request) string {
-	if c := strings.TrimSpace(r.Header.Get(ClientHeader)); c != "" && len(c) <= 128 {
-		return "client:" + c
-	}
-	return "anonymous"
+// paymentKey is the idempotency key of the payment attempt an API request
+// creates (unique in payments, next to the ORDERS consumer's
+// order:<order id>): "api:sub:<subject>:<Idempotency-Key>". The subject is
+// query-escaped, so that it holds no ':' and two principals' keys cannot
+// run together ("a:b" with key "c" against "a" with key "b:c").
+func paymentKey(p auth.Principal, key string) string {
+	return "api:sub:" + url.QueryEscape(p.Subject) + ":" + key
 }
 
 func encodePrivate(ctx context.Context, w http.ResponseWriter, resp any) error {
@@ -66,12 +77,18 @@ func encodePrivate(ctx context.Context, w http.ResponseWriter, resp any) error {
 
 type createRequest struct {
 	idem idempotency.Request
-	in   paymentsapi.CreatePayment
+	// key is the payment attempt's idempotency key (paymentKey).
+	key string
+	in  paymentsapi.CreatePayment
 }
 
 func decodeCreate(store *idempotency.Store) kithttp.DecodeRequestFunc {
-	return func(_ context.Context, r *http.Request) (any, error) {
-		idem, err := store.ReadRequest(r, scope(r))
+	return func(ctx context.Context, r *http.Request) (any, error) {
+		p, err := auth.Caller(ctx)
+		if err != nil {
+			return nil, err
+		}
+		idem, err := store.ReadRequest(r, p.IdempotencyScope())
 		if err != nil {
 			return nil, err
 		}
@@ -82,18 +99,20 @@ func decodeCreate(store *idempotency.Store) kithttp.DecodeRequestFunc {
 		if err := payment.Validate(in); err != nil {
 			return nil, err
 		}
-		return createRequest{idem: idem, in: in}, nil
+		return createRequest{idem: idem, key: paymentKey(p, idem.Key), in: in}, nil
 	}
 }
 
 // createPayment writes the attempt and its charge job with the key, and
 // answers 202: the charge happens in the worker; the Location is the
-// status URL.
+// status URL. The attempt has no customer (the body cannot name one: an
+// operator cannot vouch for whose order it is); order.placed of the order
+// records it, and until then only operators read the payment.
 func createPayment(svc *paymentsvc.Service, store *idempotency.Store) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(createRequest)
 		resp, _, err := store.Do(ctx, svc.Pool(), r.idem, func(ctx context.Context, tx pgx.Tx) (idempotency.Response, error) {
-			p, err := svc.Create(ctx, tx, "api:"+r.idem.Scope+":"+r.idem.Key, r.in)
+			p, err := svc.Create(ctx, tx, r.key, paymentsvc.CreateInput{CreatePayment: r.in})
 			if err != nil {
 				return idempotency.Response{}, err
 			}
@@ -115,11 +134,22 @@ func (a accepted) Headers() http.Header {
 	return h
 }
 
-func decodeGet(_ context.Context, r *http.Request) (any, error) { return r.PathValue("id"), nil }
+// readRequest is a read of one payment (by its id or its order's id) by
+// a caller who may see owner's payments ("" for an operator: all).
+type readRequest struct{ id, owner string }
+
+func decodeGet(ctx context.Context, r *http.Request) (any, error) {
+	p, err := auth.Caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return readRequest{id: r.PathValue("id"), owner: p.Owner()}, nil
+}
 
 func getPayment(svc *paymentsvc.Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
-		p, err := svc.Get(ctx, req.(string))
+		r := req.(readRequest)
+		p, err := svc.Get(ctx, r.id, r.owner)
 		if err != nil {
 			return nil, err
 		}
@@ -127,19 +157,24 @@ func getPayment(svc *paymentsvc.Service) endpoint.Endpoint {
 	}
 }
 
-func decodeByOrder(_ context.Context, r *http.Request) (any, error) {
+func decodeByOrder(ctx context.Context, r *http.Request) (any, error) {
+	p, err := auth.Caller(ctx)
+	if err != nil {
+		return nil, err
+	}
 	id := r.URL.Query().Get("order_id")
 	if id == "" {
-		p := httpkit.NewProblem(http.StatusBadRequest, "invalid-query", "order_id is required")
-		p.Errors = []httpkit.FieldError{{Field: "order_id", Message: "is required"}}
-		return nil, p
+		pr := httpkit.NewProblem(http.StatusBadRequest, "invalid-query", "order_id is required")
+		pr.Errors = []httpkit.FieldError{{Field: "order_id", Message: "is required"}}
+		return nil, pr
 	}
-	return id, nil
+	return readRequest{id: id, owner: p.Owner()}, nil
 }
 
 func getByOrder(svc *paymentsvc.Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
-		p, err := svc.GetByOrder(ctx, req.(string))
+		r := req.(readRequest)
+		p, err := svc.GetByOrder(ctx, r.id, r.owner)
 		if err != nil {
 			return nil, err
 		}

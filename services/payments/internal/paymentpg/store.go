@@ -21,15 +21,16 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// Insert writes a new payment attempt. When the order already has one, or
-// the idempotency key was used, nothing is written and the existing
-// attempt is returned with an error matching payment.ErrExists.
+// Insert writes a new payment attempt (p.CustomerID "" is stored as NULL:
+// no known customer). When the order already has one, or the idempotency
+// key was used, nothing is written and the existing attempt is returned
+// with an error matching payment.ErrExists.
 func Insert(ctx context.Context, tx pgx.Tx, p payment.Payment) (payment.Payment, error) {
 	tag, err := tx.Exec(ctx, `
-		INSERT INTO payments (id, order_id, idempotency_key, amount_minor, currency, payment_method, status, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+		INSERT INTO payments (id, order_id, customer_id, idempotency_key, amount_minor, currency, payment_method, status, created_at, updated_at)
+		VALUES ($1, $2, nullif($3, ''), $4, $5, $6, $7, $8, $9, $9)
 		ON CONFLICT DO NOTHING`,
-		p.ID, p.OrderID, p.IdempotencyKey, p.AmountMinor, p.Currency, p.PaymentMethod, p.Status, p.CreatedAt)
+		p.ID, p.OrderID, p.CustomerID, p.IdempotencyKey, p.AmountMinor, p.Currency, p.PaymentMethod, p.Status, p.CreatedAt)
 	if err != nil {
 		return p, fmt.Errorf("insert payment for order %s: %w", p.OrderID, err)
 	}
@@ -44,14 +45,14 @@ func Insert(ctx context.Context, tx pgx.Tx, p payment.Payment) (payment.Payment,
 	return existing, fmt.Errorf("order %s: %w (%s)", p.OrderID, payment.ErrExists, existing.ID)
 }
 
-const columns = `p.id::text, p.order_id::text, p.idempotency_key, p.amount_minor, p.currency, p.payment_method, p.status,
+const columns = `p.id::text, p.order_id::text, coalesce(p.customer_id, ''), p.idempotency_key, p.amount_minor, p.currency, p.payment_method, p.status,
 	coalesce(p.charge_id, ''), coalesce(p.decline_code, ''), coalesce(p.failure_reason, ''),
 	coalesce((SELECT r.amount_minor FROM refunds r WHERE r.payment_id = p.id AND r.status = 'succeeded'), 0),
 	p.created_at, p.updated_at`
 
 func scan(row pgx.Row) (payment.Payment, error) {
 	var p payment.Payment
-	err := row.Scan(&p.ID, &p.OrderID, &p.IdempotencyKey, &p.AmountMinor, &p.Currency, &p.PaymentMethod, &p.Status,
+	err := row.Scan(&p.ID, &p.OrderID, &p.CustomerID, &p.IdempotencyKey, &p.AmountMinor, &p.Currency, &p.PaymentMethod, &p.Status,
 		&p.ChargeID, &p.DeclineCode, &p.FailureReason, &p.RefundedMinor, &p.CreatedAt, &p.UpdatedAt)
 	return p, err
 }
@@ -76,6 +77,20 @@ func getBy(ctx context.Context, q Querier, col, v string) (payment.Payment, erro
 		return p, fmt.Errorf("get payment %s %s: %w", col, v, err)
 	}
 	return p, nil
+}
+
+// FillCustomer records customerID as the customer of the order's payment
+// if it has none yet (a payment an operator created before order.placed
+// arrived, or one recorded before customers were stored). A customer once
+// set is never changed: an order's customer does not change. filled is
+// false when there is no such payment or it already has a customer.
+func FillCustomer(ctx context.Context, tx pgx.Tx, orderID, customerID string) (filled bool, err error) {
+	tag, err := tx.Exec(ctx, `UPDATE payments SET customer_id = $2 WHERE order_id = $1::text::uuid AND customer_id IS NULL`,
+		orderID, customerID)
+	if err != nil {
+		return false, fmt.Errorf("fill customer of order %s: %w", orderID, err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // Complete stores the outcome of a charge (status, charge, decline code,

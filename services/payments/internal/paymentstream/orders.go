@@ -2,10 +2,16 @@
 // (group "payments"): order.placed creates the order's payment attempt and
 // its charge job; order.refund_required creates the refund and its job.
 //
+// The attempt records the order's customer (order.placed's customer_id),
+// so that the customer can read their payment (ADR 0022); an attempt an
+// operator created through the API before order.placed arrived gets the
+// customer then.
+//
 // Replay-safe: the inbox claim, the attempt (unique per order, key
 // order:<order id>) and the job commit in one transaction, so a
 // redelivery or a replay of the whole stream creates nothing new and never
-// charges twice.
+// charges twice; a replay only fills in a customer that is missing, never
+// changes one.
 package paymentstream
 
 import (
@@ -54,17 +60,18 @@ func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
 		if err := ev.DecodeData(&op); err != nil {
 			return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
 		}
-		in := paymentsapi.CreatePayment{OrderID: op.OrderID, AmountMinor: op.TotalMinor, Currency: op.Currency, PaymentMethod: op.PaymentMethod}
+		in := paymentsvc.CreateInput{CreatePayment: paymentsapi.CreatePayment{OrderID: op.OrderID, AmountMinor: op.TotalMinor,
+			Currency: op.Currency, PaymentMethod: op.PaymentMethod}, CustomerID: op.CustomerID}
 		if in.PaymentMethod == "" {
 			in.PaymentMethod = h.DefaultPaymentMethod
 		}
-		if err := payment.Validate(in); err != nil {
+		if err := payment.Validate(in.CreatePayment); err != nil {
 			return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
 		}
 		apply = func(tx pgx.Tx) error {
 			_, err := h.Svc.Create(ctx, tx, "order:"+op.OrderID, in)
 			if errors.Is(err, payment.ErrExists) {
-				return nil // the API (or an earlier event) created it
+				return nil // the API (or an earlier event) created it; Create recorded the customer if it had none
 			}
 			return err
 		}

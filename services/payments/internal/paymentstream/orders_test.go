@@ -38,7 +38,8 @@ func delivery(t *testing.T, typ, orderID string, data any) stream.Delivery {
 // TestOrderPlacedIsReplaySafe: the same event twice, another event for the
 // same order, and a replay of all of them create one attempt and one
 // charge job; the order's payment method token is used, the default when
-// it has none; poison is dead-lettered.
+// it has none; the order's customer is recorded and never changed by a
+// later event; poison is dead-lettered.
 func TestOrderPlacedIsReplaySafe(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -59,8 +60,8 @@ func TestOrderPlacedIsReplaySafe(t *testing.T) {
 	h := &paymentstream.Orders{Pool: db.Pool, Svc: svc, DefaultPaymentMethod: "tok_visa", Log: log}
 
 	a, b := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String()
-	placedA := delivery(t, ordersapi.EventOrderPlaced, a, ordersapi.OrderPlaced{OrderID: a, Currency: "EUR", TotalMinor: 500, PaymentMethod: "tok_mastercard"})
-	againA := delivery(t, ordersapi.EventOrderPlaced, a, ordersapi.OrderPlaced{OrderID: a, Currency: "EUR", TotalMinor: 500})
+	placedA := delivery(t, ordersapi.EventOrderPlaced, a, ordersapi.OrderPlaced{OrderID: a, CustomerID: "cust-a", Currency: "EUR", TotalMinor: 500, PaymentMethod: "tok_mastercard"})
+	againA := delivery(t, ordersapi.EventOrderPlaced, a, ordersapi.OrderPlaced{OrderID: a, CustomerID: "cust-z", Currency: "EUR", TotalMinor: 500})
 	placedB := delivery(t, ordersapi.EventOrderPlaced, b, ordersapi.OrderPlaced{OrderID: b, Currency: "USD", TotalMinor: 700})
 	for range 2 { // the second round is a replay of the stream
 		for _, d := range []stream.Delivery{placedA, placedA, againA, placedB} {
@@ -74,11 +75,11 @@ func TestOrderPlacedIsReplaySafe(t *testing.T) {
 		Scan(&payments, &charges); err != nil || payments != 2 || charges != 2 {
 		t.Fatalf("%d payments, %d charge jobs (%v); want 2 and 2", payments, charges, err)
 	}
-	pa, err := svc.GetByOrder(ctx, a)
-	if err != nil || pa.PaymentMethod != "tok_mastercard" || pa.AmountMinor != 500 {
+	pa, err := svc.GetByOrder(ctx, a, "")
+	if err != nil || pa.PaymentMethod != "tok_mastercard" || pa.AmountMinor != 500 || pa.CustomerID != "cust-a" {
 		t.Fatalf("order a: %+v %v", pa, err)
 	}
-	if pb, _ := svc.GetByOrder(ctx, b); pb.PaymentMethod != "tok_visa" || pb.Currency != "USD" {
+	if pb, _ := svc.GetByOrder(ctx, b, ""); pb.PaymentMethod != "tok_visa" || pb.Currency != "USD" || pb.CustomerID != "" {
 		t.Fatalf("order b (default method): %+v", pb)
 	}
 

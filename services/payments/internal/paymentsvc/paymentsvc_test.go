@@ -96,8 +96,8 @@ func (b *bundle) create(t *testing.T, method string) payment.Payment {
 	var p payment.Payment
 	if err := pgdb.InTx(context.Background(), b.db.Pool, func(tx pgx.Tx) error {
 		var err error
-		p, err = b.svc.Create(context.Background(), tx, "order:"+orderID, paymentsapi.CreatePayment{
-			OrderID: orderID, AmountMinor: 2500, Currency: "EUR", PaymentMethod: method})
+		p, err = b.svc.Create(context.Background(), tx, "order:"+orderID, paymentsvc.CreateInput{CreatePayment: paymentsapi.CreatePayment{
+			OrderID: orderID, AmountMinor: 2500, Currency: "EUR", PaymentMethod: method}})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -150,11 +150,11 @@ func TestChargeOutcomes(t *testing.T) {
 	declined := b.create(t, "tok_chargeDeclined")
 	b.settled(t, 30*time.Second)
 	ctx := context.Background()
-	got, err := b.svc.Get(ctx, ok.ID)
+	got, err := b.svc.Get(ctx, ok.ID, "")
 	if err != nil || got.Status != paymentsapi.StatusSucceeded || got.ChargeID == "" {
 		t.Fatalf("visa: %+v %v", got, err)
 	}
-	got, err = b.svc.Get(ctx, declined.ID)
+	got, err = b.svc.Get(ctx, declined.ID, "")
 	if err != nil || got.Status != paymentsapi.StatusFailed || got.DeclineCode != "card_declined" {
 		t.Fatalf("declined: %+v %v", got, err)
 	}
@@ -169,7 +169,7 @@ func TestChargeOutcomes(t *testing.T) {
 	}
 	// A second attempt for the same order is refused; nothing is enqueued.
 	err = pgdb.InTx(ctx, b.db.Pool, func(tx pgx.Tx) error {
-		_, err := b.svc.Create(ctx, tx, "another-key", paymentsapi.CreatePayment{OrderID: ok.OrderID, AmountMinor: 1, Currency: "EUR", PaymentMethod: "tok_visa"})
+		_, err := b.svc.Create(ctx, tx, "another-key", paymentsvc.CreateInput{CreatePayment: paymentsapi.CreatePayment{OrderID: ok.OrderID, AmountMinor: 1, Currency: "EUR", PaymentMethod: "tok_visa"}})
 		return err
 	})
 	if err == nil {
@@ -192,7 +192,7 @@ func TestCrashAfterCharge(t *testing.T) {
 	}
 	b.work(t, 2)
 	b.settled(t, 30*time.Second)
-	got, err := b.svc.Get(context.Background(), p.ID)
+	got, err := b.svc.Get(context.Background(), p.ID, "")
 	if err != nil || got.Status != paymentsapi.StatusSucceeded || got.ChargeID != first.ID {
 		t.Fatalf("after redelivery: %+v %v (first charge %s)", got, err, first.ID)
 	}
@@ -222,7 +222,7 @@ func TestFaultStorm(t *testing.T) {
 			for range 100 {
 				id := uuid.Must(uuid.NewV7()).String()
 				orderIDs = append(orderIDs, id)
-				if _, err := b.svc.Create(ctx, tx, "order:"+id, paymentsapi.CreatePayment{OrderID: id, AmountMinor: 999, Currency: "EUR", PaymentMethod: "tok_visa"}); err != nil {
+				if _, err := b.svc.Create(ctx, tx, "order:"+id, paymentsvc.CreateInput{CreatePayment: paymentsapi.CreatePayment{OrderID: id, AmountMinor: 999, Currency: "EUR", PaymentMethod: "tok_visa"}}); err != nil {
 					return err
 				}
 			}
@@ -313,7 +313,7 @@ func TestExhaustedThenRedrive(t *testing.T) {
 	evs := b.eventsOf(t)
 	var reconciled int
 	for _, p := range ps {
-		got, err := b.svc.Get(ctx, p.ID)
+		got, err := b.svc.Get(ctx, p.ID, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -363,7 +363,7 @@ func TestRefund(t *testing.T) {
 		t.Fatalf("refunds created: %v, want only the first", created)
 	}
 	b.settled(t, 30*time.Second)
-	got, _ := b.svc.Get(ctx, p.ID)
+	got, _ := b.svc.Get(ctx, p.ID, "")
 	st := b.sim.Stats()
 	if got.Status != paymentsapi.StatusRefunded || got.RefundedMinor != p.AmountMinor || st.RefundsCreated != 1 || st.RefundedByCharge[got.ChargeID] != p.AmountMinor {
 		t.Fatalf("after refund: %+v, provider %+v", got, st)

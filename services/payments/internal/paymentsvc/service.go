@@ -146,20 +146,44 @@ type refundJob struct {
 	RefundID string `json:"refund_id"`
 }
 
+// CreateInput is a payment to create: the request, and whose order it is.
+type CreateInput struct {
+	paymentsapi.CreatePayment
+	// CustomerID is the order's customer, from order.placed (the ORDERS
+	// consumer). It is not part of the API's request body: an operator
+	// creating a payment through the API cannot say whose it is, so such
+	// a payment has none until order.placed of its order is applied, and
+	// until then only operators may read it (ADR 0022).
+	CustomerID string
+}
+
 // Create writes a payment attempt for in, under idempotency key key
 // (unique), and its charge job, in tx. When the order already has an
 // attempt, nothing is written and the existing attempt is returned with
-// an error matching payment.ErrExists. in must have passed
-// payment.Validate.
-func (s *Service) Create(ctx context.Context, tx pgx.Tx, key string, in paymentsapi.CreatePayment) (payment.Payment, error) {
+// an error matching payment.ErrExists; the one exception is the order's
+// customer: when in names one and the existing attempt of the same order
+// has none (an operator's API payment made before order.placed arrived),
+// it is recorded, so the customer can read their payment. in must have
+// passed payment.Validate.
+func (s *Service) Create(ctx context.Context, tx pgx.Tx, key string, in CreateInput) (payment.Payment, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return payment.Payment{}, fmt.Errorf("payment id: %w", err)
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	p, err := paymentpg.Insert(ctx, tx, payment.Payment{ID: id.String(), OrderID: in.OrderID, IdempotencyKey: key,
+	p, err := paymentpg.Insert(ctx, tx, payment.Payment{ID: id.String(), OrderID: in.OrderID, CustomerID: in.CustomerID, IdempotencyKey: key,
 		AmountMinor: in.AmountMinor, Currency: in.Currency, PaymentMethod: in.PaymentMethod,
 		Status: paymentsapi.StatusPending, CreatedAt: now, UpdatedAt: now})
+	if errors.Is(err, payment.ErrExists) && in.CustomerID != "" && p.CustomerID == "" && p.OrderID == in.OrderID {
+		filled, ferr := paymentpg.FillCustomer(ctx, tx, p.OrderID, in.CustomerID)
+		if ferr != nil {
+			return p, ferr
+		}
+		if filled {
+			p.CustomerID = in.CustomerID
+		}
+		return p, err
+	}
 	if err != nil {
 		return p, err
 	}
@@ -179,14 +203,33 @@ func (s *Service) traceAttributes(ctx context.Context) map[string]string {
 	return attrs
 }
 
-// Get reads a payment.
-func (s *Service) Get(ctx context.Context, id string) (payment.Payment, error) {
-	return paymentpg.Get(ctx, s.pool, id)
+// Get reads a payment. customerID "" reads any payment (an operator);
+// anything else reads only that customer's: another customer's payment,
+// and one whose customer is not known, is payment.ErrNotFound exactly
+// like a missing one, so payment ids cannot be probed (ADR 0022).
+func (s *Service) Get(ctx context.Context, id, customerID string) (payment.Payment, error) {
+	p, err := paymentpg.Get(ctx, s.pool, id)
+	if err != nil {
+		return p, err
+	}
+	return owned(p, customerID)
 }
 
-// GetByOrder reads an order's payment.
-func (s *Service) GetByOrder(ctx context.Context, orderID string) (payment.Payment, error) {
-	return paymentpg.GetByOrder(ctx, s.pool, orderID)
+// GetByOrder reads an order's payment; customerID as for Get.
+func (s *Service) GetByOrder(ctx context.Context, orderID, customerID string) (payment.Payment, error) {
+	p, err := paymentpg.GetByOrder(ctx, s.pool, orderID)
+	if err != nil {
+		return p, err
+	}
+	return owned(p, customerID)
+}
+
+// owned returns p if customerID may read it ("" may read every payment).
+func owned(p payment.Payment, customerID string) (payment.Payment, error) {
+	if customerID != "" && p.CustomerID != customerID {
+		return payment.Payment{}, fmt.Errorf("payment %s of another customer: %w", p.ID, payment.ErrNotFound)
+	}
+	return p, nil
 }
 
 // RequestRefund handles order.refund_required in tx: a refund row (at most

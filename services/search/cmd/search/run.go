@@ -7,12 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/lifecycle"
@@ -68,9 +68,14 @@ type Config struct {
 	service.HTTP
 	Streams
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8085"`
+	// AdminAddr is the admin listener: /metrics and /readyz details. Never publish it (ADR 0023).
+	AdminAddr string `env:"ADMIN_ADDR" envDefault:":9085"`
 	// LagInterval is how often the live groups' lag is read from the
 	// broker (for the answers' freshness and the gauges).
 	LagInterval time.Duration `env:"LAG_INTERVAL" envDefault:"2s"`
+	// Auth is the identity provider whose access tokens the api role
+	// accepts for order search (AUTH_ISSUER, AUTH_AUDIENCE default "search").
+	Auth auth.Config
 	// Roles: api (the search API), consumer (the CATALOG and ORDERS
 	// projections, group "search").
 	Roles []string `env:"ROLES" envDefault:"api,consumer"`
@@ -80,6 +85,9 @@ type Config struct {
 func (c Config) Validate() []error {
 	errs := service.CheckRoles(c.Roles, []string{"api", "consumer"})
 	errs = append(errs, c.validate(true, "the api and consumer roles")...)
+	if slices.Contains(c.Roles, "api") {
+		errs = append(errs, c.Auth.Validate()...)
+	}
 	if c.LagInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("LAG_INTERVAL: must be at least 100ms (got %s)", c.LagInterval))
 	}
@@ -118,11 +126,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 		defer rt.Close(ctx)
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		lns, err := service.Listen(cfg.HTTPAddr, cfg.AdminAddr)
 		if err != nil {
-			return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+			return err
 		}
-		return serve(ctx, cfg, rt, ln)
+		return serve(ctx, cfg, rt, lns)
 	case "migrate":
 		base, err := config.Load[service.Base](getenv)
 		if err != nil {
@@ -235,14 +243,19 @@ func replay(ctx context.Context, cmd string, args []string, getenv func(string) 
 // serve runs the roles. HTTP starts at once (health answers while the
 // dependencies are being connected); the API is mounted once PostgreSQL
 // and NATS are up.
-func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener) error {
+func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Listeners) error {
 	log, tel := rt.Log, rt.Tel
 	health := httpkit.NewHealth()
 	health.AddCheck("postgres", rt.PG.Check)
 	rt.RequireNATS(health) // both roles need it
-	mux := httpkit.NewMux(health, tel.MetricsHandler())
+	// No admin API: the admin listener serves metrics and readiness details.
+	mux := rt.NewMuxes(health)
 	api := service.NewGate("search")
-	mux.Handle("/v1/", api)
+	authz, err := rt.APIVerifier(cfg.Auth, cfg.has("api"), health)
+	if err != nil {
+		return err
+	}
+	mux.Public.Handle("/v1/", api)
 
 	g := lifecycle.NewGroup(log)
 	g.Add("app", func(ctx context.Context) error {
@@ -283,15 +296,14 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, ln net.Listener
 		}
 		if cfg.has("api") {
 			apiMux := http.NewServeMux()
-			indexhttp.Routes(apiMux, indexsvc.NewSearcher(pool, products, orders, lags), log)
+			indexhttp.Routes(apiMux, indexsvc.NewSearcher(pool, products, orders, lags), authz, log)
 			api.Open(apiMux)
 		}
 		ag.Add("wait", func(ctx context.Context) error { <-ctx.Done(); return nil })
 		return ag.Run(ctx)
 	})
-	handler := rt.Handler(mux)
 	g.Add("http", func(ctx context.Context) error {
-		return rt.Serve(ctx, cfg.HTTP, ln, handler, health)
+		return rt.ServeMuxes(ctx, cfg.HTTP, lns, mux, health)
 	})
 	return g.Run(ctx)
 }

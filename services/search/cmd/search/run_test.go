@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/pkg/stream"
@@ -32,7 +32,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	getenv := func(k string) string { return env[k] }
 	err := run(context.Background(), []string{"search"}, getenv, &testinfra.Buffer{})
 	want := []string{`ROLES: unknown role "gossip"`, "NATS_URL: required by the api and consumer roles", "CATALOG_PARTITIONS: must be 1..1024 (got 0)",
-		"ORDERS_PARTITIONS: must be 1..1024 (got 5000)", "LAG_INTERVAL: must be at least 100ms"}
+		"ORDERS_PARTITIONS: must be 1..1024 (got 5000)", "LAG_INTERVAL: must be at least 100ms", "AUTH_ISSUER: required"}
 	for _, w := range want {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("error lacks %q:\n%v", w, err)
@@ -104,7 +104,9 @@ func TestEndToEnd(t *testing.T) {
 	db := testinfra.Postgres(t, nil)
 	ns := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{})
 	const partitions = 3
-	env := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": ns.URL(), "CATALOG_PARTITIONS": fmt.Sprint(partitions),
+	iss := authtest.NewIssuer(t)
+	operator := "Bearer " + iss.Operator(t, "search")
+	env := map[string]string{"AUTH_ISSUER": iss.URL, "DATABASE_URL": db.URL, "NATS_URL": ns.URL(), "CATALOG_PARTITIONS": fmt.Sprint(partitions),
 		"ORDERS_PARTITIONS": fmt.Sprint(partitions), "LOG_LEVEL": "WARN", "LAG_INTERVAL": "200ms"}
 	getenv := func(k string) string { return env[k] }
 	if err := run(ctx, []string{"search", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
@@ -118,12 +120,12 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, rt, ln) }()
+	go func() { served <- serve(ctx, cfg, rt, lns) }()
 	defer func() {
 		cancel()
 		if err := <-served; err != nil {
@@ -131,7 +133,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		rt.Close(context.Background())
 	}()
-	base := "http://" + ln.Addr().String()
+	base, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
 	testinfra.Eventually(t, 30*time.Second, func() error {
 		a := searchtest.Get(t, base+"/readyz")
 		if a.Status != http.StatusOK {
@@ -139,6 +141,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
+	testinfra.CheckListeners(t, base, admin)
 
 	_, js := ns.Connect()
 	publish := func(streamName string, evs ...searchtest.Event) {
@@ -205,7 +208,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	var orders searchapi.OrderResults
 	testinfra.Eventually(t, 30*time.Second, func() error {
-		a := searchtest.Get(t, base+"/v1/search/orders?customer_id=c-42&status=paid")
+		a := searchtest.GetAs(t, base+"/v1/search/orders?customer_id=c-42&status=paid", operator)
 		if err := json.Unmarshal(a.Body, &orders); err != nil || len(orders.Orders) != 1 || a.Header.Get(searchapi.HeaderLastApplied) == "" {
 			return fmt.Errorf("%d %s", a.Status, a.Body)
 		}
@@ -214,7 +217,7 @@ func TestEndToEnd(t *testing.T) {
 	if o := orders.Orders[0]; o.ID != oid || o.Version != 2 || len(o.Items) != 1 {
 		t.Errorf("order = %+v", o)
 	}
-	if a := searchtest.Get(t, base+"/v1/search/orders?status=shipped"); a.Status != http.StatusBadRequest {
+	if a := searchtest.GetAs(t, base+"/v1/search/orders?status=shipped", operator); a.Status != http.StatusBadRequest {
 		t.Errorf("bad status = %d %s", a.Status, a.Body)
 	}
 
@@ -243,7 +246,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("stream-dlq list: %v\n%s", err, out)
 	}
 	testinfra.Eventually(t, 10*time.Second, func() error {
-		m := searchtest.Get(t, base+"/metrics")
+		m := searchtest.Get(t, admin+"/metrics")
 		for _, name := range []string{`search_projection_events_total{outcome="stale",stream="CATALOG"} 1`, `search_projection_events_total{outcome="applied",stream="ORDERS"} 2`,
 			`search_projection_events_total{outcome="ignored",stream="CATALOG"} 0`,
 			"stream_consumer_lag_messages{", "search_projection_lag_seconds{", "search_projection_freshness_age_seconds{"} {

@@ -21,6 +21,7 @@ import (
 	"github.com/go-kit/kit/endpoint"
 	kithttp "github.com/go-kit/kit/transport/http"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/services/search/internal/index"
@@ -33,27 +34,43 @@ type Searcher interface {
 	Orders(ctx context.Context, q index.OrderQuery) (searchapi.OrderResults, error)
 }
 
-// Routes mounts search's API on mux:
+// Routes mounts search's API on mux. Who may call (ADR 0022):
 //
-//	GET /v1/search/products?q=&category=&locale=&page_token=&limit=
-//	GET /v1/search/orders?customer_id=&status=&q=&page_token=&limit=
+//	GET /v1/search/products?q=&category=&locale=&page_token=&limit=   anyone (public catalog data)
+//	GET /v1/search/orders?customer_id=&status=&q=&page_token=&limit=  an operator (every order), or a
+//	                                                                  customer (their own orders only)
+//
+// A customer's order search is scoped to the token's subject: a
+// customer_id naming someone else is 403.
 //
 // Bad parameters are answered 400 application/problem+json, class
 // "invalid-query", with every bad parameter named in errors[].field.
 // Answers are never cached (Cache-Control: no-store): they are only as
 // fresh as their headers say.
-func Routes(mux *http.ServeMux, svc Searcher, log *slog.Logger) {
+func Routes(mux *http.ServeMux, svc Searcher, authz *auth.Verifier, log *slog.Logger) {
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
 	mux.Handle("GET /v1/search/products", httpkit.NewKitServer(searchProducts(svc), decodeProducts, encode, log, enc))
-	mux.Handle("GET /v1/search/orders", httpkit.NewKitServer(searchOrders(svc), decodeOrders, encode, log, enc))
+	mux.Handle("GET /v1/search/orders", authz.Handle(auth.AnyOf(auth.RoleCustomer, auth.RoleOperator),
+		httpkit.NewKitServer(searchOrders(svc), decodeOrders, encode, log, enc)))
 }
 
 func decodeProducts(_ context.Context, r *http.Request) (any, error) {
 	return index.ParseProductQuery(r.URL.Query())
 }
 
-func decodeOrders(_ context.Context, r *http.Request) (any, error) {
-	return index.ParseOrderQuery(r.URL.Query())
+func decodeOrders(ctx context.Context, r *http.Request) (any, error) {
+	p, err := auth.Caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	if owner := p.Owner(); owner != "" {
+		if c := q.Get("customer_id"); c != "" && c != owner {
+			return nil, httpkit.NewProblem(http.StatusForbidden, "customer-mismatch", "customers can search only their own orders; leave customer_id out")
+		}
+		q.Set("customer_id", owner)
+	}
+	return index.ParseOrderQuery(q)
 }
 
 func searchProducts(svc Searcher) endpoint.Endpoint {

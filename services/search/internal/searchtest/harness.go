@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
@@ -46,6 +48,10 @@ type Search struct {
 	Metrics  *indexstream.Metrics
 	Lags     *indexsvc.LagSampler
 	Log      *slog.Logger
+	// Issuer mints the tokens the API accepts (audience "search"); Get
+	// sends an operator's.
+	Issuer   *authtest.Issuer
+	operator string
 
 	mu        sync.Mutex
 	published map[string]map[int]uint64 // stream → partition → last sequence
@@ -115,8 +121,14 @@ func StartWith(tb testing.TB, opts Options) *Search {
 		tb.Fatal(err)
 	}
 	wg.Go(func() { _ = s.Lags.Run(ctx) })
+	s.Issuer = authtest.NewIssuer(tb)
+	authz, err := auth.NewVerifier(s.Issuer.Config("search"), "search", auth.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.operator = "Bearer " + s.Issuer.Operator(tb, "search")
 	mux := httpkit.NewMux(httpkit.NewHealth(), nil)
-	indexhttp.Routes(mux, indexsvc.NewSearcher(s.Pool, s.Products, s.Orders, s.Lags), s.Log)
+	indexhttp.Routes(mux, indexsvc.NewSearcher(s.Pool, s.Products, s.Orders, s.Lags), authz, s.Log)
 	srv := httptest.NewServer(httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes)))
 	s.URL = srv.URL
 	tb.Cleanup(func() {
@@ -184,18 +196,35 @@ type Answer struct {
 	Body   []byte
 }
 
-// Get sends GET base+path and reads the answer.
+// Get sends GET base+path as an operator and reads the answer.
 func (s *Search) Get(tb testing.TB, path string) Answer {
 	tb.Helper()
-	return Get(tb, s.URL+path)
+	return GetAs(tb, s.URL+path, s.operator)
 }
 
-// Get sends GET url and reads the answer.
+// GetAs sends GET base+path with the Authorization value authz ("" for
+// none) and reads the answer.
+func (s *Search) GetAs(tb testing.TB, path, authz string) Answer {
+	tb.Helper()
+	return GetAs(tb, s.URL+path, authz)
+}
+
+// Get sends GET url without credentials and reads the answer.
 func Get(tb testing.TB, url string) Answer {
+	tb.Helper()
+	return GetAs(tb, url, "")
+}
+
+// GetAs sends GET url with the Authorization value authz ("" for none)
+// and reads the answer.
+func GetAs(tb testing.TB, url, authz string) Answer {
 	tb.Helper()
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
