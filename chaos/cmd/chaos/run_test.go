@@ -68,8 +68,11 @@ func TestList(t *testing.T) {
 func TestUnreachableSystem(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	// Port base 9500: nothing of shopfloor listens there in tests.
-	err := run(context.Background(), []string{"chaos", "run", "--port-base", "9500", "relay-killed"}, func(string) string { return "" }, &out)
+	// Port base 9500: nothing of shopfloor listens there in tests. The
+	// identity settings are given, so that the check that fails is the
+	// system's reachability, whatever run directory the machine has.
+	err := run(context.Background(), []string{"chaos", "run", "--port-base", "9500", "--run-dir", t.TempDir(),
+		"--issuer", "http://127.0.0.1:9590", "--demo-password", "unused-password", "relay-killed"}, func(string) string { return "" }, &out)
 	if err == nil || errors.Is(err, errUsage) || errors.Is(err, errViolated) || !strings.Contains(err.Error(), "is the system running?") {
 		t.Fatalf("err %v, want a failure to start", err)
 	}
