@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	kithttp "github.com/go-kit/kit/transport/http"
@@ -149,9 +152,10 @@ func WriteProblem(w http.ResponseWriter, p *Problem) {
 //   - an error implementing ProblemProvider is written as its Problem();
 //   - a *http.MaxBytesError becomes 413 "body-too-large";
 //   - context.DeadlineExceeded becomes 504 "timeout" (logged at Warn);
-//   - a failed PostgreSQL connection (*pgconn.ConnectError: the server is
-//     down, restarting or out of connection slots; nothing was done)
-//     becomes 503 "dependency-unavailable" with Retry-After: 1 (Warn);
+//   - a dependency that cannot be reached or whose connection broke
+//     mid-request (ConnectionLost: PostgreSQL down, restarting, out of
+//     slots, or the link cut during a query) becomes 503
+//     "dependency-unavailable" with Retry-After: 1 (Warn), never 500;
 //   - anything else becomes 500 "internal" with the fixed detail
 //     "internal error". The error text is never sent to the client; it is
 //     logged at Error with the request's context, so trace ids attach.
@@ -185,11 +189,12 @@ func problemFor(ctx context.Context, logger *slog.Logger, err error) *Problem {
 		logger.LogAttrs(ctx, slog.LevelWarn, "request timed out", slog.Any("err", err))
 		return NewProblem(http.StatusGatewayTimeout, "timeout", "the request did not complete in time; it may be retried")
 	}
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		// No connection, so nothing was done: PostgreSQL is down,
-		// restarting or out of connection slots. The client may retry.
-		logger.LogAttrs(ctx, slog.LevelWarn, "database unavailable", slog.Any("err", err))
+	if ConnectionLost(err) {
+		// A dependency could not be reached, or its connection died
+		// mid-request: a dependency failure, not a bug. Nothing was
+		// committed that the client cannot find again by retrying (with
+		// the same Idempotency-Key where the route takes one).
+		logger.LogAttrs(ctx, slog.LevelWarn, "dependency unavailable", slog.Any("err", err))
 		p := NewProblem(http.StatusServiceUnavailable, "dependency-unavailable",
 			"a dependency of this service is unavailable; retry after the Retry-After delay")
 		p.RetryAfter = time.Second
@@ -197,6 +202,22 @@ func problemFor(ctx context.Context, logger *slog.Logger, err error) *Problem {
 	}
 	logger.LogAttrs(ctx, slog.LevelError, "request failed", slog.Any("err", err))
 	return internalProblem()
+}
+
+// ConnectionLost reports whether err means a connection to a dependency
+// could not be made or broke in the middle of a request: PostgreSQL's
+// connect errors and closed connections (pgconn), an unexpected EOF, a
+// reset or refused connection, a broken pipe, or any net.Error that is
+// not a timeout. Timeouts are context.DeadlineExceeded's (504).
+func ConnectionLost(err error) bool {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) || errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && !ne.Timeout()
 }
 
 func internalProblem() *Problem {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,7 +96,7 @@ func TestDatabaseUnavailableIs503(t *testing.T) {
 		t.Fatalf("status %d, problem %+v, Retry-After %q; want 503 dependency-unavailable with Retry-After 1",
 			rec.Code, p, rec.Header().Get("Retry-After"))
 	}
-	if strings.Contains(rec.Body.String(), addr) || !strings.Contains(logs.String(), "database unavailable") {
+	if strings.Contains(rec.Body.String(), addr) || !strings.Contains(logs.String(), "dependency unavailable") {
 		t.Errorf("body %s, log %s: want the address only in the log", rec.Body, logs)
 	}
 }
@@ -188,6 +191,37 @@ func TestProblemError(t *testing.T) {
 			}
 			if got := tt.p.Class(); got != tt.wantClass {
 				t.Errorf("Class() = %q, want %q", got, tt.wantClass)
+			}
+		})
+	}
+}
+
+func TestConnectionLostIsA503NeverA500(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"unexpected EOF mid-query", fmt.Errorf("idempotency: look up key: %w", io.ErrUnexpectedEOF), true},
+		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, true},
+		{"connection refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
+		{"closed pgx connection", fmt.Errorf("query: %w", pgconn.ErrConnClosed), true},
+		{"a timeout is 504's", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, false},
+		{"a bug", errors.New("nil map"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := httpkit.ConnectionLost(tc.err); got != tc.want {
+				t.Fatalf("ConnectionLost = %v, want %v", got, tc.want)
+			}
+			if !tc.want {
+				return
+			}
+			w := httptest.NewRecorder()
+			httpkit.ErrorEncoder(nil)(context.Background(), tc.err, w)
+			if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+				t.Fatalf("status %d Retry-After %q, want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
 			}
 		})
 	}
