@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -14,9 +15,51 @@ import (
 
 // DLQUsage describes DLQCommand's arguments.
 const DLQUsage = `dlq list [--group G] [--limit N]
-dlq inspect SEQ
+dlq inspect SEQ                 (personal fields of the payload redacted)
 dlq redrive --group G [--seq 1,2,3] [--dry-run] [--rate N]
 dlq discard SEQ --reason "why"`
+
+// PersonalFields are the JSON object keys whose values RedactPersonal
+// replaces, at any depth: what identifies or reaches a person (e-mail
+// addresses, postal addresses, names of people, phone numbers). A fork
+// whose events carry other personal data adds its keys here.
+var PersonalFields = []string{"customer_email", "email", "recipient", "to", "shipping_address", "billing_address", "address", "phone", "customer_name"}
+
+// RedactPersonal returns a JSON document with the value of every
+// PersonalFields key replaced by "[redacted]", for operator tools that
+// show dead letters: an operator needs the shape, the ids and the error,
+// and reads the person's data, when needed, from the owning service's
+// API, where reading it is authorized. A document that is not valid JSON
+// is replaced whole.
+func RedactPersonal(doc []byte) json.RawMessage {
+	var v any
+	if err := json.Unmarshal(doc, &v); err != nil {
+		return json.RawMessage(`"[not JSON, not shown]"`)
+	}
+	b, err := json.Marshal(redact(v))
+	if err != nil {
+		return json.RawMessage(`"[not shown]"`)
+	}
+	return b
+}
+
+func redact(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if slices.Contains(PersonalFields, strings.ToLower(k)) {
+				x[k] = "[redacted]"
+				continue
+			}
+			x[k] = redact(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = redact(e)
+		}
+	}
+	return v
+}
 
 // DLQCommand is the operator CLI over a stream's dead letters, for a
 // service's `<svc> dlq ...` role: args are what follows "dlq". It prints
@@ -78,9 +121,12 @@ func DLQCommand(ctx context.Context, q *DLQ, args []string, out io.Writer) error
 		}
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		payload := any(string(d.Payload))
+		// Personal data stays out of a terminal and its scrollback: JSON
+		// with PersonalFields redacted, anything else by its size only
+		// (the error says why it did not parse).
+		payload := any(map[string]any{"not_json": true, "bytes": len(d.Payload)})
 		if json.Valid(d.Payload) {
-			payload = json.RawMessage(d.Payload)
+			payload = RedactPersonal(d.Payload)
 		}
 		return enc.Encode(map[string]any{"seq": d.Seq, "dead_at": d.DeadAt, "group": d.Group, "event_id": d.EventID,
 			"key": d.Key, "error_class": d.ErrorClass, "error": d.Error, "attempts": d.Attempts,

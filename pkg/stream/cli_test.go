@@ -64,7 +64,7 @@ func TestDLQCommand(t *testing.T) {
 		seqOf[d.EventID] = fmt.Sprint(d.Seq)
 	}
 	first, second := seqOf["bad-1"], seqOf["bad-2"]
-	if out, err := run("inspect", first); err != nil || !strings.Contains(out, `"error": "permanent: template missing"`) || !strings.Contains(out, "payload of bad-") {
+	if out, err := run("inspect", first); err != nil || !strings.Contains(out, `"error": "permanent: template missing"`) || !strings.Contains(out, `"not_json": true`) || strings.Contains(out, "payload of bad-") {
 		t.Fatalf("inspect:\n%s%v", out, err)
 	}
 	if out, err := run("redrive", "--group", "mailer", "--dry-run"); err != nil || !strings.Contains(out, "2 would be redriven") {
@@ -95,6 +95,27 @@ func TestDLQCommand(t *testing.T) {
 	} {
 		if _, err := run(args...); !errors.Is(err, stream.ErrInvalid) {
 			t.Errorf("%v: err = %v, want ErrInvalid with usage", args, err)
+		}
+	}
+}
+
+// TestInspectRedactsPersonalData: an order event's e-mail and shipping
+// address never reach the operator's terminal; ids, amounts and the
+// rest of the shape do.
+func TestInspectRedactsPersonalData(t *testing.T) {
+	t.Parallel()
+	doc := []byte(`{"id":"e1","type":"order.placed","data":{"order_id":"o1","customer_id":"c1","customer_email":"ada@example.com",
+		"total_minor":1200,"items":[{"sku":"MUG","name":"Red mug"}],
+		"shipping_address":{"name":"Ada Lovelace","line1":"1 Main St","city":"Berlin"}}}`)
+	out := string(stream.RedactPersonal(doc))
+	for _, gone := range []string{"ada@example.com", "Ada Lovelace", "1 Main St", "Berlin"} {
+		if strings.Contains(out, gone) {
+			t.Errorf("%q still in %s", gone, out)
+		}
+	}
+	for _, kept := range []string{`"order_id":"o1"`, `"customer_id":"c1"`, `"total_minor":1200`, `"name":"Red mug"`, `"customer_email":"[redacted]"`} {
+		if !strings.Contains(out, kept) {
+			t.Errorf("%s missing from %s", kept, out)
 		}
 	}
 }
