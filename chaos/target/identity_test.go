@@ -18,6 +18,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/chaos/load"
 	"github.com/shopfloor/shopfloor/chaos/target"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/identity/identityapi"
 )
 
@@ -129,25 +130,8 @@ func startIdentity(t *testing.T) (issuer, password string) {
 			t.Logf("identity's log:\n%s", logs.String())
 		}
 	})
-	hc := &http.Client{Timeout: time.Second}
-	defer hc.CloseIdleConnections()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, issuer+"/.well-known/openid-configuration", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp, err := hc.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return issuer, password
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the identity provider did not answer discovery within 30s")
-		}
-		time.Sleep(100 * time.Millisecond) // polling a process start, not waiting for work
-	}
+	testinfra.WaitReady(t, issuer+"/.well-known/openid-configuration", 30*time.Second)
+	return issuer, password
 }
 
 // freePort returns a loopback port that was free a moment ago.

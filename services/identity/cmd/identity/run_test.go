@@ -103,19 +103,7 @@ func TestServeAndTokenCommand(t *testing.T) {
 	})
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
 	t.Cleanup(hc.CloseIdleConnections)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		resp, err := hc.Get(issuer + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testinfra.WaitReady(t, issuer+"/readyz", 10*time.Second)
 
 	token := func(args ...string) map[string]any {
 		t.Helper()
