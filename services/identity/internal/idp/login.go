@@ -76,7 +76,9 @@ button { margin-top: 1rem; padding: .5rem 1.2rem; }
 {{range .Users}}<tr><td>{{.Username}}</td><td>{{.Name}}</td><td>{{.Roles}}</td></tr>
 {{end}}</table>
 <p class="note">This is the shopfloor sandbox's identity provider. Every demo user signs in with the
-password in <code>IDENTITY_DEMO_PASSWORD</code>.</p>
+sandbox's demo password: <code>make run</code> keeps it in <code>.run/identity.env</code>, compose in
+<code>deploy/compose/.env</code> (<code>SHOPFLOOR_DEMO_PASSWORD</code>). Or skip the page:
+<code>make -s token USER=ada</code>.</p>
 </body>
 </html>
 `))
