@@ -14,6 +14,7 @@ RUN go build -trimpath -ldflags="-s -w" -o /out/ \
       ./services/notifications/cmd/notifications \
       ./services/search/cmd/search \
       ./services/identity/cmd/identity \
+      ./services/web/cmd/web \
       ./deploy/probe
 # identity's key directory (IDENTITY_KEY_DIR in compose), made here because
 # distroless has no shell: a named volume mounted on it starts with its

@@ -29,25 +29,30 @@ endif
 # NATS: unset means an embedded nats-server (pinned in go.mod) per test binary.
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
+# Test artifacts (the browser tests' screenshots) are kept here, one
+# directory per test: test-artifacts/_artifacts/<id>/.
+ARTIFACTS := $(CURDIR)/test-artifacts
 
 .PHONY: help
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: ## install pinned tools into ./bin and varnish from Debian (idempotent)
+tools: ## install pinned tools into ./bin, varnish and chromium (browser tests) from Debian (idempotent)
 	@scripts/install-tool.sh nats-server   $(NATS_SERVER_VERSION)   github.com/nats-io/nats-server/v2
 	@scripts/install-tool.sh toxiproxy-server $(TOXIPROXY_VERSION) github.com/Shopify/toxiproxy/v2/cmd/server
 	@scripts/install-tool.sh golangci-lint $(GOLANGCI_LINT_VERSION) github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 	@scripts/install-tool.sh govulncheck   $(GOVULNCHECK_VERSION)   golang.org/x/vuln/cmd/govulncheck
 	@scripts/install-apt.sh /usr/lib/x86_64-linux-gnu/varnish/vmods/libvmod_xkey.so varnish varnish-modules
+	@scripts/install-apt.sh /usr/bin/chromium chromium
 
 .PHONY: test
 test: ## run every test against real PostgreSQL, Redis and NATS JetStream
 	@echo "postgres: $${SHOPFLOOR_TEST_POSTGRES_URL:-<unset: testcontainers or fail>}"
 	@echo "redis:    $${SHOPFLOOR_TEST_REDIS_URL:-<unset: testcontainers or fail>}"
 	@echo "nats:     $${SHOPFLOOR_TEST_NATS_URL:-<unset: embedded nats-server>}"
-	go test $(GO_TEST_FLAGS) ./...
+	@mkdir -p $(ARTIFACTS)
+	go test $(GO_TEST_FLAGS) -artifacts -outputdir $(ARTIFACTS) ./...
 
 .PHONY: lint
 lint: ## gofmt, go vet, golangci-lint (errorlint, gosec, bodyclose, boundaries), go mod tidy check

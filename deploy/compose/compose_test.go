@@ -47,6 +47,8 @@ var testSecrets = map[string]string{
 	"PAYMENTS_CLIENT_SECRET":      "test-payments-client-secret-0",
 	"NOTIFICATIONS_CLIENT_SECRET": "test-notifications-client-secret-0",
 	"SEARCH_CLIENT_SECRET":        "test-search-client-secret-0",
+	"WEB_CLIENT_SECRET":           "test-web-client-secret-0",
+	"WEB_SESSION_SECRET":          "test-web-session-secret-0123456789abcdef",
 	"POSTGRES_PASSWORD":           "testpostgrespassword0",
 }
 
@@ -89,9 +91,10 @@ var binaries = map[string][]string{
 	"payments":      withBase("services/payments/cmd/payments/run.go", "services/payments/pspsim/faults.go", authConfig),
 	"notifications": withBase("services/notifications/cmd/notifications/run.go", authConfig),
 	"search":        withBase("services/search/cmd/search/run.go", authConfig),
-	// identity has no database or streams: its Config is all in run.go
-	// (service.HTTP's drain settings, which compose does not set, aside).
-	"identity": {"services/identity/cmd/identity/run.go"},
+	// identity and web have no database or streams: their Config is in
+	// run.go plus service.Telemetry.
+	"identity": {"services/identity/cmd/identity/run.go", "pkg/service/telemetry.go"},
+	"web":      {"services/web/cmd/web/run.go", "pkg/service/telemetry.go", authConfig},
 }
 
 // authConfig holds auth.Config, the token settings of every service.
@@ -99,7 +102,7 @@ const authConfig = "pkg/auth/auth.go"
 
 // withBase adds the files a service's Base config comes from.
 func withBase(files ...string) []string {
-	return append(files, "pkg/service/service.go", "pkg/pgdb/pgdb.go")
+	return append(files, "pkg/service/service.go", "pkg/service/telemetry.go", "pkg/pgdb/pgdb.go")
 }
 
 var envTag = regexp.MustCompile(`env:"([A-Z0-9_]+)(,required)?"`)
@@ -175,7 +178,7 @@ func TestServicesAreHealthcheckedAndOrdered(t *testing.T) {
 func TestOnlyEntryPointsArePublished(t *testing.T) {
 	t.Parallel()
 	p := load(t)
-	want := map[string]uint32{"varnish": 80, "orders": 8082, "search": 8085, "mailpit": 8025, "otel-lgtm": 3000, "identity": 8090}
+	want := map[string]uint32{"web": 8000, "varnish": 80, "orders": 8082, "search": 8085, "mailpit": 8025, "otel-lgtm": 3000, "identity": 8090}
 	got := map[string]uint32{}
 	for name, s := range p.Services {
 		for _, port := range s.Ports {
@@ -603,8 +606,25 @@ func TestAPIRolesVerifyIdentityTokens(t *testing.T) {
 		for _, c := range identityapi.ServiceClients() {
 			want[c.ID] = testSecrets[strings.ToUpper(c.ID)+"_CLIENT_SECRET"]
 		}
+		want[identityapi.ClientWeb] = testSecrets["WEB_CLIENT_SECRET"]
 		if !maps.Equal(secrets, want) {
 			t.Errorf("IDENTITY_CLIENT_SECRETS %v, want %v", secrets, want)
+		}
+		// The storefront's callback, as browsers reach it, is the web
+		// client's only redirect URI; the storefront uses the same URL.
+		web := p.Services["web"]
+		if r, pu := id.Environment["IDENTITY_WEB_REDIRECT_URIS"], web.Environment["WEB_PUBLIC_URL"]; r == nil || pu == nil ||
+			*r != *pu+"/auth/callback" || !strings.HasPrefix(*pu, "http://localhost:") {
+			t.Errorf("IDENTITY_WEB_REDIRECT_URIS %v, web's WEB_PUBLIC_URL %v: want <public URL>/auth/callback", r, pu)
+		}
+		webAuth := map[string]string{}
+		for k, v := range web.Environment {
+			if strings.HasPrefix(k, "AUTH_") && v != nil {
+				webAuth[k] = *v
+			}
+		}
+		if want := map[string]string{"AUTH_ISSUER": issuer, "AUTH_DISCOVERY_URL": discovery, "AUTH_CLIENT_SECRET": secrets[identityapi.ClientWeb]}; !maps.Equal(webAuth, want) {
+			t.Errorf("IDENTITY_PORT=%q: web: %v, want %v", port, webAuth, want)
 		}
 		if pw := id.Environment["IDENTITY_DEMO_PASSWORD"]; pw == nil || *pw != testSecrets["SHOPFLOOR_DEMO_PASSWORD"] {
 			t.Errorf("IDENTITY_DEMO_PASSWORD %v, want SHOPFLOOR_DEMO_PASSWORD", pw)
@@ -612,7 +632,7 @@ func TestAPIRolesVerifyIdentityTokens(t *testing.T) {
 
 		apis := 0
 		for name, s := range p.Services {
-			if len(s.Command) < 2 || s.Command[1] != "serve" || binaries[s.Command[0]] == nil || name == "identity" {
+			if len(s.Command) < 2 || s.Command[1] != "serve" || binaries[s.Command[0]] == nil || name == "identity" || name == "web" {
 				continue
 			}
 			auth := map[string]string{}
@@ -659,6 +679,8 @@ func TestSecretsReachOnlyWhoNeedsThem(t *testing.T) {
 		"PAYMENTS_CLIENT_SECRET":      func(s, _ string) bool { return s == "identity" },
 		"NOTIFICATIONS_CLIENT_SECRET": func(s, _ string) bool { return s == "identity" },
 		"SEARCH_CLIENT_SECRET":        func(s, _ string) bool { return s == "identity" },
+		"WEB_CLIENT_SECRET":           func(s, _ string) bool { return s == "identity" || s == "web" },
+		"WEB_SESSION_SECRET":          func(s, _ string) bool { return s == "web" },
 		"POSTGRES_PASSWORD": func(s, k string) bool {
 			return (s == "postgres" && k == "POSTGRES_PASSWORD") || k == "DATABASE_URL"
 		},

@@ -120,34 +120,8 @@ func TestOrderFlowEndToEnd(t *testing.T) {
 	go func() { _ = otlp.Serve(ln) }()
 	defer otlp.Close()
 
-	prefix := fmt.Sprintf("e2e_%d_", time.Now().UnixNano()%1_000_000)
-	local := target.NewLocal(target.LocalConfig{
-		Root: repoRoot(t), PortBase: portBase, RunDir: filepath.Join(t.TempDir(), "run"), DBPrefix: prefix, RedisDB: 15,
-		Env: []string{"SEED_PRODUCTS=300", "LOG_LEVEL=WARN", "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + ln.Addr().String(),
-			"PATH=" + filepath.Join(repoRoot(t), "bin") + ":" + os.Getenv("PATH")},
-	})
-	// One whole topology at a time on this machine (the chaos drills'
-	// test starts one too): cores and PostgreSQL connections are shared.
-	unlock, err := target.LockSystem(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(unlock)
 	start := time.Now()
-	t.Cleanup(func() {
-		if err := local.Down(context.WithoutCancel(t.Context())); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("%s", local.LogTails(3000))
-		}
-		if err := local.DropDatabases(context.WithoutCancel(t.Context())); err != nil {
-			t.Logf("drop databases: %v", err)
-		}
-	})
-	if err := local.Up(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	local := startTopology(t, "e2e", portBase, 15, "SEED_PRODUCTS=300", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+ln.Addr().String())
 	t.Logf("the system came up in %s", time.Since(start).Round(time.Millisecond))
 	sys := local.System()
 	t.Cleanup(sys.HTTP.CloseIdleConnections)
@@ -549,6 +523,42 @@ func getJSON(t *testing.T, u string, v any) {
 	if err := json.Unmarshal([]byte(get(t, u)), v); err != nil {
 		t.Fatalf("GET %s: %v", u, err)
 	}
+}
+
+// startTopology starts the local topology (ctl.sh up) for a test on its
+// own ports (base), databases (named after name) and Redis database, with
+// LOG_LEVEL=WARN and ./bin on the PATH plus env, holding the machine-wide
+// lock: one whole topology at a time on this machine (the chaos drills'
+// test starts one too), since cores and PostgreSQL connections are
+// shared. It is taken down, and its databases dropped, when t ends; its
+// logs' tails are logged when t failed.
+func startTopology(t *testing.T, name string, base, redisDB int, env ...string) *target.Local {
+	t.Helper()
+	local := target.NewLocal(target.LocalConfig{
+		Root: repoRoot(t), PortBase: base, RunDir: filepath.Join(t.TempDir(), "run"),
+		DBPrefix: fmt.Sprintf("%s_%d_", name, time.Now().UnixNano()%1_000_000), RedisDB: redisDB,
+		Env: append([]string{"LOG_LEVEL=WARN", "PATH=" + filepath.Join(repoRoot(t), "bin") + ":" + os.Getenv("PATH")}, env...),
+	})
+	unlock, err := target.LockSystem(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unlock)
+	t.Cleanup(func() {
+		if err := local.Down(context.WithoutCancel(t.Context())); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("%s", local.LogTails(3000))
+		}
+		if err := local.DropDatabases(context.WithoutCancel(t.Context())); err != nil {
+			t.Logf("drop databases: %v", err)
+		}
+	})
+	if err := local.Up(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return local
 }
 
 func repoRoot(t *testing.T) string {

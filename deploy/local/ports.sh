@@ -3,6 +3,9 @@
 # at the default; processes that compose runs as separate containers on the
 # same port (role splits) get their own here.
 B=${SHOPFLOOR_PORT_BASE:-8000}
+# The web storefront, the system's front page (compose publishes it on the
+# same port).
+WEB_PORT=$B
 CDN_PORT=$((B + 80))
 CATALOG_PORT=$((B + 81))
 ORDERS_PORT=$((B + 82))
@@ -28,6 +31,7 @@ ADMIN_OFFSET=1000
 # issuer people and services reach; its admin port (key rotation) is not.
 IDENTITY_PORT=$((B + 90))
 IDENTITY_ADMIN_PORT=$((IDENTITY_PORT + ADMIN_OFFSET))
+WEB_ADMIN_PORT=$((WEB_PORT + ADMIN_OFFSET))
 CATALOG_ADMIN_PORT=$((CATALOG_PORT + ADMIN_OFFSET))
 CATALOG_WORKER_ADMIN_PORT=$((CATALOG_WORKER_PORT + ADMIN_OFFSET))
 ORDERS_ADMIN_PORT=$((ORDERS_PORT + ADMIN_OFFSET))

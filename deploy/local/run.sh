@@ -65,16 +65,16 @@ done
 # default: the demo users' password and one client secret per service
 # client of the identity provider. identity.env is what `make token` and
 # the chaos drills read to sign in.
-secret() { head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 32; }
-if [[ ! -s $run/secrets.env ]]; then
-	(
-		umask 077
-		{
-			echo "DEMO_PASSWORD=$(secret)"
-			for c in orders payments notifications search; do echo "${c^^}_CLIENT_SECRET=$(secret)"; done
-		} >"$run/secrets.env"
-	)
-fi
+secret() { head -c 33 /dev/urandom | base64 | tr -d '/+=' | head -c 40; }
+# A run directory made before a secret existed gets the missing ones.
+(
+	umask 077
+	touch "$run/secrets.env"
+	for v in DEMO_PASSWORD ORDERS_CLIENT_SECRET PAYMENTS_CLIENT_SECRET NOTIFICATIONS_CLIENT_SECRET SEARCH_CLIENT_SECRET \
+		WEB_CLIENT_SECRET WEB_SESSION_SECRET; do
+		grep -q "^$v=" "$run/secrets.env" || echo "$v=$(secret)" >>"$run/secrets.env"
+	done
+)
 # shellcheck disable=SC1091
 source "$run/secrets.env"
 ISSUER="http://127.0.0.1:$IDENTITY_PORT"
@@ -85,7 +85,7 @@ ISSUER="http://127.0.0.1:$IDENTITY_PORT"
 
 echo "run: building"
 go build -o "$run/" ./services/identity/cmd/identity ./services/catalog/cmd/catalog ./services/orders/cmd/orders ./services/payments/cmd/payments \
-	./services/notifications/cmd/notifications ./services/search/cmd/search ./deploy/probe ./deploy/varnishexporter
+	./services/notifications/cmd/notifications ./services/search/cmd/search ./services/web/cmd/web ./deploy/probe ./deploy/varnishexporter
 
 supervisors=()
 cleanup() {
@@ -183,7 +183,8 @@ fi
 supervise identity env LOG_LEVEL="${LOG_LEVEL:-INFO}" HTTP_ADDR="127.0.0.1:$IDENTITY_PORT" ADMIN_ADDR="127.0.0.1:$IDENTITY_ADMIN_PORT" \
 	IDENTITY_ISSUER="$ISSUER" IDENTITY_DEMO_PASSWORD="$DEMO_PASSWORD" IDENTITY_KEY_DIR="$run/identity-keys" \
 	IDENTITY_SYNTHETIC_CUSTOMER_PREFIX=load- \
-	IDENTITY_CLIENT_SECRETS="orders=$ORDERS_CLIENT_SECRET,payments=$PAYMENTS_CLIENT_SECRET,notifications=$NOTIFICATIONS_CLIENT_SECRET,search=$SEARCH_CLIENT_SECRET" \
+	IDENTITY_CLIENT_SECRETS="orders=$ORDERS_CLIENT_SECRET,payments=$PAYMENTS_CLIENT_SECRET,notifications=$NOTIFICATIONS_CLIENT_SECRET,search=$SEARCH_CLIENT_SECRET,web=$WEB_CLIENT_SECRET" \
+	IDENTITY_WEB_REDIRECT_URIS="http://127.0.0.1:$WEB_PORT/auth/callback" \
 	"$run/identity" serve
 wait_ready identity "http://127.0.0.1:$IDENTITY_ADMIN_PORT/readyz"
 
@@ -223,7 +224,17 @@ supervise notifications-worker env "${notifications_env[@]}" ROLES=worker HTTP_A
 
 supervise search env "${common[@]}" DATABASE_URL="$(dburl search)" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$SEARCH_PORT" ADMIN_ADDR="127.0.0.1:$SEARCH_ADMIN_PORT" "$run/search" serve
 
-for pair in "orders:$ORDERS_ADMIN_PORT" "orders-relay:$ORDERS_RELAY_ADMIN_PORT" "orders-consumer:$ORDERS_CONSUMER_ADMIN_PORT" \
+# The storefront: signs people in through identity (the "web" client),
+# reads catalog through the CDN and every other service's public API with
+# the signed-in person's token; e-mails are read from the SMTP sink.
+supervise web env LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER" \
+	HTTP_ADDR="127.0.0.1:$WEB_PORT" ADMIN_ADDR="127.0.0.1:$WEB_ADMIN_PORT" WEB_PUBLIC_URL="http://127.0.0.1:$WEB_PORT" \
+	WEB_SESSION_SECRET="$WEB_SESSION_SECRET" AUTH_CLIENT_SECRET="$WEB_CLIENT_SECRET" \
+	CATALOG_URL="http://127.0.0.1:$CDN_PORT" ORDERS_URL="http://127.0.0.1:$ORDERS_PORT" PAYMENTS_URL="http://127.0.0.1:$PAYMENTS_PORT" \
+	NOTIFICATIONS_URL="http://127.0.0.1:$NOTIFICATIONS_PORT" SEARCH_URL="http://127.0.0.1:$SEARCH_PORT" MAIL_URL="http://127.0.0.1:$SMTP_HTTP_PORT" \
+	"$run/web" serve
+
+for pair in "web:$WEB_ADMIN_PORT" "orders:$ORDERS_ADMIN_PORT" "orders-relay:$ORDERS_RELAY_ADMIN_PORT" "orders-consumer:$ORDERS_CONSUMER_ADMIN_PORT" \
 	"payments:$PAYMENTS_ADMIN_PORT" "payments-worker:$PAYMENTS_WORKER_ADMIN_PORT" "payments-relay:$PAYMENTS_RELAY_ADMIN_PORT" \
 	"notifications:$NOTIFICATIONS_ADMIN_PORT" "notifications-worker:$NOTIFICATIONS_WORKER_ADMIN_PORT" "search:$SEARCH_ADMIN_PORT" \
 	"catalog-worker:$CATALOG_WORKER_ADMIN_PORT" "psp-sim:$PSP_PORT" "varnish-exporter:$VARNISH_EXPORTER_PORT"; do
@@ -235,6 +246,7 @@ touch "$run/ready"
 cat <<MSG
 
 shopfloor is running (logs: $run/logs/). The five-minute tour is in README.md.
+  the shop         http://127.0.0.1:$WEB_PORT   <- start here (sign in as ada, grace or oscar)
   sign in          http://localhost:$IDENTITY_PORT (demo users ada, grace, oscar; password in $run/identity.env)
   a token          make -s token USER=ada   # curl -H "Authorization: Bearer \$(make -s token USER=ada)" ...
   CDN (catalog)    http://localhost:$CDN_PORT/v1/products

@@ -95,15 +95,9 @@ func (c *ClientCredentials) source(ctx context.Context) (oauth2.TokenSource, err
 	if c.src != nil {
 		return c.src, nil
 	}
-	pctx := oidc.ClientContext(ctx, c.hc)
-	where := c.cfg.Issuer
-	if c.cfg.DiscoveryURL != "" {
-		where = c.cfg.DiscoveryURL
-		pctx = oidc.InsecureIssuerURLContext(pctx, c.cfg.Issuer)
-	}
-	p, err := oidc.NewProvider(pctx, where)
+	p, err := discover(ctx, c.hc, c.cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: discover %s: %w", ErrUnavailable, where, err)
+		return nil, err
 	}
 	cc := clientcredentials.Config{
 		ClientID:       c.cfg.ClientID,
@@ -134,4 +128,20 @@ func (c *ClientCredentials) RoundTrip(req *http.Request) (*http.Response, error)
 	r2 := req.Clone(req.Context())
 	r2.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	return c.base.RoundTrip(r2)
+}
+
+// discover reads the provider's discovery document of cfg.Issuer, through
+// cfg.DiscoveryURL when it is set (the document must still name Issuer).
+func discover(ctx context.Context, hc *http.Client, cfg ClientConfig) (*oidc.Provider, error) {
+	pctx := oidc.ClientContext(ctx, hc)
+	where := cfg.Issuer
+	if cfg.DiscoveryURL != "" {
+		where = cfg.DiscoveryURL
+		pctx = oidc.InsecureIssuerURLContext(pctx, cfg.Issuer)
+	}
+	p, err := oidc.NewProvider(pctx, where)
+	if err != nil {
+		return nil, fmt.Errorf("%w: discover %s: %w", ErrUnavailable, where, err)
+	}
+	return p, nil
 }

@@ -53,14 +53,11 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/telemetry"
 )
 
-// Base is what every command of a service needs: the database and
-// telemetry. Services embed it in their config struct.
+// Base is what every command of a service with a database needs: the
+// database and telemetry. Services embed it in their config struct.
 type Base struct {
-	DB             pgdb.Config
-	ServiceVersion string     `env:"SERVICE_VERSION" envDefault:"dev"`
-	InstanceID     string     `env:"INSTANCE_ID"`
-	OTLPEndpoint   string     `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
-	LogLevel       slog.Level `env:"LOG_LEVEL" envDefault:"INFO"`
+	DB pgdb.Config
+	Telemetry
 }
 
 // HTTP is the server part of a serve command's config. Services embed it

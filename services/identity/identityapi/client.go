@@ -152,12 +152,23 @@ func discover(ctx context.Context, hc *http.Client, issuer string) (metadata, er
 	return m, nil
 }
 
-// signIn walks from the authorization URL to the redirect carrying the
-// code, posting the sign-in form once on the way.
+// signIn is SignIn for ClientCLI's redirect URI.
 func signIn(ctx context.Context, hc *http.Client, authURL, state, username, password string) (string, error) {
+	return SignIn(ctx, hc, authURL, CLIRedirectURI, state, username, password)
+}
+
+// SignIn is a person at the sandbox provider's sign-in form, for tests
+// and tools: it walks from the authorization URL (authURL, with state)
+// to the redirect to redirectURI, posting the form once with username
+// and password on the way, and returns the code the redirect carries.
+// ErrSignInRefused: the form came back (wrong password or unknown user).
+func SignIn(ctx context.Context, hc *http.Client, authURL, redirectURI, state, username, password string) (string, error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
 	nc := *hc
 	nc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	redirect, err := url.Parse(CLIRedirectURI)
+	redirect, err := url.Parse(redirectURI)
 	if err != nil {
 		return "", err
 	}

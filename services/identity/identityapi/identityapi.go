@@ -78,6 +78,12 @@ const (
 	ClientCLI = "shopfloor-cli"
 	// CLIRedirectURI is ClientCLI's registered redirect URI.
 	CLIRedirectURI = "http://127.0.0.1/callback"
+	// ClientWeb is the web storefront (services/web), a confidential
+	// client of the authorization code flow with PKCE: registered when
+	// IDENTITY_WEB_REDIRECT_URIS names its callback(s), with its secret in
+	// IDENTITY_CLIENT_SECRETS ("web=<secret>"). A person's token through
+	// it carries PublicAudiences plus ClientWeb.
+	ClientWeb = "web"
 
 	// Confidential service clients (client_credentials grant; secrets from
 	// IDENTITY_CLIENT_SECRETS). Each is also the audience name of the

@@ -19,13 +19,9 @@ import (
 )
 
 // Config is the serve command's configuration, from the environment.
-// identity has no database, so it does not embed service.Base; it reads
-// the same telemetry variables.
+// identity has no database: it embeds service.Telemetry, not Base.
 type Config struct {
-	ServiceVersion string     `env:"SERVICE_VERSION" envDefault:"dev"`
-	InstanceID     string     `env:"INSTANCE_ID"`
-	OTLPEndpoint   string     `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
-	LogLevel       slog.Level `env:"LOG_LEVEL" envDefault:"INFO"`
+	service.Telemetry
 	service.HTTP
 	// HTTPAddr is the public listener: discovery, JWKS, authorize, token,
 	// userinfo, the sign-in form, /healthz and /readyz.
@@ -44,6 +40,10 @@ type Config struct {
 	// ClientSecrets is "orders=<secret>,payments=<secret>,…": one secret
 	// per service client, each at least 16 characters.
 	ClientSecrets string `env:"IDENTITY_CLIENT_SECRETS,required" secret:"true"`
+	// WebRedirectURIs are the web storefront's exact callback URLs
+	// ("http://127.0.0.1:8000/auth/callback"); set, they register the
+	// "web" client, whose secret then goes into IDENTITY_CLIENT_SECRETS.
+	WebRedirectURIs []string `env:"IDENTITY_WEB_REDIRECT_URIS"`
 	// KeyDir keeps the signing keys across restarts (PEM, 0600); empty
 	// keeps them in memory (a restart then invalidates every token).
 	KeyDir string `env:"IDENTITY_KEY_DIR"`
@@ -67,7 +67,7 @@ func (c Config) Validate() []error {
 	}
 	if secrets, err := idp.ParseClientSecrets(c.ClientSecrets); err != nil {
 		errs = append(errs, err)
-	} else if err := idp.CheckClientSecrets(secrets); err != nil {
+	} else if err := idp.CheckClientSecrets(secrets, c.WebRedirectURIs); err != nil {
 		errs = append(errs, err)
 	}
 	if c.KeyRotation < time.Minute {
@@ -100,8 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	rt, err := service.Start(ctx, "identity", service.Base{ServiceVersion: cfg.ServiceVersion, InstanceID: cfg.InstanceID,
-		OTLPEndpoint: cfg.OTLPEndpoint, LogLevel: cfg.LogLevel}, stdout)
+	rt, err := service.Start(ctx, "identity", service.Base{Telemetry: cfg.Telemetry}, stdout)
 	if err != nil {
 		return err
 	}
@@ -125,7 +124,7 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 		_ = lns.Close()
 		return err
 	}
-	p, err := idp.New(idp.Config{Issuer: cfg.Issuer, DemoPassword: cfg.DemoPassword, SyntheticCustomerPrefix: cfg.SyntheticCustomerPrefix, ClientSecrets: secrets,
+	p, err := idp.New(idp.Config{Issuer: cfg.Issuer, DemoPassword: cfg.DemoPassword, SyntheticCustomerPrefix: cfg.SyntheticCustomerPrefix, ClientSecrets: secrets, WebRedirectURIs: cfg.WebRedirectURIs,
 		KeyDir: cfg.KeyDir, AccessTokenTTL: cfg.AccessTokenTTL, RefreshTokenTTL: cfg.RefreshTokenTTL, Logger: log})
 	if err != nil {
 		_ = lns.Close()

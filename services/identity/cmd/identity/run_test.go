@@ -36,8 +36,8 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"no client secrets", map[string]string{"IDENTITY_CLIENT_SECRETS": ""}, []string{"IDENTITY_CLIENT_SECRETS: required, not set"}},
 		{"a client secret missing", map[string]string{"IDENTITY_CLIENT_SECRETS": "orders=orders-secret-0123456789,search=search-secret-0123456789"},
 			[]string{`IDENTITY_CLIENT_SECRETS: no secret for client "payments"; no secret for client "notifications"`}},
-		{"a short secret and an unknown client", map[string]string{"IDENTITY_CLIENT_SECRETS": secrets + ",web=web-secret-0123456789", "IDENTITY_DEMO_PASSWORD": "short"},
-			[]string{`IDENTITY_CLIENT_SECRETS: unknown clients "web"`, "IDENTITY_DEMO_PASSWORD: must be at least 12 characters"}},
+		{"a short secret and an unknown client", map[string]string{"IDENTITY_CLIENT_SECRETS": secrets + ",billing=billing-secret-0123456789", "IDENTITY_DEMO_PASSWORD": "short"},
+			[]string{`IDENTITY_CLIENT_SECRETS: unknown clients "billing"`, "IDENTITY_DEMO_PASSWORD: must be at least 12 characters"}},
 		{"short secret", map[string]string{"IDENTITY_CLIENT_SECRETS": strings.Replace(secrets, "search-secret-0123456789", "tiny", 1)},
 			[]string{`the secret of client "search" is shorter than 16 characters`}},
 		{"malformed secrets", map[string]string{"IDENTITY_CLIENT_SECRETS": "orders"}, []string{"IDENTITY_CLIENT_SECRETS: entry 1 is not client=secret"}},
@@ -88,7 +88,7 @@ func TestServeAndTokenCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &testinfra.Buffer{}
-	rt, err := service.Start(ctx, "identity", service.Base{LogLevel: cfg.LogLevel}, logs)
+	rt, err := service.Start(ctx, "identity", service.Base{Telemetry: service.Telemetry{LogLevel: cfg.LogLevel}}, logs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,10 +37,12 @@ type client struct {
 	idTokenTTL time.Duration
 }
 
-// newClients registers the public CLI client and one confidential client
-// per identityapi.ServiceClients entry, with its secret from secrets.
-func newClients(secrets map[string]string, loginURL func(string) string, idTokenTTL time.Duration) (map[string]*client, error) {
-	if err := CheckClientSecrets(secrets); err != nil {
+// newClients registers the public CLI client, one confidential client
+// per identityapi.ServiceClients entry with its secret from secrets, and,
+// when webRedirects is not empty, the web storefront's confidential client
+// (identityapi.ClientWeb) with those redirect URIs.
+func newClients(secrets map[string]string, webRedirects []string, loginURL func(string) string, idTokenTTL time.Duration) (map[string]*client, error) {
+	if err := CheckClientSecrets(secrets, webRedirects); err != nil {
 		return nil, err
 	}
 	clients := map[string]*client{
@@ -56,6 +58,24 @@ func newClients(secrets map[string]string, loginURL func(string) string, idToken
 			loginURL:   loginURL,
 			idTokenTTL: idTokenTTL,
 		},
+	}
+	if len(webRedirects) > 0 {
+		// A backend-for-frontend: the browser never sees a token. It is
+		// confidential (client_secret_basic) and uses PKCE as well (OAuth
+		// 2.1); the redirect URIs must match exactly (http is accepted for
+		// a confidential code-flow client: the sandbox runs on localhost).
+		clients[identityapi.ClientWeb] = &client{
+			id:         identityapi.ClientWeb,
+			secret:     sha256.Sum256([]byte(secrets[identityapi.ClientWeb])),
+			redirects:  slices.Clone(webRedirects),
+			grants:     []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken},
+			responses:  []oidc.ResponseType{oidc.ResponseTypeCode},
+			appType:    op.ApplicationTypeWeb,
+			authMethod: oidc.AuthMethodBasic,
+			audiences:  append(identityapi.PublicAudiences(), identityapi.ClientWeb),
+			loginURL:   loginURL,
+			idTokenTTL: idTokenTTL,
+		}
 	}
 	for _, sc := range identityapi.ServiceClients() {
 		clients[sc.ID] = &client{
@@ -74,21 +94,34 @@ func newClients(secrets map[string]string, loginURL func(string) string, idToken
 
 // CheckClientSecrets reports, in IDENTITY_CLIENT_SECRETS' words, a service
 // client without a secret, a secret shorter than MinSecretLength and a
-// client that is not registered. It never shows a secret.
-func CheckClientSecrets(secrets map[string]string) error {
+// client that is not registered. The web client (identityapi.ClientWeb)
+// is registered, and then needs a secret, when webRedirects is not empty.
+// It never shows a secret.
+func CheckClientSecrets(secrets map[string]string, webRedirects []string) error {
 	var problems []string
+	required := make([]string, 0, len(identityapi.ServiceClients())+1)
 	for _, sc := range identityapi.ServiceClients() {
-		s, ok := secrets[sc.ID]
+		required = append(required, sc.ID)
+	}
+	if len(webRedirects) > 0 {
+		required = append(required, identityapi.ClientWeb)
+	}
+	for _, id := range required {
+		s, ok := secrets[id]
 		switch {
 		case !ok || s == "":
-			problems = append(problems, fmt.Sprintf("no secret for client %q", sc.ID))
+			problems = append(problems, fmt.Sprintf("no secret for client %q", id))
 		case len(s) < MinSecretLength:
-			problems = append(problems, fmt.Sprintf("the secret of client %q is shorter than %d characters", sc.ID, MinSecretLength))
+			problems = append(problems, fmt.Sprintf("the secret of client %q is shorter than %d characters", id, MinSecretLength))
 		}
 	}
 	var unknown []string
 	for id := range secrets {
-		if !slices.ContainsFunc(identityapi.ServiceClients(), func(sc identityapi.ServiceClient) bool { return sc.ID == id }) {
+		if id == identityapi.ClientWeb && len(webRedirects) == 0 {
+			problems = append(problems, fmt.Sprintf("client %q has a secret but no redirect URI (IDENTITY_WEB_REDIRECT_URIS)", id))
+			continue
+		}
+		if !slices.Contains(required, id) {
 			unknown = append(unknown, fmt.Sprintf("%q", id))
 		}
 	}

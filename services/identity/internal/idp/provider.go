@@ -48,6 +48,10 @@ type Config struct {
 	// ClientSecrets holds one secret per identityapi.ServiceClients entry
 	// (CheckClientSecrets). Required.
 	ClientSecrets map[string]string
+	// WebRedirectURIs registers the web storefront's client
+	// (identityapi.ClientWeb, code flow) with these exact redirect URIs;
+	// its secret is then required in ClientSecrets. Empty: no web client.
+	WebRedirectURIs []string
 	// KeyDir keeps the signing keys across restarts (KeyRing); empty:
 	// memory only.
 	KeyDir string
@@ -109,7 +113,7 @@ func New(cfg Config) (*Provider, error) {
 	loginURL := func(id string) string {
 		return cfg.Issuer + loginPath + "?" + url.Values{"authRequestID": {id}}.Encode()
 	}
-	clients, err := newClients(cfg.ClientSecrets, loginURL, cfg.AccessTokenTTL)
+	clients, err := newClients(cfg.ClientSecrets, cfg.WebRedirectURIs, loginURL, cfg.AccessTokenTTL)
 	if err != nil {
 		return nil, err
 	}

@@ -26,7 +26,7 @@ func TestStoragePrunesExpiredRecords(t *testing.T) {
 	for _, sc := range identityapi.ServiceClients() {
 		secrets[sc.ID] = "0123456789abcdef"
 	}
-	clients, err := newClients(secrets, func(string) string { return "" }, time.Hour)
+	clients, err := newClients(secrets, nil, func(string) string { return "" }, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,544 @@
+package local_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-rod/rod"
+	"github.com/go-rod/rod/lib/input"
+	"github.com/go-rod/rod/lib/launcher"
+	"github.com/go-rod/rod/lib/proto"
+
+	"github.com/shopfloor/shopfloor/chaos/target"
+	"github.com/shopfloor/shopfloor/services/identity/identityapi"
+)
+
+// webPortBase is the browser test's own topology (the end-to-end test
+// uses portBase, the chaos drills 23500).
+const webPortBase = 22000
+
+// TestStorefrontInBrowser drives the web storefront in headless Chromium
+// the way a person would: browse (the CDN's X-Cache shows on the page),
+// sign in as a demo customer through the identity provider's form, put
+// two products in the cart, check out with a double submit, and watch the
+// order page's timeline reach "paid" with both e-mails sent, without a
+// reload; then send the same checkout again (one order, and the page says
+// so), read the receipt, and try bad input. Every page it visits passes
+// the accessibility checks of a11yAudit, and the checkout form is filled
+// by keyboard. Screenshots of each step go to the test's artifact
+// directory (go test -artifacts; make test keeps them in test-artifacts/).
+//
+// SHOPFLOOR_WEB_RUN_DIR=.run runs it against a system already started
+// with make start (its identity.env gives the demo password) instead of
+// starting one.
+func TestStorefrontInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the browser test starts the whole system and Chromium")
+	}
+	chromium := findChromium(t)
+	web, psp, password := storefront(t)
+	shots := t.ArtifactDir()
+	t.Logf("screenshots in %s", shots)
+	b := newBrowser(t, chromium)
+	step := 0
+	shot := func(name string) {
+		t.Helper()
+		step++
+		img, err := b.page.Screenshot(true, &proto.PageCaptureScreenshot{Format: proto.PageCaptureScreenshotFormatPng})
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, fmt.Sprintf("%02d-%s.png", step, name)), img, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	do := b.do
+	text := func(sel string) string {
+		t.Helper()
+		var s string
+		do("read "+sel, func(p *rod.Page) { s = p.MustElement(sel).MustText() })
+		return s
+	}
+	audit := func(page string) {
+		t.Helper()
+		var problems []string
+		do("accessibility audit of "+page, func(p *rod.Page) {
+			for _, v := range p.MustEval(a11yAudit).Arr() {
+				problems = append(problems, v.Str())
+			}
+		})
+		if len(problems) > 0 {
+			t.Errorf("%s: accessibility problems:\n  %s", page, strings.Join(problems, "\n  "))
+		}
+	}
+
+	// 1. The shop, anonymous: products through the CDN. The second load
+	// of the same listing is a CDN hit.
+	do("front page", func(p *rod.Page) {
+		p.MustNavigate(web + "/").MustWaitLoad()
+		p.MustReload().MustWaitLoad()
+	})
+	if x := text(`[data-testid="x-cache"]`); x != "HIT" {
+		t.Errorf("the front page's second load says X-Cache %q, want HIT (the CDN caches the listing)", x)
+	}
+	shot("front-page")
+	audit("front page")
+
+	// 2. Sign in as ada through the provider's form (authorization code
+	// + PKCE); back on the shop, signed in.
+	do("sign in", func(p *rod.Page) {
+		p.MustElement(`a[href="/signin"]`).MustClick()
+		p.MustElement(`#username`)
+	})
+	shot("sign-in-form")
+	do("sign in", func(p *rod.Page) {
+		p.MustElement(`#username`).MustInput(identityapi.UserAda)
+		p.MustElement(`#password`).MustInput(password)
+		p.MustElement(`button[type=submit]`).MustClick()
+		p.MustElement(`form[action="/signout"]`)
+	})
+	if who := text(`.who`); !strings.Contains(who, "Ada") {
+		t.Fatalf("after sign-in the header says %q, want Ada", who)
+	}
+	ordersBefore := b.countOrders(web)
+
+	// 3. Two products into the cart, the first with quantity 2.
+	var hrefs []string
+	do("product links", func(p *rod.Page) {
+		p.MustNavigate(web + "/").MustWaitLoad()
+		for _, v := range p.MustEval(`() => [...document.querySelectorAll(".card h2 a")].map(a => a.getAttribute("href"))`).Arr() {
+			hrefs = append(hrefs, v.Str())
+		}
+	})
+	if len(hrefs) < 2 {
+		t.Fatalf("the front page lists %d products", len(hrefs))
+	}
+	for i, href := range hrefs[:2] {
+		do("product page", func(p *rod.Page) { p.MustNavigate(web + href).MustWaitLoad() })
+		if i == 0 {
+			shot("product")
+			audit("product page")
+			do("quantity 2", func(p *rod.Page) { p.MustElement(`#quantity`).MustSelectAllText().MustInput("2") })
+		}
+		do("add to cart", func(p *rod.Page) {
+			p.MustElement(`form.add button`).MustClick()
+			p.MustElement(`a.button.primary[href="/checkout"]`)
+		})
+	}
+	var lines int
+	do("cart", func(p *rod.Page) { lines = p.MustEval(`() => document.querySelectorAll("tbody tr").length`).Int() })
+	if lines != 2 {
+		t.Fatalf("the cart has %d lines, want 2", lines)
+	}
+	shot("cart")
+	audit("cart")
+
+	// 4. Checkout, filled by keyboard: Tab moves through the fields in
+	// order and reaches the button.
+	do("checkout", func(p *rod.Page) {
+		p.MustElement(`a.button.primary[href="/checkout"]`).MustClick()
+		p.MustElement(`#place-order`)
+	})
+	audit("checkout")
+	do("fill by keyboard", func(p *rod.Page) {
+		p.MustElement(`#line1`).MustFocus()
+		p.MustInsertText("1 Market Street")
+		p.Keyboard.MustType(input.Tab, input.Tab)
+		p.MustInsertText("Berlin")
+		p.Keyboard.MustType(input.Tab)
+		p.MustInsertText("10115")
+	})
+	focused := ""
+	for range 12 {
+		do("tab", func(p *rod.Page) {
+			p.Keyboard.MustType(input.Tab)
+			focused = p.MustEval(`() => document.activeElement.id`).Str()
+		})
+		if focused == "place-order" {
+			break
+		}
+	}
+	if focused != "place-order" {
+		t.Fatalf("Tab from the postal code never reached the Place order button (stopped at %q)", focused)
+	}
+	key := text(`[data-testid="idempotency-key"]`)
+	var formBody string
+	do("form body", func(p *rod.Page) {
+		formBody = p.MustEval(`() => new URLSearchParams(new FormData(document.getElementById("checkout"))).toString()`).Str()
+	})
+	shot("checkout-filled")
+
+	// A double submit: the form sent twice at once (what a double click
+	// or an impatient reload does), both with this checkout's key.
+	do("double submit", func(p *rod.Page) {
+		p.MustEval(`() => {
+			const f = document.getElementById("checkout");
+			fetch("/checkout", {method: "POST", body: new URLSearchParams(new FormData(f))});
+			f.requestSubmit();
+		}`)
+		p.MustElement(`[data-testid="order-status"]`)
+	})
+	orderURL := ""
+	do("where", func(p *rod.Page) { orderURL = p.MustInfo().URL })
+	orderID := regexp.MustCompile(`/orders/([^/?]+)`).FindStringSubmatch(orderURL)
+	if orderID == nil {
+		t.Fatalf("after checkout the browser is at %s", orderURL)
+	}
+	t.Logf("order %s, Idempotency-Key %s", orderID[1], key)
+	shot("order-placed")
+
+	// 5. The timeline goes live: paid, both e-mails sent, indexed in
+	// search, with no reload (a marker set on the page now is still
+	// there at the end).
+	do("mark the page", func(p *rod.Page) { p.MustEval(`() => { window.__noReload = true }`) })
+	audit("order page")
+	do("timeline reaches paid", func(p *rod.Page) {
+		p.CancelTimeout().Timeout(90 * time.Second).MustWait(`() => {
+			const t = document.querySelector("#timeline ol");
+			const done = t ? [...t.querySelectorAll("li.step-done .what")].map(e => e.textContent) : [];
+			return done.includes("Order paid") && done.includes("E-mail: order received") && done.includes("E-mail: receipt") &&
+				done.includes("Indexed in search") && t.dataset.final === "true";
+		}`)
+	})
+	var stillSame bool
+	do("no reload", func(p *rod.Page) { stillSame = p.MustEval(`() => window.__noReload === true`).Bool() })
+	if !stillSame {
+		t.Error("the order page reloaded; the timeline must update in place")
+	}
+	if live := text(`#live-status`); !strings.Contains(live, "Complete") {
+		t.Errorf("the live status says %q, want Complete", live)
+	}
+	shot("order-paid")
+
+	// The double submit placed one order.
+	if n := b.countOrders(web); n != ordersBefore+1 {
+		t.Fatalf("ada has %d orders after one checkout sent twice, had %d: want exactly one more", n, ordersBefore)
+	}
+	// A browser retry much later (the same form again, after the cart
+	// was emptied) gets the same order back, and the page says so.
+	var replayURL string
+	do("resubmit", func(p *rod.Page) {
+		replayURL = p.MustEval(`(body) => fetch("/checkout", {method: "POST", body: body,
+			headers: {"Content-Type": "application/x-www-form-urlencoded"}}).then(r => r.url)`, formBody).Str()
+	})
+	if !strings.Contains(replayURL, "/orders/"+orderID[1]+"?replayed=1") {
+		t.Fatalf("the same checkout sent again ended at %s, want the same order %s, replayed", replayURL, orderID[1])
+	}
+	do("replayed page", func(p *rod.Page) {
+		p.MustNavigate(replayURL).MustWaitLoad()
+		p.MustElement(`[data-testid="replayed"]`)
+	})
+	shot("checkout-replayed")
+	if n := b.countOrders(web); n != ordersBefore+1 {
+		t.Fatalf("ada has %d orders after the retry, want %d", n, ordersBefore+1)
+	}
+
+	// 6. Read the receipt.
+	do("read the receipt", func(p *rod.Page) {
+		p.MustNavigate(orderURL).MustWaitLoad()
+		p.MustElementX(`//li[.//strong[text()="E-mail: receipt"]]//a`).MustClick()
+		p.MustElement(`pre.mail`)
+	})
+	if mail := text(`pre.mail`); !strings.Contains(mail, orderID[1][:8]) {
+		t.Errorf("the receipt does not name the order %s:\n%s", orderID[1], mail)
+	}
+	shot("receipt")
+	audit("e-mail")
+
+	// 7. A declined card: the failure travels the same way, and the
+	// customer gets the payment-failed e-mail.
+	do("declined order", func(p *rod.Page) {
+		buy(p, web+hrefs[2%len(hrefs)], "tok_chargeDeclined")
+		p.MustElement(`[data-testid="order-status"]`)
+	})
+	waitTimeline(b, "declined order", []string{"Order accepted", "E-mail: order received", "Indexed in search", "E-mail: payment failed"},
+		[]string{"Payment failed"})
+	var cancelShown bool
+	do("cancel button", func(p *rod.Page) { cancelShown = p.MustEval(`() => !document.getElementById("cancel").hidden`).Bool() })
+	if cancelShown {
+		t.Error("a failed order still offers Cancel order")
+	}
+	shot("order-declined")
+
+	// 8. Cancel while the payment is in flight (the provider answers
+	// after 3 s): the order is cancelled, the charge that lands after it
+	// is refunded (order.refund_required), and the customer gets the
+	// cancellation e-mail.
+	setProviderLatency(t, psp, "3s")
+	do("slow order", func(p *rod.Page) {
+		buy(p, web+hrefs[3%len(hrefs)], "tok_visa")
+		p.MustElementR("button", "Cancel order").MustClick()
+		p.MustElement(`[data-testid="order-status"]`)
+	})
+	waitTimeline(b, "cancelled order", []string{"Order cancelled", "Charged", "Refunded", "E-mail: cancelled"}, nil)
+	shot("order-cancelled-refunded")
+	audit("cancelled order")
+	setProviderLatency(t, psp, "0s")
+
+	// 9. Bad input gets a readable page, not a stack trace or a 500.
+	for _, u := range []string{"/products/%00nope", "/orders/not-an-order", "/?q=" + strings.Repeat("x", 200), "/no-such-page", "/?page=%ZZ"} {
+		var h1, body string
+		do("bad input "+u, func(p *rod.Page) {
+			p.MustNavigate(web + u).MustWaitLoad()
+			h1 = p.MustElement(`h1`).MustText()
+			body = p.MustElement(`body`).MustText()
+		})
+		if strings.Contains(body, "goroutine") || strings.Contains(body, "panic") || strings.Contains(strings.ToLower(h1), "internal") || h1 == "" {
+			t.Errorf("%s: page %q:\n%.500s", u, h1, body)
+		}
+	}
+	shot("bad-input")
+}
+
+// buy puts the product at productURL into the cart and checks out with
+// the test card token, with the mouse.
+func buy(p *rod.Page, productURL, card string) {
+	p.MustNavigate(productURL).MustWaitLoad()
+	p.MustElement(`form.add button`).MustClick()
+	p.MustElement(`a.button.primary[href="/checkout"]`).MustClick()
+	p.MustElement(`#line1`).MustInput("2 Side Street")
+	p.MustElement(`#city`).MustInput("Hamburg")
+	p.MustElement(`#postal_code`).MustInput("20095")
+	p.MustElement(`#card-` + card).MustClick()
+	p.MustElement(`#place-order`).MustClick()
+}
+
+// setProviderLatency makes the payment-provider simulator answer every
+// call after d ("0s": at once); the test puts it back when it ends.
+func setProviderLatency(t *testing.T, psp, d string) {
+	t.Helper()
+	put := func(d string) error {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodPut, psp+"/admin/faults",
+			strings.NewReader(`{"latency":"`+d+`","error_rate":0,"rate_limit_rate":0,"retry_after":"0s","timeout_after_charge_rate":0,"hang":"0s","down":false}`))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("PUT %s/admin/faults: %s", psp, resp.Status)
+		}
+		return nil
+	}
+	if err := put(d); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = put("0s") })
+}
+
+// waitTimeline waits (90 s) until the order page's live timeline is final
+// with the steps done and failed among its done and failed steps.
+func waitTimeline(b *browser, what string, done, failed []string) {
+	b.t.Helper()
+	b.do(what+": timeline", func(p *rod.Page) {
+		p.CancelTimeout().Timeout(90*time.Second).MustWait(`(done, failed) => {
+			const t = document.querySelector("#timeline ol");
+			if (!t || t.dataset.final !== "true") return false;
+			const has = (state, titles) => {
+				const got = [...t.querySelectorAll("li.step-" + state + " .what")].map(e => e.textContent);
+				return (titles || []).every(x => got.includes(x));
+			};
+			return has("done", done) && has("failed", failed);
+		}`, done, failed)
+	})
+}
+
+// browser is one headless Chromium with one page, for one test.
+type browser struct {
+	t    *testing.T
+	page *rod.Page
+}
+
+func newBrowser(t *testing.T, chromium string) *browser {
+	t.Helper()
+	l := launcher.New().Bin(chromium).Headless(true).NoSandbox(true).Leakless(false).
+		Set("disable-gpu").Set("disable-quic").Set("no-first-run").Set("disable-background-networking").
+		Set("disable-component-update").Set("disable-sync").UserDataDir(t.TempDir())
+	u, err := l.Launch()
+	if err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	br := rod.New().ControlURL(u).Context(t.Context())
+	if err := br.Connect(); err != nil {
+		t.Fatalf("connect to chromium: %v", err)
+	}
+	t.Cleanup(func() { _ = br.Close(); l.Kill() })
+	p, err := br.Page(proto.TargetCreateTarget{URL: "about:blank"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetViewport(&proto.EmulationSetDeviceMetricsOverride{Width: 1280, Height: 1000, DeviceScaleFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	return &browser{t: t, page: p}
+}
+
+// do runs fn (Must* calls of rod, which panic) on the page with 30
+// seconds to finish, and fails the test with where the page was and what
+// it showed.
+func (b *browser) do(what string, fn func(p *rod.Page)) {
+	b.t.Helper()
+	p := b.page.Timeout(30 * time.Second)
+	defer p.CancelTimeout()
+	if err := rod.Try(func() { fn(p) }); err != nil {
+		where, body := "?", ""
+		_ = rod.Try(func() {
+			where = b.page.MustInfo().URL
+			body = b.page.MustElement("body").MustText()
+		})
+		b.t.Fatalf("%s: %v\nat %s:\n%.2000s", what, err, where, body)
+	}
+}
+
+// countOrders counts the rows of "My orders".
+func (b *browser) countOrders(web string) int {
+	var n int
+	b.do("my orders", func(p *rod.Page) {
+		b.page.MustNavigate(web + "/orders").MustWaitLoad()
+		n = b.page.MustEval(`() => document.querySelectorAll("tbody tr").length`).Int()
+	})
+	return n
+}
+
+// storefront returns the storefront's URL, the provider simulator's and
+// the demo password: of the run in SHOPFLOOR_WEB_RUN_DIR, or of a
+// topology started for this test.
+func storefront(t *testing.T) (web, psp, password string) {
+	if dir := os.Getenv("SHOPFLOOR_WEB_RUN_DIR"); dir != "" {
+		id, err := target.ReadIdentityEnv(filepath.Join(dir, "identity.env"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := 8000
+		if s := os.Getenv("SHOPFLOOR_PORT_BASE"); s != "" {
+			base, _ = strconv.Atoi(s)
+		}
+		return "http://127.0.0.1:" + strconv.Itoa(base), "http://127.0.0.1:" + strconv.Itoa(base+99), id.DemoPassword
+	}
+	local := startTopology(t, "web", webPortBase, 13, "SEED_PRODUCTS=100")
+	sys := local.System()
+	return "http://127.0.0.1:" + strconv.Itoa(webPortBase), "http://127.0.0.1:" + strconv.Itoa(webPortBase+99), sys.Identity.DemoPassword
+}
+
+// findChromium finds Debian's chromium (make tools installs it), or
+// CHROME_PATH. Missing, the test fails: CI must not skip it silently.
+func findChromium(t *testing.T) string {
+	if p := os.Getenv("CHROME_PATH"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("no Chromium found: run 'make tools' (it installs Debian's chromium) or set CHROME_PATH")
+	return ""
+}
+
+// a11yAudit returns the page's accessibility problems (an empty list when
+// none): the basics a screen-reader or keyboard user needs.
+//   - the document has a language and a title, and exactly one h1;
+//   - every form control has an accessible name (a label, aria-label or
+//     aria-labelledby; a button its text);
+//   - every link has text; images have alt text;
+//   - visible text contrasts with its background at least 4.5:1 (3:1 for
+//     large text), WCAG 2 AA, computed from the rendered colours.
+const a11yAudit = `() => {
+  const out = [];
+  const d = document;
+  if (!d.documentElement.lang) out.push("html has no lang");
+  if (!d.title.trim()) out.push("no title");
+  const h1s = d.querySelectorAll("h1").length;
+  if (h1s !== 1) out.push("page has " + h1s + " h1 elements");
+  const name = (el) => {
+    if (el.getAttribute("aria-label")) return el.getAttribute("aria-label");
+    const by = el.getAttribute("aria-labelledby");
+    if (by) return by.split(/\s+/).map(id => (d.getElementById(id) || {}).textContent || "").join(" ").trim();
+    if (el.id) { const l = d.querySelector('label[for="' + el.id + '"]'); if (l) return l.textContent.trim(); }
+    const wrap = el.closest("label"); if (wrap) return wrap.textContent.trim();
+    if (el.tagName === "BUTTON" || el.tagName === "A") return el.textContent.trim();
+    return "";
+  };
+  for (const el of d.querySelectorAll("input:not([type=hidden]), select, textarea, button")) {
+    if (!name(el)) out.push("control without a name: " + el.outerHTML.slice(0, 120));
+  }
+  for (const a of d.querySelectorAll("a[href]")) {
+    if (!name(a) && !a.querySelector("img[alt]")) out.push("link without text: " + a.outerHTML.slice(0, 120));
+  }
+  for (const img of d.querySelectorAll("img")) if (!img.hasAttribute("alt")) out.push("image without alt: " + img.src);
+  const rgb = (s) => { const m = s.match(/[\d.]+/g); return m ? m.map(Number) : [0, 0, 0, 1]; };
+  const lum = ([r, g, b]) => { const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); }; return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const bg = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  const seen = new Set();
+  for (const el of d.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || el.closest(".skip, .sr-only")) continue;
+    const r = el.getBoundingClientRect(); if (r.width === 0 || r.height === 0) continue;
+    const cs = getComputedStyle(el);
+    const fg = rgb(cs.color), b = bg(el);
+    const l1 = lum(fg), l2 = lum(b);
+    const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    const size = parseFloat(cs.fontSize), bold = parseInt(cs.fontWeight, 10) >= 700;
+    const need = (size >= 24 || (bold && size >= 18.66)) ? 3 : 4.5;
+    if (ratio < need) {
+      const k = el.tagName + ":" + cs.color + "/" + cs.backgroundColor;
+      if (!seen.has(k)) { seen.add(k); out.push("contrast " + ratio.toFixed(2) + " < " + need + ": " + el.outerHTML.slice(0, 100)); }
+    }
+  }
+  return out;
+}`
+
+// TestAccessibilityAuditFindsProblems: the audit the browser test runs
+// on every page reports each kind of problem it looks for on a page made
+// of them, and nothing on a page without them.
+func TestAccessibilityAuditFindsProblems(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Chromium")
+	}
+	b := newBrowser(t, findChromium(t))
+	audit := func(html string) []string {
+		var out []string
+		b.do("audit", func(p *rod.Page) {
+			p.MustNavigate("about:blank").MustWaitLoad()
+			p.MustSetDocumentContent(html)
+			for _, v := range p.MustEval(a11yAudit).Arr() {
+				out = append(out, v.Str())
+			}
+		})
+		return out
+	}
+	good := `<!doctype html><html lang="en"><head><title>ok</title></head><body><h1>Fine</h1>
+		<label for="a">Name</label><input id="a"><button>Send</button><a href="/x">More</a></body></html>`
+	if got := audit(good); len(got) != 0 {
+		t.Errorf("a good page: %v", got)
+	}
+	bad := `<!doctype html><html><head><title></title></head><body><h1>One</h1><h1>Two</h1>
+		<input id="a"><button></button><a href="/x"></a><img src="data:,">
+		<p style="color:#bbb;background:#fff">faint text</p></body></html>`
+	got := strings.Join(audit(bad), "\n")
+	for _, want := range []string{"html has no lang", "no title", "2 h1 elements", "control without a name: <input",
+		"control without a name: <button", "link without text", "image without alt", "contrast"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the audit of a bad page lacks %q:\n%s", want, got)
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
+	"github.com/shopfloor/shopfloor/pkg/config"
+	"github.com/shopfloor/shopfloor/pkg/service"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+)
+
+func TestMain(m *testing.M) { testinfra.Main(m) }
+
+const sessionSecret = "session-secret-0123456789abcdef-xyz"
+
+func baseEnv(issuer string) map[string]string {
+	return map[string]string{"AUTH_ISSUER": issuer, "WEB_PUBLIC_URL": "http://127.0.0.1:8000", "WEB_SESSION_SECRET": sessionSecret,
+		"AUTH_CLIENT_SECRET": "web-secret-0123456789", "CATALOG_URL": "http://127.0.0.1:8080", "ORDERS_URL": "http://127.0.0.1:8082",
+		"PAYMENTS_URL": "http://127.0.0.1:8083", "NOTIFICATIONS_URL": "http://127.0.0.1:8084", "SEARCH_URL": "http://127.0.0.1:8085",
+		"LOG_LEVEL": "WARN"}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		set  map[string]string
+		want []string
+	}{
+		{"no session secret", map[string]string{"WEB_SESSION_SECRET": ""}, []string{"WEB_SESSION_SECRET: required, not set"}},
+		{"short session secret", map[string]string{"WEB_SESSION_SECRET": "short-secret"}, []string{"WEB_SESSION_SECRET: must be at least 32"}},
+		{"no client secret", map[string]string{"AUTH_CLIENT_SECRET": ""}, []string{"AUTH_CLIENT_SECRET: required, not set"}},
+		{"no issuer", map[string]string{"AUTH_ISSUER": ""}, []string{"AUTH_ISSUER"}},
+		{"public URL with a path", map[string]string{"WEB_PUBLIC_URL": "http://127.0.0.1:8000/shop"}, []string{"WEB_PUBLIC_URL: must be an http(s) origin"}},
+		{"bad backend", map[string]string{"ORDERS_URL": "orders:8082"}, []string{"ORDERS_URL: must be an http(s) URL"}},
+		{"no search", map[string]string{"SEARCH_URL": ""}, []string{"SEARCH_URL: required, not set"}},
+	} {
+		env := baseEnv("http://127.0.0.1:8090")
+		for k, v := range tc.set {
+			env[k] = v
+		}
+		err := run(context.Background(), []string{"web"}, func(k string) string { return env[k] }, &testinfra.Buffer{})
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error lacks %q:\n%v", tc.name, want, err)
+			}
+		}
+		if err != nil && (strings.Contains(err.Error(), "0123456789") || strings.Contains(err.Error(), "short-secret")) {
+			t.Errorf("%s: error shows a secret: %v", tc.name, err)
+		}
+	}
+	if err := run(context.Background(), []string{"web", "dance"}, func(string) string { return "" }, &testinfra.Buffer{}); err == nil ||
+		!strings.Contains(err.Error(), "usage") {
+		t.Errorf("unknown command: %v", err)
+	}
+}
+
+// TestServeWiring runs the serve command on two listeners: ready once the
+// identity provider answers, the storefront on the public listener (its
+// own pages, also for a path it does not have), /healthz and /readyz kept,
+// /metrics and /v1/admin only on the admin listener.
+func TestServeWiring(t *testing.T) {
+	t.Parallel()
+	iss := authtest.NewIssuer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := baseEnv(iss.URL)
+	cfg, err := config.Load[Config](func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := service.Start(ctx, "web", service.Base{Telemetry: cfg.Telemetry}, &testinfra.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, rt, lns) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		rt.Close(context.Background())
+	})
+	public, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
+	testinfra.WaitReady(t, public+"/readyz", 10*time.Second)
+	testinfra.CheckListeners(t, public, admin)
+	for path, want := range map[string]int{"/no-such-page": 404, "/static/style.css": 200, "/static/app.js": 200} {
+		resp, err := http.Get(public + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != want || resp.Header.Get("Content-Security-Policy") == "" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("GET %s: %d (want %d), CSP %q:\n%.200s", path, resp.StatusCode, want, resp.Header.Get("Content-Security-Policy"), b)
+		}
+	}
+}

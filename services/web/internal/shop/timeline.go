@@ -1,0 +1,346 @@
+package shop
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/shopfloor/shopfloor/services/notifications/notificationsapi"
+	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
+	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
+	"github.com/shopfloor/shopfloor/services/search/searchapi"
+)
+
+// step is one thing that happened to an order, in the service that did
+// it. The timeline is read from each service's own API: what the page
+// shows is what those services say, not a copy kept here.
+type step struct {
+	At      time.Time
+	Service string
+	Title   string
+	Detail  string
+	// State is done, waiting or failed.
+	State string
+	// Link reads more (an e-mail).
+	Link string
+}
+
+// timeline is an order's steps, oldest first, and whether nothing more is
+// expected (the live stream then ends).
+type timeline struct {
+	Steps []step
+	Final bool
+	// Status and Version are the order's, as orders has them now.
+	Status  string
+	Version int64
+}
+
+var errBadID = errors.New("not an order id")
+
+// buildTimeline reads the order from orders and what payments,
+// notifications and search know about it.
+func (s *Server) buildTimeline(ctx context.Context, id string, u *user) (timeline, ordersapi.Order, error) {
+	if !idPattern.MatchString(id) {
+		return timeline{}, ordersapi.Order{}, errBadID
+	}
+	b := s.cfg.Backends
+	var o ordersapi.Order
+	if _, err := b.get(ctx, "orders", b.Orders, "/v1/orders/"+url.PathEscape(id), nil, u.Access, &o); err != nil {
+		return timeline{}, o, err
+	}
+	tl := timeline{Status: o.Status, Version: o.Version}
+	add := func(st step) { tl.Steps = append(tl.Steps, st) }
+	add(step{At: o.CreatedAt, Service: "orders", State: "done", Title: "Order accepted",
+		Detail: "orders priced it from catalog and wrote the order and its order.placed event (outbox row) in one transaction"})
+
+	// payments: the attempt made from order.placed.
+	var p paymentsapi.Payment
+	_, perr := b.get(ctx, "payments", b.Payments, "/v1/payments", url.Values{"order_id": {id}}, u.Access, &p)
+	switch {
+	case perr == nil:
+		add(step{At: p.CreatedAt, Service: "payments", State: "done", Title: "Payment attempt created",
+			Detail: "the relay published order.placed on the ORDERS stream (partition by order id); payments consumed it and queued a charge job for " + money(p.AmountMinor, p.Currency)})
+		switch p.Status {
+		case paymentsapi.StatusPending:
+			add(step{At: p.UpdatedAt, Service: "payments", State: "waiting", Title: "Charging",
+				Detail: "a worker holds the charge job (visibility timeout) and calls the provider; a timeout or a 5xx is retried with backoff, with the same idempotency key at the provider"})
+		case paymentsapi.StatusSucceeded, paymentsapi.StatusRefunded:
+			add(step{At: p.UpdatedAt, Service: "payments", State: "done", Title: "Charged",
+				Detail: "the provider charged " + money(p.AmountMinor, p.Currency) + " (charge " + p.ChargeID + "); payment.succeeded went out through payments' outbox"})
+		case paymentsapi.StatusFailed:
+			add(step{At: p.UpdatedAt, Service: "payments", State: "failed", Title: "Payment failed",
+				Detail: "reason: " + firstNonEmpty(p.DeclineCode, p.FailureReason, "unknown") + "; nothing was charged"})
+		}
+		if p.Status == paymentsapi.StatusSucceeded && o.Status != ordersapi.StatusPaid && o.Status != ordersapi.StatusPendingPayment {
+			// The charge landed after the order closed (cancelled, or
+			// another payment): orders answers with order.refund_required.
+			add(step{At: p.UpdatedAt, Service: "payments", State: "waiting", Title: "Refund due",
+				Detail: "the charge landed after the order was " + strings.ReplaceAll(o.Status, "_", " ") + ": orders published order.refund_required, and a refund job is queued"})
+		}
+		if p.RefundedMinor > 0 {
+			add(step{At: p.UpdatedAt, Service: "payments", State: "done", Title: "Refunded",
+				Detail: money(p.RefundedMinor, p.Currency) + " went back to the card (order.refund_required or a cancel after payment)"})
+		}
+	case isStatus(perr, http.StatusNotFound):
+		add(step{At: o.CreatedAt, Service: "payments", State: "waiting", Title: "Waiting for payments",
+			Detail: "order.placed is on its way: outbox relay → ORDERS stream → payments' consumer group"})
+	default:
+		add(step{At: time.Now(), Service: "payments", State: "waiting", Title: "payments cannot be asked just now", Detail: errText(perr)})
+	}
+
+	switch o.Status {
+	case ordersapi.StatusPaid:
+		add(step{At: o.UpdatedAt, Service: "orders", State: "done", Title: "Order paid",
+			Detail: fmt.Sprintf("orders consumed payment.succeeded from the PAYMENTS stream and moved the order to paid (version %d)", o.Version)})
+	case ordersapi.StatusPaymentFailed:
+		add(step{At: o.UpdatedAt, Service: "orders", State: "failed", Title: "Payment failed",
+			Detail: fmt.Sprintf("orders consumed payment.failed and closed the order (version %d)", o.Version)})
+	case ordersapi.StatusCancelled:
+		add(step{At: o.UpdatedAt, Service: "orders", State: "done", Title: "Order cancelled",
+			Detail: fmt.Sprintf("order.cancelled went out through the outbox (version %d); a payment already taken is refunded", o.Version)})
+	}
+
+	// notifications: one e-mail per (order, kind), however often the
+	// events were delivered.
+	var nl notificationsapi.NotificationList
+	if _, err := b.get(ctx, "notifications", b.Notifications, "/v1/notifications", url.Values{"order_id": {id}}, u.Access, &nl); err == nil {
+		for _, n := range nl.Notifications {
+			st := step{At: n.CreatedAt, Service: "notifications", Title: "E-mail: " + strings.ReplaceAll(n.Kind, "_", " ")}
+			switch n.Status {
+			case notificationsapi.StatusSent:
+				st.State, st.At = "done", *n.SentAt
+				st.Detail = fmt.Sprintf("sent to %s after %d attempt(s); Message-ID %s", n.Recipient, n.Attempts, n.MessageID)
+				if b.Mail != "" {
+					st.Link = "/mail/" + url.PathEscape(n.ID) + "?order=" + url.QueryEscape(id)
+				}
+			case notificationsapi.StatusFailed:
+				st.State, st.Detail = "failed", "the worker gave up: "+n.LastError
+			default:
+				st.State = "waiting"
+				st.Detail = fmt.Sprintf("queued in the e-mail job queue (%d attempt(s) so far)", n.Attempts)
+				if n.LastError != "" {
+					st.Detail += "; last error: " + n.LastError
+				}
+			}
+			add(st)
+		}
+	} else {
+		add(step{At: time.Now(), Service: "notifications", State: "waiting", Title: "notifications cannot be asked just now", Detail: errText(err)})
+	}
+
+	// search: the order's document in the projection, and how fresh it is.
+	indexed := s.searchStep(ctx, o, u)
+	add(indexed)
+
+	sort.SliceStable(tl.Steps, func(i, j int) bool { return tl.Steps[i].At.Before(tl.Steps[j].At) })
+	settled := o.Status != ordersapi.StatusPendingPayment
+	tl.Final = settled && indexed.State == "done" && allDone(tl.Steps)
+	return tl, o, nil
+}
+
+func allDone(steps []step) bool {
+	for _, st := range steps {
+		if st.State == "waiting" {
+			return false
+		}
+	}
+	return true
+}
+
+// searchStep finds the order among the customer's newest orders in the
+// search projection (search has no lookup by id: it is a list and text
+// index, and this is a demo's page, not a hot path).
+func (s *Server) searchStep(ctx context.Context, o ordersapi.Order, u *user) step {
+	b := s.cfg.Backends
+	var res searchapi.OrderResults
+	q := url.Values{"limit": {"50"}}
+	if u.IsOperator() {
+		q.Set("customer_id", o.CustomerID)
+	}
+	h, err := b.get(ctx, "search", b.Search, "/v1/search/orders", q, u.Access, &res)
+	if err != nil {
+		return step{At: time.Now(), Service: "search", State: "waiting", Title: "search cannot be asked just now", Detail: errText(err)}
+	}
+	lag := ""
+	if l := h.Get(searchapi.HeaderLagSeconds); l != "" {
+		lag = "; projection lag " + l + " s"
+	}
+	for _, hit := range res.Orders {
+		if hit.ID != o.ID {
+			continue
+		}
+		if hit.Version < o.Version {
+			return step{At: hit.UpdatedAt, Service: "search", State: "waiting", Title: "Indexed, catching up",
+				Detail: fmt.Sprintf("search shows status %s (version %d); orders is at version %d%s", hit.Status, hit.Version, o.Version, lag)}
+		}
+		return step{At: hit.UpdatedAt, Service: "search", State: "done", Title: "Indexed in search",
+			Detail: fmt.Sprintf("status %s, version %d: the projection applied the ORDERS events in order, skipping stale versions%s", hit.Status, hit.Version, lag)}
+	}
+	return step{At: o.CreatedAt, Service: "search", State: "waiting", Title: "Not in search yet",
+		Detail: "search's consumer group has not applied order.placed" + lag}
+}
+
+func errText(err error) string {
+	var ua *Unavailable
+	if errors.As(err, &ua) {
+		return ua.Service + " is unavailable; the page keeps asking"
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return fmt.Sprintf("%s answered %d", ae.Service, ae.Status)
+	}
+	return "unavailable"
+}
+
+func (s *Server) timelineFragment(w http.ResponseWriter, r *http.Request, u *user) {
+	tl, _, err := s.buildTimeline(r.Context(), r.PathValue("id"), u)
+	if err != nil {
+		s.backendFailed(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := s.pages["order"].ExecuteTemplate(w, "timeline", tl); err != nil {
+		s.cfg.Log.ErrorContext(r.Context(), "render timeline", "err", err)
+	}
+}
+
+// timelineEvents streams the timeline as server-sent events: an event
+// "timeline" with the rendered list whenever it changes, then "final"
+// when nothing more is expected. The backends are read every
+// TimelinePoll; the stream ends after TimelineMax (EventSource
+// reconnects by itself).
+func (s *Server) timelineEvents(w http.ResponseWriter, r *http.Request, u *user) {
+	id := r.PathValue("id")
+	if !idPattern.MatchString(id) {
+		s.fail(w, r, http.StatusNotFound, "No such order", "There is no such order.")
+		return
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.TimelineMax)
+	defer cancel()
+	// The stream outlives the server's write timeout.
+	_ = rc.SetWriteDeadline(time.Time{})
+	var last []byte
+	tick := time.NewTicker(s.cfg.TimelinePoll)
+	defer tick.Stop()
+	for {
+		tl, _, err := s.buildTimeline(ctx, id, u)
+		switch {
+		case err == nil:
+			var buf bytes.Buffer
+			if err := s.pages["order"].ExecuteTemplate(&buf, "timeline", tl); err != nil {
+				s.cfg.Log.ErrorContext(ctx, "render timeline", "err", err)
+				return
+			}
+			if !bytes.Equal(buf.Bytes(), last) {
+				last = buf.Bytes()
+				if err := writeEvent(w, "timeline", buf.Bytes()); err != nil {
+					return
+				}
+			}
+			if tl.Final {
+				_ = writeEvent(w, "final", []byte("done"))
+				_ = rc.Flush()
+				return
+			}
+		case isStatus(err, http.StatusNotFound), errors.Is(err, errBadID):
+			_ = writeEvent(w, "gone", []byte("no such order"))
+			_ = rc.Flush()
+			return
+		case ctx.Err() != nil:
+			return
+		default:
+			// A backend is down: say so, keep asking.
+			if err := writeEvent(w, "status", []byte(errText(err))); err != nil {
+				return
+			}
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// writeEvent writes one SSE event; data lines are split at newlines.
+func writeEvent(w http.ResponseWriter, event string, data []byte) error {
+	var b bytes.Buffer
+	b.WriteString("event: " + event + "\n")
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		b.WriteString("data: ")
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	b.WriteByte('\n')
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// mailMessage is the part of the SMTP sink's message that the page shows.
+type mailMessage struct {
+	Subject    string    `json:"subject"`
+	MessageID  string    `json:"message_id"`
+	ReceivedAt time.Time `json:"received_at"`
+	Text       string    `json:"text"`
+	To         []string  `json:"to"`
+}
+
+type mailData struct {
+	OrderID string
+	Kind    string
+	Message mailMessage
+}
+
+// mail shows an e-mail of one of the person's orders, as the sandbox's
+// SMTP sink received it. The notification is read with the person's token
+// (notifications decides whose it is); only then is the sink asked.
+func (s *Server) mail(w http.ResponseWriter, r *http.Request, u *user) {
+	b := s.cfg.Backends
+	id, orderID := r.PathValue("id"), r.URL.Query().Get("order")
+	if b.Mail == "" || !idPattern.MatchString(id) || !idPattern.MatchString(orderID) {
+		s.fail(w, r, http.StatusNotFound, "No such e-mail", "There is no such e-mail, or it is not yours to read.")
+		return
+	}
+	var nl notificationsapi.NotificationList
+	if _, err := b.get(r.Context(), "notifications", b.Notifications, "/v1/notifications", url.Values{"order_id": {orderID}}, u.Access, &nl); err != nil {
+		s.backendFailed(w, r, err)
+		return
+	}
+	var n *notificationsapi.Notification
+	for i := range nl.Notifications {
+		if nl.Notifications[i].ID == id {
+			n = &nl.Notifications[i]
+		}
+	}
+	if n == nil || n.Status != notificationsapi.StatusSent {
+		s.fail(w, r, http.StatusNotFound, "No such e-mail", "There is no such e-mail, or it is not yours to read.")
+		return
+	}
+	var msgs []mailMessage
+	if _, err := b.get(r.Context(), "mail sink", b.Mail, "/api/messages", url.Values{"to": {n.Recipient}}, "", &msgs); err != nil {
+		s.backendFailed(w, r, err)
+		return
+	}
+	want := strings.Trim(n.MessageID, "<>")
+	for _, m := range msgs {
+		if strings.Trim(m.MessageID, "<>") == want {
+			s.render(w, r, http.StatusOK, "mail", page{Title: m.Subject, User: u, Data: mailData{OrderID: orderID, Kind: n.Kind, Message: m}})
+			return
+		}
+	}
+	s.fail(w, r, http.StatusNotFound, "The e-mail is not in the mail sink", "notifications sent it, but the sandbox's SMTP sink no longer holds it (it keeps messages in memory until it restarts).")
+}
