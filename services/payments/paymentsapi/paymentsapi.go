@@ -82,4 +82,55 @@ type Payment struct {
 	RefundedMinor int64     `json:"refunded_minor,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
+	// ProviderCalls are the workers' calls to the payment provider for
+	// this payment, oldest first: the history behind Status (retries,
+	// an answer lost after a charge and the lookup that found it).
+	ProviderCalls []ProviderCall `json:"provider_calls,omitempty"`
 }
+
+// ProviderCall is one call a worker made to the payment provider.
+type ProviderCall struct {
+	// Attempt is the job's delivery the call was made in (1 for the first).
+	Attempt int `json:"attempt"`
+	// Operation is one of the Op* values.
+	Operation string `json:"operation"`
+	// Outcome is one of the Outcome* values.
+	Outcome string `json:"outcome"`
+	// RetryAfterMs is the provider's Retry-After, for OutcomeRateLimited.
+	RetryAfterMs *int64    `json:"retry_after_ms,omitempty"`
+	DurationMs   int64     `json:"duration_ms"`
+	At           time.Time `json:"at"`
+}
+
+// ProviderCall operations.
+const (
+	OpCharge     = "charge"
+	OpFindCharge = "find_charge"
+	OpRefund     = "refund"
+)
+
+// ProviderCall outcomes: what the answer meant (the classes of payments'
+// provider client).
+const (
+	// OutcomeCharged, OutcomeFound, OutcomeRefunded: done (for a
+	// lookup: the charge exists, succeeded or declined).
+	OutcomeCharged  = "charged"
+	OutcomeFound    = "found"
+	OutcomeRefunded = "refunded"
+	// OutcomeDeclined: the card refused the charge (final).
+	OutcomeDeclined = "declined"
+	// OutcomeNotFound: a lookup found no charge for the key.
+	OutcomeNotFound = "not_found"
+	// OutcomeRateLimited: 429; nothing was processed; retried after
+	// RetryAfterMs.
+	OutcomeRateLimited = "rate_limited"
+	// OutcomeTransient: certainly not processed (refused connection, a
+	// 5xx the provider produced); retried with backoff.
+	OutcomeTransient = "transient"
+	// OutcomeAmbiguous: maybe processed, answer lost (a timeout after the
+	// request was sent); the charge is looked up before any retry.
+	OutcomeAmbiguous = "ambiguous"
+	// OutcomeInvalid: the provider rejected the request as wrong; the job
+	// goes to the DLQ.
+	OutcomeInvalid = "invalid"
+)

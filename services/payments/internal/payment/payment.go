@@ -75,6 +75,13 @@ func (p Payment) API() paymentsapi.Payment {
 		RefundedMinor: p.RefundedMinor, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
 }
 
+// APIWithCalls is API with the payment's provider calls.
+func (p Payment) APIWithCalls(calls []paymentsapi.ProviderCall) paymentsapi.Payment {
+	a := p.API()
+	a.ProviderCalls = calls
+	return a
+}
+
 // Refund is the refund of a succeeded payment (at most one per payment).
 type Refund struct {
 	ID               string

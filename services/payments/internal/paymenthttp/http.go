@@ -153,7 +153,11 @@ func getPayment(svc *paymentsvc.Service) endpoint.Endpoint {
 		if err != nil {
 			return nil, err
 		}
-		return p.API(), nil
+		calls, err := svc.Calls(ctx, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		return p.APIWithCalls(calls), nil
 	}
 }
 
@@ -178,7 +182,11 @@ func getByOrder(svc *paymentsvc.Service) endpoint.Endpoint {
 		if err != nil {
 			return nil, err
 		}
-		return p.API(), nil
+		calls, err := svc.Calls(ctx, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		return p.APIWithCalls(calls), nil
 	}
 }
 

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shopfloor/shopfloor/services/payments/internal/payment"
+	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
 )
 
 // Querier is a pool or a transaction.
@@ -165,4 +167,39 @@ func CompleteRefund(ctx context.Context, tx pgx.Tx, r payment.Refund, now time.T
 func isBadUUID(err error) bool {
 	var pe interface{ SQLState() string }
 	return errors.As(err, &pe) && pe.SQLState() == "22P02"
+}
+
+// InsertCall records a call a worker made to the provider for paymentID.
+func InsertCall(ctx context.Context, q interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}, paymentID string, c paymentsapi.ProviderCall) error {
+	_, err := q.Exec(ctx, `
+		INSERT INTO provider_calls (payment_id, attempt, operation, outcome, retry_after_ms, duration_ms, at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		paymentID, c.Attempt, c.Operation, c.Outcome, c.RetryAfterMs, c.DurationMs, c.At)
+	if err != nil {
+		return fmt.Errorf("record provider call of payment %s: %w", paymentID, err)
+	}
+	return nil
+}
+
+// Calls returns the provider calls of paymentID, oldest first (at most
+// 100: a payment's calls are bounded by its job's receives).
+func Calls(ctx context.Context, q Querier, paymentID string) ([]paymentsapi.ProviderCall, error) {
+	rows, err := q.Query(ctx, `
+		SELECT attempt, operation, outcome, retry_after_ms, duration_ms, at
+		FROM provider_calls WHERE payment_id = $1 ORDER BY id LIMIT 100`, paymentID)
+	if err != nil {
+		return nil, fmt.Errorf("provider calls of payment %s: %w", paymentID, err)
+	}
+	calls, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (paymentsapi.ProviderCall, error) {
+		var c paymentsapi.ProviderCall
+		err := r.Scan(&c.Attempt, &c.Operation, &c.Outcome, &c.RetryAfterMs, &c.DurationMs, &c.At)
+		c.At = c.At.UTC()
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provider calls of payment %s: %w", paymentID, err)
+	}
+	return calls, nil
 }

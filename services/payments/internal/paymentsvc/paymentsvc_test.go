@@ -392,3 +392,81 @@ func TestRefund(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestProviderCallsAreRecorded: every call to the provider is in the
+// payment's history with what its answer meant: a charge, a decline, a
+// charge whose answer was lost (timeout after charging) and the lookup
+// that found it, a 429 with its Retry-After, and a refund.
+func TestProviderCallsAreRecorded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, pspsim.Faults{}, paymentsvc.Config{})
+	b.work(t, 2)
+	calls := func(p payment.Payment) string {
+		t.Helper()
+		cs, err := b.svc.Calls(ctx, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for i, c := range cs {
+			s := fmt.Sprintf("%d:%s:%s", c.Attempt, c.Operation, c.Outcome)
+			if c.RetryAfterMs != nil {
+				s += fmt.Sprintf(":retry_after=%dms", *c.RetryAfterMs)
+			}
+			if c.At.IsZero() || c.DurationMs < 0 || (i > 0 && c.At.Before(cs[i-1].At)) {
+				t.Errorf("call %d of %s: at %v, %d ms", i, p.ID, c.At, c.DurationMs)
+			}
+			out = append(out, s)
+		}
+		return strings.Join(out, " ")
+	}
+	ok, declined := b.create(t, "tok_visa"), b.create(t, "tok_chargeDeclined")
+	b.settled(t, 30*time.Second)
+	if got := calls(ok); got != "1:charge:charged" {
+		t.Errorf("visa: %s", got)
+	}
+	if got := calls(declined); got != "1:charge:declined" {
+		t.Errorf("declined: %s", got)
+	}
+
+	if err := b.sim.SetFaults(pspsim.Faults{TimeoutAfterChargeRate: 1, Hang: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	lost := b.create(t, "tok_visa")
+	b.settled(t, 30*time.Second)
+	if got := calls(lost); got != "1:charge:ambiguous 1:find_charge:found" {
+		t.Errorf("timeout after charge: %s", got)
+	}
+
+	if err := b.sim.SetFaults(pspsim.Faults{RateLimitRate: 1, RetryAfter: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	limited := b.create(t, "tok_visa")
+	testinfra.Eventually(t, 10*time.Second, func() error {
+		if got := calls(limited); !strings.HasPrefix(got, "1:charge:rate_limited:retry_after=1000ms") {
+			return fmt.Errorf("calls %q", got)
+		}
+		return nil
+	})
+	if err := b.sim.SetFaults(pspsim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	b.settled(t, 30*time.Second)
+	if got := calls(limited); !strings.HasSuffix(got, "2:charge:charged") {
+		t.Errorf("rate limited, then charged: %s", got)
+	}
+
+	// The refund of a charged payment.
+	if err := pgdb.InTx(ctx, b.db.Pool, func(tx pgx.Tx) error {
+		_, err := b.svc.RequestRefund(ctx, tx, ordersapi.RefundRequired{OrderID: ok.OrderID, PaymentID: ok.ID, AmountMinor: ok.AmountMinor,
+			Currency: ok.Currency, Reason: ordersapi.ReasonOrderNotPayable})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b.settled(t, 30*time.Second)
+	if got := calls(ok); got != "1:charge:charged 1:refund:refunded" {
+		t.Errorf("refunded: %s", got)
+	}
+}

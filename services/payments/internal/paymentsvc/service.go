@@ -215,6 +215,12 @@ func (s *Service) Get(ctx context.Context, id, customerID string) (payment.Payme
 	return owned(p, customerID)
 }
 
+// Calls returns the provider calls of a payment already read (and its
+// reader checked) by Get or GetByOrder.
+func (s *Service) Calls(ctx context.Context, paymentID string) ([]paymentsapi.ProviderCall, error) {
+	return paymentpg.Calls(ctx, s.pool, paymentID)
+}
+
 // GetByOrder reads an order's payment; customerID as for Get.
 func (s *Service) GetByOrder(ctx context.Context, orderID, customerID string) (payment.Payment, error) {
 	p, err := paymentpg.GetByOrder(ctx, s.pool, orderID)

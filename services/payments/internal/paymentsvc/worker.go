@@ -65,18 +65,27 @@ func (s *Service) HandleCharge(ctx context.Context, m jobqueue.Message) error {
 	}
 	reconcile := p.Status == paymentsapi.StatusFailed // retries_exhausted, redriven
 	var ch psp.Charge
+	call := func(op string, fn func() error) error {
+		return s.recordCall(ctx, p.ID, m.ReceiveCount, op, fn)
+	}
+	findCharge := func() error {
+		return call(paymentsapi.OpFindCharge, func() (err error) { ch, err = s.provider.FindCharge(ctx, p.ID); return err })
+	}
 	if reconcile {
-		ch, err = s.provider.FindCharge(ctx, p.ID)
+		err = findCharge()
 		if errors.Is(err, psp.ErrNotFound) {
 			s.log.InfoContext(ctx, "redriven payment was never charged; it stays failed", "payment", p.ID)
 			return nil
 		}
 	} else {
-		ch, err = s.provider.Charge(ctx, p.ID, psp.ChargeRequest{AmountMinor: p.AmountMinor, Currency: p.Currency,
-			PaymentMethod: p.PaymentMethod, Reference: p.OrderID})
+		err = call(paymentsapi.OpCharge, func() (err error) {
+			ch, err = s.provider.Charge(ctx, p.ID, psp.ChargeRequest{AmountMinor: p.AmountMinor, Currency: p.Currency,
+				PaymentMethod: p.PaymentMethod, Reference: p.OrderID})
+			return err
+		})
 		if psp.Classify(err) == psp.ClassAmbiguous {
 			s.log.InfoContext(ctx, "charge outcome unknown; asking the provider", "payment", p.ID, "err", err)
-			ch, err = s.provider.FindCharge(ctx, p.ID)
+			err = findCharge()
 			if errors.Is(err, psp.ErrNotFound) {
 				err = fmt.Errorf("charge %s: outcome unknown and the provider has no charge for the key yet: %w", p.ID, err)
 			}
@@ -215,7 +224,11 @@ func (s *Service) HandleRefund(ctx context.Context, m jobqueue.Message) error {
 	if err != nil {
 		return err
 	}
-	rf, err := s.provider.Refund(ctx, refundKeyStart+p.ID, psp.RefundRequest{ChargeID: p.ChargeID, AmountMinor: r.AmountMinor})
+	var rf psp.Refund
+	err = s.recordCall(ctx, p.ID, m.ReceiveCount, paymentsapi.OpRefund, func() (err error) {
+		rf, err = s.provider.Refund(ctx, refundKeyStart+p.ID, psp.RefundRequest{ChargeID: p.ChargeID, AmountMinor: r.AmountMinor})
+		return err
+	})
 	class := psp.Classify(err)
 	now := s.now().UTC()
 	s.count(RefundQueue, map[bool]string{true: "refunded", false: class.String()}[err == nil])
@@ -248,6 +261,49 @@ func (s *Service) HandleRefund(ctx context.Context, m jobqueue.Message) error {
 }
 
 func (s *Service) count(queue, outcome string) { s.attempts.WithLabelValues(queue, outcome).Inc() }
+
+// recordCall runs fn, one call to the provider, and records it in
+// provider_calls with its outcome (paymentsapi.Outcome*), returning fn's
+// error. The row is written outside the job's transaction and a failure
+// to write it is logged, not returned: it is history for people, and the
+// call has happened either way.
+func (s *Service) recordCall(ctx context.Context, paymentID string, attempt int, op string, fn func() error) error {
+	start := s.now()
+	err := fn()
+	c := paymentsapi.ProviderCall{Attempt: max(attempt, 1), Operation: op, Outcome: outcome(op, err),
+		DurationMs: s.now().Sub(start).Milliseconds(), At: start.UTC()}
+	var rl *psp.RateLimitedError
+	if errors.As(err, &rl) {
+		ms := rl.RetryAfter.Milliseconds()
+		c.RetryAfterMs = &ms
+	}
+	if werr := paymentpg.InsertCall(ctx, s.pool, paymentID, c); werr != nil {
+		s.log.WarnContext(ctx, "provider call not recorded", "payment", paymentID, "operation", op, "err", werr)
+	}
+	return err
+}
+
+// outcome names what a provider call's error means (psp.Classify).
+func outcome(op string, err error) string {
+	if errors.Is(err, psp.ErrNotFound) && op == paymentsapi.OpFindCharge {
+		return paymentsapi.OutcomeNotFound
+	}
+	switch psp.Classify(err) {
+	case psp.ClassNone:
+		return map[string]string{paymentsapi.OpCharge: paymentsapi.OutcomeCharged, paymentsapi.OpFindCharge: paymentsapi.OutcomeFound,
+			paymentsapi.OpRefund: paymentsapi.OutcomeRefunded}[op]
+	case psp.ClassDeclined:
+		return paymentsapi.OutcomeDeclined
+	case psp.ClassRateLimited:
+		return paymentsapi.OutcomeRateLimited
+	case psp.ClassTransient:
+		return paymentsapi.OutcomeTransient
+	case psp.ClassInvalid:
+		return paymentsapi.OutcomeInvalid
+	default:
+		return paymentsapi.OutcomeAmbiguous
+	}
+}
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

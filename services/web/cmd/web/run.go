@@ -7,14 +7,18 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shopfloor/shopfloor/chaos/target"
 
 	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/services/identity/identityapi"
+	"github.com/shopfloor/shopfloor/services/web/internal/console"
 	"github.com/shopfloor/shopfloor/services/web/internal/session"
 	"github.com/shopfloor/shopfloor/services/web/internal/shop"
 )
@@ -53,6 +57,17 @@ type Config struct {
 	MailURL string `env:"MAIL_URL"`
 	// Currency of the shop's prices and orders.
 	Currency string `env:"WEB_CURRENCY" envDefault:"EUR"`
+	// ConsolePortBase, when set, turns on the operators' plumbing console
+	// for the make-run sandbox started with SHOPFLOOR_PORT_BASE=this
+	// (its processes' admin listeners, Toxiproxy, the provider
+	// simulator: chaos/target.LocalEndpoints). Never set it outside a
+	// sandbox: the console cuts links and stops processes.
+	ConsolePortBase int `env:"WEB_CONSOLE_PORT_BASE"`
+	// ConsoleCtl and ConsoleRunDir let the console stop and start
+	// processes (deploy/local/ctl.sh of that run directory); empty: it
+	// cannot.
+	ConsoleCtl    string `env:"WEB_CONSOLE_CTL"`
+	ConsoleRunDir string `env:"WEB_CONSOLE_RUN_DIR"`
 	// BackendTimeout bounds each call to an API.
 	BackendTimeout time.Duration `env:"WEB_BACKEND_TIMEOUT" envDefault:"5s"`
 }
@@ -74,6 +89,12 @@ func (c Config) Validate() []error {
 		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("%s: must be an http(s) URL (got %q)", name, v))
 		}
+	}
+	if c.ConsolePortBase < 0 || c.ConsolePortBase > 60000 {
+		errs = append(errs, fmt.Errorf("WEB_CONSOLE_PORT_BASE: must be a port base such as 8000 (got %d)", c.ConsolePortBase))
+	}
+	if c.ConsoleCtl != "" && c.ConsoleRunDir == "" {
+		errs = append(errs, errors.New("WEB_CONSOLE_RUN_DIR: required with WEB_CONSOLE_CTL (the run whose processes it controls)"))
 	}
 	if c.BackendTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("WEB_BACKEND_TIMEOUT: must be at least 100ms (got %s)", c.BackendTimeout))
@@ -132,6 +153,7 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 			Notifications: cfg.NotificationsURL, Search: cfg.SearchURL, Mail: cfg.MailURL,
 			HC: &http.Client{Timeout: cfg.BackendTimeout, Transport: rt.Tel.HTTPTransport(nil)}},
 		Flow: flow, Verifier: verifier, Sealer: sealer, Currency: cfg.Currency, PublicURL: publicURL, Log: rt.Log,
+		Console: newConsole(cfg),
 	})
 	if err != nil {
 		return errors.Join(err, lns.Close())
@@ -145,4 +167,17 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 		site.Handle(p, mux.Public)
 	}
 	return rt.ServeMuxes(ctx, cfg.HTTP, lns, service.Muxes{Public: site, Admin: mux.Admin}, health)
+}
+
+// newConsole is the plumbing console of the sandbox cfg names, or nil.
+func newConsole(cfg Config) *console.Console {
+	if cfg.ConsolePortBase == 0 {
+		return nil
+	}
+	sys := &target.System{Endpoints: target.LocalEndpoints(cfg.ConsolePortBase), HTTP: &http.Client{Timeout: 3 * time.Second}}
+	if cfg.ConsoleCtl != "" {
+		sys.Procs = &target.Ctl{Script: cfg.ConsoleCtl, Env: []string{
+			"SHOPFLOOR_PORT_BASE=" + strconv.Itoa(cfg.ConsolePortBase), "SHOPFLOOR_RUN_DIR=" + cfg.ConsoleRunDir}}
+	}
+	return console.New(sys)
 }

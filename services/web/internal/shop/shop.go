@@ -20,6 +20,9 @@
 //	GET  /mail/{notification}   signed in: an e-mail of one of the person's orders
 //	GET  /signin, /auth/callback, POST /signout  anyone
 //	GET  /static/               anyone
+//	GET  /console               an operator: the plumbing console (when configured)
+//	GET  /console/events        an operator: its live part as server-sent events
+//	POST /console/{kind}/{name} an operator: cut/restore a link, provider faults, stop/start a process
 //
 // Every POST is refused when it comes from another origin
 // (http.CrossOriginProtection); cookies are HttpOnly and SameSite=Lax.
@@ -45,6 +48,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/shopfloor/shopfloor/pkg/auth"
+	"github.com/shopfloor/shopfloor/services/web/internal/console"
 	"github.com/shopfloor/shopfloor/services/web/internal/session"
 )
 
@@ -84,7 +88,10 @@ type Config struct {
 	// (localhost for 127.0.0.1) moves there first, or its cookie would not
 	// come back with the callback.
 	PublicURL string
-	Log       *slog.Logger
+	// Console, when set, is the operators' plumbing console (GET
+	// /console): the sandbox's processes, links, streams and queues.
+	Console *console.Console
+	Log     *slog.Logger
 }
 
 // Server serves the storefront.
@@ -148,6 +155,9 @@ func (s *Server) Routes(mux *http.ServeMux) {
 	handle("GET /signin", http.HandlerFunc(s.signIn))
 	handle("GET /auth/callback", http.HandlerFunc(s.callback))
 	handle("POST /signout", http.HandlerFunc(s.signOut))
+	handle("GET /console", s.operator(s.consolePage))
+	handle("GET /console/events", s.operator(s.consoleEvents))
+	handle("POST /console/{kind}/{name}", s.operator(s.consoleAction))
 }
 
 func securityHeaders(h http.Handler) http.Handler {

@@ -23,7 +23,10 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
+	"github.com/shopfloor/shopfloor/services/notifications/notificationsapi"
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
+	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
+	"github.com/shopfloor/shopfloor/services/search/searchapi"
 	"github.com/shopfloor/shopfloor/services/web/internal/session"
 )
 
@@ -328,5 +331,70 @@ func TestParseItemsAndMoney(t *testing.T) {
 		if got := money(minor, "EUR"); got != want {
 			t.Errorf("money(%d) = %q, want %q", minor, got, want)
 		}
+	}
+}
+
+// TestTimelineIsFinalOnlyWhenEveryStepIsIn: a paid order whose receipt
+// notifications has not recorded yet, or whose search document is behind,
+// is not final (the page keeps listening); with both in, it is.
+func TestTimelineIsFinalOnlyWhenEveryStepIsIn(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	order := ordersapi.Order{ID: "o1", CustomerID: "ada", Status: ordersapi.StatusPaid, Version: 2, CreatedAt: now, UpdatedAt: now}
+	pay := paymentsapi.Payment{ID: "p1", OrderID: "o1", Status: paymentsapi.StatusSucceeded, CreatedAt: now, UpdatedAt: now,
+		ProviderCalls: []paymentsapi.ProviderCall{{Attempt: 1, Operation: paymentsapi.OpCharge, Outcome: paymentsapi.OutcomeCharged, At: now}}}
+	sent := now
+	received := notificationsapi.Notification{ID: "n1", OrderID: "o1", Kind: notificationsapi.KindOrderReceived, Status: notificationsapi.StatusSent, SentAt: &sent, CreatedAt: now}
+	receipt := received
+	receipt.ID, receipt.Kind = "n2", notificationsapi.KindReceipt
+	var mu sync.Mutex
+	notes := []notificationsapi.Notification{received}
+	hitVersion := int64(2)
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.URL.Path {
+		case "/v1/orders/o1":
+			_ = json.NewEncoder(w).Encode(order)
+		case "/v1/payments":
+			_ = json.NewEncoder(w).Encode(pay)
+		case "/v1/notifications":
+			_ = json.NewEncoder(w).Encode(notificationsapi.NotificationList{Notifications: notes})
+		case "/v1/search/orders":
+			_ = json.NewEncoder(w).Encode(searchapi.OrderResults{Orders: []searchapi.OrderHit{{ID: "o1", Status: ordersapi.StatusPaid, Version: hitVersion, UpdatedAt: now}}})
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(api.Close)
+	s := &Server{cfg: Config{Backends: &Backends{Orders: api.URL, Payments: api.URL, Notifications: api.URL, Search: api.URL, HC: api.Client()}}}
+	u := &user{Sub: "ada", Roles: []string{auth.RoleCustomer}}
+	final := func() (bool, []string) {
+		tl, _, err := s.buildTimeline(t.Context(), "o1", u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var waiting []string
+		for _, st := range tl.Steps {
+			if st.State == "waiting" {
+				waiting = append(waiting, st.Title)
+			}
+		}
+		return tl.Final, waiting
+	}
+	if f, w := final(); f || len(w) != 1 || w[0] != "E-mail: receipt" {
+		t.Errorf("no receipt yet: final %v, waiting %v; want not final, waiting for the receipt", f, w)
+	}
+	mu.Lock()
+	notes, hitVersion = append(notes, receipt), 1
+	mu.Unlock()
+	if f, w := final(); f || len(w) != 1 || w[0] != "Indexed, catching up" {
+		t.Errorf("search behind: final %v, waiting %v", f, w)
+	}
+	mu.Lock()
+	hitVersion = 2
+	mu.Unlock()
+	if f, w := final(); !f || len(w) != 0 {
+		t.Errorf("all in: final %v, waiting %v", f, w)
 	}
 }

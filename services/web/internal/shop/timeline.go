@@ -71,11 +71,14 @@ func (s *Server) buildTimeline(ctx context.Context, id string, u *user) (timelin
 			add(step{At: p.UpdatedAt, Service: "payments", State: "waiting", Title: "Charging",
 				Detail: "a worker holds the charge job (visibility timeout) and calls the provider; a timeout or a 5xx is retried with backoff, with the same idempotency key at the provider"})
 		case paymentsapi.StatusSucceeded, paymentsapi.StatusRefunded:
-			add(step{At: p.UpdatedAt, Service: "payments", State: "done", Title: "Charged",
-				Detail: "the provider charged " + money(p.AmountMinor, p.Currency) + " (charge " + p.ChargeID + "); payment.succeeded went out through payments' outbox"})
+			add(step{At: p.UpdatedAt, Service: "payments", State: "done", Title: "Payment succeeded",
+				Detail: "payments recorded the charge of " + money(p.AmountMinor, p.Currency) + " (" + p.ChargeID + ") and published payment.succeeded through its outbox"})
 		case paymentsapi.StatusFailed:
 			add(step{At: p.UpdatedAt, Service: "payments", State: "failed", Title: "Payment failed",
 				Detail: "reason: " + firstNonEmpty(p.DeclineCode, p.FailureReason, "unknown") + "; nothing was charged"})
+		}
+		for _, c := range p.ProviderCalls {
+			add(providerStep(c))
 		}
 		if p.Status == paymentsapi.StatusSucceeded && o.Status != ordersapi.StatusPaid && o.Status != ordersapi.StatusPendingPayment {
 			// The charge landed after the order closed (cancelled, or
@@ -110,6 +113,23 @@ func (s *Server) buildTimeline(ctx context.Context, id string, u *user) (timelin
 	// events were delivered.
 	var nl notificationsapi.NotificationList
 	if _, err := b.get(ctx, "notifications", b.Notifications, "/v1/notifications", url.Values{"order_id": {id}}, u.Access, &nl); err == nil {
+		// The e-mails the order's life so far calls for: one when it is
+		// placed, one for where it ended up. One not recorded yet is a
+		// step still to come (notifications has not consumed the event).
+		expected := map[string]bool{notificationsapi.KindOrderReceived: true}
+		if k, ok := map[string]string{ordersapi.StatusPaid: notificationsapi.KindReceipt, ordersapi.StatusPaymentFailed: notificationsapi.KindPaymentFailed,
+			ordersapi.StatusCancelled: notificationsapi.KindCancelled}[o.Status]; ok {
+			expected[k] = true
+		}
+		for _, n := range nl.Notifications {
+			delete(expected, n.Kind)
+		}
+		for _, k := range notificationsapi.Kinds() {
+			if expected[k] {
+				add(step{At: o.UpdatedAt, Service: "notifications", State: "waiting", Title: "E-mail: " + strings.ReplaceAll(k, "_", " "),
+					Detail: "notifications has not recorded it yet: its consumer group applies the ORDERS event, then queues the e-mail"})
+			}
+		}
 		for _, n := range nl.Notifications {
 			st := step{At: n.CreatedAt, Service: "notifications", Title: "E-mail: " + strings.ReplaceAll(n.Kind, "_", " ")}
 			switch n.Status {
@@ -142,6 +162,38 @@ func (s *Server) buildTimeline(ctx context.Context, id string, u *user) (timelin
 	settled := o.Status != ordersapi.StatusPendingPayment
 	tl.Final = settled && indexed.State == "done" && allDone(tl.Steps)
 	return tl, o, nil
+}
+
+// providerStep is one call payments' worker made to the provider.
+func providerStep(c paymentsapi.ProviderCall) step {
+	st := step{At: c.At, Service: "provider", State: "retry"}
+	took := fmt.Sprintf("delivery %d of the job, %d ms", c.Attempt, c.DurationMs)
+	op := map[string]string{paymentsapi.OpCharge: "Charge", paymentsapi.OpFindCharge: "Look-up", paymentsapi.OpRefund: "Refund"}[c.Operation]
+	switch c.Outcome {
+	case paymentsapi.OutcomeCharged, paymentsapi.OutcomeRefunded:
+		st.State, st.Title, st.Detail = "done", op+": "+c.Outcome, took
+	case paymentsapi.OutcomeFound:
+		st.State, st.Title = "done", op+": the charge exists"
+		st.Detail = "the lost answer's charge was found under the same idempotency key and is recorded instead of charging again; " + took
+	case paymentsapi.OutcomeDeclined:
+		st.State, st.Title, st.Detail = "failed", op+": declined", "the card refused it (final); "+took
+	case paymentsapi.OutcomeNotFound:
+		st.Title, st.Detail = op+": no charge yet", "retried later with the same idempotency key; "+took
+	case paymentsapi.OutcomeAmbiguous:
+		st.Title = op + ": no answer"
+		st.Detail = "it may have been processed (a timeout after sending): payments asks the provider before any retry, never charges with a new key; " + took
+	case paymentsapi.OutcomeRateLimited:
+		st.Title, st.Detail = op+": rate limited (429)", "nothing was processed; retried"
+		if c.RetryAfterMs != nil {
+			st.Detail += fmt.Sprintf(" after the provider's Retry-After of %.1f s", float64(*c.RetryAfterMs)/1000)
+		}
+		st.Detail += "; " + took
+	case paymentsapi.OutcomeTransient:
+		st.Title, st.Detail = op+": failed, not processed", "retried with capped exponential backoff and jitter; "+took
+	default:
+		st.State, st.Title, st.Detail = "failed", op+": "+strings.ReplaceAll(c.Outcome, "_", " "), "the provider rejected the request; the job went to the dead-letter queue; "+took
+	}
+	return st
 }
 
 func allDone(steps []step) bool {

@@ -1,23 +1,36 @@
-// shopfloor web: the order page's live timeline. Without JavaScript the
-// page works as it is (reload to see new steps); with it, the timeline is
-// replaced whenever the server sends a new one (server-sent events).
+// shopfloor web: the live parts of two pages. Without JavaScript the pages
+// work as they are (reload to see new state); with it, the server sends a
+// new rendering of the live part (server-sent events) whenever it changes.
 (function () {
   "use strict";
-  var box = document.getElementById("timeline");
   var status = document.getElementById("live-status");
-  if (!box || !window.EventSource) { return; }
-  var src = new EventSource(box.getAttribute("data-events"));
   function say(text) { if (status) { status.textContent = text; } }
-  src.addEventListener("open", function () { say("Live: new steps appear as they happen."); });
-  src.addEventListener("timeline", function (e) {
-    box.innerHTML = e.data;
+
+  // live swaps the element #id's content for each event named name from
+  // the URL in its data-events attribute; then() runs after each swap.
+  function live(id, name, then) {
+    var box = document.getElementById(id);
+    if (!box || !window.EventSource) { return null; }
+    var src = new EventSource(box.getAttribute("data-events"));
+    src.addEventListener(name, function (e) { box.innerHTML = e.data; if (then) { then(box); } });
+    src.addEventListener("error", function () { say("Connection lost; reconnecting…"); });
+    return src;
+  }
+
+  // The order page's timeline.
+  var timeline = live("timeline", "timeline", function (box) {
     // Only a pending order can be cancelled: hide the button once it moved on.
     var st = box.querySelector("[data-status]");
     var cancel = document.getElementById("cancel");
     if (st && cancel && st.getAttribute("data-status") !== "pending_payment") { cancel.hidden = true; }
   });
-  src.addEventListener("status", function (e) { say("Live, but " + e.data + "."); });
-  src.addEventListener("final", function () { say("Complete: nothing more is expected for this order."); src.close(); });
-  src.addEventListener("gone", function () { say("This order cannot be shown."); src.close(); });
-  src.addEventListener("error", function () { say("Connection lost; reconnecting…"); });
+  if (timeline) {
+    timeline.addEventListener("open", function () { say("Live: new steps appear as they happen."); });
+    timeline.addEventListener("status", function (e) { say("Live, but " + e.data + "."); });
+    timeline.addEventListener("final", function () { say("Complete: nothing more is expected for this order."); timeline.close(); });
+    timeline.addEventListener("gone", function () { say("This order cannot be shown."); timeline.close(); });
+  }
+
+  // The operator console.
+  live("console", "console", null);
 })();
