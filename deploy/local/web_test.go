@@ -374,7 +374,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 	// PostgreSQL), and the cache panel shows the Redis errors and the
 	// breaker.
 	do("cut redis", func(p *rod.Page) {
-		p.MustElement(`button[aria-label="Cut the redis link"]`).MustClick()
+		clickAndWait(p, `button[aria-label="Cut the redis link"]`)
 		p.MustWait(`() => { const e = document.querySelector('[data-testid="link-redis"]'); return e && e.textContent === "cut"; }`)
 	})
 	for _, href := range hrefs[5:min(len(hrefs), 12)] {
@@ -393,18 +393,18 @@ func TestStorefrontInBrowser(t *testing.T) {
 	})
 	shot("console-redis-cut")
 	do("restore redis", func(p *rod.Page) {
-		p.MustElement(`button[aria-label="Restore the redis link"]`).MustClick()
+		clickAndWait(p, `button[aria-label="Restore the redis link"]`)
 		p.MustWait(`() => { const e = document.querySelector('[data-testid="link-redis"]'); return e && e.textContent === "up"; }`)
 	})
 
 	// Stop a process and start it again: the console follows it live.
 	do("stop search", func(p *rod.Page) {
-		p.MustElement(`button[aria-label="Stop search"]`).MustClick()
+		clickAndWait(p, `button[aria-label="Stop search"]`)
 		p.CancelTimeout().Timeout(30 * time.Second).MustWait(`() => { const e = document.querySelector('[data-testid="proc-search"]'); return e && e.textContent === "down"; }`)
 	})
 	shot("console-search-stopped")
 	do("start search", func(p *rod.Page) {
-		p.MustElement(`button[aria-label="Start search"]`).MustClick()
+		clickAndWait(p, `button[aria-label="Start search"]`)
 		p.CancelTimeout().Timeout(60 * time.Second).MustWait(`() => { const e = document.querySelector('[data-testid="proc-search"]'); return e && e.textContent === "ready"; }`)
 	})
 }
@@ -428,8 +428,10 @@ func buy(p *rod.Page, productURL, card string) {
 // the old page tells them apart; an evaluation that fails while the
 // documents swap is asked again.
 func clickAndWait(p *rod.Page, selector string) {
-	p.MustEval(`() => { window.__before = true }`)
-	p.MustElement(selector).MustClick()
+	p.MustElement(selector) // wait until there is one
+	// Clicked from inside the page: a live region may replace the node
+	// between finding it and clicking it from here.
+	p.MustEval(`(s) => { window.__before = true; document.querySelector(s).click(); }`, selector)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		swapped := false

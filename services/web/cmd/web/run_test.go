@@ -73,6 +73,7 @@ func TestServeWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := baseEnv(iss.URL)
+	env["WEB_PUBLIC_URL"] = "http://" + lns.Public.Addr().String() // else pages redirect to the public host name
 	cfg, err := config.Load[Config](func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)

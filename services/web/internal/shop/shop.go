@@ -84,9 +84,9 @@ type Config struct {
 	TimelinePoll time.Duration
 	TimelineMax  time.Duration
 	// PublicURL is the site's origin as browsers reach it (the sign-in's
-	// redirect URI is under it): a sign-in started under another host name
-	// (localhost for 127.0.0.1) moves there first, or its cookie would not
-	// come back with the callback.
+	// redirect URI is under it): a page asked for under another host name
+	// (localhost for 127.0.0.1) is redirected there, or the cookies set
+	// under one name would be missing under the other.
 	PublicURL string
 	// Console, when set, is the operators' plumbing console (GET
 	// /console): the sandbox's processes, links, streams and queues.
@@ -133,7 +133,9 @@ func (s *Server) Routes(mux *http.ServeMux) {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusForbidden, "This form was sent from another site", "The shop accepts forms from its own pages only. Go back to the shop and send it again.")
 	}))
-	handle := func(pattern string, h http.Handler) { mux.Handle(pattern, securityHeaders(cop.Handler(h))) }
+	handle := func(pattern string, h http.Handler) {
+		mux.Handle(pattern, s.canonicalHost(securityHeaders(cop.Handler(h))))
+	}
 	static, _ := fs.Sub(staticFS, "static")
 	handle("GET /static/", http.StripPrefix("/static/", cacheStatic(http.FileServerFS(static))))
 	handle("GET /{$}", http.HandlerFunc(s.home))
@@ -158,6 +160,26 @@ func (s *Server) Routes(mux *http.ServeMux) {
 	handle("GET /console", s.operator(s.consolePage))
 	handle("GET /console/events", s.operator(s.consoleEvents))
 	handle("POST /console/{kind}/{name}", s.operator(s.consoleAction))
+}
+
+// canonicalHost sends a page request that arrived under another host
+// name than PublicURL's (localhost for 127.0.0.1) to the same path there:
+// cookies belong to one host name, and a cart filled under one would be
+// gone after the sign-in returns under the other.
+func (s *Server) canonicalHost(h http.Handler) http.Handler {
+	pu, err := url.Parse(s.cfg.PublicURL)
+	if err != nil || pu.Host == "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && !strings.EqualFold(r.Host, pu.Host) {
+			// The host is the configured one; the request's path and query
+			// only follow it (a path of "//x" stays on that host).
+			http.Redirect(w, r, strings.TrimSuffix(s.cfg.PublicURL, "/")+r.URL.RequestURI(), http.StatusPermanentRedirect) //nolint:gosec // G710: see above
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func securityHeaders(h http.Handler) http.Handler {
@@ -262,10 +284,6 @@ func localPath(p string) string {
 }
 
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
-	if pu, err := url.Parse(s.cfg.PublicURL); err == nil && pu.Host != "" && !strings.EqualFold(pu.Host, r.Host) {
-		http.Redirect(w, r, strings.TrimSuffix(s.cfg.PublicURL, "/")+"/signin?"+url.Values{"return": {localPath(r.URL.Query().Get("return"))}}.Encode(), http.StatusSeeOther)
-		return
-	}
 	st := signInState{State: randomID(), Nonce: randomID(), Verifier: oauth2.GenerateVerifier(), Return: localPath(r.URL.Query().Get("return"))}
 	to, err := s.cfg.Flow.AuthCodeURL(r.Context(), st.State, st.Nonce, st.Verifier)
 	if err != nil {

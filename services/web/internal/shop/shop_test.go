@@ -398,3 +398,23 @@ func TestTimelineIsFinalOnlyWhenEveryStepIsIn(t *testing.T) {
 		t.Errorf("all in: final %v, waiting %v", f, w)
 	}
 }
+
+// TestPagesMoveToThePublicHostName: a page asked for under another host
+// name than WEB_PUBLIC_URL's is redirected there, path and query kept;
+// under the public one it is served.
+func TestPagesMoveToThePublicHostName(t *testing.T) {
+	t.Parallel()
+	s := &Server{cfg: Config{PublicURL: "http://127.0.0.1:8000"}}
+	h := s.canonicalHost(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	for host, want := range map[string]int{"localhost:8000": http.StatusPermanentRedirect, "127.0.0.1:8000": http.StatusTeapot} {
+		r := httptest.NewRequest(http.MethodGet, "http://"+host+"/products/p1?x=1", nil)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != want {
+			t.Errorf("GET under %s: %d, want %d", host, w.Code, want)
+		}
+		if want == http.StatusPermanentRedirect && w.Header().Get("Location") != "http://127.0.0.1:8000/products/p1?x=1" {
+			t.Errorf("GET under %s: Location %q", host, w.Header().Get("Location"))
+		}
+	}
+}
