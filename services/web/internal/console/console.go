@@ -103,7 +103,6 @@ type Queue struct {
 	Name                            string
 	Visible, InFlight, Delayed, DLQ float64
 	OldestAge                       float64
-	process                         string
 }
 
 // Cache is one cache class of catalog (near, Redis) and the CDN.
@@ -292,10 +291,10 @@ func lagMap(samples map[string][]target.Sample) LagMap {
 func queues(samples map[string][]target.Sample) []Queue {
 	by := map[string]*Queue{}
 	set := func(metric string, field func(*Queue) *float64) {
-		each(samples, metric, func(proc string, s target.Sample) {
+		each(samples, metric, func(_ string, s target.Sample) {
 			name := s.Label("queue")
 			if by[name] == nil {
-				by[name] = &Queue{Name: name, process: proc}
+				by[name] = &Queue{Name: name}
 			}
 			f := field(by[name])
 			*f = max(*f, s.Value)

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 )
@@ -40,8 +39,6 @@ type APIError struct {
 	Title   string
 	Detail  string
 	Fields  []httpkit.FieldError
-	// RetryAfter is the backend's Retry-After, when it gave one.
-	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -98,12 +95,6 @@ func (b *Backends) call(ctx context.Context, service, method, base, path, token 
 		var p httpkit.Problem
 		_ = json.Unmarshal(raw, &p)
 		e := &APIError{Service: service, Status: resp.StatusCode, Type: p.Type, Title: p.Title, Detail: p.Detail, Fields: p.Errors}
-		if s := resp.Header.Get("Retry-After"); s != "" {
-			var secs int
-			if _, err := fmt.Sscan(s, &secs); err == nil {
-				e.RetryAfter = time.Duration(secs) * time.Second
-			}
-		}
 		if resp.StatusCode >= 500 {
 			return resp.Header, &Unavailable{Service: service, Err: e}
 		}

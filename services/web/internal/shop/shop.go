@@ -14,7 +14,6 @@
 //	POST /checkout              a signed-in customer; Idempotency-Key from the form
 //	GET  /orders                signed in: the person's orders (orders decides which)
 //	GET  /orders/{id}           signed in: the order page and its timeline
-//	GET  /orders/{id}/timeline  signed in: the timeline alone (HTML fragment)
 //	GET  /orders/{id}/events    signed in: the timeline as server-sent events
 //	POST /orders/{id}/cancel    signed in: cancel (orders decides whether it may)
 //	GET  /mail/{notification}   signed in: an e-mail of one of the person's orders
@@ -150,7 +149,6 @@ func (s *Server) Routes(mux *http.ServeMux) {
 	handle("POST /checkout", s.signedIn(s.checkout))
 	handle("GET /orders", s.signedIn(s.orders))
 	handle("GET /orders/{id}", s.signedIn(s.order))
-	handle("GET /orders/{id}/timeline", s.signedIn(s.timelineFragment))
 	handle("GET /orders/{id}/events", s.signedIn(s.timelineEvents))
 	handle("POST /orders/{id}/cancel", s.signedIn(s.cancel))
 	handle("GET /mail/{id}", s.signedIn(s.mail))
@@ -248,7 +246,7 @@ func (s *Server) signedIn(h func(http.ResponseWriter, *http.Request, *user)) htt
 	return func(w http.ResponseWriter, r *http.Request) {
 		u := s.currentUser(w, r)
 		if u == nil {
-			if r.Method != http.MethodGet || strings.HasSuffix(r.URL.Path, "/events") || strings.HasSuffix(r.URL.Path, "/timeline") {
+			if r.Method != http.MethodGet || strings.HasSuffix(r.URL.Path, "/events") {
 				s.fail(w, r, http.StatusUnauthorized, "Please sign in", "Your session has ended. Sign in again and repeat what you were doing.")
 				return
 			}
@@ -379,11 +377,9 @@ type problemPage struct {
 // fail renders a readable error page (never an internal error's text).
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, heading, detail string) {
 	var u *user
-	if c, err := r.Cookie(cookieSession); err == nil && c.Value != "" {
-		var su user
-		if s.cfg.Sealer.Open(r, cookieSession, &su) == nil {
-			u = &su
-		}
+	var su user
+	if s.cfg.Sealer.Open(r, cookieSession, &su) == nil {
+		u = &su
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "2")

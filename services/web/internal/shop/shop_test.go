@@ -232,21 +232,35 @@ func TestSignedInPagesNeedAValidSession(t *testing.T) {
 		t.Errorf("a tampered session cookie: %d → %q, want a sign-in redirect", status, loc)
 	}
 	// The sign-in goes to the provider with PKCE (S256), a state and a
-	// nonce, and never returns anywhere but to this site.
+	// nonce, and never returns anywhere but to this site: the return
+	// path sealed in the sign-in cookie is checked as the callback will
+	// read it.
 	for ret, want := range map[string]string{"/orders": "/orders", "//evil.example/x": "/", "https://evil.example": "/", "/\\evil": "/"} {
-		status, loc, _ := st.do("GET", "/signin?return="+url.QueryEscape(ret), nil, nil)
+		resp, err := st.hc.Get(st.srv.URL + "/signin?return=" + url.QueryEscape(ret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		loc := resp.Header.Get("Location")
 		u, err := url.Parse(loc)
-		if err != nil || status != http.StatusSeeOther || !strings.HasPrefix(loc, st.iss.URL+"/authorize?") {
-			t.Fatalf("sign-in: %d → %q", status, loc)
+		if err != nil || resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, st.iss.URL+"/authorize?") {
+			t.Fatalf("sign-in: %d → %q", resp.StatusCode, loc)
 		}
 		q := u.Query()
-		if q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || q.Get("state") == "" || q.Get("nonce") == "" ||
+		if q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || q.Get("nonce") == "" ||
 			q.Get("client_id") != "web" || q.Get("redirect_uri") != "http://shop.test/auth/callback" {
 			t.Errorf("authorization request %v", q)
 		}
-		_ = want // the return path is sealed in the sign-in cookie; localPath decides it:
-		if got := localPath(ret); got != want {
-			t.Errorf("return %q → %q, want %q", ret, got, want)
+		callback := httptest.NewRequest(http.MethodGet, "/auth/callback", nil)
+		for _, c := range resp.Cookies() {
+			callback.AddCookie(c)
+		}
+		var si signInState
+		if err := st.sealer.Open(callback, cookieSignIn, &si); err != nil {
+			t.Fatalf("return %q: no sign-in cookie: %v", ret, err)
+		}
+		if si.Return != want || si.State != q.Get("state") || si.Nonce != q.Get("nonce") || si.Verifier == "" {
+			t.Errorf("return %q: sealed %+v (state %q), want return %q and the request's state and nonce", ret, si, q.Get("state"), want)
 		}
 	}
 }

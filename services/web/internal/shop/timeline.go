@@ -250,19 +250,6 @@ func errText(err error) string {
 	return "unavailable"
 }
 
-func (s *Server) timelineFragment(w http.ResponseWriter, r *http.Request, u *user) {
-	tl, _, err := s.buildTimeline(r.Context(), r.PathValue("id"), u)
-	if err != nil {
-		s.backendFailed(w, r, err)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	if err := s.pages["order"].ExecuteTemplate(w, "timeline", tl); err != nil {
-		s.cfg.Log.ErrorContext(r.Context(), "render timeline", "err", err)
-	}
-}
-
 // timelineEvents streams the timeline as server-sent events: an event
 // "timeline" with the rendered list whenever it changes, then "final"
 // when nothing more is expected. The backends are read every
