@@ -2,6 +2,7 @@ package target
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -137,4 +138,74 @@ func (m *Mailpit) Messages(ctx context.Context, to string) ([]Mail, error) {
 			return out, nil
 		}
 	}
+}
+
+// Mail relay modes (MailSwitch): what the mail server answers.
+const (
+	// MailAccepting takes every message.
+	MailAccepting = "accepting"
+	// MailDown answers 421 (try again later): senders retry.
+	MailDown = "down"
+	// MailRejecting answers 550 (refused for good): senders give up and
+	// dead-letter the message.
+	MailRejecting = "rejecting"
+)
+
+// MailSwitch is a Mailbox whose server can be switched down or to
+// rejecting (the SMTP sink's /api/down and /api/reject).
+type MailSwitch interface {
+	MailMode(ctx context.Context) (string, error)
+	SetMailMode(ctx context.Context, mode string) error
+}
+
+var _ MailSwitch = (*SMTPSink)(nil)
+
+// ErrNoMailSwitch is returned when the system's mailbox cannot be
+// switched (Mailpit).
+var ErrNoMailSwitch = errors.New("this mail server cannot be switched down or to rejecting")
+
+// MailMode returns the mail server's mode (MailAccepting, MailDown,
+// MailRejecting), or ErrNoMailSwitch.
+func (s *System) MailMode(ctx context.Context) (string, error) {
+	if ms, ok := s.Mail.(MailSwitch); ok {
+		return ms.MailMode(ctx)
+	}
+	return "", ErrNoMailSwitch
+}
+
+// SetMailMode switches the mail server to mode, or returns
+// ErrNoMailSwitch.
+func (s *System) SetMailMode(ctx context.Context, mode string) error {
+	if ms, ok := s.Mail.(MailSwitch); ok {
+		return ms.SetMailMode(ctx, mode)
+	}
+	return ErrNoMailSwitch
+}
+
+// MailMode implements MailSwitch.
+func (s *SMTPSink) MailMode(ctx context.Context) (string, error) {
+	var st smtpsink.Stats
+	if err := GetJSON(ctx, s.HTTP, s.URL+"/api/stats", &st); err != nil {
+		return "", fmt.Errorf("smtp sink: %w", err)
+	}
+	switch {
+	case st.Down:
+		return MailDown, nil
+	case st.Reject:
+		return MailRejecting, nil
+	}
+	return MailAccepting, nil
+}
+
+// SetMailMode implements MailSwitch.
+func (s *SMTPSink) SetMailMode(ctx context.Context, mode string) error {
+	if mode != MailAccepting && mode != MailDown && mode != MailRejecting {
+		return fmt.Errorf("smtp sink: no mode %q (%s, %s or %s)", mode, MailAccepting, MailDown, MailRejecting)
+	}
+	for _, sw := range []struct{ path, field, mode string }{{"/api/down", "down", MailDown}, {"/api/reject", "reject", MailRejecting}} {
+		if err := DoJSON(ctx, s.HTTP, http.MethodPut, s.URL+sw.path, nil, map[string]bool{sw.field: mode == sw.mode}, nil); err != nil {
+			return fmt.Errorf("smtp sink: switch to %s: %w", mode, err)
+		}
+	}
+	return nil
 }

@@ -409,6 +409,95 @@ func TestStorefrontInBrowser(t *testing.T) {
 		clickAndWait(p, `button[aria-label="Start search"]`)
 		p.CancelTimeout().Timeout(60 * time.Second).MustWait(`() => { const e = document.querySelector('[data-testid="proc-search"]'); return e && e.textContent === "ready"; }`)
 	})
+
+	// 12. A dead letter, redriven. The mail relay refuses for good (550):
+	// the e-mails of the next order are not retried but dead-lettered at
+	// once, and the order page says so. The operator finds them in the
+	// console, reads one (redacted), fixes the relay and redrives them:
+	// the customer's order page shows both e-mails sent.
+	mailMode := func(mode string) {
+		do("mail relay "+mode, func(p *rod.Page) {
+			p.MustNavigate(web + "/console").MustWaitLoad()
+			clickAndWait(p, `button[aria-label^="Mail relay: `+map[string]string{"rejecting": "Reject", "accepting": "Accept"}[mode]+`"]`)
+			p.MustWait(`(m) => { const e = document.querySelector('[data-testid="mail-mode"]'); return e && e.textContent === m; }`, mode)
+		})
+	}
+	signInAs := func(who string) {
+		do("sign in as "+who, func(p *rod.Page) {
+			p.MustNavigate(web + "/").MustWaitLoad()
+			clickAndWait(p, `form[action="/signout"] button`)
+			p.MustElement(`a[href="/signin"]`).MustClick()
+			p.MustElement(`#username`).MustInput(who)
+			p.MustElement(`#password`).MustInput(password)
+			p.MustElement(`button[type=submit]`).MustClick()
+			p.MustElement(`form[action="/signout"]`)
+		})
+	}
+	mailMode("rejecting")
+	t.Cleanup(func() { mailRelay(t, psp, false) })
+	signInAs(customer)
+	var refusedURL string
+	do("order while the relay refuses", func(p *rod.Page) {
+		buy(p, web+hrefs[5%len(hrefs)], "tok_visa")
+		p.MustElement(`[data-testid="order-status"]`)
+		refusedURL = p.MustInfo().URL
+	})
+	waitTimeline(b, "mail refused", []string{"Order paid"}, []string{"E-mail: order received", "E-mail: receipt"})
+	shot("order-mail-dead-lettered")
+	signInAs(identityapi.UserOscar)
+	refusedID := regexp.MustCompile(`/orders/([^/?]+)`).FindStringSubmatch(refusedURL)[1]
+	do("dead letters in the console", func(p *rod.Page) {
+		p.MustNavigate(web + "/console#h-dlq").MustWaitLoad()
+		p.CancelTimeout().Timeout(30*time.Second).MustWait(`(id) => [...document.querySelectorAll('table[data-testid="dlq-emails-dlq"] td.reason')]
+			.filter(e => e.textContent.includes("order=" + id)).length === 2`, refusedID)
+	})
+	shot("console-dead-letters")
+	var reason, body string
+	do("inspect a dead letter", func(p *rod.Page) {
+		href := p.MustEval(`(id) => [...document.querySelectorAll('table[data-testid="dlq-emails-dlq"] tr')]
+			.find(r => r.textContent.includes("order=" + id)).querySelector("a").getAttribute("href")`, refusedID).Str()
+		p.MustNavigate(web + href).MustWaitLoad()
+		reason = p.MustElement(`[data-testid="dlq-reason"]`).MustText()
+		body = p.MustElement(`[data-testid="dlq-body"]`).MustText()
+	})
+	if !strings.Contains(reason, "550") || strings.Contains(reason+body, customer) {
+		t.Errorf("dead letter: reason %q, body %q: want the relay's 550 and no address of the customer", reason, body)
+	}
+	shot("dead-letter")
+	audit("dead letter")
+	mailMode("accepting")
+	var flash string
+	do("redrive", func(p *rod.Page) {
+		clickAndWait(p, `button[aria-label="Redrive every dead letter in emails-dlq (notifications)"]`)
+		flash = p.MustElement(`.flash`).MustText()
+	})
+	if !strings.Contains(flash, "Redrove") {
+		t.Errorf("after the redrive the console says %q", flash)
+	}
+	shot("console-redriven")
+	signInAs(customer)
+	do("order page after the redrive", func(p *rod.Page) { p.MustNavigate(refusedURL).MustWaitLoad() })
+	waitTimeline(b, "redriven e-mails", []string{"Order paid", "E-mail: order received", "E-mail: receipt"}, nil)
+	shot("order-mail-redriven")
+}
+
+// mailRelay switches the SMTP sink's reject mode (the test switches it
+// off when it ends); psp is the provider simulator's URL, the sink's is
+// on the same port base.
+func mailRelay(t *testing.T, psp string, reject bool) {
+	t.Helper()
+	i := strings.LastIndex(psp, ":")
+	port, err := strconv.Atoi(psp[i+1:])
+	if err != nil {
+		t.Fatalf("provider URL %s: %v", psp, err)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	sink := &target.SMTPSink{URL: psp[:i+1] + strconv.Itoa(port-99+25), HTTP: hc}
+	mode := map[bool]string{true: target.MailRejecting, false: target.MailAccepting}[reject]
+	if err := sink.SetMailMode(context.Background(), mode); err != nil {
+		t.Error(err)
+	}
 }
 
 // buy puts the product at productURL into the cart and checks out with

@@ -22,6 +22,11 @@
 //     without a word), and a session already open gets 421 on its next
 //     MAIL, RCPT or DATA. Nothing is stored while down. SetDown(false)
 //     takes mail again at once.
+//   - Reject mode (SetReject, or PUT /api/reject {"reject":true}) refuses
+//     every recipient with 550 5.7.1, a permanent answer: a client gives
+//     up on the message (dead-letters it) instead of retrying, and an
+//     operator redrives it once reject mode is off. Nothing is stored
+//     while on.
 //   - Delay (SetDelay, or PUT /api/delay {"delay":"300ms"}) holds the
 //     answer to each MAIL FROM for that long, as a slow relay does. The
 //     wait comes before the message is sent, so a client killed during
@@ -40,9 +45,11 @@
 //	GET    /api/messages?to=ADDR    only messages with ADDR among the recipients (case-insensitive)
 //	GET    /api/messages/{id}/raw   the message as received (message/rfc822)
 //	DELETE /api/messages            forget every message and every count; 204
-//	GET    /api/stats               Stats: messages, distinct_message_ids, duplicates, rejected, down
+//	GET    /api/stats               Stats: messages, distinct_message_ids, duplicates, rejected, down, reject
 //	GET    /api/down                {"down": bool}
 //	PUT    /api/down                {"down": bool}; 400 problem+json when the body is not that
+//	GET    /api/reject              {"reject": bool}
+//	PUT    /api/reject              {"reject": bool}; 400 problem+json when the body is not that
 //	GET    /api/delay               {"delay": "300ms"}
 //	PUT    /api/delay               {"delay": DURATION} with 0s..1m; 400 problem+json otherwise
 //	GET    /healthz, GET /readyz    probes (answer even while down)

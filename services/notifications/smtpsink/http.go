@@ -4,18 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 )
-
-// downBody is the body of GET and PUT /api/down.
-type downBody struct {
-	// Down is a pointer so that a PUT without the field is refused.
-	Down *bool `json:"down"`
-}
 
 // delayBody is the body of GET and PUT /api/delay.
 type delayBody struct {
@@ -48,25 +43,8 @@ func (s *Sink) Handler() http.Handler {
 	mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, r, s.Stats())
 	})
-	mux.HandleFunc("GET /api/down", func(w http.ResponseWriter, r *http.Request) {
-		down := s.IsDown()
-		s.reply(w, r, downBody{Down: &down})
-	})
-	mux.HandleFunc("PUT /api/down", func(w http.ResponseWriter, r *http.Request) {
-		var b downBody
-		if err := httpkit.DecodeJSON(r, &b, 1<<10); err != nil {
-			httpkit.WriteProblem(w, problemOf(err))
-			return
-		}
-		if b.Down == nil {
-			p := httpkit.NewProblem(http.StatusBadRequest, "invalid-body", `send {"down": true} or {"down": false}`)
-			p.Errors = []httpkit.FieldError{{Field: "down", Pointer: "#/down", Message: "is required"}}
-			httpkit.WriteProblem(w, p)
-			return
-		}
-		s.SetDown(*b.Down)
-		s.reply(w, r, b)
-	})
+	s.modeSwitch(mux, "down", s.IsDown, s.SetDown)
+	s.modeSwitch(mux, "reject", s.IsRejecting, s.SetReject)
 	mux.HandleFunc("GET /api/delay", func(w http.ResponseWriter, r *http.Request) {
 		d := s.Delay().String()
 		s.reply(w, r, delayBody{Delay: &d})
@@ -85,6 +63,29 @@ func (s *Sink) Handler() http.Handler {
 		s.reply(w, r, delayBody{Delay: &d})
 	})
 	return httpkit.Chain(mux, httpkit.Recover(s.log))
+}
+
+// modeSwitch mounts GET and PUT /api/{name}, whose body is {name: bool}.
+func (s *Sink) modeSwitch(mux *http.ServeMux, name string, get func() bool, set func(bool)) {
+	mux.HandleFunc("GET /api/"+name, func(w http.ResponseWriter, r *http.Request) {
+		s.reply(w, r, map[string]bool{name: get()})
+	})
+	mux.HandleFunc("PUT /api/"+name, func(w http.ResponseWriter, r *http.Request) {
+		var b map[string]*bool
+		if err := httpkit.DecodeJSON(r, &b, 1<<10); err != nil {
+			httpkit.WriteProblem(w, problemOf(err))
+			return
+		}
+		on, ok := b[name]
+		if !ok || on == nil || len(b) != 1 {
+			p := httpkit.NewProblem(http.StatusBadRequest, "invalid-body", fmt.Sprintf(`send {%q: true} or {%q: false}`, name, name))
+			p.Errors = []httpkit.FieldError{{Field: name, Pointer: "#/" + name, Message: "is required, and is the only field"}}
+			httpkit.WriteProblem(w, p)
+			return
+		}
+		set(*on)
+		s.reply(w, r, map[string]bool{name: *on})
+	})
 }
 
 // putDelay applies a PUT /api/delay body, or says what is wrong with it.

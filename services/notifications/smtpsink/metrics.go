@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	rejects, err := registerCounterVec(reg, prometheus.CounterOpts{
 		Name: "smtpsink_rejected_total",
-		Help: "Refusals by the SMTP sink, by reason: down (421), recipient (550 for .invalid), auth.",
+		Help: "Refusals by the SMTP sink, by reason: down (421), recipient (550 for .invalid), policy (550 in reject mode), auth.",
 	}, "reason")
 	if err != nil {
 		return nil, err
@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, d := range []string{"false", "true"} {
 		messages.WithLabelValues(d)
 	}
-	for _, r := range []string{"down", "recipient", "auth"} {
+	for _, r := range []string{"down", "recipient", "policy", "auth"} {
 		rejects.WithLabelValues(r)
 	}
 	return &metrics{messages: messages, rejects: rejects}, nil

@@ -85,6 +85,8 @@ type Stats struct {
 	Rejected int `json:"rejected"`
 	// Down is the current mode.
 	Down bool `json:"down"`
+	// Reject is whether reject mode is on.
+	Reject bool `json:"reject"`
 }
 
 // Sink is the SMTP server and its store. Its methods are safe for
@@ -95,6 +97,8 @@ type Sink struct {
 	srv  *smtp.Server
 	m    *metrics
 	down atomic.Bool
+	// rejectAll answers every recipient 550 (SetReject).
+	rejectAll atomic.Bool
 	// delay holds each MAIL reply (nanoseconds); quit ends such waits at
 	// Close.
 	delay atomic.Int64
@@ -266,6 +270,20 @@ func (s *Sink) SetDown(down bool) {
 // IsDown reports whether the sink is in down mode.
 func (s *Sink) IsDown() bool { return s.down.Load() }
 
+// SetReject switches reject mode on or off: while on, every recipient is
+// refused with 550 5.7.1, a permanent answer, as a relay does whose
+// policy refuses the sender. A client must not retry it: its job goes to
+// a dead-letter queue at once, and an operator redrives it once the
+// cause is fixed (switched off). Nothing is stored while on.
+func (s *Sink) SetReject(on bool) {
+	if s.rejectAll.Swap(on) != on {
+		s.log.Info("smtp sink mode changed", "reject", on)
+	}
+}
+
+// IsRejecting reports whether reject mode is on.
+func (s *Sink) IsRejecting() bool { return s.rejectAll.Load() }
+
 // MaxDelay bounds SetDelay.
 const MaxDelay = time.Minute
 
@@ -339,7 +357,7 @@ func (s *Sink) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Stats{Messages: s.total, DistinctMessageIDs: len(s.seen), Duplicates: map[string]int{},
-		WithoutMessageID: s.noID, Rejected: s.rejected, Down: s.down.Load()}
+		WithoutMessageID: s.noID, Rejected: s.rejected, Down: s.down.Load(), Reject: s.rejectAll.Load()}
 	for id, n := range s.seen {
 		if n > 1 {
 			st.Duplicates[id] = n
@@ -382,6 +400,8 @@ func (s *Sink) store(from string, to []string, raw []byte) Message {
 }
 
 var errDown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "smtpsink is down (switched off for a test or drill); try again later"}
+
+var errRejectAll = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "relaying refused by policy (smtpsink is in reject mode for a test or drill)"}
 
 // errAuthRequired is RFC 4954's answer to MAIL before AUTH.
 var errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
@@ -517,11 +537,16 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	return nil
 }
 
-// Rcpt adds a recipient: 421 while down, 550 for the .invalid TLD.
+// Rcpt adds a recipient: 421 while down, 550 in reject mode and for the
+// .invalid TLD.
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if ss.s.down.Load() {
 		ss.s.reject("down")
 		return errDown
+	}
+	if ss.s.rejectAll.Load() {
+		ss.s.reject("policy")
+		return errRejectAll
 	}
 	if strings.HasSuffix(strings.ToLower(to), ".invalid") {
 		ss.s.reject("recipient")

@@ -332,3 +332,38 @@ func TestImplicitTLSNeedsConfig(t *testing.T) {
 		t.Fatal("ImplicitTLS without TLSConfig accepted")
 	}
 }
+
+// TestRejectModeRefusesForGood: in reject mode every recipient gets 550
+// (permanent, unlike down's 421), nothing is stored, and switched off over
+// HTTP, mail is taken again.
+func TestRejectModeRefusesForGood(t *testing.T) {
+	t.Parallel()
+	sink, api := start(t, smtpsink.Config{})
+	put := func(body string) (int, string) {
+		t.Helper()
+		return putJSON(t, api.URL+"/api/reject", body)
+	}
+	if st, b := put(`{"reject":true}`); st != http.StatusOK || !strings.Contains(b, `"reject":true`) {
+		t.Fatalf("PUT reject = %d %s", st, b)
+	}
+	if err := send(sink.Addr(), "shop@example.com", []string{"ada@example.com"}, base64Msg); code(err) != 550 {
+		t.Fatalf("send in reject mode: %v, want 550", err)
+	}
+	var state struct{ Reject bool }
+	getJSON(t, api.URL+"/api/reject", &state)
+	if st := sink.Stats(); !state.Reject || !st.Reject || st.Messages != 0 || st.Rejected != 1 {
+		t.Fatalf("in reject mode: GET says %v, stats %+v", state.Reject, st)
+	}
+	if st, b := put(`{}`); st != http.StatusBadRequest || !strings.Contains(b, `"field":"reject"`) {
+		t.Fatalf("PUT without reject = %d %s", st, b)
+	}
+	if st, _ := put(`{"reject":false}`); st != http.StatusOK || sink.IsRejecting() {
+		t.Fatalf("PUT reject false = %d, rejecting=%v", st, sink.IsRejecting())
+	}
+	if err := send(sink.Addr(), "shop@example.com", []string{"ada@example.com"}, base64Msg); err != nil {
+		t.Fatalf("after reject mode: %v", err)
+	}
+	if st := sink.Stats(); st.Messages != 1 {
+		t.Fatalf("stats after reject mode: %+v", st)
+	}
+}

@@ -174,7 +174,9 @@ func newConsole(cfg Config) *console.Console {
 	if cfg.ConsolePortBase == 0 {
 		return nil
 	}
-	sys := &target.System{Endpoints: target.LocalEndpoints(cfg.ConsolePortBase), HTTP: &http.Client{Timeout: 3 * time.Second}}
+	hc := &http.Client{Timeout: 3 * time.Second}
+	e := target.LocalEndpoints(cfg.ConsolePortBase)
+	sys := &target.System{Endpoints: e, HTTP: hc, Mail: &target.SMTPSink{URL: e.Mail, HTTP: hc}}
 	if cfg.ConsoleCtl != "" {
 		sys.Procs = &target.Ctl{Script: cfg.ConsoleCtl, Env: []string{
 			"SHOPFLOOR_PORT_BASE=" + strconv.Itoa(cfg.ConsolePortBase), "SHOPFLOOR_RUN_DIR=" + cfg.ConsoleRunDir}}

@@ -62,6 +62,21 @@ type Snapshot struct {
 	Queues    []Queue
 	Caches    []Cache
 	Provider  Provider
+	Mail      Mail
+}
+
+// Mail is the mail relay's mode (target.MailAccepting, MailDown,
+// MailRejecting).
+type Mail struct{ Mode, Err string }
+
+// MailMode is a switch of the mail relay.
+type MailMode struct{ Mode, Label, Teaches string }
+
+// MailModes are the mail relay's switches, with what each teaches.
+var MailModes = []MailMode{
+	{target.MailAccepting, "Accept mail", "The relay takes every message."},
+	{target.MailDown, "Down (421)", "Try again later: e-mails wait in their job queue and are retried with backoff; each is sent once when it is back."},
+	{target.MailRejecting, "Reject (550)", "Refused for good: retrying cannot help, so the e-mail is dead-lettered at once with its reason. Switch back and redrive it below: it is sent once."},
 }
 
 // Process is one role process and whether its admin listener says it is
@@ -161,6 +176,17 @@ func (c *Console) Read(ctx context.Context) Snapshot {
 		mu.Lock()
 		defer mu.Unlock()
 		snap.Links = links
+	})
+	wg.Go(func() {
+		m := Mail{}
+		mode, err := c.sys.MailMode(ctx)
+		if err != nil {
+			m.Err = "the mail relay cannot be switched: " + err.Error()
+		}
+		m.Mode = mode
+		mu.Lock()
+		defer mu.Unlock()
+		snap.Mail = m
 	})
 	wg.Go(func() {
 		p := c.provider(ctx)
@@ -356,6 +382,14 @@ func (c *Console) SetProvider(ctx context.Context, name string) error {
 		return fmt.Errorf("no provider preset %q", name)
 	}
 	return c.sys.SetPSPFaults(ctx, target.FaultPresets[i].Faults)
+}
+
+// SetMail switches the mail relay to mode.
+func (c *Console) SetMail(ctx context.Context, mode string) error {
+	if !slices.ContainsFunc(MailModes, func(m MailMode) bool { return m.Mode == mode }) {
+		return fmt.Errorf("no mail mode %q", mode)
+	}
+	return c.sys.SetMailMode(ctx, mode)
 }
 
 // Stoppable are the processes the console may stop and start (role

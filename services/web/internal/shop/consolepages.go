@@ -3,8 +3,10 @@ package shop
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/shopfloor/shopfloor/chaos/target"
@@ -13,8 +15,24 @@ import (
 
 // consoleData is the console page's.
 type consoleData struct {
-	Snap    console.Snapshot
-	Presets []target.FaultPreset
+	Snap        console.Snapshot
+	Presets     []target.FaultPreset
+	MailModes   []console.MailMode
+	DeadLetters []console.DeadLetterQueue
+}
+
+// readConsole reads the system and, with the operator's token, the
+// dead-letter queues, at once.
+func (s *Server) readConsole(ctx context.Context, u *user) consoleData {
+	d := consoleData{Presets: target.FaultPresets, MailModes: console.MailModes}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.DeadLetters = s.cfg.Console.DeadLetters(ctx, u.Access)
+	}()
+	d.Snap = s.cfg.Console.Read(ctx)
+	<-done
+	return d
 }
 
 // operator runs h for a signed-in operator with the console configured.
@@ -34,13 +52,13 @@ func (s *Server) operator(h func(http.ResponseWriter, *http.Request, *user)) htt
 }
 
 func (s *Server) consolePage(w http.ResponseWriter, r *http.Request, u *user) {
-	d := consoleData{Snap: s.cfg.Console.Read(r.Context()), Presets: target.FaultPresets}
+	d := s.readConsole(r.Context(), u)
 	s.render(w, r, http.StatusOK, "console", page{Title: "Plumbing console", User: u, Data: d, Flash: r.URL.Query().Get("done")})
 }
 
 // consoleEvents streams the console's live part every ConsolePoll as
 // server-sent events (event "console"), while it changes.
-func (s *Server) consoleEvents(w http.ResponseWriter, r *http.Request, _ *user) {
+func (s *Server) consoleEvents(w http.ResponseWriter, r *http.Request, u *user) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
@@ -52,7 +70,7 @@ func (s *Server) consoleEvents(w http.ResponseWriter, r *http.Request, _ *user) 
 	var last []byte
 	for {
 		var buf bytes.Buffer
-		d := consoleData{Snap: s.cfg.Console.Read(ctx), Presets: target.FaultPresets}
+		d := s.readConsole(ctx, u)
 		if err := s.pages["console"].ExecuteTemplate(&buf, "console-live", d); err != nil {
 			s.cfg.Log.ErrorContext(ctx, "render console", "err", err)
 			return
@@ -86,6 +104,10 @@ func (s *Server) consoleAction(w http.ResponseWriter, r *http.Request, u *user) 
 		name := r.PathValue("name")
 		err = s.cfg.Console.SetProvider(ctx, name)
 		done = "Provider faults: " + name + "."
+	case "mail":
+		name := r.PathValue("name")
+		err = s.cfg.Console.SetMail(ctx, name)
+		done = "The mail relay is " + name + "."
 	case "processes":
 		name, on := r.PathValue("name"), r.PostFormValue("running") == "true"
 		err = s.cfg.Console.SetProcess(ctx, name, on)
@@ -101,4 +123,59 @@ func (s *Server) consoleAction(w http.ResponseWriter, r *http.Request, u *user) 
 	}
 	s.cfg.Log.InfoContext(ctx, "console action", "operator", u.Sub, "path", r.URL.Path, "done", done)
 	http.Redirect(w, r, "/console?done="+url.QueryEscape(done), http.StatusSeeOther)
+}
+
+// deadLetterData is the dead-letter page's.
+type deadLetterData struct {
+	Service string
+	Letter  console.DeadLetter
+}
+
+// deadLetter shows one dead letter as the service's admin API gives it
+// (body redacted by the service), with a button to redrive it.
+func (s *Server) deadLetter(w http.ResponseWriter, r *http.Request, u *user) {
+	service, queue := r.PathValue("service"), r.PathValue("queue")
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		s.fail(w, r, http.StatusNotFound, "No such dead letter", "Dead letters are numbered 1, 2, 3 …; the console lists them.")
+		return
+	}
+	d, err := s.cfg.Console.DeadLetter(r.Context(), u.Access, service, queue, id)
+	switch {
+	case target.IsNotFound(err):
+		s.fail(w, r, http.StatusNotFound, "No such dead letter", "It is not in that queue: it may have been redriven or purged meanwhile.")
+		return
+	case err != nil:
+		s.cfg.Log.WarnContext(r.Context(), "read dead letter", "service", service, "queue", queue, "id", id, "err", err)
+		s.fail(w, r, http.StatusBadGateway, "The dead letter cannot be read", err.Error())
+		return
+	}
+	s.render(w, r, http.StatusOK, "deadletter", page{Title: "Dead letter " + strconv.FormatInt(id, 10), User: u, Data: deadLetterData{Service: service, Letter: d}})
+}
+
+// redrive moves one dead letter (form field id) or every one of the queue
+// (no id) back to its queue, as the CLI's redrive does (rate-bounded).
+func (s *Server) redrive(w http.ResponseWriter, r *http.Request, u *user) {
+	service, queue := r.PathValue("service"), r.PathValue("queue")
+	var ids []int64
+	if v := r.PostFormValue("id"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id < 1 {
+			s.fail(w, r, http.StatusBadRequest, "That redrive did not work", "The message id must be a whole number, as the console lists it.")
+			return
+		}
+		ids = []int64{id}
+	}
+	n, err := s.cfg.Console.Redrive(r.Context(), u.Access, service, queue, ids, false)
+	if err != nil {
+		s.cfg.Log.WarnContext(r.Context(), "redrive failed", "operator", u.Sub, "service", service, "queue", queue, "ids", ids, "err", err)
+		s.fail(w, r, http.StatusBadRequest, "That redrive did not work", err.Error())
+		return
+	}
+	done := fmt.Sprintf("Redrove %d message(s) from %s (%s): they are back in their queue, visible now.", n, queue, service)
+	if n == 0 {
+		done = fmt.Sprintf("Nothing to redrive in %s (%s): it was redriven or purged meanwhile.", queue, service)
+	}
+	s.cfg.Log.InfoContext(r.Context(), "console redrive", "operator", u.Sub, "service", service, "queue", queue, "ids", ids, "moved", n)
+	http.Redirect(w, r, "/console?done="+url.QueryEscape(done)+"#h-dlq", http.StatusSeeOther)
 }

@@ -21,7 +21,9 @@
 //	GET  /static/               anyone
 //	GET  /console               an operator: the plumbing console (when configured)
 //	GET  /console/events        an operator: its live part as server-sent events
-//	POST /console/{kind}/{name} an operator: cut/restore a link, provider faults, stop/start a process
+//	POST /console/{kind}/{name} an operator: cut/restore a link, provider faults, mail relay mode, stop/start a process
+//	GET  /console/dead-letters/{service}/{queue}/{id}  an operator: one dead letter (body redacted by its service)
+//	POST /console/dead-letters/{service}/{queue}/redrive  an operator: redrive one (form id) or all
 //
 // Every POST is refused when it comes from another origin
 // (http.CrossOriginProtection); cookies are HttpOnly and SameSite=Lax.
@@ -158,6 +160,8 @@ func (s *Server) Routes(mux *http.ServeMux) {
 	handle("GET /console", s.operator(s.consolePage))
 	handle("GET /console/events", s.operator(s.consoleEvents))
 	handle("POST /console/{kind}/{name}", s.operator(s.consoleAction))
+	handle("GET /console/dead-letters/{service}/{queue}/{id}", s.operator(s.deadLetter))
+	handle("POST /console/dead-letters/{service}/{queue}/redrive", s.operator(s.redrive))
 }
 
 // canonicalHost sends a page request that arrived under another host

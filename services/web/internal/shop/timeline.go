@@ -140,7 +140,8 @@ func (s *Server) buildTimeline(ctx context.Context, id string, u *user) (timelin
 					st.Link = "/mail/" + url.PathEscape(n.ID) + "?order=" + url.QueryEscape(id)
 				}
 			case notificationsapi.StatusFailed:
-				st.State, st.Detail = "failed", "the worker gave up: "+n.LastError
+				st.State, st.Detail = "failed", "the worker gave up: "+n.LastError+
+					". The job waits in notifications' dead-letter queue, with its reason: an operator redrives it from the console once the cause is fixed, and it is sent once."
 			default:
 				st.State = "waiting"
 				st.Detail = fmt.Sprintf("queued in the e-mail job queue (%d attempt(s) so far)", n.Attempts)
