@@ -63,6 +63,16 @@ func TestStorefrontInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// shotOf keeps a screenshot of one element of the page.
+	shotOf := func(name, selector string) {
+		t.Helper()
+		step++
+		var img []byte
+		b.do("screenshot of "+selector, func(p *rod.Page) { img = p.MustElement(selector).MustScreenshot() })
+		if err := os.WriteFile(filepath.Join(shots, fmt.Sprintf("%02d-%s.png", step, name)), img, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	do := b.do
 	text := func(sel string) string {
 		t.Helper()
@@ -394,6 +404,13 @@ func TestStorefrontInBrowser(t *testing.T) {
 		p.CancelTimeout().Timeout(60 * time.Second).MustWait(`() => [...document.querySelectorAll('[data-testid="redis-errors"]')].some(e => Number(e.textContent) > 0)`)
 	})
 	shot("console-redis-cut")
+	// The topology draws the cut link, and the CDN's and catalog's
+	// traffic of the reads above as measured throughput.
+	do("topology shows the cut", func(p *rod.Page) {
+		p.MustWait(`() => { const e = document.querySelector('line[data-edge="catalog-redis"]'); return e && e.classList.contains("edge-cut"); }`)
+		p.CancelTimeout().Timeout(30 * time.Second).MustWait(`() => /\d/.test(document.querySelector('[data-rate="web-cdn"]')?.textContent || "")`)
+	})
+	shotOf("topology-redis-cut", `svg.topology`)
 	do("restore redis", func(p *rod.Page) {
 		clickAndWait(p, `button[aria-label="Restore the redis link"]`)
 		p.MustWait(`() => { const e = document.querySelector('[data-testid="link-redis"]'); return e && e.textContent === "up"; }`)
@@ -405,6 +422,10 @@ func TestStorefrontInBrowser(t *testing.T) {
 		p.CancelTimeout().Timeout(30 * time.Second).MustWait(`() => { const e = document.querySelector('[data-testid="proc-search"]'); return e && e.textContent === "down"; }`)
 	})
 	shot("console-search-stopped")
+	do("topology shows search stopped", func(p *rod.Page) {
+		p.MustWait(`() => document.querySelector('g[data-node="search"]')?.classList.contains("state-stopped") &&
+			document.querySelector('line[data-edge="nats-search"]')?.classList.contains("edge-stopped")`)
+	})
 	do("start search", func(p *rod.Page) {
 		clickAndWait(p, `button[aria-label="Start search"]`)
 		p.CancelTimeout().Timeout(60 * time.Second).MustWait(`() => { const e = document.querySelector('[data-testid="proc-search"]'); return e && e.textContent === "ready"; }`)

@@ -44,6 +44,7 @@ type LinkInfo struct{ Name, What, Teaches string }
 type Console struct {
 	sys   *target.System
 	procs []string // processes with an admin listener, sorted
+	rates rates    // the topology's throughputs
 }
 
 // New returns a console over sys (its Endpoints.Metrics name the
@@ -63,6 +64,7 @@ type Snapshot struct {
 	Caches    []Cache
 	Provider  Provider
 	Mail      Mail
+	Topology  Topology
 }
 
 // Mail is the mail relay's mode (target.MailAccepting, MailDown,
@@ -124,8 +126,13 @@ type Queue struct {
 type Cache struct {
 	Name        string
 	Hits, Total float64
+	// Loads are reads from the source (PostgreSQL for catalog's caches,
+	// catalog for the CDN).
+	Loads       float64
 	RedisErrors float64
 	BreakerOpen bool
+	// CDN is the CDN's row (no Redis, no breaker).
+	CDN bool
 }
 
 // HitRatio is Hits/Total, 0 when nothing was read.
@@ -171,6 +178,17 @@ func (c *Console) Read(ctx context.Context) Snapshot {
 			states[name], samples[name] = state, s
 		})
 	}
+	if c.sys.CDNMetrics != "" {
+		wg.Go(func() {
+			s, err := target.Scrape(ctx, c.sys.Client(), c.sys.CDNMetrics)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			samples[cdnProc] = s
+		})
+	}
 	wg.Go(func() {
 		links := c.links(ctx)
 		mu.Lock()
@@ -199,6 +217,7 @@ func (c *Console) Read(ctx context.Context) Snapshot {
 		snap.Processes = append(snap.Processes, Process{Name: name, State: states[name]})
 	}
 	snap.Outboxes, snap.Lag, snap.Queues, snap.Caches = outboxes(samples), lagMap(samples), queues(samples), caches(samples)
+	snap.Topology = c.topology(snap.At, samples, states, snap.Links)
 	return snap
 }
 
@@ -354,13 +373,28 @@ func caches(samples map[string][]target.Sample) []Cache {
 			c.Hits += s.Value
 		}
 	})
+	each(samples, "cache_loads_total", func(proc string, s target.Sample) { get(proc, s.Label("class")).Loads += s.Value })
 	each(samples, "cache_redis_errors_total", func(proc string, s target.Sample) { get(proc, s.Label("class")).RedisErrors += s.Value })
 	each(samples, "cache_breaker_open", func(proc string, s target.Sample) {
 		if s.Value > 0 {
 			get(proc, s.Label("class")).BreakerOpen = true
 		}
 	})
-	out := make([]Cache, 0, len(by))
+	out := make([]Cache, 0, len(by)+1)
+	if cdn, ok := samples[cdnProc]; ok {
+		c := Cache{Name: "CDN (Varnish)", CDN: true}
+		for _, s := range cdn {
+			switch s.Name {
+			case "varnish_cache_hit_total":
+				c.Hits += s.Value
+				c.Total += s.Value
+			case "varnish_cache_miss_total", "varnish_cache_hitpass_total":
+				c.Total += s.Value
+				c.Loads += s.Value
+			}
+		}
+		out = append(out, c)
+	}
 	for _, k := range slices.Sorted(maps.Keys(by)) {
 		out = append(out, *by[k])
 	}
