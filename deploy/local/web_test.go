@@ -500,6 +500,37 @@ func TestStorefrontInBrowser(t *testing.T) {
 	do("order page after the redrive", func(p *rod.Page) { p.MustNavigate(refusedURL).MustWaitLoad() })
 	waitTimeline(b, "redriven e-mails", []string{"Order paid", "E-mail: order received", "E-mail: receipt"}, nil)
 	shot("order-mail-redriven")
+
+	// 13. A chaos drill from the page: redis-down with 10 s of load. Its
+	// timeline streams in, then the verdict table: every row held.
+	signInAs(identityapi.UserOscar)
+	do("run a drill", func(p *rod.Page) {
+		p.MustNavigate(web + "/console#h-drills").MustWaitLoad()
+		p.MustElement(`input[name="drill"][value="redis-down"]`).MustClick()
+		p.MustElement(`#drill-seconds`).MustSelectAllText().MustInput("10")
+		clickAndWait(p, `#run-drill`)
+		p.MustWait(`() => document.querySelector('[data-testid="drill-log"]')?.textContent.includes("redis-down: run")`)
+	})
+	shot("drill-running")
+	var violated string
+	do("drill verdicts", func(p *rod.Page) {
+		w := p.CancelTimeout().Timeout(5 * time.Minute)
+		w.MustWait(`() => document.querySelector('[data-testid="drill-run"]')?.dataset.running === "false"`)
+		violated = *w.MustElement(`[data-testid="drill-run"]`).MustAttribute("data-violated")
+		if w.MustHas(`[data-testid="drill-run"] p.error`) {
+			violated += ": " + w.MustElement(`[data-testid="drill-run"] p.error`).MustText()
+		}
+	})
+	var rows int
+	do("verdict rows", func(p *rod.Page) {
+		rows = p.MustEval(`() => document.querySelectorAll('[data-testid="verdicts"] tbody tr').length`).Int()
+	})
+	if violated != "0" || rows < 5 {
+		t.Errorf("the drill from the console: %s rows violated, %d verdict rows; want every row held", violated, rows)
+	}
+	do("scroll to the drill", func(p *rod.Page) { p.MustElement(`[data-testid="drill-run"]`).MustScrollIntoView() })
+	shotOf("drill-verdicts", `[data-testid="drill-run"]`)
+	audit("console with a drill")
 }
 
 // mailRelay switches the SMTP sink's reject mode (the test switches it

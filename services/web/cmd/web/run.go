@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -181,5 +182,15 @@ func newConsole(cfg Config) *console.Console {
 		sys.Procs = &target.Ctl{Script: cfg.ConsoleCtl, Env: []string{
 			"SHOPFLOOR_PORT_BASE=" + strconv.Itoa(cfg.ConsolePortBase), "SHOPFLOOR_RUN_DIR=" + cfg.ConsoleRunDir}}
 	}
-	return console.New(sys)
+	c := console.New(sys)
+	// Drills sign in the sandbox's synthetic customers with its demo
+	// password (identity.env of the run directory), and their checkouts
+	// may wait on a faulty system: a patient client of their own.
+	if cfg.ConsoleRunDir != "" && sys.Procs != nil {
+		if id, err := target.ReadIdentityEnv(filepath.Join(cfg.ConsoleRunDir, "identity.env")); err == nil {
+			dhc := &http.Client{Timeout: 10 * time.Second}
+			c.EnableDrills(&target.System{Endpoints: e, HTTP: dhc, Mail: &target.SMTPSink{URL: e.Mail, HTTP: dhc}, Procs: sys.Procs, Identity: id})
+		}
+	}
+	return c
 }

@@ -42,9 +42,10 @@ type LinkInfo struct{ Name, What, Teaches string }
 
 // Console reads the system.
 type Console struct {
-	sys   *target.System
-	procs []string // processes with an admin listener, sorted
-	rates rates    // the topology's throughputs
+	sys    *target.System
+	procs  []string // processes with an admin listener, sorted
+	rates  rates    // the topology's throughputs
+	drills drills   // the drill runner
 }
 
 // New returns a console over sys (its Endpoints.Metrics name the

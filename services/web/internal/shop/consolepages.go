@@ -9,22 +9,27 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/shopfloor/shopfloor/chaos/drill"
 	"github.com/shopfloor/shopfloor/chaos/target"
 	"github.com/shopfloor/shopfloor/services/web/internal/console"
 )
 
 // consoleData is the console page's.
 type consoleData struct {
-	Snap        console.Snapshot
-	Presets     []target.FaultPreset
-	MailModes   []console.MailMode
-	DeadLetters []console.DeadLetterQueue
+	Snap          console.Snapshot
+	Presets       []target.FaultPreset
+	MailModes     []console.MailMode
+	DeadLetters   []console.DeadLetterQueue
+	Drills        []drill.Drill
+	DrillsEnabled bool
+	DrillRun      *console.DrillRun
 }
 
 // readConsole reads the system and, with the operator's token, the
 // dead-letter queues, at once.
 func (s *Server) readConsole(ctx context.Context, u *user) consoleData {
-	d := consoleData{Presets: target.FaultPresets, MailModes: console.MailModes}
+	d := consoleData{Presets: target.FaultPresets, MailModes: console.MailModes, Drills: s.cfg.Console.Drills(),
+		DrillsEnabled: s.cfg.Console.DrillsEnabled(), DrillRun: s.cfg.Console.Drill()}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -108,6 +113,17 @@ func (s *Server) consoleAction(w http.ResponseWriter, r *http.Request, u *user) 
 		name := r.PathValue("name")
 		err = s.cfg.Console.SetMail(ctx, name)
 		done = "The mail relay is " + name + "."
+	case "drills":
+		name := r.PostFormValue("drill")
+		secs, perr := strconv.Atoi(r.PostFormValue("seconds"))
+		if perr != nil {
+			s.fail(w, r, http.StatusBadRequest, "That drill did not start", "The load's duration is a whole number of seconds, 10 to 120.")
+			return
+		}
+		// The drill outlives this request (the page follows it live);
+		// RunDrill bounds it.
+		err = s.cfg.Console.RunDrill(context.WithoutCancel(ctx), name, time.Duration(secs)*time.Second, u.Sub)
+		done = "Started the " + name + " drill: its timeline and verdicts appear below as it runs."
 	case "processes":
 		name, on := r.PathValue("name"), r.PostFormValue("running") == "true"
 		err = s.cfg.Console.SetProcess(ctx, name, on)
@@ -122,7 +138,7 @@ func (s *Server) consoleAction(w http.ResponseWriter, r *http.Request, u *user) 
 		return
 	}
 	s.cfg.Log.InfoContext(ctx, "console action", "operator", u.Sub, "path", r.URL.Path, "done", done)
-	http.Redirect(w, r, "/console?done="+url.QueryEscape(done), http.StatusSeeOther)
+	http.Redirect(w, r, "/console?done="+url.QueryEscape(done)+map[bool]string{true: "#h-drill-run"}[r.PathValue("kind") == "drills"], http.StatusSeeOther)
 }
 
 // deadLetterData is the dead-letter page's.
