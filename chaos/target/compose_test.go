@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/cli"
@@ -55,6 +56,7 @@ func TestComposeOverridePublishesEveryEndpoint(t *testing.T) {
 		e.CDN: "varnish:80", e.Catalog: "catalog:8081", e.CatalogAdmin: "catalog:9081", e.Orders: "orders:8082", e.Payments: "payments:8083",
 		e.Notifications: "notifications:8084", e.Search: "search:8085", e.PSP: "psp-sim:8099", e.Mail: "mailpit:8025",
 		e.Toxiproxy: "toxiproxy:8474", e.NATSMonitor: "nats:8222", e.CDNMetrics: "varnish-exporter:9131",
+		"http" + strings.TrimPrefix(e.NATS, "nats"): "nats:4222",
 	}
 	// The admin listener of each binary (ADMIN_ADDR in compose.yaml).
 	containerPort := map[string]string{"catalog": "9081", "orders": "9082", "payments": "9083", "notifications": "9084", "search": "9085"}

@@ -43,6 +43,7 @@ type Endpoints struct {
 	Mail          string // SMTP sink (/api/messages) or Mailpit (/api/v1/...)
 	Toxiproxy     string // Toxiproxy's HTTP API
 	NATSMonitor   string // nats-server's monitoring port (/jsz)
+	NATS          string // nats-server's client URL, directly (not through Toxiproxy)
 	CDNMetrics    string // the CDN's exporter (/metrics: varnish_cache_hit_total …)
 	// Metrics maps each role process (ctl.sh / compose service name) to
 	// the base URL of its admin listener, which serves its /metrics. The
@@ -60,6 +61,7 @@ func LocalEndpoints(base int) Endpoints {
 	return Endpoints{
 		CDN: u(80), Catalog: u(81), CatalogAdmin: admin(81), Orders: u(82), Payments: u(83), Notifications: u(84), Search: u(85),
 		PSP: u(99), Mail: u(25), Toxiproxy: u(474), NATSMonitor: u(6223), CDNMetrics: u(131),
+		NATS: "nats://127.0.0.1:" + strconv.Itoa(base+6222),
 		Metrics: map[string]string{
 			"catalog":              admin(81),
 			"catalog-worker":       admin(181),

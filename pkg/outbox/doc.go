@@ -58,8 +58,14 @@
 //
 // # Schema
 //
-// Include Schema in one of the service's own migrations (see the package
-// example). The table is the service's: no other service reads it.
+// Include Schema and then PositionSchema in the service's own migrations
+// (see the package example). The table is the service's: no other service
+// reads it. When it marks rows published, the relay records where the
+// broker stored each one (published_partition, published_sequence, from
+// the Sink's Published answers), so that Events can tell an aggregate's
+// history: each event, when it was committed and published, and the
+// stream position to find it at (orders' GET /v1/orders/{id}/events, the
+// shop's order timeline).
 //
 // # Metrics
 //

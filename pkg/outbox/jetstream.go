@@ -18,8 +18,8 @@ var _ Sink = StreamSink{}
 
 // PublishAll implements Sink: per stream, one asynchronous batch, then
 // every acknowledgement.
-func (s StreamSink) PublishAll(ctx context.Context, msgs []Message) []error {
-	errs := make([]error, len(msgs))
+func (s StreamSink) PublishAll(ctx context.Context, msgs []Message) []Published {
+	out := make([]Published, len(msgs))
 	byStream := map[string][]int{}
 	for i, m := range msgs {
 		byStream[m.Stream] = append(byStream[m.Stream], i)
@@ -28,7 +28,7 @@ func (s StreamSink) PublishAll(ctx context.Context, msgs []Message) []error {
 		pub := s[name]
 		if pub == nil {
 			for _, i := range idx {
-				errs[i] = fmt.Errorf("outbox: no publisher for stream %q", name)
+				out[i].Err = fmt.Errorf("outbox: no publisher for stream %q", name)
 			}
 			continue
 		}
@@ -38,8 +38,8 @@ func (s StreamSink) PublishAll(ctx context.Context, msgs []Message) []error {
 			batch[j] = stream.Message{ID: m.ID, Key: m.Key, Payload: m.Payload, Headers: m.Headers}
 		}
 		for j, r := range pub.PublishAsync(ctx, batch) {
-			errs[idx[j]] = r.Err
+			out[idx[j]] = Published{Partition: r.Ack.Partition, Sequence: r.Ack.Sequence, Err: r.Err}
 		}
 	}
-	return errs
+	return out
 }

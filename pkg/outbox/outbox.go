@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -39,6 +40,17 @@ CREATE TABLE outbox (
 -- here: it is a UUIDv7, and duplicates are the broker's and the inbox's
 -- business downstream.
 CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+`
+
+// PositionSchema adds where each row went (published_partition,
+// published_sequence, recorded by the relay) and an index to find an
+// aggregate's rows by key (Events). Put it in a migration after Schema;
+// services created before it existed add it as their next migration.
+const PositionSchema = `
+ALTER TABLE outbox ADD COLUMN published_partition int, ADD COLUMN published_sequence bigint;
+-- An aggregate's events (Events: an order's timeline). The relay's UPDATE
+-- does not touch key, so marking rows published stays a HOT update.
+CREATE INDEX outbox_key ON outbox (key);
 `
 
 // NotifyChannel is the LISTEN/NOTIFY channel Publish signals on commit, so
@@ -131,4 +143,50 @@ func (o *Outbox) Publish(ctx context.Context, tx pgx.Tx, evs ...events.Envelope)
 		return fmt.Errorf("outbox: %w", err)
 	}
 	return nil
+}
+
+// Record is one outbox row as an aggregate's history shows it.
+type Record struct {
+	EventID, Stream, Key, Type string
+	CreatedAt                  time.Time
+	// PublishedAt is nil while the row waits for the relay; Partition and
+	// Sequence say where the broker stored it (nil when it did not say, or
+	// for rows published before PositionSchema).
+	PublishedAt *time.Time
+	Partition   *int
+	Sequence    *int64
+	// Attempts and LastError are the relay's failed publishes of the row.
+	Attempts  int
+	LastError string
+	// TraceParent is the W3C trace context the event carries (empty when
+	// none was injected).
+	TraceParent string
+}
+
+// Querier runs a query (a pool, a connection or a transaction).
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// Events returns up to limit rows of key (an aggregate's events: an
+// order's), oldest first, from the table PositionSchema indexes by key.
+// Rows older than the relay's Retention are gone.
+func Events(ctx context.Context, q Querier, key string, limit int) ([]Record, error) {
+	rows, err := q.Query(ctx, `
+		SELECT event_id, stream, key, event_type, created_at, published_at, published_partition, published_sequence,
+			attempts, coalesce(last_error, ''), coalesce(headers->>'traceparent', '')
+		FROM outbox WHERE key = $1 ORDER BY id LIMIT $2`, key, limit)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: events of %s: %w", key, err)
+	}
+	recs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Record, error) {
+		var rec Record
+		err := r.Scan(&rec.EventID, &rec.Stream, &rec.Key, &rec.Type, &rec.CreatedAt, &rec.PublishedAt, &rec.Partition, &rec.Sequence,
+			&rec.Attempts, &rec.LastError, &rec.TraceParent)
+		return rec, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: events of %s: %w", key, err)
+	}
+	return recs, nil
 }

@@ -29,12 +29,22 @@ type Message struct {
 	Headers     map[string]string
 }
 
-// Sink publishes messages to the broker. PublishAll returns one error per
-// message, in order: nil when the broker acknowledged (stored) it. It may
-// publish the messages concurrently; the relay never passes two messages
-// with the same key in one call.
+// Sink publishes messages to the broker. PublishAll returns one result
+// per message, in order: Err nil when the broker acknowledged (stored) it,
+// with where it went. It may publish the messages concurrently; the relay
+// never passes two messages with the same key in one call.
 type Sink interface {
-	PublishAll(ctx context.Context, msgs []Message) []error
+	PublishAll(ctx context.Context, msgs []Message) []Published
+}
+
+// Published is the broker's answer for one message. The relay records
+// Partition and Sequence on the row (published_partition,
+// published_sequence: PositionSchema), so that a row can be found in the
+// stream; Sequence 0 means the broker did not say (recorded as NULL).
+type Published struct {
+	Partition int
+	Sequence  uint64
+	Err       error
 }
 
 // RelayConfig tunes a Relay. Zero values take the defaults.
@@ -210,7 +220,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			// terminated backend): lead again with new connections.
 			return fmt.Errorf("reader connection: %w", err)
 		}
-		var acked []int64
+		var acked []position
 		if err == nil && len(batch) > 0 {
 			if len(batch) == r.cfg.BatchSize {
 				// More rows are waiting: read them while this batch is
@@ -287,19 +297,33 @@ type mark struct {
 	err  error
 }
 
-// markPublished starts marking ids published. It uses a context that
-// survives shutdown: the broker has the messages, so recording that is
-// cheap and avoids re-publishing them.
-func (r *Relay) markPublished(ctx context.Context, ids []int64) *mark {
-	if len(ids) == 0 {
+// position is where the broker stored an outbox row's message.
+type position struct {
+	id        int64
+	partition int
+	sequence  uint64
+}
+
+// markPublished starts marking rows published, with where each went. It
+// uses a context that survives shutdown: the broker has the messages, so
+// recording that is cheap and avoids re-publishing them. The UPDATE
+// touches no indexed column (a HOT update where the page has room).
+func (r *Relay) markPublished(ctx context.Context, acked []position) *mark {
+	if len(acked) == 0 {
 		return nil
+	}
+	ids, parts, seqs := make([]int64, len(acked)), make([]int32, len(acked)), make([]int64, len(acked))
+	for i, a := range acked {
+		ids[i], parts[i], seqs[i] = a.id, int32(a.partition), int64(a.sequence)
 	}
 	m := &mark{ids: ids, done: make(chan struct{})}
 	go func() {
 		defer close(m.done)
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if _, err := r.pool.Exec(mctx, `UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)`, ids); err != nil {
+		if _, err := r.pool.Exec(mctx, `
+			UPDATE outbox o SET published_at = clock_timestamp(), published_partition = v.p, published_sequence = nullif(v.s, 0)
+			FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS v(id, p, s) WHERE o.id = v.id`, ids, parts, seqs); err != nil {
 			m.err = fmt.Errorf("mark %d rows published: %w", len(ids), err)
 			return
 		}
@@ -420,10 +444,10 @@ func ids(batch []row) []int64 {
 // publishBatch publishes batch and returns the ids the broker
 // acknowledged, for the caller to mark published. It returns an error when
 // any row failed to publish.
-func (r *Relay) publishBatch(ctx context.Context, batch []row) ([]int64, error) {
+func (r *Relay) publishBatch(ctx context.Context, batch []row) ([]position, error) {
 	// Rounds: the r-th row of every key. A key whose row failed drops out.
 	var (
-		acked  []int64
+		acked  []position
 		failed = map[string]bool{}
 		errs   []error
 		next   = map[string]int{} // key → index of its next row in queue
@@ -454,13 +478,13 @@ func (r *Relay) publishBatch(ctx context.Context, batch []row) ([]int64, error) 
 		}
 		results := r.sink.PublishAll(ctx, msgs)
 		for j, i := range idx {
-			if j < len(results) && results[j] == nil {
-				acked = append(acked, batch[i].id)
+			if j < len(results) && results[j].Err == nil {
+				acked = append(acked, position{id: batch[i].id, partition: results[j].Partition, sequence: results[j].Sequence})
 				continue
 			}
 			perr := errors.New("sink returned no result")
 			if j < len(results) {
-				perr = results[j]
+				perr = results[j].Err
 			}
 			failed[batch[i].msg.Key] = true
 			errs = append(errs, fmt.Errorf("event %s: %w", batch[i].msg.ID, perr))

@@ -16,6 +16,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/backoff"
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
+	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
 
@@ -112,17 +113,17 @@ type crashingSink struct {
 	crashes int
 }
 
-func (s *crashingSink) PublishAll(ctx context.Context, msgs []outbox.Message) []error {
-	errs := s.Sink.PublishAll(ctx, msgs)
+func (s *crashingSink) PublishAll(ctx context.Context, msgs []outbox.Message) []outbox.Published {
+	res := s.Sink.PublishAll(ctx, msgs)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.crashes > 0 {
 		s.crashes--
-		for i := range errs {
-			errs[i] = errors.New("relay crashed before marking")
+		for i := range res {
+			res[i] = outbox.Published{Err: errors.New("relay crashed before marking")}
 		}
 	}
-	return errs
+	return res
 }
 
 // TestRelayCrashAfterPublishDuplicatesAreDropped: rows published but not
@@ -311,7 +312,7 @@ type countingSink struct {
 	n  map[string]int
 }
 
-func (s *countingSink) PublishAll(ctx context.Context, msgs []outbox.Message) []error {
+func (s *countingSink) PublishAll(ctx context.Context, msgs []outbox.Message) []outbox.Published {
 	s.mu.Lock()
 	for _, m := range msgs {
 		s.n[m.ID]++
@@ -357,7 +358,7 @@ type flakyKeySink struct {
 	failed bool
 }
 
-func (s *flakyKeySink) PublishAll(ctx context.Context, msgs []outbox.Message) []error {
+func (s *flakyKeySink) PublishAll(ctx context.Context, msgs []outbox.Message) []outbox.Published {
 	s.mu.Lock()
 	fail := -1
 	if !s.failed {
@@ -373,8 +374,8 @@ func (s *flakyKeySink) PublishAll(ctx context.Context, msgs []outbox.Message) []
 		return s.Sink.PublishAll(ctx, msgs)
 	}
 	rest := append(append([]outbox.Message{}, msgs[:fail]...), msgs[fail+1:]...)
-	errs := s.Sink.PublishAll(ctx, rest)
-	return append(append(append([]error{}, errs[:fail]...), errors.New("broker refused")), errs[fail:]...)
+	res := s.Sink.PublishAll(ctx, rest)
+	return append(append(append([]outbox.Published{}, res[:fail]...), outbox.Published{Err: errors.New("broker refused")}), res[fail:]...)
 }
 
 // TestRelayFailedKeyKeepsOrderAcrossReadAhead: while a full batch is
@@ -429,4 +430,53 @@ func TestRelayReaderConnectionLost(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRelayRecordsWhereEachRowWent: once published, each row knows its
+// partition and stream sequence, and the message at that sequence is
+// that row's event on that partition's subject (the order timeline's
+// "published" step reads this through Events, oldest first).
+func TestRelayRecordsWhereEachRowWent(t *testing.T) {
+	t.Parallel()
+	nt := testinfra.NATS(t)
+	b := setup(t, nt.JS, nt.Name("OUT"))
+	sent := map[string][]events.Envelope{}
+	for i := range 12 {
+		k := "key-" + strconv.Itoa(i%3)
+		sent[k] = append(sent[k], b.emit(t, k, nil))
+	}
+	ctx := context.Background()
+	// Before the relay: waiting, no position.
+	recs, err := outbox.Events(ctx, b.db.Pool, "key-0", 10)
+	if err != nil || len(recs) != 4 || recs[0].PublishedAt != nil || recs[0].Partition != nil || recs[0].Sequence != nil {
+		t.Fatalf("before the relay: %+v, %v", recs, err)
+	}
+	runRelay(t, newRelay(t, b, b.sink(), fast))
+	testinfra.Eventually(t, 30*time.Second, drained(t, b))
+	st, err := b.js.Stream(ctx, b.stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, evs := range sent {
+		recs, err := outbox.Events(ctx, b.db.Pool, k, 10)
+		if err != nil || len(recs) != len(evs) {
+			t.Fatalf("%s: %d records, %v; want %d", k, len(recs), err, len(evs))
+		}
+		for i, rec := range recs {
+			if rec.EventID != evs[i].ID || rec.Type != "widget.changed" || rec.PublishedAt == nil || rec.Partition == nil || rec.Sequence == nil {
+				t.Fatalf("%s #%d: %+v, want event %s published with its position", k, i, rec, evs[i].ID)
+			}
+			msg, err := st.GetMsg(ctx, uint64(*rec.Sequence))
+			if err != nil {
+				t.Fatalf("%s #%d: sequence %d: %v", k, i, *rec.Sequence, err)
+			}
+			if msg.Header.Get(jetstream.MsgIDHeader) != rec.EventID || msg.Subject != stream.Subject(b.stream, *rec.Partition) {
+				t.Errorf("%s #%d: sequence %d holds %s on %s, want %s on %s", k, i, *rec.Sequence,
+					msg.Header.Get(jetstream.MsgIDHeader), msg.Subject, rec.EventID, stream.Subject(b.stream, *rec.Partition))
+			}
+			if *rec.Partition != stream.Partition(k, 4) {
+				t.Errorf("%s #%d: partition %d, want the key's %d", k, i, *rec.Partition, stream.Partition(k, 4))
+			}
+		}
+	}
 }

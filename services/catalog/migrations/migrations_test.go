@@ -13,4 +13,5 @@ import (
 func TestMigrationCarriesTheOutboxSchema(t *testing.T) {
 	t.Parallel()
 	testinfra.CarriesSchemas(t, migrations.FS, "00001_catalog.sql", map[string]string{"outbox.Schema": outbox.Schema})
+	testinfra.CarriesSchemas(t, migrations.FS, "00002_outbox_position.sql", map[string]string{"outbox.PositionSchema": outbox.PositionSchema})
 }

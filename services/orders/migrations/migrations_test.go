@@ -16,4 +16,5 @@ import (
 func TestMigrationCarriesTheBlocksSchemas(t *testing.T) {
 	t.Parallel()
 	testinfra.CarriesSchemas(t, migrations.FS, "00001_orders.sql", map[string]string{"outbox.Schema": outbox.Schema, "idempotency.Schema": idempotency.Schema, "stream.InboxSchema": stream.InboxSchema})
+	testinfra.CarriesSchemas(t, migrations.FS, "00002_outbox_position.sql", map[string]string{"outbox.PositionSchema": outbox.PositionSchema})
 }

@@ -107,6 +107,32 @@ type OrderList struct {
 	NextPageToken string  `json:"next_page_token,omitempty"`
 }
 
+// OrderEvent is one event the order's changes wrote to orders' outbox (in
+// the same transaction as the change), and where the relay published it.
+type OrderEvent struct {
+	EventID   string    `json:"event_id"`
+	Type      string    `json:"type"`
+	Stream    string    `json:"stream"`
+	CreatedAt time.Time `json:"created_at"`
+	// PublishedAt is absent while the event waits in the outbox;
+	// Partition and Sequence say where the broker stored it.
+	PublishedAt *time.Time `json:"published_at,omitempty"`
+	Partition   *int       `json:"partition,omitempty"`
+	Sequence    *int64     `json:"sequence,omitempty"`
+	// PublishAttempts counts the relay's failed publishes; LastError is
+	// the last one's (operators only).
+	PublishAttempts int    `json:"publish_attempts"`
+	LastError       string `json:"last_error,omitempty"`
+	// TraceID is the trace the event belongs to (W3C trace context).
+	TraceID string `json:"trace_id,omitempty"`
+}
+
+// OrderEventList is an order's events, oldest first (the outbox keeps
+// published events for the relay's retention, 72 h by default).
+type OrderEventList struct {
+	Events []OrderEvent `json:"events"`
+}
+
 // OrderPlaced is the payload of order.placed: everything payments needs to
 // charge and notifications needs to write, so neither calls orders back.
 type OrderPlaced struct {

@@ -38,6 +38,9 @@ func TestWhoMayCallEachRoute(t *testing.T) {
 		{"get", func(t *testing.T, authz, id string) resp {
 			return b.do(t, "GET", "/v1/orders/"+id, nil, as(authz, nil))
 		}, map[string]int{authtest.Owner: 200, authtest.OtherCustomer: 404, authtest.Operator: 200, authtest.Service: 403}},
+		{"events", func(t *testing.T, authz, id string) resp {
+			return b.do(t, "GET", "/v1/orders/"+id+"/events", nil, as(authz, nil))
+		}, map[string]int{authtest.Owner: 200, authtest.OtherCustomer: 404, authtest.Operator: 200, authtest.Service: 403}},
 		{"list", func(t *testing.T, authz, _ string) resp {
 			return b.do(t, "GET", "/v1/orders?customer_id=cust-42", nil, as(authz, nil))
 		}, map[string]int{authtest.Owner: 200, authtest.OtherCustomer: 403, authtest.Operator: 200, authtest.Service: 403}},

@@ -42,6 +42,8 @@ const (
 //	POST /v1/orders/{id}/cancel  the order's customer, or an operator
 //	GET  /v1/orders/{id}         the order's customer, or an operator
 //	GET  /v1/orders              a customer (their own orders), or an operator
+//	GET  /v1/orders/{id}/events  the order's customer, or an operator: its outbox events
+//	                             and where each was published (the order page's timeline)
 //
 // Another customer's order answers 404, as if it did not exist.
 func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store, authz *auth.Verifier, log *slog.Logger) {
@@ -58,6 +60,8 @@ func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store,
 		httpkit.NewKitServer(cancelOrder(svc, store), decodeCancel(store), replay, log, enc)))
 	mux.Handle("GET /v1/orders/{id}", authz.Handle(ownerOrOperator,
 		httpkit.NewKitServer(getOrder(svc), decodeGet, encodeVersioned, log, enc)))
+	mux.Handle("GET /v1/orders/{id}/events", authz.Handle(ownerOrOperator,
+		httpkit.NewKitServer(orderEvents(svc), decodeGet, encodePrivate, log, enc)))
 	mux.Handle("GET /v1/orders", authz.Handle(ownerOrOperator,
 		httpkit.NewKitServer(listOrders(svc), decodeList, encodePrivate, log, enc)))
 }
@@ -247,18 +251,62 @@ func decodeGet(ctx context.Context, r *http.Request) (any, error) {
 
 func getOrder(svc *ordersvc.Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
-		r := req.(getRequest)
-		o, err := svc.Get(ctx, r.id)
+		o, err := ownedOrder(ctx, svc, req.(getRequest))
 		if err != nil {
 			return nil, err
 		}
-		if r.owner != "" && o.CustomerID != r.owner {
-			// Someone else's order is answered exactly like a missing one:
-			// no existence oracle.
-			return nil, order.ErrNotFound
-		}
 		return o.API(), nil
 	}
+}
+
+// ownedOrder reads the order r names, if r's caller may see it.
+func ownedOrder(ctx context.Context, svc *ordersvc.Service, r getRequest) (order.Order, error) {
+	o, err := svc.Get(ctx, r.id)
+	if err != nil {
+		return order.Order{}, err
+	}
+	if r.owner != "" && o.CustomerID != r.owner {
+		// Someone else's order is answered exactly like a missing one:
+		// no existence oracle.
+		return order.Order{}, order.ErrNotFound
+	}
+	return o, nil
+}
+
+// orderEvents answers the order's outbox events; like getOrder, someone
+// else's order is not found. The relay's last error is for operators.
+func orderEvents(svc *ordersvc.Service) endpoint.Endpoint {
+	return func(ctx context.Context, req any) (any, error) {
+		r := req.(getRequest)
+		if _, err := ownedOrder(ctx, svc, r); err != nil {
+			return nil, err
+		}
+		recs, err := svc.Events(ctx, r.id)
+		if err != nil {
+			return nil, err
+		}
+		out := ordersapi.OrderEventList{Events: make([]ordersapi.OrderEvent, len(recs))}
+		for i, rec := range recs {
+			e := ordersapi.OrderEvent{EventID: rec.EventID, Type: rec.Type, Stream: rec.Stream, CreatedAt: rec.CreatedAt,
+				PublishedAt: rec.PublishedAt, Partition: rec.Partition, Sequence: rec.Sequence, PublishAttempts: rec.Attempts,
+				TraceID: traceID(rec.TraceParent)}
+			if r.owner == "" {
+				e.LastError = rec.LastError
+			}
+			out.Events[i] = e
+		}
+		return out, nil
+	}
+}
+
+// traceID is the trace id of a W3C traceparent ("00-<trace id>-<span
+// id>-<flags>"), or "".
+func traceID(traceparent string) string {
+	parts := strings.Split(traceparent, "-")
+	if len(parts) != 4 || len(parts[1]) != 32 || strings.Trim(parts[1], "0") == "" {
+		return ""
+	}
+	return parts[1]
 }
 
 type listRequest struct {

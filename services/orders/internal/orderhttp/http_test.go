@@ -516,3 +516,47 @@ func TestListByCustomer(t *testing.T) {
 		t.Errorf("operator without customer_id = %d", r.status)
 	}
 }
+
+// TestOrderEventsShowTheOutbox: an order's events are its outbox rows,
+// oldest first, with the trace id each carries; unpublished, they have no
+// position; once the relay (here: an UPDATE as the relay makes it) records
+// where each went, the answer says so. The relay's last error is shown to
+// operators only.
+func TestOrderEventsShowTheOutbox(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o := b.place(t, "events-1")
+	if r := b.do(t, "POST", "/v1/orders/"+o.ID+"/cancel", nil, key("events-cancel")); r.status != http.StatusOK {
+		t.Fatalf("cancel = %d %s", r.status, r.body)
+	}
+	ctx := context.Background()
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE outbox SET headers = headers || '{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}',
+		attempts = 2, last_error = 'nats: timeout' WHERE key = $1`, o.ID); err != nil {
+		t.Fatal(err)
+	}
+	events := func(who string) ordersapi.OrderEventList {
+		t.Helper()
+		r := b.do(t, "GET", "/v1/orders/"+o.ID+"/events", nil, map[string]string{"Authorization": b.callers[who]})
+		if r.status != http.StatusOK || r.header.Get("Cache-Control") == "" {
+			t.Fatalf("events as %s = %d %v %s", who, r.status, r.header, r.body)
+		}
+		return decode[ordersapi.OrderEventList](t, r)
+	}
+	l := events(authtest.Owner)
+	if len(l.Events) != 2 || l.Events[0].Type != ordersapi.EventOrderPlaced || l.Events[1].Type != ordersapi.EventOrderCancelled {
+		t.Fatalf("events = %+v, want order.placed then order.cancelled", l.Events)
+	}
+	for _, e := range l.Events {
+		if e.Stream != ordersapi.Stream || e.PublishedAt != nil || e.Partition != nil || e.Sequence != nil ||
+			e.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" || e.PublishAttempts != 2 || e.LastError != "" {
+			t.Errorf("unpublished event as the owner: %+v", e)
+		}
+	}
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE outbox SET published_at = now(), published_partition = 5, published_sequence = 1234 WHERE key = $1`, o.ID); err != nil {
+		t.Fatal(err)
+	}
+	l = events(authtest.Operator)
+	if e := l.Events[0]; e.PublishedAt == nil || e.Partition == nil || *e.Partition != 5 || e.Sequence == nil || *e.Sequence != 1234 || e.LastError != "nats: timeout" {
+		t.Errorf("published event as an operator: %+v", e)
+	}
+}

@@ -182,6 +182,12 @@ func (s *Service) Get(ctx context.Context, id string) (order.Order, error) {
 	return orderpg.Get(ctx, s.pool, id, false)
 }
 
+// Events returns the outbox rows of order id (its events and where each
+// was published), oldest first.
+func (s *Service) Events(ctx context.Context, id string) ([]outbox.Record, error) {
+	return outbox.Events(ctx, s.pool, id, 100)
+}
+
 // List reads a page of a customer's orders, newest first. pageToken is the
 // previous page's NextPageToken (empty for the first page).
 func (s *Service) List(ctx context.Context, customerID, pageToken string, limit int) ([]order.Order, string, error) {

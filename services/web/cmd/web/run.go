@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shopfloor/shopfloor/chaos/target"
 
@@ -56,6 +60,10 @@ type Config struct {
 	// MailURL is the sandbox SMTP sink's HTTP API (smtp-sink): set, the
 	// order page links each e-mail to its text.
 	MailURL string `env:"MAIL_URL"`
+	// TraceURL, when set, links each trace id on the order page to the
+	// trace viewer: "{trace_id}" in it is replaced (compose's
+	// observability profile: Grafana's Explore on Tempo).
+	TraceURL string `env:"WEB_TRACE_URL"`
 	// Currency of the shop's prices and orders.
 	Currency string `env:"WEB_CURRENCY" envDefault:"EUR"`
 	// ConsolePortBase, when set, turns on the operators' plumbing console
@@ -89,6 +97,12 @@ func (c Config) Validate() []error {
 		}
 		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("%s: must be an http(s) URL (got %q)", name, v))
+		}
+	}
+	if c.TraceURL != "" {
+		if u, err := url.Parse(strings.ReplaceAll(c.TraceURL, "{trace_id}", "x")); err != nil || (u.Scheme != "http" && u.Scheme != "https") ||
+			u.Host == "" || !strings.Contains(c.TraceURL, "{trace_id}") {
+			errs = append(errs, fmt.Errorf("WEB_TRACE_URL: must be an http(s) URL with {trace_id} in it (got %q)", c.TraceURL))
 		}
 	}
 	if c.ConsolePortBase < 0 || c.ConsolePortBase > 60000 {
@@ -149,12 +163,14 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 	if err != nil {
 		return errors.Join(err, lns.Close())
 	}
+	cons, closeConsole := newConsole(cfg, rt.Log)
+	defer closeConsole()
 	srv, err := shop.New(shop.Config{
 		Backends: &shop.Backends{Catalog: cfg.CatalogURL, Orders: cfg.OrdersURL, Payments: cfg.PaymentsURL,
-			Notifications: cfg.NotificationsURL, Search: cfg.SearchURL, Mail: cfg.MailURL,
+			Notifications: cfg.NotificationsURL, Search: cfg.SearchURL, Mail: cfg.MailURL, TraceURL: cfg.TraceURL,
 			HC: &http.Client{Timeout: cfg.BackendTimeout, Transport: rt.Tel.HTTPTransport(nil)}},
 		Flow: flow, Verifier: verifier, Sealer: sealer, Currency: cfg.Currency, PublicURL: publicURL, Log: rt.Log,
-		Console: newConsole(cfg),
+		Console: cons,
 	})
 	if err != nil {
 		return errors.Join(err, lns.Close())
@@ -170,10 +186,11 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 	return rt.ServeMuxes(ctx, cfg.HTTP, lns, service.Muxes{Public: site, Admin: mux.Admin}, health)
 }
 
-// newConsole is the plumbing console of the sandbox cfg names, or nil.
-func newConsole(cfg Config) *console.Console {
+// newConsole is the plumbing console of the sandbox cfg names, or nil,
+// and what closes its connections.
+func newConsole(cfg Config, log *slog.Logger) (*console.Console, func()) {
 	if cfg.ConsolePortBase == 0 {
-		return nil
+		return nil, func() {}
 	}
 	hc := &http.Client{Timeout: 3 * time.Second}
 	e := target.LocalEndpoints(cfg.ConsolePortBase)
@@ -192,5 +209,20 @@ func newConsole(cfg Config) *console.Console {
 			c.EnableDrills(&target.System{Endpoints: e, HTTP: dhc, Mail: &target.SMTPSink{URL: e.Mail, HTTP: dhc}, Procs: sys.Procs, Identity: id})
 		}
 	}
-	return c
+	// Stream dead letters: straight to NATS, not through its Toxiproxy
+	// link (a cut link must not blind the console); it connects in the
+	// background and keeps reconnecting.
+	nc, err := nats.Connect(e.NATS, nats.Name("web console"), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
+	if err != nil {
+		log.Warn("console: no NATS connection; stream dead letters are not shown", "err", err)
+		return c, func() {}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		log.Warn("console: no JetStream; stream dead letters are not shown", "err", err)
+		return c, func() {}
+	}
+	c.EnableStreamDLQs(js)
+	return c, nc.Close
 }

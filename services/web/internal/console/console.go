@@ -42,10 +42,11 @@ type LinkInfo struct{ Name, What, Teaches string }
 
 // Console reads the system.
 type Console struct {
-	sys    *target.System
-	procs  []string // processes with an admin listener, sorted
-	rates  rates    // the topology's throughputs
-	drills drills   // the drill runner
+	sys     *target.System
+	procs   []string   // processes with an admin listener, sorted
+	rates   rates      // the topology's throughputs
+	drills  drills     // the drill runner
+	streams streamDLQs // the streams' dead letters
 }
 
 // New returns a console over sys (its Endpoints.Metrics name the

@@ -28,7 +28,10 @@ type Backends struct {
 	// Mail is the SMTP sink's HTTP API (the sandbox's Mailpit); empty: the
 	// timeline shows the e-mails without a link to read them.
 	Mail string
-	HC   *http.Client
+	// TraceURL links a trace id to the trace viewer ("{trace_id}" is
+	// replaced); empty: the page shows trace ids without a link.
+	TraceURL string
+	HC       *http.Client
 }
 
 // APIError is a backend's answer other than 2xx, from its problem+json.

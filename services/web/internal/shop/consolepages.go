@@ -3,6 +3,7 @@ package shop
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/chaos/drill"
 	"github.com/shopfloor/shopfloor/chaos/target"
+	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/services/web/internal/console"
 )
 
@@ -20,6 +22,7 @@ type consoleData struct {
 	Presets       []target.FaultPreset
 	MailModes     []console.MailMode
 	DeadLetters   []console.DeadLetterQueue
+	StreamDLQs    []console.StreamDeadLetters
 	Drills        []drill.Drill
 	DrillsEnabled bool
 	DrillRun      *console.DrillRun
@@ -35,6 +38,12 @@ func (s *Server) readConsole(ctx context.Context, u *user) consoleData {
 		defer close(done)
 		d.DeadLetters = s.cfg.Console.DeadLetters(ctx, u.Access)
 	}()
+	streamsDone := make(chan struct{})
+	go func() {
+		defer close(streamsDone)
+		d.StreamDLQs = s.cfg.Console.StreamDeadLetterQueues(ctx)
+	}()
+	defer func() { <-streamsDone }()
 	d.Snap = s.cfg.Console.Read(ctx)
 	<-done
 	return d
@@ -193,5 +202,65 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request, u *user) {
 		done = fmt.Sprintf("Nothing to redrive in %s (%s): it was redriven or purged meanwhile.", queue, service)
 	}
 	s.cfg.Log.InfoContext(r.Context(), "console redrive", "operator", u.Sub, "service", service, "queue", queue, "ids", ids, "moved", n)
+	http.Redirect(w, r, "/console?done="+url.QueryEscape(done)+"#h-dlq", http.StatusSeeOther)
+}
+
+// streamDeadLetterData is the stream dead-letter page's.
+type streamDeadLetterData struct {
+	Stream string
+	Letter console.StreamDeadLetter
+}
+
+// streamDeadLetter shows one dead letter of a stream, its payload with
+// personal fields redacted, with a button to redrive it for its group.
+func (s *Server) streamDeadLetter(w http.ResponseWriter, r *http.Request, u *user) {
+	name := r.PathValue("stream")
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil || seq < 1 {
+		s.fail(w, r, http.StatusNotFound, "No such dead letter", "Stream dead letters are numbered 1, 2, 3 …; the console lists them.")
+		return
+	}
+	d, err := s.cfg.Console.StreamDeadLetter(r.Context(), name, seq)
+	switch {
+	case errors.Is(err, stream.ErrNotFound):
+		s.fail(w, r, http.StatusNotFound, "No such dead letter", "It is not in that stream's dead letters: it may have been redriven or discarded meanwhile.")
+		return
+	case err != nil:
+		s.cfg.Log.WarnContext(r.Context(), "read stream dead letter", "stream", name, "seq", seq, "err", err)
+		s.fail(w, r, http.StatusBadRequest, "The dead letter cannot be read", err.Error())
+		return
+	}
+	s.render(w, r, http.StatusOK, "streamdeadletter", page{Title: "Dead letter " + strconv.FormatUint(seq, 10) + " of " + name, User: u,
+		Data: streamDeadLetterData{Stream: name, Letter: d}})
+}
+
+// redriveStream redrives a group's dead letters of a stream (form: group,
+// and seq for one), as the services' dlq redrive does.
+func (s *Server) redriveStream(w http.ResponseWriter, r *http.Request, u *user) {
+	name, group := r.PathValue("stream"), r.PostFormValue("group")
+	var seqs []uint64
+	if v := r.PostFormValue("seq"); v != "" {
+		seq, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || seq < 1 {
+			s.fail(w, r, http.StatusBadRequest, "That redrive did not work", "The dead letter's number must be a whole number, as the console lists it.")
+			return
+		}
+		seqs = []uint64{seq}
+	}
+	if group == "" {
+		s.fail(w, r, http.StatusBadRequest, "That redrive did not work", "A redrive names the consumer group whose failures it sends again (fix that consumer first).")
+		return
+	}
+	rep, err := s.cfg.Console.RedriveStream(r.Context(), name, group, seqs)
+	if err != nil {
+		s.cfg.Log.WarnContext(r.Context(), "stream redrive failed", "operator", u.Sub, "stream", name, "group", group, "seqs", seqs, "err", err)
+		s.fail(w, r, http.StatusBadRequest, "That redrive did not work", err.Error())
+		return
+	}
+	s.cfg.Log.InfoContext(r.Context(), "console stream redrive", "operator", u.Sub, "stream", name, "group", group, "seqs", seqs, "redriven", rep.Redriven)
+	done := fmt.Sprintf("Redrove %d of %s's dead letters of %s: published again to their partitions (every group sees them again and drops what it has applied).", rep.Redriven, group, name)
+	if rep.Matched == 0 {
+		done = fmt.Sprintf("Nothing to redrive for %s in %s: redriven or discarded meanwhile.", group, name)
+	}
 	http.Redirect(w, r, "/console?done="+url.QueryEscape(done)+"#h-dlq", http.StatusSeeOther)
 }

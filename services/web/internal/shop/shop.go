@@ -24,6 +24,8 @@
 //	POST /console/{kind}/{name} an operator: cut/restore a link, provider faults, mail relay mode, stop/start a process
 //	GET  /console/dead-letters/{service}/{queue}/{id}  an operator: one dead letter (body redacted by its service)
 //	POST /console/dead-letters/{service}/{queue}/redrive  an operator: redrive one (form id) or all
+//	GET  /console/stream-dead-letters/{stream}/{seq}     an operator: one stream dead letter (personal fields redacted)
+//	POST /console/stream-dead-letters/{stream}/redrive   an operator: redrive a group's (form group; seq for one)
 //
 // Every POST is refused when it comes from another origin
 // (http.CrossOriginProtection); cookies are HttpOnly and SameSite=Lax.
@@ -162,6 +164,8 @@ func (s *Server) Routes(mux *http.ServeMux) {
 	handle("POST /console/{kind}/{name}", s.operator(s.consoleAction))
 	handle("GET /console/dead-letters/{service}/{queue}/{id}", s.operator(s.deadLetter))
 	handle("POST /console/dead-letters/{service}/{queue}/redrive", s.operator(s.redrive))
+	handle("GET /console/stream-dead-letters/{stream}/{seq}", s.operator(s.streamDeadLetter))
+	handle("POST /console/stream-dead-letters/{stream}/redrive", s.operator(s.redriveStream))
 }
 
 // canonicalHost sends a page request that arrived under another host

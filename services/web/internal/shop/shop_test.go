@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -364,12 +365,16 @@ func TestTimelineIsFinalOnlyWhenEveryStepIsIn(t *testing.T) {
 	var mu sync.Mutex
 	notes := []notificationsapi.Notification{received}
 	hitVersion := int64(2)
+	placed := ordersapi.OrderEvent{EventID: "e1", Type: ordersapi.EventOrderPlaced, Stream: ordersapi.Stream, CreatedAt: now,
+		TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", PublishAttempts: 1}
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch r.URL.Path {
 		case "/v1/orders/o1":
 			_ = json.NewEncoder(w).Encode(order)
+		case "/v1/orders/o1/events":
+			_ = json.NewEncoder(w).Encode(ordersapi.OrderEventList{Events: []ordersapi.OrderEvent{placed}})
 		case "/v1/payments":
 			_ = json.NewEncoder(w).Encode(pay)
 		case "/v1/notifications":
@@ -381,10 +386,13 @@ func TestTimelineIsFinalOnlyWhenEveryStepIsIn(t *testing.T) {
 		}
 	}))
 	t.Cleanup(api.Close)
-	s := &Server{cfg: Config{Backends: &Backends{Orders: api.URL, Payments: api.URL, Notifications: api.URL, Search: api.URL, HC: api.Client()}}}
+	s := &Server{cfg: Config{Backends: &Backends{Orders: api.URL, Payments: api.URL, Notifications: api.URL, Search: api.URL, HC: api.Client(),
+		TraceURL: "https://grafana.example/explore?trace={trace_id}"}}}
 	u := &user{Sub: "ada", Roles: []string{auth.RoleCustomer}}
+	var tl timeline
 	final := func() (bool, []string) {
-		tl, _, err := s.buildTimeline(t.Context(), "o1", u)
+		var err error
+		tl, _, err = s.buildTimeline(t.Context(), "o1", u)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -396,8 +404,20 @@ func TestTimelineIsFinalOnlyWhenEveryStepIsIn(t *testing.T) {
 		}
 		return tl.Final, waiting
 	}
+	if f, w := final(); f || len(w) != 2 || w[0] != "In the outbox: "+ordersapi.EventOrderPlaced || w[1] != "E-mail: receipt" {
+		t.Errorf("order.placed not published, no receipt yet: final %v, waiting %v; want not final, waiting for both", f, w)
+	}
+	mu.Lock()
+	at, part, seq := now.Add(12*time.Millisecond), 3, int64(42)
+	placed.PublishedAt, placed.Partition, placed.Sequence = &at, &part, &seq
+	mu.Unlock()
 	if f, w := final(); f || len(w) != 1 || w[0] != "E-mail: receipt" {
 		t.Errorf("no receipt yet: final %v, waiting %v; want not final, waiting for the receipt", f, w)
+	}
+	pub := tl.Steps[slices.IndexFunc(tl.Steps, func(st step) bool { return st.Title == "Published: "+ordersapi.EventOrderPlaced })]
+	if !strings.Contains(pub.Detail, "ORDERS, partition 3, sequence 42") || !strings.Contains(pub.Detail, "12ms after the commit") ||
+		pub.TraceLink != "https://grafana.example/explore?trace=4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("published step: %+v", pub)
 	}
 	mu.Lock()
 	notes, hitVersion = append(notes, receipt), 1

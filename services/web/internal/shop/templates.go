@@ -37,7 +37,7 @@ var funcs = template.FuncMap{
 
 // parsePages parses each page template with the layout.
 func parsePages() (map[string]*template.Template, error) {
-	names := []string{"home", "product", "cart", "checkout", "orders", "order", "mail", "error", "console", "deadletter"}
+	names := []string{"home", "product", "cart", "checkout", "orders", "order", "mail", "error", "console", "deadletter", "streamdeadletter"}
 	pages := make(map[string]*template.Template, len(names))
 	for _, n := range names {
 		t, err := template.New(n).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+n+".html")

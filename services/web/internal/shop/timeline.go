@@ -29,6 +29,9 @@ type step struct {
 	State string
 	// Link reads more (an e-mail).
 	Link string
+	// TraceID is the trace the step belongs to; TraceLink opens it in the
+	// trace viewer (when one is configured).
+	TraceID, TraceLink string
 }
 
 // timeline is an order's steps, oldest first, and whether nothing more is
@@ -59,13 +62,23 @@ func (s *Server) buildTimeline(ctx context.Context, id string, u *user) (timelin
 	add(step{At: o.CreatedAt, Service: "orders", State: "done", Title: "Order accepted",
 		Detail: "orders priced it from catalog and wrote the order and its order.placed event (outbox row) in one transaction"})
 
+	// orders' outbox: each event of the order, and where the relay
+	// published it. (Older orders' rows are pruned after the relay's
+	// retention: then there is nothing to show.)
+	var evs ordersapi.OrderEventList
+	if _, err := b.get(ctx, "orders", b.Orders, "/v1/orders/"+url.PathEscape(id)+"/events", nil, u.Access, &evs); err == nil {
+		for _, e := range evs.Events {
+			add(b.outboxStep(e))
+		}
+	}
+
 	// payments: the attempt made from order.placed.
 	var p paymentsapi.Payment
 	_, perr := b.get(ctx, "payments", b.Payments, "/v1/payments", url.Values{"order_id": {id}}, u.Access, &p)
 	switch {
 	case perr == nil:
 		add(step{At: p.CreatedAt, Service: "payments", State: "done", Title: "Payment attempt created",
-			Detail: "the relay published order.placed on the ORDERS stream (partition by order id); payments consumed it and queued a charge job for " + money(p.AmountMinor, p.Currency)})
+			Detail: "payments' consumer group took order.placed from its ORDERS partition and, in one transaction, claimed the event (inbox), created the attempt and queued a charge job for " + money(p.AmountMinor, p.Currency)})
 		switch p.Status {
 		case paymentsapi.StatusPending:
 			add(step{At: p.UpdatedAt, Service: "payments", State: "waiting", Title: "Charging",
@@ -163,6 +176,38 @@ func (s *Server) buildTimeline(ctx context.Context, id string, u *user) (timelin
 	settled := o.Status != ordersapi.StatusPendingPayment
 	tl.Final = settled && indexed.State == "done" && allDone(tl.Steps)
 	return tl, o, nil
+}
+
+// outboxStep is one of the order's events in orders' outbox: published
+// (stream, partition, sequence, how long after the commit), or waiting
+// for the relay.
+func (b *Backends) outboxStep(e ordersapi.OrderEvent) step {
+	st := step{At: e.CreatedAt, Service: "relay", TraceID: e.TraceID}
+	if e.TraceID != "" && b.TraceURL != "" {
+		st.TraceLink = strings.ReplaceAll(b.TraceURL, "{trace_id}", url.PathEscape(e.TraceID))
+	}
+	if e.PublishedAt == nil {
+		st.State, st.Title = "waiting", "In the outbox: "+e.Type
+		st.Detail = "committed with the order; the relay has not published it yet"
+		if e.PublishAttempts > 0 {
+			st.Detail += fmt.Sprintf(" (%d failed attempt(s): the broker did not acknowledge; it retries with backoff, and nothing is lost meanwhile)", e.PublishAttempts)
+		}
+		return st
+	}
+	st.At, st.State, st.Title = *e.PublishedAt, "done", "Published: "+e.Type
+	where := e.Stream
+	if e.Partition != nil {
+		where += fmt.Sprintf(", partition %d", *e.Partition)
+	}
+	if e.Sequence != nil {
+		where += fmt.Sprintf(", sequence %d", *e.Sequence)
+	}
+	st.Detail = fmt.Sprintf("the outbox relay published the row to %s (the order id picks the partition, so this order's events stay in order), %s after the commit",
+		where, e.PublishedAt.Sub(e.CreatedAt).Round(time.Millisecond))
+	if e.PublishAttempts > 0 {
+		st.Detail += fmt.Sprintf("; %d earlier attempt(s) failed", e.PublishAttempts)
+	}
+	return st
 }
 
 // providerStep is one call payments' worker made to the provider.
