@@ -78,4 +78,29 @@ func TestComposeOverridePublishesEveryEndpoint(t *testing.T) {
 			t.Errorf("%s: published by %q, want %q", base, got, svc)
 		}
 	}
+
+	// ComposeEndpoints, the same endpoints seen from inside the compose
+	// network, name each one's service and container port.
+	c := target.ComposeEndpoints()
+	hostPort := func(raw string) string {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Host
+	}
+	pairs := [][2]string{{e.CDN, c.CDN}, {e.Catalog, c.Catalog}, {e.CatalogAdmin, c.CatalogAdmin}, {e.Orders, c.Orders}, {e.Payments, c.Payments},
+		{e.Notifications, c.Notifications}, {e.Search, c.Search}, {e.PSP, c.PSP}, {e.Mail, c.Mail}, {e.Toxiproxy, c.Toxiproxy},
+		{e.NATSMonitor, c.NATSMonitor}, {e.CDNMetrics, c.CDNMetrics}, {"http" + strings.TrimPrefix(e.NATS, "nats"), c.NATS}}
+	for process, base := range e.Metrics {
+		pairs = append(pairs, [2]string{base, c.Metrics[process]})
+	}
+	if len(c.Metrics) != len(e.Metrics) {
+		t.Errorf("ComposeEndpoints has %d processes, LocalEndpoints %d", len(c.Metrics), len(e.Metrics))
+	}
+	for _, pr := range pairs {
+		if got := hostPort(pr[1]); got != want[pr[0]] {
+			t.Errorf("ComposeEndpoints: %s, want %s (what compose serves at %s)", pr[1], want[pr[0]], pr[0])
+		}
+	}
 }

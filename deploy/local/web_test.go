@@ -429,6 +429,31 @@ func TestStorefrontInBrowser(t *testing.T) {
 		p.MustWait(`() => { const e = document.querySelector('[data-testid="link-redis"]'); return e && e.textContent === "up"; }`)
 	})
 
+	// The cache's emergency switch: bypassed, catalog reads PostgreSQL
+	// for every product (the shop keeps working); switched back.
+	do("bypass the cache", func(p *rod.Page) {
+		clickAndWait(p, `button[aria-label="Bypass catalog's cache"]`)
+		p.MustElement(`[data-testid="bypassed"]`)
+	})
+	for _, href := range hrefs[:3] {
+		var price string
+		do("product while the cache is bypassed", func(p *rod.Page) {
+			p.MustNavigate(web + href).MustWaitLoad()
+			price = p.MustElement(`.price`).MustText()
+		})
+		if !strings.Contains(price, "EUR") {
+			t.Errorf("%s while the cache is bypassed: price %q", href, price)
+		}
+	}
+	do("use the cache again", func(p *rod.Page) {
+		p.MustNavigate(web + "/console").MustWaitLoad()
+		clickAndWait(p, `button[aria-label="Use catalog's cache again"]`)
+		p.MustElement(`button[aria-label="Bypass catalog's cache"]`)
+		if p.MustHas(`[data-testid="bypassed"]`) {
+			panic("still bypassed after Use the cache")
+		}
+	})
+
 	// Stop a process and start it again: the console follows it live.
 	do("stop search", func(p *rod.Page) {
 		clickAndWait(p, `button[aria-label="Stop search"]`)

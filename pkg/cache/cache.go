@@ -147,7 +147,7 @@ func New[V any](rdb redis.UniversalClient, load Loader[V], cfg Config, log *slog
 	if cfg.Near.Entities > 0 {
 		c.near = newNear[V](cfg.Near)
 	}
-	if err := c.m.register(cfg.Registerer, cfg.Class, c.near.len, func() int { return int(c.pending.n.Load()) }); err != nil {
+	if err := c.m.register(cfg.Registerer, cfg.Class, c.near.len, func() int { return int(c.pending.n.Load()) }, c.Bypassed); err != nil {
 		return nil, err
 	}
 	c.breaker = gobreaker.NewCircuitBreaker(gobreaker.Settings{
@@ -524,7 +524,7 @@ type metrics struct {
 	pendingResent     prometheus.Counter
 }
 
-func (m *metrics) register(reg prometheus.Registerer, class string, nearLen, pendingLen func() int) error {
+func (m *metrics) register(reg prometheus.Registerer, class string, nearLen, pendingLen func() int, bypassedNow func() bool) error {
 	l := prometheus.Labels{"class": class}
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cache_requests_total", Help: "Cache reads by result.", ConstLabels: l}, []string{"result"})
 	loads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cache_loads_total", Help: "Source loads by outcome.", ConstLabels: l}, []string{"outcome"})
@@ -536,13 +536,20 @@ func (m *metrics) register(reg prometheus.Registerer, class string, nearLen, pen
 	m.requests, m.loads, m.coalesced, m.redisErrors, m.loadSeconds, m.breakerOpen, m.waiters = requests, loads, coalesced, redisErrors, loadSeconds, breakerOpen, waiters
 	m.nearSynced = prometheus.NewGauge(prometheus.GaugeOpts{Name: "cache_near_synced", Help: "1 while the near layer serves (its invalidation subscription is up).", ConstLabels: l})
 	m.nearInvalidations = prometheus.NewCounter(prometheus.CounterOpts{Name: "cache_near_invalidations_total", Help: "Invalidations the near layer received.", ConstLabels: l})
+	bypassed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cache_bypass", Help: "1 while the emergency switch (SetBypass) sends every read to the source.", ConstLabels: l},
+		func() float64 {
+			if bypassedNow() {
+				return 1
+			}
+			return 0
+		})
 	nearEntities := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cache_near_entities", Help: "Entities held by the near layer.", ConstLabels: l}, func() float64 { return float64(nearLen()) })
 	m.pendingResent = prometheus.NewCounter(prometheus.CounterOpts{Name: "cache_invalidations_resent_total", Help: "Invalidations re-sent after Redis was unreachable when they were made.", ConstLabels: l})
 	pendingGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cache_invalidations_pending", Help: "Invalidations waiting for Redis to come back (their entities are read from the source meanwhile).", ConstLabels: l}, func() float64 { return float64(pendingLen()) })
 	if reg == nil {
 		return nil
 	}
-	for _, col := range []prometheus.Collector{requests, loads, coalesced, redisErrors, loadSeconds, breakerOpen, waiters, m.nearSynced, m.nearInvalidations, nearEntities, m.pendingResent, pendingGauge} {
+	for _, col := range []prometheus.Collector{requests, loads, coalesced, redisErrors, loadSeconds, breakerOpen, waiters, m.nearSynced, m.nearInvalidations, nearEntities, m.pendingResent, pendingGauge, bypassed} {
 		if err := reg.Register(col); err != nil {
 			return fmt.Errorf("cache metrics: %w", err)
 		}

@@ -344,8 +344,11 @@ func TestBypass(t *testing.T) {
 	r := testinfra.Redis(t)
 	src := newSource()
 	src.put(product{ID: "p", Version: 1})
-	c := newCache(t, r.Client, r.Prefix, src, cache.Config{})
+	reg := prometheus.NewRegistry()
+	c := newCache(t, r.Client, r.Prefix, src, cache.Config{Registerer: reg})
+	waitGauge(t, reg, "cache_bypass", 0)
 	c.SetBypass(true)
+	waitGauge(t, reg, "cache_bypass", 1) // what an operator's console reads
 	for range 3 {
 		if _, m, err := c.Get(ctx, "p", "en"); err != nil || m.Result != cache.Bypass {
 			t.Fatalf("bypassed Get = %+v %v", m, err)

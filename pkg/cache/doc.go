@@ -88,7 +88,8 @@
 // cache_requests_total{class,result=near|hit|stale|miss|negative|bypass|fail_open},
 // cache_coalesced_total, cache_loads_total{class,outcome},
 // cache_load_duration_seconds, cache_redis_errors_total,
-// cache_breaker_open (1 while Redis is being skipped), cache_load_waiters
+// cache_breaker_open (1 while Redis is being skipped), cache_bypass (1 while
+// the emergency switch is on), cache_load_waiters
 // (readers waiting for a source load right now: a stampede shows here),
 // cache_near_synced (1 while the near layer serves), cache_near_entities,
 // cache_near_invalidations_total.

@@ -72,6 +72,11 @@ type Config struct {
 	// simulator: chaos/target.LocalEndpoints). Never set it outside a
 	// sandbox: the console cuts links and stops processes.
 	ConsolePortBase int `env:"WEB_CONSOLE_PORT_BASE"`
+	// ConsoleCompose turns the console on for the compose sandbox the web
+	// container runs in (chaos/target.ComposeEndpoints: service names on
+	// the compose network). It cannot stop containers (no container
+	// engine socket in the web container) or run drills.
+	ConsoleCompose bool `env:"WEB_CONSOLE_COMPOSE"`
 	// ConsoleCtl and ConsoleRunDir let the console stop and start
 	// processes (deploy/local/ctl.sh of that run directory); empty: it
 	// cannot.
@@ -107,6 +112,9 @@ func (c Config) Validate() []error {
 	}
 	if c.ConsolePortBase < 0 || c.ConsolePortBase > 60000 {
 		errs = append(errs, fmt.Errorf("WEB_CONSOLE_PORT_BASE: must be a port base such as 8000 (got %d)", c.ConsolePortBase))
+	}
+	if c.ConsoleCompose && c.ConsolePortBase != 0 {
+		errs = append(errs, errors.New("WEB_CONSOLE_COMPOSE and WEB_CONSOLE_PORT_BASE: set one (the compose sandbox, or a make-run one)"))
 	}
 	if c.ConsoleCtl != "" && c.ConsoleRunDir == "" {
 		errs = append(errs, errors.New("WEB_CONSOLE_RUN_DIR: required with WEB_CONSOLE_CTL (the run whose processes it controls)"))
@@ -189,12 +197,19 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 // newConsole is the plumbing console of the sandbox cfg names, or nil,
 // and what closes its connections.
 func newConsole(cfg Config, log *slog.Logger) (*console.Console, func()) {
-	if cfg.ConsolePortBase == 0 {
+	hc := &http.Client{Timeout: 3 * time.Second}
+	var sys *target.System
+	switch {
+	case cfg.ConsoleCompose:
+		e := target.ComposeEndpoints()
+		sys = &target.System{Endpoints: e, HTTP: hc, Mail: &target.Mailpit{URL: e.Mail, HTTP: hc}}
+	case cfg.ConsolePortBase != 0:
+		e := target.LocalEndpoints(cfg.ConsolePortBase)
+		sys = &target.System{Endpoints: e, HTTP: hc, Mail: &target.SMTPSink{URL: e.Mail, HTTP: hc}}
+	default:
 		return nil, func() {}
 	}
-	hc := &http.Client{Timeout: 3 * time.Second}
-	e := target.LocalEndpoints(cfg.ConsolePortBase)
-	sys := &target.System{Endpoints: e, HTTP: hc, Mail: &target.SMTPSink{URL: e.Mail, HTTP: hc}}
+	e := sys.Endpoints
 	if cfg.ConsoleCtl != "" {
 		sys.Procs = &target.Ctl{Script: cfg.ConsoleCtl, Env: []string{
 			"SHOPFLOOR_PORT_BASE=" + strconv.Itoa(cfg.ConsolePortBase), "SHOPFLOOR_RUN_DIR=" + cfg.ConsoleRunDir}}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -39,6 +40,8 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"public URL with a path", map[string]string{"WEB_PUBLIC_URL": "http://127.0.0.1:8000/shop"}, []string{"WEB_PUBLIC_URL: must be an http(s) origin"}},
 		{"bad backend", map[string]string{"ORDERS_URL": "orders:8082"}, []string{"ORDERS_URL: must be an http(s) URL"}},
 		{"no search", map[string]string{"SEARCH_URL": ""}, []string{"SEARCH_URL: required, not set"}},
+		{"two consoles", map[string]string{"WEB_CONSOLE_COMPOSE": "true", "WEB_CONSOLE_PORT_BASE": "8000"}, []string{"WEB_CONSOLE_COMPOSE and WEB_CONSOLE_PORT_BASE: set one"}},
+		{"trace URL without the id", map[string]string{"WEB_TRACE_URL": "http://grafana:3000/explore"}, []string{"WEB_TRACE_URL: must be an http(s) URL with {trace_id}"}},
 	} {
 		env := baseEnv("http://127.0.0.1:8090")
 		for k, v := range tc.set {
@@ -104,5 +107,21 @@ func TestServeWiring(t *testing.T) {
 		if resp.StatusCode != want || resp.Header.Get("Content-Security-Policy") == "" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
 			t.Errorf("GET %s: %d (want %d), CSP %q:\n%.200s", path, resp.StatusCode, want, resp.Header.Get("Content-Security-Policy"), b)
 		}
+	}
+}
+
+// TestComposeConsole: WEB_CONSOLE_COMPOSE gives a console over the compose
+// network's endpoints that cannot stop containers or run drills (there is
+// no container engine in the web container); no console setting, none.
+func TestComposeConsole(t *testing.T) {
+	t.Parallel()
+	if c, closeIt := newConsole(Config{}, slog.New(slog.DiscardHandler)); c != nil {
+		closeIt()
+		t.Fatal("a console without WEB_CONSOLE_*")
+	}
+	c, closeIt := newConsole(Config{ConsoleCompose: true}, slog.New(slog.DiscardHandler))
+	defer closeIt()
+	if c == nil || c.CanControlProcesses() || c.DrillsEnabled() || !c.StreamDLQsEnabled() {
+		t.Fatalf("compose console: %v, processes %v, drills %v, stream DLQs %v", c != nil, c.CanControlProcesses(), c.DrillsEnabled(), c.StreamDLQsEnabled())
 	}
 }

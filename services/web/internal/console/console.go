@@ -130,9 +130,14 @@ type Cache struct {
 	Hits, Total float64
 	// Loads are reads from the source (PostgreSQL for catalog's caches,
 	// catalog for the CDN).
-	Loads       float64
+	Loads float64
+	// Near are the hits the in-process near cache served without asking
+	// Redis (part of Hits).
+	Near        float64
 	RedisErrors float64
 	BreakerOpen bool
+	// Bypassed: the emergency switch sends every read to the source.
+	Bypassed bool
 	// CDN is the CDN's row (no Redis, no breaker).
 	CDN bool
 }
@@ -374,6 +379,14 @@ func caches(samples map[string][]target.Sample) []Cache {
 		if r := s.Label("result"); r == "hit" || r == "near" || r == "stale" {
 			c.Hits += s.Value
 		}
+		if s.Label("result") == "near" {
+			c.Near += s.Value
+		}
+	})
+	each(samples, "cache_bypass", func(proc string, s target.Sample) {
+		if s.Value > 0 {
+			get(proc, s.Label("class")).Bypassed = true
+		}
 	})
 	each(samples, "cache_loads_total", func(proc string, s target.Sample) { get(proc, s.Label("class")).Loads += s.Value })
 	each(samples, "cache_redis_errors_total", func(proc string, s target.Sample) { get(proc, s.Label("class")).RedisErrors += s.Value })
@@ -420,6 +433,16 @@ func (c *Console) SetProvider(ctx context.Context, name string) error {
 	return c.sys.SetPSPFaults(ctx, target.FaultPresets[i].Faults)
 }
 
+// SetCacheBypass switches catalog's cache bypass (the emergency switch:
+// every read goes to PostgreSQL) through catalog's admin API, with the
+// operator's token.
+func (c *Console) SetCacheBypass(ctx context.Context, token string, on bool) error {
+	if c.sys.CatalogAdmin == "" {
+		return fmt.Errorf("this console does not know catalog's admin listener")
+	}
+	return c.admin(ctx, token, http.MethodPut, c.sys.CatalogAdmin+"/v1/admin/cache/bypass", map[string]bool{"enabled": on}, nil)
+}
+
 // SetMail switches the mail relay to mode.
 func (c *Console) SetMail(ctx context.Context, mode string) error {
 	if !slices.ContainsFunc(MailModes, func(m MailMode) bool { return m.Mode == mode }) {
@@ -431,6 +454,10 @@ func (c *Console) SetMail(ctx context.Context, mode string) error {
 // Stoppable are the processes the console may stop and start (role
 // processes; the dependencies are cut through their links instead).
 func (c *Console) Stoppable(name string) bool { return slices.Contains(c.procs, name) }
+
+// CanControlProcesses reports whether the console can stop and start the
+// role processes (a local run's ctl.sh; not in compose).
+func (c *Console) CanControlProcesses() bool { return c.sys.Procs != nil }
 
 // SetProcess stops (running false) or starts a role process.
 func (c *Console) SetProcess(ctx context.Context, name string, running bool) error {

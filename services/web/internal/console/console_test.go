@@ -35,7 +35,7 @@ func TestPanelsFromMetrics(t *testing.T) {
 		"catalog": {
 			sample("cache_requests_total", 6, "class", "product", "result", "hit"), sample("cache_requests_total", 2, "class", "product", "result", "near"),
 			sample("cache_requests_total", 2, "class", "product", "result", "miss"), sample("cache_redis_errors_total", 5, "class", "product"),
-			sample("cache_breaker_open", 1, "class", "product"),
+			sample("cache_breaker_open", 1, "class", "product"), sample("cache_bypass", 1, "class", "product"),
 		},
 	}
 	if o := outboxes(samples); len(o) != 1 || o[0] != (Outbox{Stream: "ORDERS", Backlog: 12, OldestAge: 3.5}) {
@@ -53,7 +53,7 @@ func TestPanelsFromMetrics(t *testing.T) {
 		t.Errorf("queues %+v", q)
 	}
 	c := caches(samples)
-	if len(c) != 1 || c[0].HitRatio() != 0.8 || c[0].RedisErrors != 5 || !c[0].BreakerOpen {
+	if len(c) != 1 || c[0].HitRatio() != 0.8 || c[0].Near != 2 || c[0].RedisErrors != 5 || !c[0].BreakerOpen || !c[0].Bypassed {
 		t.Errorf("caches %+v (hit ratio %v)", c, c[0].HitRatio())
 	}
 }

@@ -26,13 +26,15 @@ type consoleData struct {
 	Drills        []drill.Drill
 	DrillsEnabled bool
 	DrillRun      *console.DrillRun
+	// CanStop: the console can stop and start processes.
+	CanStop bool
 }
 
 // readConsole reads the system and, with the operator's token, the
 // dead-letter queues, at once.
 func (s *Server) readConsole(ctx context.Context, u *user) consoleData {
 	d := consoleData{Presets: target.FaultPresets, MailModes: console.MailModes, Drills: s.cfg.Console.Drills(),
-		DrillsEnabled: s.cfg.Console.DrillsEnabled(), DrillRun: s.cfg.Console.Drill()}
+		DrillsEnabled: s.cfg.Console.DrillsEnabled(), DrillRun: s.cfg.Console.Drill(), CanStop: s.cfg.Console.CanControlProcesses()}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -118,6 +120,10 @@ func (s *Server) consoleAction(w http.ResponseWriter, r *http.Request, u *user) 
 		name := r.PathValue("name")
 		err = s.cfg.Console.SetProvider(ctx, name)
 		done = "Provider faults: " + name + "."
+	case "cache":
+		on := r.PathValue("name") == "bypass"
+		err = s.cfg.Console.SetCacheBypass(ctx, u.Access, on)
+		done = map[bool]string{true: "catalog's cache is bypassed: every read goes to PostgreSQL.", false: "catalog reads through its cache again."}[on]
 	case "mail":
 		name := r.PathValue("name")
 		err = s.cfg.Console.SetMail(ctx, name)

@@ -1,0 +1,28 @@
+package target
+
+// ComposeEndpoints returns the endpoints of deploy/compose/compose.yaml as
+// a container on its network reaches them (service names, container
+// ports): what the web service's console uses when it runs in compose
+// (WEB_CONSOLE_COMPOSE). From the host, chaos/compose.chaos.yaml
+// publishes the same endpoints at LocalEndpoints(8000)'s ports.
+func ComposeEndpoints() Endpoints {
+	return Endpoints{
+		CDN: "http://varnish:80", Catalog: "http://catalog:8081", CatalogAdmin: "http://catalog:9081",
+		Orders: "http://orders:8082", Payments: "http://payments:8083", Notifications: "http://notifications:8084", Search: "http://search:8085",
+		PSP: "http://psp-sim:8099", Mail: "http://mailpit:8025", Toxiproxy: "http://toxiproxy:8474", NATSMonitor: "http://nats:8222",
+		CDNMetrics: "http://varnish-exporter:9131", NATS: "nats://nats:4222",
+		Metrics: map[string]string{
+			"catalog":              "http://catalog:9081",
+			"catalog-worker":       "http://catalog-worker:9081",
+			"orders":               "http://orders:9082",
+			"orders-relay":         "http://orders-relay:9082",
+			"orders-consumer":      "http://orders-consumer:9082",
+			"payments":             "http://payments:9083",
+			"payments-worker":      "http://payments-worker:9083",
+			"payments-relay":       "http://payments-relay:9083",
+			"notifications":        "http://notifications:9084",
+			"notifications-worker": "http://notifications-worker:9084",
+			"search":               "http://search:9085",
+		},
+	}
+}
