@@ -108,7 +108,7 @@ func (c *Client) Redrive(ctx context.Context, in RedriveInput) (int, error) {
 	for {
 		tag, err := c.pool.Exec(ctx, `
 			WITH picked AS (SELECT id FROM jobqueue_messages WHERE `+filter+` ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
-			UPDATE jobqueue_messages m SET queue = m.source_queue, source_queue = NULL, dead_letter_reason = NULL,
+			UPDATE jobqueue_messages m SET queue = m.source_queue, source_queue = NULL, dead_letter_reason = NULL, dead_lettered_at = NULL,
 				receive_count = 0, visible_at = now(), receipt = NULL
 			FROM picked WHERE m.id = picked.id`, in.DLQ, ids, batch)
 		if err != nil {
@@ -151,8 +151,9 @@ func (c *Client) Purge(ctx context.Context, queue string, ids []int64, reason st
 	return int(tag.RowsAffected()), nil
 }
 
-// Prune deletes messages older than their queue's retention, batch at a
-// time, and expired dedup ids. It returns how many messages it deleted.
+// Prune deletes messages older than their queue's retention (a dead
+// letter: counted from when it was dead-lettered), batch at a time, and
+// expired dedup ids. It returns how many messages it deleted.
 func (c *Client) Prune(ctx context.Context, batch int) (int, error) {
 	if batch <= 0 {
 		batch = 1000
@@ -162,7 +163,7 @@ func (c *Client) Prune(ctx context.Context, batch int) (int, error) {
 		tag, err := c.pool.Exec(ctx, `
 			DELETE FROM jobqueue_messages WHERE id IN (
 				SELECT m.id FROM jobqueue_messages m JOIN jobqueue_queues q ON q.name = m.queue
-				WHERE m.sent_at < now() - q.retention ORDER BY m.id LIMIT $1)`, batch)
+				WHERE coalesce(m.dead_lettered_at, m.sent_at) < now() - q.retention ORDER BY m.id LIMIT $1)`, batch)
 		if err != nil {
 			return total, fmt.Errorf("jobqueue: prune: %w", err)
 		}

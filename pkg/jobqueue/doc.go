@@ -61,7 +61,12 @@
 //
 // # Retention and metrics
 //
-// Prune deletes messages older than their queue's retention in batches.
+// Prune deletes messages older than their queue's retention in batches:
+// counted from the send, and for a dead letter from its dead-lettering
+// (DeadLetterSchema's dead_lettered_at), so a job that failed for days
+// still gets its DLQ's whole retention. Money-related and customer-facing
+// DLQs use DeadLetterRetention (30 days; payments' charges-dlq and
+// refunds-dlq, notifications' emails-dlq).
 // NewCollector exports per queue: visible, in flight, delayed, oldest
 // message age and DLQ depth (queried on scrape), and the client counts
 // sends, receives, deletes and dead-lettered messages, and how many calls

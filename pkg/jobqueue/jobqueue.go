@@ -52,7 +52,11 @@ type Queue struct {
 	MaxReceiveCount int
 	// DeadLetterQueue names an existing queue; empty: no redrive policy.
 	DeadLetterQueue string
-	// Retention: messages older than this are pruned. Default 4 days.
+	// Retention: messages older than this are pruned, counted from when
+	// they were sent, or, in a dead-letter queue, from when they were
+	// dead-lettered (a job that failed for days keeps its full time in
+	// the DLQ for a person to look at). Default 4 days; give dead-letter
+	// queues of anything about money DeadLetterRetention.
 	Retention time.Duration
 	// DeliveryDelay: default delay of new messages, 0–15 min.
 	DeliveryDelay time.Duration
@@ -157,6 +161,12 @@ type DB interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
+
+// DeadLetterRetention is how long the dead-letter queues of money-related
+// jobs (charges, refunds) and customer e-mails keep a message after it was
+// dead-lettered: long enough for a person to see it after a holiday, and
+// the same as a stream's dead letters (pkg/stream's DLQMaxAge).
+const DeadLetterRetention = 30 * 24 * time.Hour
 
 // CreateQueue creates the queue or updates its attributes.
 func (c *Client) CreateQueue(ctx context.Context, q Queue) error {
@@ -480,7 +490,7 @@ func (c *Client) claim(ctx context.Context, queue string, limit int, visibility 
 			ORDER BY m.visible_at, m.id LIMIT $2 FOR UPDATE OF m SKIP LOCKED
 		), dead AS (
 			UPDATE jobqueue_messages m SET queue = q.dead_letter_queue, source_queue = m.queue, visible_at = now(),
-				receipt = NULL, dead_letter_reason = 'maxReceiveCount ' || q.max_receive_count || ' exceeded'
+				receipt = NULL, dead_letter_reason = 'maxReceiveCount ' || q.max_receive_count || ' exceeded', dead_lettered_at = now()
 			FROM picked p, q WHERE m.id = p.id AND p.dead
 			RETURNING m.id
 		), delivered AS (
@@ -712,7 +722,7 @@ func (c *Client) MoveToDeadLetter(ctx context.Context, db DB, receiptHandle, rea
 	var queue string
 	err = c.ackDB(db).QueryRow(ctx, `
 		UPDATE jobqueue_messages m SET queue = q.dead_letter_queue, source_queue = m.queue, visible_at = now(),
-			receipt = NULL, dead_letter_reason = $3
+			receipt = NULL, dead_letter_reason = $3, dead_lettered_at = now()
 		FROM jobqueue_queues q
 		WHERE m.id = $1 AND m.receipt = $2 AND q.name = m.queue AND q.dead_letter_queue IS NOT NULL
 		RETURNING m.source_queue`, id, receipt, reason).Scan(&queue)

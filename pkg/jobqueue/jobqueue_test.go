@@ -22,7 +22,7 @@ import (
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
 var migrations = fstest.MapFS{
-	"00001_jobqueue.sql": {Data: []byte("-- +goose Up\n" + jobqueue.Schema + `
+	"00001_jobqueue.sql": {Data: []byte("-- +goose Up\n" + jobqueue.Schema + jobqueue.DeadLetterSchema + `
 CREATE TABLE results (job text PRIMARY KEY);
 -- +goose Down
 DROP TABLE results;
@@ -574,5 +574,62 @@ func TestAsyncAcksAreLocalToTheirStatement(t *testing.T) {
 				t.Fatalf("AsyncAcks=%v: a pooled connection kept synchronous_commit=%s", async, s)
 			}
 		}
+	}
+}
+
+// TestDeadLetterRetentionCountsFromDeadLettering: a job retried for longer
+// than its DLQ's retention and then dead-lettered is kept for the DLQ's
+// whole retention, counted from the dead-lettering (not from when it was
+// first sent); past it, Prune deletes it; a redrive clears the mark.
+func TestDeadLetterRetentionCountsFromDeadLettering(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, jobqueue.Options{},
+		jobqueue.Queue{Name: "refunds-dlq", Retention: time.Hour},
+		jobqueue.Queue{Name: "refunds", MaxReceiveCount: 5, DeadLetterQueue: "refunds-dlq", VisibilityTimeout: time.Hour, Retention: time.Hour},
+	)
+	old := b.send(t, "refunds", jobqueue.SendInput{Body: []byte(`{"refund":"r1"}`)})
+	// It has been failing for two hours, longer than either retention.
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE jobqueue_messages SET sent_at = now() - interval '2 hours' WHERE id = $1`, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	msgs := b.receive(t, "refunds", jobqueue.ReceiveInput{})
+	if len(msgs) != 1 {
+		t.Fatalf("receive: %+v", msgs)
+	}
+	if err := b.c.MoveToDeadLetter(ctx, b.db.Pool, msgs[0].ReceiptHandle, "provider refused the refund"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.c.Prune(ctx, 100); err != nil || n != 0 {
+		t.Fatalf("prune right after the dead-lettering deleted %d (%v); the dead letter must stay for the DLQ's retention", n, err)
+	}
+	if dl, err := b.c.ListDeadLetters(ctx, "refunds-dlq", 10); err != nil || len(dl) != 1 || dl[0].ID != old.ID {
+		t.Fatalf("DLQ after prune: %+v, %v", dl, err)
+	}
+	// Redriven, the mark is gone (its source queue's retention counts from
+	// the send again); dead-lettered again and left for longer than the
+	// DLQ's retention, it is pruned.
+	if n, err := b.c.Redrive(ctx, jobqueue.RedriveInput{DLQ: "refunds-dlq"}); err != nil || n != 1 {
+		t.Fatalf("redrive = %d, %v", n, err)
+	}
+	var marked bool
+	if err := b.db.Pool.QueryRow(ctx, `SELECT dead_lettered_at IS NOT NULL FROM jobqueue_messages WHERE id = $1`, old.ID).Scan(&marked); err != nil || marked {
+		t.Fatalf("after the redrive: dead_lettered_at set %v (%v)", marked, err)
+	}
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE jobqueue_messages SET sent_at = now() WHERE id = $1`, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	msgs = b.receive(t, "refunds", jobqueue.ReceiveInput{})
+	if len(msgs) != 1 {
+		t.Fatalf("receive after the redrive: %+v", msgs)
+	}
+	if err := b.c.MoveToDeadLetter(ctx, b.db.Pool, msgs[0].ReceiptHandle, "refused again"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE jobqueue_messages SET dead_lettered_at = now() - interval '61 minutes' WHERE id = $1`, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.c.Prune(ctx, 100); err != nil || n != 1 {
+		t.Fatalf("prune of a dead letter past its DLQ's retention deleted %d (%v), want 1", n, err)
 	}
 }

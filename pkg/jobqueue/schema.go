@@ -44,3 +44,11 @@ CREATE TABLE jobqueue_dedup (
     PRIMARY KEY (queue, dedup_id)
 );
 `
+
+// DeadLetterSchema adds when each dead letter was dead-lettered, from
+// which its dead-letter queue's retention counts (Prune). Put it in a
+// migration after Schema; services created before it add it as their
+// next migration.
+const DeadLetterSchema = `
+ALTER TABLE jobqueue_messages ADD COLUMN dead_lettered_at timestamptz;
+`

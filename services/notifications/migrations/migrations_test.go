@@ -15,4 +15,5 @@ import (
 func TestMigrationCarriesTheBlocksSchemas(t *testing.T) {
 	t.Parallel()
 	testinfra.CarriesSchemas(t, migrations.FS, "00001_notifications.sql", map[string]string{"jobqueue.Schema": jobqueue.Schema, "stream.InboxSchema": stream.InboxSchema})
+	testinfra.CarriesSchemas(t, migrations.FS, "00003_jobqueue_dead_lettered_at.sql", map[string]string{"jobqueue.DeadLetterSchema": jobqueue.DeadLetterSchema})
 }

@@ -17,5 +17,6 @@ import (
 func TestMigrationCarriesTheBlocksSchemas(t *testing.T) {
 	t.Parallel()
 	testinfra.CarriesSchemas(t, migrations.FS, "00001_payments.sql", map[string]string{"outbox.Schema": outbox.Schema, "jobqueue.Schema": jobqueue.Schema, "idempotency.Schema": idempotency.Schema, "stream.InboxSchema": stream.InboxSchema})
+	testinfra.CarriesSchemas(t, migrations.FS, "00005_jobqueue_dead_lettered_at.sql", map[string]string{"jobqueue.DeadLetterSchema": jobqueue.DeadLetterSchema})
 	testinfra.CarriesSchemas(t, migrations.FS, "00004_outbox_position.sql", map[string]string{"outbox.PositionSchema": outbox.PositionSchema})
 }

@@ -120,7 +120,7 @@ func New(pool *pgxpool.Pool, jobs *jobqueue.Client, composer *email.Composer, ma
 // redrive policy of cfg.
 func (s *Service) CreateQueues(ctx context.Context) error {
 	for _, q := range []jobqueue.Queue{
-		{Name: EmailDLQ},
+		{Name: EmailDLQ, Retention: jobqueue.DeadLetterRetention},
 		{Name: EmailQueue, VisibilityTimeout: s.cfg.VisibilityTimeout, MaxReceiveCount: s.cfg.MaxReceives, DeadLetterQueue: EmailDLQ},
 	} {
 		if err := s.jobs.CreateQueue(ctx, q); err != nil {

@@ -470,3 +470,21 @@ func TestProviderCallsAreRecorded(t *testing.T) {
 		t.Errorf("refunded: %s", got)
 	}
 }
+
+// TestMoneyDeadLettersAreKeptThirtyDays: the charge and refund DLQs keep
+// a dead letter for jobqueue.DeadLetterRetention (30 days, counted from
+// the dead-lettering), not the queues' 4-day default: an unresolved
+// refund must not vanish before a person looks at it.
+func TestMoneyDeadLettersAreKeptThirtyDays(t *testing.T) {
+	t.Parallel()
+	b := setup(t, pspsim.Faults{}, paymentsvc.Config{MaxReceives: 3})
+	for _, q := range []string{paymentsvc.ChargeDLQ, paymentsvc.RefundDLQ} {
+		var days float64
+		if err := b.db.Pool.QueryRow(context.Background(), `SELECT extract(epoch FROM retention) / 86400 FROM jobqueue_queues WHERE name = $1`, q).Scan(&days); err != nil {
+			t.Fatal(err)
+		}
+		if days != 30 {
+			t.Errorf("%s keeps dead letters %v days, want 30", q, days)
+		}
+	}
+}

@@ -127,7 +127,7 @@ func Redact(body []byte) []byte {
 // (idempotent), with the redrive policy of cfg.
 func (s *Service) CreateQueues(ctx context.Context) error {
 	for _, q := range []jobqueue.Queue{
-		{Name: ChargeDLQ}, {Name: RefundDLQ},
+		{Name: ChargeDLQ, Retention: jobqueue.DeadLetterRetention}, {Name: RefundDLQ, Retention: jobqueue.DeadLetterRetention},
 		{Name: ChargeQueue, VisibilityTimeout: s.cfg.VisibilityTimeout, MaxReceiveCount: s.cfg.MaxReceives, DeadLetterQueue: ChargeDLQ},
 		{Name: RefundQueue, VisibilityTimeout: s.cfg.VisibilityTimeout, MaxReceiveCount: s.cfg.MaxReceives, DeadLetterQueue: RefundDLQ},
 	} {

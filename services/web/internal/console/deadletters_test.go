@@ -20,7 +20,7 @@ import (
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
 var migrations = fstest.MapFS{
-	"00001_jobqueue.sql": {Data: []byte("-- +goose Up\n" + jobqueue.Schema + "\n-- +goose Down\nDROP TABLE jobqueue_dedup, jobqueue_messages, jobqueue_queues;\n")},
+	"00001_jobqueue.sql": {Data: []byte("-- +goose Up\n" + jobqueue.Schema + jobqueue.DeadLetterSchema + "\n-- +goose Down\nDROP TABLE jobqueue_dedup, jobqueue_messages, jobqueue_queues;\n")},
 }
 
 // TestDeadLettersThroughTheAdminAPI: the console lists, inspects and
