@@ -156,6 +156,8 @@ func WriteProblem(w http.ResponseWriter, p *Problem) {
 //     mid-request (ConnectionLost: PostgreSQL down, restarting, out of
 //     slots, or the link cut during a query) becomes 503
 //     "dependency-unavailable" with Retry-After: 1 (Warn), never 500;
+//   - a statement or transaction the database ended by a session timeout
+//     (DatabaseTimedOut) becomes 503 "dependency-busy" with Retry-After: 1;
 //   - anything else becomes 500 "internal" with the fixed detail
 //     "internal error". The error text is never sent to the client; it is
 //     logged at Error with the request's context, so trace ids attach.
@@ -189,19 +191,35 @@ func problemFor(ctx context.Context, logger *slog.Logger, err error) *Problem {
 		logger.LogAttrs(ctx, slog.LevelWarn, "request timed out", slog.Any("err", err))
 		return NewProblem(http.StatusGatewayTimeout, "timeout", "the request did not complete in time; it may be retried")
 	}
-	if ConnectionLost(err) {
-		// A dependency could not be reached, or its connection died
-		// mid-request: a dependency failure, not a bug. Nothing was
-		// committed that the client cannot find again by retrying (with
-		// the same Idempotency-Key where the route takes one).
-		logger.LogAttrs(ctx, slog.LevelWarn, "dependency unavailable", slog.Any("err", err))
-		p := NewProblem(http.StatusServiceUnavailable, "dependency-unavailable",
-			"a dependency of this service is unavailable; retry after the Retry-After delay")
-		p.RetryAfter = time.Second
-		return p
+	// A dependency could not be reached, its connection died mid-request,
+	// or the database ended a statement or transaction by a session
+	// timeout (a slow or blocked database): a dependency failure, not a
+	// bug. Nothing was committed that the client cannot find again by
+	// retrying (with the same Idempotency-Key where the route takes one).
+	for _, dep := range []struct {
+		is                 func(error) bool
+		msg, class, detail string
+	}{
+		{ConnectionLost, "dependency unavailable", "dependency-unavailable", "a dependency of this service is unavailable; retry after the Retry-After delay"},
+		{DatabaseTimedOut, "database timeout", "dependency-busy", "the database did not answer in time; retry after the Retry-After delay"},
+	} {
+		if dep.is(err) {
+			logger.LogAttrs(ctx, slog.LevelWarn, dep.msg, slog.Any("err", err))
+			p := NewProblem(http.StatusServiceUnavailable, dep.class, dep.detail)
+			p.RetryAfter = time.Second
+			return p
+		}
 	}
 	logger.LogAttrs(ctx, slog.LevelError, "request failed", slog.Any("err", err))
 	return internalProblem()
+}
+
+// DatabaseTimedOut reports whether err is PostgreSQL ending a statement or
+// a session by a session timeout (pgdb.Config): statement_timeout (57014),
+// lock_timeout (55P03), idle_in_transaction_session_timeout (25P03).
+func DatabaseTimedOut(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "57014" || pe.Code == "55P03" || pe.Code == "25P03")
 }
 
 // ConnectionLost reports whether err means a connection to a dependency

@@ -226,3 +226,21 @@ func TestConnectionLostIsA503NeverA500(t *testing.T) {
 		})
 	}
 }
+
+// TestDatabaseTimeoutsAreA503: a statement, lock or idle-transaction
+// timeout of the database answers 503 "dependency-busy" with Retry-After;
+// another database error stays a 500.
+func TestDatabaseTimeoutsAreA503(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		code string
+		want int
+	}{{"57014", 503}, {"55P03", 503}, {"25P03", 503}, {"23505", 500}} {
+		err := fmt.Errorf("orders: insert: %w", &pgconn.PgError{Code: tc.code, Message: "x"})
+		w := httptest.NewRecorder()
+		httpkit.ErrorEncoder(nil)(context.Background(), err, w)
+		if w.Code != tc.want || (tc.want == 503 && (w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "dependency-busy"))) {
+			t.Errorf("SQLSTATE %s: %d %q %s, want %d", tc.code, w.Code, w.Header().Get("Retry-After"), w.Body, tc.want)
+		}
+	}
+}

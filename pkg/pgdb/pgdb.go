@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,7 +47,37 @@ type Config struct {
 	MaxConnIdleTime time.Duration `env:"DATABASE_MAX_CONN_IDLE_TIME" envDefault:"5m"`
 	// ConnectTimeout bounds dialing one connection. Default 5s.
 	ConnectTimeout time.Duration `env:"DATABASE_CONNECT_TIMEOUT" envDefault:"5s"`
+	// StatementTimeout is every session's statement_timeout: a statement
+	// running longer is cancelled by the server (SQLSTATE 57014). Default
+	// 30s; negative: none (the migrate command: an index build may take
+	// longer).
+	StatementTimeout time.Duration `env:"DATABASE_STATEMENT_TIMEOUT" envDefault:"30s"`
+	// LockTimeout is every session's lock_timeout: a statement waiting
+	// longer for a lock (a row, a table, an advisory lock) fails with
+	// 55P03 instead of queueing behind a stuck holder. Default 10s;
+	// negative: none.
+	LockTimeout time.Duration `env:"DATABASE_LOCK_TIMEOUT" envDefault:"10s"`
+	// IdleInTxTimeout is every session's
+	// idle_in_transaction_session_timeout: a transaction left open and
+	// idle longer (a process frozen or leaking a transaction, holding its
+	// locks) is ended by the server, and its session with it. Default 60s;
+	// negative: none.
+	IdleInTxTimeout time.Duration `env:"DATABASE_IDLE_IN_TRANSACTION_TIMEOUT" envDefault:"60s"`
 }
+
+// Session timeout defaults (Config's zero values).
+const (
+	DefaultStatementTimeout = 30 * time.Second
+	DefaultLockTimeout      = 10 * time.Second
+	DefaultIdleInTxTimeout  = 60 * time.Second
+)
+
+// Timeout SQLSTATEs: what a session timeout answers.
+const (
+	CodeQueryCanceled            = "57014" // statement_timeout (or a cancel request)
+	CodeLockNotAvailable         = "55P03" // lock_timeout
+	CodeIdleInTransactionTimeout = "25P03" // idle_in_transaction_session_timeout (the session is ended)
+)
 
 // PoolConfig turns c into a pgxpool.Config without connecting.
 func (c Config) PoolConfig() (*pgxpool.Config, error) {
@@ -73,7 +104,30 @@ func (c Config) PoolConfig() (*pgxpool.Config, error) {
 	if c.ConnectTimeout > 0 {
 		pc.ConnConfig.ConnectTimeout = c.ConnectTimeout
 	}
+	// Session timeouts, sent in the startup message (no round trip): the
+	// server enforces them even when this process is frozen.
+	for param, d := range map[string]time.Duration{
+		"statement_timeout":                   orDefault(c.StatementTimeout, DefaultStatementTimeout),
+		"lock_timeout":                        orDefault(c.LockTimeout, DefaultLockTimeout),
+		"idle_in_transaction_session_timeout": orDefault(c.IdleInTxTimeout, DefaultIdleInTxTimeout),
+	} {
+		if _, set := pc.ConnConfig.RuntimeParams[param]; set {
+			continue // the URL's own setting (options=-c… or ?param=) wins
+		}
+		pc.ConnConfig.RuntimeParams[param] = strconv.FormatInt(max(d, 0).Milliseconds(), 10)
+	}
 	return pc, nil
+}
+
+// orDefault is d, def when d is zero, and 0 (off) when d is negative.
+func orDefault(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
 }
 
 // Open creates a pool and pings the server once.

@@ -8,8 +8,10 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
@@ -162,5 +164,95 @@ func TestOpenErrorsDoNotLeakPasswords(t *testing.T) {
 				t.Fatalf("err = %v; want it to say %q and never the password", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestSessionTimeouts: the server ends what a stuck or frozen client
+// would otherwise hold: a statement running past statement_timeout
+// (57014), a wait for a lock past lock_timeout (55P03), a transaction left
+// idle past idle_in_transaction_session_timeout (25P03, the session is
+// ended). Defaults apply when unset; negative turns one off; the URL's own
+// setting wins.
+func TestSessionTimeouts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testinfra.Postgres(t, migrations)
+	open := func(c pgdb.Config) *pgxpool.Pool {
+		t.Helper()
+		c.URL = db.URL
+		pool, err := pgdb.Open(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		return pool
+	}
+	show := func(pool *pgxpool.Pool, param string) string {
+		t.Helper()
+		var v string
+		if err := pool.QueryRow(ctx, "SHOW "+param).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	defaults := open(pgdb.Config{})
+	if a, b, c := show(defaults, "statement_timeout"), show(defaults, "lock_timeout"), show(defaults, "idle_in_transaction_session_timeout"); a != "30s" || b != "10s" || c != "1min" {
+		t.Errorf("defaults: statement %s, lock %s, idle in transaction %s", a, b, c)
+	}
+	if v := show(open(pgdb.Config{StatementTimeout: -1}), "statement_timeout"); v != "0" {
+		t.Errorf("statement_timeout off: %s", v)
+	}
+
+	// Each statement below gets 5 s from the test: without the server's
+	// timeouts it fails on that deadline instead of hanging.
+	bounded := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		t.Cleanup(cancel)
+		return c
+	}
+	short := open(pgdb.Config{StatementTimeout: time.Second, LockTimeout: 200 * time.Millisecond, IdleInTxTimeout: 300 * time.Millisecond})
+	if _, err := short.Exec(bounded(), "SELECT pg_sleep(2)"); !pgdb.IsCode(err, pgdb.CodeQueryCanceled) {
+		t.Errorf("a 2 s statement with a 1 s statement_timeout: %v", err)
+	}
+
+	// A row locked by a transaction that goes nowhere: the second writer
+	// gives up after lock_timeout instead of queueing behind it.
+	if _, err := short.Exec(ctx, "INSERT INTO widgets VALUES (1, 'one')"); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := short.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(ctx) }()
+	if _, err := holder.Exec(ctx, "UPDATE widgets SET name = 'held' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := short.Exec(bounded(), "UPDATE widgets SET name = 'waiting' WHERE id = 1"); !pgdb.IsCode(err, pgdb.CodeLockNotAvailable) {
+		t.Errorf("a write behind a held row lock with a 200 ms lock_timeout: %v", err)
+	}
+
+	// The holder stayed idle in its transaction: the server ended it, and
+	// the lock is free again.
+	time.Sleep(600 * time.Millisecond)
+	if _, err := holder.Exec(bounded(), "SELECT 1"); err == nil {
+		t.Error("a transaction idle for 600 ms with a 300 ms idle_in_transaction_session_timeout still runs")
+	}
+	if _, err := short.Exec(bounded(), "UPDATE widgets SET name = 'free' WHERE id = 1"); err != nil {
+		t.Errorf("after the idle transaction was ended: %v", err)
+	}
+
+	// The URL's own setting wins over the Config's.
+	sep := "?"
+	if strings.Contains(db.URL, "?") {
+		sep = "&"
+	}
+	own, err := pgdb.Open(ctx, pgdb.Config{URL: db.URL + sep + "statement_timeout=1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	if v := show(own, "statement_timeout"); v != "1234ms" {
+		t.Errorf("statement_timeout from the URL: %s", v)
 	}
 }

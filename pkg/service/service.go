@@ -124,7 +124,15 @@ func (rt *Runtime) OpenPG(ctx context.Context) (*pgxpool.Pool, error) {
 // Migrate is the migrate command: it applies the embedded goose migrations
 // (one migrator at a time, by advisory lock) and logs what it applied.
 func (rt *Runtime) Migrate(ctx context.Context, migrations fs.FS) error {
-	pool, err := rt.OpenPG(ctx)
+	// No statement timeout: building an index on a large table may take
+	// longer than a request's statement may. The lock timeout stays: a
+	// migration that waits for a table lock behind live traffic fails
+	// and is run again, instead of queueing every query behind it.
+	cfg := rt.base.DB
+	cfg.StatementTimeout = -1
+	pool, err := lifecycle.Connect(ctx, rt.Log, rt.PG, lifecycle.DefaultRetry, func(ctx context.Context) (*pgxpool.Pool, error) {
+		return pgdb.Open(ctx, cfg)
+	})
 	if err != nil {
 		return err
 	}
