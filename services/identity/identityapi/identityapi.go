@@ -62,11 +62,15 @@ const (
 	AudiencePayments      = "payments"
 	AudienceNotifications = "notifications"
 	AudienceSearch        = "search"
+	// AudienceIdentity is the provider's own operator API (POST
+	// /v1/admin/rotate-keys on its admin listener): an operator's token
+	// carries it like the services'.
+	AudienceIdentity = "identity"
 )
 
 // PublicAudiences are the public APIs a person's token is good for.
 func PublicAudiences() []string {
-	return []string{AudienceCatalog, AudienceOrders, AudiencePayments, AudienceNotifications, AudienceSearch}
+	return []string{AudienceCatalog, AudienceOrders, AudiencePayments, AudienceNotifications, AudienceSearch, AudienceIdentity}
 }
 
 // Client ids.

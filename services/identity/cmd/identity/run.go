@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/lifecycle"
@@ -139,7 +141,23 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 	health := httpkit.NewHealth()
 	muxes := rt.NewMuxes(health)
 	p.Routes(muxes.Public)
-	p.AdminRoutes(muxes.Admin)
+	// Its own operator API wants an operator's token for audience
+	// identity, verified like every service verifies its tokens (pkg/auth:
+	// discovery and JWKS from this provider's own issuer URL, on first use).
+	// It reaches itself on its public listener's port (the issuer URL may
+	// name a proxy in front of it).
+	_, port, err := net.SplitHostPort(lns.Public.Addr().String())
+	if err != nil {
+		_ = lns.Close()
+		return err
+	}
+	admin, err := auth.NewVerifier(auth.Config{Issuer: cfg.Issuer, DiscoveryURL: "http://127.0.0.1:" + port, Leeway: 30 * time.Second},
+		identityapi.AudienceIdentity, auth.Options{Registerer: rt.Tel.Registry})
+	if err != nil {
+		_ = lns.Close()
+		return err
+	}
+	p.AdminRoutes(muxes.Admin, func(h http.Handler) http.Handler { return admin.Handle(auth.AnyOf(auth.RoleOperator), h) })
 
 	g := lifecycle.NewGroup(log)
 	g.Add("keys", func(ctx context.Context) error {

@@ -133,18 +133,33 @@ func TestServeAndTokenCommand(t *testing.T) {
 		t.Errorf("service token claims: %v", c)
 	}
 
-	rotate := func(base string) int {
-		resp, err := hc.Post(base+httpkit.AdminPrefix+"rotate-keys", "", nil)
+	oscar, err := identityapi.UserToken(context.Background(), hc, issuer, identityapi.ClientCLI, identityapi.UserOscar, "demo-password-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotate := func(base, token string) int {
+		req, err := http.NewRequest(http.MethodPost, base+httpkit.AdminPrefix+"rotate-keys", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if code := rotate(issuer); code != http.StatusNotFound {
+	if code := rotate(issuer, oscar.AccessToken); code != http.StatusNotFound {
 		t.Errorf("rotate-keys on the public listener: %d, want 404", code)
 	}
-	if code := rotate("http://" + lns.Admin.Addr().String()); code != http.StatusOK {
-		t.Errorf("rotate-keys on the admin listener: %d", code)
+	admin := "http://" + lns.Admin.Addr().String()
+	if code := rotate(admin, ""); code != http.StatusUnauthorized {
+		t.Errorf("rotate-keys on the admin listener without a token: %d, want 401", code)
+	}
+	if code := rotate(admin, oscar.AccessToken); code != http.StatusOK {
+		t.Errorf("rotate-keys on the admin listener as the operator: %d", code)
 	}
 }

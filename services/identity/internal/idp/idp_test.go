@@ -22,6 +22,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/identity/identityapi"
@@ -95,7 +96,13 @@ func (o *op) restart(t *testing.T) {
 	mux := httpkit.NewPublicMux(health)
 	p.Routes(mux)
 	admin := httpkit.NewAdminMux(health, nil)
-	p.AdminRoutes(admin)
+	// The admin API wants an operator's token for audience identity,
+	// checked as run.go does (pkg/auth against this provider).
+	v, err := auth.NewVerifier(auth.Config{Issuer: o.issuer}, identityapi.AudienceIdentity, auth.Options{HTTPClient: o.hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.AdminRoutes(admin, func(h http.Handler) http.Handler { return v.Handle(auth.AnyOf(auth.RoleOperator), h) })
 	var h, ah http.Handler = mux, admin
 	o.h.Store(&h)
 	o.ah.Store(&ah)
@@ -113,7 +120,7 @@ func (o *op) userToken(t *testing.T, user string) identityapi.Token {
 
 func (o *op) rotate(t *testing.T) string {
 	t.Helper()
-	resp, err := o.hc.Post(o.admin+httpkit.AdminPrefix+"rotate-keys", "", nil)
+	resp, err := o.rotateAs(t, o.userToken(t, identityapi.UserOscar).AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +133,42 @@ func (o *op) rotate(t *testing.T) string {
 		t.Fatalf("rotate: %s %v", resp.Status, err)
 	}
 	return body.KID
+}
+
+// rotateAs asks the admin API to rotate the keys with token ("" for
+// none).
+func (o *op) rotateAs(t *testing.T, token string) (*http.Response, error) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, o.admin+httpkit.AdminPrefix+"rotate-keys", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return o.hc.Do(req)
+}
+
+// TestRotateKeysIsForOperators: the admin API refuses a caller without a
+// token (401) and a customer (403), and rotates for an operator.
+func TestRotateKeysIsForOperators(t *testing.T) {
+	t.Parallel()
+	o := start(t, "")
+	for _, tc := range []struct {
+		who   string
+		token string
+		want  int
+	}{{"nobody", "", http.StatusUnauthorized}, {"a customer", o.userToken(t, identityapi.UserAda).AccessToken, http.StatusForbidden},
+		{"an operator", o.userToken(t, identityapi.UserOscar).AccessToken, http.StatusOK}} {
+		resp, err := o.rotateAs(t, tc.token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("rotate-keys as %s: %d, want %d", tc.who, resp.StatusCode, tc.want)
+		}
+	}
 }
 
 // verifier is what a resource server runs: go-oidc with a RemoteKeySet

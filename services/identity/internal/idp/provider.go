@@ -168,10 +168,11 @@ func (p *Provider) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+loginPath, l.submit)
 }
 
-// AdminRoutes mounts POST /v1/admin/rotate-keys (httpkit.AdminPrefix) on mux. Serve it only on the
-// admin listener: anyone who reaches it can rotate the keys.
-func (p *Provider) AdminRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+httpkit.AdminPrefix+"rotate-keys", func(w http.ResponseWriter, r *http.Request) {
+// AdminRoutes mounts POST /v1/admin/rotate-keys (httpkit.AdminPrefix) on
+// mux, behind guard (the caller's authorization: an operator's token for
+// audience identity). Serve it only on the admin listener (ADR 0023).
+func (p *Provider) AdminRoutes(mux *http.ServeMux, guard func(http.Handler) http.Handler) {
+	mux.Handle("POST "+httpkit.AdminPrefix+"rotate-keys", guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		kid, err := p.Keys.Rotate()
 		if err != nil {
 			p.log.ErrorContext(r.Context(), "rotate signing keys", "err", err)
@@ -182,7 +183,7 @@ func (p *Provider) AdminRoutes(mux *http.ServeMux) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(map[string]any{"kid": kid, "published": p.publishedKIDs()})
-	})
+	})))
 }
 
 func (p *Provider) publishedKIDs() []string {
