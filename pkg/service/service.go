@@ -419,14 +419,15 @@ func (rt *Runtime) NewGroup(js jetstream.JetStream, streamName, group string, pa
 		Extract: rt.Tel.Extract, Tracer: rt.Tel.Tracer("github.com/shopfloor/shopfloor/pkg/stream"), Registerer: rt.Tel.Registry}, h, rt.Log)
 }
 
-// PruneInbox is a role that deletes inbox rows older than a week, in
-// batches, every hour: a redelivery older than that is not expected (the
-// streams keep a week; a replay of older events is a rebuild, which uses
-// its own group).
+// PruneInbox is a role that deletes inbox rows older than
+// stream.InboxRetention (31 days), in batches, every hour: no redelivery
+// comes later than that (the streams keep a week, their dead-letter
+// streams 30 days, and a redrive reaches every group again; a replay of
+// older events is a rebuild, which uses its own group).
 func (rt *Runtime) PruneInbox(pool *pgxpool.Pool) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		return Every(ctx, time.Hour, func(ctx context.Context) error {
-			_, err := stream.PruneInbox(ctx, pool, 7*24*time.Hour, 1000)
+			_, err := stream.PruneInbox(ctx, pool, stream.InboxRetention, 1000)
 			return err
 		}, rt.Log)
 	}

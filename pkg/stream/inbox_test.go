@@ -170,3 +170,27 @@ func TestPruneInbox(t *testing.T) {
 		t.Errorf("PruneInbox(0) = %v, want ErrInvalid", err)
 	}
 }
+
+// TestInboxOutlivesEveryRedelivery: the inbox keeps its claims longer than
+// any delivery of an event can come, as EnsureStream creates the streams
+// by default: the stream's own retention (redeliveries, replays) and the
+// dead-letter stream's (a redrive reaches every group again). A claim
+// pruned before would let a redriven event apply twice.
+func TestInboxOutlivesEveryRedelivery(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	nt := testinfra.NATS(t)
+	name := nt.Name("ORDERS")
+	if err := stream.EnsureStream(ctx, nt.JS, stream.StreamConfig{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{name, stream.DLQStream(name)} {
+		st, err := nt.JS.Stream(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if age := st.CachedInfo().Config.MaxAge; age <= 0 || age >= stream.InboxRetention {
+			t.Errorf("%s keeps messages %s; the inbox keeps claims %s: it must outlive every delivery", s, age, stream.InboxRetention)
+		}
+	}
+}

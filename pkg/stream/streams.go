@@ -43,6 +43,17 @@ type StreamConfig struct {
 	DLQMaxAge time.Duration
 }
 
+// DefaultDLQMaxAge is how long a dead-letter stream keeps a dead letter
+// (StreamConfig.DLQMaxAge's default): the horizon of a redrive.
+const DefaultDLQMaxAge = 30 * 24 * time.Hour
+
+// InboxRetention is how long consumers keep their inbox claims
+// (PruneInbox): longer than any redelivery can come, the stream's MaxAge
+// (7 days) and a redrive from the dead-letter stream (DefaultDLQMaxAge),
+// plus a day. A redriven event reaches every group of its stream again;
+// a group whose claim was pruned would apply it twice.
+const InboxRetention = DefaultDLQMaxAge + 24*time.Hour
+
 func (c StreamConfig) withDefaults() StreamConfig {
 	if c.Partitions == 0 {
 		c.Partitions = 8
@@ -60,7 +71,7 @@ func (c StreamConfig) withDefaults() StreamConfig {
 		c.Duplicates = 2 * time.Minute
 	}
 	if c.DLQMaxAge == 0 {
-		c.DLQMaxAge = 30 * 24 * time.Hour
+		c.DLQMaxAge = DefaultDLQMaxAge
 	}
 	return c
 }
