@@ -493,7 +493,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 		})
 	}
 	mailMode("rejecting")
-	t.Cleanup(func() { mailRelay(t, psp, false) })
+	t.Cleanup(func() { mailRelay(t, endpointsOf(t, web), false) })
 	signInAs(customer)
 	var refusedURL string
 	do("order while the relay refuses", func(p *rod.Page) {
@@ -546,7 +546,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 	// again, and since search cannot decode it either, it is back.
 	signInAs(identityapi.UserOscar)
 	poisonID := fmt.Sprintf("poison-%d", time.Now().UnixNano())
-	publishPoison(t, web, poisonID)
+	publishPoison(t, endpointsOf(t, web), poisonID)
 	do("stream dead letters in the console", func(p *rod.Page) {
 		p.MustNavigate(web + "/console#h-dlq").MustWaitLoad()
 		p.CancelTimeout().Timeout(60*time.Second).MustWait(`(id) => ["payments", "notifications", "search"].every(g =>
@@ -606,19 +606,24 @@ func TestStorefrontInBrowser(t *testing.T) {
 	audit("console with a drill")
 }
 
-// mailRelay switches the SMTP sink's reject mode (the test switches it
-// off when it ends); psp is the provider simulator's URL, the sink's is
-// on the same port base.
-func mailRelay(t *testing.T, psp string, reject bool) {
+// endpointsOf is the system whose storefront is web: its port is the
+// port base (deploy/local/ports.sh).
+func endpointsOf(t *testing.T, web string) target.Endpoints {
 	t.Helper()
-	i := strings.LastIndex(psp, ":")
-	port, err := strconv.Atoi(psp[i+1:])
+	base, err := strconv.Atoi(web[strings.LastIndex(web, ":")+1:])
 	if err != nil {
-		t.Fatalf("provider URL %s: %v", psp, err)
+		t.Fatalf("storefront URL %s: %v", web, err)
 	}
+	return target.LocalEndpoints(base)
+}
+
+// mailRelay switches the SMTP sink's reject mode of the system at e (the
+// test switches it off when it ends).
+func mailRelay(t *testing.T, e target.Endpoints, reject bool) {
+	t.Helper()
 	hc := &http.Client{Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
-	sink := &target.SMTPSink{URL: psp[:i+1] + strconv.Itoa(port-99+25), HTTP: hc}
+	sink := &target.SMTPSink{URL: e.Mail, HTTP: hc}
 	mode := map[bool]string{true: target.MailRejecting, false: target.MailAccepting}[reject]
 	if err := sink.SetMailMode(context.Background(), mode); err != nil {
 		t.Error(err)
@@ -914,17 +919,10 @@ func TestAccessibilityAuditFindsProblems(t *testing.T) {
 }
 
 // publishPoison publishes an event that is not JSON to partition 0 of the
-// ORDERS stream of the system whose storefront is web (NATS at its port
-// base + 6222, deploy/local/ports.sh), as a buggy or hostile producer
-// would.
-func publishPoison(t *testing.T, web, id string) {
+// ORDERS stream of the system at e, as a buggy or hostile producer would.
+func publishPoison(t *testing.T, e target.Endpoints, id string) {
 	t.Helper()
-	i := strings.LastIndex(web, ":")
-	base, err := strconv.Atoi(web[i+1:])
-	if err != nil {
-		t.Fatalf("storefront URL %s: %v", web, err)
-	}
-	nc, err := nats.Connect(target.LocalEndpoints(base).NATS)
+	nc, err := nats.Connect(e.NATS)
 	if err != nil {
 		t.Fatal(err)
 	}

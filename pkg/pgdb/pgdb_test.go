@@ -3,6 +3,7 @@ package pgdb_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -232,9 +233,23 @@ func TestSessionTimeouts(t *testing.T) {
 		t.Errorf("a write behind a held row lock with a 200 ms lock_timeout: %v", err)
 	}
 
-	// The holder stayed idle in its transaction: the server ended it, and
-	// the lock is free again.
-	time.Sleep(600 * time.Millisecond)
+	// The holder stays idle in its transaction: the server ends its
+	// session (watched from another session until a deadline), and the
+	// lock is free again.
+	var holderPID int
+	if err := holder.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&holderPID); err != nil {
+		t.Fatal(err)
+	}
+	testinfra.Eventually(t, 5*time.Second, func() error {
+		var alive bool
+		if err := db.Pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", holderPID).Scan(&alive); err != nil {
+			return err
+		}
+		if alive {
+			return fmt.Errorf("the idle transaction's session %d is still there", holderPID)
+		}
+		return nil
+	})
 	if _, err := holder.Exec(bounded(), "SELECT 1"); err == nil {
 		t.Error("a transaction idle for 600 ms with a 300 ms idle_in_transaction_session_timeout still runs")
 	}

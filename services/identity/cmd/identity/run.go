@@ -144,14 +144,18 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 	// Its own operator API wants an operator's token for audience
 	// identity, verified like every service verifies its tokens (pkg/auth:
 	// discovery and JWKS from this provider's own issuer URL, on first use).
-	// It reaches itself on its public listener's port (the issuer URL may
-	// name a proxy in front of it).
-	_, port, err := net.SplitHostPort(lns.Public.Addr().String())
+	// It reaches itself on its public listener (the issuer URL may name a
+	// proxy in front of it): its address, or loopback when it listens on
+	// every address.
+	host, port, err := net.SplitHostPort(lns.Public.Addr().String())
 	if err != nil {
 		_ = lns.Close()
 		return err
 	}
-	admin, err := auth.NewVerifier(auth.Config{Issuer: cfg.Issuer, DiscoveryURL: "http://127.0.0.1:" + port, Leeway: 30 * time.Second},
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	admin, err := auth.NewVerifier(auth.Config{Issuer: cfg.Issuer, DiscoveryURL: "http://" + net.JoinHostPort(host, port), Leeway: 30 * time.Second},
 		identityapi.AudienceIdentity, auth.Options{Registerer: rt.Tel.Registry})
 	if err != nil {
 		_ = lns.Close()

@@ -14,6 +14,7 @@ package console
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -25,6 +26,11 @@ import (
 
 	"github.com/shopfloor/shopfloor/chaos/target"
 )
+
+// ErrUnknown wraps the console's refusals of a name it does not know (a
+// service, queue, stream, link, preset, mode, process or drill): the
+// pages answer 404 for a read, 400 for a switch.
+var ErrUnknown = errors.New("unknown")
 
 // Links are the Toxiproxy proxies between the services and their
 // dependencies (deploy/local/run.sh), in the order the page shows them.
@@ -419,7 +425,7 @@ func caches(samples map[string][]target.Sample) []Cache {
 // SetLink cuts (enabled false) or restores a link.
 func (c *Console) SetLink(ctx context.Context, name string, enabled bool) error {
 	if !slices.ContainsFunc(Links, func(l LinkInfo) bool { return l.Name == name }) {
-		return fmt.Errorf("no link %q", name)
+		return fmt.Errorf("%w: no link %q", ErrUnknown, name)
 	}
 	return c.sys.ToxiproxyClient().SetEnabled(ctx, name, enabled)
 }
@@ -428,7 +434,7 @@ func (c *Console) SetLink(ctx context.Context, name string, enabled bool) error 
 func (c *Console) SetProvider(ctx context.Context, name string) error {
 	i := slices.IndexFunc(target.FaultPresets, func(p target.FaultPreset) bool { return p.Name == name })
 	if i < 0 {
-		return fmt.Errorf("no provider preset %q", name)
+		return fmt.Errorf("%w: no provider preset %q", ErrUnknown, name)
 	}
 	return c.sys.SetPSPFaults(ctx, target.FaultPresets[i].Faults)
 }
@@ -446,7 +452,7 @@ func (c *Console) SetCacheBypass(ctx context.Context, token string, on bool) err
 // SetMail switches the mail relay to mode.
 func (c *Console) SetMail(ctx context.Context, mode string) error {
 	if !slices.ContainsFunc(MailModes, func(m MailMode) bool { return m.Mode == mode }) {
-		return fmt.Errorf("no mail mode %q", mode)
+		return fmt.Errorf("%w: no mail mode %q", ErrUnknown, mode)
 	}
 	return c.sys.SetMailMode(ctx, mode)
 }
@@ -462,7 +468,7 @@ func (c *Console) CanControlProcesses() bool { return c.sys.Procs != nil }
 // SetProcess stops (running false) or starts a role process.
 func (c *Console) SetProcess(ctx context.Context, name string, running bool) error {
 	if !c.Stoppable(name) {
-		return fmt.Errorf("no process %q", name)
+		return fmt.Errorf("%w: no process %q", ErrUnknown, name)
 	}
 	if c.sys.Procs == nil {
 		return fmt.Errorf("this console cannot stop or start processes")

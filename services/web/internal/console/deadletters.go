@@ -72,7 +72,7 @@ var queueName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 func (c *Console) adminBase(service string) (string, error) {
 	base, ok := c.sys.Metrics[service]
 	if !ok || !slices.Contains(JobQueueServices, service) {
-		return "", fmt.Errorf("no service %q with job queues", service)
+		return "", fmt.Errorf("%w: no service %q with job queues", ErrUnknown, service)
 	}
 	return base, nil
 }
@@ -129,7 +129,7 @@ func (c *Console) DeadLetter(ctx context.Context, token, service, queue string, 
 		return DeadLetter{}, err
 	}
 	if !queueName.MatchString(queue) {
-		return DeadLetter{}, fmt.Errorf("no queue %q", queue)
+		return DeadLetter{}, fmt.Errorf("%w: no queue %q", ErrUnknown, queue)
 	}
 	var d DeadLetter
 	u := base + "/v1/admin/queues/" + url.PathEscape(queue) + "/messages/" + strconv.FormatInt(id, 10)
@@ -148,7 +148,7 @@ func (c *Console) Redrive(ctx context.Context, token, service, queue string, ids
 		return 0, err
 	}
 	if !queueName.MatchString(queue) {
-		return 0, fmt.Errorf("no queue %q", queue)
+		return 0, fmt.Errorf("%w: no queue %q", ErrUnknown, queue)
 	}
 	var res struct {
 		Redriven int `json:"redriven"`

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -99,11 +100,14 @@ func TestDeadLettersThroughTheAdminAPI(t *testing.T) {
 
 	// Refused before anything is asked: a service without job queues, a
 	// queue name that is not one; and the service's own refusal shows.
-	if _, err := c.Redrive(ctx, "operator-token", "orders", "charges-dlq", nil, false); err == nil {
-		t.Error("redrive at orders: no error")
+	if _, err := c.Redrive(ctx, "operator-token", "orders", "charges-dlq", nil, false); !errors.Is(err, ErrUnknown) {
+		t.Errorf("redrive at orders: %v, want ErrUnknown", err)
 	}
-	if _, err := c.Redrive(ctx, "operator-token", "payments", "../charges", nil, false); err == nil {
-		t.Error("redrive of ../charges: no error")
+	if _, err := c.Redrive(ctx, "operator-token", "payments", "../charges", nil, false); !errors.Is(err, ErrUnknown) {
+		t.Errorf("redrive of ../charges: %v, want ErrUnknown", err)
+	}
+	if _, err := c.DeadLetter(ctx, "operator-token", "search", "charges-dlq", sent.ID); !errors.Is(err, ErrUnknown) {
+		t.Errorf("inspect at search: %v, want ErrUnknown (the page's 404)", err)
 	}
 	if qs := c.DeadLetters(ctx, "someone-else"); len(qs) != 1 || !strings.Contains(qs[0].Err, "401") {
 		t.Errorf("with a wrong token: %+v, want payments' 401", qs)

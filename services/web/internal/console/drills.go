@@ -98,7 +98,7 @@ func (c *Console) RunDrill(ctx context.Context, name string, d time.Duration, op
 	}
 	ds, err := drill.Lookup(name)
 	if err != nil || len(ds) != 1 {
-		return fmt.Errorf("no drill %q", name)
+		return fmt.Errorf("%w: no drill %q", ErrUnknown, name)
 	}
 	if d < MinDrillDuration || d > MaxDrillDuration {
 		return fmt.Errorf("the load must run %s to %s (got %s)", MinDrillDuration, MaxDrillDuration, d)

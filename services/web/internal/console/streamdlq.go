@@ -70,11 +70,15 @@ func (c *Console) EnableStreamDLQs(js jetstream.JetStream, streams ...string) {
 func (c *Console) StreamDLQsEnabled() bool { return c.streams.js != nil }
 
 func (c *Console) streamDLQ(name string) (*stream.DLQ, error) {
+	names := c.streams.names
+	if names == nil {
+		names = DLQStreams
+	}
+	if !slices.Contains(names, name) {
+		return nil, fmt.Errorf("%w: no stream %q", ErrUnknown, name)
+	}
 	if c.streams.js == nil {
 		return nil, errors.New("this console has no NATS connection for stream dead letters")
-	}
-	if !slices.Contains(c.streams.names, name) {
-		return nil, fmt.Errorf("no stream %q", name)
 	}
 	c.streams.mu.Lock()
 	defer c.streams.mu.Unlock()

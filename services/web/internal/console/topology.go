@@ -56,14 +56,12 @@ func (e Edge) RateText() string {
 // Busy reports whether something flowed on the edge since the last read.
 func (e Edge) Busy() bool { return e.Measured && e.Rate > 0 }
 
-// Box is a node's rectangle (top-left corner; BoxW × BoxH).
-func (n Node) Box() (x, y int) { return n.X - BoxW/2, n.Y - BoxH/2 }
-
-// BoxX and BoxY are Box's corner, for templates.
-func (n Node) BoxX() int { x, _ := n.Box(); return x }
+// BoxX and BoxY are the top-left corner of the node's BoxW × BoxH
+// rectangle.
+func (n Node) BoxX() int { return n.X - BoxW/2 }
 
 // BoxY: see BoxX.
-func (n Node) BoxY() int { _, y := n.Box(); return y }
+func (n Node) BoxY() int { return n.Y - BoxH/2 }
 
 // Width and Height are BoxW and BoxH, for templates.
 func (Node) Width() int { return BoxW }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/shopfloor/shopfloor/chaos/drill"
@@ -35,19 +36,11 @@ type consoleData struct {
 func (s *Server) readConsole(ctx context.Context, u *user) consoleData {
 	d := consoleData{Presets: target.FaultPresets, MailModes: console.MailModes, Drills: s.cfg.Console.Drills(),
 		DrillsEnabled: s.cfg.Console.DrillsEnabled(), DrillRun: s.cfg.Console.Drill(), CanStop: s.cfg.Console.CanControlProcesses()}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		d.DeadLetters = s.cfg.Console.DeadLetters(ctx, u.Access)
-	}()
-	streamsDone := make(chan struct{})
-	go func() {
-		defer close(streamsDone)
-		d.StreamDLQs = s.cfg.Console.StreamDeadLetterQueues(ctx)
-	}()
-	defer func() { <-streamsDone }()
+	var wg sync.WaitGroup
+	wg.Go(func() { d.DeadLetters = s.cfg.Console.DeadLetters(ctx, u.Access) })
+	wg.Go(func() { d.StreamDLQs = s.cfg.Console.StreamDeadLetterQueues(ctx) })
 	d.Snap = s.cfg.Console.Read(ctx)
-	<-done
+	wg.Wait()
 	return d
 }
 
@@ -121,7 +114,12 @@ func (s *Server) consoleAction(w http.ResponseWriter, r *http.Request, u *user) 
 		err = s.cfg.Console.SetProvider(ctx, name)
 		done = "Provider faults: " + name + "."
 	case "cache":
-		on := r.PathValue("name") == "bypass"
+		name := r.PathValue("name")
+		if name != "bypass" && name != "use" {
+			s.fail(w, r, http.StatusNotFound, "No such switch", "The cache's switches are bypass and use.")
+			return
+		}
+		on := name == "bypass"
 		err = s.cfg.Console.SetCacheBypass(ctx, u.Access, on)
 		done = map[bool]string{true: "catalog's cache is bypassed: every read goes to PostgreSQL.", false: "catalog reads through its cache again."}[on]
 	case "mail":
@@ -153,7 +151,11 @@ func (s *Server) consoleAction(w http.ResponseWriter, r *http.Request, u *user) 
 		return
 	}
 	s.cfg.Log.InfoContext(ctx, "console action", "operator", u.Sub, "path", r.URL.Path, "done", done)
-	http.Redirect(w, r, "/console?done="+url.QueryEscape(done)+map[bool]string{true: "#h-drill-run"}[r.PathValue("kind") == "drills"], http.StatusSeeOther)
+	anchor := ""
+	if r.PathValue("kind") == "drills" {
+		anchor = "#h-drill-run" // the drill's live section
+	}
+	http.Redirect(w, r, "/console?done="+url.QueryEscape(done)+anchor, http.StatusSeeOther)
 }
 
 // deadLetterData is the dead-letter page's.
@@ -173,7 +175,7 @@ func (s *Server) deadLetter(w http.ResponseWriter, r *http.Request, u *user) {
 	}
 	d, err := s.cfg.Console.DeadLetter(r.Context(), u.Access, service, queue, id)
 	switch {
-	case target.IsNotFound(err):
+	case target.IsNotFound(err), errors.Is(err, console.ErrUnknown):
 		s.fail(w, r, http.StatusNotFound, "No such dead letter", "It is not in that queue: it may have been redriven or purged meanwhile.")
 		return
 	case err != nil:
@@ -228,7 +230,7 @@ func (s *Server) streamDeadLetter(w http.ResponseWriter, r *http.Request, u *use
 	}
 	d, err := s.cfg.Console.StreamDeadLetter(r.Context(), name, seq)
 	switch {
-	case errors.Is(err, stream.ErrNotFound):
+	case errors.Is(err, stream.ErrNotFound), errors.Is(err, console.ErrUnknown):
 		s.fail(w, r, http.StatusNotFound, "No such dead letter", "It is not in that stream's dead letters: it may have been redriven or discarded meanwhile.")
 		return
 	case err != nil:

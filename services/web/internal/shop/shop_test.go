@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopfloor/shopfloor/chaos/target"
 	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
@@ -28,6 +29,7 @@ import (
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
 	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
 	"github.com/shopfloor/shopfloor/services/search/searchapi"
+	"github.com/shopfloor/shopfloor/services/web/internal/console"
 	"github.com/shopfloor/shopfloor/services/web/internal/session"
 )
 
@@ -90,6 +92,12 @@ var product = catalogapi.Product{ID: "p1", SKU: "SKU-1", Name: "Oak chair", Vers
 
 func newShop(t *testing.T) *shopTest {
 	t.Helper()
+	return newShopWith(t, nil)
+}
+
+// newShopWith is newShop with the plumbing console c (nil: none).
+func newShopWith(t *testing.T, c *console.Console) *shopTest {
+	t.Helper()
 	iss := authtest.NewIssuer(t)
 	st := &shopTest{t: t, iss: iss, catalog: &fakeAPI{status: 200, body: catalogapi.ProductList{Products: []catalogapi.Product{product}},
 		header: http.Header{"X-Cache": {"MISS"}}}, orders: &fakeAPI{status: 503, body: httpkit.Problem{Title: "down"}}}
@@ -121,7 +129,7 @@ func newShop(t *testing.T) *shopTest {
 		t.Fatal(err)
 	}
 	s, err := New(Config{Backends: &Backends{Catalog: catalog.URL, Orders: orders.URL, Payments: down.URL, Notifications: down.URL, Search: down.URL,
-		HC: &http.Client{Timeout: 5 * time.Second}}, Flow: flow, Verifier: v, Sealer: st.sealer, Log: slog.New(slog.DiscardHandler)})
+		HC: &http.Client{Timeout: 5 * time.Second}}, Flow: flow, Verifier: v, Sealer: st.sealer, Log: slog.New(slog.DiscardHandler), Console: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,6 +457,46 @@ func TestPagesMoveToThePublicHostName(t *testing.T) {
 		}
 		if want == http.StatusPermanentRedirect && w.Header().Get("Location") != "http://127.0.0.1:8000/products/p1?x=1" {
 			t.Errorf("GET under %s: Location %q", host, w.Header().Get("Location"))
+		}
+	}
+}
+
+// TestConsoleAnswersBadInputWithReadablePages: the console is for
+// operators only, and a name it does not know (a service, queue, stream,
+// switch, drill) or a malformed form gets a readable 404 or 400 page,
+// never a 5xx and never a switch thrown. The system behind it is
+// unreachable on purpose: nothing is asked of it before the input is
+// checked.
+func TestConsoleAnswersBadInputWithReadablePages(t *testing.T) {
+	t.Parallel()
+	st := newShopWith(t, console.New(&target.System{Endpoints: target.LocalEndpoints(1)}))
+	if status, _, body := st.do("GET", "/console", nil, nil, st.sessionCookie(auth.RoleCustomer)); status != http.StatusForbidden || !strings.Contains(body, "Operators only") {
+		t.Errorf("a customer at /console: %d", status)
+	}
+	op := st.sessionCookie(auth.RoleOperator)
+	for _, tc := range []struct {
+		method, path string
+		form         url.Values
+		want         int
+	}{
+		{"GET", "/console/dead-letters/orders/charges-dlq/1", nil, http.StatusNotFound},
+		{"GET", "/console/dead-letters/payments/charges-dlq/x", nil, http.StatusNotFound},
+		{"GET", "/console/dead-letters/payments/..%2Fetc/1", nil, http.StatusNotFound},
+		{"GET", "/console/stream-dead-letters/NOPE/1", nil, http.StatusNotFound},
+		{"GET", "/console/stream-dead-letters/ORDERS/0", nil, http.StatusNotFound},
+		{"POST", "/console/cache/sideways", url.Values{}, http.StatusNotFound},
+		{"POST", "/console/nothing/here", url.Values{}, http.StatusNotFound},
+		{"POST", "/console/links/nope", url.Values{"enabled": {"false"}}, http.StatusBadRequest},
+		{"POST", "/console/mail/blue", url.Values{}, http.StatusBadRequest},
+		{"POST", "/console/provider/melt", url.Values{}, http.StatusBadRequest},
+		{"POST", "/console/drills/run", url.Values{"drill": {"redis-down"}, "seconds": {"abc"}}, http.StatusBadRequest},
+		{"POST", "/console/drills/run", url.Values{"drill": {"no-such-drill"}, "seconds": {"30"}}, http.StatusBadRequest},
+		{"POST", "/console/dead-letters/payments/charges-dlq/redrive", url.Values{"id": {"-3"}}, http.StatusBadRequest},
+		{"POST", "/console/stream-dead-letters/ORDERS/redrive", url.Values{"seq": {"1"}}, http.StatusBadRequest},
+	} {
+		status, _, body := st.do(tc.method, tc.path, tc.form, nil, op)
+		if status != tc.want || strings.Contains(body, "goroutine") || !strings.Contains(body, "<h1>") {
+			t.Errorf("%s %s: %d, want %d:\n%.300s", tc.method, tc.path, status, tc.want, body)
 		}
 	}
 }
