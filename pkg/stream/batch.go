@@ -107,6 +107,9 @@ type batchWorker struct {
 	c   jetstream.Consumer
 	log *slog.Logger
 	f   failure
+	// wait is the partition waiting on a dependency (infrastructure
+	// errors), with the held messages heartbeated meanwhile.
+	wait infraWait
 
 	mu   sync.Mutex // guards held, which the heartbeat goroutine reads
 	held []heldMsg  // by stream sequence, one per sequence
@@ -119,7 +122,7 @@ type batchWorker struct {
 }
 
 func (g *Group) runBatchPartition(ctx context.Context, p int, s jetstream.Stream, c jetstream.Consumer) {
-	w := &batchWorker{g: g, p: p, s: s, c: c, log: g.log.With("partition", p)}
+	w := &batchWorker{g: g, p: p, s: s, c: c, log: g.log.With("partition", p), wait: infraWait{g: g}}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { w.heartbeats(ctx, done) })
@@ -420,6 +423,16 @@ func (w *batchWorker) process(ctx context.Context) {
 				w.handBack(ctx)
 				return
 			}
+			if w.g.infrastructure(err) {
+				// A dependency failed, not a message: no need to look for
+				// the failing one. Wait, then offer the same batch again.
+				log := w.log.With("from_seq", batch[0].d.Sequence, "messages", len(batch))
+				if !w.wait.retry(ctx, log, err) {
+					w.handBack(ctx)
+					return
+				}
+				continue
+			}
 			w.log.InfoContext(ctx, "batch failed; handling its messages one at a time", "messages", len(batch),
 				"from_seq", batch[0].d.Sequence, "error", err)
 		}
@@ -451,15 +464,20 @@ func (w *batchWorker) handleBatch(ctx context.Context, batch []heldMsg) error {
 	// The call's time is shared by its messages, so the histogram's sum
 	// stays the handler's time and its count the messages.
 	each := w.g.cfg.Now().Sub(start) / time.Duration(len(batch))
+	outcome := ""
 	switch {
 	case err == nil:
-		for range batch {
-			w.g.metrics.observe(w.g.cfg, "ack", each)
-		}
+		outcome = outcomeAck
 		w.ack(ctx, batch)
+		w.wait.end(ctx, w.log, outcomeAck)
 	case ctx.Err() != nil:
+		outcome = outcomeHandedBack
+	case w.g.infrastructure(err):
+		outcome = outcomeInfraFailed
+	}
+	if outcome != "" {
 		for range batch {
-			w.g.metrics.observe(w.g.cfg, "handed_back", each)
+			w.g.metrics.observe(w.g.cfg, outcome, each)
 		}
 	}
 	return err
@@ -467,7 +485,9 @@ func (w *batchWorker) handleBatch(ctx context.Context, batch []heldMsg) error {
 
 // handleOne calls the handler with one message until it is settled:
 // acknowledged, retried in-process with backoff (holding the partition) up
-// to MaxDeliver attempts, or dead-lettered. failed reports whether the
+// to MaxDeliver attempts, or dead-lettered. An infrastructure error is
+// retried in-process too, after InfrastructureBackoff, as often as it
+// takes and without spending an attempt. failed reports whether the
 // handler failed at least once; ok is false when the group stopped first.
 func (w *batchWorker) handleOne(ctx context.Context, h heldMsg) (failed, ok bool) {
 	attempt := h.d.NumDelivered
@@ -483,17 +503,30 @@ func (w *batchWorker) handleOne(ctx context.Context, h heldMsg) (failed, ok bool
 		elapsed := w.g.cfg.Now().Sub(start)
 		switch {
 		case err == nil:
-			w.g.metrics.observe(w.g.cfg, "ack", elapsed)
+			w.g.metrics.observe(w.g.cfg, outcomeAck, elapsed)
 			w.ack(ctx, []heldMsg{h})
+			w.wait.end(ctx, log, outcomeAck)
 			return failed, true
 		case IsPermanent(err):
-			w.g.metrics.observe(w.g.cfg, "dead_letter", elapsed)
+			w.g.metrics.observe(w.g.cfg, outcomeDeadLetter, elapsed)
+			w.wait.end(ctx, log, outcomeDeadLetter)
 			return true, w.deadLetter(ctx, h, d, classPermanent, err, w.f.firstFailure(d.Sequence, start))
 		case ctx.Err() != nil:
-			w.g.metrics.observe(w.g.cfg, "handed_back", elapsed)
+			w.g.metrics.observe(w.g.cfg, outcomeHandedBack, elapsed)
 			return failed, false
+		case w.g.infrastructure(err):
+			// A dependency failed, not the message: wait for it with the
+			// message (and the ones behind it) held, without spending an
+			// attempt.
+			failed = true
+			w.g.metrics.observe(w.g.cfg, outcomeInfraFailed, elapsed)
+			if !w.wait.retry(ctx, log, err) {
+				return true, false
+			}
+			continue
 		case attempt >= budget:
-			w.g.metrics.observe(w.g.cfg, "dead_letter", elapsed)
+			w.g.metrics.observe(w.g.cfg, outcomeDeadLetter, elapsed)
+			w.wait.end(ctx, log, outcomeDeadLetter)
 			return true, w.deadLetter(ctx, h, d, classExhausted, err, w.f.firstFailure(d.Sequence, start))
 		}
 		// Retry here, not with a delayed nak: with more than one message
@@ -501,7 +534,8 @@ func (w *batchWorker) handleOne(ctx context.Context, h heldMsg) (failed, ok bool
 		// before the redelivery (ADR 0017). The message and the ones behind
 		// it stay held and heartbeated meanwhile.
 		failed = true
-		w.g.metrics.observe(w.g.cfg, "retry", elapsed)
+		w.g.metrics.observe(w.g.cfg, outcomeRetry, elapsed)
+		w.wait.end(ctx, log, outcomeRetry)
 		w.g.metrics.redelivered(w.g.cfg)
 		w.f.firstFailure(d.Sequence, start)
 		delay := w.g.cfg.Backoff.Delay(attempt)
@@ -582,6 +616,7 @@ func (w *batchWorker) handBack(ctx context.Context) {
 	w.held = nil
 	w.mu.Unlock()
 	w.checked = false
+	w.wait.end(ctx, w.log, outcomeHandedBack)
 	if len(held) == 0 {
 		return
 	}
@@ -668,7 +703,7 @@ func (g *Group) callBatch(ctx context.Context, ds []Delivery) (err error) {
 			err = fmt.Errorf("handler panicked: %v\n%s", r, debug.Stack())
 		}
 	}()
-	return g.batch(hctx, ds)
+	return g.handlerResult(ctx, hctx, g.batch(hctx, ds))
 }
 
 // batchSpanOptions: a call with one message gets a span that is a child of

@@ -2,7 +2,7 @@
 // Kafka-style keyed partitions, consumer groups that share partitions, retries
 // with backoff, batch consumption, a dead-letter stream with operator tools,
 // and a consumer-side inbox for de-duplication (ADR 0002, ADR 0005,
-// ADR 0017).
+// ADR 0017, ADR 0025).
 //
 // It works on raw payload bytes and string headers; the event envelope
 // (pkg/events) and tracing (pkg/telemetry) plug in from outside.
@@ -46,7 +46,8 @@
 //     partitions. A batch group (NewBatchGroup) keeps the same order with
 //     other means; see "Batch consumption".
 //   - A message that fails permanently (Permanent) or spends its delivery
-//     budget (GroupConfig.MaxDeliver) is copied to the dead-letter stream
+//     budget (GroupConfig.MaxDeliver) with errors that are not
+//     infrastructure errors is copied to the dead-letter stream
 //     "S_DLQ" (subject "S_DLQ.<group>") with the reason in headers, and only
 //     then acknowledged, so the partition moves on and nothing is lost. A
 //     redrive publishes it again to its original partition: it then comes
@@ -59,7 +60,54 @@
 //
 // What is not guaranteed: exactly-once delivery; order across keys; that a
 // group sees an event "soon" when an earlier event of its partition is being
-// retried (at most MaxDeliver attempts with backoff, then the DLQ).
+// retried (at most MaxDeliver attempts with backoff, then the DLQ) or waits
+// for a dependency (as long as the dependency is down).
+//
+// # Errors that are not the message's fault
+//
+// A handler error is one of three kinds, and only the message's own
+// failures lead to the dead-letter stream:
+//
+//   - Permanent (a payload that does not decode, an event that breaks an
+//     invariant): dead-lettered at once, class "permanent".
+//   - Infrastructure: a dependency of the handler failed, not the message
+//     (GroupConfig.Infrastructure, by default IsInfrastructure: lost or
+//     refused connections, PostgreSQL connect errors and session
+//     timeouts, net errors, a dependency call's own deadline, NATS
+//     connection errors and 503s, and anything marked with
+//     Infrastructure). The group does not nak the message into its
+//     budget: it keeps the delivery, keeps it alive with progress
+//     heartbeats, and calls the handler again after
+//     GroupConfig.InfrastructureBackoff (capped exponential backoff with
+//     full jitter, at most 30s by default), as long as the dependency
+//     stays down. The partition waits meanwhile: nothing behind the message
+//     is handled, so per-key order holds, and Delivery.NumDelivered does
+//     not grow. A batch group offers the same batch again rather than
+//     splitting it. A stopping group hands the message back at once. The
+//     wait shows in stream_partitions_waiting and
+//     stream_infrastructure_retries_total, a warning when a partition
+//     starts waiting and an info line, with the time waited, when it
+//     resumes.
+//   - Anything else (a bug, a downstream refusal that may pass): retried
+//     with GroupConfig.Backoff, up to MaxDeliver deliveries, then
+//     dead-lettered as "exhausted".
+//
+// Without this rule a dependency outage longer than the retry budget (about
+// 1.5s with the defaults, 80s with pkg/service's ConsumerRetries) would
+// dead-letter the healthy events at the head of every partition, and a
+// dead-lettered order.placed leaves its order pending until a person
+// redrives it.
+//
+// What it asks of handlers: wrap causes with %w (fmt.Errorf("...: %v",
+// err) hides a refused connection from the classifier), mark failures the
+// classifier cannot recognise (another service answering 503) with
+// Infrastructure, and give dependency calls their own timeouts shorter
+// than HandlerTimeout. A call that runs out of HandlerTimeout spends the
+// budget whatever its error, because the group cannot tell a dependency
+// that hangs from a message that makes the handler too slow. What it
+// risks: an error wrongly classified as infrastructure holds its
+// partition until the classification or the dependency is fixed; alert on
+// stream_partitions_waiting staying above 0.
 //
 // # Batch consumption
 //
@@ -80,7 +128,10 @@
 //     others: the broker handles one connection's acks in order).
 //   - Any error from a call with several messages (Permanent or not, or a
 //     panic): the group hands them to the handler again one at a time, in
-//     order, acknowledging each that succeeds, to find the failing one. A
+//     order, acknowledging each that succeeds, to find the failing one
+//     (unless the error is an infrastructure error: then the group waits
+//     and offers the same batch again, see "Errors that are not the
+//     message's fault"). A
 //     message that fails on its own is retried in
 //     the process with GroupConfig.Backoff (not with a delayed Nak: with
 //     more than one message pending the broker would deliver later messages
@@ -135,9 +186,13 @@
 // With GroupConfig.Registerer set: stream_consumer_lag_messages and
 // stream_consumer_oldest_unacked_age_seconds (sampled every LagInterval, by
 // stream, group and partition), stream_handler_duration_seconds (by stream,
-// group and outcome: ack, retry, dead_letter, handed_back), stream_redeliveries_total and stream_dead_lettered_total
-// (by stream, group and, for the latter, class). Every instance of a group
-// reports the same lag; aggregate with max, not sum.
+// group and outcome: ack, retry, dead_letter, handed_back,
+// infrastructure_retry), stream_redeliveries_total and
+// stream_dead_lettered_total (by stream, group and, for the latter, class),
+// stream_partitions_waiting (gauge: partitions waiting on a dependency, by
+// stream and group; per instance, so aggregate with sum) and
+// stream_infrastructure_retries_total (by stream and group). Every instance
+// of a group reports the same lag; aggregate with max, not sum.
 //
 // A batch group counts the same per message: one outcome per message
 // (a batch call's duration is shared equally by its messages, so the

@@ -43,7 +43,11 @@ const (
 
 // Handler handles one delivery. Return nil when the message is done (it is
 // acknowledged), Permanent(err) when no retry can help (it goes to the
-// dead-letter stream), any other error to have it retried after a backoff.
+// dead-letter stream), an infrastructure error (a dependency is down; see
+// IsInfrastructure and Infrastructure) to have the partition wait and call
+// again with the same delivery, without spending the budget, any other
+// error to have it retried after a backoff, up to MaxDeliver deliveries.
+// Wrap causes with %w, so that the group can tell them apart.
 // ctx ends when the handler's time is up (GroupConfig.HandlerTimeout) or the
 // group stops. A handler may be called again for a message it already
 // handled (at-least-once delivery): make its effect idempotent.
@@ -66,7 +70,8 @@ type Delivery struct {
 	Sequence uint64
 	// NumDelivered counts deliveries of this message to this group,
 	// starting at 1. In a batch group it is the attempt number: it also
-	// counts the group's in-process retries of the message.
+	// counts the group's in-process retries of the message. Retries after
+	// an infrastructure error count in neither.
 	NumDelivered int
 	// Published is when the broker stored the message.
 	Published time.Time
@@ -102,11 +107,30 @@ type GroupConfig struct {
 	// instance died, or a stopping instance handed the message back) count
 	// too, so a message that crashes its consumer cannot block a partition
 	// forever. A batch group counts its in-process retries as deliveries.
+	// Infrastructure errors (see Infrastructure) never count: the
+	// partition waits for the dependency instead.
 	MaxDeliver int
 	// Backoff spaces retries: a failed delivery n is retried after
 	// Backoff.Delay(n). The zero Policy uses pkg/backoff's defaults (100ms,
 	// doubling, at most 30s).
 	Backoff backoff.Policy
+	// Infrastructure reports whether a handler error is a failure of a
+	// dependency (database, broker, network) rather than of the message.
+	// Such a message is not naked into its budget: the group keeps it (with
+	// progress heartbeats, so NumDelivered stays), and its partition waits
+	// and calls the handler again after InfrastructureBackoff, as long as
+	// it takes; a stopping group hands it back at once. Default
+	// IsInfrastructure; to extend it, call IsInfrastructure from yours.
+	// Permanent errors and calls that ran out of HandlerTimeout are never
+	// asked about: give dependency calls their own, shorter timeouts (as
+	// pkg/pgdb's connect and statement timeouts do) so that a dependency
+	// that hangs shows as one.
+	Infrastructure func(error) bool
+	// InfrastructureBackoff spaces the calls of a partition waiting on a
+	// dependency: the n-th consecutive infrastructure error is retried
+	// after InfrastructureBackoff.Delay(n). The zero Policy uses
+	// pkg/backoff's defaults (100ms, doubling, at most 30s, full jitter).
+	InfrastructureBackoff backoff.Policy
 	// Deliver is where a new group starts. Default DeliverAll.
 	Deliver DeliverPolicy
 	// StartSequence for DeliverByStartSequence.
@@ -162,6 +186,9 @@ func (c GroupConfig) withDefaults() GroupConfig {
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 1
+	}
+	if c.Infrastructure == nil {
+		c.Infrastructure = IsInfrastructure
 	}
 	return c
 }
@@ -416,8 +443,6 @@ var fetchRetry = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.S
 const settleTimeout = 5 * time.Second
 
 func (g *Group) handle(ctx context.Context, p int, msg jetstream.Msg, f *failure) {
-	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-	defer cancel()
 	meta, err := msg.Metadata()
 	if err != nil {
 		// Not a JetStream delivery: cannot happen with a pull consumer.
@@ -431,41 +456,85 @@ func (g *Group) handle(ctx context.Context, p int, msg jetstream.Msg, f *failure
 	}
 	if ctx.Err() != nil {
 		// Stopping: hand the message back now rather than after AckWait.
-		g.nak(settle, log, msg, 0)
+		g.nak(ctx, log, msg, 0)
 		return
 	}
 	if d.NumDelivered > g.cfg.MaxDeliver {
+		settle, cancel := settleContext(ctx)
+		defer cancel()
 		g.deadLetter(settle, log, msg, d, classExhausted, errNoResult, f.firstFailure(d.Sequence, g.cfg.Now()))
 		return
 	}
 
-	start := g.cfg.Now()
-	err = g.call(ctx, log, msg, d)
-	elapsed := g.cfg.Now().Sub(start)
+	// The message stays in progress while the handler runs and while the
+	// partition waits on a dependency, so a slow handler or a long outage
+	// does not make the broker deliver it again.
+	stopHeartbeats := g.heartbeats(ctx, log, msg)
+	defer stopHeartbeats()
+	wait := infraWait{g: g}
+	for {
+		start := g.cfg.Now()
+		err := g.call(ctx, d)
+		elapsed := g.cfg.Now().Sub(start)
+		if ctx.Err() == nil && g.infrastructure(err) {
+			// A dependency failed, not the message: the partition waits for
+			// it with the message in hand, so NumDelivered (the budget)
+			// stays and nothing behind it overtakes it.
+			g.metrics.observe(g.cfg, outcomeInfraFailed, elapsed)
+			if wait.retry(ctx, log, err) {
+				continue
+			}
+			stopHeartbeats()
+			g.nak(ctx, log, msg, 0)
+			wait.end(ctx, log, outcomeHandedBack)
+			return
+		}
+		stopHeartbeats()
+		outcome := g.settle(ctx, log, msg, d, f, err, start, elapsed)
+		wait.end(ctx, log, outcome)
+		return
+	}
+}
+
+// settleContext bounds acknowledging, handing back or dead-lettering one
+// message, also when the group is stopping.
+func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+}
+
+// settle acts on a handler call's result that is not an infrastructure
+// error: ack, dead-letter, hand back or nak with backoff. It returns the
+// outcome.
+func (g *Group) settle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d Delivery, f *failure, err error, start time.Time, elapsed time.Duration) string {
+	settle, cancel := settleContext(ctx)
+	defer cancel()
+	var outcome string
 	switch {
 	case err == nil:
-		g.metrics.observe(g.cfg, "ack", elapsed)
+		outcome = outcomeAck
 		if err := msg.DoubleAck(settle); err != nil {
 			log.WarnContext(settle, "ack not confirmed; the message will be delivered again after AckWait", "error", err)
 		}
 	case IsPermanent(err):
-		g.metrics.observe(g.cfg, "dead_letter", elapsed)
+		outcome = outcomeDeadLetter
 		g.deadLetter(settle, log, msg, d, classPermanent, err, f.firstFailure(d.Sequence, start))
 	case ctx.Err() != nil:
 		// The group is stopping and the handler gave up: another
 		// instance takes the message at once.
-		g.metrics.observe(g.cfg, "handed_back", elapsed)
+		outcome = outcomeHandedBack
 		g.nak(settle, log, msg, 0)
 	case d.NumDelivered >= g.cfg.MaxDeliver:
-		g.metrics.observe(g.cfg, "dead_letter", elapsed)
+		outcome = outcomeDeadLetter
 		g.deadLetter(settle, log, msg, d, classExhausted, err, f.firstFailure(d.Sequence, start))
 	default:
-		g.metrics.observe(g.cfg, "retry", elapsed)
+		outcome = outcomeRetry
 		f.firstFailure(d.Sequence, start)
 		delay := g.cfg.Backoff.Delay(d.NumDelivered)
 		log.InfoContext(settle, "handler failed; retrying", "retry_in", delay, "error", err)
 		g.nak(settle, log, msg, delay)
 	}
+	g.metrics.observe(g.cfg, outcome, elapsed)
+	return outcome
 }
 
 func (g *Group) nak(ctx context.Context, log *slog.Logger, msg jetstream.Msg, delay time.Duration) {
@@ -480,10 +549,36 @@ func (g *Group) nak(ctx context.Context, log *slog.Logger, msg jetstream.Msg, de
 	}
 }
 
-// call runs the handler with a timeout, turns a panic into an error and
-// tells the broker the message is in progress every AckWait/3, so that a
-// slow handler keeps its message.
-func (g *Group) call(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d Delivery) (err error) {
+// heartbeats tells the broker every AckWait/3 that msg is in progress,
+// until the returned function is called (any number of times).
+func (g *Group) heartbeats(ctx context.Context, log *slog.Logger, msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(g.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := msg.InProgress(); err != nil {
+					log.WarnContext(ctx, "progress heartbeat failed", "error", err)
+				}
+			}
+		}
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+		})
+	}
+}
+
+// call runs the handler with a timeout and turns a panic into an error.
+func (g *Group) call(ctx context.Context, d Delivery) (err error) {
 	hctx, cancel := context.WithTimeout(ctx, g.cfg.HandlerTimeout)
 	defer cancel()
 	if g.cfg.Extract != nil {
@@ -502,32 +597,12 @@ func (g *Group) call(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d
 			span.End()
 		}()
 	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(g.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if err := msg.InProgress(); err != nil {
-					log.WarnContext(ctx, "progress heartbeat failed", "error", err)
-				}
-			}
-		}
-	})
-	defer func() {
-		close(done)
-		wg.Wait()
-	}()
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("handler panicked: %v\n%s", r, debug.Stack())
 		}
 	}()
-	return g.handler(hctx, d)
+	return g.handlerResult(ctx, hctx, g.handler(hctx, d))
 }
 
 func delivery(p int, msg jetstream.Msg, meta *jetstream.MsgMetadata) Delivery {

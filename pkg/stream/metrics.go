@@ -20,6 +20,8 @@ type groupMetrics struct {
 	redeliveries *prometheus.CounterVec
 	deadLettered *prometheus.CounterVec
 	batchSize    *prometheus.HistogramVec
+	waitingParts *prometheus.GaugeVec
+	infraRetries *prometheus.CounterVec
 }
 
 func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
@@ -37,7 +39,7 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 		}, []string{"stream", "group", "partition"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "stream_handler_duration_seconds",
-			Help:    "Handler duration per delivery, by outcome (ack, retry, dead_letter, handed_back).",
+			Help:    "Handler duration per delivery, by outcome (ack, retry, dead_letter, handed_back, infrastructure_retry).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1ms .. 65s
 		}, []string{"stream", "group", "outcome"}),
 		redeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -52,6 +54,14 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 			Name:    "stream_handler_batch_size_messages",
 			Help:    "Messages per call of a batch group's handler (1 when a failed batch is handled one message at a time).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 9), // 1 .. 256
+		}, []string{"stream", "group"}),
+		waitingParts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "stream_partitions_waiting",
+			Help: "Partitions whose head message failed with an infrastructure error and that wait for the dependency (retrying in-process, no delivery budget spent).",
+		}, []string{"stream", "group"}),
+		infraRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stream_infrastructure_retries_total",
+			Help: "Handler calls that failed with an infrastructure error and are retried in-process after a backoff.",
 		}, []string{"stream", "group"}),
 	}
 	var err error
@@ -71,6 +81,12 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 		return nil, err
 	}
 	if m.batchSize, err = register(reg, m.batchSize); err != nil {
+		return nil, err
+	}
+	if m.waitingParts, err = register(reg, m.waitingParts); err != nil {
+		return nil, err
+	}
+	if m.infraRetries, err = register(reg, m.infraRetries); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -99,6 +115,8 @@ func (m *groupMetrics) zero(cfg GroupConfig) {
 		return
 	}
 	m.redeliveries.WithLabelValues(cfg.Stream, cfg.Name)
+	m.waitingParts.WithLabelValues(cfg.Stream, cfg.Name)
+	m.infraRetries.WithLabelValues(cfg.Stream, cfg.Name)
 	for _, class := range []string{classPermanent, classExhausted} {
 		m.deadLettered.WithLabelValues(cfg.Stream, cfg.Name, class)
 	}
@@ -119,6 +137,20 @@ func (m *groupMetrics) batch(cfg GroupConfig, n int) {
 func (m *groupMetrics) redelivered(cfg GroupConfig) {
 	if m != nil {
 		m.redeliveries.WithLabelValues(cfg.Stream, cfg.Name).Inc()
+	}
+}
+
+// waiting adds delta to the partitions waiting on a dependency. Instances
+// of a group in one process share the series, so it moves by deltas.
+func (m *groupMetrics) waiting(cfg GroupConfig, delta float64) {
+	if m != nil {
+		m.waitingParts.WithLabelValues(cfg.Stream, cfg.Name).Add(delta)
+	}
+}
+
+func (m *groupMetrics) infraRetry(cfg GroupConfig) {
+	if m != nil {
+		m.infraRetries.WithLabelValues(cfg.Stream, cfg.Name).Inc()
 	}
 }
 
@@ -143,35 +175,47 @@ type PartitionLag struct {
 // consumer info and at most one message read per partition). The
 // group's consumers must exist (Run creates them).
 func (g *Group) Lag(ctx context.Context) ([]PartitionLag, error) {
-	n, err := StreamPartitions(ctx, g.js, g.cfg.Stream)
+	return GroupLag(ctx, g.js, g.cfg.Stream, g.cfg.Name, g.cfg.Now)
+}
+
+// GroupLag is Group.Lag for any group of streamName, read from outside
+// the group (another service watching a consumer it depends on, e.g. to
+// shed load while that consumer is behind). now defaults to time.Now. A
+// partition whose consumer does not exist yet fails with an error
+// matching jetstream.ErrConsumerNotFound.
+func GroupLag(ctx context.Context, js jetstream.JetStream, streamName, group string, now func() time.Time) ([]PartitionLag, error) {
+	if now == nil {
+		now = time.Now
+	}
+	n, err := StreamPartitions(ctx, js, streamName)
 	if err != nil {
 		return nil, err
 	}
-	s, err := g.js.Stream(ctx, g.cfg.Stream)
+	s, err := js.Stream(ctx, streamName)
 	if err != nil {
-		return nil, fmt.Errorf("group %s: stream %s: %w", g.cfg.Name, g.cfg.Stream, err)
+		return nil, fmt.Errorf("group %s: stream %s: %w", group, streamName, err)
 	}
 	lags := make([]PartitionLag, 0, n)
 	for p := range n {
-		c, err := s.Consumer(ctx, ConsumerName(g.cfg.Name, p))
+		c, err := s.Consumer(ctx, ConsumerName(group, p))
 		if err != nil {
-			return nil, fmt.Errorf("group %s: consumer %s: %w", g.cfg.Name, ConsumerName(g.cfg.Name, p), err)
+			return nil, fmt.Errorf("group %s: consumer %s: %w", group, ConsumerName(group, p), err)
 		}
 		info, err := c.Info(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("group %s: consumer %s info: %w", g.cfg.Name, ConsumerName(g.cfg.Name, p), err)
+			return nil, fmt.Errorf("group %s: consumer %s info: %w", group, ConsumerName(group, p), err)
 		}
 		l := PartitionLag{Partition: p, Messages: info.NumPending + uint64(info.NumAckPending)}
 		if l.Messages > 0 {
 			// The first message of the partition after the ack floor is the
 			// oldest one not finished.
-			m, err := s.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(Subject(g.cfg.Stream, p)))
+			m, err := s.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(Subject(streamName, p)))
 			switch {
 			case errors.Is(err, jetstream.ErrMsgNotFound):
 			case err != nil:
-				return nil, fmt.Errorf("group %s: oldest message of partition %d: %w", g.cfg.Name, p, err)
+				return nil, fmt.Errorf("group %s: oldest message of partition %d: %w", group, p, err)
 			default:
-				l.OldestUnacked = max(g.cfg.Now().Sub(m.Time), 0)
+				l.OldestUnacked = max(now().Sub(m.Time), 0)
 			}
 		}
 		lags = append(lags, l)
