@@ -11,6 +11,11 @@ TOXIPROXY_VERSION     := v2.5.0
 GOLANGCI_LINT_VERSION := v2.15.0
 GOVULNCHECK_VERSION   := v1.9.0
 K6_VERSION            := v1.8.1
+# promtool of Prometheus v3.16.0 (the Go module numbers v3.X.Y as v0.3XX.Y;
+# compose runs the same version: prom/prometheus:v3.16.0), built without the
+# cloud service-discovery plugins (Prometheus' remove_all_sd tag): the rule
+# tests need none, and the build takes less than half the CPU time.
+PROMTOOL_VERSION      := v0.316.0
 
 # Tests use the servers running on this machine when their ports answer, and
 # otherwise leave the address unset so pkg/testinfra starts containers (with a
@@ -43,6 +48,7 @@ tools: ## install pinned tools into ./bin, varnish and chromium (browser tests) 
 	@scripts/install-tool.sh toxiproxy-server $(TOXIPROXY_VERSION) github.com/Shopify/toxiproxy/v2/cmd/server
 	@scripts/install-tool.sh golangci-lint $(GOLANGCI_LINT_VERSION) github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 	@scripts/install-tool.sh govulncheck   $(GOVULNCHECK_VERSION)   golang.org/x/vuln/cmd/govulncheck
+	@TOOL_GOFLAGS=-tags=remove_all_sd scripts/install-tool.sh promtool $(PROMTOOL_VERSION) github.com/prometheus/prometheus/cmd/promtool
 	@scripts/install-apt.sh /usr/lib/x86_64-linux-gnu/varnish/vmods/libvmod_xkey.so varnish varnish-modules
 	@scripts/install-apt.sh /usr/bin/chromium chromium
 

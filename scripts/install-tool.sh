@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # install-tool.sh NAME VERSION PACKAGE: go install PACKAGE@VERSION into ./bin
 # unless ./bin/NAME already is that version (a stamp file records it).
+# TOOL_GOFLAGS adds go build flags (e.g. -tags=...) to that install.
 set -euo pipefail
 name=$1 version=$2 pkg=$3
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +17,6 @@ echo "installing $name $version"
 # their folder (toxiproxy's cmd/server).
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-(cd "$tmp" && GOBIN=$tmp/bin GOFLAGS=-mod=mod go install "$pkg@$version")
+(cd "$tmp" && GOBIN=$tmp/bin GOFLAGS="-mod=mod ${TOOL_GOFLAGS:-}" go install "$pkg@$version")
 mv "$tmp/bin/"* "$bin/$name"
 echo "$version" >"$stamp"

@@ -7,13 +7,17 @@
 // hit the admin ports the services listen on, .env.example documents every
 // variable, every metric a dashboard queries is one the code exports, the
 // secrets have no defaults and reach only the services that need them,
-// every api role verifies tokens of the identity service, and init-env.sh
-// writes a .env that compose accepts.
+// every api role verifies tokens of the identity service, init-env.sh
+// writes a .env that compose accepts, and the observability profile's
+// Prometheus scrapes the same targets, loads the alerting rules and reads
+// only metrics the code exports (the rules themselves: rules_test.go).
 package compose_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -21,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -28,9 +33,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/shopfloor/shopfloor/services/identity/identityapi"
 )
@@ -364,6 +371,130 @@ func TestScrapeTargetsAreServices(t *testing.T) {
 	if !maps.Equal(targets, want) {
 		t.Fatalf("collector scrapes %v, want %v", slices.Sorted(maps.Keys(targets)), slices.Sorted(maps.Keys(want)))
 	}
+	// The alerting Prometheus scrapes the same processes, one job per
+	// service (its rules select job="orders"): a target's container is
+	// the job or the job's role (orders-relay), the exporter varnish's.
+	var prom struct {
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML(t, "prometheus/prometheus.yml", &prom)
+	scraped := map[string]bool{}
+	for _, sc := range prom.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			for _, target := range st.Targets {
+				scraped[target] = true
+				host, _, _ := strings.Cut(target, ":")
+				if host != sc.JobName && !strings.HasPrefix(host, sc.JobName+"-") {
+					t.Errorf("prometheus.yml: job %s scrapes %s, another service's process", sc.JobName, target)
+				}
+			}
+		}
+	}
+	if !maps.Equal(scraped, want) {
+		t.Errorf("prometheus.yml scrapes %v, want %v", slices.Sorted(maps.Keys(scraped)), slices.Sorted(maps.Keys(want)))
+	}
+}
+
+func readYAML(t *testing.T, file string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+}
+
+// TestObservabilityProfileLoadsTheRules: the profile's prometheus service
+// reads prometheus.yml where its command says, mounts the rules directory
+// where rule_files looks, keeps the SLOs' 28 days, and Grafana (otel-lgtm)
+// provisions it as a data source at its address.
+func TestObservabilityProfileLoadsTheRules(t *testing.T) {
+	t.Parallel()
+	p := load(t)
+	s, ok := p.Services["prometheus"]
+	if !ok {
+		t.Fatal("no prometheus service")
+	}
+	if !slices.Equal(s.Profiles, []string{"observability"}) {
+		t.Errorf("prometheus: profiles %v, want [observability]", s.Profiles)
+	}
+	flags := map[string]string{}
+	for _, arg := range s.Command {
+		k, v, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+		flags[k] = v
+	}
+	mounts := map[string]string{} // source relative to compose.yaml → target
+	for _, v := range s.Volumes {
+		if v.Type == types.VolumeTypeBind {
+			rel, err := filepath.Rel(p.WorkingDir, v.Source)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mounts[filepath.ToSlash(rel)] = v.Target
+			if !v.ReadOnly {
+				t.Errorf("prometheus: %s is mounted read-write", rel)
+			}
+		}
+	}
+	if cfg := flags["config.file"]; cfg == "" || mounts["prometheus/prometheus.yml"] != cfg {
+		t.Errorf("prometheus: --config.file=%q, prometheus/prometheus.yml mounted at %q", cfg, mounts["prometheus/prometheus.yml"])
+	}
+	var cfg struct {
+		RuleFiles []string `yaml:"rule_files"`
+	}
+	readYAML(t, "prometheus/prometheus.yml", &cfg)
+	if len(cfg.RuleFiles) != 1 || path.Dir(cfg.RuleFiles[0]) != mounts["prometheus/rules"] {
+		t.Errorf("prometheus.yml: rule_files %v, the rules directory is mounted at %q", cfg.RuleFiles, mounts["prometheus/rules"])
+	}
+	if d, err := time.ParseDuration(strings.Replace(flags["storage.tsdb.retention.time"], "d", "h", 1)); err != nil || d < 28*24 {
+		t.Errorf("prometheus: --storage.tsdb.retention.time=%q: the SLOs need 28 days", flags["storage.tsdb.retention.time"])
+	}
+	port := strings.TrimPrefix(cmp.Or(flags["web.listen-address"], ":9090"), "0.0.0.0")
+	if probe := strings.Join(s.HealthCheck.Test, " "); !strings.Contains(probe, "127.0.0.1"+port+"/") {
+		t.Errorf("prometheus: listens on %s but the healthcheck runs %q", port, probe)
+	}
+
+	// The server is the Prometheus whose promtool tests the rules.
+	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^PROMTOOL_VERSION\s*:=\s*v0\.3(\d\d)\.(\d+)$`).FindSubmatch(mk)
+	if m == nil {
+		t.Fatal("Makefile: no PROMTOOL_VERSION := v0.3XX.Y")
+	}
+	minor, _ := strconv.Atoi(string(m[1]))
+	if want := fmt.Sprintf("prom/prometheus:v3.%d.%s", minor, m[2]); s.Image != want {
+		t.Errorf("prometheus: image %s, want %s (the version of the Makefile's promtool)", s.Image, want)
+	}
+
+	lgtm := p.Services["otel-lgtm"]
+	var ds string
+	for _, v := range lgtm.Volumes {
+		if rel, _ := filepath.Rel(p.WorkingDir, v.Source); filepath.ToSlash(rel) == "grafana/provisioning/datasources.yaml" {
+			ds = v.Target
+		}
+	}
+	if path.Dir(ds) != "/otel-lgtm/grafana/conf/provisioning/datasources" {
+		t.Errorf("otel-lgtm: grafana/provisioning/datasources.yaml mounted at %q, want Grafana's provisioning/datasources", ds)
+	}
+	var prov struct {
+		Datasources []struct {
+			URL       string `yaml:"url"`
+			IsDefault bool   `yaml:"isDefault"`
+		} `yaml:"datasources"`
+	}
+	readYAML(t, "grafana/provisioning/datasources.yaml", &prov)
+	if len(prov.Datasources) != 1 || prov.Datasources[0].URL != "http://prometheus"+port || prov.Datasources[0].IsDefault {
+		t.Errorf("grafana datasources %+v: want http://prometheus%s, not the default (the dashboards read otel-lgtm's)", prov.Datasources, port)
+	}
 }
 
 // exported collects the metric names the code defines: Prometheus client
@@ -642,6 +773,17 @@ func TestAPIRolesVerifyIdentityTokens(t *testing.T) {
 				}
 			}
 			_, waits := s.DependsOn["identity"]
+			if name == "orders-consumer" {
+				// No tokens to check, but a client: it reads payments
+				// (stuck-order repair) with a client-credentials token,
+				// fetched when first needed.
+				want := map[string]string{"AUTH_ISSUER": issuer, "AUTH_DISCOVERY_URL": discovery,
+					"AUTH_CLIENT_ID": identityapi.ClientOrders, "AUTH_CLIENT_SECRET": secrets[identityapi.ClientOrders]}
+				if !maps.Equal(auth, want) {
+					t.Errorf("IDENTITY_PORT=%q: %s: %v, want %v", port, name, auth, want)
+				}
+				continue
+			}
 			if !slices.Contains(roles(s), "api") {
 				if port == "" && (len(auth) > 0 || waits) {
 					t.Errorf("%s (roles %v) checks no tokens but gets %v / waits for identity: %v", name, roles(s), slices.Sorted(maps.Keys(auth)), waits)
@@ -674,8 +816,9 @@ func TestSecretsReachOnlyWhoNeedsThem(t *testing.T) {
 	t.Parallel()
 	p := load(t)
 	allowed := map[string]func(service, key string) bool{
-		"SHOPFLOOR_DEMO_PASSWORD":     func(s, _ string) bool { return s == "identity" },
-		"ORDERS_CLIENT_SECRET":        func(s, _ string) bool { return s == "identity" || s == "orders" },
+		"SHOPFLOOR_DEMO_PASSWORD": func(s, _ string) bool { return s == "identity" },
+		// orders' api calls catalog, its consumer payments (stuck-order repair).
+		"ORDERS_CLIENT_SECRET":        func(s, _ string) bool { return s == "identity" || s == "orders" || s == "orders-consumer" },
 		"PAYMENTS_CLIENT_SECRET":      func(s, _ string) bool { return s == "identity" },
 		"NOTIFICATIONS_CLIENT_SECRET": func(s, _ string) bool { return s == "identity" },
 		"SEARCH_CLIENT_SECRET":        func(s, _ string) bool { return s == "identity" },

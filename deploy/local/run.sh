@@ -208,10 +208,12 @@ supervise catalog-worker env "${catalog_env[@]}" ROLES=relay,invalidation HTTP_A
 	CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" "$run/catalog" serve
 
 orders_env=("${common[@]}" DATABASE_URL="$(dburl orders)" CATALOG_URL="http://127.0.0.1:$TOXI_CATALOG")
-# Only the api role calls catalog, so only it holds orders' client secret.
+# The api role calls catalog and the consumer role payments (stuck-order
+# repair), so they hold orders' client secret; the relay does not.
 supervise orders env "${orders_env[@]}" AUTH_CLIENT_ID=orders AUTH_CLIENT_SECRET="$ORDERS_CLIENT_SECRET" ROLES=api HTTP_ADDR="127.0.0.1:$ORDERS_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_ADMIN_PORT" "$run/orders" serve
 supervise orders-relay env "${orders_env[@]}" ROLES=relay HTTP_ADDR="127.0.0.1:$ORDERS_RELAY_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_RELAY_ADMIN_PORT" "$run/orders" serve
-supervise orders-consumer env "${orders_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$ORDERS_CONSUMER_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_CONSUMER_ADMIN_PORT" "$run/orders" serve
+supervise orders-consumer env "${orders_env[@]}" AUTH_CLIENT_ID=orders AUTH_CLIENT_SECRET="$ORDERS_CLIENT_SECRET" \
+	PAYMENTS_URL="http://127.0.0.1:$PAYMENTS_PORT" ROLES=consumer HTTP_ADDR="127.0.0.1:$ORDERS_CONSUMER_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_CONSUMER_ADMIN_PORT" "$run/orders" serve
 
 payments_env=("${common[@]}" DATABASE_URL="$(dburl payments)" PSP_URL="http://127.0.0.1:$TOXI_PSP")
 supervise payments env "${payments_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:$PAYMENTS_PORT" ADMIN_ADDR="127.0.0.1:$PAYMENTS_ADMIN_PORT" "$run/payments" serve

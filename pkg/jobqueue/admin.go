@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shopfloor/shopfloor/pkg/audit"
+	"github.com/shopfloor/shopfloor/pkg/pgdb"
 )
 
 // ListDeadLetters returns up to limit messages of a dead-letter queue,
@@ -135,20 +139,38 @@ func (c *Client) Redrive(ctx context.Context, in RedriveInput) (int, error) {
 	}
 }
 
-// Purge deletes messages of a queue (ids, or all when empty) and logs why.
-func (c *Client) Purge(ctx context.Context, queue string, ids []int64, reason string) (int, error) {
-	if reason == "" {
-		return 0, fmt.Errorf("%w: a purge needs a reason", ErrInvalid)
+// Purge deletes messages of a queue (ids, or all when empty) for good, as
+// by decided for reason (both required), and records it in the service's
+// audit log (pkg/audit: who, when, why, which queue, how many and which
+// ids) in the same transaction: a purge without its record cannot commit.
+func (c *Client) Purge(ctx context.Context, queue string, ids []int64, by, reason string) (int, error) {
+	if err := (audit.Entry{Actor: by, Action: "jobqueue.purge", Target: queue, Reason: reason}).Check(); err != nil {
+		return 0, fmt.Errorf("%w: a purge needs who (--by) and why (--reason): %w", ErrInvalid, err)
 	}
 	if ids == nil {
 		ids = []int64{}
 	}
-	tag, err := c.pool.Exec(ctx, `DELETE FROM jobqueue_messages WHERE queue = $1 AND (cardinality($2::bigint[]) = 0 OR id = ANY($2))`, queue, ids)
+	var purged []int64
+	err := pgdb.InTx(ctx, c.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `DELETE FROM jobqueue_messages WHERE queue = $1 AND (cardinality($2::bigint[]) = 0 OR id = ANY($2)) RETURNING id`, queue, ids)
+		if err != nil {
+			return err
+		}
+		if purged, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+			return err
+		}
+		slices.Sort(purged)
+		detail := map[string]any{"messages": len(purged)}
+		if len(purged) <= 1000 {
+			detail["ids"] = purged
+		}
+		return audit.Record(ctx, tx, audit.Entry{Actor: by, Action: "jobqueue.purge", Target: queue, Reason: reason, Detail: detail})
+	})
 	if err != nil {
 		return 0, fmt.Errorf("jobqueue: purge %s: %w", queue, err)
 	}
-	c.log.WarnContext(ctx, "queue purged", "queue", queue, "messages", tag.RowsAffected(), "reason", reason)
-	return int(tag.RowsAffected()), nil
+	c.log.WarnContext(ctx, "queue purged", "queue", queue, "messages", len(purged), "by", by, "reason", reason)
+	return len(purged), nil
 }
 
 // Prune deletes messages older than their queue's retention (a dead
@@ -187,6 +209,8 @@ type QueueStats struct {
 	OldestAge       time.Duration
 	IsDeadLetter    bool
 	DeadLetterDepth int64
+	// Pause is the queue's pause state (Pause, Resume).
+	Pause PauseState
 }
 
 // Stats returns every queue's depth.
@@ -197,17 +221,24 @@ func (c *Client) Stats(ctx context.Context) ([]QueueStats, error) {
 			count(m.id) FILTER (WHERE m.visible_at > now() AND m.receipt IS NOT NULL),
 			count(m.id) FILTER (WHERE m.visible_at > now() AND m.receipt IS NULL),
 			coalesce(extract(epoch FROM now() - min(m.sent_at)), 0)::float8,
-			EXISTS (SELECT 1 FROM jobqueue_queues s WHERE s.dead_letter_queue = q.name)
-		FROM jobqueue_queues q LEFT JOIN jobqueue_messages m ON m.queue = q.name
-		GROUP BY q.name ORDER BY q.name`)
+			EXISTS (SELECT 1 FROM jobqueue_queues s WHERE s.dead_letter_queue = q.name),
+			p.paused_at, coalesce(p.paused_by, ''), coalesce(p.reason, '')
+		FROM jobqueue_queues q LEFT JOIN jobqueue_messages m ON m.queue = q.name LEFT JOIN jobqueue_state p ON p.queue = q.name
+		GROUP BY q.name, p.paused_at, p.paused_by, p.reason ORDER BY q.name`)
 	if err != nil {
 		return nil, fmt.Errorf("jobqueue: stats: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (QueueStats, error) {
 		var s QueueStats
-		var age float64
-		err := r.Scan(&s.Queue, &s.Visible, &s.InFlight, &s.Delayed, &age, &s.IsDeadLetter)
+		var (
+			age      float64
+			pausedAt *time.Time
+		)
+		err := r.Scan(&s.Queue, &s.Visible, &s.InFlight, &s.Delayed, &age, &s.IsDeadLetter, &pausedAt, &s.Pause.PausedBy, &s.Pause.Reason)
 		s.OldestAge = time.Duration(age * float64(time.Second))
+		if pausedAt != nil {
+			s.Pause.Paused, s.Pause.PausedAt = true, *pausedAt
+		}
 		if s.IsDeadLetter {
 			s.DeadLetterDepth = s.Visible + s.InFlight + s.Delayed
 		}
@@ -246,8 +277,9 @@ func (m *clientMetrics) register(reg prometheus.Registerer) error {
 
 // NewCollector exports queue depths on scrape: jobqueue_visible_messages,
 // jobqueue_in_flight_messages, jobqueue_delayed_messages,
-// jobqueue_oldest_message_age_seconds and jobqueue_dead_letter_depth, by
-// queue. Each scrape runs one query with a 2s timeout.
+// jobqueue_oldest_message_age_seconds, jobqueue_dead_letter_depth and
+// jobqueue_paused (1 while paused), by queue. Each scrape runs one query
+// with a 2s timeout.
 func (c *Client) NewCollector() prometheus.Collector { return &collector{c: c} }
 
 type collector struct{ c *Client }
@@ -258,10 +290,11 @@ var (
 	descDelayed  = prometheus.NewDesc("jobqueue_delayed_messages", "Messages sent with a delay, not yet visible.", []string{"queue"}, nil)
 	descOldest   = prometheus.NewDesc("jobqueue_oldest_message_age_seconds", "Age of the oldest message in the queue.", []string{"queue"}, nil)
 	descDLQ      = prometheus.NewDesc("jobqueue_dead_letter_depth", "Messages in a dead-letter queue.", []string{"queue"}, nil)
+	descPaused   = prometheus.NewDesc("jobqueue_paused", "1 while the queue is paused (no receives), else 0.", []string{"queue"}, nil)
 )
 
 func (col *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descVisible, descInFlight, descDelayed, descOldest, descDLQ} {
+	for _, d := range []*prometheus.Desc{descVisible, descInFlight, descDelayed, descOldest, descDLQ, descPaused} {
 		ch <- d
 	}
 }
@@ -279,6 +312,11 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(s.InFlight), s.Queue)
 		ch <- prometheus.MustNewConstMetric(descDelayed, prometheus.GaugeValue, float64(s.Delayed), s.Queue)
 		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, s.OldestAge.Seconds(), s.Queue)
+		paused := 0.0
+		if s.Pause.Paused {
+			paused = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, paused, s.Queue)
 		if s.IsDeadLetter {
 			ch <- prometheus.MustNewConstMetric(descDLQ, prometheus.GaugeValue, float64(s.DeadLetterDepth), s.Queue)
 		}

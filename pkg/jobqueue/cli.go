@@ -1,6 +1,7 @@
 package jobqueue
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -17,11 +18,15 @@ const DLQUsage = `queue stats
 queue dlq list DLQ [--limit N]
 queue dlq inspect ID
 queue dlq redrive DLQ [--ids 1,2,3] [--dry-run] [--rate N]
-queue purge QUEUE [--ids 1,2,3] --reason "why"`
+queue purge QUEUE [--ids 1,2,3] --reason "why" --by NAME
+queue pause QUEUE --reason "why" [--by NAME]
+queue resume QUEUE [--by NAME]`
 
 // DLQCommand is the operator CLI of a service's job queues, for its
 // `<svc> queue ...` role: args are what follows "queue". Bodies shown by
-// inspect and list pass through the queue's redaction function.
+// inspect and list pass through the queue's redaction function. pause and
+// resume switch a queue's receivers off and on (Client.Pause); --by names
+// who did it (default "cli").
 func DLQCommand(ctx context.Context, c *Client, args []string, out io.Writer) error {
 	bad := func(err error) error { return fmt.Errorf("%w: %w; usage:\n%s", ErrInvalid, err, DLQUsage) }
 	if len(args) == 0 {
@@ -40,7 +45,8 @@ func DLQCommand(ctx context.Context, c *Client, args []string, out io.Writer) er
 	ids := fs.String("ids", "", "comma-separated message ids")
 	dry := fs.Bool("dry-run", false, "report, change nothing")
 	rate := fs.Int("rate", 0, "messages per second (0: no bound)")
-	reason := fs.String("reason", "", "why (logged)")
+	reason := fs.String("reason", "", "why (recorded)")
+	by := fs.String("by", "", "who decides (recorded; required for purge, \"cli\" for pause and resume when not given)")
 	var pos []string
 	for {
 		if err := fs.Parse(rest); err != nil {
@@ -78,9 +84,13 @@ func DLQCommand(ctx context.Context, c *Client, args []string, out io.Writer) er
 			return err
 		}
 		tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "QUEUE\tVISIBLE\tIN FLIGHT\tDELAYED\tOLDEST")
+		fmt.Fprintln(tw, "QUEUE\tVISIBLE\tIN FLIGHT\tDELAYED\tOLDEST\tPAUSED")
 		for _, s := range stats {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", s.Queue, s.Visible, s.InFlight, s.Delayed, s.OldestAge.Round(time.Second))
+			paused := "-"
+			if p := s.Pause; p.Paused {
+				paused = fmt.Sprintf("since %s by %s: %s", p.PausedAt.UTC().Format(time.RFC3339), p.PausedBy, p.Reason)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", s.Queue, s.Visible, s.InFlight, s.Delayed, s.OldestAge.Round(time.Second), paused)
 		}
 		return tw.Flush()
 	case "dlq list":
@@ -139,14 +149,44 @@ func DLQCommand(ctx context.Context, c *Client, args []string, out io.Writer) er
 		if err != nil {
 			return err
 		}
-		if *reason == "" {
-			return bad(fmt.Errorf("--reason is required"))
+		if *reason == "" || *by == "" {
+			return bad(fmt.Errorf("--reason and --by are required (both go to the audit log)"))
 		}
-		n, err := c.Purge(ctx, queue, list, *reason)
+		n, err := c.Purge(ctx, queue, list, *by, *reason)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "%d purged\n", n)
+		fmt.Fprintf(out, "%d purged (recorded in the audit log)\n", n)
+		return nil
+	case "pause":
+		queue, err := one("QUEUE")
+		if err != nil {
+			return err
+		}
+		if *reason == "" {
+			return bad(fmt.Errorf("--reason is required"))
+		}
+		st, err := c.Pause(ctx, queue, cmp.Or(*by, "cli"), *reason)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s paused since %s by %s: %s (jobs are kept; resume with: queue resume %s)\n",
+			queue, st.PausedAt.UTC().Format(time.RFC3339), st.PausedBy, st.Reason, queue)
+		return nil
+	case "resume":
+		queue, err := one("QUEUE")
+		if err != nil {
+			return err
+		}
+		was, err := c.Resume(ctx, queue, cmp.Or(*by, "cli"))
+		if err != nil {
+			return err
+		}
+		if was {
+			fmt.Fprintf(out, "%s resumed\n", queue)
+		} else {
+			fmt.Fprintf(out, "%s was not paused\n", queue)
+		}
 		return nil
 	default:
 		return bad(fmt.Errorf("unknown command %q", cmd))

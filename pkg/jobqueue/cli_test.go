@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/audit"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 )
 
@@ -47,8 +49,14 @@ func TestDLQCommand(t *testing.T) {
 	if out, err := run("dlq", "redrive", "pay-dlq", "--dry-run"); err != nil || !strings.Contains(out, "2 would be redriven") {
 		t.Fatalf("dry run: %s %v", out, err)
 	}
-	if out, err := run("purge", "pay-dlq", "--ids", ids[1], "--reason", "card expired"); err != nil || !strings.Contains(out, "1 purged") {
+	if out, err := run("purge", "pay-dlq", "--ids", ids[1], "--reason", "card expired", "--by", "oscar"); err != nil || !strings.Contains(out, "1 purged") {
 		t.Fatalf("purge: %s %v", out, err)
+	}
+	// The purge is in the audit log, with who, why, what and which ids.
+	entries, err := audit.List(ctx, b.db.Pool, "jobqueue.", 10)
+	if err != nil || len(entries) != 1 || entries[0].Actor != "oscar" || entries[0].Target != "pay-dlq" || entries[0].Reason != "card expired" ||
+		entries[0].Detail["messages"] != float64(1) || fmt.Sprint(entries[0].Detail["ids"]) != "["+ids[1]+"]" {
+		t.Fatalf("audit log after the purge: %+v (%v)", entries, err)
 	}
 	if out, err := run("dlq", "redrive", "pay-dlq", "--ids", ids[0], "--rate", "5"); err != nil || !strings.Contains(out, "1 redriven") {
 		t.Fatalf("redrive: %s %v", out, err)
@@ -56,7 +64,7 @@ func TestDLQCommand(t *testing.T) {
 	if msgs := b.receive(t, "pay", jobqueue.ReceiveInput{}); len(msgs) != 1 || strconv.FormatInt(msgs[0].ID, 10) != ids[0] {
 		t.Fatalf("after redrive: %+v", msgs)
 	}
-	for _, args := range [][]string{nil, {"fly"}, {"dlq"}, {"dlq", "list"}, {"dlq", "inspect", "x"}, {"dlq", "redrive", "d", "--ids", "a"}, {"purge", "q"}} {
+	for _, args := range [][]string{nil, {"fly"}, {"dlq"}, {"dlq", "list"}, {"dlq", "inspect", "x"}, {"dlq", "redrive", "d", "--ids", "a"}, {"purge", "q"}, {"purge", "q", "--reason", "r"}} {
 		if _, err := run(args...); !errors.Is(err, jobqueue.ErrInvalid) {
 			t.Errorf("%v: err = %v, want ErrInvalid with usage", args, err)
 		}

@@ -59,6 +59,23 @@
 // attributes unchanged so idempotency keys survive) and Purge (with a
 // reason, logged) are the operator's tools.
 //
+// # Pause and gates
+//
+// Pause(queue, by, reason) stops every receiver of a queue, on every
+// instance, until Resume: the claim statement itself reads the pause row
+// (jobqueue_state, PauseSchema), so it holds across restarts with no cache
+// to go stale. Sends are accepted and messages kept; nothing is delivered
+// or dead-lettered, so receive counts stay; deliveries in progress finish.
+// Resume wakes the long polls (NOTIFY). An operator pauses from the CLI
+// (`<svc> queue pause QUEUE --reason ...`) or the admin API (PUT/DELETE
+// {prefix}/{queue}/pause).
+//
+// WorkerConfig.Gate holds one worker back while a dependency of its jobs
+// is down: BreakerGate(b) admits while the circuit breaker b (pkg/breaker)
+// is closed, one job at a time while it is half-open (the probe) and
+// nothing while it is open, so an outage of the provider costs the jobs no
+// attempts; a long poll in progress ends when the breaker opens.
+//
 // # Retention and metrics
 //
 // Prune deletes messages older than their queue's retention in batches:
@@ -68,7 +85,7 @@
 // DLQs use DeadLetterRetention (30 days; payments' charges-dlq and
 // refunds-dlq, notifications' emails-dlq).
 // NewCollector exports per queue: visible, in flight, delayed, oldest
-// message age and DLQ depth (queried on scrape), and the client counts
+// message age, DLQ depth and jobqueue_paused (queried on scrape), and the client counts
 // sends, receives, deletes and dead-lettered messages, and how many calls
 // each coalesced statement carried (jobqueue_coalesced_calls).
 package jobqueue

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 )
 
@@ -19,6 +20,12 @@ import (
 //	GET  {prefix}/{queue}/messages/{id}    one message of that queue (body redacted)
 //	POST {prefix}/{dlq}/redrive            {"ids":[..], "dry_run":bool, "rate_per_second":n}
 //	POST {prefix}/{queue}/purge            {"ids":[..], "reason":"..."}
+//	GET  {prefix}/{queue}/pause            the queue's pause state
+//	PUT  {prefix}/{queue}/pause            {"reason":"..."}: pause (Client.Pause)
+//	DELETE {prefix}/{queue}/pause          resume (Client.Resume)
+//
+// An unknown queue answers 404, bad input 400, both problem+json. Pause
+// and resume record the caller's token subject (pkg/auth) as who did it.
 func (c *Client) AdminRoutes(mux *http.ServeMux, prefix string) {
 	prefix = strings.TrimSuffix(prefix, "/")
 	mux.HandleFunc("GET "+prefix, func(w http.ResponseWriter, r *http.Request) {
@@ -26,7 +33,7 @@ func (c *Client) AdminRoutes(mux *http.ServeMux, prefix string) {
 		views := make([]map[string]any, len(stats))
 		for i, st := range stats {
 			views[i] = map[string]any{"queue": st.Queue, "visible": st.Visible, "in_flight": st.InFlight, "delayed": st.Delayed,
-				"oldest_age_seconds": st.OldestAge.Seconds(), "dead_letter_queue": st.IsDeadLetter}
+				"oldest_age_seconds": st.OldestAge.Seconds(), "dead_letter_queue": st.IsDeadLetter, "paused": st.Pause.Paused}
 		}
 		c.reply(r.Context(), w, views, err)
 	})
@@ -82,9 +89,45 @@ func (c *Client) AdminRoutes(mux *http.ServeMux, prefix string) {
 			c.reply(r.Context(), w, nil, err)
 			return
 		}
-		n, err := c.Purge(r.Context(), r.PathValue("queue"), body.IDs, body.Reason)
+		n, err := c.Purge(r.Context(), r.PathValue("queue"), body.IDs, caller(r), body.Reason)
 		c.reply(r.Context(), w, map[string]any{"purged": n}, err)
 	})
+	mux.HandleFunc("GET "+prefix+"/{queue}/pause", func(w http.ResponseWriter, r *http.Request) {
+		st, err := c.PauseStateOf(r.Context(), r.PathValue("queue"))
+		c.reply(r.Context(), w, pauseView(r.PathValue("queue"), st), err)
+	})
+	mux.HandleFunc("PUT "+prefix+"/{queue}/pause", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Reason string `json:"reason"`
+		}
+		if err := httpkit.DecodeJSON(r, &body, 8<<10); err != nil {
+			c.reply(r.Context(), w, nil, err)
+			return
+		}
+		st, err := c.Pause(r.Context(), r.PathValue("queue"), caller(r), body.Reason)
+		c.reply(r.Context(), w, pauseView(r.PathValue("queue"), st), err)
+	})
+	mux.HandleFunc("DELETE "+prefix+"/{queue}/pause", func(w http.ResponseWriter, r *http.Request) {
+		_, err := c.Resume(r.Context(), r.PathValue("queue"), caller(r))
+		c.reply(r.Context(), w, pauseView(r.PathValue("queue"), PauseState{}), err)
+	})
+}
+
+// caller names who called an admin route: the token's subject, or
+// "admin" where the routes are mounted without authentication (tests).
+func caller(r *http.Request) string {
+	if p, ok := auth.FromContext(r.Context()); ok && p.Subject != "" {
+		return p.Subject
+	}
+	return "admin"
+}
+
+func pauseView(queue string, s PauseState) map[string]any {
+	v := map[string]any{"queue": queue, "paused": s.Paused}
+	if s.Paused {
+		v["paused_at"], v["paused_by"], v["reason"] = s.PausedAt, s.PausedBy, s.Reason
+	}
+	return v
 }
 
 // view is a message as the admin API shows it: the (redacted) body as JSON
@@ -103,6 +146,8 @@ func (c *Client) reply(ctx context.Context, w http.ResponseWriter, v any, err er
 	switch {
 	case errors.As(err, &p):
 		httpkit.WriteProblem(w, p)
+	case errors.Is(err, ErrQueueNotFound):
+		httpkit.WriteProblem(w, httpkit.NewProblem(http.StatusNotFound, "not-found", "no such queue"))
 	case errors.Is(err, ErrInvalid):
 		httpkit.WriteProblem(w, httpkit.NewProblem(http.StatusBadRequest, "invalid-request", err.Error()))
 	case err != nil:

@@ -487,6 +487,7 @@ func (c *Client) claim(ctx context.Context, queue string, limit int, visibility 
 			SELECT m.id, m.receive_count >= q.max_receive_count AND q.dead_letter_queue IS NOT NULL AS dead
 			FROM jobqueue_messages m, q
 			WHERE m.queue = $1 AND m.visible_at <= now()
+				AND NOT EXISTS (SELECT 1 FROM jobqueue_state s WHERE s.queue = $1) -- Pause
 			ORDER BY m.visible_at, m.id LIMIT $2 FOR UPDATE OF m SKIP LOCKED
 		), dead AS (
 			UPDATE jobqueue_messages m SET queue = q.dead_letter_queue, source_queue = m.queue, visible_at = now(),

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shopfloor/shopfloor/pkg/audit"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
@@ -22,11 +23,11 @@ import (
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
 var migrations = fstest.MapFS{
-	"00001_jobqueue.sql": {Data: []byte("-- +goose Up\n" + jobqueue.Schema + jobqueue.DeadLetterSchema + `
+	"00001_jobqueue.sql": {Data: []byte("-- +goose Up\n" + jobqueue.Schema + jobqueue.DeadLetterSchema + jobqueue.PauseSchema + audit.Schema + `
 CREATE TABLE results (job text PRIMARY KEY);
 -- +goose Down
 DROP TABLE results;
-DROP TABLE jobqueue_dedup, jobqueue_messages, jobqueue_queues;
+DROP TABLE audit_log, jobqueue_state, jobqueue_dedup, jobqueue_messages, jobqueue_queues;
 `)},
 }
 
@@ -448,8 +449,11 @@ func TestBadInput(t *testing.T) {
 	if _, err := b.c.DeleteMessageBatch(ctx, b.db.Pool, make([]string, 11)); !errors.Is(err, jobqueue.ErrInvalid) {
 		t.Errorf("delete batch of 11: %v", err)
 	}
-	if _, err := b.c.Purge(ctx, "q", nil, ""); !errors.Is(err, jobqueue.ErrInvalid) {
+	if _, err := b.c.Purge(ctx, "q", nil, "oscar", ""); !errors.Is(err, jobqueue.ErrInvalid) {
 		t.Errorf("purge without reason: %v", err)
+	}
+	if _, err := b.c.Purge(ctx, "q", nil, "", "why"); !errors.Is(err, jobqueue.ErrInvalid) {
+		t.Errorf("purge without who: %v", err)
 	}
 	var n int
 	if err := b.db.Pool.QueryRow(ctx, `SELECT count(*) FROM jobqueue_messages`).Scan(&n); err != nil || n != 0 {

@@ -52,3 +52,16 @@ CREATE TABLE jobqueue_dedup (
 const DeadLetterSchema = `
 ALTER TABLE jobqueue_messages ADD COLUMN dead_lettered_at timestamptz;
 `
+
+// PauseSchema adds the pause switch of each queue (Pause, Resume): a row
+// per paused queue, read by every receive in the same statement, so a
+// pause holds across restarts and instances. Put it in a migration after
+// Schema; services created before it add it as their next migration.
+const PauseSchema = `
+CREATE TABLE jobqueue_state (
+    queue     text PRIMARY KEY REFERENCES jobqueue_queues (name) ON DELETE CASCADE,
+    paused_at timestamptz NOT NULL DEFAULT now(),
+    paused_by text NOT NULL,
+    reason    text NOT NULL
+);
+`

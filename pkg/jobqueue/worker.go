@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -12,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shopfloor/shopfloor/pkg/backoff"
+	"github.com/shopfloor/shopfloor/pkg/breaker"
 )
 
 // Handler processes one message. Returning nil deletes it; returning an
@@ -63,6 +65,57 @@ type WorkerConfig struct {
 	// Tracer, if set, starts a consumer span "process <queue>" around each
 	// handler call; an error other than ErrHandled marks it.
 	Tracer trace.Tracer
+	// Gate, if set, is asked before every receive: while it holds the
+	// worker back (a circuit breaker open in front of the dependency the
+	// jobs call, BreakerGate) the worker receives nothing, so no job spends
+	// a receive on a call that cannot succeed and nothing is
+	// dead-lettered; the jobs wait in the queue.
+	Gate Gate
+}
+
+// Gate holds a worker's receives back while what its jobs need is down.
+type Gate interface {
+	// Admit blocks until the worker may receive, or ctx ends. Another
+	// error is logged and asked again after the worker's backoff.
+	Admit(ctx context.Context) (Permit, error)
+}
+
+// Permit is a Gate's leave for one receive.
+type Permit struct {
+	// Limit bounds the messages of this receive (0: only the worker's
+	// bounds). A limited permit long-polls at most probeWait, so a turn
+	// that finds no job passes to another worker soon.
+	Limit int
+	// Revoked, if set, ends when the gate closes again: a long poll in
+	// progress stops, and the worker asks the gate again.
+	Revoked context.Context
+	// Done, if set, is called once the messages received under the permit
+	// are settled (at once when none was received).
+	Done func()
+}
+
+// probeWait is the longest long poll of a limited permit.
+const probeWait = 2 * time.Second
+
+// BreakerGate is a Gate that admits while b is closed, one message at a
+// time to one worker while it is half-open (the probe: its outcome, which
+// the handler reports to b, closes or reopens it), and nothing while it
+// is open. The workers of every queue whose jobs call one dependency
+// share its breaker.
+func BreakerGate(b *breaker.Breaker) Gate { return breakerGate{b} }
+
+type breakerGate struct{ b *breaker.Breaker }
+
+func (g breakerGate) Admit(ctx context.Context) (Permit, error) {
+	t, err := g.b.Wait(ctx)
+	if err != nil {
+		return Permit{}, err
+	}
+	p := Permit{Revoked: t.Revoked}
+	if t.Probe {
+		p.Limit, p.Done = 1, t.Release
+	}
+	return p, nil
 }
 
 // Worker receives from one queue and runs a Handler with bounded
@@ -132,14 +185,43 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
-		free := w.cfg.Concurrency - len(slots) + 1
-		msgs, err := w.c.Receive(ctx, w.cfg.Queue, ReceiveInput{
-			MaxMessages: min(free, MaxReceiveBatch), VisibilityTimeout: w.cfg.VisibilityTimeout, WaitTime: MaxWaitTime,
-		})
+		permit, err := w.admit(ctx)
 		if err != nil {
 			<-slots
 			if ctx.Err() != nil {
 				return nil
+			}
+			w.c.log.WarnContext(ctx, "gate refused", "queue", w.cfg.Queue, "err", err)
+			if w.cfg.Backoff.Sleep(ctx, 1) != nil {
+				return nil
+			}
+			continue
+		}
+		settled := permit.Done
+		if settled == nil {
+			settled = func() {}
+		}
+		free := w.cfg.Concurrency - len(slots) + 1
+		in := ReceiveInput{MaxMessages: min(free, MaxReceiveBatch), VisibilityTimeout: w.cfg.VisibilityTimeout, WaitTime: MaxWaitTime}
+		if permit.Limit > 0 {
+			in.MaxMessages, in.WaitTime = min(in.MaxMessages, permit.Limit), probeWait
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		stopRevoke := func() bool { return false }
+		if permit.Revoked != nil {
+			stopRevoke = context.AfterFunc(permit.Revoked, cancel)
+		}
+		msgs, err := w.c.Receive(rctx, w.cfg.Queue, in)
+		stopRevoke()
+		cancel()
+		if err != nil {
+			<-slots
+			settled()
+			if ctx.Err() != nil {
+				return nil
+			}
+			if rctx.Err() != nil {
+				continue // revoked by the gate: ask it again
 			}
 			w.c.log.WarnContext(ctx, "receive failed", "queue", w.cfg.Queue, "err", err)
 			if w.cfg.Backoff.Sleep(ctx, 1) != nil {
@@ -149,6 +231,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if len(msgs) == 0 {
 			<-slots
+			settled()
 			continue
 		}
 		// One slot is held; take one more per extra message (free says
@@ -156,16 +239,29 @@ func (w *Worker) Run(ctx context.Context) error {
 		for range len(msgs) - 1 {
 			slots <- struct{}{}
 		}
+		var left atomic.Int32
+		left.Store(int32(len(msgs)))
 		for _, m := range msgs {
 			wg.Go(func() {
 				var once sync.Once
 				release := func() { once.Do(func() { <-slots }) }
 				defer release()
 				w.process(hctx, m, deletes, deleting, release)
+				if left.Add(-1) == 0 {
+					settled()
+				}
 			})
 		}
 	}
 	return nil
+}
+
+// admit asks the gate, if any, for leave to receive.
+func (w *Worker) admit(ctx context.Context) (Permit, error) {
+	if w.cfg.Gate == nil {
+		return Permit{}, nil
+	}
+	return w.cfg.Gate.Admit(ctx)
 }
 
 // process runs the handler on m and settles the message. release frees m's

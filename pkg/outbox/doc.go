@@ -40,9 +40,15 @@
 //     batch, even when stale statistics after a burst of inserts would
 //     make the planner scan and sort the whole backlog. Marks, pruning
 //     and sampling use the pool. Standbys try to take the lock every
-//     LeaderRetry (default 2s), so when a leader dies (its session ends)
+//     LeaderRetry (default 1s), so when a leader dies (its session ends)
 //     a standby takes over within seconds. A leader whose lock connection
 //     breaks steps down at once.
+//   - A leader that stops running without dying (SIGSTOP, a hung host, a
+//     network cut: its TCP connection stays open and the lock with it)
+//     loses the leadership within LeaderLease (default 6s; see Leases).
+//   - A row the broker refuses for good is parked, not retried forever;
+//     its key's later rows wait behind it and other keys flow (see
+//     Parking).
 //   - Broker down: publishing fails, rows accumulate, the relay retries with
 //     capped exponential backoff and full jitter (pkg/backoff) and drains the
 //     backlog when the broker returns.
@@ -56,10 +62,53 @@
 // rows of its key in that batch are not sent; they go out, in order, after a
 // retry succeeds.
 //
+// # Leases
+//
+// The lock session runs with idle_session_timeout = LeaderLease
+// (PostgreSQL 14+) and server-side TCP keepalive (pgdb.ServerKeepAliveSQL);
+// the leader sends a heartbeat (SELECT 1) on it every LeaderLease/3. A
+// frozen leader sends none, so the server ends its session after the
+// lease and the lock is free: a standby leads within about LeaderLease +
+// LeaderRetry (TestFrozenLeaderIsReplaced: 6.0s with the defaults). The
+// leader steps down by itself when a heartbeat fails or takes longer than
+// LeaderLease/3, and publishes nothing once 2/3 of the lease have passed
+// since the last good heartbeat was sent, so it stops before the server
+// can hand the lock to another. A leader that wakes finds its session
+// ended and becomes a standby.
+//
+// What a frozen leader may still send when it wakes is the message it was
+// sending when it froze (the check comes before the send; the freeze can
+// fall between them). That is an event the new leader published too: the
+// broker drops the copy inside its duplicate window (Nats-Msg-Id, 2 min);
+// beyond it the copy lands later in the partition, and consumers drop it
+// by event id (the inbox) or by aggregate version, so a key's order as
+// consumers apply it is kept. Its mark UPDATE records a publish that did
+// happen. Nothing else needs a fence.
+//
+// PgBouncer in transaction (or statement) pooling mode cannot carry this:
+// the lock, the LISTEN and the session settings belong to one server
+// session. Point the relay at PostgreSQL or at a session-mode pool.
+//
+// # Parking
+//
+// The Sink reports each refusal. A refusal wrapped in ErrPermanent (for
+// JetStream, Permanent: larger than max_payload or the stream's
+// max_msg_size; a message pkg/stream cannot route) parks the row at once;
+// any other refusal parks it after ParkAfter (default 20) refusals in
+// batches where the broker acknowledged other rows. A broker that refuses
+// everything (down, no stream) parks nothing: that is an outage, retried
+// with backoff. A parked row keeps parked_at and last_error; the relay
+// stops reading it and holds its key's later rows (per-key order), while
+// every other key flows. outbox_parked_rows counts parked rows; Parked
+// lists them (never the payload) and Unpark lets the relay try again, the
+// operator CLI being Command (`<svc> outbox parked`, `outbox unpark ID |
+// --all`). Backlog and outbox_backlog_rows leave parked rows out; the
+// rows held behind them stay in (they are late).
+//
 // # Schema
 //
-// Include Schema and then PositionSchema in the service's own migrations
-// (see the package example). The table is the service's: no other service
+// Include Schema, PositionSchema and then ParkSchema in the service's own
+// migrations (see the package example). The table is the service's: no other service
 // reads it. When it marks rows published, the relay records where the
 // broker stored each one (published_partition, published_sequence, from
 // the Sink's Published answers), so that Events can tell an aggregate's
@@ -70,7 +119,8 @@
 // # Metrics
 //
 // outbox_backlog_rows, outbox_oldest_unpublished_age_seconds,
-// outbox_published_total, outbox_publish_errors_total and
-// outbox_relay_leader (1 on the instance that holds the lock), labelled by
-// stream.
+// outbox_parked_rows, outbox_published_total, outbox_publish_errors_total
+// and outbox_relay_leader (1 on the instance that holds the lock),
+// labelled by stream. The gauges that sample the table are refreshed by
+// the leader only; a standby keeps its last values.
 package outbox

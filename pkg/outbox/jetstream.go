@@ -2,7 +2,11 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shopfloor/shopfloor/pkg/stream"
 )
@@ -11,7 +15,8 @@ import (
 // stream's partition for its key, with the event id as Nats-Msg-Id (the
 // broker drops a re-publish inside the stream's duplicate window) and as
 // Shopfloor-Event-Id (consumers de-duplicate by it). The map is keyed by
-// stream name.
+// stream name. Refusals that concern the message itself carry
+// ErrPermanent (Permanent), so the relay parks the row at once.
 type StreamSink map[string]*stream.Publisher
 
 var _ Sink = StreamSink{}
@@ -38,8 +43,35 @@ func (s StreamSink) PublishAll(ctx context.Context, msgs []Message) []Published 
 			batch[j] = stream.Message{ID: m.ID, Key: m.Key, Payload: m.Payload, Headers: m.Headers}
 		}
 		for j, r := range pub.PublishAsync(ctx, batch) {
-			out[idx[j]] = Published{Partition: r.Ack.Partition, Sequence: r.Ack.Sequence, Err: r.Err}
+			out[idx[j]] = Published{Partition: r.Ack.Partition, Sequence: r.Ack.Sequence, Err: Permanent(r.Err)}
 		}
 	}
 	return out
+}
+
+// Permanent wraps err with ErrPermanent when NATS refuses the message
+// itself, so that sending it again cannot succeed:
+//
+//   - nats.ErrMaxPayload: larger than the server's max_payload (1 MB by
+//     default); the client refuses it before sending.
+//   - JetStream API error 10054 (jetstream.ErrStreamMessageExceedsMaximum):
+//     larger than the stream's max_msg_size.
+//   - stream.ErrInvalid: a message pkg/stream cannot route (no id, no key).
+//
+// Every other error is left as it is, above all those about the broker or
+// the stream as a whole (no responders: no stream for the subject or
+// JetStream down; 503 JetStream not enabled; "expected stream does not
+// match"; ack timeouts): they would refuse every row, and parking would
+// empty the outbox into the parked list. Such a refusal of one row still
+// parks it after RelayConfig.ParkAfter tries while other rows pass.
+func Permanent(err error) error {
+	if err == nil || errors.Is(err, ErrPermanent) {
+		return err
+	}
+	var api *jetstream.APIError
+	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, stream.ErrInvalid) ||
+		(errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum) {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	return err
 }

@@ -158,6 +158,9 @@ type Record struct {
 	// Attempts and LastError are the relay's failed publishes of the row.
 	Attempts  int
 	LastError string
+	// ParkedAt is set while the row is parked (the broker refuses it;
+	// ParkSchema).
+	ParkedAt *time.Time
 	// TraceParent is the W3C trace context the event carries (empty when
 	// none was injected).
 	TraceParent string
@@ -174,7 +177,7 @@ type Querier interface {
 func Events(ctx context.Context, q Querier, key string, limit int) ([]Record, error) {
 	rows, err := q.Query(ctx, `
 		SELECT event_id, stream, key, event_type, created_at, published_at, published_partition, published_sequence,
-			attempts, coalesce(last_error, ''), coalesce(headers->>'traceparent', '')
+			attempts, coalesce(last_error, ''), parked_at, coalesce(headers->>'traceparent', '')
 		FROM outbox WHERE key = $1 ORDER BY id LIMIT $2`, key, limit)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: events of %s: %w", key, err)
@@ -182,7 +185,7 @@ func Events(ctx context.Context, q Querier, key string, limit int) ([]Record, er
 	recs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Record, error) {
 		var rec Record
 		err := r.Scan(&rec.EventID, &rec.Stream, &rec.Key, &rec.Type, &rec.CreatedAt, &rec.PublishedAt, &rec.Partition, &rec.Sequence,
-			&rec.Attempts, &rec.LastError, &rec.TraceParent)
+			&rec.Attempts, &rec.LastError, &rec.ParkedAt, &rec.TraceParent)
 		return rec, err
 	})
 	if err != nil {

@@ -24,7 +24,7 @@ import (
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
 var migrations = fstest.MapFS{
-	"00001_outbox.sql": {Data: []byte("-- +goose Up\n" + outbox.Schema + outbox.PositionSchema + `
+	"00001_outbox.sql": {Data: []byte("-- +goose Up\n" + outbox.Schema + outbox.PositionSchema + outbox.ParkSchema + `
 -- an aggregate: its row lock orders same-key transactions, as an order row does
 CREATE TABLE counters (key text PRIMARY KEY, version bigint NOT NULL);
 -- +goose Down

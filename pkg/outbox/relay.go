@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -61,8 +62,25 @@ type RelayConfig struct {
 	// hold long locks. Defaults 1m and 1000 rows.
 	PruneInterval time.Duration
 	PruneBatch    int
-	// LeaderRetry is how often a standby tries to become leader. Default 2s.
+	// LeaderRetry is how often a standby tries to become leader. Default
+	// 1s; at most half of LeaderLease (each try also keeps the standby's
+	// own session alive).
 	LeaderRetry time.Duration
+	// LeaderLease bounds how long a leader that stopped running (a frozen
+	// process, a hung host, a network cut) keeps the leadership. It is the
+	// lock session's idle_session_timeout (PostgreSQL 14+): the server
+	// ends a session that sends no query for that long, and the lock with
+	// it. The leader sends a heartbeat every LeaderLease/3, steps down when
+	// one fails or takes longer than LeaderLease/3, and publishes nothing
+	// once 2/3 of the lease have passed since the last heartbeat that
+	// succeeded was sent, so it stops before a standby can lead. A standby
+	// takes over within about LeaderLease + LeaderRetry. Default 6s,
+	// minimum 300ms.
+	LeaderLease time.Duration
+	// ParkAfter parks a row (see the package doc) after this many refusals
+	// by the broker in batches where the broker acknowledged other rows;
+	// errors the Sink marks ErrPermanent park it at once. Default 20.
+	ParkAfter int
 	// Backoff between failed publish attempts. Default 200ms growing to 10s.
 	Backoff backoff.Policy
 	// LockName identifies the leader lock; relays of one database with the
@@ -89,7 +107,11 @@ func (c RelayConfig) withDefaults() RelayConfig {
 	def(&c.PollInterval, time.Second)
 	def(&c.Retention, 72*time.Hour)
 	def(&c.PruneInterval, time.Minute)
-	def(&c.LeaderRetry, 2*time.Second)
+	def(&c.LeaderRetry, time.Second)
+	def(&c.LeaderLease, 6*time.Second)
+	if c.ParkAfter <= 0 {
+		c.ParkAfter = 20
+	}
 	if c.Backoff == (backoff.Policy{}) {
 		c.Backoff = backoff.Policy{Initial: 200 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2}
 	}
@@ -102,6 +124,16 @@ func (c RelayConfig) withDefaults() RelayConfig {
 	return c
 }
 
+func (c RelayConfig) validate() error {
+	if c.LeaderLease < 300*time.Millisecond {
+		return fmt.Errorf("outbox: LeaderLease %s is below 300ms", c.LeaderLease)
+	}
+	if c.LeaderRetry > c.LeaderLease/2 {
+		return fmt.Errorf("outbox: LeaderRetry %s must be at most half of LeaderLease %s (a standby's session must stay alive between tries)", c.LeaderRetry, c.LeaderLease)
+	}
+	return nil
+}
+
 // Relay publishes committed outbox rows. Run one (or more, for fail-over)
 // per database; only the leader publishes.
 type Relay struct {
@@ -112,11 +144,18 @@ type Relay struct {
 	lockID int64
 	leader atomic.Bool
 	m      metrics
+	// refusals counts, per row, the broker's refusals in batches where it
+	// acknowledged other rows (ParkAfter). Only the lead loop touches it;
+	// it starts empty with each leadership.
+	refusals map[int64]int
 }
 
 // NewRelay returns a relay; it does nothing until Run.
 func NewRelay(pool *pgxpool.Pool, sink Sink, cfg RelayConfig, log *slog.Logger) (*Relay, error) {
 	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(cfg.LockName))
 	r := &Relay{pool: pool, sink: sink, cfg: cfg, log: log.With("component", "outbox-relay"), lockID: int64(h.Sum64())}
@@ -146,19 +185,19 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
-// session holds one dedicated connection: it tries for the lock until it
-// gets it, then leads until ctx ends or the connection fails.
+// session holds one dedicated connection with the lease (lockConn): it
+// tries for the lock until it gets it, then leads until ctx ends, the
+// connection fails or the lease runs out.
 func (r *Relay) session(ctx context.Context) error {
-	pc, err := r.pool.Acquire(ctx)
+	conn, err := r.lockConn(ctx)
 	if err != nil {
-		return fmt.Errorf("acquire lock connection: %w", err)
+		return err
 	}
-	// The lock lives as long as this session; the connection must not go
-	// back to the pool holding it.
-	conn := pc.Hijack()
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, conn)
+	var sent time.Time
 	for {
 		var got bool
+		sent = time.Now()
 		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, r.lockID).Scan(&got); err != nil {
 			return fmt.Errorf("try leader lock: %w", err)
 		}
@@ -169,21 +208,33 @@ func (r *Relay) session(ctx context.Context) error {
 			return nil
 		}
 	}
-	r.leader.Store(true)
-	r.m.leader.Set(1)
-	r.log.InfoContext(ctx, "relay is leader")
-	defer func() {
-		r.leader.Store(false)
-		r.m.leader.Set(0)
-		r.log.InfoContext(ctx, "relay stepped down")
-	}()
-	return r.lead(ctx, conn)
-}
-
-func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{NotifyChannel}.Sanitize()); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	l := newLease(sent, r.cfg.LeaderLease)
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wake := make(chan struct{}, 1)
+	kept := make(chan error, 1)
+	go func() {
+		err := r.keep(lctx, conn, l, wake)
+		cancel() // the lead loop stops when the lease does
+		kept <- err
+	}()
+	r.leader.Store(true)
+	r.m.leader.Set(1)
+	r.log.InfoContext(ctx, "relay is leader", "lease", r.cfg.LeaderLease.String())
+	err = r.lead(lctx, l, wake)
+	cancel()
+	r.leader.Store(false)
+	r.m.leader.Set(0)
+	err = errors.Join(err, <-kept)
+	r.log.InfoContext(ctx, "relay stepped down", "err", err)
+	return err
+}
+
+func (r *Relay) lead(ctx context.Context, l *lease, wake <-chan struct{}) error {
+	r.refusals = map[int64]int{}
 	reader, err := r.openReader(ctx)
 	if err != nil {
 		return err
@@ -220,7 +271,10 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			// terminated backend): lead again with new connections.
 			return fmt.Errorf("reader connection: %w", err)
 		}
-		var acked []position
+		var (
+			acked  []position
+			parked int
+		)
 		if err == nil && len(batch) > 0 {
 			if len(batch) == r.cfg.BatchSize {
 				// More rows are waiting: read them while this batch is
@@ -229,7 +283,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 				// failed key's later rows are never published first.
 				ahead = r.readAhead(ctx, reader, append(ids(batch), marking.rows()...))
 			}
-			acked, err = r.publishBatch(ctx, batch)
+			acked, parked, err = r.publishBatch(ctx, l, batch)
 		}
 		if merr := marking.wait(); merr != nil && err == nil {
 			err = merr
@@ -238,11 +292,15 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, errLeaseExpired) {
+			return err
+		}
+		if (err != nil || parked > 0) && ahead != nil {
+			// The read-ahead may hold a failed or parked key's later rows.
+			_, _ = ahead.wait()
+			ahead = nil
+		}
 		if err != nil {
-			if ahead != nil {
-				_, _ = ahead.wait()
-				ahead = nil
-			}
 			failures++
 			r.m.errors.Inc()
 			delay := r.cfg.Backoff.Delay(failures)
@@ -259,7 +317,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			r.log.InfoContext(ctx, "publishing again", "after_failures", failures)
 			failures = 0
 		}
-		if ahead != nil {
+		if ahead != nil || parked > 0 {
 			continue // more rows are waiting, and being read
 		}
 		if err := marking.wait(); err != nil {
@@ -275,17 +333,15 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			lastPrune = time.Now()
 		}
 		r.sample(ctx)
-		wctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
-		_, err = conn.WaitForNotification(wctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
+		t := time.NewTimer(r.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return nil
-		case err == nil, errors.Is(err, context.DeadlineExceeded):
-		default:
-			// The lock connection broke: the lock is gone with it.
-			return fmt.Errorf("leader connection: %w", err)
+		case <-wake:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 }
 
@@ -385,14 +441,18 @@ func (r *Relay) openReader(ctx context.Context) (*pgx.Conn, error) {
 }
 
 // readBatch reads up to BatchSize unpublished rows in id order on the
-// reader connection, leaving out skip (rows being published or marked).
+// reader connection, leaving out skip (rows being published or marked),
+// parked rows and the rows of their keys that follow them (the probe of
+// ParkSchema's index costs next to nothing while it is empty).
 func (r *Relay) readBatch(ctx context.Context, reader *pgx.Conn, skip []int64) ([]row, error) {
 	if skip == nil {
 		skip = []int64{}
 	}
 	rows, err := reader.Query(ctx, `
 		SELECT id, event_id, stream, key, payload, headers
-		FROM outbox WHERE published_at IS NULL AND id <> ALL($2) ORDER BY id LIMIT $1`, r.cfg.BatchSize, skip)
+		FROM outbox o WHERE published_at IS NULL AND parked_at IS NULL AND id <> ALL($2)
+			AND NOT EXISTS (SELECT FROM outbox p WHERE p.parked_at IS NOT NULL AND p.key = o.key AND p.id < o.id)
+		ORDER BY id LIMIT $1`, r.cfg.BatchSize, skip)
 	if err != nil {
 		return nil, fmt.Errorf("read batch: %w", err)
 	}
@@ -441,16 +501,16 @@ func ids(batch []row) []int64 {
 	return out
 }
 
-// publishBatch publishes batch and returns the ids the broker
-// acknowledged, for the caller to mark published. It returns an error when
-// any row failed to publish.
-func (r *Relay) publishBatch(ctx context.Context, batch []row) ([]position, error) {
+// publishBatch publishes batch and returns the rows the broker
+// acknowledged, for the caller to mark published, and how many rows it
+// parked. It returns an error when a row failed to publish and was not
+// parked, and errLeaseExpired (publishing nothing more) once l ran out.
+func (r *Relay) publishBatch(ctx context.Context, l *lease, batch []row) ([]position, int, error) {
 	// Rounds: the r-th row of every key. A key whose row failed drops out.
 	var (
 		acked  []position
-		failed = map[string]bool{}
-		errs   []error
-		next   = map[string]int{} // key → index of its next row in queue
+		failed = map[string]refusal{} // key → its row the broker refused
+		next   = map[string]int{}     // key → index of its next row in queue
 		queues = map[string][]int{}
 		order  []string
 	)
@@ -463,7 +523,7 @@ func (r *Relay) publishBatch(ctx context.Context, batch []row) ([]position, erro
 	for {
 		var idx []int
 		for _, k := range order {
-			if failed[k] || next[k] >= len(queues[k]) {
+			if _, ok := failed[k]; ok || next[k] >= len(queues[k]) {
 				continue
 			}
 			idx = append(idx, queues[k][next[k]])
@@ -471,6 +531,12 @@ func (r *Relay) publishBatch(ctx context.Context, batch []row) ([]position, erro
 		}
 		if len(idx) == 0 {
 			break
+		}
+		if !l.held() {
+			// Frozen or cut off for most of the lease: a standby may
+			// lead by now. Publish nothing more (what was acknowledged is
+			// still marked).
+			return acked, 0, errLeaseExpired
 		}
 		msgs := make([]Message, len(idx))
 		for j, i := range idx {
@@ -486,31 +552,31 @@ func (r *Relay) publishBatch(ctx context.Context, batch []row) ([]position, erro
 			if j < len(results) {
 				perr = results[j].Err
 			}
-			failed[batch[i].msg.Key] = true
-			errs = append(errs, fmt.Errorf("event %s: %w", batch[i].msg.ID, perr))
+			failed[batch[i].msg.Key] = refusal{id: batch[i].id, event: batch[i].msg.ID, key: batch[i].msg.Key, err: perr}
 		}
 	}
-	if len(errs) > 0 {
-		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		msg := errs[0].Error()
-		if _, err := r.pool.Exec(mctx, `UPDATE outbox SET attempts = attempts + 1, last_error = $2
-			WHERE id = ANY($1)`, failedIDs(batch, failed), truncate(msg, 500)); err != nil {
-			r.log.WarnContext(ctx, "record publish failure", "err", err)
+	if len(failed) == 0 {
+		if len(r.refusals) > 0 {
+			for _, a := range acked {
+				delete(r.refusals, a.id)
+			}
 		}
-		return acked, fmt.Errorf("%d of %d events not acknowledged: %w", len(batch)-len(acked), len(batch), errors.Join(errs...))
+		return acked, 0, nil
 	}
-	return acked, nil
-}
-
-func failedIDs(batch []row, failed map[string]bool) []int64 {
-	var ids []int64
-	for _, rw := range batch {
-		if failed[rw.msg.Key] {
-			ids = append(ids, rw.id)
+	parked, err := r.refused(ctx, l, failed, len(acked) > 0)
+	if err != nil {
+		return acked, 0, err
+	}
+	if len(parked) == len(failed) {
+		return acked, len(parked), nil
+	}
+	var errs []error
+	for _, f := range failed {
+		if !slices.Contains(parked, f.id) {
+			errs = append(errs, fmt.Errorf("event %s: %w", f.event, f.err))
 		}
 	}
-	return ids
+	return acked, len(parked), fmt.Errorf("%d of %d events not acknowledged: %w", len(batch)-len(acked), len(batch), errors.Join(errs...))
 }
 
 func truncate(s string, n int) string {
@@ -541,15 +607,18 @@ func (r *Relay) prune(ctx context.Context) error {
 	}
 }
 
-// sample refreshes the backlog gauges.
+// sample refreshes the backlog gauges. Parked rows count in
+// outbox_parked_rows, not in the backlog; the rows held behind them do.
 func (r *Relay) sample(ctx context.Context) {
-	var backlog int64
+	var backlog, parked int64
 	var oldest *time.Time
-	err := r.pool.QueryRow(ctx, `SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL`).Scan(&backlog, &oldest)
+	err := r.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE parked_at IS NULL), min(created_at) FILTER (WHERE parked_at IS NULL),
+		count(*) FILTER (WHERE parked_at IS NOT NULL) FROM outbox WHERE published_at IS NULL`).Scan(&backlog, &oldest, &parked)
 	if err != nil {
 		return
 	}
 	r.m.backlog.Set(float64(backlog))
+	r.m.parked.Set(float64(parked))
 	age := 0.0
 	if oldest != nil {
 		age = time.Since(*oldest).Seconds()
@@ -557,13 +626,14 @@ func (r *Relay) sample(ctx context.Context) {
 	r.m.oldest.Set(age)
 }
 
-// Backlog returns the number of unpublished rows and the age of the oldest.
+// Backlog returns the number of unpublished rows and the age of the
+// oldest, parked rows left out (Parked lists them).
 func Backlog(ctx context.Context, db interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }) (int64, time.Duration, error) {
 	var n int64
 	var oldest *time.Time
-	if err := db.QueryRow(ctx, `SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL`).Scan(&n, &oldest); err != nil {
+	if err := db.QueryRow(ctx, `SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL AND parked_at IS NULL`).Scan(&n, &oldest); err != nil {
 		return 0, 0, fmt.Errorf("outbox backlog: %w", err)
 	}
 	if oldest == nil {
@@ -585,8 +655,8 @@ func wait(ctx context.Context, d time.Duration) bool {
 }
 
 type metrics struct {
-	backlog, oldest, leader prometheus.Gauge
-	published, errors       prometheus.Counter
+	backlog, oldest, leader, parked prometheus.Gauge
+	published, errors               prometheus.Counter
 }
 
 func (m *metrics) register(reg prometheus.Registerer, stream string) error {
@@ -594,12 +664,13 @@ func (m *metrics) register(reg prometheus.Registerer, stream string) error {
 	m.backlog = prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_backlog_rows", Help: "Unpublished outbox rows (sampled by the leader).", ConstLabels: labels})
 	m.oldest = prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_oldest_unpublished_age_seconds", Help: "Age of the oldest unpublished outbox row.", ConstLabels: labels})
 	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_leader", Help: "1 when this instance's relay holds the leader lock.", ConstLabels: labels})
+	m.parked = prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_parked_rows", Help: "Outbox rows parked because the broker refuses them (sampled by the leader); each holds its key's later rows.", ConstLabels: labels})
 	m.published = prometheus.NewCounter(prometheus.CounterOpts{Name: "outbox_published_total", Help: "Outbox rows acknowledged by the broker.", ConstLabels: labels})
 	m.errors = prometheus.NewCounter(prometheus.CounterOpts{Name: "outbox_publish_errors_total", Help: "Relay batches with at least one unacknowledged row.", ConstLabels: labels})
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{m.backlog, m.oldest, m.leader, m.published, m.errors} {
+	for _, c := range []prometheus.Collector{m.backlog, m.oldest, m.leader, m.parked, m.published, m.errors} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("outbox metrics: %w", err)
 		}

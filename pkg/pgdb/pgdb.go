@@ -10,6 +10,8 @@
 //     (files named 00001_name.sql at the root of the FS). Concurrent callers on
 //     one database are serialised by a PostgreSQL session advisory lock, so
 //     several replicas running the migrate role at once are safe.
+//   - Every connection has TCP keepalive (KeepAlive: a dead server host is
+//     noticed within about 35s) and the session timeouts of Config.
 //   - InTx commits when fn returns nil and rolls back otherwise, including when
 //     fn panics. A state change and the event or job it causes are written in
 //     one InTx call (STYLE.md, habit 5).
@@ -104,6 +106,9 @@ func (c Config) PoolConfig() (*pgxpool.Config, error) {
 	if c.ConnectTimeout > 0 {
 		pc.ConnConfig.ConnectTimeout = c.ConnectTimeout
 	}
+	// TCP keepalive (KeepAlive): a vanished server host is noticed in
+	// seconds, not hours. pgconn bounds the dial with ConnectTimeout.
+	pc.ConnConfig.DialFunc = dialer().DialContext
 	// Session timeouts, sent in the startup message (no round trip): the
 	// server enforces them even when this process is frozen.
 	for param, d := range map[string]time.Duration{

@@ -42,6 +42,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/shopfloor/shopfloor/pkg/audit"
 	"github.com/shopfloor/shopfloor/pkg/backoff"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
@@ -345,7 +346,8 @@ func Canceled(err error) error {
 
 // DLQCommand is `<svc> dlq ...`: the operator's tool for the dead letters
 // of the service's consumer groups on streamName (stream.DLQCommand). It
-// needs only NATS_URL.
+// needs NATS_URL, and DATABASE_URL for `discard`, which is recorded in the
+// service's audit log (pkg/audit) before anything is deleted.
 func DLQCommand(ctx context.Context, name, streamName string, args []string, getenv func(string) string, stdout io.Writer) error {
 	type dlqConfig struct {
 		NATSURL string `env:"NATS_URL,required"`
@@ -366,6 +368,20 @@ func DLQCommand(ctx context.Context, name, streamName string, args []string, get
 	q, err := stream.NewDLQ(js, streamName, slog.New(slog.NewJSONHandler(stdout, nil)))
 	if err != nil {
 		return err
+	}
+	if len(args) > 0 && args[0] == "discard" {
+		// A discard is recorded in the service's audit log (pkg/audit)
+		// before the dead letter is deleted.
+		db, err := config.Load[pgdb.Config](getenv)
+		if err != nil {
+			return fmt.Errorf("discard records in the audit log: %w", err)
+		}
+		pool, err := pgdb.Open(ctx, db)
+		if err != nil {
+			return fmt.Errorf("discard records in the audit log: %w", err)
+		}
+		defer pool.Close()
+		q = q.WithAudit(func(ctx context.Context, e audit.Entry) error { return audit.Record(ctx, pool, e) })
 	}
 	return stream.DLQCommand(ctx, q, args, stdout)
 }
@@ -398,13 +414,36 @@ func (rt *Runtime) NewRelay(pool *pgxpool.Pool, js jetstream.JetStream, streamNa
 		outbox.RelayConfig{Stream: streamName, Registerer: rt.Tel.Registry}, rt.Log)
 }
 
+// AuditCommand is `<svc> audit ...`: the service's audit log (pkg/audit:
+// discards, purges, abandons; who, when, why), newest first.
+func (rt *Runtime) AuditCommand(ctx context.Context, args []string, out io.Writer) error {
+	pool, err := rt.OpenPG(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return audit.Command(ctx, pool, args, out)
+}
+
+// OutboxCommand is `<svc> outbox ...`: the operator tool of the service's
+// outbox (outbox.Command: parked, unpark, republish) on its own database.
+func (rt *Runtime) OutboxCommand(ctx context.Context, args []string, out io.Writer) error {
+	pool, err := rt.OpenPG(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return outbox.Command(ctx, pool, args, out)
+}
+
 // ConsumerRetries is the retry budget of the services' consumer groups:
-// 10 deliveries, 200ms doubling to 30s apart, about 80s in all. A handler
-// error that outlasts it dead-letters the message, and the partition moves
-// on without it, so the budget must outlast the outages a consumer's own
-// dependencies are expected to have (a PostgreSQL restart or fail-over, a
-// connection storm); pkg/stream's default (5 deliveries, about 1.5s) does
-// not. Permanent errors are dead-lettered at once either way.
+// 10 deliveries, 200ms doubling to 30s apart, about 80s in all, spent only
+// by the message's own failures. A handler error that outlasts it
+// dead-letters the message and the partition moves on without it.
+// Infrastructure errors (the database, the broker, the network:
+// stream.IsInfrastructure) never spend it: the partition waits for the
+// dependency however long it is away (ADR 0025). Permanent errors are
+// dead-lettered at once.
 var ConsumerRetries = struct {
 	MaxDeliver int
 	Backoff    backoff.Policy

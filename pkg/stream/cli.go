@@ -17,7 +17,7 @@ import (
 const DLQUsage = `dlq list [--group G] [--limit N]
 dlq inspect SEQ                 (personal fields of the payload redacted)
 dlq redrive --group G [--seq 1,2,3] [--dry-run] [--rate N]
-dlq discard SEQ --reason "why"`
+dlq discard SEQ --reason "why" --by NAME`
 
 // PersonalFields are the JSON object keys whose values RedactPersonal
 // replaces, at any depth: what identifies or reaches a person (e-mail
@@ -75,7 +75,8 @@ func DLQCommand(ctx context.Context, q *DLQ, args []string, out io.Writer) error
 	seqs := fs.String("seq", "", "comma-separated dead-letter sequences")
 	dry := fs.Bool("dry-run", false, "report, change nothing")
 	rate := fs.Int("rate", 0, "messages per second (0: no bound)")
-	reason := fs.String("reason", "", "why (logged)")
+	reason := fs.String("reason", "", "why (recorded in the audit log)")
+	by := fs.String("by", "", "who decides (recorded in the audit log)")
 	bad := func(err error) error { return fmt.Errorf("%w: %w; usage:\n%s", ErrInvalid, err, DLQUsage) }
 	// Flags may follow positional arguments: parse what is left until done.
 	rest, pos := args[1:], []string(nil)
@@ -158,13 +159,13 @@ func DLQCommand(ctx context.Context, q *DLQ, args []string, out io.Writer) error
 		if err != nil {
 			return err
 		}
-		if *reason == "" {
-			return bad(fmt.Errorf("--reason is required"))
+		if *reason == "" || *by == "" {
+			return bad(fmt.Errorf("--reason and --by are required (both go to the audit log)"))
 		}
-		if err := q.Discard(ctx, seq, *reason); err != nil {
+		if err := q.Discard(ctx, seq, *by, *reason); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "discarded %d\n", seq)
+		fmt.Fprintf(out, "discarded %d (recorded in the audit log)\n", seq)
 		return nil
 	default:
 		return bad(fmt.Errorf("unknown command %q", args[0]))

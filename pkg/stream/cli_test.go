@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/audit"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
@@ -46,9 +47,11 @@ func TestDLQCommand(t *testing.T) {
 	})
 	r.stop()
 
+	var recorded []audit.Entry
+	q := s.dlq.WithAudit(func(_ context.Context, e audit.Entry) error { recorded = append(recorded, e); return nil })
 	run := func(args ...string) (string, error) {
 		var out bytes.Buffer
-		err := stream.DLQCommand(ctx, s.dlq, args, &out)
+		err := stream.DLQCommand(ctx, q, args, &out)
 		return out.String(), err
 	}
 	out, err := run("list", "--group", "mailer")
@@ -70,8 +73,9 @@ func TestDLQCommand(t *testing.T) {
 	if out, err := run("redrive", "--group", "mailer", "--dry-run"); err != nil || !strings.Contains(out, "2 would be redriven") {
 		t.Fatalf("dry run: %s %v", out, err)
 	}
-	if out, err := run("discard", second, "--reason", "customer deleted"); err != nil || !strings.Contains(out, "discarded") {
-		t.Fatalf("discard: %s %v", out, err)
+	if out, err := run("discard", second, "--reason", "customer deleted", "--by", "oscar"); err != nil || !strings.Contains(out, "discarded") ||
+		len(recorded) != 1 || recorded[0].Actor != "oscar" || recorded[0].Reason != "customer deleted" {
+		t.Fatalf("discard: %s %v; audit %+v", out, err, recorded)
 	}
 	mu.Lock()
 	failing = false
@@ -91,7 +95,7 @@ func TestDLQCommand(t *testing.T) {
 
 	for _, args := range [][]string{
 		nil, {"fly"}, {"inspect"}, {"inspect", "x"}, {"redrive"}, {"redrive", "--group", "g", "--seq", "a,b"},
-		{"discard", "1"}, {"list", "--limit", "many"},
+		{"discard", "1"}, {"discard", "1", "--reason", "r"}, {"discard", "1", "--by", "oscar"}, {"list", "--limit", "many"},
 	} {
 		if _, err := run(args...); !errors.Is(err, stream.ErrInvalid) {
 			t.Errorf("%v: err = %v, want ErrInvalid with usage", args, err)

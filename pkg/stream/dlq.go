@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/shopfloor/shopfloor/pkg/audit"
 )
 
 // Headers a dead letter carries besides the original message's headers
@@ -162,6 +164,17 @@ type DLQ struct {
 	js     jetstream.JetStream
 	stream string
 	log    *slog.Logger
+	audit  func(ctx context.Context, e audit.Entry) error
+}
+
+// WithAudit returns q recording every discard with record (e.g. into the
+// service's audit_log, pkg/audit) before the dead letter is deleted. A DLQ
+// without it refuses to discard: a dead letter thrown away leaves no trace
+// but the audit row.
+func (q *DLQ) WithAudit(record func(ctx context.Context, e audit.Entry) error) *DLQ {
+	c := *q
+	c.audit = record
+	return &c
 }
 
 // NewDLQ returns the tool for the dead letters of stream (the main stream's
@@ -358,15 +371,32 @@ func (q *DLQ) redriveOne(ctx context.Context, s jetstream.Stream, dl DeadLetter)
 	return nil
 }
 
-// Discard deletes the dead letter at seq for good and logs why. reason is
-// required: it is the audit trail.
-func (q *DLQ) Discard(ctx context.Context, seq uint64, reason string) error {
+// Discard deletes the dead letter at seq for good, as actor decided for
+// reason (both required). The decision is recorded first (WithAudit: who,
+// when, why, and the dead letter's group, event id, key, error class and
+// attempts, never its payload), then the message is deleted: a failed
+// delete leaves a record of an attempt, never a deletion without one.
+func (q *DLQ) Discard(ctx context.Context, seq uint64, actor, reason string) error {
 	if strings.TrimSpace(reason) == "" {
 		return invalidf("discard %d: a reason is required", seq)
+	}
+	if strings.TrimSpace(actor) == "" {
+		return invalidf("discard %d: who discards is required (the audit log's actor)", seq)
+	}
+	if q.audit == nil {
+		return invalidf("discard %d: no audit log configured (DLQ.WithAudit)", seq)
 	}
 	dl, err := q.Inspect(ctx, seq)
 	if err != nil {
 		return err
+	}
+	if err := q.audit(ctx, audit.Entry{Actor: actor, Action: "stream_dlq.discard", Target: fmt.Sprintf("%s/%d", DLQStream(q.stream), seq),
+		Reason: reason, Detail: map[string]any{"group": dl.Group, "event_id": dl.EventID, "key": dl.Key,
+			"error_class": dl.ErrorClass, "attempts": dl.Attempts, "original_seq": dl.OriginalSeq}}); err != nil {
+		if errors.Is(err, audit.ErrInvalid) {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		return fmt.Errorf("dlq %s: discard %d: not recorded, nothing deleted: %w", DLQStream(q.stream), seq, err)
 	}
 	s, err := q.dlqStream(ctx)
 	if err != nil {
@@ -379,6 +409,6 @@ func (q *DLQ) Discard(ctx context.Context, seq uint64, reason string) error {
 		return fmt.Errorf("dlq %s: discard %d: %w", DLQStream(q.stream), seq, err)
 	}
 	q.log.WarnContext(ctx, "dead letter discarded", "seq", seq, "group", dl.Group, "event_id", dl.EventID,
-		"error_class", dl.ErrorClass, "reason", reason)
+		"error_class", dl.ErrorClass, "actor", actor, "reason", reason)
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shopfloor/shopfloor/pkg/audit"
 	"github.com/shopfloor/shopfloor/pkg/backoff"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
@@ -453,16 +454,43 @@ func TestPoisonMessageGoesToDLQ(t *testing.T) {
 	if err != nil || got.EventID != "bad-1" {
 		t.Errorf("Inspect = %+v, %v", got, err)
 	}
-	if err := s.dlq.Discard(ctx, dl.Seq, " "); !errors.Is(err, stream.ErrInvalid) {
+	if err := s.dlq.Discard(ctx, dl.Seq, "oscar", "no audit log"); !errors.Is(err, stream.ErrInvalid) {
+		t.Errorf("Discard without an audit log = %v, want ErrInvalid", err)
+	}
+	// The audit log: a real one is pkg/audit's table (the services wire
+	// it); here a recorder, and one that fails.
+	var recorded []audit.Entry
+	audited := s.dlq.WithAudit(func(_ context.Context, e audit.Entry) error {
+		if err := e.Check(); err != nil {
+			return err
+		}
+		recorded = append(recorded, e)
+		return nil
+	})
+	if err := audited.Discard(ctx, dl.Seq, "oscar", " "); !errors.Is(err, stream.ErrInvalid) {
 		t.Errorf("Discard without reason = %v, want ErrInvalid", err)
 	}
-	if err := s.dlq.Discard(ctx, dl.Seq, "test: payload is garbage"); err != nil {
+	if err := audited.Discard(ctx, dl.Seq, "", "why"); !errors.Is(err, stream.ErrInvalid) {
+		t.Errorf("Discard without actor = %v, want ErrInvalid", err)
+	}
+	failing := s.dlq.WithAudit(func(context.Context, audit.Entry) error { return errors.New("database down") })
+	if err := failing.Discard(ctx, dl.Seq, "oscar", "why"); err == nil {
+		t.Error("Discard whose audit record failed succeeded")
+	}
+	if _, err := s.dlq.Inspect(ctx, dl.Seq); err != nil {
+		t.Fatalf("a discard not recorded deleted the dead letter: %v", err)
+	}
+	if err := audited.Discard(ctx, dl.Seq, "oscar", "test: payload is garbage"); err != nil {
 		t.Fatalf("Discard: %v", err)
+	}
+	if len(recorded) != 1 || recorded[0].Actor != "oscar" || recorded[0].Action != "stream_dlq.discard" ||
+		recorded[0].Reason != "test: payload is garbage" || recorded[0].Detail["event_id"] != "bad-1" || recorded[0].Detail["group"] != "search" {
+		t.Errorf("audit records %+v", recorded)
 	}
 	if _, err := s.dlq.Inspect(ctx, dl.Seq); !errors.Is(err, stream.ErrNotFound) {
 		t.Errorf("Inspect after Discard = %v, want ErrNotFound", err)
 	}
-	if err := s.dlq.Discard(ctx, dl.Seq, "again"); !errors.Is(err, stream.ErrNotFound) {
+	if err := audited.Discard(ctx, dl.Seq, "oscar", "again"); !errors.Is(err, stream.ErrNotFound) {
 		t.Errorf("second Discard = %v, want ErrNotFound", err)
 	}
 }

@@ -40,7 +40,7 @@ func TestIsInfrastructure(t *testing.T) {
 		{"decode", fmt.Errorf("decode: %w", stream.Permanent(errors.New("bad json"))), false},
 		{"marked", fmt.Errorf("call payments: %w", stream.Infrastructure(errors.New("503 Service Unavailable"))), true},
 		{"pg connect refused, wrapped", fmt.Errorf("claim inbox: %w", refused), true},
-		{"wrapped without %w hides the cause", fmt.Errorf("claim inbox: %v", refused), false},
+		{"wrapped without %w hides the cause", fmt.Errorf("claim inbox: %v", refused), false}, //nolint:errorlint // the case under test: a cause hidden by %v,
 		{"connection refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
 		{"connection reset", syscall.ECONNRESET, true},
 		{"unexpected EOF", fmt.Errorf("idempotency: look up key: %w", io.ErrUnexpectedEOF), true},

@@ -110,7 +110,8 @@ type ServiceClient struct {
 // ServiceClients returns the registered service clients, in a fixed order.
 func ServiceClients() []ServiceClient {
 	return []ServiceClient{
-		{ID: ClientOrders, Audiences: []string{AudienceCatalog}},
+		// orders reads an order's payment to repair a stuck order.
+		{ID: ClientOrders, Audiences: []string{AudienceCatalog, AudiencePayments}},
 		{ID: ClientPayments, Audiences: []string{AudienceOrders}},
 		{ID: ClientNotifications, Audiences: []string{AudienceOrders}},
 		{ID: ClientSearch, Audiences: []string{AudienceOrders}},

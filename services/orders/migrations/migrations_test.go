@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"testing"
 
+	"github.com/shopfloor/shopfloor/pkg/audit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/stream"
@@ -17,4 +18,6 @@ func TestMigrationCarriesTheBlocksSchemas(t *testing.T) {
 	t.Parallel()
 	testinfra.CarriesSchemas(t, migrations.FS, "00001_orders.sql", map[string]string{"outbox.Schema": outbox.Schema, "idempotency.Schema": idempotency.Schema, "stream.InboxSchema": stream.InboxSchema})
 	testinfra.CarriesSchemas(t, migrations.FS, "00002_outbox_position.sql", map[string]string{"outbox.PositionSchema": outbox.PositionSchema})
+	testinfra.CarriesSchemas(t, migrations.FS, "00030_outbox_parked.sql", map[string]string{"outbox.ParkSchema": outbox.ParkSchema})
+	testinfra.CarriesSchemas(t, migrations.FS, "00011_audit_log.sql", map[string]string{"audit.Schema": audit.Schema})
 }

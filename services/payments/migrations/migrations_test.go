@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"testing"
 
+	"github.com/shopfloor/shopfloor/pkg/audit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
@@ -18,5 +19,8 @@ func TestMigrationCarriesTheBlocksSchemas(t *testing.T) {
 	t.Parallel()
 	testinfra.CarriesSchemas(t, migrations.FS, "00001_payments.sql", map[string]string{"outbox.Schema": outbox.Schema, "jobqueue.Schema": jobqueue.Schema, "idempotency.Schema": idempotency.Schema, "stream.InboxSchema": stream.InboxSchema})
 	testinfra.CarriesSchemas(t, migrations.FS, "00005_jobqueue_dead_lettered_at.sql", map[string]string{"jobqueue.DeadLetterSchema": jobqueue.DeadLetterSchema})
+	testinfra.CarriesSchemas(t, migrations.FS, "00020_jobqueue_pause.sql", map[string]string{"jobqueue.PauseSchema": jobqueue.PauseSchema})
 	testinfra.CarriesSchemas(t, migrations.FS, "00004_outbox_position.sql", map[string]string{"outbox.PositionSchema": outbox.PositionSchema})
+	testinfra.CarriesSchemas(t, migrations.FS, "00030_outbox_parked.sql", map[string]string{"outbox.ParkSchema": outbox.ParkSchema})
+	testinfra.CarriesSchemas(t, migrations.FS, "00011_audit_log.sql", map[string]string{"audit.Schema": audit.Schema})
 }

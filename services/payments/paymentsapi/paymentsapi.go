@@ -13,6 +13,9 @@ import "time"
 // Stream is the stream payments publishes to.
 const Stream = "PAYMENTS"
 
+// Audience is the audience of access tokens for payments' API.
+const Audience = "payments"
+
 // Source is the CloudEvents source of payments' events.
 const Source = "payments"
 
@@ -51,8 +54,10 @@ const (
 // Failure reasons that are not the provider's decline codes.
 const (
 	// ReasonRetriesExhausted: the provider could not be reached (or kept
-	// refusing) for every allowed attempt; the job is in the DLQ. A redrive
-	// looks the charge up and never charges anew (ADR 0012).
+	// refusing) for every allowed attempt, and the reconciler then found
+	// no charge for the payment's key after the grace period: nothing was
+	// charged (ADR 0026). Attempts recorded so by older versions (ADR 0012)
+	// are reconciled by a redrive, which never charges anew.
 	ReasonRetriesExhausted = "retries_exhausted"
 	// ReasonInvalidRequest: the provider rejected the request as invalid (a
 	// bug, not the customer's card); the job is in the DLQ.
@@ -82,6 +87,10 @@ type Payment struct {
 	RefundedMinor int64     `json:"refunded_minor,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
+	// OutcomeUnknownSince is set on a pending payment whose charge the
+	// worker gave up without a definite answer: payments' reconciler asks
+	// the provider and settles it (ADR 0026).
+	OutcomeUnknownSince *time.Time `json:"outcome_unknown_since,omitempty"`
 	// ProviderCalls are the workers' calls to the payment provider for
 	// this payment, oldest first: the history behind Status (retries,
 	// an answer lost after a charge and the lookup that found it).
@@ -134,3 +143,20 @@ const (
 	// goes to the DLQ.
 	OutcomeInvalid = "invalid"
 )
+
+// OpenRefund is a refund on payments' admin API (GET /v1/admin/refunds,
+// POST /v1/admin/refunds/{id}/abandon): pending (retrying until done),
+// failed (refused by the provider, waiting for an operator), or, after an
+// abandon, abandoned.
+type OpenRefund struct {
+	ID          string `json:"id"`
+	PaymentID   string `json:"payment_id"`
+	OrderID     string `json:"order_id"`
+	AmountMinor int64  `json:"amount_minor"`
+	Status      string `json:"status"`
+	// LastError is why it failed, or the operator's reason once abandoned.
+	LastError string `json:"last_error,omitempty"`
+	// Attempts is its job's receive count so far.
+	Attempts  int       `json:"attempts"`
+	CreatedAt time.Time `json:"created_at,omitempty"`
+}

@@ -8,11 +8,19 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/shopfloor/shopfloor/pkg/audit"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/search/migrations"
 )
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
+
+// TestMigrationCarriesTheAuditSchema: the audit log belongs to pkg/audit;
+// the migration must carry its schema unchanged.
+func TestMigrationCarriesTheAuditSchema(t *testing.T) {
+	t.Parallel()
+	testinfra.CarriesSchemas(t, migrations.FS, "00011_audit_log.sql", map[string]string{"audit.Schema": audit.Schema})
+}
 
 // TestMigrationIndexesText: pg_trgm is there, the generated tsvector stems
 // with the row's configuration and weights name above description.

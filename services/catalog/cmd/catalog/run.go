@@ -85,7 +85,7 @@ func (c Config) Validate() []error {
 
 func (c Config) has(role string) bool { return slices.Contains(c.Roles, role) }
 
-const usage = `usage: catalog [serve | migrate | seed --products N | dlq ...]`
+const usage = `usage: catalog [serve | migrate | seed --products N | outbox ... | audit ... | dlq ...]`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cmd := "serve"
@@ -93,7 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		cmd = args[1]
 	}
 	switch cmd {
-	case "serve", "migrate", "seed":
+	case "serve", "migrate", "seed", "outbox", "audit":
 	case "dlq":
 		return service.DLQCommand(ctx, "catalog", catalogapi.Stream, args[min(2, len(args)):], getenv, stdout)
 	default:
@@ -127,6 +127,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	switch cmd {
 	case "migrate":
 		return rt.Migrate(ctx, migrations.FS)
+	case "outbox":
+		return rt.OutboxCommand(ctx, args[min(2, len(args)):], stdout)
+	case "audit":
+		return rt.AuditCommand(ctx, args[min(2, len(args)):], stdout)
 	case "seed":
 		pool, err := rt.OpenPG(ctx)
 		if err != nil {

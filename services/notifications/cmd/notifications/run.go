@@ -17,6 +17,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/backoff"
+	"github.com/shopfloor/shopfloor/pkg/breaker"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
@@ -58,6 +59,12 @@ type Config struct {
 	// address.
 	SMTPFrom    string        `env:"SMTP_FROM"`
 	SMTPTimeout time.Duration `env:"SMTP_TIMEOUT" envDefault:"30s"`
+	// The SMTP circuit breaker (pkg/breaker): open after this many outage
+	// errors in a row (refused, 421, timeouts; not a rejected recipient),
+	// then the e-mail worker receives nothing for the cool-down (doubling
+	// per failed probe, up to 1m) and the e-mails wait in their queue.
+	SMTPBreakerFailures int           `env:"SMTP_BREAKER_FAILURES" envDefault:"5"`
+	SMTPBreakerCoolDown time.Duration `env:"SMTP_BREAKER_COOL_DOWN" envDefault:"5s"`
 	// SMTPCAFile is a PEM file of CAs to trust for the server's
 	// certificate instead of the system's roots.
 	SMTPCAFile string `env:"SMTP_CA_FILE"`
@@ -109,6 +116,9 @@ func (c Config) Validate() []error {
 	if c.SMTPPassword != "" && c.SMTPUsername == "" {
 		errs = append(errs, errors.New("SMTP_PASSWORD: set without SMTP_USERNAME"))
 	}
+	if c.SMTPBreakerFailures < 1 || c.SMTPBreakerCoolDown <= 0 {
+		errs = append(errs, fmt.Errorf("SMTP_BREAKER_FAILURES, SMTP_BREAKER_COOL_DOWN: need at least 1 failure and a positive cool-down (got %d, %s)", c.SMTPBreakerFailures, c.SMTPBreakerCoolDown))
+	}
 	if c.SMTPTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("SMTP_TIMEOUT: must be at least 1s (got %s)", c.SMTPTimeout))
 	}
@@ -155,7 +165,7 @@ func loadCAs(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-const usage = `usage: notifications [serve | migrate | smtp-sink | queue ... | stream-dlq ...]`
+const usage = `usage: notifications [serve | migrate | smtp-sink | queue ... | audit ... | stream-dlq ...]`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cmd := "serve"
@@ -170,7 +180,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	switch cmd {
 	case "serve":
 		cfg, err = config.Load[Config](getenv)
-	case "migrate", "queue":
+	case "migrate", "queue", "audit":
 		cfg.Base, err = config.Load[service.Base](getenv)
 	case "smtp-sink":
 		return smtpSink(ctx, getenv, stdout)
@@ -192,6 +202,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return rt.Migrate(ctx, migrations.FS)
 	case "queue":
 		return rt.QueueCommand(ctx, redaction(), rest, stdout)
+	case "audit":
+		return rt.AuditCommand(ctx, rest, stdout)
 	}
 	lns, err := service.Listen(cfg.HTTPAddr, cfg.AdminAddr)
 	if err != nil {
@@ -260,15 +272,21 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 			return fmt.Errorf("job queue metrics: %w", err)
 		}
 		var (
-			composer *email.Composer
-			mailer   notificationsvc.Mailer
+			composer    *email.Composer
+			mailer      notificationsvc.Mailer
+			smtpBreaker *breaker.Breaker
 		)
 		if cfg.has("worker") {
 			c, s, err := sender(cfg)
 			if err != nil {
 				return err
 			}
-			composer, mailer = c, s
+			smtpBreaker, err = breaker.New(breaker.Config{Name: "smtp", Failures: cfg.SMTPBreakerFailures, CoolDown: cfg.SMTPBreakerCoolDown,
+				Registerer: tel.Registry, Logger: log})
+			if err != nil {
+				return err
+			}
+			composer, mailer = c, email.NewGuarded(s, smtpBreaker)
 		}
 		svc, err := notificationsvc.New(pool, jobs, composer, mailer, notificationsvc.Config{MaxReceives: cfg.MaxReceives,
 			VisibilityTimeout: cfg.VisibilityTimeout, Registerer: tel.Registry, Inject: tel.Inject}, log, time.Now)
@@ -294,7 +312,7 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 		if cfg.has("worker") {
 			w := jobs.NewWorker(jobqueue.WorkerConfig{Queue: notificationsvc.EmailQueue, Concurrency: cfg.WorkerConcurrency,
 				VisibilityTimeout: cfg.VisibilityTimeout, Backoff: backoff.Policy{Initial: cfg.RetryInitial, Max: cfg.RetryMax, Multiplier: 2},
-				Extract: tel.Extract, Tracer: tel.Tracer("github.com/shopfloor/shopfloor/pkg/jobqueue")},
+				Extract: tel.Extract, Tracer: tel.Tracer("github.com/shopfloor/shopfloor/pkg/jobqueue"), Gate: jobqueue.BreakerGate(smtpBreaker)},
 				svc.HandleEmail)
 			ag.Add("email-worker", w.Run)
 		}

@@ -34,6 +34,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notification"
 	"github.com/shopfloor/shopfloor/services/notifications/notificationsapi"
+	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
 )
 
 //go:embed templates
@@ -98,6 +99,12 @@ type item struct {
 type view struct {
 	OrderID, Amount, Reason, Recipient, Subject string
 	Items                                       []item
+	// Charged: a payment failure whose charge was taken and is being
+	// refunded (an amount or currency mismatch). Every other reason of
+	// order.payment_failed is definite: payments settles an unknown
+	// outcome with the provider before it reports a failure, so "nothing
+	// was charged" is only said when it is true.
+	Charged bool
 }
 
 // Compose renders n. The same n always gives the same Message.
@@ -106,7 +113,8 @@ func (c *Composer) Compose(n notification.Notification) (Message, error) {
 	if tt == nil || ht == nil {
 		return Message{}, fmt.Errorf("email: no template for kind %q", n.Kind)
 	}
-	v := view{OrderID: n.OrderID, Amount: notification.FormatAmount(n.TotalMinor, n.Currency), Reason: n.Reason, Recipient: n.Recipient}
+	v := view{OrderID: n.OrderID, Amount: notification.FormatAmount(n.TotalMinor, n.Currency), Reason: n.Reason, Recipient: n.Recipient,
+		Charged: n.Reason == ordersapi.ReasonAmountMismatch || n.Reason == ordersapi.ReasonCurrencyMismatch}
 	for _, l := range n.Items {
 		v.Items = append(v.Items, item{SKU: l.SKU, Name: l.Name, Quantity: l.Quantity, UnitPrice: notification.FormatAmount(l.UnitPriceMinor, n.Currency)})
 	}

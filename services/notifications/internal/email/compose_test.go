@@ -16,6 +16,7 @@ import (
 	"github.com/shopfloor/shopfloor/services/notifications/internal/email"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notification"
 	"github.com/shopfloor/shopfloor/services/notifications/notificationsapi"
+	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
 )
 
 func sample(kind string) notification.Notification {
@@ -148,5 +149,41 @@ func TestComposerRefusesBadInput(t *testing.T) {
 	n.Recipient = "ada@example.com\r\nBcc: all@example.com"
 	if _, err := c.Compose(n); err == nil {
 		t.Fatal("header injection composed")
+	}
+}
+
+// TestPaymentFailedSaysNothingWasChargedOnlyWhenTrue: a declined or
+// never-charged payment says "Nothing was charged"; a failure whose charge
+// was taken (amount or currency mismatch: orders requires a refund) says
+// the charge is being refunded, never "nothing was charged".
+func TestPaymentFailedSaysNothingWasChargedOnlyWhenTrue(t *testing.T) {
+	t.Parallel()
+	c, err := email.NewComposer("shop@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		reason  string
+		charged bool
+	}{
+		{"card_declined", false}, {"retries_exhausted", false}, {"invalid_request", false},
+		{ordersapi.ReasonAmountMismatch, true}, {ordersapi.ReasonCurrencyMismatch, true},
+	} {
+		n := sample(notificationsapi.KindPaymentFailed)
+		n.Reason = tc.reason
+		msg, err := c.Compose(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, text, html := parts(t, msg.Data)
+		for name, body := range map[string]string{"text": text, "html": html} {
+			body = strings.Join(strings.Fields(body), " ")
+			if says := strings.Contains(body, "Nothing was charged"); says == tc.charged {
+				t.Errorf("%s, %s part: says nothing was charged = %v:\n%s", tc.reason, name, says, body)
+			}
+			if refunds := strings.Contains(body, "being refunded in full"); refunds != tc.charged {
+				t.Errorf("%s, %s part: says it is refunded = %v:\n%s", tc.reason, name, refunds, body)
+			}
+		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/shopfloor/shopfloor/services/orders/internal/orderhttp"
 	"github.com/shopfloor/shopfloor/services/orders/internal/orderstream"
 	"github.com/shopfloor/shopfloor/services/orders/internal/ordersvc"
+	"github.com/shopfloor/shopfloor/services/orders/internal/overload"
 	"github.com/shopfloor/shopfloor/services/orders/migrations"
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
 	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
@@ -44,9 +45,14 @@ type Config struct {
 	// (AUTH_ISSUER, AUTH_AUDIENCE default "orders", AUTH_ROLES_CLAIM).
 	Auth auth.Config
 	// Client is orders' own client at the provider, for client-credentials
-	// tokens to catalog (AUTH_CLIENT_ID, AUTH_CLIENT_SECRET; required by the
-	// api role, no defaults).
+	// tokens to catalog and payments (AUTH_CLIENT_ID, AUTH_CLIENT_SECRET;
+	// required by the api and consumer roles, no defaults).
 	Client auth.ClientConfig
+	// PaymentsURL is payments' API, where the consumer role's stuck-order
+	// repair reads the payment of an order pending_payment for longer than
+	// StuckAfter (ordersvc.Repairer).
+	PaymentsURL string        `env:"PAYMENTS_URL"`
+	StuckAfter  time.Duration `env:"ORDERS_STUCK_AFTER" envDefault:"15m"`
 	// CatalogURL is catalog's API, where the api role prices orders.
 	CatalogURL      string        `env:"CATALOG_URL"`
 	CatalogTimeout  time.Duration `env:"CATALOG_TIMEOUT" envDefault:"2s"`
@@ -61,6 +67,13 @@ type Config struct {
 	InFlightWait time.Duration `env:"IN_FLIGHT_WAIT" envDefault:"50ms"`
 	// IdempotencyRetention is how long an Idempotency-Key is remembered.
 	IdempotencyRetention time.Duration `env:"IDEMPOTENCY_RETENTION" envDefault:"24h"`
+	// ShedPaymentsBacklogAge: the api role answers checkouts 503 with
+	// Retry-After while the payment pipeline is behind by more than this
+	// (orders pending payment that long, beyond a few stragglers; with
+	// NATS_URL also payments' group on ORDERS and orders' on PAYMENTS),
+	// until it is below half of it (internal/overload, ADR 0028). 0 turns
+	// shedding off.
+	ShedPaymentsBacklogAge time.Duration `env:"SHED_PAYMENTS_BACKLOG_AGE" envDefault:"30s"`
 	// Roles: api, relay, consumer (of PAYMENTS).
 	Roles []string `env:"ROLES" envDefault:"api,relay,consumer"`
 }
@@ -74,6 +87,17 @@ func (c Config) Validate() []error {
 	if c.has("api") {
 		errs = append(errs, c.Auth.Validate()...)
 		errs = append(errs, c.Client.Validate()...)
+	}
+	if c.has("consumer") {
+		if c.PaymentsURL == "" {
+			errs = append(errs, errors.New("PAYMENTS_URL: required by the consumer role (payments' base URL, for the stuck-order repair, e.g. http://127.0.0.1:8083)"))
+		}
+		if !c.has("api") {
+			errs = append(errs, c.Client.Validate()...)
+		}
+		if c.StuckAfter < time.Second {
+			errs = append(errs, fmt.Errorf("ORDERS_STUCK_AFTER: must be at least 1s (got %s)", c.StuckAfter))
+		}
 	}
 	if (c.has("relay") || c.has("consumer")) && c.NATSURL == "" {
 		errs = append(errs, errors.New("NATS_URL: required by the relay and consumer roles"))
@@ -89,6 +113,9 @@ func (c Config) Validate() []error {
 	if c.CatalogAttempts < 1 || c.CatalogAttempts > 10 {
 		errs = append(errs, fmt.Errorf("CATALOG_ATTEMPTS: must be 1..10 (got %d)", c.CatalogAttempts))
 	}
+	if c.ShedPaymentsBacklogAge < 0 {
+		errs = append(errs, fmt.Errorf("SHED_PAYMENTS_BACKLOG_AGE: must be positive, or 0 to turn shedding off (got %s)", c.ShedPaymentsBacklogAge))
+	}
 	if c.IdempotencyRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("IDEMPOTENCY_RETENTION: must be at least 1h (got %s); clients retry for longer than that", c.IdempotencyRetention))
 	}
@@ -97,7 +124,7 @@ func (c Config) Validate() []error {
 
 func (c Config) has(role string) bool { return slices.Contains(c.Roles, role) }
 
-const usage = `usage: orders [serve | migrate | dlq ...]`
+const usage = `usage: orders [serve | migrate | outbox ... | audit ... | dlq ...]`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cmd := "serve"
@@ -111,7 +138,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	switch cmd {
 	case "serve":
 		cfg, err = config.Load[Config](getenv)
-	case "migrate":
+	case "migrate", "outbox", "audit":
 		cfg.Base, err = config.Load[service.Base](getenv)
 	case "dlq":
 		return service.DLQCommand(ctx, "orders", paymentsapi.Stream, args[min(2, len(args)):], getenv, stdout)
@@ -126,8 +153,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer rt.Close(ctx)
-	if cmd == "migrate" {
+	switch cmd {
+	case "migrate":
 		return rt.Migrate(ctx, migrations.FS)
+	case "outbox":
+		return rt.OutboxCommand(ctx, args[min(2, len(args)):], stdout)
+	case "audit":
+		return rt.AuditCommand(ctx, args[min(2, len(args)):], stdout)
 	}
 	lns, err := service.Listen(cfg.HTTPAddr, cfg.AdminAddr)
 	if err != nil {
@@ -188,8 +220,26 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 			if err != nil {
 				return err
 			}
+			var routeOpts []orderhttp.Option
+			if cfg.ShedPaymentsBacklogAge > 0 {
+				signals := []overload.Signal{overload.PendingOrders(pool, overload.PendingOrdersSkip)}
+				if cfg.NATSURL != "" {
+					nc, js, err := overload.Dial(cfg.NATSURL, "orders-shedder")
+					if err != nil {
+						return err
+					}
+					defer nc.Close()
+					signals = append(signals, overload.PaymentPipeline(js)...)
+				}
+				shedder, err := overload.New(overload.Config{Threshold: cfg.ShedPaymentsBacklogAge, Registerer: tel.Registry, Logger: log}, signals...)
+				if err != nil {
+					return err
+				}
+				routeOpts = append(routeOpts, orderhttp.WithCheckoutGuard(shedder.Middleware))
+				ag.Add("shed-sampler", shedder.Run)
+			}
 			apiMux := http.NewServeMux()
-			orderhttp.Routes(apiMux, svc, store, authz, log)
+			orderhttp.Routes(apiMux, svc, store, authz, log, routeOpts...)
 			api.Open(apiMux)
 			ag.Add("prune-idempotency-keys", func(ctx context.Context) error {
 				return service.Every(ctx, time.Minute, func(ctx context.Context) error {
@@ -227,6 +277,19 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 					return err
 				}
 				ag.Add("payments-consumer", grp.Run)
+				toPayments, err := rt.NewServiceTransport(cfg.Client, paymentsapi.Audience)
+				if err != nil {
+					return err
+				}
+				payments, err := paymentsapi.NewClient(cfg.PaymentsURL, &http.Client{Transport: toPayments, Timeout: 10 * time.Second})
+				if err != nil {
+					return fmt.Errorf("PAYMENTS_URL: %w", err)
+				}
+				repair, err := svc.NewRepairer(payments, ordersvc.RepairConfig{StuckAfter: cfg.StuckAfter}, log, tel.Registry)
+				if err != nil {
+					return err
+				}
+				ag.Add("stuck-order-repair", repair.Run)
 				ag.Add("prune-inbox", rt.PruneInbox(pool))
 			}
 		}

@@ -37,6 +37,13 @@ func TestRunRejectsBadConfig(t *testing.T) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
+	env = map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "consumer", "NATS_URL": "nats://x", "ORDERS_STUCK_AFTER": "0s"}
+	err = run(context.Background(), []string{"orders"}, func(k string) string { return env[k] }, &testinfra.Buffer{})
+	for _, want := range []string{"PAYMENTS_URL: required by the consumer role", "AUTH_CLIENT_SECRET: required", "ORDERS_STUCK_AFTER: must be at least 1s"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("consumer: error lacks %q:\n%v", want, err)
+		}
+	}
 	env = map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "relay"}
 	if err := run(context.Background(), []string{"orders"}, func(k string) string { return env[k] }, &testinfra.Buffer{}); err == nil ||
 		!strings.Contains(err.Error(), "NATS_URL: required") {
@@ -69,6 +76,9 @@ func TestEndToEnd(t *testing.T) {
 	const partitions = 4
 	env := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": ns.URL(), "CATALOG_URL": cat.URL,
 		"AUTH_ISSUER": iss.URL, "AUTH_CLIENT_ID": "orders", "AUTH_CLIENT_SECRET": "orders-test-secret-0123456789",
+		// The stuck-order repair's payments: no order here is pending
+		// long enough to be looked up.
+		"PAYMENTS_URL":      "http://127.0.0.1:1",
 		"ORDERS_PARTITIONS": fmt.Sprint(partitions), "PAYMENTS_PARTITIONS": fmt.Sprint(partitions), "LOG_LEVEL": "WARN"}
 	getenv := func(k string) string { return env[k] }
 	if err := run(ctx, []string{"orders", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {

@@ -46,7 +46,13 @@ const (
 //	                             and where each was published (the order page's timeline)
 //
 // Another customer's order answers 404, as if it did not exist.
-func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store, authz *auth.Verifier, log *slog.Logger) {
+// WithCheckoutGuard puts a middleware (load shedding) in front of POST
+// /v1/orders only, after authentication and before the request is read.
+func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store, authz *auth.Verifier, log *slog.Logger, opts ...Option) {
+	var o routeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
 	replay := func(_ context.Context, w http.ResponseWriter, resp any) error {
 		idempotency.WriteResponse(w, resp.(idempotency.Response))
@@ -54,8 +60,11 @@ func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store,
 	}
 	customer := auth.AnyOf(auth.RoleCustomer)
 	ownerOrOperator := auth.AnyOf(auth.RoleCustomer, auth.RoleOperator)
-	mux.Handle("POST /v1/orders", authz.Handle(customer,
-		httpkit.NewKitServer(placeOrder(svc, store), decodePlace(store), replay, log, enc)))
+	var place http.Handler = httpkit.NewKitServer(placeOrder(svc, store), decodePlace(store), replay, log, enc)
+	if o.checkoutGuard != nil {
+		place = o.checkoutGuard(place)
+	}
+	mux.Handle("POST /v1/orders", authz.Handle(customer, place))
 	mux.Handle("POST /v1/orders/{id}/cancel", authz.Handle(ownerOrOperator,
 		httpkit.NewKitServer(cancelOrder(svc, store), decodeCancel(store), replay, log, enc)))
 	mux.Handle("GET /v1/orders/{id}", authz.Handle(ownerOrOperator,
@@ -64,6 +73,21 @@ func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store,
 		httpkit.NewKitServer(orderEvents(svc), decodeGet, encodePrivate, log, enc)))
 	mux.Handle("GET /v1/orders", authz.Handle(ownerOrOperator,
 		httpkit.NewKitServer(listOrders(svc), decodeList, encodePrivate, log, enc)))
+}
+
+// Option changes what Routes mounts.
+type Option func(*routeOptions)
+
+type routeOptions struct {
+	checkoutGuard func(http.Handler) http.Handler
+}
+
+// WithCheckoutGuard wraps the checkout (POST /v1/orders) in mw, which
+// runs after the caller is authenticated and before the Idempotency-Key
+// or the body is read: a request it refuses changes nothing
+// (overload.Shedder.Middleware). Reads and cancels are not wrapped.
+func WithCheckoutGuard(mw func(http.Handler) http.Handler) Option {
+	return func(o *routeOptions) { o.checkoutGuard = mw }
 }
 
 // encodePrivate writes a strong read: never stored by a browser or a CDN.

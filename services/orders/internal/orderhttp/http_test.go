@@ -49,7 +49,7 @@ type bundle struct {
 
 // setup runs orders' HTTP API over its own database, pricing through the
 // real catalog (catalogtest) behind a proxy the test can cut.
-func setup(t testing.TB) *bundle {
+func setup(t testing.TB, opts ...orderhttp.Option) *bundle {
 	t.Helper()
 	db := testinfra.Postgres(t, migrations.FS)
 	cat := catalogtest.Start(t)
@@ -75,7 +75,7 @@ func setup(t testing.TB) *bundle {
 		t.Fatal(err)
 	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), http.NotFoundHandler())
-	orderhttp.Routes(mux, svc, store, authz, log)
+	orderhttp.Routes(mux, svc, store, authz, log, opts...)
 	srv := httptest.NewServer(httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes)))
 	t.Cleanup(srv.Close)
 	b := &bundle{srv: srv, db: db, catalog: cat, proxy: proxy, svc: svc, iss: iss, callers: iss.Callers(t, "orders", "cust-42")}

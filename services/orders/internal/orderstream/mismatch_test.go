@@ -156,33 +156,10 @@ func TestMismatchedPayment(t *testing.T) {
 				if r == tc.reason {
 					want = 1
 				}
-				if got := counterValue(t, reg, "orders_payment_mismatches_total", r); got != want {
+				if got := metric(t, reg, "orders_payment_mismatches_total", r); got != want {
 					t.Errorf("orders_payment_mismatches_total{reason=%q} = %v, want %v", r, got, want)
 				}
 			}
 		})
 	}
-}
-
-// counterValue reads one series of a counter vector with a reason label.
-func counterValue(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no series %s{reason=%q}", name, reason)
-	return 0
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/backoff"
+	"github.com/shopfloor/shopfloor/pkg/breaker"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
@@ -51,6 +52,12 @@ type Config struct {
 	// PSPURL is the payment provider, needed by the worker role.
 	PSPURL     string        `env:"PSP_URL"`
 	PSPTimeout time.Duration `env:"PSP_TIMEOUT" envDefault:"5s"`
+	// The provider's circuit breaker (pkg/breaker): open after this many
+	// outage errors in a row (5xx, timeouts, 429s; not declines), then the
+	// charge and refund workers receive nothing for the cool-down (doubling
+	// per failed probe, up to 1m) and the jobs wait in their queues.
+	PSPBreakerFailures int           `env:"PSP_BREAKER_FAILURES" envDefault:"5"`
+	PSPBreakerCoolDown time.Duration `env:"PSP_BREAKER_COOL_DOWN" envDefault:"5s"`
 	// DefaultPaymentMethod charges orders placed without a token.
 	DefaultPaymentMethod string `env:"DEFAULT_PAYMENT_METHOD" envDefault:"tok_visa"`
 	// The queues' redrive policy and the worker.
@@ -59,6 +66,16 @@ type Config struct {
 	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"8"`
 	RetryInitial      time.Duration `env:"RETRY_INITIAL" envDefault:"1s"`
 	RetryMax          time.Duration `env:"RETRY_MAX" envDefault:"5m"`
+	// The reconciler (worker role): charges whose outcome stayed unknown
+	// are looked up with the provider RECONCILE_GRACE after the worker gave
+	// them up, and every payment pending longer than
+	// RECONCILE_PENDING_BOUND; lookups run every RECONCILE_INTERVAL.
+	ReconcileInterval     time.Duration `env:"RECONCILE_INTERVAL" envDefault:"5s"`
+	ReconcileGrace        time.Duration `env:"RECONCILE_GRACE" envDefault:"1m"`
+	ReconcilePendingBound time.Duration `env:"RECONCILE_PENDING_BOUND" envDefault:"10m"`
+	// RefundRetryMax caps the backoff between refund attempts: a refund
+	// is retried until done or abandoned by an operator.
+	RefundRetryMax time.Duration `env:"REFUND_RETRY_MAX" envDefault:"10m"`
 	// JobqueueAsyncAcks commits receives and deletes without waiting for
 	// the WAL flush (jobqueue.Options.AsyncAcks, ADR 0018).
 	JobqueueAsyncAcks bool `env:"JOBQUEUE_ASYNC_ACKS" envDefault:"false"`
@@ -91,11 +108,20 @@ func (c Config) Validate() []error {
 	if c.MaxReceives < 1 || c.MaxReceives > 100 {
 		errs = append(errs, fmt.Errorf("MAX_RECEIVES: must be 1..100 (got %d)", c.MaxReceives))
 	}
+	if c.PSPBreakerFailures < 1 || c.PSPBreakerCoolDown <= 0 {
+		errs = append(errs, fmt.Errorf("PSP_BREAKER_FAILURES, PSP_BREAKER_COOL_DOWN: need at least 1 failure and a positive cool-down (got %d, %s)", c.PSPBreakerFailures, c.PSPBreakerCoolDown))
+	}
 	if c.WorkerConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("WORKER_CONCURRENCY: must be at least 1 (got %d)", c.WorkerConcurrency))
 	}
 	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
 		errs = append(errs, errors.New("RETRY_INITIAL, RETRY_MAX: need 0 < RETRY_INITIAL <= RETRY_MAX"))
+	}
+	if c.ReconcileInterval < 100*time.Millisecond || c.ReconcileGrace < c.ReconcileInterval || c.ReconcilePendingBound < c.ReconcileGrace {
+		errs = append(errs, errors.New("RECONCILE_INTERVAL, RECONCILE_GRACE, RECONCILE_PENDING_BOUND: need 100ms <= interval <= grace <= pending bound"))
+	}
+	if c.RefundRetryMax < time.Second {
+		errs = append(errs, fmt.Errorf("REFUND_RETRY_MAX: must be at least 1s (got %s)", c.RefundRetryMax))
 	}
 	if c.IdempotencyRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("IDEMPOTENCY_RETENTION: must be at least 1h (got %s)", c.IdempotencyRetention))
@@ -105,7 +131,7 @@ func (c Config) Validate() []error {
 
 func (c Config) has(role string) bool { return slices.Contains(c.Roles, role) }
 
-const usage = `usage: payments [serve | migrate | psp-sim | queue ... | stream-dlq ...]`
+const usage = `usage: payments [serve | migrate | psp-sim | queue ... | refund ... | audit ... | outbox ... | stream-dlq ...]`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cmd := "serve"
@@ -120,7 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	switch cmd {
 	case "serve":
 		cfg, err = config.Load[Config](getenv)
-	case "migrate", "queue":
+	case "migrate", "queue", "refund", "audit", "outbox":
 		cfg.Base, err = config.Load[service.Base](getenv)
 	case "psp-sim":
 		return pspSim(ctx, getenv, stdout)
@@ -142,6 +168,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return rt.Migrate(ctx, migrations.FS)
 	case "queue":
 		return rt.QueueCommand(ctx, redaction(), rest, stdout)
+	case "refund":
+		return refundCommand(ctx, rt, rest, stdout)
+	case "audit":
+		return rt.AuditCommand(ctx, rest, stdout)
+	case "outbox":
+		return rt.OutboxCommand(ctx, rest, stdout)
 	}
 	lns, err := service.Listen(cfg.HTTPAddr, cfg.AdminAddr)
 	if err != nil {
@@ -192,16 +224,25 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 		if err := tel.Registry.Register(jobs.NewCollector()); err != nil {
 			return fmt.Errorf("job queue metrics: %w", err)
 		}
-		var provider paymentsvc.Provider
+		var (
+			provider   paymentsvc.Provider
+			pspBreaker *breaker.Breaker
+		)
 		if cfg.has("worker") {
 			c, err := psp.New(psp.Config{BaseURL: cfg.PSPURL, Timeout: cfg.PSPTimeout, HTTPClient: &http.Client{Transport: tel.HTTPTransport(nil)}})
 			if err != nil {
 				return fmt.Errorf("PSP_URL: %w", err)
 			}
-			provider = c
+			pspBreaker, err = breaker.New(breaker.Config{Name: "psp", Failures: cfg.PSPBreakerFailures, CoolDown: cfg.PSPBreakerCoolDown,
+				Registerer: tel.Registry, Logger: log})
+			if err != nil {
+				return err
+			}
+			provider = psp.NewGuarded(c, pspBreaker)
 		}
 		svc, err := paymentsvc.New(pool, jobs, outbox.New(paymentsapi.Stream, outbox.WithTraceInjector(tel.Inject)), provider,
-			paymentsvc.Config{MaxReceives: cfg.MaxReceives, VisibilityTimeout: cfg.VisibilityTimeout, Registerer: tel.Registry, Inject: tel.Inject}, log, time.Now)
+			paymentsvc.Config{MaxReceives: cfg.MaxReceives, VisibilityTimeout: cfg.VisibilityTimeout, ReconcileGrace: cfg.ReconcileGrace,
+				RefundRetryMax: cfg.RefundRetryMax, Registerer: tel.Registry, Inject: tel.Inject}, log, time.Now)
 		if err != nil {
 			return err
 		}
@@ -233,9 +274,16 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 				h    jobqueue.Handler
 			}{{paymentsvc.ChargeQueue, svc.HandleCharge}, {paymentsvc.RefundQueue, svc.HandleRefund}} {
 				w := jobs.NewWorker(jobqueue.WorkerConfig{Queue: q.name, Concurrency: cfg.WorkerConcurrency,
-					VisibilityTimeout: cfg.VisibilityTimeout, Backoff: bo, Extract: tel.Extract, Tracer: tel.Tracer("github.com/shopfloor/shopfloor/pkg/jobqueue")}, q.h)
+					VisibilityTimeout: cfg.VisibilityTimeout, Backoff: bo, Extract: tel.Extract, Tracer: tel.Tracer("github.com/shopfloor/shopfloor/pkg/jobqueue"),
+					Gate: jobqueue.BreakerGate(pspBreaker)}, q.h)
 				ag.Add(q.name+"-worker", w.Run)
 			}
+			rec, err := svc.NewReconciler(paymentsvc.ReconcileConfig{Interval: cfg.ReconcileInterval, Grace: cfg.ReconcileGrace,
+				PendingBound: cfg.ReconcilePendingBound}, tel.Registry)
+			if err != nil {
+				return err
+			}
+			ag.Add("reconciler", rec.Run)
 		}
 		if cfg.has("relay") || cfg.has("consumer") {
 			nc, js, err := rt.ConnectNATS(ctx, cfg.NATSURL, health,

@@ -4,12 +4,15 @@
 //
 //	pending ──charge succeeded──▶ succeeded ──refund succeeded──▶ refunded
 //	pending ──declined / invalid / retries exhausted──▶ failed
+//	pending (outcome unknown) ──reconciler finds a charge──▶ succeeded
+//	pending (outcome unknown) ──no charge after the grace──▶ failed (retries_exhausted)
 //	failed (retries_exhausted) ──redrive finds the charge──▶ succeeded
 //
-// The last edge is the reconciliation of ADR 0012: an attempt given up on
-// while the provider was unreachable may have been charged by an attempt
-// whose answer was lost; a redrive asks the provider and records what it
-// finds, without charging again.
+// An attempt whose last delivery failed has an unknown outcome: it stays
+// pending and the reconciler asks the provider (ADR 0026). The last edge is
+// ADR 0012's reconciliation of an attempt recorded failed by an older
+// version: a redrive asks the provider and records what it finds, without
+// charging again.
 package payment
 
 import (
@@ -54,6 +57,9 @@ type Payment struct {
 	RefundedMinor  int64
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
+	// OutcomeUnknownSince: the worker gave the charge up without a
+	// definite answer; the reconciler owns it (zero otherwise).
+	OutcomeUnknownSince time.Time
 }
 
 // Final reports whether no more charge attempts may be made: succeeded,
@@ -70,9 +76,14 @@ func (p Payment) Final() bool {
 
 // API renders p for the API.
 func (p Payment) API() paymentsapi.Payment {
-	return paymentsapi.Payment{ID: p.ID, OrderID: p.OrderID, Status: p.Status, AmountMinor: p.AmountMinor,
+	a := paymentsapi.Payment{ID: p.ID, OrderID: p.OrderID, Status: p.Status, AmountMinor: p.AmountMinor,
 		Currency: p.Currency, ChargeID: p.ChargeID, DeclineCode: p.DeclineCode, FailureReason: p.FailureReason,
 		RefundedMinor: p.RefundedMinor, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+	if !p.OutcomeUnknownSince.IsZero() && p.Status == paymentsapi.StatusPending {
+		t := p.OutcomeUnknownSince.UTC()
+		a.OutcomeUnknownSince = &t
+	}
+	return a
 }
 
 // APIWithCalls is API with the payment's provider calls.

@@ -34,14 +34,19 @@ func StoredHeaders() []string { return []string{"Content-Type", "Location", "Cac
 //	                              from order.placed by the ORDERS consumer; this
 //	                              is an operator's tool
 //	GET  /v1/payments/{id}        the order's customer, or an operator
-//	GET  /v1/payments?order_id=   the order's customer, or an operator
+//	GET  /v1/payments?order_id=   the order's customer, an operator, or a
+//	                              service client (orders' repair of stuck
+//	                              orders; identity grants only orders a
+//	                              token for audience payments)
 //
 // Another customer's payment, and a payment whose customer is not known
 // (an operator's, before its order.placed arrived), answers exactly like a
 // missing one: 404 not-found, so payment and order ids cannot be probed.
-// Service clients are 403, callers without a valid token 401 (pkg/auth).
-// /v1/admin/ (the job queue's tools; mounted on the admin listener only,
-// ADR 0023) is for operators.
+// Service clients are 403 elsewhere, callers without a valid token 401
+// (pkg/auth).
+// /v1/admin/ (the job queue's tools, open refunds and abandoning one, the
+// audit log; mounted on the admin listener only, ADR 0023) is for
+// operators.
 func Routes(mux *http.ServeMux, svc *paymentsvc.Service, store *idempotency.Store, jobs *jobqueue.Client, authz *auth.Verifier, log *slog.Logger) {
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
 	replay := func(_ context.Context, w http.ResponseWriter, resp any) error {
@@ -54,10 +59,11 @@ func Routes(mux *http.ServeMux, svc *paymentsvc.Service, store *idempotency.Stor
 		httpkit.NewKitServer(createPayment(svc, store), decodeCreate(store), replay, log, enc)))
 	mux.Handle("GET /v1/payments/{id}", authz.Handle(ownerOrOperator,
 		httpkit.NewKitServer(getPayment(svc), decodeGet, encodePrivate, log, enc)))
-	mux.Handle("GET /v1/payments", authz.Handle(ownerOrOperator,
+	mux.Handle("GET /v1/payments", authz.Handle(auth.AnyOf(auth.RoleCustomer, auth.RoleOperator, auth.RoleService),
 		httpkit.NewKitServer(getByOrder(svc), decodeByOrder, encodePrivate, log, enc)))
 	admin := http.NewServeMux()
 	jobs.AdminRoutes(admin, "/v1/admin/queues")
+	adminRoutes(admin, svc, log, enc)
 	mux.Handle("/v1/admin/", authz.Handle(operator, admin))
 }
 
@@ -172,7 +178,11 @@ func decodeByOrder(ctx context.Context, r *http.Request) (any, error) {
 		pr.Errors = []httpkit.FieldError{{Field: "order_id", Message: "is required"}}
 		return nil, pr
 	}
-	return readRequest{id: id, owner: p.Owner()}, nil
+	owner := p.Owner()
+	if p.Has(auth.RoleService) && !p.Has(auth.RoleCustomer) {
+		owner = "" // a service reads any order's payment (no personal data in it)
+	}
+	return readRequest{id: id, owner: owner}, nil
 }
 
 func getByOrder(svc *paymentsvc.Service) endpoint.Endpoint {
@@ -207,6 +217,8 @@ func errorEncoder(log *slog.Logger) kithttp.ErrorEncoder {
 				"this order already has a payment; GET /v1/payments?order_id= shows it")
 		case errors.Is(err, payment.ErrNotFound):
 			err = httpkit.NewProblem(http.StatusNotFound, "not-found", "no such payment")
+		case adminProblem(err) != nil:
+			err = adminProblem(err)
 		}
 		base(ctx, err, w)
 	}

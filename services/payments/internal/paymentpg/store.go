@@ -50,12 +50,18 @@ func Insert(ctx context.Context, tx pgx.Tx, p payment.Payment) (payment.Payment,
 const columns = `p.id::text, p.order_id::text, coalesce(p.customer_id, ''), p.idempotency_key, p.amount_minor, p.currency, p.payment_method, p.status,
 	coalesce(p.charge_id, ''), coalesce(p.decline_code, ''), coalesce(p.failure_reason, ''),
 	coalesce((SELECT r.amount_minor FROM refunds r WHERE r.payment_id = p.id AND r.status = 'succeeded'), 0),
-	p.created_at, p.updated_at`
+	p.created_at, p.updated_at, coalesce(p.outcome_unknown_since, 'epoch')`
+
+// epoch stands for NULL in a scanned timestamp.
+var epoch = time.Unix(0, 0)
 
 func scan(row pgx.Row) (payment.Payment, error) {
 	var p payment.Payment
 	err := row.Scan(&p.ID, &p.OrderID, &p.CustomerID, &p.IdempotencyKey, &p.AmountMinor, &p.Currency, &p.PaymentMethod, &p.Status,
-		&p.ChargeID, &p.DeclineCode, &p.FailureReason, &p.RefundedMinor, &p.CreatedAt, &p.UpdatedAt)
+		&p.ChargeID, &p.DeclineCode, &p.FailureReason, &p.RefundedMinor, &p.CreatedAt, &p.UpdatedAt, &p.OutcomeUnknownSince)
+	if p.OutcomeUnknownSince.Equal(epoch) {
+		p.OutcomeUnknownSince = time.Time{}
+	}
 	return p, err
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shopfloor/shopfloor/pkg/backoff"
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
@@ -42,6 +43,8 @@ const (
 	RefundQueue    = "refunds"
 	RefundDLQ      = "refunds-dlq"
 	refundKeyStart = "refund:"
+	// refundMaxReceives: see CreateQueues.
+	refundMaxReceives = 10_000
 )
 
 // Provider is the payment provider (psp.Client).
@@ -61,6 +64,12 @@ type Config struct {
 	// VisibilityTimeout of a charge or refund delivery (default 30s); the
 	// worker's heartbeat extends it while the provider call runs.
 	VisibilityTimeout time.Duration
+	// ReconcileGrace is how long after the worker gives a charge up the
+	// reconciler first looks it up (ReconcileConfig.Grace; default 1m).
+	ReconcileGrace time.Duration
+	// RefundRetryMax caps the backoff between refund attempts, which
+	// never run out (default 10m).
+	RefundRetryMax time.Duration
 	// Registerer receives payments_attempts_total{queue,outcome}: every
 	// charge or refund attempt by what came of it (succeeded, declined,
 	// failed, refunded, rate_limited, transient, ambiguous_resolved,
@@ -79,8 +88,10 @@ type Service struct {
 	provider Provider
 	cfg      Config
 	attempts *prometheus.CounterVec
-	log      *slog.Logger
-	now      func() time.Time
+	// refundRetry spaces refund attempts (capped at RefundRetryMax).
+	refundRetry backoff.Policy
+	log         *slog.Logger
+	now         func() time.Time
 }
 
 // New returns the service. ob must publish to paymentsapi.Stream; provider
@@ -95,6 +106,12 @@ func New(pool *pgxpool.Pool, jobs *jobqueue.Client, ob *outbox.Outbox, provider 
 	if cfg.VisibilityTimeout <= 0 {
 		cfg.VisibilityTimeout = 30 * time.Second
 	}
+	if cfg.ReconcileGrace <= 0 {
+		cfg.ReconcileGrace = time.Minute
+	}
+	if cfg.RefundRetryMax <= 0 {
+		cfg.RefundRetryMax = 10 * time.Minute
+	}
 	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "payments_attempts_total",
 		Help: "Charge and refund attempts by queue and outcome."}, []string{"queue", "outcome"})
 	if cfg.Registerer != nil {
@@ -102,7 +119,8 @@ func New(pool *pgxpool.Pool, jobs *jobqueue.Client, ob *outbox.Outbox, provider 
 			return nil, fmt.Errorf("paymentsvc: metrics: %w", err)
 		}
 	}
-	return &Service{pool: pool, jobs: jobs, outbox: ob, provider: provider, cfg: cfg, attempts: attempts, log: log, now: now}, nil
+	return &Service{pool: pool, jobs: jobs, outbox: ob, provider: provider, cfg: cfg, attempts: attempts, log: log, now: now,
+		refundRetry: backoff.Policy{Initial: time.Second, Max: cfg.RefundRetryMax, Multiplier: 2}}, nil
 }
 
 // Pool is the database (for the idempotency store).
@@ -129,7 +147,10 @@ func (s *Service) CreateQueues(ctx context.Context) error {
 	for _, q := range []jobqueue.Queue{
 		{Name: ChargeDLQ, Retention: jobqueue.DeadLetterRetention}, {Name: RefundDLQ, Retention: jobqueue.DeadLetterRetention},
 		{Name: ChargeQueue, VisibilityTimeout: s.cfg.VisibilityTimeout, MaxReceiveCount: s.cfg.MaxReceives, DeadLetterQueue: ChargeDLQ},
-		{Name: RefundQueue, VisibilityTimeout: s.cfg.VisibilityTimeout, MaxReceiveCount: s.cfg.MaxReceives, DeadLetterQueue: RefundDLQ},
+		// Refunds are retried until done: the queue's own redrive
+		// policy is only a backstop (10,000 receives at the 10m cap is
+		// about ten weeks).
+		{Name: RefundQueue, VisibilityTimeout: s.cfg.VisibilityTimeout, MaxReceiveCount: refundMaxReceives, DeadLetterQueue: RefundDLQ},
 	} {
 		if err := s.jobs.CreateQueue(ctx, q); err != nil {
 			return fmt.Errorf("queue %s: %w", q.Name, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/trace"
@@ -37,10 +38,13 @@ const (
 //   - 429: retry after the provider's Retry-After (the worker adds
 //     jitter); 5xx, connection refused, unresolved ambiguity: retry with
 //     capped exponential backoff and full jitter;
-//   - invalid request, or the last allowed delivery still failing: record
-//     failed (invalid_request / retries_exhausted), write payment.failed
-//     and move the job to the DLQ with the error class, the attempt count
-//     and the trace id, in one transaction;
+//   - invalid request: record failed (invalid_request), write
+//     payment.failed and move the job to the DLQ with the error class, the
+//     attempt count and the trace id, in one transaction;
+//   - the last allowed delivery still failing: the outcome is unknown (an
+//     earlier attempt's charge may have landed), so nothing is claimed:
+//     the payment stays pending, the Reconciler owns it (handOver) and
+//     settles it with the provider's answer, never a guess;
 //   - an attempt that failed with exhausted retries and is redriven from
 //     the DLQ is reconciled, never charged anew: FindCharge, and a charge
 //     found is recorded and reported (payment.succeeded), which orders
@@ -103,9 +107,12 @@ func (s *Service) HandleCharge(ctx context.Context, m jobqueue.Message) error {
 	case class == psp.ClassInvalid:
 		s.count(ChargeQueue, "invalid")
 		return s.giveUp(ctx, m, p, paymentsapi.ReasonInvalidRequest, class, err, reconcile)
-	case m.ReceiveCount >= s.cfg.MaxReceives:
+	case m.ReceiveCount >= s.cfg.MaxReceives && reconcile:
 		s.count(ChargeQueue, "exhausted")
 		return s.giveUp(ctx, m, p, paymentsapi.ReasonRetriesExhausted, class, err, reconcile)
+	case m.ReceiveCount >= s.cfg.MaxReceives:
+		s.count(ChargeQueue, "handed_to_reconciler")
+		return s.handOver(ctx, m, p, class, err)
 	}
 	s.count(ChargeQueue, class.String())
 	var rl *psp.RateLimitedError
@@ -142,6 +149,21 @@ func (s *Service) recordCharge(ctx context.Context, m jobqueue.Message, p paymen
 			return err
 		}
 		return s.emit(ctx, tx, typ, next, version)
+	}, "")
+}
+
+// handOver gives a charge whose outcome is unknown to the Reconciler: the
+// payment stays pending (no payment.failed: the customer is never told
+// "nothing was charged" while a charge may exist), is marked
+// outcome_unknown_since, and its job is deleted, in one transaction. The
+// reconciler looks it up after its grace period.
+func (s *Service) handOver(ctx context.Context, m jobqueue.Message, p payment.Payment, class psp.Class, cause error) error {
+	now := s.now().UTC()
+	s.log.WarnContext(ctx, "charge outcome unknown after the last attempt; the reconciler settles it", "payment", p.ID, "order", p.OrderID,
+		"attempts", m.ReceiveCount, "class", class.String(), "trace_id", trace.SpanContextFromContext(ctx).TraceID().String(), "err", cause)
+	return s.finish(ctx, m, func(tx pgx.Tx) error {
+		_, err := paymentpg.HandOver(ctx, tx, p.ID, now, now.Add(s.cfg.ReconcileGrace))
+		return err
 	}, "")
 }
 
@@ -199,9 +221,11 @@ func (s *Service) finish(ctx context.Context, m jobqueue.Message, record func(pg
 // (refund:<payment id>), then record it, mark the payment refunded, write
 // payment.refunded and delete the job in one transaction. The provider
 // never refunds more than the charge and answers a repeated key with the
-// same refund, so retries (ambiguous answers included) are safe. Invalid
-// requests and the last allowed delivery still failing mark the refund
-// failed and move the job to the DLQ for a person.
+// same refund, so retries (ambiguous answers included) are safe, and a
+// refund is retried until it is done (RefundRetryMax caps the backoff).
+// Only a refusal (invalid request, declined) marks it failed and moves the
+// job to the DLQ for a person, who redrives it or abandons it with a
+// reason (AbandonRefund). An abandoned refund's job is a no-op.
 func (s *Service) HandleRefund(ctx context.Context, m jobqueue.Message) error {
 	if s.provider == nil {
 		return errNoProvider
@@ -217,7 +241,7 @@ func (s *Service) HandleRefund(ctx context.Context, m jobqueue.Message) error {
 	if err != nil {
 		return err
 	}
-	if r.Status == "succeeded" {
+	if r.Status == "succeeded" || r.Status == "abandoned" {
 		return nil
 	}
 	p, err := paymentpg.Get(ctx, s.pool, r.PaymentID)
@@ -243,8 +267,8 @@ func (s *Service) HandleRefund(ctx context.Context, m jobqueue.Message) error {
 			p.Status = paymentsapi.StatusRefunded
 			return s.emit(ctx, tx, paymentsapi.EventPaymentRefunded, p, versionRefunded)
 		}, "")
-	case class == psp.ClassInvalid || class == psp.ClassDeclined || m.ReceiveCount >= s.cfg.MaxReceives:
-		reason := fmt.Sprintf("refund failed after %d attempts; class=%s; trace_id=%s; last error: %v",
+	case class == psp.ClassInvalid || class == psp.ClassDeclined:
+		reason := fmt.Sprintf("refund refused after %d attempts; class=%s; trace_id=%s; last error: %v",
 			m.ReceiveCount, class, trace.SpanContextFromContext(ctx).TraceID(), err)
 		r.Status, r.FailureReason = "failed", truncate(err.Error(), 500)
 		s.log.WarnContext(ctx, "refund given up; job to the DLQ", "payment", p.ID, "reason", reason)
@@ -253,11 +277,20 @@ func (s *Service) HandleRefund(ctx context.Context, m jobqueue.Message) error {
 			return err
 		}, reason)
 	}
+	// Transient, ambiguous (a repeated key returns the same refund) or
+	// rate limited: retried until done, however long the provider is
+	// away, with backoff capped at RefundRetryMax; only an operator ends
+	// it (AbandonRefund).
+	after := max(s.refundRetry.Delay(m.ReceiveCount), 10*time.Millisecond)
 	var rl *psp.RateLimitedError
-	if errors.As(err, &rl) && rl.RetryAfter > 0 {
-		return &jobqueue.RetryError{After: rl.RetryAfter, Err: err}
+	if errors.As(err, &rl) && rl.RetryAfter > after {
+		after = rl.RetryAfter
 	}
-	return err
+	if m.ReceiveCount%20 == 0 {
+		s.log.WarnContext(ctx, "refund still failing; retrying until it is done or abandoned", "refund", r.ID, "payment", p.ID,
+			"attempts", m.ReceiveCount, "retry_in", after, "err", err)
+	}
+	return &jobqueue.RetryError{After: after, Err: err}
 }
 
 func (s *Service) count(queue, outcome string) { s.attempts.WithLabelValues(queue, outcome).Inc() }

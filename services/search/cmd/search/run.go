@@ -107,7 +107,7 @@ func (c replayConfig) Validate() []error {
 	return c.validate(true, "the rebuild and check commands")
 }
 
-const usage = `usage: search [serve | migrate | rebuild --stream CATALOG|ORDERS [--allow-missing] [--timeout 1h] | check --stream CATALOG|ORDERS [--timeout 1h] | stream-dlq --stream CATALOG|ORDERS list|inspect|redrive|discard ...]`
+const usage = `usage: search [serve | migrate | audit ... | rebuild --stream CATALOG|ORDERS [--allow-missing] [--timeout 1h] | check --stream CATALOG|ORDERS [--timeout 1h] | stream-dlq --stream CATALOG|ORDERS list|inspect|redrive|discard ...]`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cmd := "serve"
@@ -131,7 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 		return serve(ctx, cfg, rt, lns)
-	case "migrate":
+	case "migrate", "audit":
 		base, err := config.Load[service.Base](getenv)
 		if err != nil {
 			return err
@@ -141,6 +141,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 		defer rt.Close(ctx)
+		if cmd == "audit" {
+			return rt.AuditCommand(ctx, args[min(2, len(args)):], stdout)
+		}
 		return rt.Migrate(ctx, migrations.FS)
 	case "rebuild", "check":
 		return replay(ctx, cmd, rest, getenv, stdout)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/shopfloor/shopfloor/chaos/target"
+	"github.com/shopfloor/shopfloor/pkg/audit"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
@@ -21,7 +22,7 @@ import (
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
 var migrations = fstest.MapFS{
-	"00001_jobqueue.sql": {Data: []byte("-- +goose Up\n" + jobqueue.Schema + jobqueue.DeadLetterSchema + "\n-- +goose Down\nDROP TABLE jobqueue_dedup, jobqueue_messages, jobqueue_queues;\n")},
+	"00001_jobqueue.sql": {Data: []byte("-- +goose Up\n" + jobqueue.Schema + jobqueue.DeadLetterSchema + jobqueue.PauseSchema + audit.Schema + "\n-- +goose Down\nDROP TABLE audit_log, jobqueue_state, jobqueue_dedup, jobqueue_messages, jobqueue_queues;\n")},
 }
 
 // TestDeadLettersThroughTheAdminAPI: the console lists, inspects and

@@ -500,3 +500,38 @@ func TestConsoleAnswersBadInputWithReadablePages(t *testing.T) {
 		}
 	}
 }
+
+// TestTimelineShowsAnUnknownOutcomeBeingConfirmed: a pending payment whose
+// outcome is unknown (the worker's attempts ran out) reads as being
+// confirmed with the provider, never as failed or "nothing was charged".
+func TestTimelineShowsAnUnknownOutcomeBeingConfirmed(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	order := ordersapi.Order{ID: "o1", CustomerID: "ada", Status: ordersapi.StatusPendingPayment, Version: 1, CreatedAt: now, UpdatedAt: now}
+	pay := paymentsapi.Payment{ID: "p1", OrderID: "o1", Status: paymentsapi.StatusPending, CreatedAt: now, UpdatedAt: now, OutcomeUnknownSince: &now}
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/orders/o1":
+			_ = json.NewEncoder(w).Encode(order)
+		case "/v1/payments":
+			_ = json.NewEncoder(w).Encode(pay)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(api.Close)
+	s := &Server{cfg: Config{Backends: &Backends{Orders: api.URL, Payments: api.URL, Notifications: api.URL, Search: api.URL, HC: api.Client()}}}
+	tl, _, err := s.buildTimeline(t.Context(), "o1", &user{Sub: "ada", Roles: []string{auth.RoleCustomer}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(tl.Steps, func(st step) bool { return st.Service == "payments" && st.State == "waiting" })
+	if i < 0 || tl.Steps[i].Title != "Confirming the payment with the provider" || tl.Final {
+		t.Fatalf("steps %+v", tl.Steps)
+	}
+	for _, st := range tl.Steps {
+		if strings.Contains(st.Detail, "nothing was charged") || st.State == "failed" {
+			t.Errorf("step %+v claims an outcome", st)
+		}
+	}
+}

@@ -79,14 +79,17 @@ func (s *Server) buildTimeline(ctx context.Context, id string, u *user) (timelin
 	case perr == nil:
 		add(step{At: p.CreatedAt, Service: "payments", State: "done", Title: "Payment attempt created",
 			Detail: "payments' consumer group took order.placed from its ORDERS partition and, in one transaction, claimed the event (inbox), created the attempt and queued a charge job for " + money(p.AmountMinor, p.Currency)})
-		switch p.Status {
-		case paymentsapi.StatusPending:
+		switch {
+		case p.Status == paymentsapi.StatusPending && p.OutcomeUnknownSince != nil:
+			add(step{At: *p.OutcomeUnknownSince, Service: "payments", State: "waiting", Title: "Confirming the payment with the provider",
+				Detail: "the provider did not give a definite answer before the worker's attempts ran out; payments' reconciler asks it for the charge by the payment's idempotency key and records what it holds (nothing is charged twice, and no failure is reported before the provider confirms it)"})
+		case p.Status == paymentsapi.StatusPending:
 			add(step{At: p.UpdatedAt, Service: "payments", State: "waiting", Title: "Charging",
 				Detail: "a worker holds the charge job (visibility timeout) and calls the provider; a timeout or a 5xx is retried with backoff, with the same idempotency key at the provider"})
-		case paymentsapi.StatusSucceeded, paymentsapi.StatusRefunded:
+		case p.Status == paymentsapi.StatusSucceeded, p.Status == paymentsapi.StatusRefunded:
 			add(step{At: p.UpdatedAt, Service: "payments", State: "done", Title: "Payment succeeded",
 				Detail: "payments recorded the charge of " + money(p.AmountMinor, p.Currency) + " (" + p.ChargeID + ") and published payment.succeeded through its outbox"})
-		case paymentsapi.StatusFailed:
+		case p.Status == paymentsapi.StatusFailed:
 			add(step{At: p.UpdatedAt, Service: "payments", State: "failed", Title: "Payment failed",
 				Detail: "reason: " + firstNonEmpty(p.DeclineCode, p.FailureReason, "unknown") + "; nothing was charged"})
 		}

@@ -1,0 +1,69 @@
+package jobqueue_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shopfloor/shopfloor/pkg/breaker"
+	"github.com/shopfloor/shopfloor/pkg/breaker/breakertest"
+	"github.com/shopfloor/shopfloor/pkg/jobqueue"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+)
+
+// TestBreakerGateStopsReceivesWhileOpen: a worker behind an open breaker
+// receives nothing, so the jobs keep their receive counts; each half-open
+// lets exactly one job through as the probe; once the dependency heals the
+// probe closes the breaker and the queue drains. Without the gate every
+// job would be received again and again while the dependency is down.
+func TestBreakerGateStopsReceivesWhileOpen(t *testing.T) {
+	t.Parallel()
+	const failures = 3
+	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "dlq"}, jobqueue.Queue{Name: "q", DeadLetterQueue: "dlq", MaxReceiveCount: 100})
+	for i := range 20 {
+		b.send(t, "q", jobqueue.SendInput{Body: fmt.Appendf(nil, "job %d", i)})
+	}
+	brk := breakertest.New(t, breaker.Config{Name: "dep", Failures: failures, CoolDown: 50 * time.Millisecond, MaxCoolDown: 200 * time.Millisecond})
+	var healthy atomic.Bool
+	var calls atomic.Int64
+	// The handler calls the dependency and reports the outcome, as a
+	// provider client wrapped for the breaker does.
+	w := b.c.NewWorker(jobqueue.WorkerConfig{Queue: "q", Concurrency: 1, Backoff: fastRetry, Gate: jobqueue.BreakerGate(brk.Breaker)},
+		func(context.Context, jobqueue.Message) error {
+			calls.Add(1)
+			if !healthy.Load() {
+				brk.Failure()
+				return errors.New("dependency: 503")
+			}
+			brk.Success()
+			return nil
+		})
+	runWorker(t, w)
+	brk.WaitOpened(t, 4, 20*time.Second) // the trip and three failed probes
+	// While down, a job is received only to trip the breaker (failures in
+	// a row) and once per probe (each failed probe reopens it): the calls,
+	// the receive counts and the openings agree exactly.
+	var c, receives int64
+	o := brk.Steady(t, 20*time.Second, func() error {
+		c = calls.Load()
+		receives = int64(count(t, b, `SELECT coalesce(sum(receive_count), 0) FROM jobqueue_messages`))
+		return nil
+	})
+	if c != failures+o-1 || receives != c {
+		t.Fatalf("while down: %d calls, %d receives, opened %d times; want %d calls (the trip, then one per probe) and as many receives",
+			c, receives, o, failures+o-1)
+	}
+	healthy.Store(true)
+	testinfra.Eventually(t, 20*time.Second, func() error {
+		if n := count(t, b, `SELECT count(*) FROM jobqueue_messages`); n != 0 {
+			return fmt.Errorf("%d jobs left", n)
+		}
+		return nil
+	})
+	if s := brk.State(); s != breaker.Closed {
+		t.Fatalf("breaker %s after the queue drained", s)
+	}
+}
