@@ -22,6 +22,10 @@ const DURATION = __ENV.DURATION || '30s';
 
 const replays = new Counter('idempotent_replays');
 const replayMismatch = new Counter('idempotent_replay_mismatches');
+// A replay still answered 503 after its retries (overload: the in-flight
+// limit or shedding) is not a mismatch: the client retries it later and
+// gets the stored answer. A mismatch is a different answer.
+const replayRefused = new Counter('idempotent_replays_refused');
 const settleTime = new Trend('order_settle_ms', true);
 
 export const options = {
@@ -98,7 +102,9 @@ export function checkout(data) {
   if (Math.random() < 0.05) {
     const again = post(token, body, key);
     replays.add(1);
-    if (again.status !== 201 || again.body !== res.body || again.headers['Idempotent-Replayed'] !== 'true') {
+    if (again.status === 503) {
+      replayRefused.add(1);
+    } else if (again.status !== 201 || again.body !== res.body || again.headers['Idempotent-Replayed'] !== 'true') {
       replayMismatch.add(1);
       if (__ENV.DEBUG) console.warn(`replay ${again.status} ${JSON.stringify(again.headers)} ${again.body}`);
     }

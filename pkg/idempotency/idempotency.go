@@ -348,6 +348,26 @@ func (s *Store) lookup(ctx context.Context, q queryRower, req Request, now time.
 	return r, true, nil
 }
 
+// Known reports whether scope's key has a live row: committed (a retry
+// of it is answered from the store) or in flight (answered 409). It reads
+// one row and writes nothing: a caller that must refuse new work (load
+// shedding) can still let the retries of accepted requests through.
+func (s *Store) Known(ctx context.Context, db queryRower, scope, key string) (bool, error) {
+	if checkKey(key) != nil || scope == "" {
+		return false, nil
+	}
+	var one int
+	err := db.QueryRow(ctx, `SELECT 1 FROM idempotency_keys WHERE scope = $1 AND key = $2 AND expires_at > $3`,
+		scope, key, s.now()).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("idempotency: look up key: %w", err)
+	}
+	return true, nil
+}
+
 // claim inserts the key's row, or takes over an expired one, and reports
 // whether it did; false means a live row exists.
 func (s *Store) claim(ctx context.Context, tx pgx.Tx, req Request, fp []byte, now time.Time) (bool, error) {

@@ -46,8 +46,8 @@ const (
 //	                             and where each was published (the order page's timeline)
 //
 // Another customer's order answers 404, as if it did not exist.
-// WithCheckoutGuard puts a middleware (load shedding) in front of POST
-// /v1/orders only, after authentication and before the request is read.
+// WithCheckoutShedder puts load shedding in front of POST /v1/orders only,
+// after authentication and before the request is read; replays pass.
 func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store, authz *auth.Verifier, log *slog.Logger, opts ...Option) {
 	var o routeOptions
 	for _, opt := range opts {
@@ -61,8 +61,8 @@ func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store,
 	customer := auth.AnyOf(auth.RoleCustomer)
 	ownerOrOperator := auth.AnyOf(auth.RoleCustomer, auth.RoleOperator)
 	var place http.Handler = httpkit.NewKitServer(placeOrder(svc, store), decodePlace(store), replay, log, enc)
-	if o.checkoutGuard != nil {
-		place = o.checkoutGuard(place)
+	if o.shed != nil {
+		place = o.shed(accepted(store, svc.Pool()))(place)
 	}
 	mux.Handle("POST /v1/orders", authz.Handle(customer, place))
 	mux.Handle("POST /v1/orders/{id}/cancel", authz.Handle(ownerOrOperator,
@@ -79,15 +79,35 @@ func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store,
 type Option func(*routeOptions)
 
 type routeOptions struct {
-	checkoutGuard func(http.Handler) http.Handler
+	shed func(admit func(*http.Request) bool) func(http.Handler) http.Handler
 }
 
-// WithCheckoutGuard wraps the checkout (POST /v1/orders) in mw, which
-// runs after the caller is authenticated and before the Idempotency-Key
-// or the body is read: a request it refuses changes nothing
-// (overload.Shedder.Middleware). Reads and cancels are not wrapped.
-func WithCheckoutGuard(mw func(http.Handler) http.Handler) Option {
-	return func(o *routeOptions) { o.checkoutGuard = mw }
+// accepted reports whether a checkout request is the retry of one whose
+// Idempotency-Key is already stored for its caller (answered from the
+// store, so no new work). Errors count as "not known".
+func accepted(store *idempotency.Store, db interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) func(*http.Request) bool {
+	return func(r *http.Request) bool {
+		p, ok := auth.FromContext(r.Context())
+		key := r.Header.Get(idempotency.HeaderKey)
+		if !ok || key == "" {
+			return false
+		}
+		known, err := store.Known(r.Context(), db, p.IdempotencyScope(), key)
+		return err == nil && known
+	}
+}
+
+// WithCheckoutShedder sheds checkouts (POST /v1/orders) with the guard
+// shed returns (overload.Shedder.Except), which runs after the caller is
+// authenticated and before the body is read: a request it refuses changes
+// nothing. The retry of a checkout whose Idempotency-Key is already stored
+// is admitted (a replay is one read, and shedding it would turn an
+// accepted order into an error for the client). Reads and cancels are
+// never shed.
+func WithCheckoutShedder(shed func(admit func(*http.Request) bool) func(http.Handler) http.Handler) Option {
+	return func(o *routeOptions) { o.shed = shed }
 }
 
 // encodePrivate writes a strong read: never stored by a browser or a CDN.

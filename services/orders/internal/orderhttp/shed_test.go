@@ -53,9 +53,10 @@ func TestCheckoutShedsWhilePaymentsAreBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	runShedder(t, shedder)
-	b := setup(t, orderhttp.WithCheckoutGuard(shedder.Middleware))
+	b := setup(t, orderhttp.WithCheckoutShedder(shedder.Except))
 
-	if r := b.do(t, "POST", "/v1/orders", b.order(), key("before")); r.status != http.StatusCreated {
+	firstBody := b.order()
+	if r := b.do(t, "POST", "/v1/orders", firstBody, key("before")); r.status != http.StatusCreated {
 		t.Fatalf("no backlog: POST = %d %s", r.status, r.body)
 	}
 	for p := range partitions {
@@ -78,6 +79,10 @@ func TestCheckoutShedsWhilePaymentsAreBehind(t *testing.T) {
 	}
 	if after := b.counts(t); after != before {
 		t.Fatalf("a shed checkout wrote: orders, lines, outbox, keys %v → %v", before, after)
+	}
+	// The retry of a checkout accepted before is a replay, never shed.
+	if r := b.do(t, "POST", "/v1/orders", firstBody, key("before")); r.status != http.StatusCreated || r.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay of an accepted checkout while shedding: %d %v %s; want its stored 201", r.status, r.header, r.body)
 	}
 	if g := b.do(t, "GET", "/v1/orders", nil, nil); g.status != http.StatusOK {
 		t.Fatalf("reads are not shed: GET = %d %s", g.status, g.body)
@@ -120,8 +125,10 @@ func TestCheckoutShedsWhileOrdersWaitForPayment(t *testing.T) {
 	// The shedder reads the test's database, which setup creates: the
 	// guard looks it up per request.
 	var shedder *overload.Shedder
-	b := setup(t, orderhttp.WithCheckoutGuard(func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { shedder.Middleware(next).ServeHTTP(w, r) })
+	b := setup(t, orderhttp.WithCheckoutShedder(func(admit func(*http.Request) bool) func(http.Handler) http.Handler {
+		return func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { shedder.Except(admit)(next).ServeHTTP(w, r) })
+		}
 	}))
 	var err error
 	shedder, err = overload.New(overload.Config{Threshold: 300 * time.Millisecond, Interval: 20 * time.Millisecond},

@@ -208,9 +208,20 @@ func (s *Shedder) Shedding() bool { return s.shedding.Load() }
 // with Retry-After while shedding, before next reads anything (the
 // request's Idempotency-Key is not consumed), and passes it on otherwise.
 // Mount it on the checkout route only.
-func (s *Shedder) Middleware(next http.Handler) http.Handler {
+func (s *Shedder) Middleware(next http.Handler) http.Handler { return s.Except(nil)(next) }
+
+// Except is Middleware that, while shedding, still lets through the
+// requests admit accepts (nil: none), e.g. the retry of a checkout that
+// was accepted before: its answer is stored and replaying it costs one
+// read, and shedding it would turn an accepted order into an error for the
+// client.
+func (s *Shedder) Except(admit func(*http.Request) bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler { return s.guard(admit, next) }
+}
+
+func (s *Shedder) guard(admit func(*http.Request) bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.shedding.Load() {
+		if !s.shedding.Load() || (admit != nil && admit(r)) {
 			next.ServeHTTP(w, r)
 			return
 		}
