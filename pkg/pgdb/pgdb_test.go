@@ -211,7 +211,10 @@ func TestSessionTimeouts(t *testing.T) {
 		t.Cleanup(cancel)
 		return c
 	}
-	short := open(pgdb.Config{StatementTimeout: time.Second, LockTimeout: 200 * time.Millisecond, IdleInTxTimeout: 300 * time.Millisecond})
+	// The idle-in-transaction timeout is well above the lock timeout: the
+	// holder below must outlive the waiter's lock wait even on a loaded
+	// machine (at 300 ms it was ended first now and then).
+	short := open(pgdb.Config{StatementTimeout: time.Second, LockTimeout: 200 * time.Millisecond, IdleInTxTimeout: 1500 * time.Millisecond})
 	if _, err := short.Exec(bounded(), "SELECT pg_sleep(2)"); !pgdb.IsCode(err, pgdb.CodeQueryCanceled) {
 		t.Errorf("a 2 s statement with a 1 s statement_timeout: %v", err)
 	}
@@ -226,6 +229,10 @@ func TestSessionTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = holder.Rollback(ctx) }()
+	var holderPID int
+	if err := holder.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&holderPID); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := holder.Exec(ctx, "UPDATE widgets SET name = 'held' WHERE id = 1"); err != nil {
 		t.Fatal(err)
 	}
@@ -236,10 +243,6 @@ func TestSessionTimeouts(t *testing.T) {
 	// The holder stays idle in its transaction: the server ends its
 	// session (watched from another session until a deadline), and the
 	// lock is free again.
-	var holderPID int
-	if err := holder.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&holderPID); err != nil {
-		t.Fatal(err)
-	}
 	testinfra.Eventually(t, 5*time.Second, func() error {
 		var alive bool
 		if err := db.Pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", holderPID).Scan(&alive); err != nil {
@@ -251,7 +254,7 @@ func TestSessionTimeouts(t *testing.T) {
 		return nil
 	})
 	if _, err := holder.Exec(bounded(), "SELECT 1"); err == nil {
-		t.Error("a transaction idle for 600 ms with a 300 ms idle_in_transaction_session_timeout still runs")
+		t.Error("a transaction left idle past its 1.5 s idle_in_transaction_session_timeout still runs")
 	}
 	if _, err := short.Exec(bounded(), "UPDATE widgets SET name = 'free' WHERE id = 1"); err != nil {
 		t.Errorf("after the idle transaction was ended: %v", err)
