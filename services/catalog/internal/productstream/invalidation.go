@@ -75,7 +75,9 @@ type Purger struct {
 	Client *http.Client
 }
 
-// Purge drops every cached response tagged with one of keys.
+// Purge drops every cached response tagged with one of keys. A node that
+// answers 5xx or 429 is an infrastructure error (stream.Infrastructure): the
+// consumer waits for it instead of dead-lettering the invalidation.
 func (p *Purger) Purge(ctx context.Context, keys ...string) error {
 	client := p.Client
 	if client == nil {
@@ -94,7 +96,16 @@ func (p *Purger) Purge(ctx context.Context, keys ...string) error {
 			continue
 		}
 		_ = res.Body.Close()
-		if res.StatusCode != http.StatusOK {
+		switch {
+		case res.StatusCode >= 500 || res.StatusCode == http.StatusTooManyRequests:
+			// The CDN node is down or overloaded: like a refused
+			// connection, an outage the partition waits out without
+			// spending the event's dead-letter budget (ADR 0025).
+			errs = append(errs, stream.Infrastructure(fmt.Errorf("purge %s: status %d", u, res.StatusCode)))
+		case res.StatusCode != http.StatusOK:
+			// Refused (a 403 from a VCL that does not allow this
+			// purger, a 405 without xkey): configuration, retried
+			// within the budget, then dead-lettered for a person.
 			errs = append(errs, fmt.Errorf("purge %s: status %d", u, res.StatusCode))
 		}
 	}

@@ -159,3 +159,27 @@ func TestInvalidationConsumer(t *testing.T) {
 		t.Fatalf("after the replay the reader sees v%d, want 2 (the pointer never moves back)", got.Version)
 	}
 }
+
+// TestPurgerMarksAnUnavailableCDNAsInfrastructure: a CDN node answering
+// 5xx or 429 is an outage the invalidation consumer waits out
+// (stream.IsInfrastructure: the budget is not spent); a refusal (403, 405)
+// is not, and spends it like any other failure.
+func TestPurgerMarksAnUnavailableCDNAsInfrastructure(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status int
+		infra  bool
+	}{{503, true}, {500, true}, {429, true}, {403, false}, {405, false}} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(tc.status) }))
+		err := (&productstream.Purger{URLs: []string{srv.URL}}).Purge(context.Background(), "product:1")
+		srv.Close()
+		if err == nil || stream.IsInfrastructure(err) != tc.infra {
+			t.Errorf("status %d: %v, infrastructure = %v, want %v", tc.status, err, stream.IsInfrastructure(err), tc.infra)
+		}
+	}
+	ok := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer ok.Close()
+	if err := (&productstream.Purger{URLs: []string{ok.URL}}).Purge(context.Background(), "product:1"); err != nil {
+		t.Errorf("200: %v", err)
+	}
+}
