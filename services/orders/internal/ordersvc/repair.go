@@ -1,6 +1,7 @@
 package ordersvc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +64,7 @@ const (
 	RepairRepublished = "republished"   // no payment: order.placed published again
 	RepairWaiting     = "waiting"       // the payment is pending: payments' reconciler owns it
 	RepairUnreachable = "lookup_failed" // payments did not answer
+	RepairError       = "error"         // applying payments' state failed (orders' database): retried at the lease
 )
 
 // Repairer finds orders stuck in pending_payment and repairs each one from
@@ -105,9 +107,9 @@ func (s *Service) NewRepairer(payments Payments, cfg RepairConfig, log *slog.Log
 		oldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: "orders_stuck_oldest_seconds",
 			Help: "How long the oldest stuck order has been pending_payment (0 when none)."}),
 		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orders_stuck_repaired_total",
-			Help: "Looks at stuck orders by outcome: paid, failed, republished, waiting (payment pending), lookup_failed."}, []string{"outcome"}),
+			Help: "Looks at stuck orders by outcome: paid, failed, republished, waiting (payment pending), lookup_failed, error."}, []string{"outcome"}),
 	}
-	for _, o := range []string{RepairPaid, RepairFailed, RepairRepublished, RepairWaiting, RepairUnreachable} {
+	for _, o := range []string{RepairPaid, RepairFailed, RepairRepublished, RepairWaiting, RepairUnreachable, RepairError} {
 		r.repaired.WithLabelValues(o)
 	}
 	if reg != nil {
@@ -201,21 +203,12 @@ func (r *Repairer) repair(ctx context.Context, o orderpg.Stuck) (string, error) 
 	err = pgdb.InTx(ctx, r.s.pool, func(tx pgx.Tx) error {
 		var err error
 		res, err = r.s.ApplyPayment(ctx, tx, parent, PaymentEvent{OrderID: o.ID, PaymentID: p.ID, Succeeded: succeeded,
-			AmountMinor: p.AmountMinor, Currency: p.Currency, Reason: firstOf(p.DeclineCode, p.FailureReason)})
+			AmountMinor: p.AmountMinor, Currency: p.Currency, Reason: cmp.Or(p.DeclineCode, p.FailureReason)})
 		return err
 	})
 	if err != nil {
-		return RepairUnreachable, fmt.Errorf("repair order %s: %w", o.ID, err)
+		return RepairError, fmt.Errorf("repair order %s: %w", o.ID, err)
 	}
 	log.WarnContext(ctx, "stuck order repaired from payments' state", "payment", p.ID, "payment_status", p.Status, "result", res.Result)
 	return outcome, nil
-}
-
-func firstOf(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

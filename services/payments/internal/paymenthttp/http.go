@@ -205,6 +205,7 @@ func errorEncoder(log *slog.Logger) kithttp.ErrorEncoder {
 	return func(ctx context.Context, err error, w http.ResponseWriter) {
 		var verr *payment.ValidationError
 		httpcache.NoStore(w.Header())
+		admin := adminProblem(err)
 		switch {
 		case errors.As(err, &verr):
 			p := httpkit.NewProblem(http.StatusUnprocessableEntity, "invalid-payment", "the payment is not valid; see errors")
@@ -217,8 +218,8 @@ func errorEncoder(log *slog.Logger) kithttp.ErrorEncoder {
 				"this order already has a payment; GET /v1/payments?order_id= shows it")
 		case errors.Is(err, payment.ErrNotFound):
 			err = httpkit.NewProblem(http.StatusNotFound, "not-found", "no such payment")
-		case adminProblem(err) != nil:
-			err = adminProblem(err)
+		case admin != nil:
+			err = admin
 		}
 		base(ctx, err, w)
 	}
