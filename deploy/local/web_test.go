@@ -71,7 +71,19 @@ func TestStorefrontInBrowser(t *testing.T) {
 		t.Helper()
 		step++
 		var img []byte
-		b.do("screenshot of "+selector, func(p *rod.Page) { img = p.MustElement(selector).MustScreenshot() })
+		b.do("screenshot of "+selector, func(p *rod.Page) {
+			// The console swaps some parts every few seconds (the
+			// topology's live rates): an element replaced between the
+			// query and the capture has no box any more (rod panics), so
+			// query it again, a few times.
+			var err error
+			for range 5 {
+				if err = rod.Try(func() { img = p.MustElement(selector).MustScreenshot() }); err == nil {
+					return
+				}
+			}
+			panic(err)
+		})
 		if err := os.WriteFile(filepath.Join(shots, fmt.Sprintf("%02d-%s.png", step, name)), img, 0o600); err != nil {
 			t.Fatal(err)
 		}
