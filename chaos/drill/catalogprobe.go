@@ -25,6 +25,7 @@ const staleBound = time.Second
 
 type catalogRead struct {
 	id      string
+	cdn     bool // read through the CDN, not from the origin
 	at      time.Time
 	took    time.Duration
 	status  int // 0: network error
@@ -37,28 +38,42 @@ type catalogWrite struct {
 	at      time.Time // the answer to the write came back: committed
 }
 
-// catalogProbe reads 8 products from catalog's origin (20 reads/s from
-// each of two readers, every tenth through the CDN so that it holds copies
-// to purge) from the start of the load until the system converged, and
-// writes a new EUR price to one of them every second until the heal (so
-// that what is current after the heal is only what the outage left). Its
-// rows: every read during the outage answered 200; no read returned a
-// version older than a write committed staleBound before it (by phase:
-// before, during, after the outage); after the heal, origin and CDN serve
-// the version the admin API (PostgreSQL) has.
-func catalogProbe(ctx context.Context, r *Run) func(context.Context) []invariant.Result {
-	products := r.Products[len(r.Products)-8:]
-	ctx, cancel := context.WithCancel(ctx)
-	var (
-		mu     sync.Mutex
-		reads  []catalogRead
-		writes []catalogWrite
-		werrs  []string
-		wg     sync.WaitGroup
-	)
-	for reader := range 2 {
-		wg.Go(func() {
-			t := time.NewTicker(50 * time.Millisecond)
+// prober reads catalog products while a drill runs and, optionally,
+// writes a new EUR price to one of them at a steady pace until the heal
+// (so that what is current after the heal is only what the fault left).
+// redis-down, redis-flush and invalidation-lost use it with different
+// settings.
+type prober struct {
+	// products are read; pick chooses the index of the next one (nil:
+	// round robin, each reader one step behind the previous).
+	products []catalogapi.Product
+	pick     func() int
+	// readers read once every `every`, each on its own ticker: their
+	// ticks fall together, so they read in bursts of `readers`.
+	readers int
+	every   time.Duration
+	// cdnEvery: every n-th read of a reader goes through the CDN (0: none).
+	cdnEvery int
+	// recordCDN keeps CDN reads too (otherwise they only keep the CDN
+	// holding copies to purge).
+	recordCDN bool
+	// writeEvery is the pace of price writes until the heal (0: none).
+	writeEvery time.Duration
+
+	mu     sync.Mutex
+	reads  []catalogRead
+	writes []catalogWrite
+	werrs  []string
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+// start runs the readers and the writer until stop.
+func (p *prober) start(ctx context.Context, r *Run) {
+	ctx, p.cancel = context.WithCancel(ctx)
+	for reader := range p.readers {
+		p.wg.Go(func() {
+			t := time.NewTicker(p.every)
 			defer t.Stop()
 			for i := reader; ; i++ {
 				select {
@@ -66,25 +81,33 @@ func catalogProbe(ctx context.Context, r *Run) func(context.Context) []invariant
 					return
 				case <-t.C:
 				}
+				cdn := p.cdnEvery > 0 && i%p.cdnEvery == 0
 				base := r.Sys.Catalog
-				if i%10 == 0 {
+				if cdn {
 					base = r.Sys.CDN
 				}
-				id := products[i%len(products)].ID
-				rd := readProduct(ctx, r.Sys, base, id)
+				k := i % len(p.products)
+				if p.pick != nil {
+					k = p.pick()
+				}
+				rd := readProduct(ctx, r.Sys, base, p.products[k].ID)
 				if ctx.Err() != nil {
 					return
 				}
-				if base == r.Sys.Catalog {
-					mu.Lock()
-					reads = append(reads, rd)
-					mu.Unlock()
+				rd.cdn = cdn
+				if !cdn || p.recordCDN {
+					p.mu.Lock()
+					p.reads = append(p.reads, rd)
+					p.mu.Unlock()
 				}
 			}
 		})
 	}
-	wg.Go(func() {
-		t := time.NewTicker(time.Second)
+	if p.writeEvery <= 0 {
+		return
+	}
+	p.wg.Go(func() {
+		t := time.NewTicker(p.writeEvery)
 		defer t.Stop()
 		for i := 0; ; i++ {
 			select {
@@ -94,23 +117,43 @@ func catalogProbe(ctx context.Context, r *Run) func(context.Context) []invariant
 				return
 			case <-t.C:
 			}
-			id := products[i%len(products)].ID
+			id := p.products[i%len(p.products)].ID
 			v, err := writePrice(ctx, r.Sys, id, int64(1000+i))
 			if ctx.Err() != nil {
 				return
 			}
-			mu.Lock()
+			p.mu.Lock()
 			if err != nil {
-				werrs = append(werrs, err.Error())
+				p.werrs = append(p.werrs, err.Error())
 			} else {
-				writes = append(writes, catalogWrite{id: id, version: v, at: time.Now()})
+				p.writes = append(p.writes, catalogWrite{id: id, version: v, at: time.Now()})
 			}
-			mu.Unlock()
+			p.mu.Unlock()
 		}
 	})
+}
+
+// stop ends the readers and the writer and returns what they saw.
+func (p *prober) stop() (reads []catalogRead, writes []catalogWrite, werrs []string) {
+	p.cancel()
+	p.wg.Wait()
+	return p.reads, p.writes, p.werrs
+}
+
+// catalogProbe is redis-down's prober: it reads 8 products from catalog's
+// origin (20 reads/s from each of two readers, every tenth through the
+// CDN so that it holds copies to purge) from the start of the load until
+// the system converged, and writes a new EUR price to one of them every
+// second until the heal. Its rows: every read during the outage answered
+// 200; no read returned a version older than a write committed staleBound
+// before it (by phase: before, during, after the outage); after the heal,
+// origin and CDN serve the version the admin API (PostgreSQL) has.
+func catalogProbe(ctx context.Context, r *Run) func(context.Context) []invariant.Result {
+	products := r.Products[len(r.Products)-8:]
+	p := &prober{products: products, readers: 2, every: 50 * time.Millisecond, cdnEvery: 10, writeEvery: time.Second}
+	p.start(ctx, r)
 	return func(ctx context.Context) []invariant.Result {
-		cancel()
-		wg.Wait()
+		reads, writes, werrs := p.stop()
 		rows := catalogRows(reads, writes, werrs, r.FaultStart, r.HealEnd)
 		return append(rows, catalogConverged(ctx, r, products))
 	}
@@ -165,64 +208,136 @@ func catalogRows(reads []catalogRead, writes []catalogWrite, werrs []string, fau
 	answers.Evidence = fmt.Sprintf("during the outage: %s; outside it: %s", readSummary(in), readSummary(out))
 	answers.Held = len(in) > 0 && okCount(in) == len(in)
 
-	// For each read, the newest write of its product committed at least
-	// staleBound before the read started.
+	f := checkFreshness(originReads(reads), writes, staleBound, faultStart, healEnd)
+	fresh := f.row(fmt.Sprintf("#6 no read older than a write committed %s before", staleBound), len(werrs), "during the outage", "after the heal")
+	return []invariant.Result{answers, fresh}
+}
+
+func originReads(reads []catalogRead) []catalogRead {
+	var out []catalogRead
+	for _, rd := range reads {
+		if !rd.cdn {
+			out = append(out, rd)
+		}
+	}
+	return out
+}
+
+// freshness is how far a set of reads lagged the prober's writes.
+type freshness struct {
+	bound               time.Duration
+	faultStart, healEnd time.Time
+	reads, writes       int
+	writesIn            int // writes committed during the fault
+	checked             int // 200 reads with a write committed at least bound before them
+	stale               []string
+	phase               map[string]int // stale reads: before, during, after
+	lastStale           time.Time      // the last stale read after the heal
+	oldest              time.Duration  // the largest lag of any read (stale or not)
+	oldestAt            time.Time
+	lagged              map[string]int // reads that returned a version older than one already committed, by phase
+}
+
+// checkFreshness compares every 200 read with the writes of its product.
+// A read is stale when a write committed at least bound before the read
+// started has a newer version than the read returned; its lag is how
+// long before the read the first newer version was committed.
+func checkFreshness(reads []catalogRead, writes []catalogWrite, bound time.Duration, faultStart, healEnd time.Time) freshness {
+	f := freshness{bound: bound, faultStart: faultStart, healEnd: healEnd, writes: len(writes), phase: map[string]int{}, lagged: map[string]int{}}
 	byID := map[string][]catalogWrite{}
 	for _, w := range writes {
 		byID[w.id] = append(byID[w.id], w)
+		if f.during(w.at) {
+			f.writesIn++
+		}
 	}
-	var stale []string
-	var lastStale time.Time
-	phase := map[string]int{}
-	checked := 0
 	for _, rd := range reads {
 		if rd.status != http.StatusOK {
 			continue
 		}
+		f.reads++
 		var want int64
+		var firstNewer time.Time
 		for _, w := range byID[rd.id] {
-			if !w.at.After(rd.at.Add(-staleBound)) {
+			if w.at.After(rd.at) {
+				continue
+			}
+			if !w.at.After(rd.at.Add(-bound)) {
 				want = max(want, w.version)
+			}
+			if w.version > rd.version && (firstNewer.IsZero() || w.at.Before(firstNewer)) {
+				firstNewer = w.at
+			}
+		}
+		if !firstNewer.IsZero() {
+			f.lagged[f.phaseOf(rd.at)]++
+			if lag := rd.at.Sub(firstNewer); lag > f.oldest {
+				f.oldest, f.oldestAt = lag, rd.at
 			}
 		}
 		if want == 0 {
 			continue
 		}
-		checked++
+		f.checked++
 		if rd.version < want {
-			switch {
-			case rd.at.Before(faultStart):
-				phase["before"]++
-			case during(rd.at):
-				phase["during"]++
-			default:
-				phase["after"]++
-				if rd.at.After(lastStale) {
-					lastStale = rd.at
-				}
+			ph := f.phaseOf(rd.at)
+			f.phase[ph]++
+			if ph == "after" && rd.at.After(f.lastStale) {
+				f.lastStale = rd.at
 			}
-			stale = append(stale, fmt.Sprintf("%s v%d (v%d committed before)", rd.id, rd.version, want))
+			f.stale = append(f.stale, fmt.Sprintf("%s v%d (v%d committed before)", rd.id, rd.version, want))
 		}
 	}
-	writesIn := 0
-	for _, w := range writes {
-		if during(w.at) {
-			writesIn++
-		}
+	return f
+}
+
+func (f freshness) during(t time.Time) bool {
+	return !t.Before(f.faultStart) && (f.healEnd.IsZero() || t.Before(f.healEnd))
+}
+
+func (f freshness) phaseOf(t time.Time) string {
+	switch {
+	case t.Before(f.faultStart):
+		return "before"
+	case f.during(t):
+		return "during"
 	}
-	fresh := invariant.Result{Invariant: fmt.Sprintf("#6 no read older than a write committed %s before", staleBound)}
-	fresh.Evidence = fmt.Sprintf("%d reads checked against %d writes (%d during the outage; %d writes failed): %d stale (%d before the outage, %d during, %d after the heal)",
-		checked, len(writes), writesIn, len(werrs), len(stale), phase["before"], phase["during"], phase["after"])
-	if phase["after"] > 0 && !healEnd.IsZero() {
-		fresh.Evidence += fmt.Sprintf("; the last stale read %.1fs after the heal", lastStale.Sub(healEnd).Seconds())
+	return "after"
+}
+
+// row is the verdict "no read older than a write committed bound before
+// it": held when at least one read was checked and none was stale.
+// during and after name the phases ("during the outage", "after the
+// heal").
+func (f freshness) row(name string, failedWrites int, during, after string) invariant.Result {
+	res := invariant.Result{Invariant: name, Held: len(f.stale) == 0 && f.checked > 0,
+		Counts: map[string]int{"reads_checked": f.checked, "writes": f.writes, "stale": len(f.stale),
+			"stale_before": f.phase["before"], "stale_during": f.phase["during"], "stale_after": f.phase["after"]}}
+	res.Evidence = fmt.Sprintf("%d reads checked against %d writes (%d %s; %d writes failed): %d stale (%d before, %d %s, %d %s)",
+		f.checked, f.writes, f.writesIn, during, failedWrites, len(f.stale), f.phase["before"], f.phase["during"], during, f.phase["after"], after)
+	if f.phase["after"] > 0 && !f.healEnd.IsZero() {
+		res.Evidence += fmt.Sprintf("; the last stale read %.1fs after the heal", f.lastStale.Sub(f.healEnd).Seconds())
 	}
-	if len(stale) > 0 {
+	if len(f.stale) > 0 {
+		stale := slices.Clone(f.stale)
 		sort.Strings(stale)
 		stale = slices.Compact(stale)
-		fresh.Evidence += "; e.g. " + strings.Join(stale[:min(3, len(stale))], ", ")
+		res.Evidence += "; e.g. " + strings.Join(stale[:min(3, len(stale))], ", ")
 	}
-	fresh.Held = len(stale) == 0 && checked > 0
-	return []invariant.Result{answers, fresh}
+	return res
+}
+
+// lagSummary says how many reads returned a version older than one
+// already committed, by phase, and the oldest such lag against the bound.
+func (f freshness) lagSummary() string {
+	s := fmt.Sprintf("%d of %d reads behind a committed write (%d before, %d during, %d after)",
+		f.lagged["before"]+f.lagged["during"]+f.lagged["after"], f.reads, f.lagged["before"], f.lagged["during"], f.lagged["after"])
+	if f.oldest > 0 {
+		s += fmt.Sprintf("; the oldest %s behind (%s), bound %s", f.oldest.Round(time.Millisecond), f.phaseOf(f.oldestAt), f.bound)
+	} else {
+		s += fmt.Sprintf("; bound %s", f.bound)
+	}
+	return s
 }
 
 func okCount(rs []catalogRead) int {

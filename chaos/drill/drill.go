@@ -48,11 +48,36 @@ type Drill struct {
 	// Probe, when set, starts with the load and returns a function that,
 	// called once the system converged, stops it and returns its rows.
 	Probe func(ctx context.Context, r *Run) func(ctx context.Context) []invariant.Result
+	// Resource names what the fault breaks (postgres, nats, redis,
+	// catalog, smtp, psp, relays, workers, consumers, …). The game day
+	// never lets two faults on one resource overlap.
+	Resource string
+	// GameDay: the game day's nemesis may pick this fault. Its Inject and
+	// Heal compose with other faults (the drill's verdicts do not depend
+	// on its Probe, Heal is safe to call at any time).
+	GameDay bool
+	// Processes are the processes the drill kills, stops or starts, by
+	// the names of `deploy/local/ctl.sh status`, which are also the
+	// compose services (target.Compose runs `docker compose kill/start
+	// NAME`). chaos/target's compose test renders those commands and
+	// checks every name is a service of compose.yaml with
+	// chaos/compose.chaos.yaml. Empty when the drill controls no process
+	// (links, provider faults) or only others' (game-day).
+	Processes []string
+	// NoCompose, when set, says why the drill cannot run against docker
+	// compose (--runner compose); empty means it can. The compose test
+	// reports such drills instead of skipping them silently.
+	NoCompose string
 }
 
 // All returns every drill, sorted by name.
 func All() []Drill {
 	ds := []Drill{relayKilled(), brokerDown(), redisDown(), pspTimeoutAfterCharge(), pspErrors(), workerKilled(), consumerKilled()}
+	ds = append(ds, dataDrills()...)
+	ds = append(ds, edgeDrills()...)
+	ds = append(ds, cacheDrills()...)
+	ds = append(ds, streamDrills()...)
+	ds = append(ds, gameDayDrills()...)
 	sort.Slice(ds, func(i, j int) bool { return ds[i].Name < ds[j].Name })
 	return ds
 }

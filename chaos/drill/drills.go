@@ -109,11 +109,14 @@ func requestDelta(ctx context.Context, r *Run, route, outcome string) (int, erro
 func relayKilled() Drill {
 	procs := []string{"orders-relay", "payments-relay"}
 	return Drill{
-		Name:   "relay-killed",
-		Fault:  "SIGKILL orders-relay and payments-relay (outbox relays; payments-relay also runs the ORDERS consumer), start them again after the fault window",
-		Proves: "the transactional outbox loses nothing when its relay crashes: events written while it was down are published after the restart; no order is stuck",
-		Inject: kill(procs...),
-		Heal:   start(procs...),
+		Name:      "relay-killed",
+		Resource:  "relays",
+		GameDay:   true,
+		Processes: procs,
+		Fault:     "SIGKILL orders-relay and payments-relay (outbox relays; payments-relay also runs the ORDERS consumer), start them again after the fault window",
+		Proves:    "the transactional outbox loses nothing when its relay crashes: events written while it was down are published after the restart; no order is stuck",
+		Inject:    kill(procs...),
+		Heal:      start(procs...),
 		Effect: func(r *Run) invariant.Result {
 			ok, ev := pendingEffect(r)
 			return invariant.Result{Invariant: effectName, Held: ok, Evidence: ev + "; " + backlogPeaks(r) + " (sampled after the restart)"}
@@ -123,11 +126,13 @@ func relayKilled() Drill {
 
 func brokerDown() Drill {
 	return Drill{
-		Name:   "broker-down",
-		Fault:  "cut every link to NATS (toxiproxy proxy nats disabled: open connections closed, new ones refused), restore it after the fault window",
-		Proves: "checkout does not depend on the broker; the outbox backlog rises during the outage and drains after it; every order converges",
-		Inject: link("nats", false),
-		Heal:   link("nats", true),
+		Name:     "broker-down",
+		Resource: "nats",
+		GameDay:  true,
+		Fault:    "cut every link to NATS (toxiproxy proxy nats disabled: open connections closed, new ones refused), restore it after the fault window",
+		Proves:   "checkout does not depend on the broker; the outbox backlog rises during the outage and drains after it; every order converges",
+		Inject:   link("nats", false),
+		Heal:     link("nats", true),
 		Effect: func(r *Run) invariant.Result {
 			ok, ev := pendingEffect(r)
 			peak := r.Samples.Peak("outbox backlog ORDERS")
@@ -138,11 +143,13 @@ func brokerDown() Drill {
 
 func redisDown() Drill {
 	return Drill{
-		Name:   "redis-down",
-		Fault:  "cut the link to Redis (toxiproxy proxy redis disabled), restore it after the fault window; meanwhile a prober reads 8 products from catalog and writes a new price to one of them every second",
-		Proves: "a cache outage makes catalog slower, never wrong (#6): every read answers 200, none older than a write committed 1s before, origin and CDN serve the current version after the heal; checkouts keep working",
-		Inject: link("redis", false),
-		Heal:   link("redis", true),
+		Name:     "redis-down",
+		Resource: "redis",
+		GameDay:  true,
+		Fault:    "cut the link to Redis (toxiproxy proxy redis disabled), restore it after the fault window; meanwhile a prober reads 8 products from catalog and writes a new price to one of them every second",
+		Proves:   "a cache outage makes catalog slower, never wrong (#6): every read answers 200, none older than a write committed 1s before, origin and CDN serve the current version after the heal; checkouts keep working",
+		Inject:   link("redis", false),
+		Heal:     link("redis", true),
 		Effect: func(r *Run) invariant.Result {
 			fo, br := r.Samples.Growth("catalog cache fail_open"), r.Samples.Peak("catalog cache breaker_open")
 			return invariant.Result{Invariant: effectName, Held: fo > 0 || br > 0,
@@ -155,6 +162,8 @@ func redisDown() Drill {
 func pspTimeoutAfterCharge() Drill {
 	return Drill{
 		Name:               "psp-timeout-after-charge",
+		Resource:           "psp",
+		GameDay:            true,
 		Fault:              "the provider charges, then never answers, 30% of charge requests (timeout_after_charge_rate 0.3); switched off after the fault window",
 		Proves:             "an ambiguous provider timeout never becomes a double charge (#2): the worker looks the charge up by its idempotency key before any retry; every order ends paid or payment_failed",
 		AllowPaymentFailed: true,
@@ -177,6 +186,8 @@ func pspTimeoutAfterCharge() Drill {
 func pspErrors() Drill {
 	return Drill{
 		Name:               "psp-errors",
+		Resource:           "psp",
+		GameDay:            true,
 		Fault:              "the provider answers 30% of requests 500/503 and 30% of charges 429 with Retry-After 1s (nothing processed); switched off after the fault window",
 		Proves:             "retries with the attempt's stable idempotency key (backoff on 5xx, Retry-After on 429) charge each paid order once (#2); every order ends paid or payment_failed",
 		AllowPaymentFailed: true,
@@ -218,7 +229,10 @@ func workerKilled() Drill {
 		return errors.Join(r.Sys.SetSMTPDelay(ctx, 0), r.Sys.SetPSPFaults(ctx, r.PSPFaultsBefore))
 	}
 	return Drill{
-		Name: "worker-killed",
+		Name:      "worker-killed",
+		Resource:  "workers",
+		GameDay:   true,
+		Processes: procs,
 		Fault: "slow the provider (1s per request) and SMTP (300ms per message) for 3s so jobs are mid-call, then SIGKILL payments-worker and notifications-worker " +
 			"and restore the speed; start them again after the fault window",
 		Proves: "a job whose worker died is redelivered after its visibility timeout and finished once: exactly one charge per paid order (#2), exactly one e-mail per (order, kind) (#3)",
@@ -258,10 +272,13 @@ func workerKilled() Drill {
 func consumerKilled() Drill {
 	procs := []string{"search", "notifications"}
 	return Drill{
-		Name:   "consumer-killed",
-		Fault:  "SIGKILL search and notifications (the api+consumer processes of the ORDERS groups search and notifications), start them again after the fault window",
-		Proves: "stream consumers resume from their durable position: the lag built up while they were down drains to 0 and the projections (search, notifications, e-mails) converge without loss or duplicates (#3, #5)",
-		Inject: kill(procs...),
+		Name:      "consumer-killed",
+		Resource:  "consumers",
+		GameDay:   true,
+		Processes: procs,
+		Fault:     "SIGKILL search and notifications (the api+consumer processes of the ORDERS groups search and notifications), start them again after the fault window",
+		Proves:    "stream consumers resume from their durable position: the lag built up while they were down drains to 0 and the projections (search, notifications, e-mails) converge without loss or duplicates (#3, #5)",
+		Inject:    kill(procs...),
 		Heal: func(ctx context.Context, r *Run) error {
 			if js, err := r.Sys.JetStream(ctx); err == nil {
 				r.Values["search"] = float64(js.Pending["ORDERS/search"])

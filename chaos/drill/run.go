@@ -34,6 +34,10 @@ type Config struct {
 	Customers int
 	// Deadline bounds the wait for convergence after the load. Default 3m.
 	Deadline time.Duration
+	// Seed draws the game day's schedule (Schedule): the same seed, fault
+	// window and candidate drills give the same schedule. 0: the game day
+	// draws a random seed and logs it. Other drills ignore it.
+	Seed int64
 	// Log receives the timeline as it happens (nil: discarded).
 	Log io.Writer
 }
@@ -82,9 +86,30 @@ type Run struct {
 	// and its heal; PendingAtHeal those of them not final at the heal.
 	DuringFault, PendingAtHeal int
 	notes                      []string
+	// loadResult is the load's outcome once it stopped (Load).
+	loadResult load.Result
 	// Values lets Inject leave something for Heal and Effect.
 	Values map[string]float64
 	healed chan struct{}
+	// AllowPaymentFailed, set by Inject, adds the drill's
+	// AllowPaymentFailed at run time (the game day, when its schedule
+	// picked a drill that allows it).
+	AllowPaymentFailed bool
+	// schedule is the game day's schedule with each step's outcome
+	// (guarded by mu; the report lists it).
+	schedule []Step
+	// nemesis runs the game day's schedule (guarded by mu).
+	nemesis *nemesis
+	// loads are the extra load generators a drill started (StartLoad).
+	loads map[string]*extraLoad
+}
+
+// Load returns the checkout load's outcome: empty until the load stopped
+// (Effect and a Probe's stop function run after that).
+func (r *Run) Load() load.Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.loadResult
 }
 
 // Healed is closed once the fault has been healed (or the heal failed).
@@ -112,6 +137,7 @@ func Execute(ctx context.Context, sys *target.System, d Drill, cfg Config) (rep 
 	cfg.defaults()
 	r := &Run{Sys: sys, Cfg: cfg, ID: newID(), start: time.Now(), Values: map[string]float64{}, healed: make(chan struct{})}
 	rep = Report{Drill: d, RunID: r.ID, Cfg: cfg}
+	defer func() { rep.finish(r) }() // runs last: timeline, samples and schedule even when the drill failed
 	checker := &invariant.Checker{Sys: sys}
 
 	// Start from a quiet system: what was in flight before the drill (a
@@ -219,6 +245,10 @@ func Execute(ctx context.Context, sys *target.System, d Drill, cfg Config) (rep 
 	}
 
 	res := <-loadDone
+	res = r.joinLoads(res) // an extra load's (StartLoad) orders and answers join the run's
+	r.mu.Lock()
+	r.loadResult = res
+	r.mu.Unlock()
 	rep.Load = res
 	r.Logf("load stopped: %d checkouts started, %d accepted", res.Started, len(res.Accepted))
 
@@ -226,7 +256,7 @@ func Execute(ctx context.Context, sys *target.System, d Drill, cfg Config) (rep 
 	for i, o := range res.Accepted {
 		orders[i] = invariant.Order{ID: o.ID, CustomerID: o.CustomerID, Email: o.Email, Declined: o.Declined}
 	}
-	ir, cerr := checker.Check(ctx, orders, invariant.Options{Deadline: cfg.Deadline, AllowPaymentFailed: d.AllowPaymentFailed,
+	ir, cerr := checker.Check(ctx, orders, invariant.Options{Deadline: cfg.Deadline, AllowPaymentFailed: d.AllowPaymentFailed || r.AllowPaymentFailed,
 		Baseline: &base, Progress: func(s string) { r.Logf("%s", s) }})
 	if cerr != nil {
 		return rep, fmt.Errorf("%s: %w", d.Name, cerr)
@@ -341,9 +371,18 @@ func checkoutRows(res load.Result) []invariant.Result {
 		break
 	}
 	avail.Held = len(res.Refused) == 0 && res.GaveUp == 0 && len(res.Accepted) > 0
+	refusedN, retriedN := 0, 0
+	for _, n := range res.Refused {
+		refusedN += n
+	}
+	for _, n := range res.Retries {
+		retriedN += n
+	}
+	avail.Counts = map[string]int{"started": res.Started, "accepted": len(res.Accepted), "retried": retriedN, "refused": refusedN, "gave_up": res.GaveUp, "skipped": res.Skipped}
 	idem := invariant.Result{Invariant: "a repeated Idempotency-Key returns the same order",
 		Held:     len(res.KeyMismatches) == 0,
-		Evidence: fmt.Sprintf("%d keys sent twice, %d answered with another order", res.Repeated, len(res.KeyMismatches))}
+		Evidence: fmt.Sprintf("%d keys sent twice, %d answered with another order", res.Repeated, len(res.KeyMismatches)),
+		Counts:   map[string]int{"repeated": res.Repeated, "mismatched": len(res.KeyMismatches)}}
 	if len(res.KeyMismatches) > 0 {
 		idem.Evidence += fmt.Sprintf(": %v", res.KeyMismatches)
 	}
@@ -371,4 +410,117 @@ func statusCounts(m map[int]int) string {
 		s += fmt.Sprintf("%s×%d", name, m[k])
 	}
 	return s
+}
+
+// extraLoad is a load generator a drill started besides the run's own.
+type extraLoad struct {
+	stop context.CancelFunc
+	done chan load.Result
+}
+
+// StartLoad starts an extra checkout load of rate checkouts/s (overload:
+// more than the system can take) beside the run's own. It has customers
+// and Idempotency-Keys of its own (run id r.ID+"-"+name), signs them in
+// before it returns, and runs until StopLoad(name), the heal or ctx ends.
+// Its accepted orders join the ones the invariants are checked against
+// (and DuringFault); its answers join the checkout rows (Execute merges
+// its Result into the run's). Starting a name that runs is an error.
+func (r *Run) StartLoad(ctx context.Context, name string, rate float64) error {
+	runID := r.ID + "-" + name
+	r.mu.Lock()
+	_, running := r.loads[name]
+	r.mu.Unlock()
+	if running {
+		return fmt.Errorf("load %s: already running", name)
+	}
+	if err := load.SignIn(ctx, r.Sys, runID, r.Cfg.Customers); err != nil {
+		return fmt.Errorf("load %s: %w", name, err)
+	}
+	lctx, stop := context.WithCancel(ctx)
+	l := &extraLoad{stop: stop, done: make(chan load.Result, 1)}
+	r.mu.Lock()
+	if r.loads == nil {
+		r.loads = map[string]*extraLoad{}
+	}
+	r.loads[name] = l
+	r.mu.Unlock()
+	go func() {
+		select {
+		case <-lctx.Done():
+		case <-r.healed:
+			stop()
+		}
+	}()
+	go func() {
+		res, err := load.Run(lctx, load.Config{OrdersURL: r.Sys.Orders, Tokens: r.Sys, Rate: rate, RunID: runID, Customers: r.Cfg.Customers,
+			Products: r.Products, HTTP: r.Sys.Client()}, func(o load.Order) {
+			r.mu.Lock()
+			r.accepted = append(r.accepted, o)
+			r.mu.Unlock()
+		})
+		if err != nil {
+			r.Logf("load %s: %v", name, err)
+		}
+		l.done <- res
+	}()
+	r.Logf("load %s: %.0f more checkouts/s (customers %s)", name, rate, runID)
+	return nil
+}
+
+// StopLoad stops the extra load name (StartLoad); it is a no-op when none
+// runs. Its orders in progress finish on their own deadline.
+func (r *Run) StopLoad(name string) {
+	r.mu.Lock()
+	l := r.loads[name]
+	r.mu.Unlock()
+	if l != nil {
+		l.stop()
+	}
+}
+
+// joinLoads stops every extra load, waits for it and merges its result
+// into res.
+func (r *Run) joinLoads(res load.Result) load.Result {
+	r.mu.Lock()
+	loads := make([]*extraLoad, 0, len(r.loads))
+	for _, l := range r.loads {
+		loads = append(loads, l)
+	}
+	r.mu.Unlock()
+	for _, l := range loads {
+		l.stop()
+		res = mergeLoads(res, <-l.done)
+	}
+	return res
+}
+
+// mergeLoads adds b's counts and orders to a's.
+func mergeLoads(a, b load.Result) load.Result {
+	a.Accepted = append(a.Accepted, b.Accepted...)
+	a.Started += b.Started
+	a.Skipped += b.Skipped
+	a.GaveUp += b.GaveUp
+	a.Repeated += b.Repeated
+	a.KeyMismatches = append(a.KeyMismatches, b.KeyMismatches...)
+	a.Answers = append(a.Answers, b.Answers...)
+	for _, m := range []struct {
+		dst *map[int]int
+		src map[int]int
+	}{{&a.Retries, b.Retries}, {&a.Refused, b.Refused}, {&a.NoRetryAfter, b.NoRetryAfter}} {
+		if *m.dst == nil {
+			*m.dst = map[int]int{}
+		}
+		for k, v := range m.src {
+			(*m.dst)[k] += v
+		}
+	}
+	if a.RefusedSample == nil {
+		a.RefusedSample = map[int]string{}
+	}
+	for k, v := range b.RefusedSample {
+		if _, ok := a.RefusedSample[k]; !ok {
+			a.RefusedSample[k] = v
+		}
+	}
+	return a
 }

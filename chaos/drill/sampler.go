@@ -3,6 +3,7 @@ package drill
 import (
 	"context"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -12,7 +13,7 @@ import (
 
 // sampled are the processes whose /metrics the sampler reads: the outbox
 // relays, catalog's api (cache) and one process per job queue owner.
-var sampled = []string{"orders-relay", "payments-relay", "catalog-worker", "catalog", "payments", "notifications"}
+var sampled = []string{"orders-relay", "payments-relay", "catalog-worker", "catalog", "payments", "notifications", "orders", "notifications-worker"}
 
 // Sampler records, while a drill runs, the first, last and highest value
 // of the signals that show a fault biting and healing:
@@ -22,18 +23,34 @@ var sampled = []string{"orders-relay", "payments-relay", "catalog-worker", "cata
 //	jobs visible|in_flight QUEUE    jobqueue_*_messages
 //	catalog cache fail_open         cache_requests_total{result="fail_open"} (a counter)
 //	catalog cache breaker_open      cache_breaker_open
+//	jobs delayed QUEUE              jobqueue_delayed_messages (retries waiting for their backoff)
+//	orders catalog breaker          catalog_client_breaker_state of orders (2: open)
+//	orders shedding                 orders_checkout_shedding (1: checkouts shed)
+//	orders payment backlog age      orders_payment_backlog_age_seconds
+//	breaker NAME                    breaker_state{name} (psp, smtp; 2: open)
 //
-// A process that does not answer (killed by the drill) is skipped.
+// A process that does not answer (killed by the drill) is skipped. Every
+// sample is also kept, in order, as a time series for the report
+// (Series).
 type Sampler struct {
-	sys *target.System
+	sys   *target.System
+	start time.Time
 
 	mu                sync.Mutex
 	first, last, peak map[string]float64
+	series            []Point
 }
 
-// NewSampler returns a sampler of sys.
+// Point is one sample: the values read At after the sampler was made.
+// A signal whose process did not answer is absent from Values.
+type Point struct {
+	At     time.Duration
+	Values map[string]float64
+}
+
+// NewSampler returns a sampler of sys; its series counts from now.
 func NewSampler(sys *target.System) *Sampler {
-	return &Sampler{sys: sys, first: map[string]float64{}, last: map[string]float64{}, peak: map[string]float64{}}
+	return &Sampler{sys: sys, start: time.Now(), first: map[string]float64{}, last: map[string]float64{}, peak: map[string]float64{}}
 }
 
 // Run samples every interval until ctx ends.
@@ -83,6 +100,21 @@ func (s *Sampler) Sample(ctx context.Context) {
 					if name == "catalog" && x.Label("result") == "fail_open" {
 						vals["catalog cache fail_open"] += x.Value
 					}
+				case "jobqueue_delayed_messages":
+					if q := x.Label("queue"); !strings.HasSuffix(q, "-dlq") {
+						vals["jobs delayed "+q] = max(vals["jobs delayed "+q], x.Value)
+					}
+				case "catalog_client_breaker_state":
+					if name == "orders" {
+						vals["orders catalog breaker"] = max(vals["orders catalog breaker"], x.Value)
+					}
+				case "orders_checkout_shedding":
+					vals["orders shedding"] = max(vals["orders shedding"], x.Value)
+				case "orders_payment_backlog_age_seconds":
+					vals["orders payment backlog age"] = max(vals["orders payment backlog age"], x.Value)
+				case "breaker_state":
+					k := "breaker " + x.Label("name")
+					vals[k] = max(vals[k], x.Value)
 				case "cache_breaker_open":
 					if name == "catalog" {
 						vals["catalog cache breaker_open"] = max(vals["catalog cache breaker_open"], x.Value)
@@ -105,6 +137,7 @@ func (s *Sampler) Sample(ctx context.Context) {
 	wg.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.series = append(s.series, Point{At: time.Since(s.start), Values: vals})
 	for k, v := range vals {
 		if _, ok := s.first[k]; !ok {
 			s.first[k] = v
@@ -126,6 +159,14 @@ func (s *Sampler) Growth(key string) float64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.last[key] - s.first[key]
+}
+
+// Series returns every sample taken, oldest first. The points' maps are
+// shared: callers must not change them.
+func (s *Sampler) Series() []Point {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.series)
 }
 
 // Peaks returns a copy of every peak.

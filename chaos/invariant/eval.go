@@ -75,7 +75,7 @@ func evalExist(orders []Order, o *observation) check {
 			missing = append(missing, x.ID)
 		}
 	}
-	r := Result{Invariant: NameExist}
+	r := Result{Invariant: NameExist, Counts: map[string]int{"accepted": len(orders), "missing": len(missing)}}
 	switch {
 	case len(missing) > 0:
 		r.Evidence = fmt.Sprintf("%d of %d accepted orders answer 404: %s", len(missing), len(orders), examples(missing))
@@ -106,7 +106,7 @@ func evalFinal(orders []Order, o *observation) check {
 			}
 		}
 	}
-	r := Result{Invariant: NameFinal, Evidence: counts(byStatus)}
+	r := Result{Invariant: NameFinal, Evidence: counts(byStatus), Counts: byStatus}
 	if len(stuck) > 0 {
 		r.Evidence += fmt.Sprintf("; not final: %s", examples(stuck))
 		return check{r, true}
@@ -143,7 +143,8 @@ func evalExpected(orders []Order, o *observation, opts Options) check {
 			}
 		}
 	}
-	r := Result{Invariant: NameExpected}
+	r := Result{Invariant: NameExpected, Counts: map[string]int{"good": good, "good_paid": goodPaid, "good_payment_failed": goodFailed,
+		"declined": declined, "declined_payment_failed": declinedFailed, "wrong": len(wrong)}}
 	r.Evidence = fmt.Sprintf("good card: %d/%d paid", goodPaid, good)
 	if goodFailed > 0 {
 		r.Evidence += fmt.Sprintf(", %d payment_failed (retries exhausted: allowed under provider faults)", goodFailed)
@@ -190,6 +191,7 @@ func evalChargePaid(orders []Order, o *observation) check {
 	}
 	r.Evidence = fmt.Sprintf("%d paid orders: %d charged once, %d never, %d more than once; keys with more than one charge: %d",
 		paid, once, len(never), len(twice), keys)
+	r.Counts = map[string]int{"paid": paid, "charged_once": once, "never_charged": len(never), "charged_more_than_once": len(twice), "keys_charged_more_than_once": keys}
 	if len(never) > 0 {
 		r.Evidence += "; never: " + examples(never)
 	}
@@ -223,6 +225,7 @@ func evalChargeFailed(orders []Order, o *observation) check {
 		}
 	}
 	r.Evidence = fmt.Sprintf("%d failed or cancelled orders: %d with a kept charge, %d charged and refunded in full", failed, len(kept), refunded)
+	r.Counts = map[string]int{"failed_or_cancelled": failed, "kept_charge": len(kept), "refunded_in_full": refunded}
 	if len(kept) > 0 {
 		r.Evidence += ": " + examples(kept)
 	}
@@ -330,6 +333,7 @@ func evalEmail(orders []Order, o *observation) check {
 	}
 	r.Evidence = fmt.Sprintf("%d e-mails for %d orders: %d (order, kind) missing, %d more than once (%d of them resends of the same Message-ID), %d of a kind the order's state does not call for",
 		total, len(orders), len(missing), len(extra), resends, len(unexpected))
+	r.Counts = map[string]int{"emails": total, "orders": len(orders), "missing": len(missing), "more_than_once": len(extra), "resends": resends, "unexpected": len(unexpected)}
 	if len(extra) > 0 {
 		r.Evidence += "; more than once: " + examples(extra)
 	}
@@ -372,6 +376,7 @@ func evalSearch(orders []Order, o *observation) check {
 		}
 	}
 	r.Evidence = fmt.Sprintf("%d/%d orders indexed with their final status and version", ok, len(orders)-lost)
+	r.Counts = map[string]int{"indexed": ok, "orders": len(orders) - lost, "behind": len(behind), "lost": lost}
 	if lost > 0 {
 		r.Evidence += fmt.Sprintf(" (%d lost orders not looked for)", lost)
 	}
@@ -410,6 +415,7 @@ func evalLag(o *observation) check {
 		}
 	}
 	r.Evidence = fmt.Sprintf("%d partitions of %d groups, %d above 0", series, len(groups), len(nonzero))
+	r.Counts = map[string]int{"partitions": series, "groups": len(groups), "above_zero": len(nonzero)}
 	if len(nonzero) > 0 {
 		r.Evidence += ": " + examples(nonzero)
 	}
@@ -442,6 +448,10 @@ func evalBacklog(o *observation) check {
 	}
 	sort.Strings(names)
 	r.Evidence = "rows: " + strings.Join(names, ", ")
+	r.Counts = map[string]int{}
+	for k, v := range backlog {
+		r.Counts[k] = int(v)
+	}
 	if u := unreachable(o); len(u) > 0 {
 		r.Evidence += fmt.Sprintf("; /metrics unreachable: %v", u)
 		return check{r, true}
@@ -479,6 +489,7 @@ func evalQueues(o *observation) check {
 	}
 	sort.Strings(parts)
 	r.Evidence = fmt.Sprintf("%d gauges (visible, in flight, delayed), all 0", len(depth))
+	r.Counts = map[string]int{"gauges": len(depth), "not_empty": len(parts)}
 	if pending {
 		r.Evidence = "not empty: " + strings.Join(parts, ", ")
 	}
@@ -507,8 +518,10 @@ func evalDLQ(orders []Order, o *observation, opts Options) check {
 		}
 	}
 	var grew, parts []string
+	r.Counts = map[string]int{}
 	for k, v := range now {
 		d := v - opts.Baseline.DLQ[k]
+		r.Counts[strings.TrimPrefix(strings.TrimPrefix(k, "queue "), "stream ")] = int(d)
 		parts = append(parts, fmt.Sprintf("%s +%g", strings.TrimPrefix(strings.TrimPrefix(k, "queue "), "stream "), d))
 		if d <= 0 {
 			continue

@@ -62,6 +62,10 @@ type Result struct {
 	Held      bool
 	// Evidence gives the counts behind the verdict.
 	Evidence string
+	// Counts are the numbers behind Evidence where the evaluator has
+	// them ("paid": 1140, "charged_once": 1140, …), for the JSON report;
+	// nil when the row has none.
+	Counts map[string]int `json:",omitempty"`
 }
 
 // Report is the outcome of Check.

@@ -69,6 +69,29 @@ func customersOf(orders []Order) []string {
 	return out
 }
 
+// CustomerOrders lists every order of customer, page by page, as the
+// operator (a strong read from orders' PostgreSQL). On an error it
+// returns what it read before it.
+func CustomerOrders(ctx context.Context, sys *target.System, customer string) ([]ordersapi.Order, error) {
+	var out []ordersapi.Order
+	token := ""
+	for {
+		q := url.Values{"customer_id": {customer}, "limit": {"100"}}
+		if token != "" {
+			q.Set("page_token", token)
+		}
+		var page ordersapi.OrderList
+		if err := sys.GetAs(ctx, target.Operator, sys.Orders+"/v1/orders?"+q.Encode(), &page); err != nil {
+			return out, fmt.Errorf("list the orders of %s: %w", customer, err)
+		}
+		out = append(out, page.Orders...)
+		if page.NextPageToken == "" || len(page.Orders) == 0 {
+			return out, nil
+		}
+		token = page.NextPageToken
+	}
+}
+
 // observeOrders lists each customer's orders (strong reads from
 // PostgreSQL) and reads any accepted order the lists did not show, as the
 // operator: only an operator may name another customer (ADR 0022), and
@@ -77,24 +100,12 @@ func customersOf(orders []Order) []string {
 func (c *Checker) observeOrders(ctx context.Context, orders []Order, o *observation) error {
 	var errs []error
 	for _, cust := range customersOf(orders) {
-		token := ""
-		for {
-			q := url.Values{"customer_id": {cust}, "limit": {"100"}}
-			if token != "" {
-				q.Set("page_token", token)
-			}
-			var page ordersapi.OrderList
-			if err := c.Sys.GetAs(ctx, target.Operator, c.Sys.Orders+"/v1/orders?"+q.Encode(), &page); err != nil {
-				errs = append(errs, err)
-				break
-			}
-			for _, x := range page.Orders {
-				o.orders[x.ID] = x
-			}
-			if page.NextPageToken == "" || len(page.Orders) == 0 {
-				break
-			}
-			token = page.NextPageToken
+		list, err := CustomerOrders(ctx, c.Sys, cust)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, x := range list {
+			o.orders[x.ID] = x
 		}
 	}
 	for _, x := range orders {

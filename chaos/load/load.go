@@ -109,6 +109,42 @@ type Result struct {
 	KeyMismatches []string
 	// Repeated counts orders sent twice with the same key.
 	Repeated int
+	// Answers are every answer the run got, retried ones and network
+	// errors included, in the order they were recorded: when each came,
+	// how long it took, its status and whether it carried a Retry-After.
+	// Drills compare checkout latency before, during and after a fault
+	// with them (Latencies).
+	Answers []Answered
+	// NoRetryAfter counts 503 and 429 answers that came without a
+	// Retry-After header, by status: a server that says "later" must say
+	// when.
+	NoRetryAfter map[int]int
+}
+
+// Answered is one HTTP answer to a checkout (one attempt).
+type Answered struct {
+	// At is when the answer came (or the request failed).
+	At time.Time
+	// Took is the time from sending the request to reading the answer.
+	Took time.Duration
+	// Status is the HTTP status; 0 for a network error or timeout.
+	Status int
+	// RetryAfter says the answer carried a Retry-After header.
+	RetryAfter bool
+}
+
+// Latencies returns the Took of the answers with the given status
+// (0: network errors) that came in [from, to); a zero from or to leaves
+// that side open.
+func (r Result) Latencies(status int, from, to time.Time) []time.Duration {
+	var out []time.Duration
+	for _, a := range r.Answers {
+		if a.Status != status || (!from.IsZero() && a.At.Before(from)) || (!to.IsZero() && !a.At.Before(to)) {
+			continue
+		}
+		out = append(out, a.Took)
+	}
+	return out
 }
 
 func (c *Config) defaults() error {
@@ -200,7 +236,7 @@ func Run(ctx context.Context, cfg Config, onAccept func(Order)) (Result, error) 
 	}
 	var (
 		mu  sync.Mutex
-		res = Result{Retries: map[int]int{}, Refused: map[int]int{}, RefusedSample: map[int]string{}}
+		res = Result{Retries: map[int]int{}, Refused: map[int]int{}, RefusedSample: map[int]string{}, NoRetryAfter: map[int]int{}}
 		wg  sync.WaitGroup
 		sem = make(chan struct{}, cfg.MaxInFlight)
 	)
@@ -268,6 +304,12 @@ func placeOne(ctx context.Context, cfg Config, i int, mu *sync.Mutex, res *Resul
 		for st, n := range a.Retries {
 			res.Retries[st] += n
 		}
+		res.Answers = append(res.Answers, a.Answers...)
+		for _, x := range a.Answers {
+			if (x.Status == http.StatusServiceUnavailable || x.Status == http.StatusTooManyRequests) && !x.RetryAfter {
+				res.NoRetryAfter[x.Status]++
+			}
+		}
 		switch {
 		case err != nil:
 			res.GaveUp++
@@ -308,6 +350,8 @@ type Answer struct {
 	Body string
 	// Retries counts the answers retried, by status (0: network error).
 	Retries map[int]int
+	// Answers are every attempt's answer, the final one included.
+	Answers []Answered
 }
 
 // Place POSTs one checkout with key and the customer's bearer token and
@@ -349,15 +393,20 @@ func postOnce(ctx context.Context, c *http.Client, ordersURL, token string, body
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
 	req.Header.Set("Authorization", "Bearer "+token)
+	sent := time.Now()
 	resp, err := c.Do(req)
 	if err != nil {
+		a.Answers = append(a.Answers, Answered{At: time.Now(), Took: time.Since(sent), Status: 0})
 		return 0, time.Second, fmt.Errorf("post order: %w", err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
+		a.Answers = append(a.Answers, Answered{At: time.Now(), Took: time.Since(sent), Status: 0})
 		return 0, time.Second, fmt.Errorf("read order answer: %w", err)
 	}
+	a.Answers = append(a.Answers, Answered{At: time.Now(), Took: time.Since(sent), Status: resp.StatusCode,
+		RetryAfter: resp.Header.Get("Retry-After") != ""})
 	a.Status = resp.StatusCode
 	wait := time.Second
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {

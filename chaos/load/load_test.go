@@ -144,3 +144,36 @@ func TestPlaceDoesNotRetryRefusals(t *testing.T) {
 		t.Fatalf("status %d, retries %v, err %v; want 201 after one retried 503", a.Status, a.Retries, err)
 	}
 }
+
+// TestPlaceRecordsEveryAnswer: each attempt's answer is recorded with its
+// status, its time and whether it carried Retry-After.
+func TestPlaceRecordsEveryAnswer(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if n.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable) // no Retry-After: the client waits its default 1s
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"id":"o1"}`))
+	}))
+	t.Cleanup(srv.Close)
+	start := time.Now()
+	a, err := load.Place(t.Context(), srv.Client(), srv.URL, "tok", ordersapi.CreateOrder{}, "k")
+	if err != nil || len(a.Answers) != 2 {
+		t.Fatalf("answers %+v, err %v; want two", a.Answers, err)
+	}
+	first, second := a.Answers[0], a.Answers[1]
+	if first.Status != http.StatusServiceUnavailable || first.RetryAfter || second.Status != http.StatusCreated ||
+		first.At.Before(start) || second.At.Before(first.At) || first.Took <= 0 {
+		t.Fatalf("answers %+v; want a 503 without Retry-After, then a 201, in order", a.Answers)
+	}
+	res := load.Result{Answers: a.Answers}
+	if got := res.Latencies(http.StatusCreated, time.Time{}, time.Time{}); len(got) != 1 || got[0] != second.Took {
+		t.Errorf("Latencies(201) = %v, want [%s]", got, second.Took)
+	}
+	if got := res.Latencies(http.StatusServiceUnavailable, second.At, time.Time{}); len(got) != 0 {
+		t.Errorf("Latencies(503, from the 201 on) = %v, want none", got)
+	}
+}

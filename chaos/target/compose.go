@@ -10,7 +10,7 @@ func ComposeEndpoints() Endpoints {
 		CDN: "http://varnish:80", Catalog: "http://catalog:8081", CatalogAdmin: "http://catalog:9081",
 		Orders: "http://orders:8082", Payments: "http://payments:8083", Notifications: "http://notifications:8084", Search: "http://search:8085",
 		PSP: "http://psp-sim:8099", Mail: "http://mailpit:8025", Toxiproxy: "http://toxiproxy:8474", NATSMonitor: "http://nats:8222",
-		CDNMetrics: "http://varnish-exporter:9131", NATS: "nats://nats:4222",
+		CDNMetrics: "http://varnish-exporter:9131", NATS: "nats://nats:4222", Redis: "redis://redis:6379/0",
 		Metrics: map[string]string{
 			"catalog":              "http://catalog:9081",
 			"catalog-worker":       "http://catalog-worker:9081",
@@ -23,6 +23,12 @@ func ComposeEndpoints() Endpoints {
 			"notifications":        "http://notifications:9084",
 			"notifications-worker": "http://notifications-worker:9084",
 			"search":               "http://search:9085",
+			// The second instances of the consumer groups.
+			"catalog-invalidation-2":   "http://catalog-invalidation-2:9081",
+			"orders-consumer-2":        "http://orders-consumer-2:9082",
+			"payments-consumer-2":      "http://payments-consumer-2:9083",
+			"notifications-consumer-2": "http://notifications-consumer-2:9084",
+			"search-consumer-2":        "http://search-consumer-2:9085",
 		},
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
 
+	"github.com/shopfloor/shopfloor/chaos/drill"
 	"github.com/shopfloor/shopfloor/chaos/target"
 )
 
@@ -21,25 +23,7 @@ import (
 // check of the compose path: no container engine runs here.
 func TestComposeOverridePublishesEveryEndpoint(t *testing.T) {
 	t.Parallel()
-	// compose.yaml refuses to load without its secrets, which .env.example
-	// leaves empty (deploy/compose/init-env.sh fills them in a .env).
-	example, err := os.ReadFile("../../deploy/compose/.env.example")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var secrets []string
-	for _, m := range regexp.MustCompile(`(?m)^([A-Z0-9_]+_(?:SECRET|PASSWORD))=$`).FindAllStringSubmatch(string(example), -1) {
-		secrets = append(secrets, m[1]+"=chaos-test-secret-0123456789")
-	}
-	opts, err := cli.NewProjectOptions([]string{"../../deploy/compose/compose.yaml", "../compose.chaos.yaml"},
-		cli.WithWorkingDirectory("../../deploy/compose"), cli.WithEnv(secrets), cli.WithEnvFiles("../../deploy/compose/.env.example"), cli.WithDotEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := opts.LoadProject(context.Background())
-	if err != nil {
-		t.Fatalf("compose.yaml + compose.chaos.yaml do not load: %v", err)
-	}
+	p := loadCompose(t)
 	// host port → service:container port, as compose publishes it.
 	published := map[int]string{}
 	for name, s := range p.Services {
@@ -102,5 +86,75 @@ func TestComposeOverridePublishesEveryEndpoint(t *testing.T) {
 		if got := hostPort(pr[1]); got != want[pr[0]] {
 			t.Errorf("ComposeEndpoints: %s, want %s (what compose serves at %s)", pr[1], want[pr[0]], pr[0])
 		}
+	}
+}
+
+// loadCompose loads deploy/compose/compose.yaml with chaos/compose.chaos.yaml
+// through compose-go, the library of Docker Compose.
+func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	// compose.yaml refuses to load without its secrets, which .env.example
+	// leaves empty (deploy/compose/init-env.sh fills them in a .env).
+	example, err := os.ReadFile("../../deploy/compose/.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secrets []string
+	for _, m := range regexp.MustCompile(`(?m)^([A-Z0-9_]+_(?:SECRET|PASSWORD))=$`).FindAllStringSubmatch(string(example), -1) {
+		secrets = append(secrets, m[1]+"=chaos-test-secret-0123456789")
+	}
+	opts, err := cli.NewProjectOptions([]string{"../../deploy/compose/compose.yaml", "../compose.chaos.yaml"},
+		cli.WithWorkingDirectory("../../deploy/compose"), cli.WithEnv(secrets), cli.WithEnvFiles("../../deploy/compose/.env.example"), cli.WithDotEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("compose.yaml + compose.chaos.yaml do not load: %v", err)
+	}
+	return p
+}
+
+// TestComposeRunnerCommands renders, without a container engine
+// (Compose.DryRun), the docker commands the compose runner would run for
+// every process a drill kills or starts (Drill.Processes), and checks
+// each names a service of compose.yaml with chaos/compose.chaos.yaml. A
+// drill that compose cannot run says why in Drill.NoCompose; it is
+// listed, not skipped silently.
+func TestComposeRunnerCommands(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	files := []string{"deploy/compose/compose.yaml", "chaos/compose.chaos.yaml"}
+	prefix := "docker compose -f deploy/compose/compose.yaml -f chaos/compose.chaos.yaml "
+	rendered := 0
+	for _, d := range drill.All() {
+		if d.NoCompose != "" {
+			t.Logf("%s: not run against compose: %s", d.Name, d.NoCompose)
+			continue
+		}
+		for _, name := range d.Processes {
+			var out strings.Builder
+			c := &target.Compose{Files: files, DryRun: &out}
+			if err := c.Kill(context.Background(), name); err != nil {
+				t.Fatalf("%s: dry-run kill %s: %v", d.Name, name, err)
+			}
+			if err := c.Start(context.Background(), name); err != nil {
+				t.Fatalf("%s: dry-run start %s: %v", d.Name, name, err)
+			}
+			want := prefix + "kill -s SIGKILL " + name + "\n" + prefix + "start " + name + "\n"
+			if out.String() != want {
+				t.Errorf("%s: rendered\n%s\nwant\n%s", d.Name, out.String(), want)
+			}
+			if _, ok := p.Services[name]; !ok {
+				t.Errorf("%s: process %q is no service of compose.yaml + compose.chaos.yaml: `%s` would fail", d.Name, name, strings.TrimSpace(strings.SplitN(out.String(), "\n", 2)[0]))
+			}
+			rendered++
+		}
+	}
+	if rendered == 0 {
+		t.Fatal("no drill declares a process (Drill.Processes)")
+	}
+	if got := strings.Join((&target.Compose{Files: files}).Command("start", "search"), " "); got != prefix+"start search" {
+		t.Errorf("Command: %q", got)
 	}
 }

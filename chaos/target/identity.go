@@ -39,33 +39,11 @@ const Operator = identityapi.UserOscar
 // as NAME=value lines; # comments and blank lines are skipped). Both must
 // be present.
 func ReadIdentityEnv(path string) (Identity, error) {
-	f, err := os.Open(path) //nolint:gosec // G304: the run directory's own file
+	env, err := readEnvFile(path)
 	if err != nil {
 		return Identity{}, fmt.Errorf("identity settings: %w (does this run's run.sh write identity.env?)", err)
 	}
-	defer f.Close()
-	var id Identity
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		v = strings.Trim(v, `"'`)
-		switch strings.TrimPrefix(strings.TrimSpace(k), "export ") {
-		case "IDENTITY_ISSUER":
-			id.Issuer = v
-		case "IDENTITY_DEMO_PASSWORD":
-			id.DemoPassword = v
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return Identity{}, fmt.Errorf("identity settings: read %s: %w", path, err)
-	}
+	id := Identity{Issuer: env["IDENTITY_ISSUER"], DemoPassword: env["IDENTITY_DEMO_PASSWORD"]}
 	if id.Issuer == "" || id.DemoPassword == "" {
 		return Identity{}, fmt.Errorf("identity settings: %s lacks IDENTITY_ISSUER or IDENTITY_DEMO_PASSWORD", path)
 	}
@@ -169,4 +147,32 @@ func (s *System) GetAs(ctx context.Context, user, url string, v any) error {
 		return err
 	}
 	return DoJSON(ctx, s.Client(), http.MethodGet, url, h, nil, v)
+}
+
+// readEnvFile reads KEY=VALUE lines (a run directory's identity.env,
+// postgres.env): blank lines and # comments skipped, an "export " prefix
+// and quotes around the value dropped.
+func readEnvFile(path string) (map[string]string, error) {
+	f, err := os.Open(path) //nolint:gosec // G304: the run directory's own file
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	env := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		env[strings.TrimPrefix(strings.TrimSpace(k), "export ")] = strings.Trim(v, `"'`)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return env, nil
 }

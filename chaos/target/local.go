@@ -36,7 +36,8 @@ type LocalConfig struct {
 	// it starts (SEED_PRODUCTS, LOG_LEVEL, VISIBILITY_TIMEOUT, PATH, …).
 	Env []string
 	// PostgresURL is an administrative connection to the server, for
-	// DropDatabases. Default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable.
+	// DropDatabases when the run used a server (run.sh's "server" mode).
+	// Default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable.
 	PostgresURL string
 }
 
@@ -73,14 +74,27 @@ func (l *Local) Down(ctx context.Context) error { return l.ctl.Down(ctx) }
 func (l *Local) System() *System {
 	client := &http.Client{Timeout: 10 * time.Second}
 	e := LocalEndpoints(l.cfg.PortBase)
+	e.DropAbsentInstances(l.cfg.RunDir)
+	e.Redis = LocalRedisURL(l.cfg.RedisDB)
 	id, err := ReadIdentityEnv(filepath.Join(l.cfg.RunDir, "identity.env"))
 	return &System{Endpoints: e, Procs: l.ctl, Mail: &SMTPSink{URL: e.Mail, HTTP: client}, HTTP: client,
 		Identity: id, identityErr: err}
 }
 
-// DropDatabases drops the topology's databases (stop it first; WITH
-// (FORCE) ends connections left over).
+// DropDatabases removes the topology's data (stop it first): the run's
+// own PostgreSQL cluster (run.sh's "own" mode, postgres.env in the run
+// directory) is deleted with its data directory; on a shared server the
+// databases are dropped (WITH (FORCE) ends connections left over).
 func (l *Local) DropDatabases(ctx context.Context) error {
+	if env, err := readEnvFile(filepath.Join(l.cfg.RunDir, "postgres.env")); err == nil && env["PG_MODE"] == "own" {
+		var errs []error
+		for _, dir := range []string{env["PG_DATA"], filepath.Join(l.cfg.RunDir, "pg")} {
+			if dir != "" {
+				errs = append(errs, os.RemoveAll(dir))
+			}
+		}
+		return errors.Join(errs...)
+	}
 	conn, err := pgx.Connect(ctx, l.cfg.PostgresURL)
 	if err != nil {
 		return fmt.Errorf("drop databases: %w", err)

@@ -15,8 +15,9 @@ import (
 // LockSystem takes a machine-wide lock (flock on a file in the temporary
 // directory) that tests starting a whole local topology hold while it
 // runs, so that two of them (the end-to-end test, the chaos drills) never
-// compete for the machine's cores and PostgreSQL's connections
-// (max_connections 100 by default; one topology holds about 60). It waits
+// compete for the machine's cores (each runs its own PostgreSQL cluster
+// when the server binaries are installed; on a shared server one topology
+// holds about 60 of the default 100 connections). It waits
 // until the lock is free or ctx ends; release it with the returned func.
 func LockSystem(ctx context.Context) (unlock func(), err error) {
 	path := filepath.Join(os.TempDir(), "shopfloor-system-test.lock")

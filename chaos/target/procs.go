@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -61,6 +62,11 @@ type Compose struct {
 	// Files are the compose files (-f), e.g. deploy/compose/compose.yaml
 	// and chaos/compose.chaos.yaml.
 	Files []string
+	// DryRun, when set, receives each command line (Command, joined by
+	// spaces, one per line) instead of running it: Kill and Start then
+	// return nil without a container engine. Tests render the commands
+	// a drill would run this way.
+	DryRun io.Writer
 }
 
 var _ Processes = (*Compose)(nil)
@@ -74,16 +80,96 @@ func (c *Compose) Kill(ctx context.Context, name string) error {
 // Start runs `docker compose start NAME`.
 func (c *Compose) Start(ctx context.Context, name string) error { return c.run(ctx, "start", name) }
 
+// Command returns the argv of `docker compose -f FILE… ARGS…`: what Kill
+// and Start run (Kill: args "kill", "-s", "SIGKILL", NAME; Start:
+// "start", NAME).
+func (c *Compose) Command(args ...string) []string {
+	full := []string{"docker", "compose"}
+	for _, f := range c.Files {
+		full = append(full, "-f", f)
+	}
+	return append(full, args...)
+}
+
 func (c *Compose) run(ctx context.Context, args ...string) error {
+	full := c.Command(args...)
+	if c.DryRun != nil {
+		if _, err := fmt.Fprintln(c.DryRun, strings.Join(full, " ")); err != nil {
+			return fmt.Errorf("dry run of %s: %w", strings.Join(full, " "), err)
+		}
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, full[0], full[1:]...) //nolint:gosec // G204: the docker CLI with fixed verbs and the drill's process names
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(full, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// Commands runs an operator command of a process's binary with that
+// process's configuration (its environment: DATABASE_URL, NATS_URL, …),
+// as an operator does: `<svc> stream-dlq …`, `<svc> audit …`,
+// `search check …`. Ctl and Compose implement it.
+type Commands interface {
+	// Exec runs the binary of process (orders-relay runs orders) with
+	// args and returns its standard output; an exit status other than 0
+	// is an error that carries the output.
+	Exec(ctx context.Context, process string, args ...string) (string, error)
+}
+
+var (
+	_ Commands = (*Ctl)(nil)
+	_ Commands = (*Compose)(nil)
+)
+
+// Exec runs `ctl.sh exec NAME ARGS...`: the process's recorded command
+// line with its last word (serve) replaced by args.
+func (c *Ctl) Exec(ctx context.Context, process string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, c.Script, append([]string{"exec", process}, args...)...) //nolint:gosec // G204: the operator's own ctl.sh
+	cmd.Env = append(os.Environ(), c.Env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("ctl.sh exec %s %s: %w: %s%s", process, strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()), tail(out))
+	}
+	return string(out), nil
+}
+
+// ExecArgs is the docker command line Exec runs for process: `docker
+// compose -f … exec -T NAME BINARY ARGS...`, the binary being the
+// process name's first word (search-consumer-2 runs search).
+func (c *Compose) ExecArgs(process string, args ...string) []string {
 	full := []string{"compose"}
 	for _, f := range c.Files {
 		full = append(full, "-f", f)
 	}
-	full = append(full, args...)
-	cmd := exec.CommandContext(ctx, "docker", full...)
-	out, err := cmd.CombinedOutput()
+	binary, _, _ := strings.Cut(process, "-")
+	return append(append(full, "exec", "-T", process, binary), args...)
+}
+
+// Exec runs `docker compose exec -T NAME BINARY ARGS...` (ExecArgs).
+func (c *Compose) Exec(ctx context.Context, process string, args ...string) (string, error) {
+	full := c.ExecArgs(process, args...)
+	cmd := exec.CommandContext(ctx, "docker", full...) //nolint:gosec // G204: docker compose with the drill's own arguments
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return fmt.Errorf("docker %s: %w: %s", strings.Join(full, " "), err, bytes.TrimSpace(out))
+		return string(out), fmt.Errorf("docker %s: %w: %s%s", strings.Join(full, " "), err, bytes.TrimSpace(stderr.Bytes()), tail(out))
 	}
-	return nil
+	return string(out), nil
+}
+
+// tail is the last 300 bytes of out, for an error message.
+func tail(out []byte) string {
+	out = bytes.TrimSpace(out)
+	if len(out) == 0 {
+		return ""
+	}
+	if len(out) > 300 {
+		out = out[len(out)-300:]
+	}
+	return "; output: " + string(out)
 }

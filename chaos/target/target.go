@@ -25,6 +25,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -45,6 +46,11 @@ type Endpoints struct {
 	NATSMonitor   string // nats-server's monitoring port (/jsz)
 	NATS          string // nats-server's client URL, directly (not through Toxiproxy)
 	CDNMetrics    string // the CDN's exporter (/metrics: varnish_cache_hit_total …)
+	// Redis is the topology's own Redis database, redis://host:port/db
+	// (the catalog cache's; redis-flush empties it with FLUSHDB). Not
+	// derived from the port base: LocalRedisURL, ReadRedisEnv,
+	// ComposeRedisURL.
+	Redis string
 	// Metrics maps each role process (ctl.sh / compose service name) to
 	// the base URL of its admin listener, which serves its /metrics. The
 	// drills read consumer lags, outbox backlogs and job queue depths
@@ -74,6 +80,13 @@ func LocalEndpoints(base int) Endpoints {
 			"notifications":        admin(84),
 			"notifications-worker": admin(184),
 			"search":               admin(85),
+			// The second instances of the consumer groups
+			// (SHOPFLOOR_CONSUMER_INSTANCES=2, run.sh's default).
+			"catalog-invalidation-2":   admin(381),
+			"orders-consumer-2":        admin(382),
+			"payments-consumer-2":      admin(383),
+			"notifications-consumer-2": admin(384),
+			"search-consumer-2":        admin(385),
 		},
 	}
 }
@@ -178,6 +191,30 @@ func DoJSON(ctx context.Context, c *http.Client, method, url string, header http
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%s %s: decode: %w", method, url, err)
+	}
+	return nil
+}
+
+// Ready asks a role process's admin listener for /readyz: nil when it
+// answers 200, else an error with the status and the failing checks it
+// names.
+func (s *System) Ready(ctx context.Context, process string) error {
+	base, ok := s.Metrics[process]
+	if !ok {
+		return fmt.Errorf("no admin listener known for %q", process)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.Client().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		return fmt.Errorf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	return nil
 }

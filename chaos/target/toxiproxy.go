@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 )
 
 // Toxiproxy is a client of Toxiproxy's HTTP API, which sits between every
-// service and every dependency (proxies postgres, redis, nats, catalog,
+// service and every dependency (proxies postgres-<service>, redis, nats, catalog,
 // psp, smtp in deploy/local/run.sh and deploy/compose/toxiproxy).
 type Toxiproxy struct {
 	URL  string
@@ -102,4 +103,133 @@ func (t *Toxiproxy) RemoveToxicCutting(ctx context.Context, proxy, name string) 
 // Latency is a toxic that delays every chunk in one direction.
 func Latency(name, stream string, ms int) Toxic {
 	return Toxic{Name: name, Type: "latency", Stream: stream, Toxicity: 1, Attrs: map[string]any{"latency": ms, "jitter": 0}}
+}
+
+// JitteryLatency is a latency toxic that delays every chunk in one
+// direction by latency ± jitter (uniform; Toxiproxy draws per chunk).
+func JitteryLatency(name, stream string, latency, jitter time.Duration) Toxic {
+	return Toxic{Name: name, Type: "latency", Stream: stream, Toxicity: 1,
+		Attrs: map[string]any{"latency": latency.Milliseconds(), "jitter": jitter.Milliseconds()}}
+}
+
+// Timeout is a toxic that swallows every byte in one direction and, with
+// after 0, never closes the connection: a cut cable or a host that stopped
+// answering (the peer waits for its own timeout). Removing it closes the
+// connections it held.
+func Timeout(name, stream string, after time.Duration) Toxic {
+	return Toxic{Name: name, Type: "timeout", Stream: stream, Toxicity: 1, Attrs: map[string]any{"timeout": after.Milliseconds()}}
+}
+
+// ToxiproxyProcess is the name of the Toxiproxy server among the
+// processes (deploy/local/ctl.sh and the compose service).
+const ToxiproxyProcess = "toxiproxy"
+
+// ClearToxics removes toxics from proxies (proxy name → toxic names), all
+// at once, each removal bounded by within (0: 5s); a toxic that is not
+// there is not an error.
+//
+// It works around Shopify/toxiproxy#558 (open for 2.5.0, the version
+// pinned here): removing a toxic can block for good. The server holds the
+// proxy's toxic collection lock while it interrupts each link's toxic, and
+// a latency toxic that is flushing to a link whose peer went away (a
+// client that timed out and closed, a killed process) never takes the
+// interrupt; every later API call on that proxy and every new connection
+// through it (a new link needs the same lock) waits behind it. Disabling
+// the proxy does not free it (RemoveToxicCutting only helps when the
+// removal was merely slow), only a restart of the server does. So when a
+// removal does not answer within `within`, ClearToxics restarts the
+// Toxiproxy server through s.Procs (ToxiproxyProcess: SIGKILL, then
+// start; it recreates its proxies from its config file, enabled and
+// without toxics: every link is reset once, and services reconnect), waits
+// up to a minute for its API, and checks that none of the toxics is left.
+// It reports whether it restarted the server.
+func (s *System) ClearToxics(ctx context.Context, within time.Duration, toxics map[string][]string) (restarted bool, err error) {
+	if within <= 0 {
+		within = 5 * time.Second
+	}
+	tp := s.ToxiproxyClient()
+	errs := make(chan error, 64)
+	n := 0
+	for proxy, names := range toxics {
+		for _, name := range names {
+			n++
+			go func() {
+				rctx, cancel := context.WithTimeout(ctx, within)
+				defer cancel()
+				errs <- tp.RemoveToxic(rctx, proxy, name)
+			}()
+		}
+	}
+	var failed []error
+	for range n {
+		if e := <-errs; e != nil {
+			failed = append(failed, e)
+		}
+	}
+	if len(failed) == 0 {
+		return false, nil
+	}
+	if s.Procs == nil {
+		return false, fmt.Errorf("toxiproxy: %w (no process control to restart it: Shopify/toxiproxy#558)", errors.Join(failed...))
+	}
+	if err := s.Procs.Kill(ctx, ToxiproxyProcess); err != nil {
+		return false, errors.Join(append(failed, err)...)
+	}
+	if err := s.Procs.Start(ctx, ToxiproxyProcess); err != nil {
+		return true, errors.Join(append(failed, err)...)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		left, err := tp.leftOf(ctx, toxics)
+		if err == nil && len(left) == 0 {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("toxics still there after the restart: %v", left)
+			}
+			return true, fmt.Errorf("toxiproxy: restarted after a removal hung (Shopify/toxiproxy#558): %w", err)
+		}
+		t := time.NewTimer(500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return true, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// leftOf returns "proxy/toxic" for each of toxics that is still on its
+// proxy (a proxy that does not exist yet is an error).
+func (t *Toxiproxy) leftOf(ctx context.Context, toxics map[string][]string) ([]string, error) {
+	var left []string
+	for proxy, names := range toxics {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		p, err := t.Get(qctx, proxy)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range p.Toxics {
+			if slices.Contains(names, x.Name) {
+				left = append(left, proxy+"/"+x.Name)
+			}
+		}
+	}
+	return left, nil
+}
+
+// Proxies returns the names of every proxy, sorted.
+func (t *Toxiproxy) Proxies(ctx context.Context) ([]string, error) {
+	var ps map[string]Proxy
+	if err := GetJSON(ctx, t.HTTP, t.URL+"/proxies", &ps); err != nil {
+		return nil, fmt.Errorf("toxiproxy: list proxies: %w", err)
+	}
+	names := make([]string, 0, len(ps))
+	for n := range ps {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names, nil
 }

@@ -344,10 +344,10 @@ func TestScrapeTargetsAreServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	targets := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^\s+- ([a-z-]+:\d+)$`).FindAllStringSubmatch(string(cfg), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^\s+- ([a-z0-9-]+:\d+)$`).FindAllStringSubmatch(string(cfg), -1) {
 		targets[m[1]] = true
 	}
-	for _, m := range regexp.MustCompile(`targets: \[([a-z-]+:\d+)\]`).FindAllStringSubmatch(string(cfg), -1) {
+	for _, m := range regexp.MustCompile(`targets: \[([a-z0-9-]+:\d+)\]`).FindAllStringSubmatch(string(cfg), -1) {
 		targets[m[1]] = true
 	}
 	want := map[string]bool{}
@@ -773,7 +773,7 @@ func TestAPIRolesVerifyIdentityTokens(t *testing.T) {
 				}
 			}
 			_, waits := s.DependsOn["identity"]
-			if name == "orders-consumer" {
+			if name == "orders-consumer" || name == "orders-consumer-2" {
 				// No tokens to check, but a client: it reads payments
 				// (stuck-order repair) with a client-credentials token,
 				// fetched when first needed.
@@ -818,7 +818,9 @@ func TestSecretsReachOnlyWhoNeedsThem(t *testing.T) {
 	allowed := map[string]func(service, key string) bool{
 		"SHOPFLOOR_DEMO_PASSWORD": func(s, _ string) bool { return s == "identity" },
 		// orders' api calls catalog, its consumer payments (stuck-order repair).
-		"ORDERS_CLIENT_SECRET":        func(s, _ string) bool { return s == "identity" || s == "orders" || s == "orders-consumer" },
+		"ORDERS_CLIENT_SECRET": func(s, _ string) bool {
+			return s == "identity" || s == "orders" || s == "orders-consumer" || s == "orders-consumer-2"
+		},
 		"PAYMENTS_CLIENT_SECRET":      func(s, _ string) bool { return s == "identity" },
 		"NOTIFICATIONS_CLIENT_SECRET": func(s, _ string) bool { return s == "identity" },
 		"SEARCH_CLIENT_SECRET":        func(s, _ string) bool { return s == "identity" },

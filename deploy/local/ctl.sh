@@ -6,6 +6,8 @@
 #   ctl.sh stop NAME   stop one process and keep it stopped (a chaos drill's fault)
 #   ctl.sh kill NAME   like stop, with SIGKILL at once: a crash (chaos drills)
 #   ctl.sh start NAME  let its supervisor start it again; returns when it runs
+#   ctl.sh exec NAME ARGS...  run NAME's binary with NAME's environment and ARGS
+#                      (an operator command: ctl.sh exec search stream-dlq --stream ORDERS list)
 # NAME is a process name from `status` (orders-relay, payments-worker, nats …).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,7 +24,10 @@ up)
 	fi
 	mkdir -p "$run/logs"
 	rm -f "$run/ready"
-	setsid nohup "$root/deploy/local/run.sh" >>"$run/logs/run.log" 2>&1 </dev/null &
+	# A copy of run.sh runs, so that editing the script never changes a
+	# run in progress (bash reads a script as it goes).
+	cp "$root/deploy/local/run.sh" "$run/run.sh"
+	SHOPFLOOR_ROOT=$root setsid nohup "$run/run.sh" >>"$run/logs/run.log" 2>&1 </dev/null &
 	pid=$!
 	for _ in $(seq 1 900); do
 		[[ -e $run/ready ]] && { echo "ctl: up (pid $pid); logs in $run/logs"; exit 0; }
@@ -76,8 +81,12 @@ kill)
 	# Like stop, but SIGKILL at once: a crash, not a shutdown.
 	name=${2:?usage: ctl.sh kill NAME}
 	[[ -e $run/pids/$name.pid ]] || { echo "ctl: no process $name" >&2; exit 1; }
+	# Its children too, at once (PostgreSQL's backends): a crash of the
+	# whole server, not of its postmaster alone.
 	touch "$run/stopped/$name"
-	kill -KILL "$(pid_of "$name")" 2>/dev/null || true
+	pid=$(pid_of "$name")
+	# shellcheck disable=SC2046 # one pid per word
+	kill -KILL "$pid" $(pgrep -P "$pid" 2>/dev/null) 2>/dev/null || true
 	echo "ctl: $name killed"
 	;;
 start)
@@ -95,8 +104,19 @@ start)
 	echo "ctl: $name did not start" >&2
 	exit 1
 	;;
+exec)
+	# run.sh records each supervised command line (NUL-separated) in
+	# $run/cmd/NAME: `env VAR=... BINARY serve` for a service. The last
+	# word (the command, serve) is replaced by ARGS.
+	name=${2:?usage: ctl.sh exec NAME ARGS...}
+	[[ -e $run/cmd/$name ]] || { echo "ctl: no process $name (no $run/cmd/$name)" >&2; exit 1; }
+	mapfile -d '' argv <"$run/cmd/$name"
+	unset 'argv[-1]'
+	cd "$root"
+	exec "${argv[@]}" "${@:3}"
+	;;
 *)
-	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac

@@ -46,10 +46,33 @@ SEARCH_ADMIN_PORT=$((SEARCH_PORT + ADMIN_OFFSET))
 SMTP_PORT=$((B - 6975))
 NATS_PORT=$((B + 6222))
 NATS_MON_PORT=$((B + 6223))
+# The run's own PostgreSQL cluster (run.sh, when the server binaries are
+# installed).
+PG_PORT=$((B + 6432))
 TOXI_API=$((B + 474))
-TOXI_PG=$((B + 7432))
+# One PostgreSQL link per service (Toxiproxy postgres-<service>), so a
+# drill can cut one service's database link at a time.
+TOXI_PG_CATALOG=$((B + 7433))
+TOXI_PG_ORDERS=$((B + 7434))
+TOXI_PG_PAYMENTS=$((B + 7435))
+TOXI_PG_NOTIFICATIONS=$((B + 7436))
+TOXI_PG_SEARCH=$((B + 7437))
 TOXI_REDIS=$((B + 7379))
 TOXI_NATS=$((B + 7422))
 TOXI_CATALOG=$((B + 7081))
 TOXI_PSP=$((B + 7099))
 TOXI_SMTP=$((B + 7025))
+# Second instances of the consumer roles (SHOPFLOOR_CONSUMER_INSTANCES=2,
+# the default; 1 turns them off): each consumer group runs on two
+# processes, so that one can die and the other takes its partitions (the
+# partition-handover drill).
+CATALOG_INVALIDATION2_PORT=$((B + 381))
+ORDERS_CONSUMER2_PORT=$((B + 382))
+PAYMENTS_CONSUMER2_PORT=$((B + 383))
+NOTIFICATIONS_CONSUMER2_PORT=$((B + 384))
+SEARCH_CONSUMER2_PORT=$((B + 385))
+CATALOG_INVALIDATION2_ADMIN_PORT=$((CATALOG_INVALIDATION2_PORT + ADMIN_OFFSET))
+ORDERS_CONSUMER2_ADMIN_PORT=$((ORDERS_CONSUMER2_PORT + ADMIN_OFFSET))
+PAYMENTS_CONSUMER2_ADMIN_PORT=$((PAYMENTS_CONSUMER2_PORT + ADMIN_OFFSET))
+NOTIFICATIONS_CONSUMER2_ADMIN_PORT=$((NOTIFICATIONS_CONSUMER2_PORT + ADMIN_OFFSET))
+SEARCH_CONSUMER2_ADMIN_PORT=$((SEARCH_CONSUMER2_PORT + ADMIN_OFFSET))

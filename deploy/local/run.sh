@@ -8,8 +8,12 @@
 #   deploy/local/ctl.sh down # stops a background run (make stop)
 #   deploy/local/ctl.sh status | stop NAME | start NAME
 #
-# It uses the machine's PostgreSQL and Redis (starting them when installed
-# but stopped), and starts the pinned nats-server and toxiproxy-server from
+# PostgreSQL is the run's own cluster (initdb + postgres with the installed
+# binaries, data in the run directory, its own port, fsync and
+# synchronous_commit on), so a chaos drill may SIGKILL it; with
+# SHOPFLOOR_POSTGRES_URL set, or without the server binaries, it uses that
+# (or the machine's) server instead. It uses the machine's Redis (starting
+# it when installed but stopped), and starts the pinned nats-server and toxiproxy-server from
 # ./bin (make tools), Varnish in front of catalog, an SMTP sink (the
 # Mailpit of compose), the payment-provider simulator, and every service
 # role as its own process. Every process is supervised: if it exits it is
@@ -23,12 +27,11 @@
 # SHOPFLOOR_REDIS_DB (default 0) separate a second copy (the end-to-end
 # test runs one beside a developer's).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
+root=${SHOPFLOOR_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$root"
 run=${SHOPFLOOR_RUN_DIR:-$root/.run}
 mkdir -p "$run/logs" "$run/pids" "$run/stopped"
 rm -f "$run/stopped/"* "$run/ready"
-PG=${SHOPFLOOR_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 DBP=${SHOPFLOOR_DB_PREFIX:-shopfloor_}
 REDIS_DB=${SHOPFLOOR_REDIS_DB:-0}
 # shellcheck source=ports.sh
@@ -43,23 +46,10 @@ need varnishd "run 'make tools' (installs varnish and varnish-modules)"
 need redis-cli "install redis-tools"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-if ! port_open 5432 && command -v pg_ctlcluster >/dev/null; then
-	echo "run: starting PostgreSQL"
-	pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
-fi
-if ! psql "$PG/postgres?sslmode=disable" -qtAc 'SELECT 1' >/dev/null 2>&1; then
-	echo "run: PostgreSQL is not reachable at $PG." >&2
-	echo "     Start it: pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start" >&2
-	exit 1
-fi
 if ! port_open 6379 && command -v redis-server >/dev/null; then
 	echo "run: starting Redis"
 	redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no
 fi
-for db in catalog orders payments notifications search; do
-	psql "$PG/postgres?sslmode=disable" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$DBP$db'" | grep -q 1 ||
-		psql "$PG/postgres?sslmode=disable" -qc "CREATE DATABASE $DBP$db"
-done
 
 # Secrets of this run directory, made once and kept (mode 0600), never a
 # default: the demo users' password and one client secret per service
@@ -82,6 +72,9 @@ ISSUER="http://127.0.0.1:$IDENTITY_PORT"
 	umask 077
 	printf 'IDENTITY_ISSUER=%s\nIDENTITY_DEMO_PASSWORD=%s\n' "$ISSUER" "$DEMO_PASSWORD" >"$run/identity.env"
 )
+# This run's Redis database (the cache's, without Toxiproxy): the one the
+# redis-flush drill may FLUSHDB, never another copy's.
+printf 'REDIS_URL=redis://127.0.0.1:6379/%s\n' "$REDIS_DB" >"$run/redis.env"
 
 echo "run: building"
 go build -o "$run/" ./services/identity/cmd/identity ./services/catalog/cmd/catalog ./services/orders/cmd/orders ./services/payments/cmd/payments \
@@ -96,7 +89,11 @@ cleanup() {
 	for ((i = ${#supervisors[@]} - 1; i >= 0; i--)); do
 		name=${supervisors[i]}
 		pid=$(cat "$run/pids/$name.pid" 2>/dev/null || true)
-		[[ -n $pid ]] && kill "$pid" 2>/dev/null && while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+		# PostgreSQL: a fast shutdown (SIGINT), which does not wait for
+		# sessions a person left open.
+		sig=TERM
+		[[ $name == postgres ]] && sig=INT
+		[[ -n $pid ]] && kill -s "$sig" "$pid" 2>/dev/null && while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 	done
 	wait 2>/dev/null || true
 	rm -f "$run/run.pid" "$run/ready" "$run/pids/"*
@@ -112,6 +109,10 @@ supervise() {
 	local name=$1
 	shift
 	supervisors+=("$name")
+	# The command line, NUL-separated, for `ctl.sh exec NAME ARGS...`
+	# (an operator command with the process's binary and environment).
+	mkdir -p "$run/cmd"
+	printf '%s\0' "$@" >"$run/cmd/$name"
 	(
 		trap 'kill "$(cat "$run/pids/$name.pid" 2>/dev/null)" 2>/dev/null; exit 0' TERM
 		while [[ ! -e $run/stopped/ALL ]]; do
@@ -140,6 +141,76 @@ wait_ready() {
 	exit 1
 }
 
+# --- PostgreSQL ---------------------------------------------------------------
+# own: the run's own cluster, supervised like every process (ctl.sh kill
+# postgres is a crash: the postmaster and its backends get SIGKILL, the
+# supervisor starts it again a second later and it recovers from its WAL).
+# server: SHOPFLOOR_POSTGRES_URL, or the machine's server on 5432 when the
+# server binaries are not installed.
+pg_bin=${SHOPFLOOR_PG_BIN:-$(dirname "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1 || true)")}
+if [[ -z ${SHOPFLOOR_POSTGRES_URL:-} && -x $pg_bin/initdb && -x $pg_bin/postgres ]]; then
+	PG_MODE=own
+	PG="postgres://postgres@127.0.0.1:$PG_PORT"
+	PG_UPSTREAM="127.0.0.1:$PG_PORT"
+	pgdata=$run/pg
+	as_pg=()
+	if [[ $(id -u) == 0 ]]; then
+		# PostgreSQL refuses to run as root: the cluster belongs to the
+		# postgres user. When that user cannot reach the run directory
+		# (a test's 0700 temporary directory), the data lives in
+		# /var/tmp and $run/pg links to it.
+		id postgres >/dev/null 2>&1 || { echo "run: running as root and there is no postgres user for the cluster" >&2; exit 1; }
+		as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+		if [[ ! -e $pgdata ]]; then
+			mkdir -p "$pgdata" && chown postgres: "$pgdata" && chmod 0700 "$pgdata"
+			if ! "${as_pg[@]}" test -w "$pgdata"; then
+				rmdir "$pgdata"
+				far=/var/tmp/shopfloor-pg/$(echo "$run" | cksum | cut -d' ' -f1)
+				mkdir -p "$far" && chown postgres: "$far" && chmod 0700 "$far"
+				ln -s "$far" "$pgdata"
+			fi
+		fi
+	fi
+	if [[ ! -s $pgdata/PG_VERSION ]]; then
+		echo "run: creating the PostgreSQL cluster in $pgdata"
+		mkdir -p "$pgdata"
+		"${as_pg[@]}" "$pg_bin/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$run/logs/initdb.log" 2>&1 ||
+			{ echo "run: initdb failed; see $run/logs/initdb.log" >&2; exit 1; }
+	fi
+	# Listens on 127.0.0.1 only (trust authentication: this machine's
+	# users only), no Unix socket (a run directory's path can be longer
+	# than a socket's); durable commits as in production.
+	supervise postgres "${as_pg[@]}" "$pg_bin/postgres" -D "$pgdata" -c listen_addresses=127.0.0.1 -c port="$PG_PORT" \
+		-c unix_socket_directories= -c fsync=on -c synchronous_commit=on -c full_page_writes=on \
+		-c max_connections="${SHOPFLOOR_PG_MAX_CONNECTIONS:-300}" -c shared_buffers=128MB -c log_min_messages=warning
+	for _ in $(seq 1 300); do
+		psql "$PG/postgres?sslmode=disable" -qtAc 'SELECT 1' >/dev/null 2>&1 && break
+		sleep 0.2
+	done
+else
+	PG_MODE=server
+	PG=${SHOPFLOOR_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+	PG=${PG%/}
+	hostport=${PG#*://}
+	hostport=${hostport#*@}
+	PG_UPSTREAM=${hostport%%/*}
+	if [[ -z ${SHOPFLOOR_POSTGRES_URL:-} ]] && ! port_open 5432 && command -v pg_ctlcluster >/dev/null; then
+		echo "run: starting PostgreSQL"
+		pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
+	fi
+fi
+if ! psql "$PG/postgres?sslmode=disable" -qtAc 'SELECT 1' >/dev/null 2>&1; then
+	echo "run: PostgreSQL is not reachable at $PG ($PG_MODE); see $run/logs/postgres.log." >&2
+	[[ $PG_MODE == own ]] || echo "     Start it: pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start" >&2
+	exit 1
+fi
+# What tests and tools need to find this run's PostgreSQL again.
+printf 'PG_MODE=%s\nPG_URL=%s\nPG_DATA=%s\n' "$PG_MODE" "$PG" "$(readlink -f "${pgdata:-}" 2>/dev/null || true)" >"$run/postgres.env"
+for db in catalog orders payments notifications search; do
+	psql "$PG/postgres?sslmode=disable" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$DBP$db'" | grep -q 1 ||
+		psql "$PG/postgres?sslmode=disable" -qc "CREATE DATABASE $DBP$db"
+done
+
 # --- infrastructure ---------------------------------------------------------
 # sync_interval: always: an acknowledged message is on disk (ADR 0007).
 cat >"$run/nats.conf" <<CONF
@@ -150,7 +221,11 @@ CONF
 supervise nats bin/nats-server -c "$run/nats.conf"
 cat >"$run/toxiproxy.json" <<JSON
 [
-  {"name": "postgres", "listen": "127.0.0.1:$TOXI_PG", "upstream": "127.0.0.1:5432", "enabled": true},
+  {"name": "postgres-catalog", "listen": "127.0.0.1:$TOXI_PG_CATALOG", "upstream": "$PG_UPSTREAM", "enabled": true},
+  {"name": "postgres-orders", "listen": "127.0.0.1:$TOXI_PG_ORDERS", "upstream": "$PG_UPSTREAM", "enabled": true},
+  {"name": "postgres-payments", "listen": "127.0.0.1:$TOXI_PG_PAYMENTS", "upstream": "$PG_UPSTREAM", "enabled": true},
+  {"name": "postgres-notifications", "listen": "127.0.0.1:$TOXI_PG_NOTIFICATIONS", "upstream": "$PG_UPSTREAM", "enabled": true},
+  {"name": "postgres-search", "listen": "127.0.0.1:$TOXI_PG_SEARCH", "upstream": "$PG_UPSTREAM", "enabled": true},
   {"name": "redis", "listen": "127.0.0.1:$TOXI_REDIS", "upstream": "127.0.0.1:6379", "enabled": true},
   {"name": "nats", "listen": "127.0.0.1:$TOXI_NATS", "upstream": "127.0.0.1:$NATS_PORT", "enabled": true},
   {"name": "catalog", "listen": "127.0.0.1:$TOXI_CATALOG", "upstream": "127.0.0.1:$CATALOG_PORT", "enabled": true},
@@ -166,7 +241,12 @@ supervise smtp-sink env SMTP_SINK_ADDR="127.0.0.1:$SMTP_PORT" SMTP_SINK_HTTP_ADD
 supervise psp-sim env PSP_SIM_ADDR="127.0.0.1:$PSP_PORT" "$run/payments" psp-sim
 
 # --- migrations and seed (one-shot, like compose's jobs) ----------------------
-dburl() { echo "postgres://postgres@127.0.0.1:$TOXI_PG/$DBP$1?sslmode=disable"; }
+# Each service reaches its database through its own link (postgres-<svc>).
+dburl() {
+	local port
+	port=TOXI_PG_${1^^}
+	echo "postgres://postgres@127.0.0.1:${!port}/$DBP$1?sslmode=disable"
+}
 for svc in catalog orders payments notifications search; do
 	DATABASE_URL=$(dburl $svc) "$run/$svc" migrate >>"$run/logs/$svc-migrate.log" 2>&1 ||
 		{ echo "run: $svc migrate failed; see $run/logs/$svc-migrate.log" >&2; exit 1; }
@@ -226,6 +306,23 @@ supervise notifications-worker env "${notifications_env[@]}" ROLES=worker HTTP_A
 
 supervise search env "${common[@]}" DATABASE_URL="$(dburl search)" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$SEARCH_PORT" ADMIN_ADDR="127.0.0.1:$SEARCH_ADMIN_PORT" "$run/search" serve
 
+# A second instance of every consumer group (SHOPFLOOR_CONSUMER_INSTANCES,
+# default 2; 1 turns them off), consumer roles only: the instances of a
+# group share its partitions, and when one dies the other takes them over
+# (pkg/stream; the partition-handover drill).
+consumers2=()
+if ((${SHOPFLOOR_CONSUMER_INSTANCES:-2} >= 2)); then
+	supervise orders-consumer-2 env "${orders_env[@]}" AUTH_CLIENT_ID=orders AUTH_CLIENT_SECRET="$ORDERS_CLIENT_SECRET" \
+		PAYMENTS_URL="http://127.0.0.1:$PAYMENTS_PORT" ROLES=consumer HTTP_ADDR="127.0.0.1:$ORDERS_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_CONSUMER2_ADMIN_PORT" "$run/orders" serve
+	supervise payments-consumer-2 env "${payments_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$PAYMENTS_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$PAYMENTS_CONSUMER2_ADMIN_PORT" "$run/payments" serve
+	supervise notifications-consumer-2 env "${notifications_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$NOTIFICATIONS_CONSUMER2_ADMIN_PORT" "$run/notifications" serve
+	supervise search-consumer-2 env "${common[@]}" DATABASE_URL="$(dburl search)" ROLES=consumer HTTP_ADDR="127.0.0.1:$SEARCH_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$SEARCH_CONSUMER2_ADMIN_PORT" "$run/search" serve
+	supervise catalog-invalidation-2 env "${catalog_env[@]}" ROLES=invalidation HTTP_ADDR="127.0.0.1:$CATALOG_INVALIDATION2_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_INVALIDATION2_ADMIN_PORT" \
+		CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" "$run/catalog" serve
+	consumers2=("orders-consumer-2:$ORDERS_CONSUMER2_ADMIN_PORT" "payments-consumer-2:$PAYMENTS_CONSUMER2_ADMIN_PORT" "notifications-consumer-2:$NOTIFICATIONS_CONSUMER2_ADMIN_PORT"
+		"search-consumer-2:$SEARCH_CONSUMER2_ADMIN_PORT" "catalog-invalidation-2:$CATALOG_INVALIDATION2_ADMIN_PORT")
+fi
+
 # The storefront: signs people in through identity (the "web" client),
 # reads catalog through the CDN and every other service's public API with
 # the signed-in person's token; e-mails are read from the SMTP sink.
@@ -240,7 +337,7 @@ supervise web env LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${
 for pair in "web:$WEB_ADMIN_PORT" "orders:$ORDERS_ADMIN_PORT" "orders-relay:$ORDERS_RELAY_ADMIN_PORT" "orders-consumer:$ORDERS_CONSUMER_ADMIN_PORT" \
 	"payments:$PAYMENTS_ADMIN_PORT" "payments-worker:$PAYMENTS_WORKER_ADMIN_PORT" "payments-relay:$PAYMENTS_RELAY_ADMIN_PORT" \
 	"notifications:$NOTIFICATIONS_ADMIN_PORT" "notifications-worker:$NOTIFICATIONS_WORKER_ADMIN_PORT" "search:$SEARCH_ADMIN_PORT" \
-	"catalog-worker:$CATALOG_WORKER_ADMIN_PORT" "psp-sim:$PSP_PORT" "varnish-exporter:$VARNISH_EXPORTER_PORT"; do
+	"catalog-worker:$CATALOG_WORKER_ADMIN_PORT" "psp-sim:$PSP_PORT" "varnish-exporter:$VARNISH_EXPORTER_PORT" ${consumers2[@]+"${consumers2[@]}"}; do
 	wait_ready "${pair%%:*}" "http://127.0.0.1:${pair##*:}/readyz"
 done
 wait_ready varnish "http://127.0.0.1:$CDN_PORT/v1/products?limit=1"

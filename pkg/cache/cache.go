@@ -27,6 +27,11 @@ var (
 	// ErrOverloaded: too many source loads in flight and nothing stale to
 	// serve. Answer 503 with Retry-After.
 	ErrOverloaded = errors.New("cache: source overloaded")
+	// ErrUnavailable wraps Invalidate's error when Redis did not answer:
+	// the invalidation is remembered and re-sent when Redis is back, and a
+	// stream consumer should wait for Redis (stream.Infrastructure)
+	// rather than spend the event's dead-letter budget.
+	ErrUnavailable = errors.New("redis unavailable")
 )
 
 // Loader reads an entity from the source of truth and returns its value for
@@ -492,7 +497,7 @@ func (c *Cache[V]) Invalidate(ctx context.Context, id string, version int64) err
 			c.log.ErrorContext(ctx, "too many invalidations waiting for Redis; later ones are dropped and their entities may be served stale until the soft TTL",
 				"class", c.cfg.Class, "limit", maxPending)
 		}
-		return fmt.Errorf("cache: invalidate %s %s: redis unavailable (re-sent when it is back)", c.cfg.Class, id)
+		return fmt.Errorf("cache: invalidate %s %s: %w (re-sent when it is back)", c.cfg.Class, id, ErrUnavailable)
 	}
 	c.pending.done(id, version)
 	return nil

@@ -27,8 +27,10 @@ var (
 
 const usage = `chaos: drills that break a running shopfloor and report which invariants held.
 
-  chaos list                                 the drills: fault, what they prove
-  chaos run [flags] DRILL... | all           run drills one after the other
+  chaos list                                 the drills: fault, what they prove, resource, runbook page
+  chaos run [flags] DRILL... | all           run drills one after the other; writes a JSON and a
+                                             Markdown report per drill (--report-dir) and, for
+                                             several drills, one table of drill × invariant
 
 Start the system first (make start, or docker compose with chaos/compose.chaos.yaml).
 Drills sign in at its identity provider: a local run's identity.env, or --issuer and --demo-password.
@@ -49,6 +51,8 @@ type config struct {
 	mail                         string // smtpsink | mailpit
 	issuer, demoPassword         string
 	urls                         urlFlags
+	seed                         int64  // the game day's schedule; 0: random
+	reportDir                    string // "": chaos/reports/<UTC timestamp>
 }
 
 // urlFlags collects --url NAME=URL overrides.
@@ -58,8 +62,12 @@ func (u urlFlags) String() string { return "" }
 
 func (u urlFlags) Set(s string) error {
 	k, v, ok := strings.Cut(s, "=")
+	if k == "redis" && strings.HasPrefix(v, "redis://") {
+		u[k] = v
+		return nil
+	}
 	if !ok || k == "" || !strings.HasPrefix(v, "http") {
-		return fmt.Errorf("want NAME=http://host:port, got %q", s)
+		return fmt.Errorf("want NAME=http://host:port (redis=redis://host:port/db), got %q", s)
 	}
 	u[k] = strings.TrimSuffix(v, "/")
 	return nil
@@ -84,10 +92,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return fmt.Errorf("%w: unknown command %q", errUsage, args[1])
 }
 
+// list prints each drill: its fault, what it proves, the resource it
+// breaks (and whether the game day may pick it) and its runbook page.
 func list(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, d := range drill.All() {
-		fmt.Fprintf(tw, "%s\tfault:\t%s\n\tproves:\t%s\n", d.Name, d.Fault, d.Proves)
+		res := d.Resource
+		if res == "" {
+			res = "–"
+		}
+		if d.GameDay {
+			res += " (game day: yes)"
+		}
+		fmt.Fprintf(tw, "%s\tfault:\t%s\n\tproves:\t%s\n\tresource:\t%s\n\trunbook:\t%s\n", d.Name, d.Fault, d.Proves, res, drill.Runbook(d.Name))
+		if d.NoCompose != "" {
+			fmt.Fprintf(tw, "\tcompose:\tnot supported: %s\n", d.NoCompose)
+		}
 	}
 	return tw.Flush()
 }
@@ -118,7 +138,9 @@ func flags(c *config, getenv func(string) string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.mail, "mail", "", "mail catcher API: smtpsink (local) or mailpit (compose); default by runner")
 	fs.StringVar(&c.issuer, "issuer", getenv("IDENTITY_ISSUER"), "the identity provider's issuer URL (local runner: default from the run directory's identity.env; compose: "+composeIssuer+"); env IDENTITY_ISSUER")
 	fs.StringVar(&c.demoPassword, "demo-password", getenv("IDENTITY_DEMO_PASSWORD"), "the demo users' password (local runner: default from the run directory's identity.env; compose: SHOPFLOOR_DEMO_PASSWORD of deploy/compose/.env); env IDENTITY_DEMO_PASSWORD")
-	fs.Var(c.urls, "url", "override one base URL, NAME=URL (NAME: cdn, catalog, catalog-admin, orders, payments, notifications, search, psp, mail, toxiproxy, nats-monitor, or metrics.PROCESS); repeatable")
+	fs.Int64Var(&c.seed, "seed", 0, "game-day: the seed of the fault schedule (the same seed, --duration, --fault-for and drills give the same schedule); default a random one, printed")
+	fs.StringVar(&c.reportDir, "report-dir", "", "where each drill's JSON and Markdown report go (and summary.md for several drills); default chaos/reports/<UTC timestamp> in the repository")
+	fs.Var(c.urls, "url", "override one base URL, NAME=URL (NAME: cdn, catalog, catalog-admin, orders, payments, notifications, search, psp, mail, toxiproxy, nats-monitor, or metrics.PROCESS; redis=redis://host:port/db, the topology's Redis database); repeatable")
 	return fs
 }
 
@@ -160,7 +182,10 @@ func (c *config) system() (*target.System, error) {
 	e := target.LocalEndpoints(c.portBase)
 	fields := map[string]*string{"cdn": &e.CDN, "catalog": &e.Catalog, "catalog-admin": &e.CatalogAdmin, "orders": &e.Orders, "payments": &e.Payments,
 		"notifications": &e.Notifications, "search": &e.Search, "psp": &e.PSP, "mail": &e.Mail, "toxiproxy": &e.Toxiproxy,
-		"nats-monitor": &e.NATSMonitor}
+		"nats-monitor": &e.NATSMonitor, "redis": &e.Redis}
+	if err := c.redis(&e); err != nil {
+		return nil, err
+	}
 	for k, v := range c.urls {
 		if p, ok := strings.CutPrefix(k, "metrics."); ok {
 			if _, known := e.Metrics[p]; !known {
@@ -198,8 +223,36 @@ func (c *config) system() (*target.System, error) {
 			env = append(env, "SHOPFLOOR_RUN_DIR="+c.runDir)
 		}
 		sys.Procs = &target.Ctl{Script: filepath.Join(root, "deploy/local/ctl.sh"), Env: env}
+		dir := c.runDir
+		if dir == "" {
+			dir = filepath.Join(root, ".run")
+		}
+		sys.DropAbsentInstances(dir) // SHOPFLOOR_CONSUMER_INSTANCES=1: no second instances
 	}
 	return sys, nil
+}
+
+// redis sets the topology's Redis database: compose's published one, or
+// the local run directory's redis.env (--url redis= overrides either).
+// A local run that wrote no redis.env leaves it unknown: only redis-flush
+// needs it, and it says so.
+func (c *config) redis(e *target.Endpoints) error {
+	if c.runner == "compose" {
+		e.Redis = target.ComposeRedisURL
+		return nil
+	}
+	dir := c.runDir
+	if dir == "" {
+		root, err := repoRoot()
+		if err != nil {
+			return err
+		}
+		dir = filepath.Join(root, ".run")
+	}
+	if u, err := target.ReadRedisEnv(dir); err == nil {
+		e.Redis = u
+	}
+	return nil
 }
 
 // composeIssuer is the sandbox provider's issuer in docker compose.
@@ -299,29 +352,82 @@ func runDrills(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	cfg := drill.Config{Duration: c.duration, FaultFor: c.faultFor, Rate: c.rate, Customers: c.customers, Deadline: c.deadline, Log: stdout}
-	var summary []string
-	violated := false
+	dir, err := c.reports(time.Now())
+	if err != nil {
+		return err
+	}
+	if c.seed == 0 {
+		c.seed = drill.RandomSeed()
+	}
+	for _, d := range drills {
+		if d.Name == drill.GameDayName {
+			fmt.Fprintf(stdout, "game-day seed %d (repeat the schedule with --seed %d and the same --duration and --fault-for)\n", c.seed, c.seed)
+			break
+		}
+	}
+	cfg := drill.Config{Duration: c.duration, FaultFor: c.faultFor, Rate: c.rate, Customers: c.customers, Deadline: c.deadline, Seed: c.seed, Log: stdout}
+	var (
+		reps    []drill.Report
+		runErr  error
+		written = map[string]int{}
+	)
 	for _, d := range drills {
 		rep, err := drill.Execute(ctx, sys, d, cfg)
 		if err != nil {
-			return err
-		}
-		if err := rep.Write(stdout); err != nil {
+			rep.Err = err.Error()
+			runErr = err
+		} else if err := rep.Write(stdout); err != nil {
 			return fmt.Errorf("write report: %w", err)
 		}
-		verdict := "every invariant held"
-		if rep.Violated() {
-			violated = true
-			verdict = "VIOLATED"
+		reps = append(reps, rep)
+		// A drill named twice gets <name>-2, <name>-3, … files.
+		written[d.Name]++
+		name := d.Name
+		if n := written[d.Name]; n > 1 {
+			name = fmt.Sprintf("%s-%d", d.Name, n)
 		}
-		summary = append(summary, fmt.Sprintf("  %-26s %s", d.Name, verdict))
+		paths, werr := rep.WriteFiles(dir, name)
+		if werr != nil {
+			return errors.Join(runErr, werr)
+		}
+		fmt.Fprintf(stdout, "report: %s\n", strings.Join(paths, ", "))
+		if runErr != nil {
+			break // the system may be broken: the next drill would prove nothing
+		}
 	}
 	if len(drills) > 1 {
-		fmt.Fprintf(stdout, "\nsummary:\n%s\n", strings.Join(summary, "\n"))
+		m := drill.Matrix(reps)
+		fmt.Fprintf(stdout, "\nsummary (%d of %d drills ran):\n\n%s", len(reps), len(drills), m)
+		page := fmt.Sprintf("# Chaos run %s\n\n%d of %d drills ran; each drill's report is <drill>.md and <drill>.json beside this page.\n\n%s",
+			filepath.Base(dir), len(reps), len(drills), m)
+		if err := os.WriteFile(filepath.Join(dir, "summary.md"), []byte(page), 0o600); err != nil {
+			return errors.Join(runErr, fmt.Errorf("summary: %w", err))
+		}
+		fmt.Fprintf(stdout, "summary: %s\n", filepath.Join(dir, "summary.md"))
 	}
-	if violated {
-		return errViolated
+	if runErr != nil {
+		return runErr
+	}
+	for _, rep := range reps {
+		if rep.Violated() {
+			return errViolated
+		}
 	}
 	return nil
+}
+
+// reports is the report directory: --report-dir, or
+// chaos/reports/<UTC timestamp> in the repository (in the working
+// directory when run outside it). It is created by the first report.
+func (c *config) reports(now time.Time) (string, error) {
+	if c.reportDir != "" {
+		return c.reportDir, nil
+	}
+	root, err := repoRoot()
+	if err != nil {
+		if root, err = os.Getwd(); err != nil {
+			return "", fmt.Errorf("report directory: %w", err)
+		}
+	}
+	return filepath.Join(root, "chaos", "reports", now.UTC().Format("20060102T150405Z")), nil
 }

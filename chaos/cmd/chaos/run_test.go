@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shopfloor/shopfloor/chaos/target"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
@@ -56,9 +58,15 @@ func TestList(t *testing.T) {
 	if err := run(context.Background(), []string{"chaos", "list"}, func(string) string { return "" }, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"relay-killed", "broker-down", "redis-down", "psp-timeout-after-charge", "psp-errors", "worker-killed", "consumer-killed"} {
+	for _, name := range []string{"relay-killed", "broker-down", "redis-down", "psp-timeout-after-charge", "psp-errors", "worker-killed", "consumer-killed", "game-day"} {
 		if !strings.Contains(out.String(), name) {
 			t.Errorf("list lacks %s:\n%s", name, out.String())
+		}
+	}
+	// Each entry shows its resource and its runbook page.
+	for _, want := range []string{"resource:  redis (game day: yes)\n", "runbook:   docs/runbooks/redis-down.md\n", "runbook:   docs/runbooks/game-day.md\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("list lacks %q:\n%s", want, out.String())
 		}
 	}
 }
@@ -71,10 +79,48 @@ func TestUnreachableSystem(t *testing.T) {
 	// Port base 9500: nothing of shopfloor listens there in tests. The
 	// identity settings are given, so that the check that fails is the
 	// system's reachability, whatever run directory the machine has.
-	err := run(context.Background(), []string{"chaos", "run", "--port-base", "9500", "--run-dir", t.TempDir(),
-		"--issuer", "http://127.0.0.1:9590", "--demo-password", "unused-password", "relay-killed"}, func(string) string { return "" }, &out)
+	reports := t.TempDir()
+	// A topology at another base (9400) answers on some of 9500's ports:
+	// its keep-alive connections must not outlive the test (goleak).
+	t.Cleanup(http.DefaultTransport.(*http.Transport).CloseIdleConnections)
+	err := run(context.Background(), []string{"chaos", "run", "--port-base", "9500", "--run-dir", t.TempDir(), "--report-dir", reports,
+		"--issuer", "http://127.0.0.1:9590", "--demo-password", "unused-password", "relay-killed", "broker-down"}, func(string) string { return "" }, &out)
 	if err == nil || errors.Is(err, errUsage) || errors.Is(err, errViolated) || !strings.Contains(err.Error(), "is the system running?") {
 		t.Fatalf("err %v, want a failure to start", err)
+	}
+	// The drill that could not run still has its report, and the summary
+	// says it: the second drill did not run.
+	b, err := os.ReadFile(filepath.Join(reports, "relay-killed.json"))
+	if err != nil || !strings.Contains(string(b), `"verdict": "error"`) || !strings.Contains(string(b), "is the system running?") {
+		t.Fatalf("relay-killed.json: %v\n%s", err, b)
+	}
+	sum, err := os.ReadFile(filepath.Join(reports, "summary.md"))
+	if err != nil || !strings.Contains(string(sum), "1 of 2 drills ran") || !strings.Contains(string(sum), "| **verdict** | **error** |") {
+		t.Fatalf("summary.md: %v\n%s", err, sum)
+	}
+	if _, err := os.Stat(filepath.Join(reports, "broker-down.json")); err == nil {
+		t.Error("broker-down ran after a drill could not")
+	}
+}
+
+// TestReportDir: by default reports go to chaos/reports/<UTC timestamp>
+// of the repository.
+func TestReportDir(t *testing.T) {
+	t.Parallel()
+	c := &config{}
+	dir, err := c.reports(time.Date(2026, 12, 7, 1, 2, 3, 0, time.FixedZone("CET", 3600)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(dir, filepath.Join("chaos", "reports", "20261207T000203Z")) || !filepath.IsAbs(dir) {
+		t.Errorf("default report directory %s", dir)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(dir))), "deploy/local/ctl.sh")); err != nil {
+		t.Errorf("%s is not in the repository: %v", dir, err)
+	}
+	c.reportDir = "/elsewhere"
+	if dir, _ := c.reports(time.Now()); dir != "/elsewhere" {
+		t.Errorf("--report-dir ignored: %s", dir)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/cache"
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
@@ -53,7 +54,14 @@ func (i *Invalidator) Handle(ctx context.Context, d stream.Delivery) error {
 		return stream.Permanent(fmt.Errorf("%s %s: bad payload: %w", ev.Type, ev.ID, errors.Join(err, errors.New("id and version are required"))))
 	}
 	if err := i.Cache.Invalidate(ctx, pc.ID, pc.Version); err != nil {
-		return fmt.Errorf("invalidate %s v%d: %w", pc.ID, pc.Version, err) // retried
+		err = fmt.Errorf("invalidate %s v%d: %w", pc.ID, pc.Version, err)
+		if errors.Is(err, cache.ErrUnavailable) {
+			// Redis is down: wait for it, do not dead-letter the event
+			// (the game day dead-lettered one while Redis was slow and
+			// flushed under a NATS cut).
+			return stream.Infrastructure(err)
+		}
+		return err // retried
 	}
 	if pc.Status == "active" && i.Warm != nil {
 		if err := i.Warm(ctx, pc.ID); err != nil {

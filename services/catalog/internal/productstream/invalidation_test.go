@@ -2,6 +2,7 @@ package productstream_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/shopfloor/shopfloor/pkg/cache"
+	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
@@ -37,6 +39,21 @@ func newService(t *testing.T, db *testinfra.Database, rdb redis.UniversalClient,
 		t.Fatal(err)
 	}
 	return svc
+}
+
+// deadRedis is a client of an address nothing listens on: Redis
+// unreachable from this instance.
+func deadRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := ln.Addr().String()
+	_ = ln.Close()
+	dead := redis.NewClient(&redis.Options{Addr: deadAddr, MaxRetries: -1, DialerRetries: 1, DialTimeout: 50 * time.Millisecond})
+	t.Cleanup(func() { _ = dead.Close() })
+	return dead
 }
 
 // purges records PURGE requests, standing in for a Varnish node.
@@ -80,14 +97,7 @@ func TestInvalidationConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := ln.Addr().String()
-	_ = ln.Close()
-	dead := redis.NewClient(&redis.Options{Addr: deadAddr, MaxRetries: -1, DialerRetries: 1, DialTimeout: 50 * time.Millisecond})
-	defer dead.Close()
+	dead := deadRedis(t)
 	writer := newService(t, db, dead, r.Prefix, name)
 	reader := newService(t, db, r.Client, r.Prefix, name)
 
@@ -181,5 +191,33 @@ func TestPurgerMarksAnUnavailableCDNAsInfrastructure(t *testing.T) {
 	defer ok.Close()
 	if err := (&productstream.Purger{URLs: []string{ok.URL}}).Purge(context.Background(), "product:1"); err != nil {
 		t.Errorf("200: %v", err)
+	}
+}
+
+// TestInvalidationWaitsForRedis: an event whose invalidation cannot reach
+// Redis is an infrastructure error (stream.IsInfrastructure): the
+// consumer waits for Redis instead of spending the event's dead-letter
+// budget (a game day dead-lettered one while Redis was cut and slow).
+func TestInvalidationWaitsForRedis(t *testing.T) {
+	t.Parallel()
+	dead := deadRedis(t)
+	c, err := cache.New(dead, func(context.Context, string, string) (catalogapi.Product, int64, error) {
+		return catalogapi.Product{}, 0, cache.ErrNotFound
+	},
+		cache.Config{Namespace: "t", Class: "product", RedisTimeout: 100 * time.Millisecond}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.New("catalog", catalogapi.EventProductUpdated, "p1", 1, 2, catalogapi.ProductChanged{ID: "p1", Version: 2, Category: "lamps"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := events.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = (&productstream.Invalidator{Cache: c, Log: quiet}).Handle(context.Background(), stream.Delivery{ID: ev.ID, Key: "p1", Payload: payload})
+	if err == nil || !stream.IsInfrastructure(err) || !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("invalidation with Redis down: %v (infrastructure %v), want an infrastructure error", err, stream.IsInfrastructure(err))
 	}
 }

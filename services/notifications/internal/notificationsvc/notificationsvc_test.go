@@ -86,16 +86,26 @@ func setup(t *testing.T, cfg notificationsvc.Config, wrap func(notificationsvc.M
 // work runs the e-mail worker until the test ends.
 func (b *bundle) work(t *testing.T, concurrency int) {
 	t.Helper()
+	stop := b.startWorker(t, concurrency)
+	t.Cleanup(stop)
+}
+
+// startWorker runs an e-mail worker until the returned func is called,
+// which returns once the worker stopped (its handlers get 10 ms).
+func (b *bundle) startWorker(t *testing.T, concurrency int) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := b.jobs.NewWorker(jobqueue.WorkerConfig{Queue: notificationsvc.EmailQueue, Concurrency: concurrency, VisibilityTimeout: 5 * time.Second,
-		Backoff: backoff.Policy{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2}}, b.svc.HandleEmail)
+		ShutdownGrace: 10 * time.Millisecond,
+		Backoff:       backoff.Policy{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2}}, b.svc.HandleEmail)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := w.Run(ctx); err != nil {
 			t.Errorf("worker: %v", err)
 		}
 	})
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); wg.Wait() }) }
 }
 
 // apply records a notification of kind for orderID as event eventID of
@@ -233,34 +243,66 @@ func TestOneEmailPerOrderAndKind(t *testing.T) {
 // crashAfterAccept decorates the real sender: the first time the SMTP
 // server accepts a message, the worker "dies" before its commit (the
 // record step never runs).
-type crashAfterAccept struct {
+// failRecordAfterAccept fails the first record of "sent" after the
+// server accepted the message (the database unreachable at that moment)
+// and then calls crash, when set, before returning.
+type failRecordAfterAccept struct {
 	notificationsvc.Mailer
-	crashed atomic.Bool
+	failed atomic.Bool
+	crash  func()
 }
 
-func (c *crashAfterAccept) Send(ctx context.Context, m email.Message, accepted func() error) error {
+func (c *failRecordAfterAccept) Send(ctx context.Context, m email.Message, accepted func() error) error {
 	return c.Mailer.Send(ctx, m, func() error {
-		if c.crashed.CompareAndSwap(false, true) {
-			return errors.New("worker crashed between the 250 and the commit")
+		if c.failed.CompareAndSwap(false, true) {
+			if c.crash != nil {
+				c.crash()
+			}
+			return errors.New("the record of sent failed between the 250 and the commit")
 		}
 		return accepted()
 	})
 }
 
-// TestCrashBeforeCommitResendsSameMessageID: the at-least-once SMTP hop.
-// The job comes back, the e-mail is sent again with the same Message-ID,
-// and the sink sees two messages but one distinct Message-ID.
-func TestCrashBeforeCommitResendsSameMessageID(t *testing.T) {
+// TestRecordFailureAfterAcceptIsRetriedNotResent: the database blinks
+// after the server accepted the e-mail. The delivery retries the record
+// until it lands instead of letting the job come back, so the e-mail is
+// sent once (the postgres-killed drill sent it twice before).
+func TestRecordFailureAfterAcceptIsRetriedNotResent(t *testing.T) {
 	t.Parallel()
-	crash := &crashAfterAccept{}
-	b := setup(t, notificationsvc.Config{}, func(m notificationsvc.Mailer) notificationsvc.Mailer { crash.Mailer = m; return crash })
+	fail := &failRecordAfterAccept{}
+	b := setup(t, notificationsvc.Config{}, func(m notificationsvc.Mailer) notificationsvc.Mailer { fail.Mailer = m; return fail })
 	orderID := newID()
 	b.apply(t, newID(), orderID, notificationsapi.KindReceipt, "ada@example.com")
-	b.work(t, 1)
+	b.work(t, 2)
 	b.settled(t)
 	ns := b.list(t, orderID)
 	st := b.sink.Stats()
-	if !crash.crashed.Load() || len(ns) != 1 || ns[0].Status != notificationsapi.StatusSent ||
+	if !fail.failed.Load() || len(ns) != 1 || ns[0].Status != notificationsapi.StatusSent || st.Messages != 1 {
+		t.Fatalf("notifications %+v; sink %+v (want one message)", ns, st)
+	}
+}
+
+// TestCrashBeforeCommitResendsSameMessageID: the at-least-once SMTP hop
+// that remains: the worker dies between the server's acceptance and the
+// record. The job comes back after its visibility timeout, the e-mail is
+// sent again with the same Message-ID, and the sink sees two messages but
+// one distinct Message-ID.
+func TestCrashBeforeCommitResendsSameMessageID(t *testing.T) {
+	t.Parallel()
+	crash := &failRecordAfterAccept{}
+	b := setup(t, notificationsvc.Config{}, func(m notificationsvc.Mailer) notificationsvc.Mailer { crash.Mailer = m; return crash })
+	orderID := newID()
+	b.apply(t, newID(), orderID, notificationsapi.KindReceipt, "ada@example.com")
+	stop := b.startWorker(t, 1)
+	crashed := make(chan struct{})
+	crash.crash = func() { go func() { stop(); close(crashed) }() }
+	<-crashed
+	b.work(t, 1) // the process started again
+	b.settled(t)
+	ns := b.list(t, orderID)
+	st := b.sink.Stats()
+	if !crash.failed.Load() || len(ns) != 1 || ns[0].Status != notificationsapi.StatusSent ||
 		st.Messages != 2 || st.DistinctMessageIDs != 1 || st.Duplicates[ns[0].MessageID()] != 2 {
 		t.Fatalf("notifications %+v; sink %+v", ns, st)
 	}

@@ -12,9 +12,13 @@
 //   - Each job sends its e-mail at least once. The SMTP hop cannot join a
 //     database transaction: the worker sends, and as soon as the server
 //     has accepted the message (before QUIT) it records "sent" and deletes
-//     the job in one transaction. A crash between the acceptance and that
-//     commit, or a job redelivered after its visibility timeout while the
-//     first delivery was still sending, sends the e-mail again — with the
+//     the job in one transaction. When that transaction fails (the
+//     database crashed or its link was cut), the delivery retries it for
+//     up to recordRetryFor, and a redelivery of the job in the same process
+//     meanwhile waits instead of sending. A crash of the worker between
+//     the acceptance and that commit, or a job redelivered to another
+//     process after its visibility timeout while the first delivery was
+//     still sending or recording, sends the e-mail again — with the
 //     same Message-ID (derived from the notification id), which receivers
 //     and the SMTP sink deduplicate by. Outside that window nothing is
 //     sent twice: a delivery of a job whose notification is sent does
@@ -34,6 +38,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -89,14 +94,17 @@ type Config struct {
 
 // Service runs the use cases.
 type Service struct {
-	pool     *pgxpool.Pool
-	jobs     *jobqueue.Client
-	composer *email.Composer
-	mailer   Mailer
-	cfg      Config
-	log      *slog.Logger
-	now      func() time.Time
-	m        *metrics
+	// recording holds the notification ids this process has sent and is
+	// still trying to record (recordSentRetrying).
+	recording sync.Map
+	pool      *pgxpool.Pool
+	jobs      *jobqueue.Client
+	composer  *email.Composer
+	mailer    Mailer
+	cfg       Config
+	log       *slog.Logger
+	now       func() time.Time
+	m         *metrics
 }
 
 // New returns the service. composer and mailer may be nil in processes

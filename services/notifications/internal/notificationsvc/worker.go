@@ -25,6 +25,19 @@ import (
 // a millisecond in which a crash sends it again.
 const recordTimeout = 10 * time.Second
 
+// recordRetryFor is how long a delivery keeps trying to record an e-mail
+// the SMTP server accepted when the first try failed (the database
+// crashed or its link was cut at that moment): every retry that lands
+// closes the at-least-once window that would otherwise send the e-mail
+// again. The retries stop earlier when the worker shuts down (the
+// handler's context ends ShutdownGrace after that).
+const recordRetryFor = 2 * time.Minute
+
+// errBeingRecorded: another delivery in this process has sent this
+// notification and is still recording it; this one must not send it
+// again, and retries after the worker's backoff.
+var errBeingRecorded = errors.New("notificationsvc: the e-mail was accepted by the SMTP server and another delivery is recording it")
+
 var errNoMailer = errors.New("notificationsvc: no SMTP sender configured (the worker role needs SMTP_HOST and SMTP_FROM)")
 
 // HandleEmail is the e-mail queue's jobqueue.Handler. For one
@@ -62,6 +75,9 @@ func (s *Service) HandleEmail(ctx context.Context, m jobqueue.Message) error {
 	if n.Status == notificationsapi.StatusSent {
 		return nil
 	}
+	if _, busy := s.recording.Load(n.ID); busy {
+		return errBeingRecorded
+	}
 	if s.composer == nil || s.mailer == nil {
 		return errNoMailer
 	}
@@ -77,9 +93,15 @@ func (s *Service) HandleEmail(ctx context.Context, m jobqueue.Message) error {
 		return jobqueue.ErrHandled
 	case errors.Is(err, email.ErrAcceptedNotRecorded):
 		s.m.send(n.Kind)
-		s.log.WarnContext(ctx, "e-mail accepted by the SMTP server but not recorded; it will be sent again with the same Message-ID",
+		s.log.WarnContext(ctx, "e-mail accepted by the SMTP server but not recorded; retrying the record",
 			"notification", n.ID, "message_id", msg.MessageID, "err", err)
-		return err
+		if rerr := s.recordSentRetrying(ctx, m, n); rerr != nil {
+			s.log.WarnContext(ctx, "e-mail accepted by the SMTP server but not recorded; it will be sent again with the same Message-ID",
+				"notification", n.ID, "message_id", msg.MessageID, "err", rerr)
+			return err
+		}
+		s.log.InfoContext(ctx, "e-mail sent (recorded on a retry)", "notification", n.ID, "order", n.OrderID, "kind", n.Kind, "message_id", msg.MessageID)
+		return jobqueue.ErrHandled
 	case email.IsPermanent(err):
 		return s.giveUp(ctx, m, n, "rejected", err)
 	case m.ReceiveCount >= s.cfg.MaxReceives:
@@ -111,6 +133,35 @@ func (s *Service) recordSent(ctx context.Context, m jobqueue.Message, n notifica
 		}
 		return err
 	})
+}
+
+// recordSentRetrying retries recordSent with capped backoff until it
+// lands, recordRetryFor passes or ctx ends. Meanwhile n is marked as being
+// recorded, so that a redelivery of its job in this process (the
+// visibility timeout may pass during a database outage) does not send it
+// again.
+func (s *Service) recordSentRetrying(ctx context.Context, m jobqueue.Message, n notification.Notification) error {
+	s.recording.Store(n.ID, struct{}{})
+	defer s.recording.Delete(n.ID)
+	deadline := s.now().Add(recordRetryFor)
+	wait := 100 * time.Millisecond
+	var err error
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		if err = s.recordSent(ctx, m, n); err == nil {
+			return nil
+		}
+		if s.now().After(deadline) {
+			return err
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // giveUp marks n failed and moves the job to the DLQ, in one transaction,

@@ -205,6 +205,9 @@ func newConsole(cfg Config, log *slog.Logger) (*console.Console, func()) {
 		sys = &target.System{Endpoints: e, HTTP: hc, Mail: &target.Mailpit{URL: e.Mail, HTTP: hc}}
 	case cfg.ConsolePortBase != 0:
 		e := target.LocalEndpoints(cfg.ConsolePortBase)
+		if cfg.ConsoleRunDir != "" {
+			e.DropAbsentInstances(cfg.ConsoleRunDir)
+		}
 		sys = &target.System{Endpoints: e, HTTP: hc, Mail: &target.SMTPSink{URL: e.Mail, HTTP: hc}}
 	default:
 		return nil, func() {}

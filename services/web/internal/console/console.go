@@ -34,8 +34,13 @@ var ErrUnknown = errors.New("unknown")
 
 // Links are the Toxiproxy proxies between the services and their
 // dependencies (deploy/local/run.sh), in the order the page shows them.
+// Each service has its own PostgreSQL link, so one can be cut at a time.
 var Links = []LinkInfo{
-	{"postgres", "every service → PostgreSQL", "Cut it: checkout answers 503 with Retry-After, never 500; the relays and consumers stop and resume where they were."},
+	{"postgres-orders", "orders → PostgreSQL", "Cut it: checkout answers 503 with Retry-After, never 500; the relay and the consumer stop and resume where they were."},
+	{"postgres-payments", "payments → PostgreSQL", "Cut it: orders are still accepted and wait as pending; charges start, once each, when it is back."},
+	{"postgres-catalog", "catalog → PostgreSQL", "Cut it: cached products still answer (Redis, then the CDN); a miss answers 503; price changes wait."},
+	{"postgres-notifications", "notifications → PostgreSQL", "Cut it: e-mails wait in the stream; each is sent once when it is back."},
+	{"postgres-search", "search → PostgreSQL", "Cut it: search answers 503; its index catches up from the streams when it is back."},
 	{"redis", "catalog → Redis (the cache)", "Cut it: catalog fails open to PostgreSQL (the breaker opens), the CDN keeps answering, nothing breaks."},
 	{"nats", "every service → NATS JetStream", "Cut it: orders are still accepted; their events wait in the outboxes and flow when it is back, none lost."},
 	{"catalog", "orders → catalog (prices)", "Cut it: checkout answers 503 fast (a breaker), the shop's pages still read the CDN."},

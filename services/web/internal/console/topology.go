@@ -166,11 +166,11 @@ var edges = []Edge{
 		counter: counter{Metrics: []string{"http_client_request_duration_seconds_count"}, Proc: "payments-worker"}},
 	{From: "notifications", To: "smtp", What: "e-mails sent or refused", Link: "smtp",
 		counter: counter{Metrics: []string{"notifications_emails_sent_total", "notifications_emails_failed_total"}, Proc: "notifications-worker"}},
-	{From: "catalog", To: "postgres", What: "every service keeps its truth here", Link: "postgres"},
-	{From: "orders", To: "postgres", Link: "postgres"},
-	{From: "payments", To: "postgres", Link: "postgres"},
-	{From: "notifications", To: "postgres", Link: "postgres"},
-	{From: "search", To: "postgres", Link: "postgres"},
+	{From: "catalog", To: "postgres", What: "every service keeps its truth here", Link: "postgres-catalog"},
+	{From: "orders", To: "postgres", Link: "postgres-orders"},
+	{From: "payments", To: "postgres", Link: "postgres-payments"},
+	{From: "notifications", To: "postgres", Link: "postgres-notifications"},
+	{From: "search", To: "postgres", Link: "postgres-search"},
 }
 
 // cdnProc is the CDN exporter's name among the scraped processes.
@@ -230,11 +230,9 @@ func (r *rates) observe(i int, at time.Time, total float64) (float64, bool) {
 // topology builds the diagram from the processes' samples and states and
 // the links.
 func (c *Console) topology(at time.Time, samples map[string][]target.Sample, states map[string]string, links []Link) Topology {
-	cut := map[string]bool{}
+	cut := map[string]bool{} // every link known, true when cut
 	for _, l := range links {
-		if !l.Enabled && l.Err == "" {
-			cut[l.Name] = true
-		}
+		cut[l.Name] = !l.Enabled && l.Err == ""
 	}
 	t := Topology{Nodes: make([]Node, len(nodes)), Edges: make([]Edge, len(edges))}
 	for i, n := range nodes {
@@ -287,8 +285,22 @@ func nodeState(n Node, states map[string]string, samples map[string][]target.Sam
 		}
 		return "up"
 	case "store", "external":
-		if cut[n.ID] {
+		// Its links: the one named after it, or one per service
+		// (postgres-orders, …): all cut is cut, some is degraded.
+		var links, down int
+		for name, c := range cut {
+			if name == n.ID || strings.HasPrefix(name, n.ID+"-") {
+				links++
+				if c {
+					down++
+				}
+			}
+		}
+		switch {
+		case down > 0 && down == links:
 			return "cut"
+		case down > 0:
+			return "degraded"
 		}
 		return "up"
 	}

@@ -1,0 +1,99 @@
+package drill
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopfloor/shopfloor/pkg/stream"
+)
+
+func TestPoisonKeySharesThePartition(t *testing.T) {
+	for p := range 8 {
+		k := poisonKey(p, 8)
+		if got := stream.Partition(k, 8); got != p {
+			t.Fatalf("poisonKey(%d, 8) = %s in partition %d", p, k, got)
+		}
+	}
+}
+
+func TestHandoverVictimsRunOnlyConsumerRoles(t *testing.T) {
+	got := strings.Join(handoverVictims(), ",")
+	want := "orders-consumer,payments-consumer-2,notifications-consumer-2,search-consumer-2,catalog-invalidation-2"
+	if got != want {
+		t.Fatalf("victims %s, want %s", got, want)
+	}
+	for _, g := range handoverGroups {
+		if g.Victim == g.Survivor {
+			t.Fatalf("%s/%s: the victim survives", g.Stream, g.Group)
+		}
+	}
+}
+
+func TestEvalHandoverGroup(t *testing.T) {
+	g := handoverGroup{"ORDERS", "search", "search-consumer-2", "search"}
+	kill := []partitionState{{AckFloor: 10}, {AckFloor: 20}, {AckFloor: 30}}
+	cases := []struct {
+		name   string
+		gs     *handoverGroupState
+		killed bool
+		absent bool
+		down   time.Duration
+		ok     bool
+		says   string
+	}{
+		{"moved on", &handoverGroupState{survivorUp: true, survivorBefore: 5, survivorAfter: 50, atKill: kill,
+			atHeal: []partitionState{{AckFloor: 15}, {AckFloor: 20}, {AckFloor: 31}}}, true, false, 15 * time.Second, true, "2 moved on, 1 idle"},
+		{"held within AckWait", &handoverGroupState{survivorUp: true, survivorAfter: 9, atKill: kill,
+			atHeal: []partitionState{{AckFloor: 15}, {AckFloor: 20, AckPending: 1, Pending: 3}, {AckFloor: 31}}}, true, false, 15 * time.Second, true, "1 held by the dead instance"},
+		{"stuck past AckWait", &handoverGroupState{survivorUp: true, survivorAfter: 9, atKill: kill,
+			atHeal: []partitionState{{AckFloor: 15}, {AckFloor: 20, AckPending: 1}, {AckFloor: 31}}}, true, false, 40 * time.Second, false, "1 did not move"},
+		{"survivor handled nothing", &handoverGroupState{survivorUp: true, survivorBefore: 7, survivorAfter: 7, atKill: kill,
+			atHeal: []partitionState{{AckFloor: 10}, {AckFloor: 20}, {AckFloor: 30}}}, true, false, 15 * time.Second, false, "handled 0"},
+		{"no survivor", &handoverGroupState{}, true, false, 15 * time.Second, false, "no survivor answered"},
+		{"one instance", nil, false, true, 15 * time.Second, false, "was not running (one instance)"},
+	}
+	for _, c := range cases {
+		v := evalHandoverGroup(g, c.gs, c.killed, c.absent, c.down, 30*time.Second)
+		if v.ok != c.ok || !strings.Contains(v.evidence, c.says) {
+			t.Errorf("%s: ok %t, %q; want %t and %q", c.name, v.ok, v.evidence, c.ok, c.says)
+		}
+	}
+}
+
+func TestCountAudit(t *testing.T) {
+	out := `{"time":"x","level":"INFO","msg":"service starting"}
+{"id":3,"at":"2026-12-07T00:00:00Z","actor":"chaos-abc","action":"stream_dlq.discard","target":"ORDERS_DLQ/5","reason":"r"}
+{"id":2,"at":"2026-12-07T00:00:00Z","actor":"someone","action":"stream_dlq.discard","target":"ORDERS_DLQ/4","reason":"r"}
+{"id":1,"at":"2026-12-07T00:00:00Z","actor":"chaos-abc","action":"jobqueue.purge","target":"q","reason":"r"}
+`
+	if n := countAudit(out, "chaos-abc"); n != 1 {
+		t.Fatalf("countAudit = %d, want 1", n)
+	}
+}
+
+func TestParseCheck(t *testing.T) {
+	out := `{"level":"INFO","msg":"replay started"}
+{
+  "stream": "CATALOG",
+  "events": 240,
+  "diff": {"live_documents": 200, "rebuilt_documents": 200, "mismatched": 1, "missing": 0, "extra": 2, "in_flight": 3}
+}
+`
+	rep, err := parseCheck(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Stream != "CATALOG" || rep.Events != 240 || rep.Diff.Mismatched != 1 || rep.Diff.Extra != 2 || rep.Diff.InFlight != 3 {
+		t.Fatalf("parsed %+v", rep)
+	}
+	if _, err := parseCheck(`{"level":"ERROR"}`); err == nil {
+		t.Fatal("a log line parsed as a report")
+	}
+}
+
+func TestPoisonBudgetIsTheRetryBudget(t *testing.T) {
+	if b := poisonBudget(); b < 80*time.Second || b > 82*time.Second {
+		t.Fatalf("poisonBudget = %s, want about 81s (service.ConsumerRetries)", b)
+	}
+}

@@ -1,0 +1,76 @@
+package target_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shopfloor/shopfloor/chaos/target"
+)
+
+// TestComposeExecArgs renders the operator commands the drills run
+// against compose: the process's container and its binary.
+func TestComposeExecArgs(t *testing.T) {
+	c := &target.Compose{Files: []string{"deploy/compose/compose.yaml", "chaos/compose.chaos.yaml"}}
+	for _, tc := range []struct {
+		process string
+		args    []string
+		want    string
+	}{
+		{"search", []string{"stream-dlq", "--stream", "ORDERS", "list"}, "exec -T search search stream-dlq --stream ORDERS list"},
+		{"payments-relay", []string{"stream-dlq", "redrive", "--group", "payments"}, "exec -T payments-relay payments stream-dlq redrive --group payments"},
+		{"search-consumer-2", []string{"check", "--stream", "CATALOG"}, "exec -T search-consumer-2 search check --stream CATALOG"},
+	} {
+		got := strings.Join(c.ExecArgs(tc.process, tc.args...), " ")
+		want := "compose -f deploy/compose/compose.yaml -f chaos/compose.chaos.yaml " + tc.want
+		if got != want {
+			t.Errorf("ExecArgs(%s) = %q, want %q", tc.process, got, want)
+		}
+	}
+}
+
+// TestSecondInstancesAreEndpoints: every second instance has an admin
+// listener in both endpoint sets (the shared lag row reads them).
+func TestSecondInstancesAreEndpoints(t *testing.T) {
+	local, compose := target.LocalEndpoints(8000), target.ComposeEndpoints()
+	for _, name := range target.SecondInstances {
+		if local.Metrics[name] == "" || compose.Metrics[name] == "" {
+			t.Errorf("%s: local %q, compose %q", name, local.Metrics[name], compose.Metrics[name])
+		}
+	}
+}
+
+func TestDropAbsentInstances(t *testing.T) {
+	dir := t.TempDir()
+	e := target.LocalEndpoints(8000)
+	e.DropAbsentInstances(dir) // no pids directory: unknown, kept
+	if _, ok := e.Metrics["search-consumer-2"]; !ok {
+		t.Fatal("dropped without a run directory")
+	}
+	if err := mkdirAll(dir+"/pids", "search-consumer-2.pid"); err != nil {
+		t.Fatal(err)
+	}
+	e.DropAbsentInstances(dir)
+	if _, ok := e.Metrics["search-consumer-2"]; !ok {
+		t.Error("search-consumer-2 runs but was dropped")
+	}
+	if _, ok := e.Metrics["orders-consumer-2"]; ok {
+		t.Error("orders-consumer-2 does not run but was kept")
+	}
+	if _, ok := e.Metrics["orders-consumer"]; !ok {
+		t.Error("a first instance was dropped")
+	}
+}
+
+func mkdirAll(dir string, files ...string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("1\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package target_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shopfloor/shopfloor/chaos/target"
+)
+
+// fakeProcs records kills and starts; start calls onStart.
+type fakeProcs struct {
+	mu      sync.Mutex
+	calls   []string
+	onStart func()
+}
+
+func (f *fakeProcs) Kill(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "kill "+name)
+	return nil
+}
+
+func (f *fakeProcs) Start(_ context.Context, name string) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, "start "+name)
+	f.mu.Unlock()
+	f.onStart()
+	return nil
+}
+
+// TestClearToxicsRestartsAHungServer: a removal that does not answer
+// (Shopify/toxiproxy#558) restarts the Toxiproxy server, which comes back
+// without the toxic; a removal that answers restarts nothing.
+func TestClearToxicsRestartsAHungServer(t *testing.T) {
+	t.Parallel()
+	var (
+		mu      sync.Mutex
+		hung    = true
+		toxic   = true
+		release = make(chan struct{})
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		h, x := hung, toxic
+		mu.Unlock()
+		switch {
+		case r.Method == http.MethodDelete && h:
+			select { // wedged until the "restart" (or the client gives up)
+			case <-release:
+			case <-r.Context().Done():
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case r.Method == http.MethodDelete:
+			mu.Lock()
+			toxic = false
+			mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/proxies/catalog"):
+			toxics := `[]`
+			if x {
+				toxics = `[{"name":"t","type":"latency","stream":"downstream"}]`
+			}
+			_, _ = w.Write([]byte(`{"name":"catalog","enabled":true,"toxics":` + toxics + `}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	procs := &fakeProcs{onStart: func() {
+		mu.Lock()
+		hung, toxic = false, false // a restarted server has no toxics
+		mu.Unlock()
+		close(release)
+	}}
+	sys := &target.System{Endpoints: target.Endpoints{Toxiproxy: srv.URL}, Procs: procs}
+	restarted, err := sys.ClearToxics(t.Context(), 50*time.Millisecond, map[string][]string{"catalog": {"t"}})
+	if err != nil || !restarted {
+		t.Fatalf("ClearToxics: restarted %t, err %v; want a restart", restarted, err)
+	}
+	if got := strings.Join(procs.calls, ", "); got != "kill toxiproxy, start toxiproxy" {
+		t.Errorf("process calls %q, want kill then start of toxiproxy", got)
+	}
+	mu.Lock()
+	toxic = true
+	mu.Unlock()
+	restarted, err = sys.ClearToxics(t.Context(), time.Second, map[string][]string{"catalog": {"t"}})
+	if err != nil || restarted || len(procs.calls) != 2 {
+		t.Errorf("a removal that answers: restarted %t, err %v, calls %v; want no restart", restarted, err, procs.calls)
+	}
+}
