@@ -171,6 +171,8 @@ if [[ -z ${SHOPFLOOR_POSTGRES_URL:-} && -x $pg_bin/initdb && -x $pg_bin/postgres
 			fi
 		fi
 	fi
+	# The real directory: the postgres user may not pass through $run.
+	pgdata=$(readlink -f "$pgdata")
 	if [[ ! -s $pgdata/PG_VERSION ]]; then
 		echo "run: creating the PostgreSQL cluster in $pgdata"
 		mkdir -p "$pgdata"

@@ -290,13 +290,14 @@ func TestRecordFailureAfterAcceptIsRetriedNotResent(t *testing.T) {
 // one distinct Message-ID.
 func TestCrashBeforeCommitResendsSameMessageID(t *testing.T) {
 	t.Parallel()
-	crash := &failRecordAfterAccept{}
+	// The crash stops the first worker (its stop func arrives through a
+	// channel: the worker is started after the mailer is wired).
+	stops, crashed := make(chan func(), 1), make(chan struct{})
+	crash := &failRecordAfterAccept{crash: func() { go func() { (<-stops)(); close(crashed) }() }}
 	b := setup(t, notificationsvc.Config{}, func(m notificationsvc.Mailer) notificationsvc.Mailer { crash.Mailer = m; return crash })
 	orderID := newID()
 	b.apply(t, newID(), orderID, notificationsapi.KindReceipt, "ada@example.com")
-	stop := b.startWorker(t, 1)
-	crashed := make(chan struct{})
-	crash.crash = func() { go func() { stop(); close(crashed) }() }
+	stops <- b.startWorker(t, 1)
 	<-crashed
 	b.work(t, 1) // the process started again
 	b.settled(t)
