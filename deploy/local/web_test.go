@@ -815,7 +815,10 @@ func storefront(t *testing.T) (web, psp, password string) {
 		}
 		return "http://127.0.0.1:" + strconv.Itoa(base), "http://127.0.0.1:" + strconv.Itoa(base+99), id.DemoPassword
 	}
-	local := startTopology(t, "web", webPortBase, 13, "SEED_PRODUCTS=100")
+	// One instance per consumer group: stopping "search" then stops the
+	// whole service, which the console draws as stopped (with a second
+	// instance it would be degraded).
+	local := startTopology(t, "web", webPortBase, 13, "SEED_PRODUCTS=100", "SHOPFLOOR_CONSUMER_INSTANCES=1")
 	sys := local.System()
 	return "http://127.0.0.1:" + strconv.Itoa(webPortBase), "http://127.0.0.1:" + strconv.Itoa(webPortBase+99), sys.Identity.DemoPassword
 }
