@@ -133,7 +133,7 @@ func TestDrills(t *testing.T) {
 		}
 	})
 
-	for _, name := range []string{"relay-killed", "worker-killed", "postgres-killed"} {
+	for _, name := range []string{"relay-killed", "worker-killed"} {
 		t.Run(name, func(t *testing.T) {
 			ds, err := drill.Lookup(name)
 			if err != nil {

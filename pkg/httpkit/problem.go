@@ -226,8 +226,15 @@ func DatabaseTimedOut(err error) bool {
 // could not be made or broke in the middle of a request: PostgreSQL's
 // connect errors and closed connections (pgconn), an unexpected EOF, a
 // reset or refused connection, a broken pipe, or any net.Error that is
-// not a timeout. Timeouts are context.DeadlineExceeded's (504).
+// not a timeout; and a server that is going away or not back yet:
+// SQLSTATE class 08 (connection exception) and 57P01–57P03 (shutdown,
+// crash of another backend, cannot connect now: a PostgreSQL crash and
+// its recovery). Timeouts are context.DeadlineExceeded's (504).
 func ConnectionLost(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03") {
+		return true
+	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) || errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||

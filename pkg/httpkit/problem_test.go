@@ -207,6 +207,11 @@ func TestConnectionLostIsA503NeverA500(t *testing.T) {
 		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, true},
 		{"connection refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
 		{"closed pgx connection", fmt.Errorf("query: %w", pgconn.ErrConnClosed), true},
+		{"server crashed: another backend's crash", fmt.Errorf("insert: %w", &pgconn.PgError{Severity: "FATAL", Code: "57P02"}), true},
+		{"server recovering", &pgconn.PgError{Severity: "FATAL", Code: "57P03"}, true},
+		{"server shut down", &pgconn.PgError{Severity: "FATAL", Code: "57P01"}, true},
+		{"connection exception", &pgconn.PgError{Severity: "FATAL", Code: "08006"}, true},
+		{"a constraint is no outage", &pgconn.PgError{Code: "23505"}, false},
 		{"a timeout is 504's", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, false},
 		{"a bug", errors.New("nil map"), false},
 	} {
