@@ -162,28 +162,17 @@ func sleepUntilHealed(ctx context.Context, r *Run, d time.Duration) bool {
 }
 
 // unavailableRow: while a dependency of checkout was down, checkout
-// answered 503 (which the client retried), never another 5xx. A 500
-// would be a refusal of the load (load.Result.Refused).
+// answered 503 with Retry-After (which the client retried), never another
+// 5xx and never a dropped connection (answers.serverErrorsBut, as
+// catalog-down and overload count them).
 func unavailableRow(res load.Result, what string) invariant.Result {
-	var bad []string
-	for st, n := range res.Refused {
-		if st >= 500 {
-			bad = append(bad, fmt.Sprintf("%d×%d", st, n))
-		}
-	}
-	sort.Strings(bad)
-	row := invariant.Result{Invariant: "checkout answers 503 + Retry-After while " + what + " is down, never 500"}
-	n503 := res.Retries[http.StatusServiceUnavailable]
-	row.Evidence = fmt.Sprintf("503 answers retried: %d; without Retry-After: %d; other 5xx: %s", n503, res.NoRetryAfter[http.StatusServiceUnavailable], orNone(bad))
-	row.Held = len(bad) == 0 && res.NoRetryAfter[http.StatusServiceUnavailable] == 0
-	return row
-}
-
-func orNone(s []string) string {
-	if len(s) == 0 {
-		return "none"
-	}
-	return strings.Join(s, ", ")
+	w := window(res, time.Time{}, time.Time{})
+	other := w.serverErrorsBut(http.StatusServiceUnavailable)
+	return invariant.Result{Invariant: "checkout answers 503 + Retry-After while " + what + " is down, never 500",
+		Held: other == 0 && w.noRetryAfter503 == 0,
+		Evidence: fmt.Sprintf("%s; 503 without Retry-After: %d; other 5xx or network errors: %d",
+			w.statuses(), w.noRetryAfter503, other),
+		Counts: map[string]int{"answered_503": w.byStatus[http.StatusServiceUnavailable], "no_retry_after": w.noRetryAfter503, "other_5xx": other}}
 }
 
 // reconnectedRow: after the heal every role process answers /readyz
