@@ -120,6 +120,8 @@ func TestStormRow(t *testing.T) {
 	}{
 		{"quiet", map[string]float64{"stream_redeliveries_total": 12, `breaker_transitions_total{to="open"}`: 1}, load.Result{Started: 1000}, true, "stream_redeliveries_total +2"},
 		{"client timeouts", map[string]float64{"stream_redeliveries_total": 10}, load.Result{Started: 1000, Retries: map[int]int{0: 20}}, false, "network errors 20"},
+		{"refusals with Retry-After are backpressure, not timeouts", map[string]float64{"stream_redeliveries_total": 10, `http_inflight_rejected_total{limiter="orders-api"}`: 300, "orders_checkout_busy_total": 200},
+			load.Result{Started: 1000, Retries: map[int]int{503: 500}}, true, "orders_checkout_busy_total +200"},
 		{"a breaker opened", map[string]float64{"stream_redeliveries_total": 10, `breaker_transitions_total{to="open"}`: 2}, load.Result{Started: 1000}, false, "+1"},
 	} {
 		r := &Run{loadResult: tc.res}

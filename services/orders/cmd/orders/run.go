@@ -65,6 +65,10 @@ type Config struct {
 	// up to InFlightWait, then gets 503 with Retry-After.
 	MaxInFlight  int           `env:"MAX_IN_FLIGHT" envDefault:"64"`
 	InFlightWait time.Duration `env:"IN_FLIGHT_WAIT" envDefault:"50ms"`
+	// CheckoutConnWait bounds a priced checkout's wait for a database
+	// connection; past it the checkout is answered 503 busy with
+	// Retry-After (orderhttp.WithCheckoutConnWait). 0: no bound.
+	CheckoutConnWait time.Duration `env:"CHECKOUT_CONN_WAIT" envDefault:"1s"`
 	// IdempotencyRetention is how long an Idempotency-Key is remembered.
 	IdempotencyRetention time.Duration `env:"IDEMPOTENCY_RETENTION" envDefault:"24h"`
 	// ShedPaymentsBacklogAge: the api role answers checkouts 503 with
@@ -113,6 +117,9 @@ func (c Config) Validate() []error {
 	}
 	if c.CatalogAttempts < 1 || c.CatalogAttempts > 10 {
 		errs = append(errs, fmt.Errorf("CATALOG_ATTEMPTS: must be 1..10 (got %d)", c.CatalogAttempts))
+	}
+	if c.CheckoutConnWait < 0 {
+		errs = append(errs, fmt.Errorf("CHECKOUT_CONN_WAIT: must be positive, or 0 for no bound (got %s)", c.CheckoutConnWait))
 	}
 	if c.ShedPaymentsBacklogAge < 0 {
 		errs = append(errs, fmt.Errorf("SHED_PAYMENTS_BACKLOG_AGE: must be positive, or 0 to turn shedding off (got %s)", c.ShedPaymentsBacklogAge))
@@ -221,7 +228,7 @@ func serve(ctx context.Context, cfg Config, rt *service.Runtime, lns service.Lis
 			if err != nil {
 				return err
 			}
-			var routeOpts []orderhttp.Option
+			routeOpts := []orderhttp.Option{orderhttp.WithCheckoutConnWait(cfg.CheckoutConnWait, tel.Registry)}
 			if cfg.ShedPaymentsBacklogAge > 0 {
 				signals := []overload.Signal{overload.PendingOrders(pool, overload.PendingOrdersSkip)}
 				if cfg.NATSURL != "" {

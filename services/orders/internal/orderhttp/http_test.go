@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shopfloor/shopfloor/pkg/auth"
@@ -51,6 +52,12 @@ type bundle struct {
 // real catalog (catalogtest) behind a proxy the test can cut.
 func setup(t testing.TB, opts ...orderhttp.Option) *bundle {
 	t.Helper()
+	return setupPricer(t, nil, opts...)
+}
+
+// setupPricer is setup with catalog's client wrapped by wrap (nil: as is).
+func setupPricer(t testing.TB, wrap func(ordersvc.Pricer) ordersvc.Pricer, opts ...orderhttp.Option) *bundle {
+	t.Helper()
 	db := testinfra.Postgres(t, migrations.FS)
 	cat := catalogtest.Start(t)
 	proxy := testinfra.NewProxy(t, strings.TrimPrefix(cat.URL, "http://"))
@@ -60,7 +67,11 @@ func setup(t testing.TB, opts ...orderhttp.Option) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := ordersvc.New(db.Pool, client, outbox.New(ordersapi.Stream), time.Now)
+	var pricer ordersvc.Pricer = client
+	if wrap != nil {
+		pricer = wrap(client)
+	}
+	svc, err := ordersvc.New(db.Pool, pricer, outbox.New(ordersapi.Stream), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,6 +411,111 @@ func TestCatalogSlow(t *testing.T) {
 	if r := b.do(t, "POST", "/v1/orders", b.order(), key("k-slow")); r.status != http.StatusCreated {
 		t.Fatalf("same key after catalog recovered = %d %s", r.status, r.body)
 	}
+}
+
+// pricerFunc is an ordersvc.Pricer.
+type pricerFunc func(context.Context, catalogapi.BatchQuery) (catalogapi.ProductBatch, error)
+
+func (f pricerFunc) Batch(ctx context.Context, q catalogapi.BatchQuery) (catalogapi.ProductBatch, error) {
+	return f(ctx, q)
+}
+
+// TestPricingHoldsNoConnection: checkout asks catalog for prices before it
+// takes a database connection, so checkouts waiting on a slow catalog do
+// not exhaust the pool and the requests behind them reach the open
+// breaker at once (the catalog-down drill). The pricer records how many
+// of the pool's connections are taken while it runs; each test has its
+// own database and pool. A retry of a stored key is still answered from
+// the store when pricing fails (catalog down, the product archived).
+func TestPricingHoldsNoConnection(t *testing.T) {
+	t.Parallel()
+	var held []int32
+	var mu sync.Mutex
+	var b *bundle
+	b = setupPricer(t, func(next ordersvc.Pricer) ordersvc.Pricer {
+		return pricerFunc(func(ctx context.Context, q catalogapi.BatchQuery) (catalogapi.ProductBatch, error) {
+			mu.Lock()
+			held = append(held, b.db.Pool.Stat().AcquiredConns())
+			mu.Unlock()
+			return next.Batch(ctx, q)
+		})
+	})
+	first := b.do(t, "POST", "/v1/orders", b.order(), key("k-held"))
+	if first.status != http.StatusCreated {
+		t.Fatalf("POST = %d %s", first.status, first.body)
+	}
+	mu.Lock()
+	if len(held) != 1 || held[0] != 0 {
+		t.Fatalf("connections taken while pricing: %v, want [0]", held)
+	}
+	mu.Unlock()
+	// Catalog down: the retry of the stored key replays, a new key is 503.
+	b.proxy.Down()
+	if r := b.do(t, "POST", "/v1/orders", b.order(), key("k-held")); r.status != http.StatusCreated ||
+		r.header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(r.body, first.body) {
+		t.Fatalf("retry with catalog down = %d %v %s", r.status, r.header, r.body)
+	}
+	if r := b.do(t, "POST", "/v1/orders", b.order(), key("k-new")); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("new key with catalog down = %d %s", r.status, r.body)
+	}
+	b.proxy.Up()
+	// A product archived since: the retry still replays the order it made.
+	b.catalog.Archive(t, b.a)
+	if r := b.do(t, "POST", "/v1/orders", b.order(), key("k-held")); r.status != http.StatusCreated || !bytes.Equal(r.body, first.body) {
+		t.Fatalf("retry after the product was archived = %d %s", r.status, r.body)
+	}
+	if c := b.counts(t); c != [4]int{1, 2, 1, 1} {
+		t.Fatalf("rows (orders, lines, outbox, keys) = %v", c)
+	}
+}
+
+// TestCheckoutBusyWhenNoConnectionIsFree: with every pool connection
+// taken, a checkout waits CHECKOUT_CONN_WAIT, then answers 503 busy with
+// Retry-After and writes nothing; the same key succeeds once one is free.
+func TestCheckoutBusyWhenNoConnectionIsFree(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	b := setup(t, orderhttp.WithCheckoutConnWait(100*time.Millisecond, reg))
+	var held []*pgxpool.Conn
+	for range b.db.Pool.Config().MaxConns {
+		c, err := b.db.Pool.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	r := b.do(t, "POST", "/v1/orders", b.order(), key("k-busy"))
+	for _, c := range held {
+		c.Release()
+	}
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "1" || decode[*httpkit.Problem](t, r).Class() != "busy" {
+		t.Fatalf("checkout with no connection free = %d %v %s", r.status, r.header, r.body)
+	}
+	if n := counterValue(t, reg, "orders_checkout_busy_total"); n != 1 {
+		t.Fatalf("orders_checkout_busy_total = %g, want 1", n)
+	}
+	if c := b.counts(t); c != [4]int{} {
+		t.Fatalf("a busy checkout wrote rows (orders, lines, outbox, keys) = %v", c)
+	}
+	if r := b.do(t, "POST", "/v1/orders", b.order(), key("k-busy")); r.status != http.StatusCreated {
+		t.Fatalf("same key with connections free = %d %s", r.status, r.body)
+	}
+}
+
+// counterValue is the value of the single counter named name in reg.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no counter %s", name)
+	return 0
 }
 
 func (b *bundle) place(t *testing.T, k string) ordersapi.Order {

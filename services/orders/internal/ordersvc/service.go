@@ -136,15 +136,15 @@ func (s *Service) Price(ctx context.Context, in ordersapi.CreateOrder) ([]order.
 	return lines, nil
 }
 
-// Place prices in (Price) and writes the order, its lines and its
-// order.placed event in tx. in must have passed order.ValidateCreate. An
-// order payments could not charge (its total or currency outside
-// payments' limits) is refused with a *order.PaymentLimitError and
-// nothing is written: payments would only dead-letter its order.placed.
-func (s *Service) Place(ctx context.Context, tx pgx.Tx, in ordersapi.CreateOrder) (order.Order, error) {
-	lines, err := s.Price(ctx, in)
-	if err != nil {
-		return order.Order{}, err
+// Place writes the order, its lines (priced by Price, before tx began)
+// and its order.placed event in tx. in must have passed
+// order.ValidateCreate. An order payments could not charge (its total or
+// currency outside payments' limits) is refused with a
+// *order.PaymentLimitError and nothing is written: payments would only
+// dead-letter its order.placed.
+func (s *Service) Place(ctx context.Context, tx pgx.Tx, in ordersapi.CreateOrder, lines []order.Line) (order.Order, error) {
+	if len(lines) != len(in.Items) {
+		return order.Order{}, fmt.Errorf("place: %d priced lines for %d items", len(lines), len(in.Items))
 	}
 	total, err := order.Total(lines)
 	if err != nil {
