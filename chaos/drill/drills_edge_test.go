@@ -45,6 +45,8 @@ func TestRefusalRow(t *testing.T) {
 	before := answersAt(start, 10, http.StatusCreated, 20*time.Millisecond, false)
 	fast := answersAt(fault, 97, http.StatusServiceUnavailable, 3*time.Millisecond, true)
 	probes := answersAt(fault.Add(time.Second), 3, http.StatusServiceUnavailable, 2*time.Second, true) // the cut's first calls, a probe
+	// At 2/s over a 10s fault: at most 2 × 3 + 2 + 1 = 9 slow refusals.
+	tooMany := answersAt(fault.Add(time.Second), 10, http.StatusServiceUnavailable, 2*time.Second, true)
 	for _, tc := range []struct {
 		name string
 		ans  []load.Answered
@@ -52,12 +54,13 @@ func TestRefusalRow(t *testing.T) {
 		want string
 	}{
 		{"fast refusals, a few probes", concat(before, fast, probes), true, "503×100"},
-		{"no breaker: every refusal waits for its attempts", concat(before, answersAt(fault, 100, http.StatusServiceUnavailable, 6*time.Second, true)), false, "p95 6s"},
+		{"no breaker: every refusal waits for its attempts", concat(before, answersAt(fault, 100, http.StatusServiceUnavailable, 6*time.Second, true)), false, "p50 6s"},
+		{"more slow refusals than the first timeout and the probes explain", concat(before, fast, tooMany), false, "10 slower than 100ms"},
 		{"a 503 without Retry-After", concat(before, fast, answersAt(fault, 1, http.StatusServiceUnavailable, time.Millisecond, false)), false, "503 without Retry-After: 1"},
 		{"a 500 after the heal", concat(before, fast, answersAt(heal.Add(time.Second), 1, http.StatusInternalServerError, time.Millisecond, false)), false, "(whole run): 1"},
 		{"nothing refused", before, false, "no answers"},
 	} {
-		r := &Run{FaultStart: fault, HealEnd: heal, loadResult: load.Result{Answers: tc.ans}}
+		r := &Run{Cfg: Config{Rate: 2}, FaultStart: fault, HealEnd: heal, loadResult: load.Result{Answers: tc.ans}}
 		got := refusalRow(r)
 		if got.Held != tc.held || !strings.Contains(got.Evidence, tc.want) {
 			t.Errorf("%s: held %t, %q; want held %t and %q", tc.name, got.Held, got.Evidence, tc.held, tc.want)
@@ -122,6 +125,8 @@ func TestStormRow(t *testing.T) {
 		{"client timeouts", map[string]float64{"stream_redeliveries_total": 10}, load.Result{Started: 1000, Retries: map[int]int{0: 20}}, false, "network errors 20"},
 		{"refusals with Retry-After are backpressure, not timeouts", map[string]float64{"stream_redeliveries_total": 10, `http_inflight_rejected_total{limiter="orders-api"}`: 300, "orders_checkout_busy_total": 200},
 			load.Result{Started: 1000, Retries: map[int]int{503: 500}}, true, "orders_checkout_busy_total +200"},
+		{"the cache failing open on a slow Redis is by design", map[string]float64{"stream_redeliveries_total": 10, "cache_redis_errors_total": 40},
+			load.Result{Started: 1000}, true, "cache_redis_errors_total +40"},
 		{"a breaker opened", map[string]float64{"stream_redeliveries_total": 10, `breaker_transitions_total{to="open"}`: 2}, load.Result{Started: 1000}, false, "+1"},
 	} {
 		r := &Run{loadResult: tc.res}

@@ -170,6 +170,10 @@ func ErrorEncoder(logger *slog.Logger) kithttp.ErrorEncoder {
 	}
 }
 
+// StatusClientClosedRequest is the status of an answer to a request whose
+// client went away first (no HTTP status exists for it; nginx's 499).
+const StatusClientClosedRequest = 499
+
 // problemFor maps err to the problem to write, logging what the client is
 // not told.
 func problemFor(ctx context.Context, logger *slog.Logger, err error) *Problem {
@@ -186,6 +190,16 @@ func problemFor(ctx context.Context, logger *slog.Logger, err error) *Problem {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return tooLarge(mbe.Limit)
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		// The client went away (a caller's attempt timeout, a closed
+		// browser tab): nobody reads this answer, and it is not a server
+		// error. 499 (nginx's "client closed request") keeps it out of the
+		// 5xx error rates and the error log.
+		logger.LogAttrs(ctx, slog.LevelInfo, "client closed the request", slog.Any("err", err))
+		p := NewProblem(StatusClientClosedRequest, "client-closed-request", "the client closed the request before it was answered")
+		p.Title = "Client Closed Request"
+		return p
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		logger.LogAttrs(ctx, slog.LevelWarn, "request timed out", slog.Any("err", err))

@@ -75,6 +75,26 @@ func TestErrorEncoder(t *testing.T) {
 // TestDatabaseUnavailableIs503: a request that cannot get a PostgreSQL
 // connection (here a real dial to a port nothing listens on) did nothing
 // and may be retried: 503 with Retry-After, not a 500.
+// TestClientGoneIsNot500: a request whose client went away (its context
+// canceled) is answered 499 and logged at info, not as a failed request;
+// a cancellation while the client still waits is still a 500.
+func TestClientGoneIsNot500(t *testing.T) {
+	t.Parallel()
+	logger, logs := newLogger()
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec := httptest.NewRecorder()
+	httpkit.ErrorEncoder(logger)(gone, fmt.Errorf("query: %w", context.Canceled), rec)
+	if rec.Code != httpkit.StatusClientClosedRequest || strings.Contains(logs.String(), "ERROR") || !strings.Contains(logs.String(), "client closed the request") {
+		t.Fatalf("client gone = %d, logs %q", rec.Code, logs.String())
+	}
+	rec = httptest.NewRecorder()
+	httpkit.ErrorEncoder(logger)(context.Background(), fmt.Errorf("query: %w", context.Canceled), rec)
+	if rec.Code != http.StatusInternalServerError {
+		t.Fatalf("canceled while the client waits = %d, want 500", rec.Code)
+	}
+}
+
 func TestDatabaseUnavailableIs503(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,6 +53,22 @@ func (g *Group) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.
 // confirmed that ack. It returns the publish error and leaves the original
 // alone if the copy was not stored.
 func (g *Group) storeDeadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d Delivery, class string, cause error, firstFailure time.Time) (acked bool, err error) {
+	// An operator settled this message's dead letter before (DLQ.Discard
+	// or Redrive left a tombstone): a replay re-read it and it failed
+	// again. The operator's decision stands: acknowledge it, do not
+	// dead-letter it a second time.
+	if t, found, err := discardedBefore(ctx, g.js, g.cfg.Stream, g.cfg.Name, d.Sequence); err != nil {
+		return false, err
+	} else if found {
+		g.metrics.discardedAgain(g.cfg)
+		log.WarnContext(ctx, "message failed again after an operator settled its dead letter; acknowledged without a new dead letter",
+			"class", class, "key", d.Key, "error", cause, "settled_by", t.Action, "actor", t.Actor, "at", t.At, "reason", t.Reason)
+		if err := msg.DoubleAck(ctx); err != nil {
+			log.WarnContext(ctx, "ack of a discarded message not confirmed; it is judged again on redelivery", "error", err)
+			return false, nil
+		}
+		return true, nil
+	}
 	nm := nats.NewMsg(dlqSubject(g.cfg.Stream, g.cfg.Name))
 	nm.Data = d.Payload
 	for k, vs := range msg.Headers() {
@@ -363,6 +380,14 @@ func (q *DLQ) redriveOne(ctx context.Context, s jetstream.Stream, dl DeadLetter)
 	if _, err := q.js.PublishMsg(ctx, nm, jetstream.WithExpectStream(q.stream)); err != nil {
 		return fmt.Errorf("dlq %s: redrive %d to %s: %w", DLQStream(q.stream), dl.Seq, dl.OriginalSubject, err)
 	}
+	// The copy just published carries the message from now on: a replay
+	// that re-reads the original and fails on it again does not bring the
+	// dead letter back.
+	if dl.Group != "" && dl.OriginalSeq > 0 {
+		if err := q.tombstone(ctx, dl, "redrive", "", "redriven"); err != nil {
+			return fmt.Errorf("dlq %s: redrive %d: published, not deleted: %w", DLQStream(q.stream), dl.Seq, err)
+		}
+	}
 	if err := s.DeleteMsg(ctx, dl.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("dlq %s: delete %d after redrive (it is published; a second redrive of it is dropped as a duplicate inside the window): %w",
 			DLQStream(q.stream), dl.Seq, err)
@@ -398,6 +423,11 @@ func (q *DLQ) Discard(ctx context.Context, seq uint64, actor, reason string) err
 		}
 		return fmt.Errorf("dlq %s: discard %d: not recorded, nothing deleted: %w", DLQStream(q.stream), seq, err)
 	}
+	if dl.Group != "" && dl.OriginalSeq > 0 {
+		if err := q.tombstone(ctx, dl, "discard", actor, reason); err != nil {
+			return fmt.Errorf("dlq %s: discard %d: recorded, not deleted: %w", DLQStream(q.stream), seq, err)
+		}
+	}
 	s, err := q.dlqStream(ctx)
 	if err != nil {
 		return err
@@ -411,4 +441,71 @@ func (q *DLQ) Discard(ctx context.Context, seq uint64, actor, reason string) err
 	q.log.WarnContext(ctx, "dead letter discarded", "seq", seq, "group", dl.Group, "event_id", dl.EventID,
 		"error_class", dl.ErrorClass, "actor", actor, "reason", reason)
 	return nil
+}
+
+// --- tombstones of discarded dead letters ---------------------------------------
+
+// DiscardedBucket is the JetStream key-value bucket where Discard and
+// Redrive leave a tombstone for each dead letter an operator settled,
+// keyed "<group>.<original sequence>". A group that dead-letters a message
+// checks it first: a replay (a consumer reset to an earlier sequence)
+// re-reads messages whose dead letters an operator already judged (thrown
+// away, or published again as a new message), and the operator's decision
+// stands instead of the dead letter coming back. The
+// bucket keeps tombstones as long as the stream keeps messages (its
+// MaxAge; 0 keeps them for good).
+func DiscardedBucket(stream string) string { return DLQStream(stream) + "_DISCARDED" }
+
+// tombstone is what Discard and Redrive leave behind.
+type tombstone struct {
+	Action  string    `json:"action"` // discard or redrive
+	Actor   string    `json:"actor"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
+	EventID string    `json:"event_id,omitempty"`
+	DLQSeq  uint64    `json:"dlq_seq"`
+}
+
+func tombstoneKey(group string, seq uint64) string { return group + "." + strconv.FormatUint(seq, 10) }
+
+func (q *DLQ) tombstone(ctx context.Context, dl DeadLetter, action, actor, reason string) error {
+	var maxAge time.Duration
+	if s, err := q.js.Stream(ctx, q.stream); err == nil {
+		maxAge = s.CachedInfo().Config.MaxAge
+	}
+	kv, err := q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DiscardedBucket(q.stream),
+		Description: "tombstones of discarded dead letters of " + q.stream + " (pkg/stream DLQ.Discard)", History: 1, TTL: maxAge})
+	if err != nil {
+		return fmt.Errorf("tombstone bucket: %w", err)
+	}
+	b, err := json.Marshal(tombstone{Action: action, Actor: actor, Reason: reason, At: time.Now().UTC(), EventID: dl.EventID, DLQSeq: dl.Seq})
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, tombstoneKey(dl.Group, dl.OriginalSeq), b); err != nil {
+		return fmt.Errorf("tombstone: %w", err)
+	}
+	return nil
+}
+
+// discardedBefore looks up the tombstone of group's message seq of stream.
+// No bucket means nothing was ever discarded.
+func discardedBefore(ctx context.Context, js jetstream.JetStream, stream, group string, seq uint64) (tombstone, bool, error) {
+	kv, err := js.KeyValue(ctx, DiscardedBucket(stream))
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return tombstone{}, false, nil
+	}
+	if err != nil {
+		return tombstone{}, false, fmt.Errorf("tombstone bucket: %w", err)
+	}
+	e, err := kv.Get(ctx, tombstoneKey(group, seq))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return tombstone{}, false, nil
+	}
+	if err != nil {
+		return tombstone{}, false, fmt.Errorf("tombstone: %w", err)
+	}
+	var t tombstone
+	_ = json.Unmarshal(e.Value(), &t) // a tombstone that cannot be read is still a tombstone
+	return t, true, nil
 }

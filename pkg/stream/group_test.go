@@ -493,6 +493,32 @@ func TestPoisonMessageGoesToDLQ(t *testing.T) {
 	if err := audited.Discard(ctx, dl.Seq, "oscar", "again"); !errors.Is(err, stream.ErrNotFound) {
 		t.Errorf("second Discard = %v, want ErrNotFound", err)
 	}
+
+	// A replay (every partition consumer reset to the start) re-reads the
+	// poison message: it fails again, and the operator's discard stands:
+	// acknowledged, no second dead letter.
+	for p := range 4 {
+		if _, err := s.nt.JS.ResetConsumerToSequence(ctx, s.name, fmt.Sprintf("search-p%d", p), 1); err != nil {
+			t.Fatalf("reset search-p%d: %v", p, err)
+		}
+	}
+	testinfra.Eventually(t, 15*time.Second, func() error {
+		if got := counter(t, s.reg, "stream_discarded_again_total", map[string]string{"group": "search"}); got != 1 {
+			return fmt.Errorf("stream_discarded_again_total = %v, want 1", got)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if poison != 2 || len(done) < 2*len(others) {
+			return fmt.Errorf("after the replay: poison handled %d times, %d others", poison, len(done))
+		}
+		return nil
+	})
+	if got := counter(t, s.reg, "stream_dead_lettered_total", map[string]string{"group": "search", "class": "permanent"}); got != 1 {
+		t.Errorf("stream_dead_lettered_total after the replay = %v, want 1 (the discarded message dead-lettered again)", got)
+	}
+	if dls, err := s.dlq.List(ctx, "search", 10); err != nil || len(dls) != 0 {
+		t.Errorf("dead letters after the replay = %+v, %v; want none", dls, err)
+	}
 }
 
 // TestExhaustedBudgetThenRedrive: a message that keeps failing goes to the
@@ -595,6 +621,16 @@ func TestExhaustedBudgetThenRedrive(t *testing.T) {
 	defer mu.Unlock()
 	if got, want := fmt.Sprint(calls), "[flaky#1 flaky#2 flaky#3 next#1 flaky#1]"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
+	}
+	// The redrive left a tombstone for the original: a replay that fails
+	// on it again does not bring the dead letter back (the discard path
+	// is exercised end to end by TestPoisonMessageGoesToDLQ).
+	kv, err := s.nt.JS.KeyValue(ctx, stream.DiscardedBucket(s.name))
+	if err != nil {
+		t.Fatalf("tombstone bucket after a redrive: %v", err)
+	}
+	if e, err := kv.Get(ctx, fmt.Sprintf("notify.%d", dls[0].OriginalSeq)); err != nil || !strings.Contains(string(e.Value()), `"action":"redrive"`) {
+		t.Errorf("tombstone of the redriven original: %v", err)
 	}
 }
 

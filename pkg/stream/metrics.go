@@ -19,6 +19,7 @@ type groupMetrics struct {
 	duration     *prometheus.HistogramVec
 	redeliveries *prometheus.CounterVec
 	deadLettered *prometheus.CounterVec
+	discarded    *prometheus.CounterVec
 	batchSize    *prometheus.HistogramVec
 	waitingParts *prometheus.GaugeVec
 	infraRetries *prometheus.CounterVec
@@ -50,6 +51,10 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 			Name: "stream_dead_lettered_total",
 			Help: "Messages moved to the dead-letter stream, by class (permanent, exhausted).",
 		}, []string{"stream", "group", "class"}),
+		discarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stream_discarded_again_total",
+			Help: "Messages that failed again after an operator had discarded or redriven their dead letter (a replay re-read them): acknowledged, not dead-lettered twice.",
+		}, []string{"stream", "group"}),
 		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "stream_handler_batch_size_messages",
 			Help:    "Messages per call of a batch group's handler (1 when a failed batch is handled one message at a time).",
@@ -78,6 +83,9 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 		return nil, err
 	}
 	if m.deadLettered, err = register(reg, m.deadLettered); err != nil {
+		return nil, err
+	}
+	if m.discarded, err = register(reg, m.discarded); err != nil {
 		return nil, err
 	}
 	if m.batchSize, err = register(reg, m.batchSize); err != nil {
@@ -157,6 +165,12 @@ func (m *groupMetrics) infraRetry(cfg GroupConfig) {
 func (m *groupMetrics) deadLetter(cfg GroupConfig, class string) {
 	if m != nil {
 		m.deadLettered.WithLabelValues(cfg.Stream, cfg.Name, class).Inc()
+	}
+}
+
+func (m *groupMetrics) discardedAgain(cfg GroupConfig) {
+	if m != nil {
+		m.discarded.WithLabelValues(cfg.Stream, cfg.Name).Inc()
 	}
 }
 
