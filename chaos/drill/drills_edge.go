@@ -316,7 +316,7 @@ func latency() Drill {
 		Fault: fmt.Sprintf("%s ± %s on every Toxiproxy link (%s), on the answers (downstream: every round trip pays it once), removed after the fault window",
 			addedLatency, latencyJitter, strings.Join(latencyLinks, ", ")),
 		Proves: "a slow network makes the system slower, never wrong: checkout latency rises and throughput drops, every row holds, and there is no timeout storm " +
-			"(timeouts and retries counted from the metrics stay under 1 per 100 checkouts; no breaker between services opens; refusals with 503 + Retry-After "+
+			"(timeouts and retries counted from the metrics stay under 1 per 100 checkouts; no breaker between services opens; refusals with 503 + Retry-After " +
 			"and the cache's designed fail-open to PostgreSQL on a Redis slower than 50ms are reported, not counted)",
 		Inject: func(ctx context.Context, r *Run) error {
 			proxies, err := latencyProxies(ctx, r)
