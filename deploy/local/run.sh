@@ -274,7 +274,11 @@ wait_ready identity "http://127.0.0.1:$IDENTITY_ADMIN_PORT/readyz"
 # Every API verifies bearer tokens of the issuer (AUTH_ISSUER, pkg/auth).
 common=(NATS_URL="nats://127.0.0.1:$TOXI_NATS" LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER")
 catalog_env=("${common[@]}" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://127.0.0.1:$TOXI_REDIS/$REDIS_DB")
-supervise catalog env "${catalog_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:$CATALOG_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_ADMIN_PORT" "$run/catalog" serve
+# catalog's api reads are short and wait on the network, not the CPU: twice
+# the default pool (8), so a slow link to PostgreSQL (the latency drill:
+# 200ms a round trip, 2 queries a price lookup) does not queue lookups
+# behind the pool past orders' 2s catalog timeout.
+supervise catalog env "${catalog_env[@]}" DATABASE_MAX_CONNS=16 ROLES=api HTTP_ADDR="127.0.0.1:$CATALOG_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_ADMIN_PORT" "$run/catalog" serve
 wait_ready catalog "http://127.0.0.1:$CATALOG_ADMIN_PORT/readyz"
 
 # The CDN: Varnish with the compose VCL, pointed at the local catalog's

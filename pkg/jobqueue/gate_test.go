@@ -67,3 +67,35 @@ func TestBreakerGateStopsReceivesWhileOpen(t *testing.T) {
 		t.Fatalf("breaker %s after the queue drained", s)
 	}
 }
+
+// TestBreakerGateProbeReachesEveryQueue: two queues behind one breaker
+// (payments' charges and refunds share the provider's), one of them empty.
+// The half-open probe must reach the queue with work: the worker of the
+// empty queue yields the probe after finding nothing instead of taking it
+// back at once. The psp-errors drill once saw the breaker stay half-open
+// for 5 minutes with 163 charges waiting and none in flight.
+func TestBreakerGateProbeReachesEveryQueue(t *testing.T) {
+	t.Parallel()
+	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "idle"}, jobqueue.Queue{Name: "work"})
+	for i := range 5 {
+		b.send(t, "work", jobqueue.SendInput{Body: fmt.Appendf(nil, "job %d", i)})
+	}
+	brk := breakertest.New(t, breaker.Config{Name: "shared", Failures: 1, CoolDown: 50 * time.Millisecond, MaxCoolDown: 50 * time.Millisecond})
+	brk.Failure() // open; half-open after the cool-down
+	idle := b.c.NewWorker(jobqueue.WorkerConfig{Queue: "idle", Concurrency: 2, Backoff: fastRetry, Gate: jobqueue.BreakerGate(brk.Breaker)},
+		func(context.Context, jobqueue.Message) error { return nil })
+	work := b.c.NewWorker(jobqueue.WorkerConfig{Queue: "work", Concurrency: 2, Backoff: fastRetry, Gate: jobqueue.BreakerGate(brk.Breaker)},
+		func(context.Context, jobqueue.Message) error {
+			brk.Success()
+			return nil
+		})
+	runWorker(t, idle)
+	time.Sleep(100 * time.Millisecond) // the idle worker asks for the probe first
+	runWorker(t, work)
+	testinfra.Eventually(t, 15*time.Second, func() error {
+		if n := count(t, b, `SELECT count(*) FROM jobqueue_messages`); n != 0 {
+			return fmt.Errorf("%d jobs left, breaker %s", n, brk.State())
+		}
+		return nil
+	})
+}

@@ -232,6 +232,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		if len(msgs) == 0 {
 			<-slots
 			settled()
+			if permit.Limit > 0 && sleepCtx(ctx, probeWait) != nil {
+				// A probe that found this queue empty yields the probe
+				// for one probe wait: another queue behind the same
+				// breaker (payments' charges and refunds share the
+				// provider's) takes it instead of waiting while this
+				// worker takes it back at once, which kept the provider's
+				// breaker half-open for minutes with charges waiting.
+				return nil
+			}
 			continue
 		}
 		// One slot is held; take one more per extra message (free says
@@ -405,4 +414,16 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// sleepCtx waits d or until ctx ends (its error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
