@@ -73,17 +73,21 @@ func TestShedRow(t *testing.T) {
 	start := time.Unix(1000, 0)
 	fault, heal := start.Add(10*time.Second), start.Add(40*time.Second)
 	ok := concat(answersAt(fault, 50, http.StatusCreated, 300*time.Millisecond, false), answersAt(fault, 20, http.StatusServiceUnavailable, time.Millisecond, true))
+	shed := func(backlog, busy float64) map[string]float64 {
+		return map[string]float64{"orders_checkout_shed_total": backlog, "orders_checkout_busy_total": busy}
+	}
 	for _, tc := range []struct {
 		name string
 		res  load.Result
-		shed float64
+		shed map[string]float64
 		held bool
 		want string
 	}{
-		{"shed with Retry-After", load.Result{Answers: ok}, 20, true, "shed_total +20"},
-		{"shedding off", load.Result{Answers: answersAt(fault, 50, http.StatusCreated, time.Second, false)}, 0, false, "shed_total +0"},
-		{"a 503 without Retry-After", load.Result{Answers: ok, NoRetryAfter: map[int]int{503: 2}}, 20, false, "without Retry-After: 2"},
-		{"a 500", load.Result{Answers: concat(ok, answersAt(fault, 1, http.StatusInternalServerError, time.Millisecond, false))}, 20, false, "other 5xx: 1"},
+		{"shed with Retry-After", load.Result{Answers: ok}, shed(20, 0), true, "shed_total +20"},
+		{"refused at the pool with Retry-After", load.Result{Answers: ok}, shed(0, 20), true, "busy_total +20"},
+		{"shedding off", load.Result{Answers: answersAt(fault, 50, http.StatusCreated, time.Second, false)}, shed(0, 0), false, "shed_total +0"},
+		{"a 503 without Retry-After", load.Result{Answers: ok, NoRetryAfter: map[int]int{503: 2}}, shed(20, 0), false, "without Retry-After: 2"},
+		{"a 500", load.Result{Answers: concat(ok, answersAt(fault, 1, http.StatusInternalServerError, time.Millisecond, false))}, shed(20, 0), false, "other 5xx: 1"},
 	} {
 		r := &Run{FaultStart: fault, HealEnd: heal, Samples: NewSampler(nil), loadResult: tc.res}
 		got := shedRow(r, tc.shed)

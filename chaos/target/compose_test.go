@@ -157,4 +157,12 @@ func TestComposeRunnerCommands(t *testing.T) {
 	if got := strings.Join((&target.Compose{Files: files}).Command("start", "search"), " "); got != prefix+"start search" {
 		t.Errorf("Command: %q", got)
 	}
+	// Exec (poison-message's operator procedure) renders too, runs nothing.
+	var out strings.Builder
+	if _, err := (&target.Compose{Files: files, DryRun: &out}).Exec(context.Background(), "search", "stream-dlq", "--stream", "ORDERS", "list"); err != nil {
+		t.Fatalf("dry-run exec: %v", err)
+	}
+	if want := prefix + "exec -T search search stream-dlq --stream ORDERS list\n"; out.String() != want {
+		t.Errorf("dry-run exec rendered %q, want %q", out.String(), want)
+	}
 }

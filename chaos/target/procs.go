@@ -150,8 +150,15 @@ func (c *Compose) ExecArgs(process string, args ...string) []string {
 }
 
 // Exec runs `docker compose exec -T NAME BINARY ARGS...` (ExecArgs).
+// With DryRun it writes the command line instead and returns no output.
 func (c *Compose) Exec(ctx context.Context, process string, args ...string) (string, error) {
 	full := c.ExecArgs(process, args...)
+	if c.DryRun != nil {
+		if _, err := fmt.Fprintln(c.DryRun, "docker "+strings.Join(full, " ")); err != nil {
+			return "", fmt.Errorf("dry run of docker %s: %w", strings.Join(full, " "), err)
+		}
+		return "", nil
+	}
 	cmd := exec.CommandContext(ctx, "docker", full...) //nolint:gosec // G204: docker compose with the drill's own arguments
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -61,7 +61,7 @@ status)
 		state=running
 		[[ -e $run/stopped/$name ]] && state=stopped
 		alive "$pid" || state="$state (process gone)"
-		printf '%-22s %-8s %s\n' "$name" "$pid" "$state"
+		printf '%-26s %-8s %s\n' "$name" "$pid" "$state"
 	done
 	;;
 stop)
