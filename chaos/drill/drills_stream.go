@@ -1292,6 +1292,28 @@ func parseCheck(out string) (checkReport, error) {
 	return rep, nil
 }
 
+// resentMail compares the e-mails per order before the reset with now,
+// for the orders not of this run (ours): more lists those that got
+// another. A count that fell is the sink's eviction (it keeps the newest
+// 10,000 messages, smtpsink.Config.MaxMessages), not the replay.
+func resentMail(before, now map[string]int, ours map[string]bool) (orders, mails, evicted int, more []string) {
+	for id, n := range before {
+		if ours[id] {
+			continue
+		}
+		orders++
+		mails += n
+		switch {
+		case now[id] > n:
+			more = append(more, fmt.Sprintf("%s %d→%d", id, n, now[id]))
+		case now[id] < n:
+			evicted++
+		}
+	}
+	sort.Strings(more)
+	return orders, mails, evicted, more
+}
+
 func replayRows(ctx context.Context, r *Run, st *replayState) []invariant.Result {
 	mail := invariant.Result{Invariant: "#3 the replay sent no e-mail for an earlier order"}
 	ours := map[string]bool{}
@@ -1308,20 +1330,9 @@ func replayRows(ctx context.Context, r *Run, st *replayState) []invariant.Result
 	case berr != nil || err != nil:
 		mail.Evidence = fmt.Sprintf("mailbox: %v", errors.Join(berr, err))
 	default:
-		var orders, mails int
-		var more []string
-		for id, n := range before {
-			if ours[id] {
-				continue
-			}
-			orders++
-			mails += n
-			if now[id] != n {
-				more = append(more, fmt.Sprintf("%s %d→%d", id, n, now[id]))
-			}
-		}
-		sort.Strings(more)
-		mail.Evidence = fmt.Sprintf("%d e-mails for %d orders of earlier runs before the reset, %d of those orders got another since", mails, orders, len(more))
+		orders, mails, evicted, more := resentMail(before, now, ours)
+		mail.Evidence = fmt.Sprintf("%d e-mails for %d orders of earlier runs before the reset, %d of those orders got another since "+
+			"(%d orders' e-mails left the sink's window of the newest 10,000 meanwhile)", mails, orders, len(more), evicted)
 		if len(more) > 0 {
 			mail.Evidence += ": " + examplesOf(more)
 		}

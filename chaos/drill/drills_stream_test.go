@@ -97,3 +97,16 @@ func TestPoisonBudgetIsTheRetryBudget(t *testing.T) {
 		t.Fatalf("poisonBudget = %s, want about 81s (service.ConsumerRetries)", b)
 	}
 }
+
+// TestResentMail: only an order whose e-mails grew since the reset was
+// sent again; one whose count fell left the sink's window (it keeps the
+// newest 10,000); the run's own orders are the shared #3 row's.
+func TestResentMail(t *testing.T) {
+	t.Parallel()
+	before := map[string]int{"a": 2, "b": 2, "c": 1, "mine": 1}
+	now := map[string]int{"a": 2, "b": 3, "c": 0, "mine": 2}
+	orders, mails, evicted, more := resentMail(before, now, map[string]bool{"mine": true})
+	if orders != 3 || mails != 5 || evicted != 1 || len(more) != 1 || more[0] != "b 2→3" {
+		t.Fatalf("resentMail = %d orders, %d mails, %d evicted, %v", orders, mails, evicted, more)
+	}
+}
