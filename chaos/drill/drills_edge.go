@@ -279,17 +279,9 @@ var backpressureCounters = []string{"http_inflight_rejected_total", "orders_chec
 // process, then none. The storm row shows them and does not count them.
 var failOpenCounters = []string{"cache_redis_errors_total"}
 
-func isFailOpenCounter(key string) bool {
-	for _, c := range failOpenCounters {
-		if key == c || strings.HasPrefix(key, c+"{") {
-			return true
-		}
-	}
-	return false
-}
-
-func isShedCounter(key string) bool {
-	for _, c := range backpressureCounters {
+// countedAs reports whether key (a name, or name{labels}) is one of names.
+func countedAs(key string, names []string) bool {
+	for _, c := range names {
 		if key == c || strings.HasPrefix(key, c+"{") {
 			return true
 		}
@@ -418,9 +410,9 @@ func stormRow(r *Run, before, after map[string]float64) invariant.Result {
 		d := v - before[k]
 		switch {
 		case d <= 0:
-		case isShedCounter(k):
+		case countedAs(k, backpressureCounters):
 			shed = append(shed, fmt.Sprintf("%s +%g", k, d))
-		case isFailOpenCounter(k):
+		case countedAs(k, failOpenCounters):
 			failOpen = append(failOpen, fmt.Sprintf("%s +%g", k, d))
 		default:
 			keys = append(keys, fmt.Sprintf("%s +%g", k, d))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,7 +83,18 @@ func TestBreakerGateProbeReachesEveryQueue(t *testing.T) {
 	}
 	brk := breakertest.New(t, breaker.Config{Name: "shared", Failures: 1, CoolDown: 50 * time.Millisecond, MaxCoolDown: 50 * time.Millisecond})
 	brk.Failure() // open; half-open after the cool-down
-	idle := b.c.NewWorker(jobqueue.WorkerConfig{Queue: "idle", Concurrency: 2, Backoff: fastRetry, Gate: jobqueue.BreakerGate(brk.Breaker)},
+	// The idle worker takes the probe first: the work worker starts once
+	// it has (a signal from its gate, not a sleep).
+	probed := make(chan struct{})
+	var once sync.Once
+	idleGate := gateFunc(func(ctx context.Context) (jobqueue.Permit, error) {
+		p, err := jobqueue.BreakerGate(brk.Breaker).Admit(ctx)
+		if err == nil && p.Limit > 0 {
+			once.Do(func() { close(probed) })
+		}
+		return p, err
+	})
+	idle := b.c.NewWorker(jobqueue.WorkerConfig{Queue: "idle", Concurrency: 2, Backoff: fastRetry, Gate: idleGate},
 		func(context.Context, jobqueue.Message) error { return nil })
 	work := b.c.NewWorker(jobqueue.WorkerConfig{Queue: "work", Concurrency: 2, Backoff: fastRetry, Gate: jobqueue.BreakerGate(brk.Breaker)},
 		func(context.Context, jobqueue.Message) error {
@@ -90,7 +102,11 @@ func TestBreakerGateProbeReachesEveryQueue(t *testing.T) {
 			return nil
 		})
 	runWorker(t, idle)
-	time.Sleep(100 * time.Millisecond) // the idle worker asks for the probe first
+	select {
+	case <-probed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the idle worker never took the half-open probe")
+	}
 	runWorker(t, work)
 	testinfra.Eventually(t, 15*time.Second, func() error {
 		if n := count(t, b, `SELECT count(*) FROM jobqueue_messages`); n != 0 {
@@ -99,3 +115,8 @@ func TestBreakerGateProbeReachesEveryQueue(t *testing.T) {
 		return nil
 	})
 }
+
+// gateFunc is a jobqueue.Gate.
+type gateFunc func(context.Context) (jobqueue.Permit, error)
+
+func (f gateFunc) Admit(ctx context.Context) (jobqueue.Permit, error) { return f(ctx) }
