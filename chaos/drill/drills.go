@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/shopfloor/shopfloor/chaos/invariant"
@@ -124,15 +125,45 @@ func relayKilled() Drill {
 	}
 }
 
+// brokerRelayRestartAfter is how long into a broker outage broker-down
+// restarts the relays: long enough that they have tried to publish the
+// fault window's first events.
+const brokerRelayRestartAfter = 3 * time.Second
+
 func brokerDown() Drill {
+	relays := []string{"orders-relay", "payments-relay"}
 	return Drill{
 		Name:     "broker-down",
 		Resource: "nats",
 		GameDay:  true,
-		Fault:    "cut every link to NATS (toxiproxy proxy nats disabled: open connections closed, new ones refused), restore it after the fault window",
-		Proves:   "checkout does not depend on the broker; the outbox backlog rises during the outage and drains after it; every order converges",
-		Inject:   link("nats", false),
-		Heal:     link("nats", true),
+		// The relays restart during the outage: a NATS client keeps what
+		// it could not send in memory (its reconnect buffer) and sends it
+		// on reconnect, which would hide a relay that marks an
+		// unacknowledged event as published. Restarting them drops that
+		// buffer, so only what the outbox kept can reach the stream.
+		Processes: relays,
+		Fault: fmt.Sprintf("cut every link to NATS (toxiproxy proxy nats disabled: open connections closed, new ones refused); %s later SIGKILL and start %s "+
+			"(whatever their NATS clients buffered is gone); restore the link after the fault window", brokerRelayRestartAfter, strings.Join(relays, " and ")),
+		Proves: "checkout does not depend on the broker; the outbox, not a client's memory, carries events through the outage: the backlog rises and drains after it, " +
+			"relays restarted mid-outage publish everything once the broker is back; every order converges",
+		Inject: func(ctx context.Context, r *Run) error {
+			if err := link("nats", false)(ctx, r); err != nil {
+				return err
+			}
+			if !sleep(ctx, brokerRelayRestartAfter) {
+				return ctx.Err()
+			}
+			var errs []error
+			for _, p := range relays {
+				if err := kill(p)(ctx, r); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				errs = append(errs, start(p)(ctx, r))
+			}
+			return errors.Join(errs...)
+		},
+		Heal: link("nats", true),
 		Effect: func(r *Run) invariant.Result {
 			ok, ev := pendingEffect(r)
 			peak := r.Samples.Peak("outbox backlog ORDERS")
@@ -185,11 +216,16 @@ func pspTimeoutAfterCharge() Drill {
 
 func pspErrors() Drill {
 	return Drill{
-		Name:               "psp-errors",
-		Resource:           "psp",
-		GameDay:            true,
-		Fault:              "the provider answers 30% of requests 500/503 and 30% of charges 429 with Retry-After 1s (nothing processed); switched off after the fault window",
-		Proves:             "retries with the attempt's stable idempotency key (backoff on 5xx, Retry-After on 429) charge each paid order once (#2); every order ends paid or payment_failed",
+		Name:     "psp-errors",
+		Resource: "psp",
+		GameDay:  true,
+		Fault:    "the provider answers 30% of requests 500/503 and 30% of charges 429 with Retry-After 1s (nothing processed); switched off after the fault window",
+		// The simulator processes none of these requests, so a retry
+		// with a fresh key would charge once too: the stable key is
+		// proven by psp-timeout-after-charge, where the provider charges
+		// and does not answer.
+		Proves: "a 5xx or 429 is a reason to retry, never to give up: backoff on 5xx, Retry-After on 429; good cards end paid, nothing is dead-lettered, " +
+			"each paid order is charged once (#2); every order ends paid or payment_failed",
 		AllowPaymentFailed: true,
 		Inject: providerFaults(func(f *pspsim.Faults) {
 			f.ErrorRate, f.RateLimitRate, f.RetryAfter = 0.3, 0.3, time.Second

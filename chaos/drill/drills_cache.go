@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -331,17 +329,13 @@ func flushReadsRow(reads []catalogRead, f *flushResult) invariant.Result {
 	return res
 }
 
-// percentile is the p-quantile of rs's latencies (nearest rank).
+// percentile is the p-quantile of rs's latencies (quantile: nearest rank).
 func percentile(rs []catalogRead, p float64) time.Duration {
-	if len(rs) == 0 {
-		return 0
-	}
 	took := make([]time.Duration, len(rs))
 	for i, rd := range rs {
 		took[i] = rd.took
 	}
-	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
-	return took[max(0, int(math.Ceil(p*float64(len(took))))-1)] // nearest rank
+	return quantile(took, p)
 }
 
 // listProducts pages through catalog's origin list for up to n products.

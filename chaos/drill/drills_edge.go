@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -666,7 +667,7 @@ func quantile(ds []time.Duration, p float64) time.Duration {
 	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	i := int(float64(len(s))*p+0.999999) - 1
+	i := int(math.Ceil(p*float64(len(s)))) - 1 // nearest rank
 	return s[min(max(i, 0), len(s)-1)]
 }
 

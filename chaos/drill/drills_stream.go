@@ -1184,7 +1184,10 @@ func replayInject(ctx context.Context, r *Run, st *replayState) error {
 	st.mu.Lock()
 	st.groups, st.mailBefore, st.mailErr, st.injected = map[string]*replayGroupState{}, mail, merr, true
 	st.mu.Unlock()
-	var errs []error
+	var (
+		errs   []error
+		reRead uint64 // the most messages one group re-reads
+	)
 	for _, t := range replayTargets {
 		gs := &replayGroupState{handledBefore: handledBy(ctx, r.Sys, t.Processes, t.Stream, t.Group)}
 		if s, err := js.Stream(ctx, t.Stream); err == nil {
@@ -1214,8 +1217,29 @@ func replayInject(ctx context.Context, r *Run, st *replayState) error {
 		st.mu.Unlock()
 		r.Logf("reset %s/%s: %d partition consumers back to the start (%d messages in the stream, delivered up to seq %d)",
 			t.Stream, t.Group, gs.reset, gs.messagesBefore, gs.deliveredBefore)
+		if gs.reset > 0 && gs.messagesBefore > reRead {
+			reRead = gs.messagesBefore
+		}
+	}
+	if d := replayDeadline(reRead); d > 0 {
+		r.ExtendDeadline(d, fmt.Sprintf("replay re-reads up to %d retained events per group at ≥ %d/s", reRead, replayReadRate))
 	}
 	return errors.Join(errs...)
+}
+
+// replayReadRate is the slowest rate at which a reset group re-reads
+// its stream that the deadline allows for. Measured on the 2-core CI
+// machine: game-day seed 2 (live load, a Redis outage, latency, SMTP
+// down) converged 236 s after its load with 82,672 events re-read
+// (~350/s); 200/s leaves a margin.
+const replayReadRate = 200
+
+// replayDeadline is how much longer the run may take to converge after
+// a replay of reRead events: the time to re-read them at replayReadRate.
+// A replay costs work proportional to the stream's retained history, not
+// to the run, so a fixed converge deadline fails on a long-lived system.
+func replayDeadline(reRead uint64) time.Duration {
+	return time.Duration(reRead) * time.Second / replayReadRate
 }
 
 func replayEffect(r *Run, st *replayState) invariant.Result {

@@ -110,3 +110,22 @@ func TestResentMail(t *testing.T) {
 		t.Fatalf("resentMail = %d orders, %d mails, %d evicted, %v", orders, mails, evicted, more)
 	}
 }
+
+// TestReplayExtendsTheConvergeDeadline: a replay's deadline grows with
+// the retained history it re-reads (game-day seed 2 did not converge
+// within 3 min after a replay of 64,867 events), and the run's
+// extensions add up with their reasons.
+func TestReplayExtendsTheConvergeDeadline(t *testing.T) {
+	if got := replayDeadline(0); got != 0 {
+		t.Errorf("replayDeadline(0) = %s, want 0", got)
+	}
+	if got, want := replayDeadline(64_867), 324*time.Second; got < want || got > want+time.Second {
+		t.Errorf("replayDeadline(64867) = %s, want about %s (at %d/s)", got, want, replayReadRate)
+	}
+	r := &Run{}
+	r.ExtendDeadline(time.Minute, "a")
+	r.ExtendDeadline(30*time.Second, "b")
+	if d, why := r.deadlineExtension(); d != 90*time.Second || why != "a; b" {
+		t.Errorf("deadlineExtension() = %s %q, want 1m30s \"a; b\"", d, why)
+	}
+}

@@ -80,14 +80,29 @@ func (s Step) String() string {
 	return fmt.Sprintf("%s–%s %s (%s): %s", s.At, s.End(), s.Drill, s.Resource, s.Outcome())
 }
 
+// clashes reports whether d and o must not overlap in a game day: they
+// break the same resource, or both kill or start one process (one's heal
+// would start what the other keeps down).
+func (d Drill) clashes(o Drill) bool {
+	if d.Resource == o.Resource {
+		return true
+	}
+	for _, p := range d.Processes {
+		if slices.Contains(o.Processes, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // Schedule draws the game day's schedule from seed: 3 to 5 faults among
 // candidates (sorted by name first, so their order does not matter) inside
 // a fault window of the given length. Every step starts at or after 0 and
 // heals by 90% of the window (the rest is left for the heals to finish
 // before the game day's own Heal); each lasts a fifth to a half of the
 // window; the first two overlap (when the candidates span at least two
-// resources); two steps on the same Resource never overlap and are at
-// least 2 s (or 2 ticks) apart. Times are whole seconds, or thirtieths of a
+// resources); two steps that clash (the same Resource, or a process both
+// kill or start) never overlap and are at least 2 s (or 2 ticks) apart. Times are whole seconds, or thirtieths of a
 // window shorter than 30 s. The same seed, window and candidates give the
 // same schedule (math/rand/v2's PCG is specified); it is sorted by start.
 // With fewer candidate resources fewer steps may fit; with no candidate
@@ -123,7 +138,7 @@ func Schedule(seed int64, window time.Duration, candidates []Drill) []Step {
 	var steps []span
 	conflicts := func(d Drill, at, size int) bool {
 		for _, s := range steps {
-			if s.d.Resource == d.Resource && at < s.at+s.size+gap && s.at < at+size+gap {
+			if s.d.clashes(d) && at < s.at+s.size+gap && s.at < at+size+gap {
 				return true
 			}
 		}
@@ -152,7 +167,7 @@ func Schedule(seed int64, window time.Duration, candidates []Drill) []Step {
 	used[first.Name] = true
 	var others []Drill
 	for _, d := range cands {
-		if d.Resource != first.Resource {
+		if !d.clashes(first) {
 			others = append(others, d)
 		}
 	}
@@ -291,7 +306,12 @@ func gameDay(candidates func() []Drill, wait func(context.Context, time.Duration
 			}
 			dr := n.drills[i]
 			r.Logf("game day: heal %s (still injected at the end of the window)", dr.Name)
-			if err := dr.Heal(ctx, r); err != nil {
+			// Each heal has its own budget: one that hangs must not
+			// leave the next fault in place.
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healBudget)
+			err := dr.Heal(hctx, r)
+			cancel()
+			if err != nil {
 				errs = append(errs, fmt.Errorf("heal %s: %w", dr.Name, err))
 				r.setStep(i, func(s *Step) { s.Err = joinMsg(s.Err, "heal FAILED: "+err.Error()) })
 				continue
@@ -335,7 +355,7 @@ func (n *nemesis) step(ctx context.Context, r *Run, i int, st Step, wait func(co
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healBudget)
 	defer cancel()
 	r.Logf("game day: heal %s", dr.Name)
 	if err := dr.Heal(hctx, r); err != nil {

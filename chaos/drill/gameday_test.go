@@ -14,10 +14,14 @@ import (
 	"github.com/shopfloor/shopfloor/chaos/invariant"
 )
 
+// relays are the processes relay-killed and broker-down both restart.
+var relays = []string{"orders-relay", "payments-relay"}
+
 // fakes are candidate drills with the resources of the real ones.
 func fakes() []Drill {
 	return []Drill{
-		{Name: "relay-killed", Resource: "relays"}, {Name: "broker-down", Resource: "nats"}, {Name: "redis-down", Resource: "redis"},
+		{Name: "relay-killed", Resource: "relays", Processes: relays}, {Name: "broker-down", Resource: "nats", Processes: relays},
+		{Name: "redis-down", Resource: "redis"},
 		{Name: "psp-errors", Resource: "psp"}, {Name: "psp-timeout-after-charge", Resource: "psp"},
 		{Name: "worker-killed", Resource: "workers"}, {Name: "consumer-killed", Resource: "consumers"},
 	}
@@ -29,6 +33,10 @@ func TestSchedule(t *testing.T) {
 	t.Parallel()
 	for _, window := range []time.Duration{5 * time.Second, 30 * time.Second, time.Minute, 150 * time.Second} {
 		distinct := map[string]bool{}
+		byName := map[string]Drill{}
+		for _, d := range fakes() {
+			byName[d.Name] = d
+		}
 		for seed := int64(1); seed <= 300; seed++ {
 			steps := Schedule(seed, window, fakes())
 			shuffled := fakes()
@@ -50,8 +58,8 @@ func TestSchedule(t *testing.T) {
 						continue
 					}
 					overlapping = true
-					if s.Resource == o.Resource {
-						t.Errorf("window %s seed %d: %v and %v overlap on %s", window, seed, s, o, s.Resource)
+					if byName[s.Drill].clashes(byName[o.Drill]) {
+						t.Errorf("window %s seed %d: %v and %v overlap on %s or a process", window, seed, s, o, s.Resource)
 					}
 				}
 			}
@@ -90,6 +98,24 @@ func fmtSteps(steps []Step) string {
 		b.WriteString(s.String() + ";")
 	}
 	return b.String()
+}
+
+// TestScheduleKeepsProcessSharersApart: two faults on different resources
+// that restart the same processes never overlap (one's heal would start
+// what the other keeps down).
+func TestScheduleKeepsProcessSharersApart(t *testing.T) {
+	t.Parallel()
+	cands := []Drill{{Name: "relay-killed", Resource: "relays", Processes: relays}, {Name: "broker-down", Resource: "nats", Processes: relays}}
+	for seed := int64(1); seed <= 200; seed++ {
+		steps := Schedule(seed, time.Minute, cands)
+		for i, s := range steps {
+			for _, o := range steps[i+1:] {
+				if overlap(s, o) {
+					t.Fatalf("seed %d: %v and %v overlap, both restart %v", seed, s, o, relays)
+				}
+			}
+		}
+	}
 }
 
 // TestScheduleOfTheRealDrills: the drills in All() marked GameDay give a

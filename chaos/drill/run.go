@@ -102,6 +102,27 @@ type Run struct {
 	nemesis *nemesis
 	// loads are the extra load generators a drill started (StartLoad).
 	loads map[string]*extraLoad
+	// extendBy and extendWhy lengthen the converge deadline
+	// (ExtendDeadline).
+	extendBy  time.Duration
+	extendWhy []string
+}
+
+// ExtendDeadline adds d to the converge deadline, with the reason the
+// timeline gives: a drill whose fault makes work proportional to
+// something the run does not control (replay: the stream's retained
+// history) says so instead of failing on a fixed deadline.
+func (r *Run) ExtendDeadline(d time.Duration, why string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.extendBy += d
+	r.extendWhy = append(r.extendWhy, why)
+}
+
+func (r *Run) deadlineExtension() (time.Duration, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.extendBy, strings.Join(r.extendWhy, "; ")
 }
 
 // Load returns the checkout load's outcome: empty until the load stopped
@@ -213,9 +234,14 @@ func Execute(ctx context.Context, sys *target.System, d Drill, cfg Config) (rep 
 		}
 		healed = true
 		defer close(r.healed)
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		// Counting the fault window's orders reads each of them through
+		// a system that may still be slow (latency, overload); it gets
+		// its own budget so that it can never eat the heal's.
+		pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), pendingBudget)
+		r.PendingAtHeal, r.DuringFault = r.pendingSince(pctx, r.FaultStart)
+		pcancel()
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healBudget)
 		defer cancel()
-		r.PendingAtHeal, r.DuringFault = r.pendingSince(hctx, r.FaultStart)
 		if herr := d.Heal(hctx, r); herr != nil {
 			r.Logf("heal FAILED: %v", herr)
 			err = errors.Join(err, fmt.Errorf("%s: heal: %w", d.Name, herr))
@@ -255,6 +281,11 @@ func Execute(ctx context.Context, sys *target.System, d Drill, cfg Config) (rep 
 	orders := make([]invariant.Order, len(res.Accepted))
 	for i, o := range res.Accepted {
 		orders[i] = invariant.Order{ID: o.ID, CustomerID: o.CustomerID, Email: o.Email, Declined: o.Declined}
+	}
+	if extra, why := r.deadlineExtension(); extra > 0 {
+		cfg.Deadline += extra
+		rep.Cfg.Deadline = cfg.Deadline
+		r.Logf("converge deadline %s (+%s: %s)", cfg.Deadline, extra, why)
 	}
 	ir, cerr := checker.Check(ctx, orders, invariant.Options{Deadline: cfg.Deadline, AllowPaymentFailed: d.AllowPaymentFailed || r.AllowPaymentFailed,
 		Baseline: &base, Progress: func(s string) { r.Logf("%s", s) }})
@@ -320,41 +351,74 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// pendingSince counts the orders accepted since t and how many of them
-// are not final now (strong reads, 8 at a time).
+// healBudget bounds a drill's Heal; pendingBudget bounds the count of
+// the fault window's orders not final at the heal, taken just before it.
+const (
+	healBudget    = time.Minute
+	pendingBudget = 20 * time.Second
+)
+
+// pendingSince counts the orders accepted since t (total) and those of
+// them not final yet (pending). It lists each of their customers' orders
+// (strong reads, 100 to a page, 8 customers at a time: a dozen requests
+// for a thousand orders, where one read per order would add load to a
+// system the fault may still be overloading) and reads any order the
+// lists did not show on its own. An order whose status could not be read
+// within ctx is not counted as pending (rows that want pending orders as
+// evidence of an effect then see fewer, never more); the log says how
+// many were not read.
 func (r *Run) pendingSince(ctx context.Context, t time.Time) (pending, total int) {
 	r.mu.Lock()
-	var ids []string
+	byCustomer := map[string][]string{}
 	for _, o := range r.accepted {
 		if !o.AcceptedAt.Before(t) {
-			ids = append(ids, o.ID)
+			byCustomer[o.CustomerID] = append(byCustomer[o.CustomerID], o.ID)
+			total++
 		}
 	}
 	r.mu.Unlock()
 	var (
-		mu  sync.Mutex
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, 8)
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, 8)
+		unread   int
+		statuses = map[string]string{}
 	)
-	for _, id := range ids {
+	for cust := range byCustomer {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			var o ordersapi.Order
-			if err := r.Sys.GetAs(ctx, target.Operator, r.Sys.Orders+"/v1/orders/"+url.PathEscape(id), &o); err != nil {
-				return
+			list, _ := invariant.CustomerOrders(ctx, r.Sys, cust) // what it read before an error still counts
+			mu.Lock()
+			for _, o := range list {
+				statuses[o.ID] = o.Status
 			}
-			switch o.Status {
-			case ordersapi.StatusPaid, ordersapi.StatusPaymentFailed, ordersapi.StatusCancelled:
-			default:
-				mu.Lock()
-				pending++
-				mu.Unlock()
-			}
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	return pending, len(ids)
+	for _, ids := range byCustomer {
+		for _, id := range ids {
+			st, ok := statuses[id]
+			if !ok {
+				var o ordersapi.Order
+				if err := r.Sys.GetAs(ctx, target.Operator, r.Sys.Orders+"/v1/orders/"+url.PathEscape(id), &o); err != nil {
+					unread++
+					continue
+				}
+				st = o.Status
+			}
+			switch st {
+			case ordersapi.StatusPaid, ordersapi.StatusPaymentFailed, ordersapi.StatusCancelled:
+			default:
+				pending++
+			}
+		}
+	}
+	if unread > 0 {
+		r.Logf("status of %d of %d fault-window orders not read before the heal (%v); not counted as pending", unread, total, context.Cause(ctx))
+	}
+	return pending, total
 }
 
 // checkoutRows are the verdicts on the checkout API itself.

@@ -11,6 +11,7 @@ import (
 	"github.com/shopfloor/shopfloor/chaos/target"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
+	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
 	"github.com/shopfloor/shopfloor/services/payments/pspsim"
 	"github.com/shopfloor/shopfloor/services/search/searchapi"
 )
@@ -62,6 +63,19 @@ func baseline() *Baseline {
 	return &Baseline{DLQ: map[string]float64{"queue charges-dlq": 3, "stream ORDERS_DLQ": 1}}
 }
 
+// failGoodCardUnderFaults makes order a (good card) end payment_failed
+// with its charge job dead-lettered, under provider faults, for the
+// failure reason why ("": payments did not say).
+func failGoodCardUnderFaults(o *observation, opts *Options, why string) {
+	opts.AllowPaymentFailed = true
+	o.orders["a"] = ordersapi.Order{ID: "a", Status: ordersapi.StatusPaymentFailed, Version: 2}
+	o.search["a"] = searchapi.OrderHit{ID: "a", Status: ordersapi.StatusPaymentFailed, Version: 2}
+	o.stats.SucceededByReference["a"] = 0
+	o.mail[1].Subject = "Payment failed for your order a"
+	o.metrics["payments"][3].Value = 4 // its job in the DLQ
+	o.failedWhy = map[string]string{"a": why}
+}
+
 func TestEvaluate(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -97,13 +111,14 @@ func TestEvaluate(t *testing.T) {
 			o.mail[1].Subject = "Payment failed for your order a"
 		}, want: NameExpected, evidence: "a good card payment_failed"},
 		{name: "good card failed under provider faults", change: func(_ []Order, o *observation, opts *Options) {
-			opts.AllowPaymentFailed = true
-			o.orders["a"] = ordersapi.Order{ID: "a", Status: ordersapi.StatusPaymentFailed, Version: 2}
-			o.search["a"] = searchapi.OrderHit{ID: "a", Status: ordersapi.StatusPaymentFailed, Version: 2}
-			o.stats.SucceededByReference["a"] = 0
-			o.mail[1].Subject = "Payment failed for your order a"
-			o.metrics["payments"][3].Value = 4 // its job in the DLQ
+			failGoodCardUnderFaults(o, opts, paymentsapi.ReasonRetriesExhausted)
 		}},
+		{name: "good card refused as invalid under provider faults", change: func(_ []Order, o *observation, opts *Options) {
+			failGoodCardUnderFaults(o, opts, paymentsapi.ReasonInvalidRequest)
+		}, want: NameExpected, evidence: "a good card payment_failed: invalid_request", cascade: []string{NameDLQ}},
+		{name: "failure reason not read yet", change: func(_ []Order, o *observation, opts *Options) {
+			failGoodCardUnderFaults(o, opts, "")
+		}, want: NameExpected, pending: true, evidence: "1 payment_failed whose reason payments did not give", cascade: []string{NameDLQ}},
 		{name: "double charge", change: func(_ []Order, o *observation, _ *Options) {
 			o.stats.SucceededByReference["a"] = 2
 		}, want: NameChargePaid, evidence: "1 more than once"},

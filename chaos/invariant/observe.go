@@ -22,10 +22,14 @@ type observation struct {
 	missing  map[string]bool            // 404 on a strong read
 	ordersEr error
 
-	full      bool
-	stats     *pspsim.Stats
-	statsErr  error
-	refunded  map[string]bool // failed orders holding a charge whose payment was refunded in full
+	full     bool
+	stats    *pspsim.Stats
+	statsErr error
+	refunded map[string]bool // failed orders holding a charge whose payment was refunded in full
+	// failedWhy is each good-card order's payment failure reason, for
+	// the orders that ended payment_failed (payments' failure_reason; ""
+	// when it could not be read).
+	failedWhy map[string]string
 	mail      []target.Mail
 	mailErr   error
 	search    map[string]searchapi.OrderHit
@@ -50,6 +54,7 @@ func (c *Checker) observe(ctx context.Context, orders []Order, full bool) *obser
 		o.stats = &st
 		o.refunded = c.refunds(ctx, orders, o)
 	}
+	o.failedWhy = c.failureReasons(ctx, orders, o)
 	o.mail, o.mailErr = c.observeMail(ctx, orders)
 	o.search, o.searchErr = c.observeSearch(ctx, orders)
 	c.observeMetrics(ctx, o)
@@ -143,6 +148,24 @@ func (c *Checker) refunds(ctx context.Context, orders []Order, o *observation) m
 			continue
 		}
 		out[x.ID] = p.Status == paymentsapi.StatusRefunded && p.RefundedMinor >= p.AmountMinor
+	}
+	return out
+}
+
+// failureReasons asks payments, as the operator, why each good-card
+// order that ended payment_failed failed.
+func (c *Checker) failureReasons(ctx context.Context, orders []Order, o *observation) map[string]string {
+	out := map[string]string{}
+	for _, x := range orders {
+		if x.Declined || o.orders[x.ID].Status != ordersapi.StatusPaymentFailed {
+			continue
+		}
+		var p paymentsapi.Payment
+		if err := c.Sys.GetAs(ctx, target.Operator, c.Sys.Payments+"/v1/payments?order_id="+url.QueryEscape(x.ID), &p); err != nil {
+			out[x.ID] = ""
+			continue
+		}
+		out[x.ID] = p.FailureReason
 	}
 	return out
 }

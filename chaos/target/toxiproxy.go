@@ -120,6 +120,10 @@ func Timeout(name, stream string, after time.Duration) Toxic {
 	return Toxic{Name: name, Type: "timeout", Stream: stream, Toxicity: 1, Attrs: map[string]any{"timeout": after.Milliseconds()}}
 }
 
+// restartBudget bounds ClearToxics' restart of a wedged Toxiproxy server:
+// kill, start, and its API answering without the toxics.
+const restartBudget = 90 * time.Second
+
 // ToxiproxyProcess is the name of the Toxiproxy server among the
 // processes (deploy/local/ctl.sh and the compose service).
 const ToxiproxyProcess = "toxiproxy"
@@ -141,7 +145,9 @@ const ToxiproxyProcess = "toxiproxy"
 // Toxiproxy server through s.Procs (ToxiproxyProcess: SIGKILL, then
 // start; it recreates its proxies from its config file, enabled and
 // without toxics: every link is reset once, and services reconnect), waits
-// up to a minute for its API, and checks that none of the toxics is left.
+// for its API, and checks that none of the toxics is left. The restart
+// runs within its own budget (restartBudget), even when ctx has ended
+// while the removals hung.
 // It reports whether it restarted the server.
 func (s *System) ClearToxics(ctx context.Context, within time.Duration, toxics map[string][]string) (restarted bool, err error) {
 	if within <= 0 {
@@ -172,29 +178,31 @@ func (s *System) ClearToxics(ctx context.Context, within time.Duration, toxics m
 	if s.Procs == nil {
 		return false, fmt.Errorf("toxiproxy: %w (no process control to restart it: Shopify/toxiproxy#558)", errors.Join(failed...))
 	}
+	// The restart has its own budget, not what the hung removals left
+	// of the caller's: a server killed and never started again (or
+	// started and never checked) would leave every link down or the
+	// toxics in place, which is worse than a heal that overruns.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restartBudget)
+	defer cancel()
 	if err := s.Procs.Kill(ctx, ToxiproxyProcess); err != nil {
 		return false, errors.Join(append(failed, err)...)
 	}
 	if err := s.Procs.Start(ctx, ToxiproxyProcess); err != nil {
 		return true, errors.Join(append(failed, err)...)
 	}
-	deadline := time.Now().Add(time.Minute)
 	for {
 		left, err := tp.leftOf(ctx, toxics)
 		if err == nil && len(left) == 0 {
 			return true, nil
 		}
-		if time.Now().After(deadline) {
-			if err == nil {
-				err = fmt.Errorf("toxics still there after the restart: %v", left)
-			}
-			return true, fmt.Errorf("toxiproxy: restarted after a removal hung (Shopify/toxiproxy#558): %w", err)
-		}
 		t := time.NewTimer(500 * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return true, ctx.Err()
+			if err == nil {
+				err = fmt.Errorf("toxics still there after the restart: %v", left)
+			}
+			return true, fmt.Errorf("toxiproxy: restarted after a removal hung (Shopify/toxiproxy#558), not clean within %s: %w", restartBudget, err)
 		case <-t.C:
 		}
 	}

@@ -19,14 +19,22 @@ type fakeProcs struct {
 	onStart func()
 }
 
-func (f *fakeProcs) Kill(_ context.Context, name string) error {
+// Kill and Start fail on an ended context, as ctl.sh run through
+// exec.CommandContext does.
+func (f *fakeProcs) Kill(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "kill "+name)
 	return nil
 }
 
-func (f *fakeProcs) Start(_ context.Context, name string) error {
+func (f *fakeProcs) Start(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	f.calls = append(f.calls, "start "+name)
 	f.mu.Unlock()
@@ -34,11 +42,11 @@ func (f *fakeProcs) Start(_ context.Context, name string) error {
 	return nil
 }
 
-// TestClearToxicsRestartsAHungServer: a removal that does not answer
-// (Shopify/toxiproxy#558) restarts the Toxiproxy server, which comes back
-// without the toxic; a removal that answers restarts nothing.
-func TestClearToxicsRestartsAHungServer(t *testing.T) {
-	t.Parallel()
+// hungToxiproxy serves a Toxiproxy API with one proxy, "catalog", whose
+// toxic "t" cannot be removed (Shopify/toxiproxy#558) until the returned
+// procs "restart" it; after that a removal answers.
+func hungToxiproxy(t *testing.T) (*target.System, *fakeProcs, func(toxic bool)) {
+	t.Helper()
 	var (
 		mu      sync.Mutex
 		hung    = true
@@ -78,7 +86,20 @@ func TestClearToxicsRestartsAHungServer(t *testing.T) {
 		mu.Unlock()
 		close(release)
 	}}
-	sys := &target.System{Endpoints: target.Endpoints{Toxiproxy: srv.URL}, Procs: procs}
+	setToxic := func(v bool) {
+		mu.Lock()
+		toxic = v
+		mu.Unlock()
+	}
+	return &target.System{Endpoints: target.Endpoints{Toxiproxy: srv.URL}, Procs: procs}, procs, setToxic
+}
+
+// TestClearToxicsRestartsAHungServer: a removal that does not answer
+// (Shopify/toxiproxy#558) restarts the Toxiproxy server, which comes back
+// without the toxic; a removal that answers restarts nothing.
+func TestClearToxicsRestartsAHungServer(t *testing.T) {
+	t.Parallel()
+	sys, procs, setToxic := hungToxiproxy(t)
 	restarted, err := sys.ClearToxics(t.Context(), 50*time.Millisecond, map[string][]string{"catalog": {"t"}})
 	if err != nil || !restarted {
 		t.Fatalf("ClearToxics: restarted %t, err %v; want a restart", restarted, err)
@@ -86,11 +107,27 @@ func TestClearToxicsRestartsAHungServer(t *testing.T) {
 	if got := strings.Join(procs.calls, ", "); got != "kill toxiproxy, start toxiproxy" {
 		t.Errorf("process calls %q, want kill then start of toxiproxy", got)
 	}
-	mu.Lock()
-	toxic = true
-	mu.Unlock()
+	setToxic(true)
 	restarted, err = sys.ClearToxics(t.Context(), time.Second, map[string][]string{"catalog": {"t"}})
 	if err != nil || restarted || len(procs.calls) != 2 {
 		t.Errorf("a removal that answers: restarted %t, err %v, calls %v; want no restart", restarted, err, procs.calls)
+	}
+}
+
+// TestClearToxicsRestartOutlivesTheCallersDeadline: when the caller's
+// context ends while the removals hang (a heal whose budget went to
+// waiting on a wedged server), the restart still runs, within its own
+// budget, and leaves no toxic behind.
+func TestClearToxicsRestartOutlivesTheCallersDeadline(t *testing.T) {
+	t.Parallel()
+	sys, procs, _ := hungToxiproxy(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	restarted, err := sys.ClearToxics(ctx, time.Minute, map[string][]string{"catalog": {"t"}})
+	if err != nil || !restarted {
+		t.Fatalf("ClearToxics after the caller's deadline: restarted %t, err %v; want a clean restart", restarted, err)
+	}
+	if got := strings.Join(procs.calls, ", "); got != "kill toxiproxy, start toxiproxy" {
+		t.Errorf("process calls %q, want kill then start of toxiproxy", got)
 	}
 }
