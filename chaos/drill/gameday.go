@@ -248,7 +248,7 @@ func gameDay(candidates func() []Drill, wait func(context.Context, time.Duration
 	d := Drill{
 		Name: GameDayName,
 		Fault: "a nemesis injects 3–5 faults of the game-day drills (chaos list: game day yes) on a schedule drawn from --seed: " +
-			"at least two overlap, never two on one resource, each heals inside the fault window",
+			"at least two overlap, never two on one resource or process, each heals inside the fault window",
 		Proves: "faults that overlap, as in real incidents, break no invariant: every order converges, one charge per paid order, " +
 			"one e-mail per (order, kind), projections and lags drain, nothing dead-lettered; the same seed replays the same schedule",
 	}
