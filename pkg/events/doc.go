@@ -81,7 +81,10 @@
 // change: publish it as a new schemaversion of the type (for a while next
 // to the old one, until every consumer has moved), never in place.
 // CheckGolden enforces this in each service's tests against golden files of
-// every declared Schema.
+// every declared Schema. A reader checks Readable before it decodes data:
+// a type it handles at a schemaversion its build does not know is poison
+// (dead-letter it; redrive it once the reader is upgraded), never read as
+// the version it knows (ADR 0032).
 //
 // # Transports
 //

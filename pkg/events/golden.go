@@ -51,6 +51,15 @@ const (
 	goldenTraceState  = "shopfloor=golden"
 )
 
+// UpdateGoldenEnv is the environment variable that makes UpdateGolden
+// true: SHOPFLOOR_UPDATE_GOLDEN=1 go test ./services/orders/ordersapi
+// rewrites orders' golden files (a breaking change is refused even then).
+const UpdateGoldenEnv = "SHOPFLOOR_UPDATE_GOLDEN"
+
+// UpdateGolden reports whether CheckGolden should write golden files
+// instead of only comparing (UpdateGoldenEnv is "1").
+func UpdateGolden() bool { return os.Getenv(UpdateGoldenEnv) == "1" }
+
 // GoldenFile is the file name CheckGolden uses for typ at version, e.g.
 // "order.placed.v1.json".
 func GoldenFile(typ string, version int) string {

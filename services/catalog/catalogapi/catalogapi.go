@@ -28,6 +28,10 @@ const Stream = "CATALOG"
 // client-credentials token for this audience.
 const Audience = "catalog"
 
+// SchemaVersion is the schemaversion of every event type catalog
+// publishes now (see ordersapi.SchemaVersion).
+const SchemaVersion = 1
+
 // Event types, schema version 1.
 const (
 	EventProductCreated  = "product.created"
@@ -62,7 +66,9 @@ type ProductChanged struct {
 	Images []string `json:"images,omitempty"`
 }
 
-// Schemas declares the events catalog publishes, for events.CheckGolden:
+// Schemas declares the events catalog publishes, for events.CheckGolden
+// and events.Readable (every consumer of CATALOG refuses a schemaversion
+// it does not know):
 // each example has every field filled in, so that the golden files guard
 // all of them against breaking changes.
 func Schemas() []events.Schema {
@@ -77,9 +83,9 @@ func Schemas() []events.Schema {
 		Images: []string{"https://img.shopfloor.dev/lamps/oak-1.jpg"},
 	}
 	return []events.Schema{
-		{Type: EventProductCreated, Version: 1, Example: example},
-		{Type: EventProductUpdated, Version: 1, Example: example},
-		{Type: EventProductArchived, Version: 1, Example: example},
+		{Type: EventProductCreated, Version: SchemaVersion, Example: example},
+		{Type: EventProductUpdated, Version: SchemaVersion, Example: example},
+		{Type: EventProductArchived, Version: SchemaVersion, Example: example},
 	}
 }
 

@@ -8,13 +8,23 @@
 // projection can drop anything older than what it holds.
 package ordersapi
 
-import "time"
+import (
+	"time"
+
+	"github.com/shopfloor/shopfloor/pkg/events"
+)
 
 // Stream is the stream orders publishes to.
 const Stream = "ORDERS"
 
 // Source is the CloudEvents source of orders' events.
 const Source = "orders"
+
+// SchemaVersion is the schemaversion of every event type orders publishes
+// now. A breaking change to a payload is a new version of its type, added
+// to Schemas next to the old one (package events, "Reading and evolving
+// schemas").
+const SchemaVersion = 1
 
 // Event types, schema version 1.
 const (
@@ -198,3 +208,25 @@ const (
 	// by another payment (Status says which).
 	ReasonOrderNotPayable = "order_not_payable"
 )
+
+// Schemas declares the events orders publishes, for events.CheckGolden
+// (orders' golden files) and events.Readable (every consumer of ORDERS
+// refuses a schemaversion it does not know). Each example has every
+// field filled in, so that the golden files guard all of them.
+func Schemas() []events.Schema {
+	status := OrderStatusChanged{OrderID: "0190a3c1-5e2f-7b3d-9f01-6c2a8e4d1b71", CustomerID: "ada", CustomerEmail: "ada@example.com",
+		Status: StatusPaymentFailed, Version: 2, Currency: "EUR", TotalMinor: 9800,
+		PaymentID: "0190a3c1-5e2f-7b3d-9f01-6c2a8e4d1b72", Reason: "card_declined"}
+	return []events.Schema{
+		{Type: EventOrderPlaced, Version: SchemaVersion, Example: OrderPlaced{
+			OrderID: status.OrderID, CustomerID: status.CustomerID, CustomerEmail: status.CustomerEmail, Currency: "EUR", TotalMinor: 9800,
+			Items: []Line{{ProductID: "0190a3c1-5e2f-7b3d-9f01-6c2a8e4d1b70", SKU: "LAMP-OAK-01", Name: "Oak lamp", Quantity: 2,
+				UnitPriceMinor: 4900, CatalogVersion: 3}},
+			Version: 1, PaymentMethod: "tok_visa"}},
+		{Type: EventOrderPaid, Version: SchemaVersion, Example: status},
+		{Type: EventOrderPaymentFailed, Version: SchemaVersion, Example: status},
+		{Type: EventOrderCancelled, Version: SchemaVersion, Example: status},
+		{Type: EventOrderRefundRequired, Version: SchemaVersion, Example: RefundRequired{OrderID: status.OrderID,
+			PaymentID: status.PaymentID, AmountMinor: 9800, Currency: "EUR", Status: StatusCancelled, Version: 3, Reason: ReasonOrderNotPayable}},
+	}
+}

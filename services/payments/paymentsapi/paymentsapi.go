@@ -8,7 +8,11 @@
 // group sees every payment event of one order in commit order.
 package paymentsapi
 
-import "time"
+import (
+	"time"
+
+	"github.com/shopfloor/shopfloor/pkg/events"
+)
 
 // Stream is the stream payments publishes to.
 const Stream = "PAYMENTS"
@@ -18,6 +22,10 @@ const Audience = "payments"
 
 // Source is the CloudEvents source of payments' events.
 const Source = "payments"
+
+// SchemaVersion is the schemaversion of every event type payments
+// publishes now (see ordersapi.SchemaVersion).
+const SchemaVersion = 1
 
 // Event types, schema version 1.
 const (
@@ -159,4 +167,16 @@ type OpenRefund struct {
 	// Attempts is its job's receive count so far.
 	Attempts  int       `json:"attempts"`
 	CreatedAt time.Time `json:"created_at,omitempty"`
+}
+
+// Schemas declares the events payments publishes, for events.CheckGolden
+// and events.Readable (see ordersapi.Schemas).
+func Schemas() []events.Schema {
+	example := PaymentResult{PaymentID: "0190a3c1-5e2f-7b3d-9f01-6c2a8e4d1b72", OrderID: "0190a3c1-5e2f-7b3d-9f01-6c2a8e4d1b71",
+		AmountMinor: 9800, Currency: "EUR", ChargeID: "ch_0190a3c15e2f", Reason: "card_declined"}
+	return []events.Schema{
+		{Type: EventPaymentSucceeded, Version: SchemaVersion, Example: example},
+		{Type: EventPaymentFailed, Version: SchemaVersion, Example: example},
+		{Type: EventPaymentRefunded, Version: SchemaVersion, Example: example},
+	}
 }

@@ -38,11 +38,18 @@ type Invalidator struct {
 	Log    *slog.Logger
 }
 
+// productSchemas are the CATALOG schemas this build reads
+// (events.Readable: an unknown schemaversion is poison).
+var productSchemas = catalogapi.Schemas()
+
 // Handle is the stream handler.
 func (i *Invalidator) Handle(ctx context.Context, d stream.Delivery) error {
 	ev, err := events.Unmarshal(d.Payload)
 	if err != nil {
 		return stream.Permanent(fmt.Errorf("unreadable event: %w", err))
+	}
+	if err := events.Readable(ev, productSchemas); err != nil {
+		return stream.Permanent(err)
 	}
 	switch ev.Type {
 	case catalogapi.EventProductCreated, catalogapi.EventProductUpdated, catalogapi.EventProductArchived:

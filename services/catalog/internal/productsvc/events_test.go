@@ -2,9 +2,7 @@ package productsvc_test
 
 import (
 	"context"
-	"flag"
 	"log/slog"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -19,19 +17,7 @@ import (
 	"github.com/shopfloor/shopfloor/services/catalog/migrations"
 )
 
-// update rewrites the golden files of catalog's events:
-// go test ./services/catalog/internal/productsvc -run TestEventSchemas -update.
-// A breaking change is refused even then (events.CheckGolden).
-var update = flag.Bool("update", false, "write golden files of catalog's event schemas")
-
 func TestMain(m *testing.M) { testinfra.Main(m) }
-
-// TestEventSchemasAreCompatible guards the CATALOG payloads: fields may be
-// added, never removed, renamed or retyped in place.
-func TestEventSchemasAreCompatible(t *testing.T) {
-	t.Parallel()
-	events.CheckGolden(t, filepath.Join("testdata", "golden"), catalogapi.Schemas(), *update)
-}
 
 // outboxPayloads returns the ProductChanged payloads in the outbox, in
 // commit order, with their event types.

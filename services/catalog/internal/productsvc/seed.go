@@ -39,7 +39,7 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, ob *outbox.Outbox, n int, now
 			if err != nil {
 				return err
 			}
-			ev, err := events.New("catalog", catalogapi.EventProductCreated, p.ID, 1, 1, Changed(p), now())
+			ev, err := events.New("catalog", catalogapi.EventProductCreated, p.ID, catalogapi.SchemaVersion, 1, Changed(p), now())
 			if err != nil {
 				return err
 			}

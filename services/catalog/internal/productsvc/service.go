@@ -287,7 +287,7 @@ func (s *Service) Update(ctx context.Context, id string, ifMatch int64, change f
 }
 
 func (s *Service) emit(ctx context.Context, tx pgx.Tx, typ string, p product.Product) error {
-	ev, err := events.New("catalog", typ, p.ID, 1, p.Version, Changed(p), s.now())
+	ev, err := events.New("catalog", typ, p.ID, catalogapi.SchemaVersion, p.Version, Changed(p), s.now())
 	if err != nil {
 		return fmt.Errorf("%s event: %w", typ, err)
 	}

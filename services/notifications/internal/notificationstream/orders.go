@@ -46,6 +46,10 @@ type Orders struct {
 	Log   *slog.Logger
 }
 
+// orderSchemas are the ORDERS schemas this build reads
+// (events.Readable: an unknown schemaversion is poison).
+var orderSchemas = ordersapi.Schemas()
+
 // Handle is the stream.Handler. An unreadable event, a payload that does
 // not decode, or one without a usable order id or customer address is
 // poison (stream.Permanent: dead-lettered, never blocking the partition);
@@ -55,6 +59,9 @@ func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
 	ev, err := events.Unmarshal(d.Payload)
 	if err != nil {
 		return stream.Permanent(fmt.Errorf("unreadable event: %w", err))
+	}
+	if err := events.Readable(ev, orderSchemas); err != nil {
+		return stream.Permanent(err)
 	}
 	kind, ok := notification.KindFor(ev.Type)
 	if !ok {

@@ -328,6 +328,14 @@ func TestPoisonAndOtherEvents(t *testing.T) {
 		"bad email":     deliver(envelope(t, ordersapi.EventOrderPaid, o, 2, ordersapi.OrderStatusChanged{OrderID: o, CustomerEmail: "ada at example", Currency: "EUR"})),
 		"bad order id":  deliver(envelope(t, ordersapi.EventOrderCancelled, o, 2, ordersapi.OrderStatusChanged{OrderID: "42", CustomerEmail: "ada@example.com", Currency: "EUR"})),
 		"wrong type":    deliver(envelope(t, ordersapi.EventOrderPaymentFailed, o, 2, map[string]any{"order_id": o, "customer_email": "ada@example.com", "total_minor": "12"})),
+		// A valid v1 payload as schemaversion 2, which this build does not
+		// know: refused, not read as v1 (events.Readable).
+		"schema v2": deliver(func() events.Envelope {
+			ev := envelope(t, ordersapi.EventOrderPaid, o, 2, ordersapi.OrderStatusChanged{OrderID: o, CustomerEmail: "ada@example.com",
+				Status: ordersapi.StatusPaid, Currency: "EUR", TotalMinor: 100})
+			ev.SchemaVersion = 2
+			return ev
+		}()),
 	} {
 		if err := h.Handle(ctx, d); !stream.IsPermanent(err) {
 			t.Errorf("%s: err = %v, want permanent", name, err)

@@ -79,6 +79,10 @@ func (m *Metrics) mismatch(reason string) {
 	}
 }
 
+// paymentSchemas are the PAYMENTS schemas this build reads
+// (events.Readable: an unknown schemaversion is poison).
+var paymentSchemas = paymentsapi.Schemas()
+
 // Handle is the stream.Handler. Events other than payment.succeeded and
 // payment.failed are acknowledged untouched; an unreadable event, a bad
 // payload or an unknown order is poison (stream.Permanent: dead-lettered);
@@ -87,6 +91,9 @@ func (h *Payments) Handle(ctx context.Context, d stream.Delivery) error {
 	ev, err := events.Unmarshal(d.Payload)
 	if err != nil {
 		return stream.Permanent(fmt.Errorf("unreadable event: %w", err))
+	}
+	if err := events.Readable(ev, paymentSchemas); err != nil {
+		return stream.Permanent(err)
 	}
 	if ev.Type != paymentsapi.EventPaymentSucceeded && ev.Type != paymentsapi.EventPaymentFailed {
 		return nil // not ours to act on (payment.refunded, newer types)

@@ -165,7 +165,7 @@ func (s *Service) Place(ctx context.Context, tx pgx.Tx, in ordersapi.CreateOrder
 		return order.Order{}, err
 	}
 	api := o.API()
-	ev, err := events.New(ordersapi.Source, ordersapi.EventOrderPlaced, o.ID, 1, o.Version, ordersapi.OrderPlaced{
+	ev, err := events.New(ordersapi.Source, ordersapi.EventOrderPlaced, o.ID, ordersapi.SchemaVersion, o.Version, ordersapi.OrderPlaced{
 		OrderID: o.ID, CustomerID: o.CustomerID, CustomerEmail: o.CustomerEmail, Currency: o.Currency,
 		TotalMinor: o.TotalMinor, Items: api.Items, Version: o.Version, PaymentMethod: in.PaymentMethod}, now)
 	if err != nil {
@@ -244,7 +244,7 @@ func (s *Service) transition(ctx context.Context, tx pgx.Tx, id string, ifVersio
 }
 
 func (s *Service) statusEvent(typ string, o order.Order, reason string) (events.Envelope, error) {
-	return events.New(ordersapi.Source, typ, o.ID, 1, o.Version, ordersapi.OrderStatusChanged{
+	return events.New(ordersapi.Source, typ, o.ID, ordersapi.SchemaVersion, o.Version, ordersapi.OrderStatusChanged{
 		OrderID: o.ID, CustomerID: o.CustomerID, CustomerEmail: o.CustomerEmail, Status: string(o.Status),
 		Version: o.Version, Currency: o.Currency, TotalMinor: o.TotalMinor, PaymentID: o.PaymentID, Reason: reason}, o.UpdatedAt)
 }
@@ -375,7 +375,7 @@ func (s *Service) ApplyPayment(ctx context.Context, tx pgx.Tx, parent events.Env
 	if reason == "" {
 		reason = ordersapi.ReasonOrderNotPayable
 	}
-	ev, err := events.New(ordersapi.Source, ordersapi.EventOrderRefundRequired, o.ID, 1, o.Version, ordersapi.RefundRequired{
+	ev, err := events.New(ordersapi.Source, ordersapi.EventOrderRefundRequired, o.ID, ordersapi.SchemaVersion, o.Version, ordersapi.RefundRequired{
 		OrderID: o.ID, PaymentID: p.PaymentID, AmountMinor: p.AmountMinor, Currency: p.Currency, Status: string(o.Status),
 		Version: o.Version, Reason: reason}, now)
 	if err != nil {

@@ -45,13 +45,21 @@ type Orders struct {
 	Log                  *slog.Logger
 }
 
-// Handle is the stream.Handler. Unreadable events and payloads that cannot
-// be charged are poison (dead-lettered); database errors are retried;
-// other event types are acknowledged untouched.
+// orderSchemas are the ORDERS schemas this build reads
+// (events.Readable: an unknown schemaversion is poison).
+var orderSchemas = ordersapi.Schemas()
+
+// Handle is the stream.Handler. Unreadable events, schema versions this
+// build does not know and payloads that cannot be charged are poison
+// (dead-lettered); database errors are retried; other event types are
+// acknowledged untouched.
 func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
 	ev, err := events.Unmarshal(d.Payload)
 	if err != nil {
 		return stream.Permanent(fmt.Errorf("unreadable event: %w", err))
+	}
+	if err := events.Readable(ev, orderSchemas); err != nil {
+		return stream.Permanent(err)
 	}
 	var apply func(tx pgx.Tx) error
 	switch ev.Type {

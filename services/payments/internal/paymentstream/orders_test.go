@@ -24,7 +24,13 @@ func TestMain(m *testing.M) { testinfra.Main(m) }
 
 func delivery(t *testing.T, typ, orderID string, data any) stream.Delivery {
 	t.Helper()
-	ev, err := events.New(ordersapi.Source, typ, orderID, 1, 1, data, time.Now())
+	return deliveryAt(t, ordersapi.SchemaVersion, typ, orderID, data)
+}
+
+// deliveryAt is delivery of an event of the given schemaversion.
+func deliveryAt(t *testing.T, schemaVersion int, typ, orderID string, data any) stream.Delivery {
+	t.Helper()
+	ev, err := events.New(ordersapi.Source, typ, orderID, schemaVersion, 1, data, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +95,9 @@ func TestOrderPlacedIsReplaySafe(t *testing.T) {
 		"unknown currency":   delivery(t, ordersapi.EventOrderPlaced, a, ordersapi.OrderPlaced{OrderID: uuid.NewString(), Currency: "XXX", TotalMinor: 1}),
 		"refund, no such":    delivery(t, ordersapi.EventOrderRefundRequired, a, ordersapi.RefundRequired{OrderID: a, PaymentID: uuid.NewString()}),
 		"refund, no payment": delivery(t, ordersapi.EventOrderRefundRequired, a, ordersapi.RefundRequired{OrderID: a}),
+		// A chargeable v1 payload as schemaversion 2, which this build does
+		// not know: refused, never charged as if it were v1.
+		"schema v2": deliveryAt(t, 2, ordersapi.EventOrderPlaced, a, ordersapi.OrderPlaced{OrderID: uuid.NewString(), Currency: "EUR", TotalMinor: 100}),
 	} {
 		if err := h.Handle(ctx, d); !stream.IsPermanent(err) {
 			t.Errorf("%s: err = %v, want permanent", name, err)

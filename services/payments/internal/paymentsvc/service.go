@@ -289,7 +289,7 @@ func (s *Service) RequestRefund(ctx context.Context, tx pgx.Tx, rr ordersapi.Ref
 
 // emit writes a PAYMENTS event for p (keyed by order id) in tx.
 func (s *Service) emit(ctx context.Context, tx pgx.Tx, typ string, p payment.Payment, version int64) error {
-	ev, err := events.New(paymentsapi.Source, typ, p.OrderID, 1, version, paymentsapi.PaymentResult{
+	ev, err := events.New(paymentsapi.Source, typ, p.OrderID, paymentsapi.SchemaVersion, version, paymentsapi.PaymentResult{
 		PaymentID: p.ID, OrderID: p.OrderID, AmountMinor: p.AmountMinor, Currency: p.Currency, ChargeID: p.ChargeID,
 		Reason: reasonOf(p)}, s.now())
 	if err != nil {

@@ -118,10 +118,20 @@ const (
 	StatusArchived = "archived"
 )
 
+// The schemas this build reads (events.Readable: an unknown schemaversion
+// of a type the index handles is poison).
+var (
+	productSchemas = catalogapi.Schemas()
+	orderSchemas   = ordersapi.Schemas()
+)
+
 // ProductFromEvent builds the product document an event of the CATALOG
 // stream describes. It returns ErrIgnored for other event types and an
 // error wrapping ErrPoison for an event that can never be indexed.
 func ProductFromEvent(ev events.Envelope) (Product, error) {
+	if err := events.Readable(ev, productSchemas); err != nil {
+		return Product{}, fmt.Errorf("%w: %w", ErrPoison, err)
+	}
 	switch ev.Type {
 	case catalogapi.EventProductCreated, catalogapi.EventProductUpdated, catalogapi.EventProductArchived:
 	default:
@@ -176,6 +186,9 @@ type Order struct {
 // index shows (order.refund_required keeps the order's version) and an
 // error wrapping ErrPoison for an event that can never be indexed.
 func OrderFromEvent(ev events.Envelope) (Order, error) {
+	if err := events.Readable(ev, orderSchemas); err != nil {
+		return Order{}, fmt.Errorf("%w: %w", ErrPoison, err)
+	}
 	o := Order{ID: ev.Subject, Version: ev.AggregateVersion, At: ev.Time}
 	switch ev.Type {
 	case ordersapi.EventOrderPlaced:

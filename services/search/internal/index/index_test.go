@@ -13,6 +13,13 @@ import (
 	"github.com/shopfloor/shopfloor/services/search/internal/index"
 )
 
+// schemaV2 returns ev as schemaversion 2, which this build does not know
+// (events.Readable): its valid v1 payload must not be read as v1.
+func schemaV2(ev events.Envelope) events.Envelope {
+	ev.SchemaVersion = 2
+	return ev
+}
+
 func envelope(t *testing.T, source, typ, subject string, version int64, data any) events.Envelope {
 	t.Helper()
 	ev, err := events.New(source, typ, subject, 1, version, data, time.Now())
@@ -53,6 +60,7 @@ func TestProductFromEvent(t *testing.T) {
 		"subject differs": envelope(t, "catalog", catalogapi.EventProductUpdated, "other", 3, full),
 		"no status":       envelope(t, "catalog", catalogapi.EventProductUpdated, "p1", 3, catalogapi.ProductChanged{ID: "p1"}),
 		"wrong types":     envelope(t, "catalog", catalogapi.EventProductUpdated, "p1", 3, map[string]any{"id": 1}),
+		"schema v2":       schemaV2(envelope(t, "catalog", catalogapi.EventProductUpdated, "p1", 3, full)),
 	} {
 		if _, err := index.ProductFromEvent(ev); !errors.Is(err, index.ErrPoison) {
 			t.Errorf("%s: err = %v, want ErrPoison", name, err)
@@ -81,6 +89,7 @@ func TestOrderFromEvent(t *testing.T) {
 	for name, ev := range map[string]events.Envelope{
 		"unknown status":  envelope(t, "orders", ordersapi.EventOrderPaid, "o1", 2, bad),
 		"subject differs": envelope(t, "orders", ordersapi.EventOrderPlaced, "o2", 1, placed),
+		"schema v2":       schemaV2(envelope(t, "orders", ordersapi.EventOrderPaid, "o1", 2, paid)),
 	} {
 		if _, err := index.OrderFromEvent(ev); !errors.Is(err, index.ErrPoison) {
 			t.Errorf("%s: err = %v, want ErrPoison", name, err)
