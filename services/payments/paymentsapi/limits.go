@@ -2,44 +2,38 @@ package paymentsapi
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
+
+	"github.com/shopfloor/shopfloor/pkg/money"
 )
 
 // Payments' limits: the currencies it takes and the smallest and largest
-// payment in each. This is the one declaration of them: payments validates
-// every payment request and every order.placed against it (CheckAmount),
-// and orders refuses at checkout an order payments could not charge, so
-// that an accepted order never becomes a charge payments has to reject.
+// payment in each, as pkg/money declares them for catalog, orders and
+// payments alike. Payments validates every payment request and every
+// order.placed against them (CheckAmount), and orders refuses at checkout
+// an order payments could not charge, so that an accepted order never
+// becomes a charge payments has to reject.
 //
-// A change here is a change of contract: orders starts refusing (or
-// accepting) checkouts when it is built with the new values, payments when
-// it is built with them. Raise a maximum in payments first, lower it in
-// orders first; with both built from one commit, deploy payments first.
+// A change in pkg/money is a change of contract: orders starts refusing
+// (or accepting) checkouts when it is built with the new values, payments
+// when it is built with them. Raise a maximum in payments first, lower it
+// in orders first; with both built from one commit, deploy payments first.
 
-// MinAmountMinor is the smallest payment in any currency, in minor units:
-// a payment of nothing is not a charge a provider accepts.
-const MinAmountMinor int64 = 1
-
-// maxAmountMinor is the largest payment per currency, in minor units (a
-// million in major units for each of them; all three have two decimals).
-var maxAmountMinor = map[string]int64{
-	"EUR": 100_000_000,
-	"GBP": 100_000_000,
-	"USD": 100_000_000,
-}
+// MinAmountMinor is the smallest payment in any currency, in minor units.
+const MinAmountMinor = money.MinAmountMinor
 
 // Currencies returns the ISO 4217 codes of the currencies payments takes,
 // sorted. The slice is the caller's own.
-func Currencies() []string { return slices.Sorted(maps.Keys(maxAmountMinor)) }
+func Currencies() []string {
+	cs := money.Currencies()
+	slices.Sort(cs)
+	return cs
+}
 
 // MaxAmountMinor returns the largest payment payments takes in currency,
 // in minor units, and false when payments does not take the currency.
-func MaxAmountMinor(currency string) (int64, bool) {
-	m, ok := maxAmountMinor[currency]
-	return m, ok
-}
+func MaxAmountMinor(currency string) (int64, bool) { return money.MaxAmountMinor(currency) }
 
 // Reasons of a LimitError; stable, machine-readable.
 const (
@@ -80,7 +74,7 @@ func (e *LimitError) Error() string {
 // currency is checked first: an amount means nothing in a currency
 // payments does not take.
 func CheckAmount(amountMinor int64, currency string) error {
-	maxMinor, ok := maxAmountMinor[currency]
+	maxMinor, ok := money.MaxAmountMinor(currency)
 	switch {
 	case !ok:
 		return &LimitError{Reason: LimitCurrency, Currency: currency, AmountMinor: amountMinor}

@@ -10,13 +10,16 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/shopfloor/shopfloor/pkg/money"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 )
 
-// Supported locales and currencies; the first of each is the default.
+// Supported locales and currencies; the first of each is the default. The
+// currencies are those shopfloor trades in (pkg/money): a product is
+// priced only in a currency orders accepts and payments charges.
 var (
 	Locales    = []string{"en-US", "de-DE", "fr-FR"}
-	Currencies = []string{"EUR", "USD", "GBP"}
+	Currencies = money.Currencies()
 )
 
 // Statuses.
