@@ -108,7 +108,9 @@
 // # Schema
 //
 // Include Schema, PositionSchema and then ParkSchema in the service's own
-// migrations (see the package example). The table is the service's: no other service
+// migrations, as services/orders/migrations does (00001, 00002, 00030;
+// testinfra.CarriesSchemas in its migrations_test.go checks that each file
+// still carries them word for word). The table is the service's: no other service
 // reads it. When it marks rows published, the relay records where the
 // broker stored each one (published_partition, published_sequence, from
 // the Sink's Published answers), so that Events can tell an aggregate's

@@ -200,6 +200,27 @@ func TestPurgerMarksAnUnavailableCDNAsInfrastructure(t *testing.T) {
 // budget (a game day dead-lettered one while Redis was cut and slow).
 func TestInvalidationWaitsForRedis(t *testing.T) {
 	t.Parallel()
+	err := invalidateWithRedisDown(t, catalogapi.SchemaVersion)
+	if err == nil || !stream.IsInfrastructure(err) || !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("invalidation with Redis down: %v (infrastructure %v), want an infrastructure error", err, stream.IsInfrastructure(err))
+	}
+}
+
+// TestInvalidationRefusesAnUnknownSchemaVersion: a product.updated of a
+// schemaversion this build does not know is poison (dead-lettered with
+// the reason), never read as v1; it does not even wait for Redis.
+func TestInvalidationRefusesAnUnknownSchemaVersion(t *testing.T) {
+	t.Parallel()
+	err := invalidateWithRedisDown(t, 2)
+	if !stream.IsPermanent(err) || !errors.Is(err, events.ErrUnknownSchema) {
+		t.Fatalf("product.updated v2: %v, want a permanent ErrUnknownSchema", err)
+	}
+}
+
+// invalidateWithRedisDown hands the invalidation consumer a valid
+// product.updated of the given schemaversion while Redis does not answer.
+func invalidateWithRedisDown(t *testing.T, schemaVersion int) error {
+	t.Helper()
 	dead := deadRedis(t)
 	c, err := cache.New(dead, func(context.Context, string, string) (catalogapi.Product, int64, error) {
 		return catalogapi.Product{}, 0, cache.ErrNotFound
@@ -208,7 +229,7 @@ func TestInvalidationWaitsForRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := events.New("catalog", catalogapi.EventProductUpdated, "p1", 1, 2, catalogapi.ProductChanged{ID: "p1", Version: 2, Category: "lamps"}, time.Now())
+	ev, err := events.New("catalog", catalogapi.EventProductUpdated, "p1", schemaVersion, 2, catalogapi.ProductChanged{ID: "p1", Version: 2, Category: "lamps"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,8 +237,5 @@ func TestInvalidationWaitsForRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = (&productstream.Invalidator{Cache: c, Log: quiet}).Handle(context.Background(), stream.Delivery{ID: ev.ID, Key: "p1", Payload: payload})
-	if err == nil || !stream.IsInfrastructure(err) || !errors.Is(err, cache.ErrUnavailable) {
-		t.Fatalf("invalidation with Redis down: %v (infrastructure %v), want an infrastructure error", err, stream.IsInfrastructure(err))
-	}
+	return (&productstream.Invalidator{Cache: c, Log: quiet}).Handle(context.Background(), stream.Delivery{ID: ev.ID, Key: "p1", Payload: payload})
 }

@@ -278,11 +278,16 @@ func TestPoisonEvents(t *testing.T) {
 	unknown := delivery(t, paymentsapi.EventPaymentSucceeded, uuid.Must(uuid.NewV7()).String(), "p1")
 	notUUID := delivery(t, paymentsapi.EventPaymentSucceeded, "order-1", "p1")
 	noPayment := delivery(t, paymentsapi.EventPaymentSucceeded, uuid.NewString(), "")
+	// A payment of a pending order, as schemaversion 2, which this build
+	// does not know: refused, never applied as if it were v1.
+	v2 := envelope(t, paymentsapi.EventPaymentSucceeded, b.newOrder(t, order.PendingPayment, ""), "p2")
+	v2.SchemaVersion = 2
 	for name, d := range map[string]stream.Delivery{
 		"unreadable":    {ID: "x", Payload: []byte("{")},
 		"unknown order": unknown,
 		"not a uuid":    notUUID,
 		"no payment id": noPayment,
+		"schema v2":     deliveryOf(t, v2),
 	} {
 		if err := b.h.Handle(ctx, d); !stream.IsPermanent(err) {
 			t.Errorf("%s: err = %v, want permanent", name, err)
