@@ -43,7 +43,7 @@ help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: ## install pinned tools into ./bin, varnish and chromium (browser tests) from Debian (idempotent)
+tools: ## install pinned tools into ./bin, varnish and chromium (browser tests) from Debian (idempotent: version stamps make a second call instant; run, start and test call it)
 	@scripts/install-tool.sh nats-server   $(NATS_SERVER_VERSION)   github.com/nats-io/nats-server/v2
 	@scripts/install-tool.sh toxiproxy-server $(TOXIPROXY_VERSION) github.com/Shopify/toxiproxy/v2/cmd/server
 	@scripts/install-tool.sh golangci-lint $(GOLANGCI_LINT_VERSION) github.com/golangci/golangci-lint/v2/cmd/golangci-lint
@@ -53,7 +53,7 @@ tools: ## install pinned tools into ./bin, varnish and chromium (browser tests) 
 	@scripts/install-apt.sh /usr/bin/chromium chromium
 
 .PHONY: test
-test: ## run every test against real PostgreSQL, Redis and NATS JetStream
+test: tools ## run every test against real PostgreSQL, Redis and NATS JetStream (installs the tools on first use)
 	@echo "postgres: $${SHOPFLOOR_TEST_POSTGRES_URL:-<unset: testcontainers or fail>}"
 	@echo "redis:    $${SHOPFLOOR_TEST_REDIS_URL:-<unset: testcontainers or fail>}"
 	@echo "nats:     $${SHOPFLOOR_TEST_NATS_URL:-<unset: embedded nats-server>}"
@@ -90,11 +90,11 @@ loadtest: k6 ## k6 against a running system (make start): SCRIPT=catalog|checkou
 	bin/k6 run $(K6_ARGS) loadtests/k6/$$script.js
 
 .PHONY: run
-run: ## run the system as supervised local processes in the foreground (see deploy/local)
+run: tools ## run the system as supervised local processes in the foreground (see deploy/local; installs the tools on first use)
 	deploy/local/run.sh
 
 .PHONY: start
-start: ## like run, in the background; returns when every process is ready
+start: tools ## like run, in the background; returns when every process is ready
 	deploy/local/ctl.sh up
 
 .PHONY: stop
