@@ -102,8 +102,8 @@ func (d Drill) clashes(o Drill) bool {
 // before the game day's own Heal); each lasts a fifth to a half of the
 // window; the first two overlap (when the candidates span at least two
 // resources); two steps that clash (the same Resource, or a process both
-// kill or start) never overlap and are at least 2 s (or 2 ticks) apart. Times are whole seconds, or thirtieths of a
-// window shorter than 30 s. The same seed, window and candidates give the
+// kill or start) never overlap and are at least 2 s (or 2 ticks) apart.
+// Times are whole seconds, or thirtieths of a window shorter than 30 s. The same seed, window and candidates give the
 // same schedule (math/rand/v2's PCG is specified); it is sorted by start.
 // With fewer candidate resources fewer steps may fit; with no candidate
 // or no window it is empty.

@@ -143,8 +143,8 @@ func (c *Checker) refunds(ctx context.Context, orders []Order, o *observation) m
 		if o.stats.SucceededByReference[x.ID] == 0 {
 			continue
 		}
-		var p paymentsapi.Payment
-		if err := c.Sys.GetAs(ctx, target.Operator, c.Sys.Payments+"/v1/payments?order_id="+url.QueryEscape(x.ID), &p); err != nil {
+		p, err := c.paymentOf(ctx, x.ID)
+		if err != nil {
 			continue
 		}
 		out[x.ID] = p.Status == paymentsapi.StatusRefunded && p.RefundedMinor >= p.AmountMinor
@@ -160,14 +160,20 @@ func (c *Checker) failureReasons(ctx context.Context, orders []Order, o *observa
 		if x.Declined || o.orders[x.ID].Status != ordersapi.StatusPaymentFailed {
 			continue
 		}
-		var p paymentsapi.Payment
-		if err := c.Sys.GetAs(ctx, target.Operator, c.Sys.Payments+"/v1/payments?order_id="+url.QueryEscape(x.ID), &p); err != nil {
-			out[x.ID] = ""
-			continue
+		why := "" // not read: the row waits for it
+		if p, err := c.paymentOf(ctx, x.ID); err == nil {
+			why = p.FailureReason
 		}
-		out[x.ID] = p.FailureReason
+		out[x.ID] = why
 	}
 	return out
+}
+
+// paymentOf asks payments, as the operator, for order id's payment.
+func (c *Checker) paymentOf(ctx context.Context, id string) (paymentsapi.Payment, error) {
+	var p paymentsapi.Payment
+	err := c.Sys.GetAs(ctx, target.Operator, c.Sys.Payments+"/v1/payments?order_id="+url.QueryEscape(id), &p)
+	return p, err
 }
 
 // observeMail reads the e-mails to the orders' addresses: per address

@@ -14,13 +14,10 @@ import (
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 )
 
-// Supported locales and currencies; the first of each is the default. The
-// currencies are those shopfloor trades in (pkg/money): a product is
+// Locales are the supported locales; the first is the default. The
+// currencies are pkg/money's (the first is the default): a product is
 // priced only in a currency orders accepts and payments charges.
-var (
-	Locales    = []string{"en-US", "de-DE", "fr-FR"}
-	Currencies = money.Currencies()
-)
+var Locales = []string{"en-US", "de-DE", "fr-FR"}
 
 // Statuses.
 const (
@@ -111,8 +108,8 @@ func (p Product) Validate() error {
 		add("prices", "at least one currency")
 	}
 	for cur, amount := range p.Prices {
-		if !slices.Contains(Currencies, cur) {
-			add("prices."+cur, "unknown currency (supported: "+strings.Join(Currencies, ", ")+")")
+		if !money.Supported(cur) {
+			add("prices."+cur, "unknown currency (supported: "+strings.Join(money.Currencies(), ", ")+")")
 		} else if amount <= 0 || amount > 100_000_000 {
 			add("prices."+cur, "must be between 1 and 100000000 minor units")
 		}
@@ -181,10 +178,10 @@ func NegotiateLocale(query, acceptLanguage string) (string, error) {
 // ParseCurrency validates ?currency= (default: the first supported).
 func ParseCurrency(q string) (string, error) {
 	if q == "" {
-		return Currencies[0], nil
+		return money.Default(), nil
 	}
-	if slices.Contains(Currencies, q) {
+	if money.Supported(q) {
 		return q, nil
 	}
-	return "", fmt.Errorf("unknown currency %q (supported: %s)", q, strings.Join(Currencies, ", "))
+	return "", fmt.Errorf("unknown currency %q (supported: %s)", q, strings.Join(money.Currencies(), ", "))
 }

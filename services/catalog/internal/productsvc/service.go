@@ -20,6 +20,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/pkg/cache"
 	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/money"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
@@ -73,7 +74,7 @@ func (s *Service) load(ctx context.Context, id, v string) (catalogapi.Product, i
 // Warm loads the current version of id into the cache for the default
 // locale and currency (the variants most readers ask for).
 func (s *Service) Warm(ctx context.Context, id string) error {
-	return s.cache.Warm(ctx, id, variant(product.Locales[0], product.Currencies[0]))
+	return s.cache.Warm(ctx, id, variant(product.Locales[0], money.Default()))
 }
 
 // Get returns the public product for locale and currency.
