@@ -370,7 +370,7 @@ func invalidationLost() Drill {
 		Resource:  invalidationProcess,
 		GameDay:   true,
 		Processes: []string{invalidationProcess},
-		Fault: "SIGKILL catalog-worker (ROLES=relay,invalidation: the CATALOG outbox relay and the catalog-invalidation consumer, " +
+		Fault: "SIGKILL catalog-worker (ROLES=relay,consumer: the CATALOG outbox relay and the catalog-invalidation consumer, " +
 			"which moves cache pointers, warms and purges the CDN), start it again after the fault window; meanwhile a prober writes " +
 			"a new EUR price to one of 8 products every second and reads them from the origin (40 reads/s) and, every fifth read, through the CDN",
 		Proves: "losing the invalidation path costs bounded staleness, never a wrong price for good (#6): origin reads lag a committed write by at most " +

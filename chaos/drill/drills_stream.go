@@ -449,9 +449,9 @@ var ordersGroups = []struct {
 	Group, Process string
 	CLI            []string
 }{
-	{"payments", "payments-relay", []string{"stream-dlq"}},
-	{"notifications", "notifications", []string{"stream-dlq"}},
-	{"search", "search", []string{"stream-dlq", "--stream", "ORDERS"}},
+	{"payments", "payments-relay", []string{"dlq"}},
+	{"notifications", "notifications", []string{"dlq"}},
+	{"search", "search", []string{"dlq", "--stream", "ORDERS"}},
 }
 
 // poisonRedriveGroup is the group whose dead letter of the malformed
@@ -522,7 +522,7 @@ func poisonMessage() Drill {
 		GameDay: false,
 		Fault: "publish on ORDERS, with a NATS client, one message that is not JSON and one order.placed of an unknown schema (version 2) for an order that " +
 			"does not exist, keyed into the partition of a load order; after the fault window the operator discards the invalid event with the services' CLI " +
-			"(stream-dlq discard --reason --by), redrives the malformed one (stream-dlq redrive), sees it dead-lettered again and discards it",
+			"(dlq discard --reason --by), redrives the malformed one (dlq redrive), sees it dead-lettered again and discards it",
 		Proves: "a poison message costs one dead letter per group, never a blocked partition (#7): each ORDERS group dead-letters both within the retry budget " +
 			"(permanent: at the first delivery), the load's orders behind them in their partition keep flowing, and the operator's CLI redrive and discard work " +
 			"(dead-letter depths back to the baseline, every discard in the service's audit log)",

@@ -159,10 +159,10 @@ func TestComposeRunnerCommands(t *testing.T) {
 	}
 	// Exec (poison-message's operator procedure) renders too, runs nothing.
 	var out strings.Builder
-	if _, err := (&target.Compose{Files: files, DryRun: &out}).Exec(context.Background(), "search", "stream-dlq", "--stream", "ORDERS", "list"); err != nil {
+	if _, err := (&target.Compose{Files: files, DryRun: &out}).Exec(context.Background(), "search", "dlq", "--stream", "ORDERS", "list"); err != nil {
 		t.Fatalf("dry-run exec: %v", err)
 	}
-	if want := prefix + "exec -T search search stream-dlq --stream ORDERS list\n"; out.String() != want {
+	if want := prefix + "exec -T search search dlq --stream ORDERS list\n"; out.String() != want {
 		t.Errorf("dry-run exec rendered %q, want %q", out.String(), want)
 	}
 }

@@ -18,8 +18,8 @@ func TestComposeExecArgs(t *testing.T) {
 		args    []string
 		want    string
 	}{
-		{"search", []string{"stream-dlq", "--stream", "ORDERS", "list"}, "exec -T search search stream-dlq --stream ORDERS list"},
-		{"payments-relay", []string{"stream-dlq", "redrive", "--group", "payments"}, "exec -T payments-relay payments stream-dlq redrive --group payments"},
+		{"search", []string{"dlq", "--stream", "ORDERS", "list"}, "exec -T search search dlq --stream ORDERS list"},
+		{"payments-relay", []string{"dlq", "redrive", "--group", "payments"}, "exec -T payments-relay payments dlq redrive --group payments"},
 		{"search-consumer-2", []string{"check", "--stream", "CATALOG"}, "exec -T search-consumer-2 search check --stream CATALOG"},
 	} {
 		got := strings.Join(c.ExecArgs(tc.process, tc.args...), " ")

@@ -109,7 +109,7 @@ func (c *Compose) run(ctx context.Context, args ...string) error {
 
 // Commands runs an operator command of a process's binary with that
 // process's configuration (its environment: DATABASE_URL, NATS_URL, …),
-// as an operator does: `<svc> stream-dlq …`, `<svc> audit …`,
+// as an operator does: `<svc> dlq …`, `<svc> audit …`,
 // `search check …`. Ctl and Compose implement it.
 type Commands interface {
 	// Exec runs the binary of process (orders-relay runs orders) with

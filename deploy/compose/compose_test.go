@@ -93,23 +93,40 @@ func load(t *testing.T) *types.Project {
 // binaries are the commands of the shopfloor image and the source files
 // whose `env:"…"` tags are the variables they read.
 var binaries = map[string][]string{
-	"catalog":       withBase("services/catalog/cmd/catalog/run.go", authConfig),
-	"orders":        withBase("services/orders/cmd/orders/run.go", authConfig, "pkg/auth/client.go"),
-	"payments":      withBase("services/payments/cmd/payments/run.go", "services/payments/pspsim/faults.go", authConfig),
-	"notifications": withBase("services/notifications/cmd/notifications/run.go", authConfig),
-	"search":        withBase("services/search/cmd/search/run.go", authConfig),
-	// identity and web have no database or streams: their Config is in
-	// run.go plus service.Telemetry.
-	"identity": {"services/identity/cmd/identity/run.go", "pkg/service/telemetry.go"},
-	"web":      {"services/web/cmd/web/run.go", "pkg/service/telemetry.go", authConfig},
+	"catalog":       withBase(cmdFiles("catalog"), authConfig),
+	"orders":        withBase(cmdFiles("orders"), authConfig, "pkg/auth/client.go"),
+	"payments":      withBase(cmdFiles("payments"), "services/payments/pspsim/faults.go", authConfig),
+	"notifications": withBase(cmdFiles("notifications"), authConfig),
+	"search":        withBase(cmdFiles("search"), authConfig),
+	// identity and web have no database: their Config embeds
+	// service.Telemetry, not Base.
+	"identity": append(cmdFiles("identity"), "pkg/service/program.go", "pkg/service/telemetry.go", authConfig),
+	"web":      append(cmdFiles("web"), "pkg/service/program.go", "pkg/service/telemetry.go", authConfig),
+}
+
+// cmdFiles are the Go files of cmd/<svc> (not its tests): the command
+// table, the serve command's Config and the other commands' configs.
+func cmdFiles(svc string) []string {
+	dir := filepath.Join("services", svc, "cmd", svc)
+	names, err := filepath.Glob(filepath.Join(root, dir, "*.go"))
+	if err != nil {
+		panic(err)
+	}
+	var files []string
+	for _, n := range names {
+		if !strings.HasSuffix(n, "_test.go") {
+			files = append(files, filepath.Join(dir, filepath.Base(n)))
+		}
+	}
+	return files
 }
 
 // authConfig holds auth.Config, the token settings of every service.
 const authConfig = "pkg/auth/auth.go"
 
 // withBase adds the files a service's Base config comes from.
-func withBase(files ...string) []string {
-	return append(files, "pkg/service/service.go", "pkg/service/telemetry.go", "pkg/pgdb/pgdb.go")
+func withBase(files []string, more ...string) []string {
+	return append(append(files, more...), "pkg/service/program.go", "pkg/service/service.go", "pkg/service/telemetry.go", "pkg/pgdb/pgdb.go")
 }
 
 var envTag = regexp.MustCompile(`env:"([A-Z0-9_]+)(,required)?"`)

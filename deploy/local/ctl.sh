@@ -7,7 +7,7 @@
 #   ctl.sh kill NAME   like stop, with SIGKILL at once: a crash (chaos drills)
 #   ctl.sh start NAME  let its supervisor start it again; returns when it runs
 #   ctl.sh exec NAME ARGS...  run NAME's binary with NAME's environment and ARGS
-#                      (an operator command: ctl.sh exec search stream-dlq --stream ORDERS list)
+#                      (an operator command: ctl.sh exec search dlq --stream ORDERS list)
 # NAME is a process name from `status` (orders-relay, payments-worker, nats …).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)

@@ -287,10 +287,10 @@ sed -e 's/.host = "catalog";/.host = "127.0.0.1";/' -e "s/.port = \"8081\";/.por
 	deploy/compose/varnish/default.vcl >"$run/default.vcl"
 supervise varnish varnishd -F -j none -a "127.0.0.1:$CDN_PORT" -f "$run/default.vcl" -n "$run/varnish" -s malloc,64m
 supervise varnish-exporter "$run/varnishexporter" -addr "127.0.0.1:$VARNISH_EXPORTER_PORT" -n "$run/varnish"
-# The invalidation role purges Varnish: start it once Varnish answers, or
+# The consumer role (cache invalidation) purges Varnish: start it once Varnish answers, or
 # the seed's events meet refused purges and burn their retries.
 wait_ready varnish "http://127.0.0.1:$CDN_PORT/v1/products?limit=1"
-supervise catalog-worker env "${catalog_env[@]}" ROLES=relay,invalidation HTTP_ADDR="127.0.0.1:$CATALOG_WORKER_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_WORKER_ADMIN_PORT" \
+supervise catalog-worker env "${catalog_env[@]}" ROLES=relay,consumer HTTP_ADDR="127.0.0.1:$CATALOG_WORKER_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_WORKER_ADMIN_PORT" \
 	CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" "$run/catalog" serve
 
 orders_env=("${common[@]}" DATABASE_URL="$(dburl orders)" CATALOG_URL="http://127.0.0.1:$TOXI_CATALOG")
@@ -323,7 +323,7 @@ if ((${SHOPFLOOR_CONSUMER_INSTANCES:-2} >= 2)); then
 	supervise payments-consumer-2 env "${payments_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$PAYMENTS_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$PAYMENTS_CONSUMER2_ADMIN_PORT" "$run/payments" serve
 	supervise notifications-consumer-2 env "${notifications_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$NOTIFICATIONS_CONSUMER2_ADMIN_PORT" "$run/notifications" serve
 	supervise search-consumer-2 env "${common[@]}" DATABASE_URL="$(dburl search)" ROLES=consumer HTTP_ADDR="127.0.0.1:$SEARCH_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$SEARCH_CONSUMER2_ADMIN_PORT" "$run/search" serve
-	supervise catalog-invalidation-2 env "${catalog_env[@]}" ROLES=invalidation HTTP_ADDR="127.0.0.1:$CATALOG_INVALIDATION2_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_INVALIDATION2_ADMIN_PORT" \
+	supervise catalog-invalidation-2 env "${catalog_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$CATALOG_INVALIDATION2_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_INVALIDATION2_ADMIN_PORT" \
 		CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" "$run/catalog" serve
 	consumers2=("orders-consumer-2:$ORDERS_CONSUMER2_ADMIN_PORT" "payments-consumer-2:$PAYMENTS_CONSUMER2_ADMIN_PORT" "notifications-consumer-2:$NOTIFICATIONS_CONSUMER2_ADMIN_PORT"
 		"search-consumer-2:$SEARCH_CONSUMER2_ADMIN_PORT" "catalog-invalidation-2:$CATALOG_INVALIDATION2_ADMIN_PORT")

@@ -1,19 +1,23 @@
 // Package service is the wiring every shopfloor service repeats, in one
-// place: telemetry from the environment, a PostgreSQL pool connected with
-// retries and reported on /readyz, NATS JetStream with the service's
-// streams ensured, an API that answers 503 until its dependencies are up,
-// and the HTTP server with the standard middleware.
+// place. A service's cmd/<svc>/run.go declares its command table (Program:
+// its roles, its own commands, and a Wire function that builds the roles
+// on the connected database) and Program.Run does the rest: configuration
+// from the environment with every problem reported at once, telemetry,
+// the two listeners, the PostgreSQL pool connected with retries and
+// reported on /readyz, NATS JetStream with the service's streams ensured
+// (App.NATS), an API that answers 503 until Wire mounts it, the standard
+// middleware, the operator commands every service shares (migrate, audit,
+// outbox, queue, dlq, help), and role supervision.
 //
-// It is deliberately not a framework: a service's cmd/<svc>/run.go still
-// reads its own config struct, decides its roles and mounts its routes; it
-// calls these helpers instead of copying them. A forker can inline any of
-// them back into run.go.
+// It is a small, readable runner, not a framework: Program.Run is a page
+// of code a forker can read in one sitting and inline back into run.go.
 //
 // Start-up order (what a service gets by using it): the HTTP server
 // listens at once, so /healthz answers 200 and /readyz answers 503 naming
 // the dependency that is still down while PostgreSQL and NATS are dialled
 // with capped backoff, forever; API routes answer 503 with Retry-After
-// until Gate.Open mounts them. Shutdown runs in reverse (lifecycle.Group).
+// until Wire opens the gate (App.OpenAPI). Shutdown runs in reverse
+// (lifecycle.Group), and what Wire deferred (App.Defer) runs last.
 //
 // Two listeners (ADR 0023): HTTP_ADDR serves the API, /healthz and a
 // /readyz without details; ADMIN_ADDR serves /metrics, /readyz naming

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
-	"github.com/shopfloor/shopfloor/pkg/config"
-	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 )
@@ -36,7 +34,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 	env = map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "api,relay,gossip", "CATALOG_PARTITIONS": "0", "CACHE_NEAR_TTL": "1h"}
 	err = run(context.Background(), []string{"catalog"}, func(k string) string { return env[k] }, &testinfra.Buffer{})
-	for _, want := range []string{`ROLES: unknown role "gossip"`, "AUTH_ISSUER: required", "NATS_URL: required by the relay and invalidation roles", "CATALOG_PARTITIONS: must be", "CACHE_NEAR_TTL: between 1ms and 1m"} {
+	for _, want := range []string{`ROLES: unknown role "gossip"`, "AUTH_ISSUER: required", "NATS_URL: required by the relay and consumer roles", "CATALOG_PARTITIONS: must be", "CACHE_NEAR_TTL: between 1ms and 1m"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
@@ -94,28 +92,8 @@ func TestServeListeners(t *testing.T) {
 	if err := run(ctx, []string{"catalog", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load[Config](getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := service.Start(ctx, "catalog", cfg.Base, &testinfra.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, rt, lns) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		rt.Close(context.Background())
-	}()
-	public, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
+	svc := testinfra.StartService(t, run, "catalog", env)
+	public, admin := svc.Public, svc.Admin
 	testinfra.WaitReady(t, public+"/readyz", 30*time.Second)
 	testinfra.CheckListeners(t, public, admin, "/v1/admin/products/x", "/v1/admin/cache/bypass")
 
@@ -157,4 +135,9 @@ func TestServeListeners(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /v1/products/%s on the public listener = %d", p.ID, resp.StatusCode)
 	}
+}
+
+func TestHelpListsTheCommandsAndRolesInTheSharedShape(t *testing.T) {
+	t.Parallel()
+	testinfra.CheckHelp(t, run, "catalog")
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 )
 
-// Group is the consumer group name of the invalidation role.
+// Group is the consumer group name of the consumer role (cache invalidation).
 const Group = "catalog-invalidation"
 
 // Cache is what the invalidator needs of the product cache.

@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
-	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/identity/identityapi"
 )
@@ -74,33 +72,13 @@ func TestRunRejectsBadConfig(t *testing.T) {
 // public one does not have the admin route.
 func TestServeAndTokenCommand(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := "http://" + lns.Public.Addr().String()
-	env := map[string]string{"IDENTITY_ISSUER": issuer, "IDENTITY_DEMO_PASSWORD": "demo-password-1",
+	ctx := context.Background()
+	addr := testinfra.FreeAddr(t)
+	issuer := "http://" + addr
+	env := map[string]string{"IDENTITY_ISSUER": issuer, "IDENTITY_DEMO_PASSWORD": "demo-password-1", "HTTP_ADDR": addr,
 		"IDENTITY_CLIENT_SECRETS": secrets, "IDENTITY_KEY_DIR": t.TempDir(), "LOG_LEVEL": "WARN"}
 	getenv := func(k string) string { return env[k] }
-	cfg, err := config.Load[Config](getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &testinfra.Buffer{}
-	rt, err := service.Start(ctx, "identity", service.Base{Telemetry: service.Telemetry{LogLevel: cfg.LogLevel}}, logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, rt, lns) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		rt.Close(context.Background())
-	})
+	svc := testinfra.StartService(t, run, "identity", env)
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
 	t.Cleanup(hc.CloseIdleConnections)
 	testinfra.WaitReady(t, issuer+"/readyz", 10*time.Second)
@@ -155,11 +133,16 @@ func TestServeAndTokenCommand(t *testing.T) {
 	if code := rotate(issuer, oscar.AccessToken); code != http.StatusNotFound {
 		t.Errorf("rotate-keys on the public listener: %d, want 404", code)
 	}
-	admin := "http://" + lns.Admin.Addr().String()
+	admin := svc.Admin
 	if code := rotate(admin, ""); code != http.StatusUnauthorized {
 		t.Errorf("rotate-keys on the admin listener without a token: %d, want 401", code)
 	}
 	if code := rotate(admin, oscar.AccessToken); code != http.StatusOK {
 		t.Errorf("rotate-keys on the admin listener as the operator: %d", code)
 	}
+}
+
+func TestHelpListsTheCommandsAndRolesInTheSharedShape(t *testing.T) {
+	t.Parallel()
+	testinfra.CheckHelp(t, run, "identity")
 }

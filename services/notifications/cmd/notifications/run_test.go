@@ -16,9 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
-	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/events"
-	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/notifications/notificationsapi"
@@ -65,7 +63,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{[]string{"notifications", "serve"}, map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "worker", "SMTP_HOST": "h",
 			"SMTP_FROM": "a@b.c", "SMTP_CA_FILE": "/nonexistent/ca.pem"}, "SMTP_CA_FILE: cannot read"},
 		{[]string{"notifications", "smtp-sink"}, map[string]string{"SMTP_SINK_DOWN": "maybe"}, "SMTP_SINK_DOWN"},
-		{[]string{"notifications", "stream-dlq", "list"}, map[string]string{}, "NATS_URL: required"},
+		{[]string{"notifications", "dlq", "list"}, map[string]string{}, "NATS_URL: required"},
 		{[]string{"notifications", "queue", "stats"}, map[string]string{}, "DATABASE_URL: required"},
 		{[]string{"notifications", "dance"}, map[string]string{}, "usage"},
 	} {
@@ -175,7 +173,7 @@ func TestSMTPSinkCommand(t *testing.T) {
 // real SMTP sink: order events published on ORDERS (key = order id, each
 // twice) become exactly one e-mail per order and kind in the sink, and
 // GET /v1/notifications?order_id= shows what was sent and when. Poison
-// lands in the stream's DLQ (the stream-dlq command lists it); the queue
+// lands in the stream's DLQ (the dlq command lists it); the queue
 // command reports the e-mail queue.
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
@@ -202,28 +200,8 @@ func TestEndToEnd(t *testing.T) {
 	if err := run(ctx, []string{"notifications", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load[Config](getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := service.Start(ctx, "notifications", cfg.Base, &testinfra.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, rt, lns) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		rt.Close(context.Background())
-	}()
-	base, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
+	svc := testinfra.StartService(t, run, "notifications", env)
+	base, admin := svc.Public, svc.Admin
 	testinfra.Eventually(t, 30*time.Second, func() error {
 		if st, body := httpGet(t, base+"/readyz"); st != http.StatusOK {
 			return fmt.Errorf("readyz %d %s", st, body)
@@ -330,11 +308,11 @@ func TestEndToEnd(t *testing.T) {
 	var out testinfra.Buffer
 	testinfra.Eventually(t, 30*time.Second, func() error {
 		out = testinfra.Buffer{}
-		if err := run(ctx, []string{"notifications", "stream-dlq", "list", "--group", "notifications"}, getenv, &out); err != nil {
+		if err := run(ctx, []string{"notifications", "dlq", "list", "--group", "notifications"}, getenv, &out); err != nil {
 			return err
 		}
 		if !strings.Contains(out.String(), poison) {
-			return fmt.Errorf("stream-dlq list lacks the poison event of %s:\n%s", poison, out.String())
+			return fmt.Errorf("dlq list lacks the poison event of %s:\n%s", poison, out.String())
 		}
 		return nil
 	})
@@ -364,4 +342,9 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("GET /v1/admin/queues with token %q = %d %s, want %d with %s", tc.token, resp.StatusCode, b, tc.status, tc.body)
 		}
 	}
+}
+
+func TestHelpListsTheCommandsAndRolesInTheSharedShape(t *testing.T) {
+	t.Parallel()
+	testinfra.CheckHelp(t, run, "notifications")
 }

@@ -14,9 +14,7 @@ import (
 	"time"
 
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
-	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/events"
-	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi/catalogtest"
@@ -85,30 +83,9 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg, err := config.Load[Config](getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &testinfra.Buffer{}
-	rt, err := service.Start(ctx, "orders", cfg.Base, logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, rt, lns) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		rt.Close(context.Background())
-	}()
-	base, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
-	testinfra.WaitReady(t, base+"/readyz", 30*time.Second)
+	svc := testinfra.StartService(t, run, "orders", env)
+	svc.WaitReady(30 * time.Second)
+	base, admin := svc.Public, svc.Admin
 	testinfra.CheckListeners(t, base, admin)
 
 	// Observe ORDERS as a downstream group would.
@@ -231,4 +208,9 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("/metrics lacks %s", m)
 		}
 	}
+}
+
+func TestHelpListsTheCommandsAndRolesInTheSharedShape(t *testing.T) {
+	t.Parallel()
+	testinfra.CheckHelp(t, run, "orders")
 }

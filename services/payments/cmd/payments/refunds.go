@@ -26,9 +26,14 @@ const refundUsage = `usage: payments refund list | payments refund abandon <refu
 // refused and waiting for a person), and abandoning one for good with a
 // reason, recorded in the audit log (also on the admin API:
 // POST /v1/admin/refunds/{id}/abandon).
-func refundCommand(ctx context.Context, rt *service.Runtime, args []string, out io.Writer) error {
+func refundCommand(ctx context.Context, inv *service.Invocation) error {
+	args, out := inv.Args, inv.Stdout
 	if len(args) == 0 {
 		return errors.New(refundUsage)
+	}
+	rt, err := inv.Runtime(ctx)
+	if err != nil {
+		return err
 	}
 	pool, err := rt.OpenPG(ctx)
 	if err != nil {

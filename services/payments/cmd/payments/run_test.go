@@ -18,9 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
-	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/events"
-	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
@@ -121,28 +119,8 @@ func TestEndToEnd(t *testing.T) {
 	if err := run(ctx, []string{"payments", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load[Config](getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := service.Start(ctx, "payments", cfg.Base, &testinfra.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, rt, lns) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		rt.Close(context.Background())
-	}()
-	base, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
+	svc := testinfra.StartService(t, run, "payments", env)
+	base, admin := svc.Public, svc.Admin
 	testinfra.WaitReady(t, base+"/readyz", 30*time.Second)
 	testinfra.CheckListeners(t, base, admin, "/v1/admin/queues")
 
@@ -349,4 +327,9 @@ func getJSON(t *testing.T, url, authz string, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestHelpListsTheCommandsAndRolesInTheSharedShape(t *testing.T) {
+	t.Parallel()
+	testinfra.CheckHelp(t, run, "payments")
 }

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
-	"github.com/shopfloor/shopfloor/pkg/config"
-	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
@@ -54,8 +52,8 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{[]string{"search", "check", "--stream", "ORDERS", "extra"}, withDB, "unexpected arguments"},
 		{[]string{"search", "rebuild", "--stream", "ORDERS"}, withDB, "NATS_URL: required by the rebuild and check commands"},
 		{[]string{"search", "check", "--stream", "CATALOG"}, nil, "DATABASE_URL"},
-		{[]string{"search", "stream-dlq", "list"}, nil, "--stream: must be CATALOG or ORDERS"},
-		{[]string{"search", "stream-dlq", "--stream", "ORDERS", "list"}, nil, "NATS_URL"},
+		{[]string{"search", "dlq", "list"}, nil, "--stream: must be CATALOG or ORDERS"},
+		{[]string{"search", "dlq", "--stream", "ORDERS", "list"}, nil, "NATS_URL"},
 		{[]string{"search", "migrate"}, nil, "DATABASE_URL"},
 	} {
 		// Every case fails before dialling anything.
@@ -112,28 +110,8 @@ func TestEndToEnd(t *testing.T) {
 	if err := run(ctx, []string{"search", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load[Config](getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := service.Start(ctx, "search", cfg.Base, &testinfra.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, rt, lns) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		rt.Close(context.Background())
-	}()
-	base, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
+	svc := testinfra.StartService(t, run, "search", env)
+	base, admin := svc.Public, svc.Admin
 	testinfra.Eventually(t, 30*time.Second, func() error {
 		a := searchtest.Get(t, base+"/readyz")
 		if a.Status != http.StatusOK {
@@ -242,8 +220,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	out := &testinfra.Buffer{}
-	if err := run(ctx, []string{"search", "stream-dlq", "--stream", "ORDERS", "list"}, getenv, out); err != nil || !strings.Contains(out.String(), "SEQ") {
-		t.Errorf("stream-dlq list: %v\n%s", err, out)
+	if err := run(ctx, []string{"search", "dlq", "--stream", "ORDERS", "list"}, getenv, out); err != nil || !strings.Contains(out.String(), "SEQ") {
+		t.Errorf("dlq list: %v\n%s", err, out)
 	}
 	testinfra.Eventually(t, 10*time.Second, func() error {
 		m := searchtest.Get(t, admin+"/metrics")
@@ -256,4 +234,9 @@ func TestEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestHelpListsTheCommandsAndRolesInTheSharedShape(t *testing.T) {
+	t.Parallel()
+	testinfra.CheckHelp(t, run, "search")
 }

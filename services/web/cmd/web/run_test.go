@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
-	"github.com/shopfloor/shopfloor/pkg/config"
-	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
 
@@ -70,31 +68,11 @@ func TestRunRejectsBadConfig(t *testing.T) {
 func TestServeWiring(t *testing.T) {
 	t.Parallel()
 	iss := authtest.NewIssuer(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	env := baseEnv(iss.URL)
-	env["WEB_PUBLIC_URL"] = "http://" + lns.Public.Addr().String() // else pages redirect to the public host name
-	cfg, err := config.Load[Config](func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := service.Start(ctx, "web", service.Base{Telemetry: cfg.Telemetry}, &testinfra.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, rt, lns) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		rt.Close(context.Background())
-	})
-	public, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
+	env["HTTP_ADDR"] = testinfra.FreeAddr(t)
+	env["WEB_PUBLIC_URL"] = "http://" + env["HTTP_ADDR"] // else pages redirect to the public host name
+	svc := testinfra.StartService(t, run, "web", env)
+	public, admin := svc.Public, svc.Admin
 	testinfra.WaitReady(t, public+"/readyz", 10*time.Second)
 	testinfra.CheckListeners(t, public, admin)
 	for path, want := range map[string]int{"/no-such-page": 404, "/static/style.css": 200, "/static/app.js": 200} {
@@ -124,4 +102,9 @@ func TestComposeConsole(t *testing.T) {
 	if c == nil || c.CanControlProcesses() || c.DrillsEnabled() || !c.StreamDLQsEnabled() {
 		t.Fatalf("compose console: %v, processes %v, drills %v, stream DLQs %v", c != nil, c.CanControlProcesses(), c.DrillsEnabled(), c.StreamDLQsEnabled())
 	}
+}
+
+func TestHelpListsTheCommandsAndRolesInTheSharedShape(t *testing.T) {
+	t.Parallel()
+	testinfra.CheckHelp(t, run, "web")
 }
