@@ -304,9 +304,9 @@ func (r *recorder) body() []byte {
 
 type discard struct{}
 
-func (discard) Header() http.Header       { return http.Header{} }
+func (discard) Header() http.Header         { return http.Header{} }
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
-func (discard) WriteHeader(int)           {}
+func (discard) WriteHeader(int)             {}
 
 func clip(b []byte) string {
 	if len(b) > 2000 {
