@@ -147,6 +147,20 @@ func (d *Doc) CheckRoutes(tb testing.TB, mounted []string) {
 	}
 }
 
+// Expand returns patterns with pattern (a prefix route such as
+// "/v1/admin/" that hands requests to a second mux) replaced by that
+// mux's patterns, sub. Without pattern, patterns is returned as is, so a
+// route check then finds sub's routes unmounted.
+func Expand(patterns []string, pattern string, sub []string) []string {
+	i := slices.Index(patterns, pattern)
+	if i < 0 {
+		return patterns
+	}
+	out := slices.Concat(patterns[:i], patterns[i+1:], sub)
+	slices.Sort(out)
+	return out
+}
+
 // Patterns returns the patterns registered on mux, sorted. The standard
 // library does not list them, so they are read from the mux's routing
 // index by reflection (net/http's ServeMux.index, Go 1.22 on); a Go
