@@ -28,8 +28,8 @@ import (
 	"github.com/shopfloor/shopfloor/services/search/internal/indexpg"
 	"github.com/shopfloor/shopfloor/services/search/internal/indexstream"
 	"github.com/shopfloor/shopfloor/services/search/internal/indexsvc"
-	"github.com/shopfloor/shopfloor/services/search/searchapi"
 	"github.com/shopfloor/shopfloor/services/search/migrations"
+	"github.com/shopfloor/shopfloor/services/search/searchapi"
 )
 
 // Search is search running in process for a test, the way the serve
