@@ -45,8 +45,10 @@ const representation = "r1"
 //	GET /v1/products, /v1/products/{id}   anyone (public, cached by the CDN)
 //	GET /v1/products:batch                a service (checkout pricing) or an operator
 //	/v1/admin/...                         an operator (served on the admin listener only, ADR 0023)
+//	GET /v1/openapi.yaml                  anyone: the API's contract (catalogapi.OpenAPI), documentation
 func Routes(mux *http.ServeMux, svc *productsvc.Service, cfg Config, log *slog.Logger) {
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
+	mux.Handle("GET /v1/openapi.yaml", httpkit.Document(httpkit.ContentTypeYAML, catalogapi.OpenAPI()))
 	mux.Handle("GET /v1/products/{id}", httpkit.NewKitServer(getProduct(svc, cfg), decodeGet, httpkit.EncodeJSON, log, enc))
 	mux.Handle("GET /v1/products", httpkit.NewKitServer(listProducts(svc, cfg), decodeList, httpkit.EncodeJSON, log, enc))
 	// ?ids=a,b and/or ?skus=A,B (1–100 entries in all), &currency=, &locale=.

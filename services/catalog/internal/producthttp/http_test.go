@@ -23,6 +23,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/cache"
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
@@ -115,7 +116,9 @@ func setupCache(t testing.TB, rdb redis.UniversalClient, public httpcache.Policy
 	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), http.NotFoundHandler())
 	producthttp.Routes(mux, svc, producthttp.Config{Authz: authz, Public: public}, log)
-	srv := httptest.NewServer(httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes)))
+	// Every request and answer is held to the API's contract.
+	srv := httptest.NewServer(openapitest.Load(t, catalogapi.OpenAPI()).Handler(t,
+		httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes))))
 	t.Cleanup(srv.Close)
 	return &bundle{srv: srv, db: db, svc: svc, iss: iss,
 		operator: "Bearer " + iss.Operator(t, "catalog"), service: "Bearer " + iss.Service(t, "orders", "catalog")}

@@ -45,7 +45,11 @@ var _ Lister = (*notificationsvc.Service)(nil)
 // are 403, callers without a valid token 401 (pkg/auth). Answers are
 // never cached (Cache-Control: no-store): statuses change, and they are
 // per caller.
+//
+//	GET /v1/openapi.yaml                anyone: the API's contract (notificationsapi.OpenAPI),
+//	                                     documentation
 func Routes(mux *http.ServeMux, svc Lister, authz *auth.Verifier, log *slog.Logger) {
+	mux.Handle("GET /v1/openapi.yaml", httpkit.Document(httpkit.ContentTypeYAML, notificationsapi.OpenAPI()))
 	mux.Handle("GET /v1/notifications", authz.Handle(auth.AnyOf(auth.RoleCustomer, auth.RoleOperator),
 		httpkit.NewKitServer(list(svc), decodeList, encodePrivate, log, kithttp.ServerErrorEncoder(errorEncoder(log)))))
 }
@@ -55,9 +59,15 @@ func Routes(mux *http.ServeMux, svc Lister, authz *auth.Verifier, log *slog.Logg
 // bodies, redrive, purge) under /v1/admin/queues, for operators (mount it
 // on the admin listener only, ADR 0023).
 func AdminRoutes(mux *http.ServeMux, jobs *jobqueue.Client, authz *auth.Verifier) {
+	mux.Handle("/v1/admin/", authz.Handle(auth.AnyOf(auth.RoleOperator), adminMux(jobs)))
+}
+
+// adminMux is the admin API AdminRoutes mounts at /v1/admin/ behind the
+// operator check.
+func adminMux(jobs *jobqueue.Client) *http.ServeMux {
 	admin := http.NewServeMux()
 	jobs.AdminRoutes(admin, "/v1/admin/queues")
-	mux.Handle("/v1/admin/", authz.Handle(auth.AnyOf(auth.RoleOperator), admin))
+	return admin
 }
 
 func encodePrivate(ctx context.Context, w http.ResponseWriter, resp any) error {

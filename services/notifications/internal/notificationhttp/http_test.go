@@ -16,6 +16,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notification"
@@ -64,7 +65,8 @@ func setup(t *testing.T) *bundle {
 	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), nil)
 	notificationhttp.Routes(mux, svc, authz, log)
-	srv := httptest.NewServer(mux)
+	// Every request and answer is held to the API's contract.
+	srv := httptest.NewServer(openapitest.Load(t, notificationsapi.OpenAPI()).Handler(t, mux))
 	t.Cleanup(srv.Close)
 	return &bundle{svc: svc, url: srv.URL, callers: iss.Callers(t, "notifications", owner)}
 }

@@ -49,6 +49,7 @@ const (
 //	GET  /v1/orders              a customer (their own orders), or an operator
 //	GET  /v1/orders/{id}/events  the order's customer, or an operator: its outbox events
 //	                             and where each was published (the order page's timeline)
+//	GET  /v1/openapi.yaml        anyone: the API's contract (ordersapi.OpenAPI), documentation
 //
 // Another customer's order answers 404, as if it did not exist.
 // WithCheckoutShedder puts load shedding in front of POST /v1/orders only,
@@ -65,6 +66,7 @@ func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store,
 	}
 	customer := auth.AnyOf(auth.RoleCustomer)
 	ownerOrOperator := auth.AnyOf(auth.RoleCustomer, auth.RoleOperator)
+	mux.Handle("GET /v1/openapi.yaml", httpkit.Document(httpkit.ContentTypeYAML, ordersapi.OpenAPI()))
 	var place http.Handler = httpkit.NewKitServer(placeOrder(svc, store, o.connWait), decodePlace(store), replay, log, enc)
 	if o.shed != nil {
 		place = o.shed(accepted(store, svc.Pool()))(place)

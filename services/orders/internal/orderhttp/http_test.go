@@ -21,6 +21,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
@@ -87,7 +88,9 @@ func setupPricer(t testing.TB, wrap func(ordersvc.Pricer) ordersvc.Pricer, opts 
 	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), http.NotFoundHandler())
 	orderhttp.Routes(mux, svc, store, authz, log, opts...)
-	srv := httptest.NewServer(httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes)))
+	// Every request and answer is held to the API's contract.
+	srv := httptest.NewServer(openapitest.Load(t, ordersapi.OpenAPI()).Handler(t,
+		httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes))))
 	t.Cleanup(srv.Close)
 	b := &bundle{srv: srv, db: db, catalog: cat, proxy: proxy, svc: svc, iss: iss, callers: iss.Callers(t, "orders", "cust-42")}
 	b.a = cat.Add(t, catalogtest.Product{SKU: "MUG-RED", Name: "Red mug", Prices: map[string]int64{"EUR": 1250, "USD": 1400}})

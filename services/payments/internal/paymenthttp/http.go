@@ -46,7 +46,8 @@ func StoredHeaders() []string { return []string{"Content-Type", "Location", "Cac
 // (pkg/auth).
 // /v1/admin/ (the job queue's tools, open refunds and abandoning one, the
 // audit log; mounted on the admin listener only, ADR 0023) is for
-// operators.
+// operators. GET /v1/openapi.yaml is for anyone: the API's contract
+// (paymentsapi.OpenAPI), documentation.
 func Routes(mux *http.ServeMux, svc *paymentsvc.Service, store *idempotency.Store, jobs *jobqueue.Client, authz *auth.Verifier, log *slog.Logger) {
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
 	replay := func(_ context.Context, w http.ResponseWriter, resp any) error {
@@ -61,10 +62,17 @@ func Routes(mux *http.ServeMux, svc *paymentsvc.Service, store *idempotency.Stor
 		httpkit.NewKitServer(getPayment(svc), decodeGet, encodePrivate, log, enc)))
 	mux.Handle("GET /v1/payments", authz.Handle(auth.AnyOf(auth.RoleCustomer, auth.RoleOperator, auth.RoleService),
 		httpkit.NewKitServer(getByOrder(svc), decodeByOrder, encodePrivate, log, enc)))
+	mux.Handle("/v1/admin/", authz.Handle(operator, adminMux(svc, jobs, log, enc)))
+	mux.Handle("GET /v1/openapi.yaml", httpkit.Document(httpkit.ContentTypeYAML, paymentsapi.OpenAPI()))
+}
+
+// adminMux is the admin API Routes mounts at /v1/admin/ behind the
+// operator check: the job queue's tools and adminRoutes.
+func adminMux(svc *paymentsvc.Service, jobs *jobqueue.Client, log *slog.Logger, enc kithttp.ServerOption) *http.ServeMux {
 	admin := http.NewServeMux()
 	jobs.AdminRoutes(admin, "/v1/admin/queues")
 	adminRoutes(admin, svc, log, enc)
-	mux.Handle("/v1/admin/", authz.Handle(operator, admin))
+	return admin
 }
 
 // paymentKey is the idempotency key of the payment attempt an API request

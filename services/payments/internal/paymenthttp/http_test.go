@@ -17,6 +17,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
@@ -76,7 +77,8 @@ func setup(t *testing.T) *bundle {
 	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), http.NotFoundHandler())
 	paymenthttp.Routes(mux, svc, store, jobs, authz, log)
-	srv := httptest.NewServer(mux)
+	// Every request and answer is held to the API's contract.
+	srv := httptest.NewServer(openapitest.Load(t, paymentsapi.OpenAPI()).Handler(t, mux))
 	t.Cleanup(srv.Close)
 	return &bundle{url: srv.URL, db: db, svc: svc, iss: iss, callers: iss.Callers(t, "payments", owner),
 		orders: &paymentstream.Orders{Pool: db.Pool, Svc: svc, DefaultPaymentMethod: "tok_visa", Log: log}}

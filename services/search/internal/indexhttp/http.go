@@ -39,6 +39,8 @@ type Searcher interface {
 //	GET /v1/search/products?q=&category=&locale=&page_token=&limit=   anyone (public catalog data)
 //	GET /v1/search/orders?customer_id=&status=&q=&page_token=&limit=  an operator (every order), or a
 //	                                                                  customer (their own orders only)
+//	GET /v1/openapi.yaml                                              anyone: the API's contract
+//	                                                                  (searchapi.OpenAPI), documentation
 //
 // A customer's order search is scoped to the token's subject: a
 // customer_id naming someone else is 403.
@@ -49,6 +51,7 @@ type Searcher interface {
 // fresh as their headers say.
 func Routes(mux *http.ServeMux, svc Searcher, authz *auth.Verifier, log *slog.Logger) {
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
+	mux.Handle("GET /v1/openapi.yaml", httpkit.Document(httpkit.ContentTypeYAML, searchapi.OpenAPI()))
 	mux.Handle("GET /v1/search/products", httpkit.NewKitServer(searchProducts(svc), decodeProducts, encode, log, enc))
 	mux.Handle("GET /v1/search/orders", authz.Handle(auth.AnyOf(auth.RoleCustomer, auth.RoleOperator),
 		httpkit.NewKitServer(searchOrders(svc), decodeOrders, encode, log, enc)))

@@ -20,6 +20,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
@@ -28,6 +29,7 @@ import (
 	"github.com/shopfloor/shopfloor/services/search/internal/indexstream"
 	"github.com/shopfloor/shopfloor/services/search/internal/indexsvc"
 	"github.com/shopfloor/shopfloor/services/search/migrations"
+	"github.com/shopfloor/shopfloor/services/search/searchapi"
 )
 
 // Search is search running in process for a test, the way the serve
@@ -129,7 +131,9 @@ func StartWith(tb testing.TB, opts Options) *Search {
 	s.operator = "Bearer " + s.Issuer.Operator(tb, "search")
 	mux := httpkit.NewMux(httpkit.NewHealth(), nil)
 	indexhttp.Routes(mux, indexsvc.NewSearcher(s.Pool, s.Products, s.Orders, s.Lags), authz, s.Log)
-	srv := httptest.NewServer(httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes)))
+	// Every request and answer is held to the API's contract.
+	srv := httptest.NewServer(openapitest.Load(tb, searchapi.OpenAPI()).Handler(tb,
+		httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes))))
 	s.URL = srv.URL
 	tb.Cleanup(func() {
 		srv.Close()

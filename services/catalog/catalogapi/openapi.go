@@ -1,0 +1,16 @@
+package catalogapi
+
+import (
+	"bytes"
+	_ "embed" // the OpenAPI document
+)
+
+//go:embed openapi.yaml
+var openAPI []byte
+
+// OpenAPI returns catalog's HTTP API contract, an OpenAPI 3.1 document in
+// YAML: every route producthttp mounts (the admin ones tagged admin), its
+// parameters, bodies, headers and problem answers. The service serves it
+// at GET /v1/openapi.yaml, and producthttp's tests hold every request and
+// answer to it. Each call returns a new copy.
+func OpenAPI() []byte { return bytes.Clone(openAPI) }

@@ -1,0 +1,56 @@
+package notificationhttp_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+
+	"github.com/shopfloor/shopfloor/pkg/auth"
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
+	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
+	"github.com/shopfloor/shopfloor/services/notifications/internal/notificationhttp"
+	"github.com/shopfloor/shopfloor/services/notifications/notificationsapi"
+)
+
+// TestOpenAPIDocumentsEveryRouteAndNothingElse: the routes Routes and
+// AdminRoutes mount, with the admin mux behind /v1/admin/ expanded, are
+// exactly the document's operations. (That every answer fits the
+// document is checked by every test: setup's server validates them.)
+func TestOpenAPIDocumentsEveryRouteAndNothingElse(t *testing.T) {
+	t.Parallel()
+	doc := openapitest.Load(t, notificationsapi.OpenAPI())
+	iss := authtest.NewIssuer(t)
+	authz, err := auth.NewVerifier(iss.Config("notifications"), "notifications", auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	// The routes only mount handlers; nothing is called on the nil
+	// service or job queue.
+	notificationhttp.Routes(mux, nil, authz, slog.New(slog.DiscardHandler))
+	notificationhttp.AdminRoutes(mux, nil, authz)
+	doc.CheckRoutes(t, openapitest.Expand(openapitest.Patterns(mux), "/v1/admin/", openapitest.Patterns(notificationhttp.AdminMux())))
+}
+
+// TestOpenAPIDocumentIsServed: GET /v1/openapi.yaml answers the embedded
+// document to anyone, no token needed.
+func TestOpenAPIDocumentIsServed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, b.url+"/v1/openapi.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "application/yaml" || !bytes.Equal(body, notificationsapi.OpenAPI()) {
+		t.Fatalf("GET /v1/openapi.yaml = %d %q, %d bytes; want 200 application/yaml, the embedded document", res.StatusCode, res.Header.Get("Content-Type"), len(body))
+	}
+}
