@@ -583,7 +583,7 @@ func TestExpiredKeyIsNew(t *testing.T) {
 	}
 }
 
-func TestBodyLimit(t *testing.T) {
+func TestOversizedBodyIsRefusedBeforeTheHandlerOrAKey(t *testing.T) {
 	t.Parallel()
 	b := setup(t, idempotency.Config{MaxBodyBytes: 16})
 	w := b.post(t, "alice", "k", "/widgets", `{"name":"a long widget name"}`)

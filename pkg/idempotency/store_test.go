@@ -72,7 +72,7 @@ func TestPruneDeletesOnlyExpiredKeysInBatches(t *testing.T) {
 	}
 }
 
-func TestDo(t *testing.T) {
+func TestFailedFuncStoresNothingAndItsRetryIsStoredAndReplayed(t *testing.T) {
 	t.Parallel()
 	errBoom := errors.New("boom")
 	validation := httpkit.NewProblem(http.StatusUnprocessableEntity, "invalid-field", "qty must be positive")

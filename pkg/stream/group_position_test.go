@@ -100,9 +100,9 @@ func TestReplayWithNewGroup(t *testing.T) {
 	again.mu.Unlock()
 }
 
-// TestLag: Lag and the lag gauges report a backlog while the handler is
+// TestLagReportsTheBacklogWhileBlockedAndZeroOnceDrained: Lag and the lag gauges report a backlog while the handler is
 // blocked, and zero once it drains.
-func TestLag(t *testing.T) {
+func TestLagReportsTheBacklogWhileBlockedAndZeroOnceDrained(t *testing.T) {
 	t.Parallel()
 	nt, name, pub := setupStream(t, 1)
 	reg := prometheus.NewRegistry()
