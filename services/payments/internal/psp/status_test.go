@@ -228,7 +228,7 @@ func TestFindChargeUnusableAnswer(t *testing.T) {
 }
 
 // What goes on the wire.
-func TestRequests(t *testing.T) {
+func TestRequestsOnTheWireCarryKeysAndBodies(t *testing.T) {
 	t.Parallel()
 	type seen struct {
 		method, path, query, key, contentType, accept string
@@ -289,7 +289,7 @@ func TestRequests(t *testing.T) {
 	}
 }
 
-func TestClassify(t *testing.T) {
+func TestClassifySortsErrorsThroughWrapping(t *testing.T) {
 	t.Parallel()
 	declined := &psp.DeclinedError{Code: "card_declined"}
 	tests := []struct {
