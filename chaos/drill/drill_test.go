@@ -35,13 +35,13 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestDrills starts the local topology (deploy/local/ctl.sh up) on its own
+// TestDrillsHoldAgainstTheLocalTopology starts the local topology (deploy/local/ctl.sh up) on its own
 // ports, run directory, databases and Redis database, runs two short
 // drills against it under checkout load, and fails on any row of their
 // reports that did not hold: the drills' own regression test. The
 // visibility timeout is 10s (30s by default) so that worker-killed's
 // redelivery fits the test's budget.
-func TestDrills(t *testing.T) {
+func TestDrillsHoldAgainstTheLocalTopology(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the drills start the whole system")
 	}

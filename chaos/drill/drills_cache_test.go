@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-func TestStampedeRow(t *testing.T) {
+func TestStampedeRowHoldsOnlyWithOneLoadPerKey(t *testing.T) {
 	t.Parallel()
 	at := time.Unix(1000, 0)
 	for _, tc := range []struct {
@@ -58,7 +58,7 @@ func TestFlushReadsRow(t *testing.T) {
 	}
 }
 
-func TestCheckFreshness(t *testing.T) {
+func TestCheckFreshnessFindsStaleReadsAndTheirLag(t *testing.T) {
 	t.Parallel()
 	t0 := time.Unix(1000, 0)
 	faultStart, healEnd := t0.Add(10*time.Second), t0.Add(20*time.Second)
@@ -105,7 +105,7 @@ func TestParseStaleBound(t *testing.T) {
 	}
 }
 
-func TestZipfPicker(t *testing.T) {
+func TestZipfPickerIsReproducibleAndSkewed(t *testing.T) {
 	t.Parallel()
 	a, b := zipfPicker(42, 200), zipfPicker(42, 200)
 	counts := make([]int, 200)

@@ -8,9 +8,9 @@ import (
 	"github.com/shopfloor/shopfloor/chaos/load"
 )
 
-// TestUnavailableRow: 503s with Retry-After hold; a 500, a 503 without
+// TestUnavailableRowHoldsOnlyFor503sWithRetryAfter: 503s with Retry-After hold; a 500, a 503 without
 // Retry-After or a dropped connection while the database is down does not.
-func TestUnavailableRow(t *testing.T) {
+func TestUnavailableRowHoldsOnlyFor503sWithRetryAfter(t *testing.T) {
 	t.Parallel()
 	at := time.Now()
 	base := append(answersAt(at, 5, http.StatusCreated, time.Millisecond, false),

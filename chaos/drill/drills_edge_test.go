@@ -19,7 +19,7 @@ func answersAt(at time.Time, n, status int, took time.Duration, retryAfter bool)
 	return out
 }
 
-func TestQuantile(t *testing.T) {
+func TestQuantileIsTheNearestRankAndZeroForNone(t *testing.T) {
 	t.Parallel()
 	var ds []time.Duration
 	for i := 1; i <= 100; i++ {
@@ -38,7 +38,7 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
-func TestRefusalRow(t *testing.T) {
+func TestRefusalRowHoldsOnlyForFast503sWithRetryAfter(t *testing.T) {
 	t.Parallel()
 	start := time.Unix(1000, 0)
 	fault, heal := start.Add(10*time.Second), start.Add(20*time.Second)
@@ -68,7 +68,7 @@ func TestRefusalRow(t *testing.T) {
 	}
 }
 
-func TestShedRow(t *testing.T) {
+func TestShedRowHoldsOnlyWhenCheckoutShedWithRetryAfter(t *testing.T) {
 	t.Parallel()
 	start := time.Unix(1000, 0)
 	fault, heal := start.Add(10*time.Second), start.Add(40*time.Second)
@@ -97,7 +97,7 @@ func TestShedRow(t *testing.T) {
 	}
 }
 
-func TestRecoversRow(t *testing.T) {
+func TestRecoversRowComparesTheP99AfterTheHealWithTheBaseline(t *testing.T) {
 	t.Parallel()
 	start := time.Unix(1000, 0)
 	fault, heal := start.Add(15*time.Second), start.Add(45*time.Second)
@@ -115,7 +115,7 @@ func TestRecoversRow(t *testing.T) {
 	}
 }
 
-func TestStormRow(t *testing.T) {
+func TestStormRowFailsOnTooManyTimeoutsOrAnOpenBreaker(t *testing.T) {
 	t.Parallel()
 	before := map[string]float64{"stream_redeliveries_total": 10, `breaker_transitions_total{to="open"}`: 1}
 	for _, tc := range []struct {
@@ -141,7 +141,7 @@ func TestStormRow(t *testing.T) {
 	}
 }
 
-func TestMergeLoads(t *testing.T) {
+func TestMergeLoadsAddsCountsAndOrders(t *testing.T) {
 	t.Parallel()
 	a := load.Result{Started: 2, Accepted: []load.Order{{ID: "a"}}, Retries: map[int]int{503: 1}}
 	b := load.Result{Started: 3, Accepted: []load.Order{{ID: "b"}}, Retries: map[int]int{503: 2, 0: 1}, Refused: map[int]int{422: 1},

@@ -61,7 +61,7 @@ func TestEvalHandoverGroup(t *testing.T) {
 	}
 }
 
-func TestCountAudit(t *testing.T) {
+func TestCountAuditCountsOnlyTheRunsDLQDiscards(t *testing.T) {
 	out := `{"time":"x","level":"INFO","msg":"service starting"}
 {"id":3,"at":"2026-12-07T00:00:00Z","actor":"chaos-abc","action":"stream_dlq.discard","target":"ORDERS_DLQ/5","reason":"r"}
 {"id":2,"at":"2026-12-07T00:00:00Z","actor":"someone","action":"stream_dlq.discard","target":"ORDERS_DLQ/4","reason":"r"}
@@ -72,7 +72,7 @@ func TestCountAudit(t *testing.T) {
 	}
 }
 
-func TestParseCheck(t *testing.T) {
+func TestParseCheckReadsTheReportAfterTheLogLines(t *testing.T) {
 	out := `{"level":"INFO","msg":"replay started"}
 {
   "stream": "CATALOG",
@@ -98,10 +98,10 @@ func TestPoisonBudgetIsTheRetryBudget(t *testing.T) {
 	}
 }
 
-// TestResentMail: only an order whose e-mails grew since the reset was
+// TestResentMailCountsOnlyOrdersWhoseMailsGrew: only an order whose e-mails grew since the reset was
 // sent again; one whose count fell left the sink's window (it keeps the
 // newest 10,000); the run's own orders are the shared #3 row's.
-func TestResentMail(t *testing.T) {
+func TestResentMailCountsOnlyOrdersWhoseMailsGrew(t *testing.T) {
 	t.Parallel()
 	before := map[string]int{"a": 2, "b": 2, "c": 1, "mine": 1}
 	now := map[string]int{"a": 2, "b": 3, "c": 0, "mine": 2}

@@ -29,7 +29,7 @@ func fakes() []Drill {
 
 func overlap(a, b Step) bool { return a.At < b.End() && b.At < a.End() }
 
-func TestSchedule(t *testing.T) {
+func TestScheduleIsReproducibleAndHealsInsideTheWindow(t *testing.T) {
 	t.Parallel()
 	for _, window := range []time.Duration{5 * time.Second, 30 * time.Second, time.Minute, 150 * time.Second} {
 		distinct := map[string]bool{}

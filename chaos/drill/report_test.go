@@ -13,7 +13,7 @@ import (
 	"github.com/shopfloor/shopfloor/chaos/invariant"
 )
 
-func TestTable(t *testing.T) {
+func TestTableEscapesPipesAndAlignsTheInvariantColumn(t *testing.T) {
 	t.Parallel()
 	got := drill.Table([]invariant.Result{
 		{Invariant: "#1 short", Held: true, Evidence: "3 of 3"},
@@ -29,7 +29,7 @@ func TestTable(t *testing.T) {
 	}
 }
 
-func TestReportVerdict(t *testing.T) {
+func TestReportIsViolatedWhenAnyRowDidNotHold(t *testing.T) {
 	t.Parallel()
 	d, err := drill.Lookup("relay-killed")
 	if err != nil {
@@ -63,7 +63,7 @@ func TestReportVerdict(t *testing.T) {
 	}
 }
 
-func TestLookup(t *testing.T) {
+func TestEveryDrillIsCompleteAndFoundByName(t *testing.T) {
 	t.Parallel()
 	all := drill.All()
 	byName := map[string]drill.Drill{}
@@ -92,9 +92,9 @@ func TestLookup(t *testing.T) {
 	}
 }
 
-// TestRunbooks: every drill has its runbook page, docs/runbooks/<name>.md
+// TestEveryDrillHasARunbookPageInTheIndex: every drill has its runbook page, docs/runbooks/<name>.md
 // (chaos list links it), and the index docs/runbooks/README.md links it.
-func TestRunbooks(t *testing.T) {
+func TestEveryDrillHasARunbookPageInTheIndex(t *testing.T) {
 	t.Parallel()
 	index, err := os.ReadFile("../../docs/runbooks/README.md")
 	if err != nil {
@@ -144,7 +144,7 @@ func sample(t *testing.T, name string, results ...invariant.Result) drill.Report
 	}
 }
 
-func TestReportJSON(t *testing.T) {
+func TestReportJSONCarriesEveryRowAndTheHeader(t *testing.T) {
 	t.Parallel()
 	rep := sample(t, "game-day",
 		invariant.Result{Invariant: "the fault took effect (drill validity)", Held: false, Evidence: "1 of 2"},
@@ -215,7 +215,7 @@ func TestReportJSON(t *testing.T) {
 	}
 }
 
-func TestReportMarkdown(t *testing.T) {
+func TestReportMarkdownShowsRowsAndFailures(t *testing.T) {
 	t.Parallel()
 	rep := sample(t, "game-day", invariant.Result{Invariant: "#1 short", Held: true, Evidence: "3 of 3"})
 	md := rep.Markdown()
@@ -250,7 +250,7 @@ func TestReportMarkdown(t *testing.T) {
 	}
 }
 
-func TestMatrix(t *testing.T) {
+func TestMatrixShowsEachDrillsVerdictPerInvariant(t *testing.T) {
 	t.Parallel()
 	a := sample(t, "relay-killed",
 		invariant.Result{Invariant: "the fault took effect (drill validity)", Held: true},
@@ -273,7 +273,7 @@ func TestMatrix(t *testing.T) {
 	}
 }
 
-func TestWriteFiles(t *testing.T) {
+func TestWriteFilesWritesJSONAndMarkdownReports(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "reports", "x")
 	rep := sample(t, "relay-killed", invariant.Result{Invariant: "x", Held: true})

@@ -76,7 +76,7 @@ func failGoodCardUnderFaults(o *observation, opts *Options, why string) {
 	o.failedWhy = map[string]string{"a": why}
 }
 
-func TestEvaluate(t *testing.T) {
+func TestEvaluateFlagsTheInvariantEachFaultBreaks(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string

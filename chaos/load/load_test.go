@@ -39,7 +39,7 @@ func (s *tokens) Token(_ context.Context, user string) (string, error) {
 
 var products = []catalogapi.Product{{ID: "p1", SKU: "S1"}, {ID: "p2", SKU: "S2"}}
 
-func TestCustomer(t *testing.T) {
+func TestCustomerIDsCarryTheSyntheticPrefix(t *testing.T) {
 	t.Parallel()
 	id, email := load.Customer("a5f0ec", 3)
 	if id != "load-chaos-a5f0ec-c3" || email != "load-chaos-a5f0ec-c3@example.com" {

@@ -11,7 +11,7 @@ import (
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
-func TestParseMetrics(t *testing.T) {
+func TestParseMetricsReadsSamplesAndReportsMalformedLines(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
@@ -58,7 +58,7 @@ func TestParseMetrics(t *testing.T) {
 	}
 }
 
-func TestSeries(t *testing.T) {
+func TestSeriesWritesSortedQuotedLabels(t *testing.T) {
 	t.Parallel()
 	s := target.Sample{Name: "m", Labels: map[string]string{"b": "2", "a": `q"`}}
 	if got, want := s.Series(), `m{a="q\"",b="2"}`; got != want {

@@ -55,9 +55,9 @@ func newCache(f *fakeProvider) *tokenCache {
 	return &tokenCache{users: map[string]*cachedToken{}, fetch: f.fetch, now: f.clock}
 }
 
-// TestTokenCache: one sign-in per user while the token has more than 5
+// TestTokenCacheSignsInOncePerUserUntilFiveMinutesAreLeft: one sign-in per user while the token has more than 5
 // minutes left, a new one after that; a failed sign-in is not cached.
-func TestTokenCache(t *testing.T) {
+func TestTokenCacheSignsInOncePerUserUntilFiveMinutesAreLeft(t *testing.T) {
 	t.Parallel()
 	get := func(t *testing.T, c *tokenCache, user, want string) {
 		t.Helper()

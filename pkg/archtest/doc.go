@@ -11,4 +11,9 @@
 // imported elsewhere; rule 2 also covers non-internal packages such as
 // migrations and cmd. Test files count: a test that imports another
 // service's store couples the two as surely as production code does.
+//
+// ShapeViolations checks the folder shape of every service, LongFuncs and
+// LongTestFiles the sizes that keep code readable: no production function
+// over MaxFuncLines (chaos/ drills exempt), no test file over
+// MaxTestFileLines.
 package archtest

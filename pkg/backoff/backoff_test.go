@@ -9,7 +9,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/backoff"
 )
 
-func TestCeiling(t *testing.T) {
+func TestCeilingDoublesFromInitialUpToMax(t *testing.T) {
 	t.Parallel()
 	p := backoff.Policy{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 2}
 	tests := []struct {

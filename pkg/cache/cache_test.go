@@ -338,7 +338,7 @@ func TestRedisDownFailsOpen(t *testing.T) {
 	}
 }
 
-func TestBypass(t *testing.T) {
+func TestBypassReadsTheSourceAndWritesNothingToRedis(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	r := testinfra.Redis(t)

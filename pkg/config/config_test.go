@@ -36,7 +36,7 @@ func getenv(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-func TestLoad(t *testing.T) {
+func TestLoadAppliesDefaultsAndReportsEveryBadValue(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string

@@ -85,7 +85,7 @@ func TestMarshalRejectsInvalid(t *testing.T) {
 	}
 }
 
-func TestRoundTrip(t *testing.T) {
+func TestMarshalThenUnmarshalGivesBackTheSameEnvelope(t *testing.T) {
 	t.Parallel()
 	minimal := fixedEnvelope()
 	minimal.CausationID, minimal.TraceParent, minimal.TraceState = "", "", ""
@@ -156,7 +156,7 @@ func indent(t *testing.T, b []byte) []byte {
 	return buf.Bytes()
 }
 
-func TestUnmarshalTolerates(t *testing.T) {
+func TestUnmarshalToleratesUnknownAttributesAndFields(t *testing.T) {
 	t.Parallel()
 	want := fixedEnvelope()
 	b, err := events.Marshal(want)
@@ -249,7 +249,7 @@ func TestUnmarshalTolerates(t *testing.T) {
 	}
 }
 
-func TestUnmarshalRejects(t *testing.T) {
+func TestUnmarshalRejectsMissingOrMalformedAttributes(t *testing.T) {
 	t.Parallel()
 	b, err := events.Marshal(fixedEnvelope())
 	if err != nil {
@@ -316,7 +316,7 @@ func TestUnmarshalRejects(t *testing.T) {
 	}
 }
 
-func TestDecodeData(t *testing.T) {
+func TestDecodeDataIgnoresUnknownFieldsAndRejectsWrongTypes(t *testing.T) {
 	t.Parallel()
 	type lenient struct {
 		OrderID string `json:"order_id"`

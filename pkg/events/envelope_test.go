@@ -54,7 +54,7 @@ func fieldsOf(t *testing.T, err error) []string {
 	return fields
 }
 
-func TestNew(t *testing.T) {
+func TestNewBuildsAUUIDv7EnvelopeCorrelatedToItself(t *testing.T) {
 	t.Parallel()
 	e := newOrderPlaced(t)
 
@@ -83,7 +83,7 @@ func TestNew(t *testing.T) {
 	}
 }
 
-func TestNewRejects(t *testing.T) {
+func TestNewRejectsInvalidAttributesNamingEachField(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2024, 7, 1, 9, 30, 0, 0, time.UTC)
 	type args struct {
@@ -152,7 +152,7 @@ func TestNewWrapsMarshalError(t *testing.T) {
 	}
 }
 
-func TestValidate(t *testing.T) {
+func TestValidateAcceptsBuiltEnvelopesAndNamesEachBadField(t *testing.T) {
 	t.Parallel()
 	base := newOrderPlaced(t)
 	tests := []struct {
@@ -238,7 +238,7 @@ func TestIDsAreTimeOrdered(t *testing.T) {
 	}
 }
 
-func TestCausedBy(t *testing.T) {
+func TestCausedByKeepsTheFlowsCorrelationAndCitesTheParent(t *testing.T) {
 	t.Parallel()
 	root := newOrderPlaced(t)
 	child := newOrderPlaced(t)

@@ -47,7 +47,7 @@ func schemas() []events.Schema {
 	}}
 }
 
-func TestGolden(t *testing.T) {
+func TestEventSchemasMatchTheirGoldenFiles(t *testing.T) {
 	t.Parallel()
 	events.CheckGolden(t, filepath.Join("testdata", "golden"), schemas(), *update)
 }

@@ -7,7 +7,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/events"
 )
 
-func TestMetadata(t *testing.T) {
+func TestMetadataCarriesEveryAttributeAndOmitsEmptyOnes(t *testing.T) {
 	t.Parallel()
 	full := fixedEnvelope()
 	minimal := fixedEnvelope()
@@ -47,7 +47,7 @@ func TestMetadata(t *testing.T) {
 	}
 }
 
-func TestMetadataKeys(t *testing.T) {
+func TestMetadataKeysAreTheCloudEventsNames(t *testing.T) {
 	t.Parallel()
 	want := map[string]string{
 		events.MetaID:               "ce_id",

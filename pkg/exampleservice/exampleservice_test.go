@@ -349,8 +349,8 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 }
 
-// TestMigrateCommand runs the migrate role against an empty database.
-func TestMigrateCommand(t *testing.T) {
+// TestMigrateRoleCreatesTheSchemaAndLogsJSON runs the migrate role against an empty database.
+func TestMigrateRoleCreatesTheSchemaAndLogsJSON(t *testing.T) {
 	t.Parallel()
 	db := testinfra.Postgres(t, nil)
 	env := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": "nats://unused"}

@@ -9,7 +9,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 )
 
-func TestCacheControl(t *testing.T) {
+func TestCacheControlRendersTheDefaultsAndEachField(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		p    httpcache.Policy
@@ -48,7 +48,7 @@ func TestETagDependsOnEveryInput(t *testing.T) {
 	}
 }
 
-func TestNotModified(t *testing.T) {
+func TestNotModifiedMatchesWeakListedAndWildcardETags(t *testing.T) {
 	t.Parallel()
 	etag := httpcache.ETag("p1", "3")
 	tests := []struct {
@@ -73,7 +73,7 @@ func TestNotModified(t *testing.T) {
 	}
 }
 
-func TestPublicPrivate(t *testing.T) {
+func TestPublicSetsSurrogateKeysAndPrivateRemovesThem(t *testing.T) {
 	t.Parallel()
 	h := http.Header{}
 	httpcache.Public(h, httpcache.Policy{}, `"e"`, []string{"product:1", "category:lamps"}, "Accept-Language")

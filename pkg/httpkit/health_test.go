@@ -11,7 +11,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 )
 
-func TestReadyz(t *testing.T) {
+func TestReadyzIsReadyOnlyWhenEveryCheckPasses(t *testing.T) {
 	t.Parallel()
 	ok := func(context.Context) error { return nil }
 	tests := []struct {
@@ -121,7 +121,7 @@ func TestReadyzCheckTimeout(t *testing.T) {
 	}
 }
 
-func TestSetDraining(t *testing.T) {
+func TestSetDrainingMakesReadyzAnswer503(t *testing.T) {
 	t.Parallel()
 	h := httpkit.NewHealth()
 	h.AddCheck("postgres", func(context.Context) error { return nil })

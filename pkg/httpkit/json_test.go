@@ -17,7 +17,7 @@ type item struct {
 	Qty  int    `json:"qty"`
 }
 
-func TestDecodeJSON(t *testing.T) {
+func TestDecodeJSONAnswersEachBadBodyWithAProblem(t *testing.T) {
 	t.Parallel()
 	untouched := item{Name: "untouched", Qty: -1}
 	tests := []struct {
@@ -153,7 +153,7 @@ func (c createdItem) Headers() http.Header {
 	return http.Header{"Location": {"/v1/items/" + c.Name}}
 }
 
-func TestEncodeJSON(t *testing.T) {
+func TestEncodeJSONHonoursStatusCodersHeaderersAndNil(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string

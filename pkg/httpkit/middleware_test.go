@@ -18,7 +18,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 )
 
-func TestRecover(t *testing.T) {
+func TestRecoverAnswers500WithoutLeakingThePanic(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
@@ -74,7 +74,7 @@ func TestRecoverAfterWrite(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/", nil))
 }
 
-func TestAccessLog(t *testing.T) {
+func TestAccessLogRecordsTheRouteAndWarnsOnServerErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
@@ -121,7 +121,7 @@ func TestAccessLog(t *testing.T) {
 	}
 }
 
-func TestLimitBody(t *testing.T) {
+func TestLimitBodyStopsReadingPastTheLimit(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name     string
@@ -153,7 +153,7 @@ func TestLimitBody(t *testing.T) {
 	}
 }
 
-func TestChainOrder(t *testing.T) {
+func TestChainRunsTheFirstMiddlewareOutermostAndSkipsNil(t *testing.T) {
 	t.Parallel()
 	var order []string
 	mw := func(name string) httpkit.Middleware {
@@ -172,7 +172,7 @@ func TestChainOrder(t *testing.T) {
 	}
 }
 
-func TestTrace(t *testing.T) {
+func TestTraceContinuesTheCallersTraceAndRecordsDuration(t *testing.T) {
 	t.Parallel()
 	spans := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))

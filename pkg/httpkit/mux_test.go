@@ -12,7 +12,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 )
 
-func TestNewMux(t *testing.T) {
+func TestNewMuxServesHealthAndMetricsAndAnswersProblems(t *testing.T) {
 	t.Parallel()
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "# metrics\n") })
 	mux := httpkit.NewMux(httpkit.NewHealth(), metrics)

@@ -27,7 +27,7 @@ func (e outOfStock) Problem() *httpkit.Problem {
 	return httpkit.NewProblem(http.StatusConflict, "out-of-stock", "not enough "+e.sku+" in stock")
 }
 
-func TestErrorEncoder(t *testing.T) {
+func TestErrorEncoderMapsEachErrorToItsProblem(t *testing.T) {
 	t.Parallel()
 	notFound := httpkit.NewProblem(http.StatusNotFound, "not-found", "no order with this id")
 	tests := []struct {
@@ -121,7 +121,7 @@ func TestDatabaseUnavailableIs503(t *testing.T) {
 	}
 }
 
-func TestRetryAfter(t *testing.T) {
+func TestRetryAfterRoundsUpToWholeSeconds(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
@@ -153,7 +153,7 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
-func TestWriteProblem(t *testing.T) {
+func TestWriteProblemFillsTypeTitleAndAValidStatus(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
@@ -192,7 +192,7 @@ func TestWriteProblem(t *testing.T) {
 	}
 }
 
-func TestProblemError(t *testing.T) {
+func TestProblemErrorStatesStatusTitleAndDetail(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		p         *httpkit.Problem

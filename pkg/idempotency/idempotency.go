@@ -232,14 +232,13 @@ type storedRow struct {
 //
 // ctx is used for the whole transaction: a client that goes away cancels
 // the work, which is then rolled back and can be retried.
+//
+// The phases, in order: checkRequest; replayStored when lookup finds a
+// live row (step 1); then, in the transaction, claimKey (steps 2 and 3),
+// runHandler (fn) and storeAnswer (step 4).
 func (s *Store) Do(ctx context.Context, db DB, req Request, fn Func) (resp Response, replayed bool, err error) {
-	if err := checkKey(req.Key); err != nil {
-		s.countKeyError(err)
+	if err := s.checkRequest(req); err != nil {
 		return Response{}, false, err
-	}
-	if req.Scope == "" {
-		s.m.count(OutcomeError)
-		return Response{}, false, errors.New("idempotency: request has an empty scope; derive one from the client's identity")
 	}
 	fp := fingerprint(req.Method, req.Path, req.Body)
 	now := s.now()
@@ -254,7 +253,7 @@ func (s *Store) Do(ctx context.Context, db DB, req Request, fn Func) (resp Respo
 		return Response{}, false, err
 	}
 	if found {
-		resp, outcome, err = s.answer(row, fp)
+		resp, outcome, err = s.replayStored(row, fp)
 		return resp, err == nil, err
 	}
 
@@ -263,45 +262,14 @@ func (s *Store) Do(ctx context.Context, db DB, req Request, fn Func) (resp Respo
 		stored *storedRow
 	)
 	err = pgdb.InTx(ctx, readCommitted{db}, func(tx pgx.Tx) error {
-		var locked bool
-		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1, $2)`,
-			int32(lockClass), lockID(req.Scope, req.Key)).Scan(&locked); err != nil {
-			return fmt.Errorf("idempotency: lock key: %w", err)
+		var claimErr error
+		if stored, claimErr = s.claimKey(ctx, tx, req, fp, now); claimErr != nil || stored != nil {
+			return claimErr // a stored row: read only, the commit just releases the lock
 		}
-		if !locked {
-			return errKeyInUse()
-		}
-		claimed, err := s.claim(ctx, tx, req, fp, now)
-		if err != nil {
-			return err
-		}
-		if !claimed {
-			row, found, err := s.lookup(ctx, tx, req, now)
-			if err != nil {
-				return err
-			}
-			if !found {
-				// Not possible while we hold the lock, unless something
-				// other than Do writes the table; the client retries.
-				return errKeyInUse()
-			}
-			stored = &row
-			return nil // read only: the commit just releases the lock
-		}
-		resp, fnErr = fn(ctx, tx)
-		if fnErr != nil {
+		if resp, fnErr = runHandler(ctx, tx, fn); fnErr != nil {
 			return fnErr
 		}
-		if resp, fnErr = normalise(resp); fnErr != nil {
-			return fnErr
-		}
-		if _, err := tx.Exec(ctx, `
-			UPDATE idempotency_keys SET status = $3, headers = $4, body = $5
-			WHERE scope = $1 AND key = $2`,
-			req.Scope, req.Key, resp.Status, s.storedHeader(resp.Header), resp.Body); err != nil {
-			return fmt.Errorf("idempotency: store response: %w", err)
-		}
-		return nil
+		return s.storeAnswer(ctx, tx, req, resp)
 	})
 	switch {
 	case fnErr != nil:
@@ -313,11 +281,75 @@ func (s *Store) Do(ctx context.Context, db DB, req Request, fn Func) (resp Respo
 		outcome = OutcomeError
 		return Response{}, false, err
 	case stored != nil:
-		resp, outcome, err = s.answer(*stored, fp)
+		resp, outcome, err = s.replayStored(*stored, fp)
 		return resp, err == nil, err
 	}
 	outcome = OutcomeCreated
 	return resp, false, nil
+}
+
+// checkRequest refuses a request Do cannot key (a missing or malformed
+// key, an empty scope) and counts the refusal.
+func (s *Store) checkRequest(req Request) error {
+	if err := checkKey(req.Key); err != nil {
+		s.countKeyError(err)
+		return err
+	}
+	if req.Scope == "" {
+		s.m.count(OutcomeError)
+		return errors.New("idempotency: request has an empty scope; derive one from the client's identity")
+	}
+	return nil
+}
+
+// claimKey is steps 2 and 3 of Do, in tx: the advisory lock on the key,
+// then the key's row. It returns nil when the key is this request's (fn
+// may run), the committed row when the first request committed in
+// between (to replay), and ErrKeyInUse when another request holds the key.
+func (s *Store) claimKey(ctx context.Context, tx pgx.Tx, req Request, fp []byte, now time.Time) (*storedRow, error) {
+	var locked bool
+	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1, $2)`,
+		int32(lockClass), lockID(req.Scope, req.Key)).Scan(&locked); err != nil {
+		return nil, fmt.Errorf("idempotency: lock key: %w", err)
+	}
+	if !locked {
+		return nil, errKeyInUse()
+	}
+	claimed, err := s.claim(ctx, tx, req, fp, now)
+	if err != nil || claimed {
+		return nil, err
+	}
+	row, found, err := s.lookup(ctx, tx, req, now)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		// Not possible while we hold the lock, unless something other
+		// than Do writes the table; the client retries.
+		return nil, errKeyInUse()
+	}
+	return &row, nil
+}
+
+// runHandler runs fn in tx and checks the response it returns; fn's error
+// is returned unchanged.
+func runHandler(ctx context.Context, tx pgx.Tx, fn Func) (Response, error) {
+	resp, err := fn(ctx, tx)
+	if err != nil {
+		return Response{}, err
+	}
+	return normalise(resp)
+}
+
+// storeAnswer writes resp into the claimed key's row, in tx (step 4).
+func (s *Store) storeAnswer(ctx context.Context, tx pgx.Tx, req Request, resp Response) error {
+	if _, err := tx.Exec(ctx, `
+		UPDATE idempotency_keys SET status = $3, headers = $4, body = $5
+		WHERE scope = $1 AND key = $2`,
+		req.Scope, req.Key, resp.Status, s.storedHeader(resp.Header), resp.Body); err != nil {
+		return fmt.Errorf("idempotency: store response: %w", err)
+	}
+	return nil
 }
 
 // readCommitted begins READ COMMITTED transactions: every statement sees
@@ -385,9 +417,10 @@ func (s *Store) claim(ctx context.Context, tx pgx.Tx, req Request, fp []byte, no
 	return tag.RowsAffected() == 1, nil
 }
 
-// answer turns a committed row into the reply to a request with
-// fingerprint fp, and names the outcome.
-func (s *Store) answer(r storedRow, fp []byte) (Response, string, error) {
+// replayStored turns a committed row into the reply to a request with
+// fingerprint fp: the stored response with Idempotent-Replayed, or the 422
+// of a different fingerprint; and names the outcome.
+func (s *Store) replayStored(r storedRow, fp []byte) (Response, string, error) {
 	if !bytes.Equal(r.fingerprint, fp) {
 		return Response{}, OutcomeMismatch, errKeyReused()
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 )
 
-func TestDLQCommand(t *testing.T) {
+func TestQueueCommandListsInspectsRedactedPurgesAndRedrives(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, jobqueue.Options{Redact: map[string]func([]byte) []byte{"pay": func([]byte) []byte { return []byte(`{"card":"[redacted]"}`) }}},

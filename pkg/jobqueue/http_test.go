@@ -15,7 +15,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 )
 
-func TestAdminRoutes(t *testing.T) {
+func TestAdminRoutesListInspectAndRedriveRedactedAndRefuseBadInput(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, jobqueue.Options{Redact: map[string]func([]byte) []byte{"pay": func([]byte) []byte { return []byte(`"[redacted]"`) }}},

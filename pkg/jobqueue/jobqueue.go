@@ -219,46 +219,91 @@ func (c *Client) Send(ctx context.Context, tx pgx.Tx, queue string, in SendInput
 }
 
 // SendBatch enqueues messages in tx (at most 10, as in SQS). It validates
-// every message before writing any. Without dedup ids a batch is one
-// statement (queue lookup, size check, insert and NOTIFY together).
+// every message before writing any (checkBatch). Then it claims the dedup
+// ids, message by message (claimDedupIDs), and inserts every message that
+// is not a duplicate in one statement (insert). Without dedup ids a batch
+// is one statement (queue lookup, size check, insert and NOTIFY together).
 func (c *Client) SendBatch(ctx context.Context, tx pgx.Tx, queue string, ins []SendInput) ([]SendResult, error) {
+	if err := checkBatch(ctx, tx, queue, ins); err != nil {
+		return nil, err
+	}
+	out := make([]SendResult, len(ins))
+	rows, err := claimDedupIDs(ctx, tx, queue, ins, out)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows.fresh) > 0 {
+		ids, err := c.insert(ctx, tx, queue, rows.bodies, rows.attrs, rows.delays, rows.ownDelay)
+		if err != nil {
+			var big errTooLarge
+			if errors.As(err, &big) {
+				i := rows.fresh[big.n]
+				return nil, tooLarge(queue, i, len(ins[i].Body), big.max)
+			}
+			return nil, err
+		}
+		for k, i := range rows.fresh {
+			out[i].ID = ids[k]
+		}
+	}
+	c.m.sent.WithLabelValues(queue).Add(float64(len(ins)))
+	return out, nil
+}
+
+// checkBatch refuses a batch of the wrong size or with a delay out of
+// range. When a message has a dedup id it also checks the queue and the
+// sizes, before any dedup id is claimed, so a rejected batch claims none
+// (without dedup ids, insert checks them).
+func checkBatch(ctx context.Context, tx pgx.Tx, queue string, ins []SendInput) error {
 	if len(ins) == 0 || len(ins) > MaxReceiveBatch {
-		return nil, fmt.Errorf("%w: batch of %d messages (1–10)", ErrInvalid, len(ins))
+		return fmt.Errorf("%w: batch of %d messages (1–10)", ErrInvalid, len(ins))
 	}
 	dedup := false
 	for i, in := range ins {
 		if in.Delay != nil && (*in.Delay < 0 || *in.Delay > MaxDelay) {
-			return nil, fmt.Errorf("%w: message %d delay %s outside 0–15m", ErrInvalid, i, *in.Delay)
+			return fmt.Errorf("%w: message %d delay %s outside 0–15m", ErrInvalid, i, *in.Delay)
 		}
 		dedup = dedup || in.DedupID != ""
 	}
-	if dedup {
-		// The queue and the sizes are checked before any dedup id is
-		// claimed, so a rejected batch claims none.
-		var maxBytes int
-		err := tx.QueryRow(ctx, `SELECT max_message_bytes FROM jobqueue_queues WHERE name = $1`, queue).Scan(&maxBytes)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, fmt.Errorf("%w: %s", ErrQueueNotFound, queue)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("jobqueue: send to %s: %w", queue, err)
-		}
-		for i, in := range ins {
-			if len(in.Body) > maxBytes {
-				return nil, tooLarge(queue, i, len(in.Body), maxBytes)
-			}
+	if !dedup {
+		return nil
+	}
+	var maxBytes int
+	err := tx.QueryRow(ctx, `SELECT max_message_bytes FROM jobqueue_queues WHERE name = $1`, queue).Scan(&maxBytes)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: %s", ErrQueueNotFound, queue)
+	}
+	if err != nil {
+		return fmt.Errorf("jobqueue: send to %s: %w", queue, err)
+	}
+	for i, in := range ins {
+		if len(in.Body) > maxBytes {
+			return tooLarge(queue, i, len(in.Body), maxBytes)
 		}
 	}
-	out := make([]SendResult, len(ins))
-	// Deduplication first, message by message; then every message that is
-	// not a duplicate in one INSERT.
-	var (
-		fresh    []int
-		bodies   = make([][]byte, 0, len(ins))
-		attrs    = make([]string, 0, len(ins))
-		delays   = make([]time.Duration, 0, len(ins))
-		ownDelay = make([]bool, 0, len(ins))
-	)
+	return nil
+}
+
+// freshRows are the messages of a batch to insert: their index in the
+// batch and insert's columns.
+type freshRows struct {
+	fresh    []int
+	bodies   [][]byte
+	attrs    []string
+	delays   []time.Duration
+	ownDelay []bool
+}
+
+// claimDedupIDs claims the dedup id of every message that has one, marks
+// in out the messages whose id was claimed inside DedupWindow as
+// duplicates, and returns the others.
+func claimDedupIDs(ctx context.Context, tx pgx.Tx, queue string, ins []SendInput, out []SendResult) (freshRows, error) {
+	rows := freshRows{
+		bodies:   make([][]byte, 0, len(ins)),
+		attrs:    make([]string, 0, len(ins)),
+		delays:   make([]time.Duration, 0, len(ins)),
+		ownDelay: make([]bool, 0, len(ins)),
+	}
 	for i, in := range ins {
 		if in.DedupID != "" {
 			var ok bool
@@ -272,35 +317,18 @@ func (c *Client) SendBatch(ctx context.Context, tx pgx.Tx, queue string, ins []S
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("jobqueue: dedup on %s: %w", queue, err)
+				return freshRows{}, fmt.Errorf("jobqueue: dedup on %s: %w", queue, err)
 			}
 		}
 		a, err := json.Marshal(orEmpty(in.Attributes))
 		if err != nil {
-			return nil, fmt.Errorf("jobqueue: attributes: %w", err)
+			return freshRows{}, fmt.Errorf("jobqueue: attributes: %w", err)
 		}
-		fresh = append(fresh, i)
-		bodies, attrs = append(bodies, in.Body), append(attrs, string(a))
-		delays, ownDelay = append(delays, ptrOr(in.Delay)), append(ownDelay, in.Delay != nil)
+		rows.fresh = append(rows.fresh, i)
+		rows.bodies, rows.attrs = append(rows.bodies, in.Body), append(rows.attrs, string(a))
+		rows.delays, rows.ownDelay = append(rows.delays, ptrOr(in.Delay)), append(rows.ownDelay, in.Delay != nil)
 	}
-	if len(fresh) == 0 {
-		c.m.sent.WithLabelValues(queue).Add(float64(len(ins)))
-		return out, nil
-	}
-	ids, err := c.insert(ctx, tx, queue, bodies, attrs, delays, ownDelay)
-	if err != nil {
-		var big errTooLarge
-		if errors.As(err, &big) {
-			i := fresh[big.n]
-			return nil, tooLarge(queue, i, len(ins[i].Body), big.max)
-		}
-		return nil, err
-	}
-	for k, i := range fresh {
-		out[i].ID = ids[k]
-	}
-	c.m.sent.WithLabelValues(queue).Add(float64(len(ins)))
-	return out, nil
+	return rows, nil
 }
 
 // insert writes messages in one statement: it finds the queue, checks

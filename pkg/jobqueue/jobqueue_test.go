@@ -294,7 +294,7 @@ func TestQueueDeliveryDelay(t *testing.T) {
 	}
 }
 
-func TestDedupWindow(t *testing.T) {
+func TestDedupIDDropsRepeatsPerQueueUntilItsWindowEnds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "q"}, jobqueue.Queue{Name: "other"})
@@ -372,7 +372,7 @@ func testConcurrentReceiversNeverShareAMessage(t *testing.T, opts jobqueue.Optio
 	}
 }
 
-func TestBadInput(t *testing.T) {
+func TestInvalidSendsReceivesDeletesAndPurgesAreRefused(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "q", MaxMessageBytes: 8})

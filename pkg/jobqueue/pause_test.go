@@ -158,7 +158,7 @@ func TestPauseRefusesBadInput(t *testing.T) {
 	}
 }
 
-func TestPauseCommand(t *testing.T) {
+func TestPauseAndResumeCommandsRecordWhoAndWhy(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "q"})
@@ -189,7 +189,7 @@ func TestPauseCommand(t *testing.T) {
 	}
 }
 
-func TestPauseRoutes(t *testing.T) {
+func TestPauseRoutesAnswerProblemsForUnknownQueuesAndBadBodies(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "q"})

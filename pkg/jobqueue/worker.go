@@ -151,27 +151,15 @@ func (c *Client) NewWorker(cfg WorkerConfig, h Handler) *Worker {
 
 // Run processes messages until ctx ends, then lets in-flight handlers finish
 // within ShutdownGrace and returns nil.
+//
+// Each round takes a slot, asks the gate (admit), receives as many
+// messages as slots are free (receive) and runs a handler per message
+// (dispatch); the deleter deletes the messages whose handler succeeded.
 func (w *Worker) Run(ctx context.Context) error {
-	// Handlers run on a context that outlives ctx by ShutdownGrace.
-	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer hcancel()
-	stop := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(w.cfg.ShutdownGrace, hcancel)
-		context.AfterFunc(hctx, func() { t.Stop() })
-	})
-	defer stop()
-
-	// The deleter outlives every handler: it stops after wg.Wait.
-	deletes := make(chan deleteReq)
-	deleterDone := make(chan struct{})
-	go func() {
-		defer close(deleterDone)
-		w.deleter(context.WithoutCancel(ctx), deletes)
-	}()
-	defer func() {
-		close(deletes)
-		<-deleterDone
-	}()
+	hctx, stopHandlers := w.handlerContext(ctx)
+	defer stopHandlers()
+	deletes, stopDeleter := w.startDeleter(ctx)
+	defer stopDeleter()
 
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	// deleting bounds the messages whose handler succeeded and whose
@@ -188,11 +176,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		permit, err := w.admit(ctx)
 		if err != nil {
 			<-slots
-			if ctx.Err() != nil {
-				return nil
-			}
-			w.c.log.WarnContext(ctx, "gate refused", "queue", w.cfg.Queue, "err", err)
-			if w.cfg.Backoff.Sleep(ctx, 1) != nil {
+			if !w.backOff(ctx, "gate refused", err) {
 				return nil
 			}
 			continue
@@ -201,44 +185,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		if settled == nil {
 			settled = func() {}
 		}
-		free := w.cfg.Concurrency - len(slots) + 1
-		in := ReceiveInput{MaxMessages: min(free, MaxReceiveBatch), VisibilityTimeout: w.cfg.VisibilityTimeout, WaitTime: MaxWaitTime}
-		if permit.Limit > 0 {
-			in.MaxMessages, in.WaitTime = min(in.MaxMessages, permit.Limit), probeWait
-		}
-		rctx, cancel := context.WithCancel(ctx)
-		stopRevoke := func() bool { return false }
-		if permit.Revoked != nil {
-			stopRevoke = context.AfterFunc(permit.Revoked, cancel)
-		}
-		msgs, err := w.c.Receive(rctx, w.cfg.Queue, in)
-		stopRevoke()
-		cancel()
-		if err != nil {
+		msgs, rctxDone, err := w.receive(ctx, w.cfg.Concurrency-len(slots)+1, permit)
+		if err != nil || len(msgs) == 0 {
 			<-slots
 			settled()
-			if ctx.Err() != nil {
-				return nil
-			}
-			if rctx.Err() != nil {
-				continue // revoked by the gate: ask it again
-			}
-			w.c.log.WarnContext(ctx, "receive failed", "queue", w.cfg.Queue, "err", err)
-			if w.cfg.Backoff.Sleep(ctx, 1) != nil {
-				return nil
-			}
-			continue
-		}
-		if len(msgs) == 0 {
-			<-slots
-			settled()
-			if permit.Limit > 0 && sleepCtx(ctx, probeWait) != nil {
-				// A probe that found this queue empty yields the probe
-				// for one probe wait: another queue behind the same
-				// breaker (payments' charges and refunds share the
-				// provider's) takes it instead of waiting while this
-				// worker takes it back at once, which kept the provider's
-				// breaker half-open for minutes with charges waiting.
+			if !w.afterNoMessages(ctx, permit, rctxDone, err) {
 				return nil
 			}
 			continue
@@ -248,21 +199,109 @@ func (w *Worker) Run(ctx context.Context) error {
 		for range len(msgs) - 1 {
 			slots <- struct{}{}
 		}
-		var left atomic.Int32
-		left.Store(int32(len(msgs)))
-		for _, m := range msgs {
-			wg.Go(func() {
-				var once sync.Once
-				release := func() { once.Do(func() { <-slots }) }
-				defer release()
-				w.process(hctx, m, deletes, deleting, release)
-				if left.Add(-1) == 0 {
-					settled()
-				}
-			})
-		}
+		w.dispatch(hctx, &wg, msgs, slots, deletes, deleting, settled)
 	}
 	return nil
+}
+
+// handlerContext returns the context handlers run on: it outlives ctx by
+// ShutdownGrace. stop releases it.
+func (w *Worker) handlerContext(ctx context.Context) (hctx context.Context, stop func()) {
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(w.cfg.ShutdownGrace, hcancel)
+		context.AfterFunc(hctx, func() { t.Stop() })
+	})
+	return hctx, func() {
+		stopGrace()
+		hcancel()
+	}
+}
+
+// startDeleter starts the deleter, which outlives every handler: stop
+// (called after the handlers returned) ends it and waits for it.
+func (w *Worker) startDeleter(ctx context.Context) (deletes chan<- deleteReq, stop func()) {
+	ch := make(chan deleteReq)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.deleter(context.WithoutCancel(ctx), ch)
+	}()
+	return ch, func() {
+		close(ch)
+		<-done
+	}
+}
+
+// backOff logs why the round failed and sleeps the backoff's first delay;
+// it reports whether ctx is still alive.
+func (w *Worker) backOff(ctx context.Context, what string, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	w.c.log.WarnContext(ctx, what, "queue", w.cfg.Queue, "err", err)
+	return w.cfg.Backoff.Sleep(ctx, 1) == nil
+}
+
+// receive asks for up to free messages (at most MaxReceiveBatch, at most
+// the permit's limit, waiting probeWait for a probe), on a context the
+// gate's revocation cancels. rctxDone reports whether that context had
+// ended when receive returned.
+func (w *Worker) receive(ctx context.Context, free int, permit Permit) (msgs []Message, rctxDone bool, err error) {
+	in := ReceiveInput{MaxMessages: min(free, MaxReceiveBatch), VisibilityTimeout: w.cfg.VisibilityTimeout, WaitTime: MaxWaitTime}
+	if permit.Limit > 0 {
+		in.MaxMessages, in.WaitTime = min(in.MaxMessages, permit.Limit), probeWait
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	stopRevoke := func() bool { return false }
+	if permit.Revoked != nil {
+		stopRevoke = context.AfterFunc(permit.Revoked, cancel)
+	}
+	msgs, err = w.c.Receive(rctx, w.cfg.Queue, in)
+	stopRevoke()
+	cancel()
+	return msgs, rctx.Err() != nil, err
+}
+
+// afterNoMessages decides what follows a receive that failed or found
+// nothing; it reports whether to go on (false: ctx ended).
+func (w *Worker) afterNoMessages(ctx context.Context, permit Permit, rctxDone bool, err error) bool {
+	if err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		if rctxDone {
+			return true // revoked by the gate: ask it again
+		}
+		return w.backOff(ctx, "receive failed", err)
+	}
+	if permit.Limit > 0 && sleepCtx(ctx, probeWait) != nil {
+		// A probe that found this queue empty yields the probe for one
+		// probe wait: another queue behind the same breaker (payments'
+		// charges and refunds share the provider's) takes it instead of
+		// waiting while this worker takes it back at once, which kept the
+		// provider's breaker half-open for minutes with charges waiting.
+		return false
+	}
+	return true
+}
+
+// dispatch runs a handler per message (process), each holding one of
+// slots; settled runs when the last of them has returned.
+func (w *Worker) dispatch(hctx context.Context, wg *sync.WaitGroup, msgs []Message, slots chan struct{}, deletes chan<- deleteReq, deleting chan struct{}, settled func()) {
+	var left atomic.Int32
+	left.Store(int32(len(msgs)))
+	for _, m := range msgs {
+		wg.Go(func() {
+			var once sync.Once
+			release := func() { once.Do(func() { <-slots }) }
+			defer release()
+			w.process(hctx, m, deletes, deleting, release)
+			if left.Add(-1) == 0 {
+				settled()
+			}
+		})
+	}
 }
 
 // admit asks the gate, if any, for leave to receive.

@@ -33,11 +33,8 @@ type DB interface {
 // outbox ...` command: args are what follows "outbox". It prints what it
 // did to out.
 func Command(ctx context.Context, db DB, args []string, out io.Writer) error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: %s; usage:\n%s", ErrUsage, fmt.Sprintf(format, a...), Usage)
-	}
 	if len(args) == 0 {
-		return bad("no command")
+		return badUsage("no command")
 	}
 	cmd := args[0]
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
@@ -46,72 +43,92 @@ func Command(ctx context.Context, db DB, args []string, out io.Writer) error {
 	all := fs.Bool("all", false, "every parked row")
 	since := fs.String("since", "", "RFC 3339 time or duration ago")
 	if err := fs.Parse(args[1:]); err != nil {
-		return bad("%s: %v", cmd, err)
+		return badUsage("%s: %v", cmd, err)
 	}
 	pos := fs.Args()
 	switch cmd {
 	case "parked":
-		if len(pos) > 0 || *limit < 1 {
-			return bad("parked takes only --limit N (N ≥ 1)")
-		}
-		rows, err := Parked(ctx, db, *limit)
-		if err != nil {
-			return err
-		}
-		if len(rows) == 0 {
-			_, err := fmt.Fprintln(out, "no parked rows")
-			return err
-		}
-		tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tKEY\tTYPE\tSTREAM\tPARKED AT\tATTEMPTS\tHELD\tERROR")
-		for _, p := range rows {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", p.ID, p.Key, p.Type, p.Stream,
-				p.ParkedAt.UTC().Format(time.RFC3339), p.Attempts, p.Held, oneLine(p.LastError))
-		}
-		return tw.Flush()
+		return listParked(ctx, db, pos, *limit, out)
 	case "unpark":
-		var id int64
-		switch {
-		case *all && len(pos) == 0:
-		case !*all && len(pos) == 1:
-			var err error
-			if id, err = strconv.ParseInt(pos[0], 10, 64); err != nil || id < 1 {
-				return bad("unpark: ID %q is not a row id (see outbox parked)", pos[0])
-			}
-		default:
-			return bad("unpark takes one row ID or --all")
-		}
-		ids, err := Unpark(ctx, db, id, *all)
-		if err != nil {
-			return err
-		}
-		if len(ids) == 0 {
-			_, err := fmt.Fprintln(out, "no parked rows")
-			return err
-		}
-		s := make([]string, len(ids))
-		for i, id := range ids {
-			s[i] = strconv.FormatInt(id, 10)
-		}
-		_, err = fmt.Fprintf(out, "unparked %d row(s): %s; the relay publishes them next, then the rows of their keys held behind them\n",
-			len(ids), strings.Join(s, ", "))
-		return err
+		return unpark(ctx, db, pos, *all, out)
 	case "republish":
-		if len(pos) > 0 || *since == "" {
-			return bad("republish needs --since TIME and nothing else")
-		}
-		t, err := parseSince(*since, time.Now())
-		if err != nil {
-			return bad("republish: %v", err)
-		}
-		n, err := Republish(ctx, db, t)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(out, "%d row(s) published since %s queued to publish again\n", n, t.UTC().Format(time.RFC3339))
+		return republish(ctx, db, pos, *since, out)
+	}
+	return badUsage("unknown command %q", cmd)
+}
+
+// badUsage is Command's error for arguments it cannot run.
+func badUsage(format string, a ...any) error {
+	return fmt.Errorf("%w: %s; usage:\n%s", ErrUsage, fmt.Sprintf(format, a...), Usage)
+}
+
+// listParked prints up to limit parked rows as a table.
+func listParked(ctx context.Context, db DB, pos []string, limit int, out io.Writer) error {
+	if len(pos) > 0 || limit < 1 {
+		return badUsage("parked takes only --limit N (N ≥ 1)")
+	}
+	rows, err := Parked(ctx, db, limit)
+	if err != nil {
 		return err
 	}
-	return bad("unknown command %q", cmd)
+	if len(rows) == 0 {
+		_, err := fmt.Fprintln(out, "no parked rows")
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tKEY\tTYPE\tSTREAM\tPARKED AT\tATTEMPTS\tHELD\tERROR")
+	for _, p := range rows {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", p.ID, p.Key, p.Type, p.Stream,
+			p.ParkedAt.UTC().Format(time.RFC3339), p.Attempts, p.Held, oneLine(p.LastError))
+	}
+	return tw.Flush()
+}
+
+// unpark unparks the row pos names, or every parked row with all.
+func unpark(ctx context.Context, db DB, pos []string, all bool, out io.Writer) error {
+	var id int64
+	switch {
+	case all && len(pos) == 0:
+	case !all && len(pos) == 1:
+		var err error
+		if id, err = strconv.ParseInt(pos[0], 10, 64); err != nil || id < 1 {
+			return badUsage("unpark: ID %q is not a row id (see outbox parked)", pos[0])
+		}
+	default:
+		return badUsage("unpark takes one row ID or --all")
+	}
+	ids, err := Unpark(ctx, db, id, all)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		_, err := fmt.Fprintln(out, "no parked rows")
+		return err
+	}
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatInt(id, 10)
+	}
+	_, err = fmt.Fprintf(out, "unparked %d row(s): %s; the relay publishes them next, then the rows of their keys held behind them\n",
+		len(ids), strings.Join(s, ", "))
+	return err
+}
+
+// republish queues again every row published since (Republish).
+func republish(ctx context.Context, db DB, pos []string, since string, out io.Writer) error {
+	if len(pos) > 0 || since == "" {
+		return badUsage("republish needs --since TIME and nothing else")
+	}
+	t, err := parseSince(since, time.Now())
+	if err != nil {
+		return badUsage("republish: %v", err)
+	}
+	n, err := Republish(ctx, db, t)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "%d row(s) published since %s queued to publish again\n", n, t.UTC().Format(time.RFC3339))
+	return err
 }
 
 // parseSince reads an RFC 3339 time or a duration before now.

@@ -233,6 +233,22 @@ func (r *Relay) session(ctx context.Context) error {
 	return err
 }
 
+// lead publishes while this relay holds the lease session took. Each
+// round runs these phases, in order:
+//
+//  1. fetchBatch: the next unpublished, unparked rows in id order (read
+//     ahead during the previous round when that one was full);
+//  2. publish: read the next batch ahead when this one is full, publish
+//     this one in key order and park its poison rows (publishBatch);
+//  3. markPublished: once the previous batch's marking is done, record
+//     this batch's acknowledged rows in the background;
+//  4. after a failure, dropReadAhead (it may hold a failed or parked key's
+//     later rows) and backOff; after a full batch, go on at once;
+//  5. idle once caught up: finish marking, prune, sample the backlog and
+//     sleep until a NOTIFY or PollInterval.
+//
+// It returns nil when ctx ends, errLeaseExpired once the lease ran out,
+// and an error when the reader connection is gone.
 func (r *Relay) lead(ctx context.Context, l *lease, wake <-chan struct{}) error {
 	r.refusals = map[int64]int{}
 	reader, err := r.openReader(ctx)
@@ -240,32 +256,10 @@ func (r *Relay) lead(ctx context.Context, l *lease, wake <-chan struct{}) error 
 		return err
 	}
 	defer reader.Close(context.WithoutCancel(ctx))
-	var (
-		lastPrune time.Time
-		failures  int
-		// marking records the previous batch's acknowledged rows while
-		// the next batch is read and published.
-		marking *mark
-		// ahead reads the next batch while the current one is published.
-		ahead *read
-	)
-	defer func() {
-		_ = marking.wait()
-		if ahead != nil {
-			_, _ = ahead.wait()
-		}
-	}()
+	p := &pipeline{r: r, reader: reader, lease: l}
+	defer p.drain()
 	for {
-		var (
-			batch []row
-			err   error
-		)
-		if ahead != nil {
-			batch, err = ahead.wait()
-			ahead = nil
-		} else {
-			batch, err = r.readBatch(ctx, reader, marking.rows())
-		}
+		batch, err := p.fetchBatch(ctx)
 		if err != nil && reader.IsClosed() {
 			// The reader's session is gone (a database restart, a
 			// terminated backend): lead again with new connections.
@@ -276,73 +270,148 @@ func (r *Relay) lead(ctx context.Context, l *lease, wake <-chan struct{}) error 
 			parked int
 		)
 		if err == nil && len(batch) > 0 {
-			if len(batch) == r.cfg.BatchSize {
-				// More rows are waiting: read them while this batch is
-				// published. The read leaves out this batch and the one
-				// being marked; it is dropped if this batch fails, so a
-				// failed key's later rows are never published first.
-				ahead = r.readAhead(ctx, reader, append(ids(batch), marking.rows()...))
-			}
-			acked, parked, err = r.publishBatch(ctx, l, batch)
+			acked, parked, err = p.publish(ctx, batch)
 		}
-		if merr := marking.wait(); merr != nil && err == nil {
-			err = merr
-		}
-		marking = r.markPublished(ctx, acked)
+		err = p.markPublished(ctx, acked, err)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if errors.Is(err, errLeaseExpired) {
 			return err
 		}
-		if (err != nil || parked > 0) && ahead != nil {
-			// The read-ahead may hold a failed or parked key's later rows.
-			_, _ = ahead.wait()
-			ahead = nil
+		if err != nil || parked > 0 {
+			p.dropReadAhead()
 		}
 		if err != nil {
-			failures++
-			r.m.errors.Inc()
-			delay := r.cfg.Backoff.Delay(failures)
-			r.log.WarnContext(ctx, "publish failed, retrying", "attempt", failures, "retry_in", delay.String(), "err", err)
-			_ = marking.wait()
-			marking = nil
-			r.sample(ctx)
-			if !wait(ctx, delay) {
+			if !p.backOff(ctx, err) {
 				return nil
 			}
 			continue
 		}
-		if failures > 0 {
-			r.log.InfoContext(ctx, "publishing again", "after_failures", failures)
-			failures = 0
-		}
-		if ahead != nil || parked > 0 {
+		p.recovered(ctx)
+		if p.ahead != nil || parked > 0 {
 			continue // more rows are waiting, and being read
 		}
-		if err := marking.wait(); err != nil {
-			// Not marked: the rows are read and published again (the
-			// broker drops the duplicates by event id).
-			r.log.WarnContext(ctx, "mark published failed", "err", err)
-		}
-		marking = nil
-		if time.Since(lastPrune) >= r.cfg.PruneInterval {
-			if err := r.prune(ctx); err != nil && ctx.Err() == nil {
-				r.log.WarnContext(ctx, "prune failed", "err", err)
-			}
-			lastPrune = time.Now()
-		}
-		r.sample(ctx)
-		t := time.NewTimer(r.cfg.PollInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !p.idle(ctx, wake) {
 			return nil
-		case <-wake:
-		case <-t.C:
 		}
-		t.Stop()
 	}
+}
+
+// pipeline is what the lead loop carries from one round to the next.
+type pipeline struct {
+	r      *Relay
+	reader *pgx.Conn
+	lease  *lease
+	// marking records the previous batch's acknowledged rows while the
+	// next batch is read and published.
+	marking *mark
+	// ahead reads the next batch while the current one is published.
+	ahead *read
+	// failures counts the failed rounds in a row (the backoff's attempt).
+	failures  int
+	lastPrune time.Time
+}
+
+// drain waits for the background marking and read-ahead, when leading
+// ends.
+func (p *pipeline) drain() {
+	_ = p.marking.wait()
+	if p.ahead != nil {
+		_, _ = p.ahead.wait()
+	}
+}
+
+// fetchBatch returns the batch read ahead, if one was, or reads one,
+// leaving out the rows being marked.
+func (p *pipeline) fetchBatch(ctx context.Context) ([]row, error) {
+	if p.ahead != nil {
+		batch, err := p.ahead.wait()
+		p.ahead = nil
+		return batch, err
+	}
+	return p.r.readBatch(ctx, p.reader, p.marking.rows())
+}
+
+// publish publishes batch (publishBatch). When batch is full, more rows
+// are waiting: it reads them meanwhile. The read leaves out this batch
+// and the one being marked; it is dropped if this batch fails, so a
+// failed key's later rows are never published first.
+func (p *pipeline) publish(ctx context.Context, batch []row) ([]position, int, error) {
+	if len(batch) == p.r.cfg.BatchSize {
+		p.ahead = p.r.readAhead(ctx, p.reader, append(ids(batch), p.marking.rows()...))
+	}
+	return p.r.publishBatch(ctx, p.lease, batch)
+}
+
+// markPublished waits for the previous batch's marking, then starts
+// marking acked. It returns the round's error: err, or else the previous
+// marking's.
+func (p *pipeline) markPublished(ctx context.Context, acked []position, err error) error {
+	if merr := p.marking.wait(); merr != nil && err == nil {
+		err = merr
+	}
+	p.marking = p.r.markPublished(ctx, acked)
+	return err
+}
+
+// dropReadAhead waits for the read-ahead, if any, and forgets its batch.
+func (p *pipeline) dropReadAhead() {
+	if p.ahead != nil {
+		_, _ = p.ahead.wait()
+		p.ahead = nil
+	}
+}
+
+// backOff counts a failed round, lets the marking finish, samples the
+// backlog and sleeps the backoff's delay. It reports whether ctx is still
+// alive.
+func (p *pipeline) backOff(ctx context.Context, err error) bool {
+	p.failures++
+	p.r.m.errors.Inc()
+	delay := p.r.cfg.Backoff.Delay(p.failures)
+	p.r.log.WarnContext(ctx, "publish failed, retrying", "attempt", p.failures, "retry_in", delay.String(), "err", err)
+	_ = p.marking.wait()
+	p.marking = nil
+	p.r.sample(ctx)
+	return wait(ctx, delay)
+}
+
+// recovered resets the failure count after a round that succeeded.
+func (p *pipeline) recovered(ctx context.Context) {
+	if p.failures > 0 {
+		p.r.log.InfoContext(ctx, "publishing again", "after_failures", p.failures)
+		p.failures = 0
+	}
+}
+
+// idle runs once the relay has caught up: it finishes marking, prunes
+// (at most once per PruneInterval), samples the backlog and sleeps until
+// a NOTIFY wakes it or PollInterval passes. It reports whether ctx is
+// still alive.
+func (p *pipeline) idle(ctx context.Context, wake <-chan struct{}) bool {
+	if err := p.marking.wait(); err != nil {
+		// Not marked: the rows are read and published again (the
+		// broker drops the duplicates by event id).
+		p.r.log.WarnContext(ctx, "mark published failed", "err", err)
+	}
+	p.marking = nil
+	if time.Since(p.lastPrune) >= p.r.cfg.PruneInterval {
+		if err := p.r.prune(ctx); err != nil && ctx.Err() == nil {
+			p.r.log.WarnContext(ctx, "prune failed", "err", err)
+		}
+		p.lastPrune = time.Now()
+	}
+	p.r.sample(ctx)
+	t := time.NewTimer(p.r.cfg.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-wake:
+	case <-t.C:
+	}
+	return true
 }
 
 // mark is an UPDATE recording acknowledged rows as published, running in
@@ -501,12 +570,34 @@ func ids(batch []row) []int64 {
 	return out
 }
 
-// publishBatch publishes batch and returns the rows the broker
+// publishBatch publishes batch in key order (publishInKeyOrder) and then
+// parks its poison rows (parkPoisonRows). It returns the rows the broker
 // acknowledged, for the caller to mark published, and how many rows it
 // parked. It returns an error when a row failed to publish and was not
 // parked, and errLeaseExpired (publishing nothing more) once l ran out.
 func (r *Relay) publishBatch(ctx context.Context, l *lease, batch []row) ([]position, int, error) {
-	// Rounds: the r-th row of every key. A key whose row failed drops out.
+	acked, failed, err := r.publishInKeyOrder(ctx, l, batch)
+	if err != nil {
+		return acked, 0, err
+	}
+	if len(failed) == 0 {
+		if len(r.refusals) > 0 {
+			for _, a := range acked {
+				delete(r.refusals, a.id)
+			}
+		}
+		return acked, 0, nil
+	}
+	parked, err := r.parkPoisonRows(ctx, l, batch, acked, failed)
+	return acked, parked, err
+}
+
+// publishInKeyOrder publishes batch in rounds: round n holds the n-th row
+// of every key, so a key's rows reach the broker in id order. A key whose
+// row the broker refused drops out of later rounds. It returns the rows
+// acknowledged and, per key, the row refused; and errLeaseExpired
+// (publishing nothing more) once l ran out.
+func (r *Relay) publishInKeyOrder(ctx context.Context, l *lease, batch []row) ([]position, map[string]refusal, error) {
 	var (
 		acked  []position
 		failed = map[string]refusal{} // key → its row the broker refused
@@ -530,13 +621,13 @@ func (r *Relay) publishBatch(ctx context.Context, l *lease, batch []row) ([]posi
 			next[k]++
 		}
 		if len(idx) == 0 {
-			break
+			return acked, failed, nil
 		}
 		if !l.held() {
 			// Frozen or cut off for most of the lease: a standby may
 			// lead by now. Publish nothing more (what was acknowledged is
 			// still marked).
-			return acked, 0, errLeaseExpired
+			return acked, failed, errLeaseExpired
 		}
 		msgs := make([]Message, len(idx))
 		for j, i := range idx {
@@ -555,20 +646,18 @@ func (r *Relay) publishBatch(ctx context.Context, l *lease, batch []row) ([]posi
 			failed[batch[i].msg.Key] = refusal{id: batch[i].id, event: batch[i].msg.ID, key: batch[i].msg.Key, err: perr}
 		}
 	}
-	if len(failed) == 0 {
-		if len(r.refusals) > 0 {
-			for _, a := range acked {
-				delete(r.refusals, a.id)
-			}
-		}
-		return acked, 0, nil
-	}
+}
+
+// parkPoisonRows records the broker's refusals of batch and parks the
+// poison rows among them (refused). It returns how many rows it parked,
+// and an error naming the refused rows it did not park.
+func (r *Relay) parkPoisonRows(ctx context.Context, l *lease, batch []row, acked []position, failed map[string]refusal) (int, error) {
 	parked, err := r.refused(ctx, l, failed, len(acked) > 0)
 	if err != nil {
-		return acked, 0, err
+		return 0, err
 	}
 	if len(parked) == len(failed) {
-		return acked, len(parked), nil
+		return len(parked), nil
 	}
 	var errs []error
 	for _, f := range failed {
@@ -576,7 +665,7 @@ func (r *Relay) publishBatch(ctx context.Context, l *lease, batch []row) ([]posi
 			errs = append(errs, fmt.Errorf("event %s: %w", f.event, f.err))
 		}
 	}
-	return acked, len(parked), fmt.Errorf("%d of %d events not acknowledged: %w", len(batch)-len(acked), len(batch), errors.Join(errs...))
+	return len(parked), fmt.Errorf("%d of %d events not acknowledged: %w", len(batch)-len(acked), len(batch), errors.Join(errs...))
 }
 
 func truncate(s string, n int) string {

@@ -187,9 +187,9 @@ func TestRelayBrokerOutage(t *testing.T) {
 	checkExactlyOnceInOrder(t, sent, b.received(t))
 }
 
-// TestRelayFailover: one leader at a time; when it stops, the standby takes
+// TestStandbyRelayTakesOverWhenTheLeaderStops: one leader at a time; when it stops, the standby takes
 // over and publishes what follows.
-func TestRelayFailover(t *testing.T) {
+func TestStandbyRelayTakesOverWhenTheLeaderStops(t *testing.T) {
 	t.Parallel()
 	nt := testinfra.NATS(t)
 	b := setup(t, nt.JS, nt.Name("OUT"))

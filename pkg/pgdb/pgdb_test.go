@@ -64,7 +64,7 @@ func TestMigrateIsIdempotentAndSafeConcurrently(t *testing.T) {
 	}
 }
 
-func TestInTx(t *testing.T) {
+func TestInTxCommitsOrRollsBackOnErrorAndPanic(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := testinfra.Postgres(t, migrations)
@@ -117,7 +117,7 @@ func TestInTx(t *testing.T) {
 	}
 }
 
-func TestErrorClassification(t *testing.T) {
+func TestIsCodeAndConstraintNameClassifyPostgresErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := testinfra.Postgres(t, migrations)
@@ -168,13 +168,13 @@ func TestOpenErrorsDoNotLeakPasswords(t *testing.T) {
 	}
 }
 
-// TestSessionTimeouts: the server ends what a stuck or frozen client
+// TestServerEndsStuckStatementsLockWaitsAndIdleTransactions: the server ends what a stuck or frozen client
 // would otherwise hold: a statement running past statement_timeout
 // (57014), a wait for a lock past lock_timeout (55P03), a transaction left
 // idle past idle_in_transaction_session_timeout (25P03, the session is
 // ended). Defaults apply when unset; negative turns one off; the URL's own
 // setting wins.
-func TestSessionTimeouts(t *testing.T) {
+func TestServerEndsStuckStatementsLockWaitsAndIdleTransactions(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := testinfra.Postgres(t, migrations)

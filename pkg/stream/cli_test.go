@@ -15,9 +15,9 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
 
-// TestDLQCommand drives the operator CLI: list, inspect, a dry-run and a
+// TestDLQCommandListsInspectsRedrivesAndDiscards drives the operator CLI: list, inspect, a dry-run and a
 // real redrive, discard, and every argument mistake.
-func TestDLQCommand(t *testing.T) {
+func TestDLQCommandListsInspectsRedrivesAndDiscards(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := newDLQSetup(t, 2)

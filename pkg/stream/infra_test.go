@@ -22,7 +22,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
 
-func TestIsInfrastructure(t *testing.T) {
+func TestIsInfrastructureSeesMarkedAndConnectionErrorsThroughWrapping(t *testing.T) {
 	t.Parallel()
 	refused := deadDependency(t)(context.Background())
 	var opErr *net.OpError

@@ -7,10 +7,10 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/stream"
 )
 
-// TestPartitionVectors pins the partition function. If it fails, the
+// TestPartitionMatchesPinnedHashVectors pins the partition function. If it fails, the
 // function changed and every existing stream would see its keys remapped:
 // that is a breaking change, not a test to update.
-func TestPartitionVectors(t *testing.T) {
+func TestPartitionMatchesPinnedHashVectors(t *testing.T) {
 	t.Parallel()
 	// FNV-1a 32 of the key, mod n; hashes from an independent implementation.
 	tests := []struct {
@@ -44,7 +44,7 @@ func TestPartitionVectors(t *testing.T) {
 	}
 }
 
-func TestPartitionDistribution(t *testing.T) {
+func TestPartitionSpreadsKeysEvenly(t *testing.T) {
 	t.Parallel()
 	const n, keys = 8, 80000
 	counts := make([]int, n)

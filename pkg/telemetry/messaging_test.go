@@ -149,7 +149,7 @@ func (p *stubPublisher) Close() error {
 	return nil
 }
 
-func TestPublisherDecorator(t *testing.T) {
+func TestPublisherDecoratorWrapsEachMessageInAProducerSpan(t *testing.T) {
 	t.Parallel()
 	errBroker := errors.New("broker down")
 	tests := []struct {
@@ -223,7 +223,7 @@ func TestPublisherDecorator(t *testing.T) {
 	}
 }
 
-func TestConsumerMiddleware(t *testing.T) {
+func TestConsumerMiddlewareContinuesTheTraceFromMetadata(t *testing.T) {
 	t.Parallel()
 	errHandler := errors.New("handler failed")
 	parentSC := trace.NewSpanContext(trace.SpanContextConfig{
@@ -342,10 +342,10 @@ type handled struct {
 	topic string
 }
 
-// TestWatermillPropagation: request span → producer span → metadata →
+// TestTraceFlowsFromRequestToConsumerThroughWatermill: request span → producer span → metadata →
 // consumer span, through watermill's in-process pub/sub and router (the
 // example service proves the same over real JetStream).
-func TestWatermillPropagation(t *testing.T) {
+func TestTraceFlowsFromRequestToConsumerThroughWatermill(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	logger := watermill.NopLogger{}

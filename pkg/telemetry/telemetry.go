@@ -128,17 +128,58 @@ func New(ctx context.Context, cfg Config, logOut io.Writer) (*Telemetry, error) 
 	if logOut == nil {
 		return nil, errors.New("telemetry: logOut is nil (pass io.Discard to drop logs)")
 	}
-	if cfg.ServiceVersion == "" {
-		cfg.ServiceVersion = DefaultServiceVersion
+	cfg = cfg.withDefaults()
+	res, err := newResource(ctx, cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.InstanceID == "" {
+	reg, promExp, err := newRegistry()
+	if err != nil {
+		return nil, err
+	}
+	topts := []sdktrace.TracerProviderOption{
+		sdktrace.WithResource(res),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+	}
+	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExp)}
+	if cfg.SpanExporter != nil {
+		topts = append(topts, sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(cfg.SpanExporter)))
+	}
+	if cfg.OTLPEndpoint != "" {
+		traces, metrics, err := otlpExporters(ctx, cfg.OTLPEndpoint)
+		if err != nil {
+			return nil, err
+		}
+		topts, mopts = append(topts, traces), append(mopts, metrics)
+	}
+	return &Telemetry{
+		Logger:         newLogger(cfg, logOut),
+		TracerProvider: sdktrace.NewTracerProvider(topts...),
+		MeterProvider:  sdkmetric.NewMeterProvider(mopts...),
+		Registry:       reg,
+		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+	}, nil
+}
+
+// withDefaults fills ServiceVersion (DefaultServiceVersion) and
+// InstanceID (the host name, or "unknown").
+func (c Config) withDefaults() Config {
+	if c.ServiceVersion == "" {
+		c.ServiceVersion = DefaultServiceVersion
+	}
+	if c.InstanceID == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {
 			host = "unknown"
 		}
-		cfg.InstanceID = host
+		c.InstanceID = host
 	}
+	return c
+}
 
+// newResource describes the service instance every span and metric
+// belongs to.
+func newResource(ctx context.Context, cfg Config) (*resource.Resource, error) {
 	res, err := resource.New(ctx,
 		resource.WithSchemaURL(semconv.SchemaURL),
 		resource.WithTelemetrySDK(),
@@ -150,62 +191,58 @@ func New(ctx context.Context, cfg Config, logOut io.Writer) (*Telemetry, error) 
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)
 	}
+	return res, nil
+}
 
+// newRegistry returns the service's Prometheus registry, with the Go
+// runtime and process collectors, and the OTel exporter that serves the
+// MeterProvider's instruments from it.
+func newRegistry() (*prometheus.Registry, *otelprom.Exporter, error) {
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
-		return nil, fmt.Errorf("telemetry: register Go collector: %w", err)
+		return nil, nil, fmt.Errorf("telemetry: register Go collector: %w", err)
 	}
 	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
-		return nil, fmt.Errorf("telemetry: register process collector: %w", err)
+		return nil, nil, fmt.Errorf("telemetry: register process collector: %w", err)
 	}
 	// The default translation strategy (UnderscoreEscapingWithSuffixes)
 	// turns "orders.placed" into orders_placed_total; scope labels are left
 	// out because every instrument of a service shares them.
 	promExp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+		return nil, nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
+	return reg, promExp, nil
+}
 
-	topts := []sdktrace.TracerProviderOption{
-		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+// otlpExporters builds the OTLP/HTTP exporters of traces (batched) and
+// metrics (pushed periodically) to endpoint.
+func otlpExporters(ctx context.Context, endpoint string) (sdktrace.TracerProviderOption, sdkmetric.Option, error) {
+	traceURL, metricURL, err := otlpURLs(endpoint)
+	if err != nil {
+		return nil, nil, fmt.Errorf("telemetry: %w", err)
 	}
-	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExp)}
-	if cfg.SpanExporter != nil {
-		topts = append(topts, sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(cfg.SpanExporter)))
+	traceExp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(traceURL))
+	if err != nil {
+		return nil, nil, fmt.Errorf("telemetry: OTLP trace exporter for %s: %w", traceURL, err)
 	}
-	if cfg.OTLPEndpoint != "" {
-		traceURL, metricURL, err := otlpURLs(cfg.OTLPEndpoint)
-		if err != nil {
-			return nil, fmt.Errorf("telemetry: %w", err)
-		}
-		traceExp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(traceURL))
-		if err != nil {
-			return nil, fmt.Errorf("telemetry: OTLP trace exporter for %s: %w", traceURL, err)
-		}
-		metricExp, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(metricURL))
-		if err != nil {
-			return nil, errors.Join(
-				fmt.Errorf("telemetry: OTLP metric exporter for %s: %w", metricURL, err),
-				traceExp.Shutdown(ctx))
-		}
-		topts = append(topts, sdktrace.WithBatcher(traceExp))
-		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(metricExp)))
+	metricExp, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(metricURL))
+	if err != nil {
+		return nil, nil, errors.Join(
+			fmt.Errorf("telemetry: OTLP metric exporter for %s: %w", metricURL, err),
+			traceExp.Shutdown(ctx))
 	}
+	return sdktrace.WithBatcher(traceExp), sdkmetric.WithReader(sdkmetric.NewPeriodicReader(metricExp)), nil
+}
 
-	handler := slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.LogLevel})
-	logger := slog.New(NewLogHandler(handler)).With(
+// newLogger logs JSON to out at cfg.LogLevel, with the trace context
+// (NewLogHandler) and the service's name, version and instance.
+func newLogger(cfg Config, out io.Writer) *slog.Logger {
+	handler := slog.NewJSONHandler(out, &slog.HandlerOptions{Level: cfg.LogLevel})
+	return slog.New(NewLogHandler(handler)).With(
 		slog.String("service", cfg.ServiceName),
 		slog.String("version", cfg.ServiceVersion),
 		slog.String("instance", cfg.InstanceID))
-
-	return &Telemetry{
-		Logger:         logger,
-		TracerProvider: sdktrace.NewTracerProvider(topts...),
-		MeterProvider:  sdkmetric.NewMeterProvider(mopts...),
-		Registry:       reg,
-		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
-	}, nil
 }
 
 // otlpURLs appends the OTLP/HTTP signal paths to the base endpoint, as

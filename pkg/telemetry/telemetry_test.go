@@ -56,7 +56,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 }
 
-func TestResourceAttributes(t *testing.T) {
+func TestResourceNamesTheServiceVersionAndInstance(t *testing.T) {
 	t.Parallel()
 	host, err := os.Hostname()
 	if err != nil {
@@ -235,7 +235,7 @@ func (f failingShutdown) Shutdown(context.Context) error { return f.err }
 
 var _ sdktrace.SpanExporter = failingShutdown{}
 
-func TestShutdown(t *testing.T) {
+func TestShutdownReturnsTheExportersErrorOnceAndStopsRecording(t *testing.T) {
 	t.Parallel()
 	errExporter := errors.New("exporter refused to stop")
 	tests := []struct {

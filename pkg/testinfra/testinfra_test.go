@@ -30,7 +30,7 @@ DROP TABLE items;
 // not rely on the scheduler running subtests at the same moment (-parallel
 // defaults to GOMAXPROCS, which can be 2).
 
-func TestPostgresIsolation(t *testing.T) {
+func TestPostgresGivesEachCallItsOwnDatabase(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dbs := []*testinfra.Database{
@@ -80,7 +80,7 @@ func TestPostgresDropsDatabaseAfterTest(t *testing.T) {
 	}
 }
 
-func TestRedisIsolation(t *testing.T) {
+func TestRedisGivesEachCallItsOwnPrefixAndCleansItUp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	var (
@@ -120,7 +120,7 @@ func TestRedisIsolation(t *testing.T) {
 	}
 }
 
-func TestNATSIsolation(t *testing.T) {
+func TestNATSGivesEachCallItsOwnStreamsAndDeletesThem(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -18,9 +18,9 @@ import (
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
-// TestUsage: every mistake is a usage error (exit status 2) that says
+// TestEveryArgumentMistakeIsAUsageErrorAndNothingRuns: every mistake is a usage error (exit status 2) that says
 // what to fix, and nothing runs.
-func TestUsage(t *testing.T) {
+func TestEveryArgumentMistakeIsAUsageErrorAndNothingRuns(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
@@ -52,7 +52,7 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-func TestList(t *testing.T) {
+func TestListNamesEveryDrill(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"chaos", "list"}, func(string) string { return "" }, &out); err != nil {
@@ -71,9 +71,9 @@ func TestList(t *testing.T) {
 	}
 }
 
-// TestUnreachableSystem: with nothing listening, a drill does not start
+// TestDrillDoesNotStartWhenTheSystemIsUnreachable: with nothing listening, a drill does not start
 // (exit status 3) and says why.
-func TestUnreachableSystem(t *testing.T) {
+func TestDrillDoesNotStartWhenTheSystemIsUnreachable(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
 	// Port base 9500: nothing of shopfloor listens there in tests. The
@@ -103,9 +103,9 @@ func TestUnreachableSystem(t *testing.T) {
 	}
 }
 
-// TestReportDir: by default reports go to chaos/reports/<UTC timestamp>
+// TestReportsGoToATimestampedDirectoryOfTheRepository: by default reports go to chaos/reports/<UTC timestamp>
 // of the repository.
-func TestReportDir(t *testing.T) {
+func TestReportsGoToATimestampedDirectoryOfTheRepository(t *testing.T) {
 	t.Parallel()
 	c := &config{}
 	dir, err := c.reports(time.Date(2026, 12, 7, 1, 2, 3, 0, time.FixedZone("CET", 3600)))
@@ -124,10 +124,10 @@ func TestReportDir(t *testing.T) {
 	}
 }
 
-// TestIdentitySettings: --issuer and --demo-password (or their variables)
+// TestIdentityFlagsWinOverTheLocalRunsSettings: --issuer and --demo-password (or their variables)
 // win; what they leave out comes from the local run's identity.env, or
 // for compose from its defaults.
-func TestIdentitySettings(t *testing.T) {
+func TestIdentityFlagsWinOverTheLocalRunsSettings(t *testing.T) {
 	t.Parallel()
 	runDir := t.TempDir()
 	env := "IDENTITY_ISSUER=http://127.0.0.1:23590\nIDENTITY_DEMO_PASSWORD=from-the-run-dir\n"

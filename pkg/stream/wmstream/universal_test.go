@@ -36,9 +36,9 @@ func suiteConfig(group string) (wmstream.PublisherConfig, wmstream.SubscriberCon
 	}
 }
 
-// TestUniversalSuite runs watermill's universal Pub/Sub tests against the
+// TestAdapterPassesWatermillsUniversalSuite runs watermill's universal Pub/Sub tests against the
 // adapter on a real JetStream server.
-func TestUniversalSuite(t *testing.T) {
+func TestAdapterPassesWatermillsUniversalSuite(t *testing.T) {
 	t.Parallel()
 	nt := testinfra.NATS(t)
 

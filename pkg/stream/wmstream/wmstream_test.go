@@ -190,7 +190,7 @@ func TestRepublishedUUIDIsStoredOnce(t *testing.T) {
 	}
 }
 
-func TestErrors(t *testing.T) {
+func TestAdapterRefusesBadConfigurationAndTopics(t *testing.T) {
 	t.Parallel()
 	nt := testinfra.NATS(t)
 	if _, err := wmstream.NewSubscriber(nt.JS, wmstream.SubscriberConfig{}, nil); !errors.Is(err, stream.ErrInvalid) {

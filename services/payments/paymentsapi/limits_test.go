@@ -8,7 +8,7 @@ import (
 	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
 )
 
-func TestCheckAmount(t *testing.T) {
+func TestCheckAmountRefusesUnknownCurrenciesAndAmountsOutsideTheLimits(t *testing.T) {
 	t.Parallel()
 	if got := paymentsapi.Currencies(); !slices.Equal(got, []string{"EUR", "GBP", "USD"}) {
 		t.Fatalf("Currencies() = %v", got)

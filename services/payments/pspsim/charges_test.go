@@ -11,7 +11,7 @@ import (
 	"github.com/shopfloor/shopfloor/services/payments/pspsim"
 )
 
-func TestChargeTokens(t *testing.T) {
+func TestChargeOutcomeFollowsTheTestToken(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		token      string
@@ -73,7 +73,7 @@ func TestChargeTokens(t *testing.T) {
 	}
 }
 
-func TestChargeInvalid(t *testing.T) {
+func TestInvalidChargeIsAProblemNamingTheFieldAndLeavesTheKeyFree(t *testing.T) {
 	t.Parallel()
 	valid := `{"amount_minor":100,"currency":"EUR","payment_method":"tok_visa","reference":"o-1"}`
 	tests := []struct {
@@ -143,7 +143,7 @@ func TestChargeInvalid(t *testing.T) {
 	}
 }
 
-func TestChargeReplay(t *testing.T) {
+func TestChargeWithTheSameKeyAndParametersIsReplayed(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
@@ -250,7 +250,7 @@ func TestChargeConcurrentSameKey(t *testing.T) {
 	}
 }
 
-func TestDoubleCharges(t *testing.T) {
+func TestDoubleChargesListsReferencesChargedMoreThanOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t, pspsim.Config{})
 	// order-a: charged twice with two keys (a client bug the simulator must catch).
@@ -291,7 +291,7 @@ func TestDoubleCharges(t *testing.T) {
 	}
 }
 
-func TestLookups(t *testing.T) {
+func TestChargeLookupsByKeyAndIDAnswerTheStoredBody(t *testing.T) {
 	t.Parallel()
 	// Each case gets its own simulator with one succeeded and one declined
 	// charge, so that counts are exact.

@@ -30,7 +30,7 @@ func faultRoutes(chargeID string) []request {
 	}
 }
 
-func TestErrorRate(t *testing.T) {
+func TestErrorRateAnswers5xxAndProcessesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t, pspsim.Config{Seed: 1})
 	ch := b.chargeOf(t, "existing", 100, pspsim.TokenVisa)
@@ -66,7 +66,7 @@ func TestErrorRate(t *testing.T) {
 	}
 }
 
-func TestRateLimit(t *testing.T) {
+func TestRateLimitAnswers429WithRetryAfterRoundedUp(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		retryAfter time.Duration
@@ -231,7 +231,7 @@ func TestTimeoutAfterChargeHangEnds(t *testing.T) {
 	}
 }
 
-func TestDown(t *testing.T) {
+func TestDownSimulatorClosesConnectionsWithoutAnswering(t *testing.T) {
 	t.Parallel()
 	b := setup(t, pspsim.Config{})
 	ch := b.chargeOf(t, "existing", 100, pspsim.TokenVisa)
@@ -317,7 +317,7 @@ func TestFaultsOverHTTP2(t *testing.T) {
 	}
 }
 
-func TestAdminFaults(t *testing.T) {
+func TestAdminFaultsGetsAndSetsTheFaultsAndRefusesBadOnes(t *testing.T) {
 	t.Parallel()
 	initial := pspsim.Faults{Latency: time.Millisecond}
 	t.Run("get and put", func(t *testing.T) {
@@ -382,7 +382,7 @@ func TestAdminFaults(t *testing.T) {
 	}
 }
 
-func TestReset(t *testing.T) {
+func TestResetForgetsChargesAndRestoresTheInitialFaults(t *testing.T) {
 	t.Parallel()
 	initial := pspsim.Faults{RetryAfter: 5 * time.Second}
 	b := setup(t, pspsim.Config{Faults: initial})

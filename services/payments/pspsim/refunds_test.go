@@ -33,7 +33,7 @@ func (b *bundle) chargeOf(t testing.TB, key string, amountMinor int64, token str
 }
 
 // A sequence on one charge of 1000: each step depends on the ones before.
-func TestRefundSequence(t *testing.T) {
+func TestRefundsOfOneChargeReplayRefuseExcessAndDefaultToTheRest(t *testing.T) {
 	t.Parallel()
 	b := setup(t, pspsim.Config{})
 	ch := b.chargeOf(t, "c", 1000, pspsim.TokenVisa)
@@ -106,7 +106,7 @@ func TestRefundSequence(t *testing.T) {
 	}
 }
 
-func TestRefundRefused(t *testing.T) {
+func TestRefundRefusesDeclinedUnknownAndMalformedRequests(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string

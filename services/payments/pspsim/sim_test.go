@@ -116,7 +116,7 @@ func TestFaultsFromEnv(t *testing.T) {
 	}
 }
 
-func TestFaultsJSON(t *testing.T) {
+func TestFaultsRoundTripThroughJSONWithReadableDurations(t *testing.T) {
 	t.Parallel()
 	f := pspsim.Faults{Latency: 1500 * time.Millisecond, ErrorRate: 0.5, RateLimitRate: 0.25, RetryAfter: 2 * time.Second,
 		TimeoutAfterChargeRate: 0.125, Hang: time.Minute, Down: true}
@@ -143,7 +143,7 @@ func TestFaultsJSON(t *testing.T) {
 	}
 }
 
-func TestMetrics(t *testing.T) {
+func TestMetricsCountRequestsByRouteAndOutcomeAcrossSimulators(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	b := setup(t, pspsim.Config{Registerer: reg})

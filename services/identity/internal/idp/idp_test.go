@@ -228,7 +228,7 @@ func header(t *testing.T, token string) map[string]any {
 	return h
 }
 
-func TestUserTokens(t *testing.T) {
+func TestUserTokensAreRS256PerAudienceAndLastAnHour(t *testing.T) {
 	t.Parallel()
 	o := start(t, "")
 	public := append(identityapi.PublicAudiences(), identityapi.ClientCLI)
@@ -356,7 +356,7 @@ func TestPublicClientNeedsPKCE(t *testing.T) {
 	}
 }
 
-func TestServiceTokens(t *testing.T) {
+func TestServiceTokensNameOnlyAudiencesTheClientMayCall(t *testing.T) {
 	t.Parallel()
 	o := start(t, "")
 	ctx := context.Background()
@@ -507,7 +507,7 @@ func TestKeysSurviveRestart(t *testing.T) {
 	}
 }
 
-func TestDiscovery(t *testing.T) {
+func TestDiscoveryAdvertisesIssuerKeysGrantsAndPKCE(t *testing.T) {
 	t.Parallel()
 	o := start(t, "")
 	resp, err := o.hc.Get(o.issuer + "/.well-known/openid-configuration")
@@ -565,10 +565,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 }
 
-// TestSyntheticCustomers: with a prefix set, any well-formed username
+// TestSyntheticCustomersSignInOnlyWithTheConfiguredPrefix: with a prefix set, any well-formed username
 // with it signs in as a customer with the demo password (load tests and
 // drills); without one, or with a bad shape, it is an unknown user.
-func TestSyntheticCustomers(t *testing.T) {
+func TestSyntheticCustomersSignInOnlyWithTheConfiguredPrefix(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	off := start(t, "")

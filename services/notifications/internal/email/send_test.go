@@ -87,10 +87,10 @@ func message(t *testing.T) email.Message {
 	return m
 }
 
-// TestSendModes delivers through each TLS mode (with AUTH where TLS
+// TestSendDeliversOverEachTLSModeAndCallsAcceptedOnce delivers through each TLS mode (with AUTH where TLS
 // allows it) and checks what the sink got; accepted runs once per
 // delivery.
-func TestSendModes(t *testing.T) {
+func TestSendDeliversOverEachTLSModeAndCallsAcceptedOnce(t *testing.T) {
 	t.Parallel()
 	serverTLS, roots := selfSigned(t)
 	for name, tc := range map[string]struct {
@@ -124,10 +124,10 @@ func TestSendModes(t *testing.T) {
 	}
 }
 
-// TestSendFailures: each way a session fails is a *SendError at the right
+// TestSendFailuresNameTheStageAndArePermanentOnlyFor5xx: each way a session fails is a *SendError at the right
 // stage, Permanent only for the server's 5xx about this message, and
 // accepted is never called.
-func TestSendFailures(t *testing.T) {
+func TestSendFailuresNameTheStageAndArePermanentOnlyFor5xx(t *testing.T) {
 	t.Parallel()
 	serverTLS, roots := selfSigned(t)
 	plain := startSink(t, smtpsink.Config{})

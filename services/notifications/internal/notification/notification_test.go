@@ -12,7 +12,7 @@ import (
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
 )
 
-func TestKindFor(t *testing.T) {
+func TestKindForMapsOrderEventsToEmailsAndIgnoresTheRest(t *testing.T) {
 	t.Parallel()
 	for typ, want := range map[string]string{
 		ordersapi.EventOrderPlaced:         notificationsapi.KindOrderReceived,
@@ -29,7 +29,7 @@ func TestKindFor(t *testing.T) {
 	}
 }
 
-func TestValidate(t *testing.T) {
+func TestValidateNamesTheOneBadField(t *testing.T) {
 	t.Parallel()
 	ok := notification.Notification{OrderID: uuid.NewString(), Kind: notificationsapi.KindReceipt, Recipient: "ada@example.com", Currency: "EUR", TotalMinor: 1}
 	if err := notification.Validate(ok); err != nil {
@@ -68,7 +68,7 @@ func TestMessageIDIsStable(t *testing.T) {
 	}
 }
 
-func TestFormatAmount(t *testing.T) {
+func TestFormatAmountUsesTheCurrencysMinorUnits(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		minor    int64

@@ -53,7 +53,7 @@ func TestStateMachineTable(t *testing.T) {
 	}
 }
 
-func TestTotal(t *testing.T) {
+func TestTotalSumsTheLinesAndRefusesOverflow(t *testing.T) {
 	t.Parallel()
 	got, err := order.Total([]order.Line{{Quantity: 3, UnitPriceMinor: 1999}, {Quantity: 1, UnitPriceMinor: 1}})
 	if err != nil || got != 5998 {
@@ -78,9 +78,9 @@ func valid() ordersapi.CreateOrder {
 	}
 }
 
-// TestValidateCreate: one case per rule; each must be reported with the
+// TestValidateCreateNamesTheFieldEachRuleRefuses: one case per rule; each must be reported with the
 // JSON pointer of the offending field, and the valid request passes.
-func TestValidateCreate(t *testing.T) {
+func TestValidateCreateNamesTheFieldEachRuleRefuses(t *testing.T) {
 	t.Parallel()
 	if err := order.ValidateCreate(valid()); err != nil {
 		t.Fatalf("valid request rejected: %v", err)

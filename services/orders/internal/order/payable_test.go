@@ -9,9 +9,9 @@ import (
 	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
 )
 
-// TestPaymentMismatch: a payment matches only the order's exact total in
+// TestPaymentMatchesOnlyTheExactTotalInItsCurrency: a payment matches only the order's exact total in
 // its currency; the currency is compared first.
-func TestPaymentMismatch(t *testing.T) {
+func TestPaymentMatchesOnlyTheExactTotalInItsCurrency(t *testing.T) {
 	t.Parallel()
 	o := order.Order{Currency: "EUR", TotalMinor: 1000}
 	for _, tc := range []struct {
@@ -32,9 +32,9 @@ func TestPaymentMismatch(t *testing.T) {
 	}
 }
 
-// TestCheckPayable: orders refuses what payments' limits (paymentsapi)
+// TestCheckPayableRefusesWhatPaymentsRefuses: orders refuses what payments' limits (paymentsapi)
 // refuse, and accepts the same currencies.
-func TestCheckPayable(t *testing.T) {
+func TestCheckPayableRefusesWhatPaymentsRefuses(t *testing.T) {
 	t.Parallel()
 	maxEUR, _ := paymentsapi.MaxAmountMinor("EUR")
 	if err := order.CheckPayable("EUR", maxEUR); err != nil {

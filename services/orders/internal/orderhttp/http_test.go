@@ -176,7 +176,7 @@ func (b *bundle) counts(t *testing.T) [4]int {
 	return c
 }
 
-func TestPlaceOrder(t *testing.T) {
+func TestPlaceOrderPricesOnceAndCommitsOrderEventAndKey(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	before := b.catalog.Requests()
@@ -309,9 +309,9 @@ func TestConcurrentSameKey(t *testing.T) {
 	}
 }
 
-// TestBadInput: every invalid request gets a 4xx problem naming the field,
+// TestBadInputGetsAProblemNamingTheFieldAndWritesNothing: every invalid request gets a 4xx problem naming the field,
 // and nothing is written.
-func TestBadInput(t *testing.T) {
+func TestBadInputGetsAProblemNamingTheFieldAndWritesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	mut := func(f func(*ordersapi.CreateOrder)) ordersapi.CreateOrder {
@@ -367,11 +367,11 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// TestCatalogUnavailable: with catalog down, checkout answers 503 with
+// TestCatalogDownAnswers503AndTheOpenBreakerStopsCalls: with catalog down, checkout answers 503 with
 // Retry-After and writes nothing; once the breaker is open, requests fail
 // without reaching catalog even when it is back (the breaker's open time
 // is an hour in this test); the same key succeeds after recovery.
-func TestCatalogUnavailable(t *testing.T) {
+func TestCatalogDownAnswers503AndTheOpenBreakerStopsCalls(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.proxy.Down()
@@ -397,9 +397,9 @@ func TestCatalogUnavailable(t *testing.T) {
 	}
 }
 
-// TestCatalogSlow: a catalog that accepts connections and never answers
+// TestSlowCatalogCostsOnlyTheTimeoutsThenAnswers503: a catalog that accepts connections and never answers
 // costs at most the client's attempt timeouts, then 503, nothing written.
-func TestCatalogSlow(t *testing.T) {
+func TestSlowCatalogCostsOnlyTheTimeoutsThenAnswers503(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.proxy.Blackhole()
@@ -530,7 +530,7 @@ func (b *bundle) place(t *testing.T, k string) ordersapi.Order {
 	return decode[ordersapi.Order](t, r)
 }
 
-func TestCancel(t *testing.T) {
+func TestCancelNeedsAKeyAndTheCurrentVersionAndReplays(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	o := b.place(t, "k-1")
@@ -575,9 +575,9 @@ func TestCancel(t *testing.T) {
 	}
 }
 
-// TestConcurrentCancels: two cancels of one order with different keys race;
+// TestConcurrentCancelsHaveOneWinnerAndOneEvent: two cancels of one order with different keys race;
 // one wins, the other gets 409 with the current state, one event.
-func TestConcurrentCancels(t *testing.T) {
+func TestConcurrentCancelsHaveOneWinnerAndOneEvent(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	for round := range 5 {

@@ -55,14 +55,14 @@ func payloads[T any](t *testing.T, b *bundle, orderID, typ string) []T {
 	return out
 }
 
-// TestMismatchedPayment: DESIGN.md invariant 8, an order is paid only by a
+// TestMismatchedPaymentLeavesTheOrderUnpaidAndAsksOnceForARefund: DESIGN.md invariant 8, an order is paid only by a
 // payment of its own amount and currency. A payment.succeeded of another
 // amount or currency leaves the order unpaid (payment_failed, with the
 // mismatch as the reason), asks once for that payment's refund
 // (order.refund_required with the reason, in the inbox claim's
 // transaction), and counts once in orders_payment_mismatches_total,
 // however often the payment is reported. A matching payment still pays.
-func TestMismatchedPayment(t *testing.T) {
+func TestMismatchedPaymentLeavesTheOrderUnpaidAndAsksOnceForARefund(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	// newOrder's orders cost 1000 EUR.

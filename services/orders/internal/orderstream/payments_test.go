@@ -269,9 +269,9 @@ func TestCancelRacesPayment(t *testing.T) {
 	t.Logf("outcomes over 20 races: %v", wins)
 }
 
-// TestPoisonEvents: events that can never be applied go to the DLQ
+// TestUnappliableEventsAreDeadLetteredAndOtherTypesIgnored: events that can never be applied go to the DLQ
 // (stream.Permanent); events of other types are acknowledged untouched.
-func TestPoisonEvents(t *testing.T) {
+func TestUnappliableEventsAreDeadLetteredAndOtherTypesIgnored(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()

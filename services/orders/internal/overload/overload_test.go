@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-// TestHysteresis: shedding starts above the threshold and stops only below
+// TestSheddingStartsAboveTheThresholdAndStopsOnlyBelowRecovery: shedding starts above the threshold and stops only below
 // the recovery level, so an age between the two keeps the current state.
-func TestHysteresis(t *testing.T) {
+func TestSheddingStartsAboveTheThresholdAndStopsOnlyBelowRecovery(t *testing.T) {
 	t.Parallel()
 	s, err := New(Config{Threshold: 30 * time.Second})
 	if err != nil {
@@ -33,7 +33,7 @@ func TestHysteresis(t *testing.T) {
 	}
 }
 
-func TestConfig(t *testing.T) {
+func TestNewRefusesAMissingOrInvertedThreshold(t *testing.T) {
 	t.Parallel()
 	for _, cfg := range []Config{{}, {Threshold: time.Second, RecoverBelow: 2 * time.Second}} {
 		if _, err := New(cfg); err == nil {

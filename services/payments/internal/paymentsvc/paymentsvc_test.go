@@ -142,7 +142,7 @@ func (b *bundle) eventsOf(t *testing.T) map[string][]string {
 	return out
 }
 
-func TestChargeOutcomes(t *testing.T) {
+func TestChargesSucceedOrFailWithTheDeclineCode(t *testing.T) {
 	t.Parallel()
 	b := setup(t, pspsim.Faults{}, paymentsvc.Config{})
 	b.work(t, 4)
@@ -204,11 +204,11 @@ func TestCrashAfterCharge(t *testing.T) {
 	}
 }
 
-// TestFaultStorm: 1 000 payments while 30% of charges time out after the
+// TestFaultStormChargesEveryOrderOnceWithOneOutcome: 1 000 payments while 30% of charges time out after the
 // provider charged and 30% are refused with 429. Every attempt ends
 // succeeded (or failed), no order is charged twice, nothing is left in
 // flight, each payment has exactly one outcome event.
-func TestFaultStorm(t *testing.T) {
+func TestFaultStormChargesEveryOrderOnceWithOneOutcome(t *testing.T) {
 	t.Parallel()
 	const n = 1000
 	b := setup(t, pspsim.Faults{TimeoutAfterChargeRate: 0.3, RateLimitRate: 0.3, RetryAfter: time.Second, Hang: 5 * time.Second},
@@ -264,11 +264,11 @@ func TestFaultStorm(t *testing.T) {
 	}
 }
 
-// TestRefund: order.refund_required for a succeeded payment creates one
+// TestRefundRequiredRefundsTheChargeOnceAndPublishesIt: order.refund_required for a succeeded payment creates one
 // refund (whatever the number of requests), the provider refunds the
 // charge once with the refund's key, the payment becomes refunded and
 // payment.refunded is written.
-func TestRefund(t *testing.T) {
+func TestRefundRequiredRefundsTheChargeOnceAndPublishesIt(t *testing.T) {
 	t.Parallel()
 	b := setup(t, pspsim.Faults{}, paymentsvc.Config{})
 	b.work(t, 2)

@@ -44,7 +44,7 @@ func TestChargeSucceedsAndReplays(t *testing.T) {
 	}
 }
 
-func TestChargeDeclined(t *testing.T) {
+func TestDeclinedChargeIsADeclinedErrorWithItsCode(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		token, code string
@@ -94,7 +94,7 @@ func TestChargeDeclined(t *testing.T) {
 	}
 }
 
-func TestChargeInvalid(t *testing.T) {
+func TestInvalidChargeIsRefusedBeforeTheCallOrAsAStatusError(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
@@ -192,7 +192,7 @@ func TestFindChargeNotFound(t *testing.T) {
 	}
 }
 
-func TestRefunds(t *testing.T) {
+func TestRefundsArePartialReplayedAndRefusedBeyondTheCharge(t *testing.T) {
 	t.Parallel()
 	b := setup(t, pspsim.Faults{}, 0)
 	ctx := context.Background()
@@ -286,7 +286,7 @@ func TestBaseURLPrefix(t *testing.T) {
 	}
 }
 
-func TestNewValidates(t *testing.T) {
+func TestNewAcceptsOnlyAnAbsoluteHTTPBaseURL(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string

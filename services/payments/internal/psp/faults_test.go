@@ -92,7 +92,7 @@ func TestTimeoutAfterRefundIsAmbiguous(t *testing.T) {
 }
 
 // Every fault mode of the simulator, and the class the client gives it.
-func TestFaultClassification(t *testing.T) {
+func TestEverySimulatorFaultGetsItsClass(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name        string

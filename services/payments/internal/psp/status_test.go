@@ -72,7 +72,7 @@ const chargeJSON = `{"id":"ch_1","status":"succeeded","amount_minor":100,"curren
 
 // Each kind of answer a provider can give, the class the client gives it,
 // and, always, a closed response body.
-func TestAnswerClassification(t *testing.T) {
+func TestEveryProviderAnswerGetsItsClassAndAClosedBody(t *testing.T) {
 	t.Parallel()
 	problemJSON := func(status int, class, detail string) string {
 		b, _ := json.Marshal(map[string]any{"type": "https://psp.example/problems/" + class, "title": http.StatusText(status), "status": status, "detail": detail})
@@ -228,7 +228,7 @@ func TestFindChargeUnusableAnswer(t *testing.T) {
 }
 
 // What goes on the wire.
-func TestRequests(t *testing.T) {
+func TestRequestsOnTheWireCarryKeysAndBodies(t *testing.T) {
 	t.Parallel()
 	type seen struct {
 		method, path, query, key, contentType, accept string
@@ -289,7 +289,7 @@ func TestRequests(t *testing.T) {
 	}
 }
 
-func TestClassify(t *testing.T) {
+func TestClassifySortsErrorsThroughWrapping(t *testing.T) {
 	t.Parallel()
 	declined := &psp.DeclinedError{Code: "card_declined"}
 	tests := []struct {

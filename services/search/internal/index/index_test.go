@@ -114,8 +114,8 @@ func TestCursorRoundTrip(t *testing.T) {
 	}
 }
 
-// TestParseQueries: every bad parameter is named; good ones get defaults.
-func TestParseQueries(t *testing.T) {
+// TestParseQueriesNameEveryBadParameterAndDefaultTheRest: every bad parameter is named; good ones get defaults.
+func TestParseQueriesNameEveryBadParameterAndDefaultTheRest(t *testing.T) {
 	t.Parallel()
 	pq, err := index.ParseProductQuery(url.Values{"q": {"  oak lamp "}})
 	if err != nil || pq.Q != "oak lamp" || pq.Locale != index.DefaultLocale || pq.Limit != index.DefaultLimit || pq.After != nil {
@@ -171,7 +171,7 @@ func TestParseQueries(t *testing.T) {
 	}
 }
 
-func TestTextConfig(t *testing.T) {
+func TestTextConfigPicksTheStemmerByLanguage(t *testing.T) {
 	t.Parallel()
 	for loc, want := range map[string]string{"en-US": "english", "en-GB": "english", "de-DE": "german", "de-AT": "german", "fr-FR": "simple", "": "simple"} {
 		if got := index.TextConfig(loc); got != want {

@@ -51,9 +51,9 @@ func names(r searchapi.ProductResults) []string {
 	return out
 }
 
-// TestProductRelevance: the ranking and filters of the product search,
+// TestProductSearchRanksNamesFirstAndFiltersAndForgivesTypos: the ranking and filters of the product search,
 // on documents built from real CATALOG events by the live consumer.
-func TestProductRelevance(t *testing.T) {
+func TestProductSearchRanksNamesFirstAndFiltersAndForgivesTypos(t *testing.T) {
 	t.Parallel()
 	s := searchtest.Start(t, 3)
 	ids := map[string]string{}
@@ -132,9 +132,9 @@ func TestProductRelevance(t *testing.T) {
 	}
 }
 
-// TestPagination: page tokens walk the whole list once, in order, and
+// TestPageTokensWalkTheListOnceAndBelongToTheirQuery: page tokens walk the whole list once, in order, and
 // belong to their query.
-func TestPagination(t *testing.T) {
+func TestPageTokensWalkTheListOnceAndBelongToTheirQuery(t *testing.T) {
 	t.Parallel()
 	s := searchtest.Start(t, 2)
 	var log []searchtest.Event
@@ -210,8 +210,8 @@ func TestPagination(t *testing.T) {
 	}
 }
 
-// TestOrderSearch: by customer, status and words, with freshness.
-func TestOrderSearch(t *testing.T) {
+// TestOrderSearchFindsByCustomerStatusAndWords: by customer, status and words, with freshness.
+func TestOrderSearchFindsByCustomerStatusAndWords(t *testing.T) {
 	t.Parallel()
 	s := searchtest.Start(t, 2)
 	a, b := searchtest.NewID(), searchtest.NewID()
@@ -259,9 +259,9 @@ func TestOrderSearch(t *testing.T) {
 	}
 }
 
-// TestFreshness: every answer says when the projection last applied an
+// TestEveryAnswerSaysHowFreshTheProjectionIs: every answer says when the projection last applied an
 // event and how far behind it is, in headers and body.
-func TestFreshness(t *testing.T) {
+func TestEveryAnswerSaysHowFreshTheProjectionIs(t *testing.T) {
 	t.Parallel()
 	s := searchtest.Start(t, 2)
 	a := s.Get(t, "/v1/search/products?q=anything")
@@ -291,8 +291,8 @@ func TestFreshness(t *testing.T) {
 	}
 }
 
-// TestBadInput: every bad parameter is a 400 problem that names it.
-func TestBadInput(t *testing.T) {
+// TestBadParametersAreA400ProblemNamingThem: every bad parameter is a 400 problem that names it.
+func TestBadParametersAreA400ProblemNamingThem(t *testing.T) {
 	t.Parallel()
 	s := searchtest.Start(t, 1)
 	long := strings.Repeat("x", 1000)

@@ -317,9 +317,9 @@ func TestSwapRefusesWhenBehind(t *testing.T) {
 	}
 }
 
-// TestCompare: disagreements are differences when both projections have
+// TestCompareCountsOnlyDisagreementsPastTheEventAsDifferences: disagreements are differences when both projections have
 // passed the explaining event, in flight otherwise.
-func TestCompare(t *testing.T) {
+func TestCompareCountsOnlyDisagreementsPastTheEventAsDifferences(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := testinfra.Postgres(t, migrations.FS)

@@ -67,13 +67,13 @@ func dump(t *testing.T, db *testinfra.Database, p indexpg.Projection) string {
 	return b.String()
 }
 
-// TestConvergence: a projection fed the stream in order equals one fed
+// TestProjectionConvergesWhateverTheDeliveryOrder: a projection fed the stream in order equals one fed
 // the same events the way a consumer group may really see them: keys
 // interleaved differently and handled concurrently (per-key order kept),
 // deliveries repeated at once (lost acks), and old events published again
 // after newer ones of their key (a re-publish beyond the dedup window, a
 // redrive). The checker (indexpg.Compare) agrees.
-func TestConvergence(t *testing.T) {
+func TestProjectionConvergesWhateverTheDeliveryOrder(t *testing.T) {
 	t.Parallel()
 	for _, kind := range []string{"products", "orders"} {
 		for seed := range uint64(3) {

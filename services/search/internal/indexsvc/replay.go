@@ -120,128 +120,215 @@ func NewReplayer(pool *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger, n
 // tables and consumers left by a replay that died are removed first. The
 // replay's tables and consumer group are removed when it ends, also on
 // error.
+//
+// The phases, in order: lock; resetProjection (clean up, create the
+// replay's tables); snapshot (the last sequence of every partition);
+// replayFromSequence (start the replay group); waitCaughtUp; verify
+// (compare); and, for a rebuild, swap.
 func (r *Replayer) Run(ctx context.Context, cfg ReplayConfig) (Report, error) {
 	cfg = cfg.withDefaults()
-	start := r.now()
-	src, live := cfg.Source, cfg.Source.Projection
-	rep := Report{Stream: src.Stream, Mode: ModeCheck}
-	if cfg.Swap {
-		rep.Mode = ModeRebuild
-	}
+	rp := r.newReplay(cfg)
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 
-	unlock, err := r.lock(ctx, live)
+	unlock, err := r.lock(ctx, rp.live)
 	if err != nil {
-		return rep, err
+		return rp.rep, err
 	}
 	defer unlock()
-	s, err := r.js.Stream(ctx, src.Stream)
+	if err := rp.resetProjection(ctx); err != nil {
+		return rp.rep, err
+	}
+	defer rp.dropTablesUnlessSwapped(ctx)
+	if err := rp.snapshot(ctx); err != nil {
+		return rp.rep, err
+	}
+	if err := rp.replayFromSequence(ctx); err != nil {
+		return rp.rep, err
+	}
+	defer rp.removeGroup(ctx)
+	if err := rp.waitCaughtUp(ctx); err != nil {
+		return rp.rep, err
+	}
+	if err := rp.verify(ctx); err != nil {
+		return rp.rep, err
+	}
+	if !cfg.Swap {
+		rp.rep.TotalSeconds = r.now().Sub(rp.start).Seconds()
+		return rp.rep, nil
+	}
+	if err := rp.swap(ctx); err != nil {
+		return rp.rep, err
+	}
+	return rp.rep, nil
+}
+
+// replay is one run of Replayer.Run: what its phases share.
+type replay struct {
+	r       *Replayer
+	cfg     ReplayConfig
+	src     Source
+	live    indexpg.Projection
+	rep     Report
+	start   time.Time
+	id      string // the replay's suffix: tables <table>_r<id>, group <LiveGroup>-replay-<id>
+	prefix  string // of every replay group's name
+	rebuilt indexpg.Projection
+	s       jetstream.Stream
+	events  atomic.Int64
+	swapped bool
+	// ran is closed when the replay group's Run returned; stopGroup stops
+	// it and returns its error.
+	ran       chan struct{}
+	stopGroup func() error
+}
+
+func (r *Replayer) newReplay(cfg ReplayConfig) *replay {
+	start := r.now()
+	rp := &replay{r: r, cfg: cfg, src: cfg.Source, live: cfg.Source.Projection, start: start,
+		rep: Report{Stream: cfg.Source.Stream, Mode: ModeCheck}}
+	if cfg.Swap {
+		rp.rep.Mode = ModeRebuild
+	}
+	rp.id = strconv.FormatInt(start.UnixMilli(), 36)
+	rp.prefix = cfg.LiveGroup + "-replay-"
+	rp.rebuilt = rp.live.WithSuffix("r" + rp.id)
+	return rp
+}
+
+// resetProjection removes what a replay that died left (cleanUp) and
+// creates the replay's empty tables.
+func (rp *replay) resetProjection(ctx context.Context) error {
+	s, err := rp.r.js.Stream(ctx, rp.src.Stream)
 	if err != nil {
-		return rep, fmt.Errorf("stream %s: %w", src.Stream, err)
+		return fmt.Errorf("stream %s: %w", rp.src.Stream, err)
 	}
-	prefix := cfg.LiveGroup + "-replay-"
-	if err := r.cleanUp(ctx, s, live, prefix); err != nil {
-		return rep, err
+	rp.s = s
+	if err := rp.r.cleanUp(ctx, s, rp.live, rp.prefix); err != nil {
+		return err
 	}
+	rp.rep.ReplayGroup = rp.prefix + rp.id
+	return indexpg.CreateTables(ctx, rp.r.pool, rp.live, rp.rebuilt)
+}
 
-	id := strconv.FormatInt(start.UnixMilli(), 36)
-	rebuilt := live.WithSuffix("r" + id)
-	rep.ReplayGroup = prefix + id
-	if err := indexpg.CreateTables(ctx, r.pool, live, rebuilt); err != nil {
-		return rep, err
+// dropTablesUnlessSwapped drops the replay's tables, unless they are live
+// now.
+func (rp *replay) dropTablesUnlessSwapped(ctx context.Context) {
+	if !rp.swapped {
+		rp.r.warn(ctx, indexpg.DropTables(context.WithoutCancel(ctx), rp.r.pool, rp.rebuilt), "drop the replay's tables")
 	}
-	swapped := false
-	defer func() {
-		if !swapped {
-			r.warn(ctx, indexpg.DropTables(context.WithoutCancel(ctx), r.pool, rebuilt), "drop the replay's tables")
-		}
-	}()
-	if rep.ReplayedThrough, err = lastSequences(ctx, s, src); err != nil {
-		return rep, err
-	}
+}
 
-	var events atomic.Int64
-	proj := &indexstream.Projector{Pool: r.pool, Projection: rebuilt, Stream: src.Stream, Metrics: cfg.Metrics, Log: r.log}
+// snapshot records, per partition, the last sequence the stream holds:
+// where the replay must get to.
+func (rp *replay) snapshot(ctx context.Context) error {
+	var err error
+	rp.rep.ReplayedThrough, err = lastSequences(ctx, rp.s, rp.src)
+	return err
+}
+
+// replayFromSequence starts the replay group: a fresh consumer group that
+// delivers the stream from its first retained event (DeliverAll) to a
+// Projector writing the replay's tables.
+func (rp *replay) replayFromSequence(ctx context.Context) error {
+	r, src := rp.r, rp.src
+	proj := &indexstream.Projector{Pool: r.pool, Projection: rp.rebuilt, Stream: src.Stream, Metrics: rp.cfg.Metrics, Log: r.log}
 	// A short FetchWait: the group is stopped right after the swap, and
 	// Run returns at most FetchWait after that.
-	g, err := stream.NewGroup(r.js, stream.GroupConfig{Stream: src.Stream, Name: rep.ReplayGroup, Partitions: src.Partitions, Deliver: stream.DeliverAll,
+	g, err := stream.NewGroup(r.js, stream.GroupConfig{Stream: src.Stream, Name: rp.rep.ReplayGroup, Partitions: src.Partitions, Deliver: stream.DeliverAll,
 		FetchWait: 200 * time.Millisecond},
 		func(ctx context.Context, d stream.Delivery) error {
 			err := proj.Handle(ctx, d)
 			if err == nil {
-				events.Add(1)
+				rp.events.Add(1)
 			}
 			return err
 		}, r.log)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	gctx, stopGroup := context.WithCancel(ctx)
-	ran := make(chan struct{})
+	rp.ran = make(chan struct{})
 	var runErr error
 	go func() {
-		defer close(ran)
+		defer close(rp.ran)
 		runErr = g.Run(gctx)
 	}()
-	stop := func() error {
+	rp.stopGroup = func() error {
 		stopGroup()
-		<-ran
+		<-rp.ran
 		return runErr
 	}
-	defer func() {
-		r.warn(ctx, stop(), "stop the replay group")
-		r.warn(ctx, deleteConsumers(context.WithoutCancel(ctx), s, rep.ReplayGroup, src.Partitions), "delete the replay group")
-	}()
+	r.log.InfoContext(ctx, "replay started", "stream", src.Stream, "group", rp.rep.ReplayGroup, "tables", rp.rebuilt.Tables(), "through", rp.rep.ReplayedThrough)
+	return nil
+}
 
-	r.log.InfoContext(ctx, "replay started", "stream", src.Stream, "group", rep.ReplayGroup, "tables", rebuilt.Tables(), "through", rep.ReplayedThrough)
-	if err := r.waitCaughtUp(ctx, s, rep.ReplayGroup, rep.ReplayedThrough, cfg.Poll, ran, &events); err != nil {
-		if errors.Is(err, errGroupEnded) {
-			err = fmt.Errorf("replay group %s: %w", rep.ReplayGroup, errors.Join(err, stop()))
-		}
-		return rep, err
+// removeGroup stops the replay group and deletes its consumers.
+func (rp *replay) removeGroup(ctx context.Context) {
+	rp.r.warn(ctx, rp.stopGroup(), "stop the replay group")
+	rp.r.warn(ctx, deleteConsumers(context.WithoutCancel(ctx), rp.s, rp.rep.ReplayGroup, rp.src.Partitions), "delete the replay group")
+}
+
+// waitCaughtUp waits until the replay group has finished every event the
+// snapshot counted.
+func (rp *replay) waitCaughtUp(ctx context.Context) error {
+	err := rp.r.waitCaughtUp(ctx, rp.s, rp.rep.ReplayGroup, rp.rep.ReplayedThrough, rp.cfg.Poll, rp.ran, &rp.events)
+	if errors.Is(err, errGroupEnded) {
+		err = fmt.Errorf("replay group %s: %w", rp.rep.ReplayGroup, errors.Join(err, rp.stopGroup()))
 	}
-	rep.ReplaySeconds = r.now().Sub(start).Seconds()
-	if rep.Diff, err = indexpg.Compare(ctx, r.pool, live, rebuilt); err != nil {
-		return rep, err
+	return err
+}
+
+// verify compares the rebuilt projection with the live one
+// (indexpg.Compare) into the report.
+func (rp *replay) verify(ctx context.Context) error {
+	r := rp.r
+	rp.rep.ReplaySeconds = r.now().Sub(rp.start).Seconds()
+	var err error
+	if rp.rep.Diff, err = indexpg.Compare(ctx, r.pool, rp.live, rp.rebuilt); err != nil {
+		return err
 	}
-	rep.Events = events.Load()
-	r.log.InfoContext(ctx, "replay caught up", "stream", src.Stream, "events", rep.Events, "seconds", rep.ReplaySeconds,
-		"differences", rep.Diff.Differences(), "in_flight", rep.Diff.InFlight)
-	if !cfg.Swap {
-		rep.TotalSeconds = r.now().Sub(start).Seconds()
-		return rep, nil
-	}
-	if rep.Diff.Missing > 0 && !cfg.AllowMissing {
-		rep.TotalSeconds = r.now().Sub(start).Seconds()
-		return rep, fmt.Errorf("%w: %d documents (e.g. %s); the stream may no longer retain their events; swap anyway with --allow-missing",
-			ErrMissing, rep.Diff.Missing, firstMissing(rep.Diff))
+	rp.rep.Events = rp.events.Load()
+	r.log.InfoContext(ctx, "replay caught up", "stream", rp.src.Stream, "events", rp.rep.Events, "seconds", rp.rep.ReplaySeconds,
+		"differences", rp.rep.Diff.Differences(), "in_flight", rp.rep.Diff.InFlight)
+	return nil
+}
+
+// swap refuses a rebuild that would drop documents (unless AllowMissing),
+// swaps the rebuilt tables in, retrying while indexpg.Swap refuses, then
+// stops the replay group and drops the replaced tables.
+func (rp *replay) swap(ctx context.Context) error {
+	r, src, cfg := rp.r, rp.src, rp.cfg
+	if rp.rep.Diff.Missing > 0 && !cfg.AllowMissing {
+		rp.rep.TotalSeconds = r.now().Sub(rp.start).Seconds()
+		return fmt.Errorf("%w: %d documents (e.g. %s); the stream may no longer retain their events; swap anyway with --allow-missing",
+			ErrMissing, rp.rep.Diff.Missing, firstMissing(rp.rep.Diff))
 	}
 	for {
-		err := indexpg.Swap(ctx, r.pool, live, rebuilt, "o"+id, indexpg.SwapOptions{LockTimeout: cfg.LockTimeout, CatchUp: cfg.CatchUp})
+		err := indexpg.Swap(ctx, r.pool, rp.live, rp.rebuilt, "o"+rp.id, indexpg.SwapOptions{LockTimeout: cfg.LockTimeout, CatchUp: cfg.CatchUp})
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, indexpg.ErrBehind) && !errors.Is(err, indexpg.ErrBusy) {
-			return rep, err
+			return err
 		}
-		rep.SwapAttempts++
+		rp.rep.SwapAttempts++
 		r.log.InfoContext(ctx, "swap postponed", "stream", src.Stream, "reason", err.Error())
 		select {
 		case <-ctx.Done():
-			return rep, fmt.Errorf("swap %s: %w (last refusal: %w)", src.Stream, ctx.Err(), err)
+			return fmt.Errorf("swap %s: %w (last refusal: %w)", src.Stream, ctx.Err(), err)
 		case <-time.After(cfg.Poll):
 		}
 	}
-	swapped, rep.Swapped = true, true
-	rep.Events = events.Load()
+	rp.swapped, rp.rep.Swapped = true, true
+	rp.rep.Events = rp.events.Load()
 	// The replay group would now write to tables that no longer exist
 	// under its names: stop it before dropping the old tables.
-	r.warn(ctx, stop(), "stop the replay group")
-	r.warn(ctx, indexpg.DropTables(ctx, r.pool, live.WithSuffix("o"+id)), "drop the replaced tables")
-	rep.TotalSeconds = r.now().Sub(start).Seconds()
-	r.log.InfoContext(ctx, "rebuild swapped in", "stream", src.Stream, "events", rep.Events, "seconds", rep.TotalSeconds)
-	return rep, nil
+	r.warn(ctx, rp.stopGroup(), "stop the replay group")
+	r.warn(ctx, indexpg.DropTables(ctx, r.pool, rp.live.WithSuffix("o"+rp.id)), "drop the replaced tables")
+	rp.rep.TotalSeconds = r.now().Sub(rp.start).Seconds()
+	r.log.InfoContext(ctx, "rebuild swapped in", "stream", src.Stream, "events", rp.rep.Events, "seconds", rp.rep.TotalSeconds)
+	return nil
 }
 
 func (c ReplayConfig) withDefaults() ReplayConfig {

@@ -258,8 +258,8 @@ func TestReplayCleansUpAndLocks(t *testing.T) {
 	}
 }
 
-// TestLagSampler: the lag of the live groups, from the broker.
-func TestLagSampler(t *testing.T) {
+// TestLagSamplerReadsTheLiveGroupsLagFromTheBroker: the lag of the live groups, from the broker.
+func TestLagSamplerReadsTheLiveGroupsLagFromTheBroker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := searchtest.Start(t, 2)

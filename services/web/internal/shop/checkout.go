@@ -212,16 +212,17 @@ func (s *Server) checkoutForm(w http.ResponseWriter, r *http.Request, u *user) {
 	s.render(w, r, http.StatusOK, "checkout", page{Title: "Checkout", User: u, Data: f})
 }
 
+// checkout places the order a submitted checkout form describes: it reads
+// the form (readCheckoutForm), checks it (checkCheckoutForm) and answers
+// a form with mistakes with the form again, then places the order with
+// the form's Idempotency-Key (placeOrder) and answers orders' refusal or
+// failure (checkoutFailed) or redirects to the order placed (orderPlaced).
 func (s *Server) checkout(w http.ResponseWriter, r *http.Request, u *user) {
 	if !u.IsCustomer() {
 		s.fail(w, r, http.StatusForbidden, "Only customers can check out", "Sign in as a customer (ada or grace).")
 		return
 	}
-	f := checkoutForm{Key: r.PostFormValue("idempotency_key"), Name: strings.TrimSpace(r.PostFormValue("name")),
-		Line1: strings.TrimSpace(r.PostFormValue("line1")), Line2: strings.TrimSpace(r.PostFormValue("line2")),
-		City: strings.TrimSpace(r.PostFormValue("city")), PostalCode: strings.TrimSpace(r.PostFormValue("postal_code")),
-		Country: strings.ToUpper(strings.TrimSpace(r.PostFormValue("country"))), Card: r.PostFormValue("card"), Cards: testCards,
-		Fields: map[string]string{}}
+	f := readCheckoutForm(r)
 	if !keyPattern.MatchString(f.Key) {
 		s.fail(w, r, http.StatusBadRequest, "The checkout form was incomplete", "Open the checkout page again and submit it from there.")
 		return
@@ -235,7 +236,34 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request, u *user) {
 		s.fail(w, r, http.StatusBadRequest, "The checkout form was incomplete", "Open the checkout page again and submit it from there.")
 		return
 	}
-	// Checked here for a readable page; orders checks again and decides.
+	checkCheckoutForm(&f, cart)
+	if len(f.Fields) > 0 || f.Error != "" {
+		if f.Error == "" {
+			f.Error = "Some fields need attention."
+		}
+		s.refuseCheckout(w, r, u, f, cart, http.StatusUnprocessableEntity)
+		return
+	}
+	o, h, err := s.placeOrder(r.Context(), u, f, cart)
+	if err != nil {
+		s.checkoutFailed(w, r, u, f, cart, err)
+		return
+	}
+	s.orderPlaced(w, r, o, h)
+}
+
+// readCheckoutForm reads the submitted form, trimmed.
+func readCheckoutForm(r *http.Request) checkoutForm {
+	return checkoutForm{Key: r.PostFormValue("idempotency_key"), Name: strings.TrimSpace(r.PostFormValue("name")),
+		Line1: strings.TrimSpace(r.PostFormValue("line1")), Line2: strings.TrimSpace(r.PostFormValue("line2")),
+		City: strings.TrimSpace(r.PostFormValue("city")), PostalCode: strings.TrimSpace(r.PostFormValue("postal_code")),
+		Country: strings.ToUpper(strings.TrimSpace(r.PostFormValue("country"))), Card: r.PostFormValue("card"), Cards: testCards,
+		Fields: map[string]string{}}
+}
+
+// checkCheckoutForm records in f what is missing or wrong, for a readable
+// page; orders checks again and decides.
+func checkCheckoutForm(f *checkoutForm, cart cartCookie) {
 	for field, v := range map[string]string{"name": f.Name, "line1": f.Line1, "city": f.City, "postal_code": f.PostalCode} {
 		if v == "" {
 			f.Fields[field] = "is required"
@@ -250,53 +278,63 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request, u *user) {
 	if len(cart.Lines) == 0 {
 		f.Error = "Your cart is empty: add something first."
 	}
-	refuse := func(status int) {
-		cv, err := s.priceLines(r.Context(), cart.Lines)
-		if err != nil {
-			s.backendFailed(w, r, err)
-			return
-		}
-		f.Cart = cv
-		s.render(w, r, status, "checkout", page{Title: "Checkout", User: u, Data: f})
-	}
-	if len(f.Fields) > 0 || f.Error != "" {
-		if f.Error == "" {
-			f.Error = "Some fields need attention."
-		}
-		refuse(http.StatusUnprocessableEntity)
+}
+
+// refuseCheckout shows the form again, priced, with status and f's
+// explanation.
+func (s *Server) refuseCheckout(w http.ResponseWriter, r *http.Request, u *user, f checkoutForm, cart cartCookie, status int) {
+	cv, err := s.priceLines(r.Context(), cart.Lines)
+	if err != nil {
+		s.backendFailed(w, r, err)
 		return
 	}
+	f.Cart = cv
+	s.render(w, r, status, "checkout", page{Title: "Checkout", User: u, Data: f})
+}
+
+// placeOrder asks orders to place the order, with the form's
+// Idempotency-Key. It returns the order and orders' response header.
+func (s *Server) placeOrder(ctx context.Context, u *user, f checkoutForm, cart cartCookie) (ordersapi.Order, http.Header, error) {
 	in := ordersapi.CreateOrder{CustomerEmail: u.Email, Currency: s.cfg.Currency, PaymentMethod: f.Card,
 		Shipping: ordersapi.Address{Name: f.Name, Line1: f.Line1, Line2: f.Line2, City: f.City, PostalCode: f.PostalCode, Country: f.Country}}
 	for _, l := range cart.Lines {
 		in.Items = append(in.Items, ordersapi.LineInput{ProductID: l.ProductID, Quantity: l.Quantity})
 	}
 	var o ordersapi.Order
-	h, err := s.postIdempotent(r.Context(), "orders", s.cfg.Backends.Orders, "/v1/orders", u.Access,
+	h, err := s.postIdempotent(ctx, "orders", s.cfg.Backends.Orders, "/v1/orders", u.Access,
 		http.Header{idempotency.HeaderKey: {f.Key}}, in, &o)
-	if err != nil {
-		var ua *Unavailable
-		var ae *APIError
-		switch {
-		case errors.As(err, &ua):
-			// Unknown outcome: keep the key, so that trying again cannot
-			// place a second order.
-			f.Error = "The shop could not confirm your order just now (" + ua.Service + " is unavailable). Press Place order again: it is safe, the same checkout places at most one order."
-			refuse(http.StatusServiceUnavailable)
-		case errors.As(err, &ae) && ae.Status < 500:
-			// orders refused it and stored nothing: a corrected form is a
-			// new request, with a new key.
-			f.Key = randomID()
-			f.Error = firstNonEmpty(ae.Detail, ae.Title, "The order was refused.")
-			for _, fe := range ae.Fields {
-				f.Fields[formField(fe.Field)] = fe.Message
-			}
-			refuse(http.StatusUnprocessableEntity)
-		default:
-			s.backendFailed(w, r, err)
+	return o, h, err
+}
+
+// checkoutFailed answers a checkout orders did not place: the form again
+// with the same key when the outcome is unknown, with a new key and
+// orders' explanation when orders refused it, else the backend's failure.
+func (s *Server) checkoutFailed(w http.ResponseWriter, r *http.Request, u *user, f checkoutForm, cart cartCookie, err error) {
+	var ua *Unavailable
+	var ae *APIError
+	switch {
+	case errors.As(err, &ua):
+		// Unknown outcome: keep the key, so that trying again cannot
+		// place a second order.
+		f.Error = "The shop could not confirm your order just now (" + ua.Service + " is unavailable). Press Place order again: it is safe, the same checkout places at most one order."
+		s.refuseCheckout(w, r, u, f, cart, http.StatusServiceUnavailable)
+	case errors.As(err, &ae) && ae.Status < 500:
+		// orders refused it and stored nothing: a corrected form is a
+		// new request, with a new key.
+		f.Key = randomID()
+		f.Error = firstNonEmpty(ae.Detail, ae.Title, "The order was refused.")
+		for _, fe := range ae.Fields {
+			f.Fields[formField(fe.Field)] = fe.Message
 		}
-		return
+		s.refuseCheckout(w, r, u, f, cart, http.StatusUnprocessableEntity)
+	default:
+		s.backendFailed(w, r, err)
 	}
+}
+
+// orderPlaced empties the cart and redirects to the order's page, which
+// says whether it was placed now or earlier (a replay).
+func (s *Server) orderPlaced(w http.ResponseWriter, r *http.Request, o ordersapi.Order, h http.Header) {
 	s.cfg.Sealer.Clear(w, cookieCart)
 	q := url.Values{"placed": {"1"}}
 	if h.Get(idempotency.HeaderReplayed) == "true" {

@@ -47,7 +47,10 @@ type timeline struct {
 var errBadID = errors.New("not an order id")
 
 // buildTimeline reads the order from orders and what payments,
-// notifications and search know about it.
+// notifications and search know about it: the order and its outbox
+// events (orderSteps), the payment (paymentSteps), where the order ended
+// up (outcomeSteps), the e-mails (notificationSteps) and the search
+// document (searchStep), oldest first.
 func (s *Server) buildTimeline(ctx context.Context, id string, u *user) (timeline, ordersapi.Order, error) {
 	if !idPattern.MatchString(id) {
 		return timeline{}, ordersapi.Order{}, errBadID
@@ -58,127 +61,163 @@ func (s *Server) buildTimeline(ctx context.Context, id string, u *user) (timelin
 		return timeline{}, o, err
 	}
 	tl := timeline{Status: o.Status, Version: o.Version}
-	add := func(st step) { tl.Steps = append(tl.Steps, st) }
-	add(step{At: o.CreatedAt, Service: "orders", State: "done", Title: "Order accepted",
-		Detail: "orders priced it from catalog and wrote the order and its order.placed event (outbox row) in one transaction"})
-
-	// orders' outbox: each event of the order, and where the relay
-	// published it. (Older orders' rows are pruned after the relay's
-	// retention: then there is nothing to show.)
-	var evs ordersapi.OrderEventList
-	if _, err := b.get(ctx, "orders", b.Orders, "/v1/orders/"+url.PathEscape(id)+"/events", nil, u.Access, &evs); err == nil {
-		for _, e := range evs.Events {
-			add(b.outboxStep(e))
-		}
-	}
-
-	// payments: the attempt made from order.placed.
-	var p paymentsapi.Payment
-	_, perr := b.get(ctx, "payments", b.Payments, "/v1/payments", url.Values{"order_id": {id}}, u.Access, &p)
-	switch {
-	case perr == nil:
-		add(step{At: p.CreatedAt, Service: "payments", State: "done", Title: "Payment attempt created",
-			Detail: "payments' consumer group took order.placed from its ORDERS partition and, in one transaction, claimed the event (inbox), created the attempt and queued a charge job for " + money(p.AmountMinor, p.Currency)})
-		switch {
-		case p.Status == paymentsapi.StatusPending && p.OutcomeUnknownSince != nil:
-			add(step{At: *p.OutcomeUnknownSince, Service: "payments", State: "waiting", Title: "Confirming the payment with the provider",
-				Detail: "the provider did not give a definite answer before the worker's attempts ran out; payments' reconciler asks it for the charge by the payment's idempotency key and records what it holds (nothing is charged twice, and no failure is reported before the provider confirms it)"})
-		case p.Status == paymentsapi.StatusPending:
-			add(step{At: p.UpdatedAt, Service: "payments", State: "waiting", Title: "Charging",
-				Detail: "a worker holds the charge job (visibility timeout) and calls the provider; a timeout or a 5xx is retried with backoff, with the same idempotency key at the provider"})
-		case p.Status == paymentsapi.StatusSucceeded, p.Status == paymentsapi.StatusRefunded:
-			add(step{At: p.UpdatedAt, Service: "payments", State: "done", Title: "Payment succeeded",
-				Detail: "payments recorded the charge of " + money(p.AmountMinor, p.Currency) + " (" + p.ChargeID + ") and published payment.succeeded through its outbox"})
-		case p.Status == paymentsapi.StatusFailed:
-			add(step{At: p.UpdatedAt, Service: "payments", State: "failed", Title: "Payment failed",
-				Detail: "reason: " + firstNonEmpty(p.DeclineCode, p.FailureReason, "unknown") + "; nothing was charged"})
-		}
-		for _, c := range p.ProviderCalls {
-			add(providerStep(c))
-		}
-		if p.Status == paymentsapi.StatusSucceeded && o.Status != ordersapi.StatusPaid && o.Status != ordersapi.StatusPendingPayment {
-			// The charge landed after the order closed (cancelled, or
-			// another payment): orders answers with order.refund_required.
-			add(step{At: p.UpdatedAt, Service: "payments", State: "waiting", Title: "Refund due",
-				Detail: "the charge landed after the order was " + strings.ReplaceAll(o.Status, "_", " ") + ": orders published order.refund_required, and a refund job is queued"})
-		}
-		if p.RefundedMinor > 0 {
-			add(step{At: p.UpdatedAt, Service: "payments", State: "done", Title: "Refunded",
-				Detail: money(p.RefundedMinor, p.Currency) + " went back to the card (order.refund_required or a cancel after payment)"})
-		}
-	case isStatus(perr, http.StatusNotFound):
-		add(step{At: o.CreatedAt, Service: "payments", State: "waiting", Title: "Waiting for payments",
-			Detail: "order.placed is on its way: outbox relay → ORDERS stream → payments' consumer group"})
-	default:
-		add(step{At: time.Now(), Service: "payments", State: "waiting", Title: "payments cannot be asked just now", Detail: errText(perr)})
-	}
-
-	switch o.Status {
-	case ordersapi.StatusPaid:
-		add(step{At: o.UpdatedAt, Service: "orders", State: "done", Title: "Order paid",
-			Detail: fmt.Sprintf("orders consumed payment.succeeded from the PAYMENTS stream and moved the order to paid (version %d)", o.Version)})
-	case ordersapi.StatusPaymentFailed:
-		add(step{At: o.UpdatedAt, Service: "orders", State: "failed", Title: "Payment failed",
-			Detail: fmt.Sprintf("orders consumed payment.failed and closed the order (version %d)", o.Version)})
-	case ordersapi.StatusCancelled:
-		add(step{At: o.UpdatedAt, Service: "orders", State: "done", Title: "Order cancelled",
-			Detail: fmt.Sprintf("order.cancelled went out through the outbox (version %d); a payment already taken is refunded", o.Version)})
-	}
-
-	// notifications: one e-mail per (order, kind), however often the
-	// events were delivered.
-	var nl notificationsapi.NotificationList
-	if _, err := b.get(ctx, "notifications", b.Notifications, "/v1/notifications", url.Values{"order_id": {id}}, u.Access, &nl); err == nil {
-		// The e-mails the order's life so far calls for: one when it is
-		// placed, one for where it ended up. One not recorded yet is a
-		// step still to come (notifications has not consumed the event).
-		expected := map[string]bool{notificationsapi.KindOrderReceived: true}
-		if k, ok := map[string]string{ordersapi.StatusPaid: notificationsapi.KindReceipt, ordersapi.StatusPaymentFailed: notificationsapi.KindPaymentFailed,
-			ordersapi.StatusCancelled: notificationsapi.KindCancelled}[o.Status]; ok {
-			expected[k] = true
-		}
-		for _, n := range nl.Notifications {
-			delete(expected, n.Kind)
-		}
-		for _, k := range notificationsapi.Kinds() {
-			if expected[k] {
-				add(step{At: o.UpdatedAt, Service: "notifications", State: "waiting", Title: "E-mail: " + strings.ReplaceAll(k, "_", " "),
-					Detail: "notifications has not recorded it yet: its consumer group applies the ORDERS event, then queues the e-mail"})
-			}
-		}
-		for _, n := range nl.Notifications {
-			st := step{At: n.CreatedAt, Service: "notifications", Title: "E-mail: " + strings.ReplaceAll(n.Kind, "_", " ")}
-			switch n.Status {
-			case notificationsapi.StatusSent:
-				st.State, st.At = "done", *n.SentAt
-				st.Detail = fmt.Sprintf("sent to %s after %d attempt(s); Message-ID %s", n.Recipient, n.Attempts, n.MessageID)
-				if b.Mail != "" {
-					st.Link = "/mail/" + url.PathEscape(n.ID) + "?order=" + url.QueryEscape(id)
-				}
-			case notificationsapi.StatusFailed:
-				st.State, st.Detail = "failed", "the worker gave up: "+n.LastError+
-					". The job waits in notifications' dead-letter queue, with its reason: an operator redrives it from the console once the cause is fixed, and it is sent once."
-			default:
-				st.State = "waiting"
-				st.Detail = fmt.Sprintf("queued in the e-mail job queue (%d attempt(s) so far)", n.Attempts)
-				if n.LastError != "" {
-					st.Detail += "; last error: " + n.LastError
-				}
-			}
-			add(st)
-		}
-	} else {
-		add(step{At: time.Now(), Service: "notifications", State: "waiting", Title: "notifications cannot be asked just now", Detail: errText(err)})
-	}
-
+	tl.Steps = append(tl.Steps, b.orderSteps(ctx, id, o, u)...)
+	tl.Steps = append(tl.Steps, b.paymentSteps(ctx, id, o, u)...)
+	tl.Steps = append(tl.Steps, outcomeSteps(o)...)
+	tl.Steps = append(tl.Steps, b.notificationSteps(ctx, id, o, u)...)
 	// search: the order's document in the projection, and how fresh it is.
 	indexed := s.searchStep(ctx, o, u)
-	add(indexed)
+	tl.Steps = append(tl.Steps, indexed)
 
 	sort.SliceStable(tl.Steps, func(i, j int) bool { return tl.Steps[i].At.Before(tl.Steps[j].At) })
 	settled := o.Status != ordersapi.StatusPendingPayment
 	tl.Final = settled && indexed.State == "done" && allDone(tl.Steps)
 	return tl, o, nil
+}
+
+// orderSteps are the order's acceptance and, from orders' outbox, each
+// event of the order and where the relay published it. (Older orders'
+// rows are pruned after the relay's retention: then there is nothing to
+// show.)
+func (b *Backends) orderSteps(ctx context.Context, id string, o ordersapi.Order, u *user) []step {
+	steps := []step{{At: o.CreatedAt, Service: "orders", State: "done", Title: "Order accepted",
+		Detail: "orders priced it from catalog and wrote the order and its order.placed event (outbox row) in one transaction"}}
+	var evs ordersapi.OrderEventList
+	if _, err := b.get(ctx, "orders", b.Orders, "/v1/orders/"+url.PathEscape(id)+"/events", nil, u.Access, &evs); err == nil {
+		for _, e := range evs.Events {
+			steps = append(steps, b.outboxStep(e))
+		}
+	}
+	return steps
+}
+
+// paymentSteps are the payment attempt made from order.placed, its
+// provider calls and refunds; or that payments has none yet, or cannot be
+// asked.
+func (b *Backends) paymentSteps(ctx context.Context, id string, o ordersapi.Order, u *user) []step {
+	var p paymentsapi.Payment
+	_, perr := b.get(ctx, "payments", b.Payments, "/v1/payments", url.Values{"order_id": {id}}, u.Access, &p)
+	switch {
+	case perr == nil:
+	case isStatus(perr, http.StatusNotFound):
+		return []step{{At: o.CreatedAt, Service: "payments", State: "waiting", Title: "Waiting for payments",
+			Detail: "order.placed is on its way: outbox relay → ORDERS stream → payments' consumer group"}}
+	default:
+		return []step{{At: time.Now(), Service: "payments", State: "waiting", Title: "payments cannot be asked just now", Detail: errText(perr)}}
+	}
+	steps := []step{{At: p.CreatedAt, Service: "payments", State: "done", Title: "Payment attempt created",
+		Detail: "payments' consumer group took order.placed from its ORDERS partition and, in one transaction, claimed the event (inbox), created the attempt and queued a charge job for " + money(p.AmountMinor, p.Currency)}}
+	if st, ok := paymentStatusStep(p); ok {
+		steps = append(steps, st)
+	}
+	for _, c := range p.ProviderCalls {
+		steps = append(steps, providerStep(c))
+	}
+	if p.Status == paymentsapi.StatusSucceeded && o.Status != ordersapi.StatusPaid && o.Status != ordersapi.StatusPendingPayment {
+		// The charge landed after the order closed (cancelled, or
+		// another payment): orders answers with order.refund_required.
+		steps = append(steps, step{At: p.UpdatedAt, Service: "payments", State: "waiting", Title: "Refund due",
+			Detail: "the charge landed after the order was " + strings.ReplaceAll(o.Status, "_", " ") + ": orders published order.refund_required, and a refund job is queued"})
+	}
+	if p.RefundedMinor > 0 {
+		steps = append(steps, step{At: p.UpdatedAt, Service: "payments", State: "done", Title: "Refunded",
+			Detail: money(p.RefundedMinor, p.Currency) + " went back to the card (order.refund_required or a cancel after payment)"})
+	}
+	return steps
+}
+
+// paymentStatusStep is where the payment stands: confirming, charging,
+// succeeded or failed.
+func paymentStatusStep(p paymentsapi.Payment) (step, bool) {
+	switch {
+	case p.Status == paymentsapi.StatusPending && p.OutcomeUnknownSince != nil:
+		return step{At: *p.OutcomeUnknownSince, Service: "payments", State: "waiting", Title: "Confirming the payment with the provider",
+			Detail: "the provider did not give a definite answer before the worker's attempts ran out; payments' reconciler asks it for the charge by the payment's idempotency key and records what it holds (nothing is charged twice, and no failure is reported before the provider confirms it)"}, true
+	case p.Status == paymentsapi.StatusPending:
+		return step{At: p.UpdatedAt, Service: "payments", State: "waiting", Title: "Charging",
+			Detail: "a worker holds the charge job (visibility timeout) and calls the provider; a timeout or a 5xx is retried with backoff, with the same idempotency key at the provider"}, true
+	case p.Status == paymentsapi.StatusSucceeded, p.Status == paymentsapi.StatusRefunded:
+		return step{At: p.UpdatedAt, Service: "payments", State: "done", Title: "Payment succeeded",
+			Detail: "payments recorded the charge of " + money(p.AmountMinor, p.Currency) + " (" + p.ChargeID + ") and published payment.succeeded through its outbox"}, true
+	case p.Status == paymentsapi.StatusFailed:
+		return step{At: p.UpdatedAt, Service: "payments", State: "failed", Title: "Payment failed",
+			Detail: "reason: " + firstNonEmpty(p.DeclineCode, p.FailureReason, "unknown") + "; nothing was charged"}, true
+	}
+	return step{}, false
+}
+
+// outcomeSteps is where the order ended up, when it did: paid, payment
+// failed or cancelled.
+func outcomeSteps(o ordersapi.Order) []step {
+	switch o.Status {
+	case ordersapi.StatusPaid:
+		return []step{{At: o.UpdatedAt, Service: "orders", State: "done", Title: "Order paid",
+			Detail: fmt.Sprintf("orders consumed payment.succeeded from the PAYMENTS stream and moved the order to paid (version %d)", o.Version)}}
+	case ordersapi.StatusPaymentFailed:
+		return []step{{At: o.UpdatedAt, Service: "orders", State: "failed", Title: "Payment failed",
+			Detail: fmt.Sprintf("orders consumed payment.failed and closed the order (version %d)", o.Version)}}
+	case ordersapi.StatusCancelled:
+		return []step{{At: o.UpdatedAt, Service: "orders", State: "done", Title: "Order cancelled",
+			Detail: fmt.Sprintf("order.cancelled went out through the outbox (version %d); a payment already taken is refunded", o.Version)}}
+	}
+	return nil
+}
+
+// notificationSteps are the order's e-mails: one per (order, kind),
+// however often the events were delivered; those the order's life so far
+// calls for and notifications has not recorded yet are steps still to
+// come.
+func (b *Backends) notificationSteps(ctx context.Context, id string, o ordersapi.Order, u *user) []step {
+	var nl notificationsapi.NotificationList
+	if _, err := b.get(ctx, "notifications", b.Notifications, "/v1/notifications", url.Values{"order_id": {id}}, u.Access, &nl); err != nil {
+		return []step{{At: time.Now(), Service: "notifications", State: "waiting", Title: "notifications cannot be asked just now", Detail: errText(err)}}
+	}
+	// The e-mails the order's life so far calls for: one when it is
+	// placed, one for where it ended up. One not recorded yet is a
+	// step still to come (notifications has not consumed the event).
+	expected := map[string]bool{notificationsapi.KindOrderReceived: true}
+	if k, ok := map[string]string{ordersapi.StatusPaid: notificationsapi.KindReceipt, ordersapi.StatusPaymentFailed: notificationsapi.KindPaymentFailed,
+		ordersapi.StatusCancelled: notificationsapi.KindCancelled}[o.Status]; ok {
+		expected[k] = true
+	}
+	for _, n := range nl.Notifications {
+		delete(expected, n.Kind)
+	}
+	var steps []step
+	for _, k := range notificationsapi.Kinds() {
+		if expected[k] {
+			steps = append(steps, step{At: o.UpdatedAt, Service: "notifications", State: "waiting", Title: "E-mail: " + strings.ReplaceAll(k, "_", " "),
+				Detail: "notifications has not recorded it yet: its consumer group applies the ORDERS event, then queues the e-mail"})
+		}
+	}
+	for _, n := range nl.Notifications {
+		steps = append(steps, b.notificationStep(id, n))
+	}
+	return steps
+}
+
+// notificationStep is one e-mail: sent (with a link to read it when the
+// mail catcher is configured), given up, or queued.
+func (b *Backends) notificationStep(id string, n notificationsapi.Notification) step {
+	st := step{At: n.CreatedAt, Service: "notifications", Title: "E-mail: " + strings.ReplaceAll(n.Kind, "_", " ")}
+	switch n.Status {
+	case notificationsapi.StatusSent:
+		st.State, st.At = "done", *n.SentAt
+		st.Detail = fmt.Sprintf("sent to %s after %d attempt(s); Message-ID %s", n.Recipient, n.Attempts, n.MessageID)
+		if b.Mail != "" {
+			st.Link = "/mail/" + url.PathEscape(n.ID) + "?order=" + url.QueryEscape(id)
+		}
+	case notificationsapi.StatusFailed:
+		st.State, st.Detail = "failed", "the worker gave up: "+n.LastError+
+			". The job waits in notifications' dead-letter queue, with its reason: an operator redrives it from the console once the cause is fixed, and it is sent once."
+	default:
+		st.State = "waiting"
+		st.Detail = fmt.Sprintf("queued in the e-mail job queue (%d attempt(s) so far)", n.Attempts)
+		if n.LastError != "" {
+			st.Detail += "; last error: " + n.LastError
+		}
+	}
+	return st
 }
 
 // outboxStep is one of the order's events in orders' outbox: published
