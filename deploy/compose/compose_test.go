@@ -126,7 +126,7 @@ const authConfig = "pkg/auth/auth.go"
 
 // withBase adds the files a service's Base config comes from.
 func withBase(files []string, more ...string) []string {
-	return append(append(files, more...), "pkg/service/program.go", "pkg/service/service.go", "pkg/service/telemetry.go", "pkg/pgdb/pgdb.go")
+	return append(append(files, more...), "pkg/service/program.go", "pkg/service/service.go", "pkg/service/jobs.go", "pkg/service/telemetry.go", "pkg/pgdb/pgdb.go")
 }
 
 var envTag = regexp.MustCompile(`env:"([A-Z0-9_]+)(,required)?"`)

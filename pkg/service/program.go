@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/signal"
 	"slices"
@@ -61,6 +62,9 @@ type Program[C any] struct {
 	// consumer groups on these streams; with more than one, --stream is
 	// required.
 	Streams []string
+	// Defaults override the envDefault of variables declared in shared
+	// structs (Jobs' WORKER_CONCURRENCY, for one) for this service.
+	Defaults map[string]string
 	// Commands are the service's own commands, listed after the standard
 	// ones.
 	Commands []Command
@@ -297,10 +301,11 @@ func (p Program[C]) roleNames() []string {
 }
 
 // defaults are the variables whose defaults come from the Program, not
-// from a tag: the addresses and the roles.
+// from a tag: the addresses, the roles and Program.Defaults.
 func (p Program[C]) defaults(getenv func(string) string) func(string) string {
 	d := map[string]string{"HTTP_ADDR": ":" + strconv.Itoa(p.Port), "ADMIN_ADDR": ":" + strconv.Itoa(p.Port+1000),
 		"ROLES": strings.Join(p.roleNames(), ",")}
+	maps.Copy(d, p.Defaults)
 	return func(k string) string {
 		if v := getenv(k); v != "" {
 			return v

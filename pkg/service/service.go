@@ -50,6 +50,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/backoff"
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/inbox"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/pkg/lifecycle"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
@@ -463,14 +464,14 @@ func (rt *Runtime) NewGroup(js jetstream.JetStream, streamName, group string, pa
 }
 
 // PruneInbox is a role that deletes inbox rows older than
-// stream.InboxRetention (31 days), in batches, every hour: no redelivery
+// inbox.Retention (31 days), in batches, every hour: no redelivery
 // comes later than that (the streams keep a week, their dead-letter
 // streams 30 days, and a redrive reaches every group again; a replay of
 // older events is a rebuild, which uses its own group).
 func (rt *Runtime) PruneInbox(pool *pgxpool.Pool) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		return Every(ctx, time.Hour, func(ctx context.Context) error {
-			_, err := stream.PruneInbox(ctx, pool, stream.InboxRetention, 1000)
+			_, err := inbox.Prune(ctx, pool, inbox.Retention, 1000)
 			return err
 		}, rt.Log)
 	}

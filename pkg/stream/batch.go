@@ -25,7 +25,7 @@ import (
 // handler again one at a time to find the one that fails; a call with one
 // delivery has the contract of Handler (nil, Permanent(err), or an error to
 // retry after a backoff). Apply the batch in one transaction and claim its
-// event IDs with Inbox.ClaimBatch: a message may be handed over again after
+// event IDs with inbox.ClaimBatch: a message may be handed over again after
 // a failure, a crash or a stop.
 //
 // ctx ends when the handler's time is up (GroupConfig.HandlerTimeout, per

@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/shopfloor/shopfloor/pkg/inbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
@@ -29,7 +30,7 @@ import (
 
 // batchMigrations are the inbox and an effect table that records every
 // applied event in the order it was applied (n).
-var batchMigrations = fstest.MapFS{"00001_batch.sql": {Data: []byte("-- +goose Up\n" + stream.InboxSchema + `
+var batchMigrations = fstest.MapFS{"00001_batch.sql": {Data: []byte("-- +goose Up\n" + inbox.Schema + `
 CREATE TABLE effects (
 	n        bigserial PRIMARY KEY,
 	key      text NOT NULL,
@@ -134,7 +135,7 @@ func applier(db *pgxpool.Pool, group, instance string, rec *recorder, fail func(
 				for i, d := range ds {
 					ids[i] = d.ID
 				}
-				first, err := stream.Inbox{}.ClaimBatch(ctx, tx, group, ids)
+				first, err := inbox.ClaimBatch(ctx, tx, group, ids)
 				if err != nil {
 					return err
 				}

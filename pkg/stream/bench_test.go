@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/shopfloor/shopfloor/pkg/inbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
@@ -49,7 +50,7 @@ func BenchmarkConsume(b *testing.B) {
 		benchMaxBatch = n
 	}
 	ctx := context.Background()
-	schema := fstest.MapFS{"00001_inbox.sql": {Data: []byte("-- +goose Up\n" + stream.InboxSchema +
+	schema := fstest.MapFS{"00001_inbox.sql": {Data: []byte("-- +goose Up\n" + inbox.Schema +
 		"\nCREATE TABLE effects (order_id text PRIMARY KEY, n int NOT NULL);\n-- +goose Down\nDROP TABLE effects;\nDROP TABLE inbox;\n")}}
 	nt := testinfra.NATS(b)
 	// fill creates a fresh stream holding n messages over 1 000 keys.
@@ -108,11 +109,10 @@ func BenchmarkConsume(b *testing.B) {
 		g, err := stream.NewGroup(nt.JS, stream.GroupConfig{Stream: name, Name: "bench", FetchWait: 200 * time.Millisecond},
 			func(ctx context.Context, d stream.Delivery) error {
 				err := pgdb.InTx(ctx, db.Pool, func(tx pgx.Tx) error {
-					first, err := stream.Inbox{}.Claim(ctx, tx, "bench", d.ID)
-					if err != nil || !first {
+					_, err := inbox.Apply(ctx, tx, "bench", d.ID, func(ctx context.Context, tx pgx.Tx) error {
+						_, err := tx.Exec(ctx, `INSERT INTO effects VALUES ($1, 1) ON CONFLICT (order_id) DO UPDATE SET n = effects.n + 1`, d.Key)
 						return err
-					}
-					_, err = tx.Exec(ctx, `INSERT INTO effects VALUES ($1, 1) ON CONFLICT (order_id) DO UPDATE SET n = effects.n + 1`, d.Key)
+					})
 					return err
 				})
 				if err == nil && done.Add(1) == int64(b.N) {
@@ -152,7 +152,7 @@ func BenchmarkConsume(b *testing.B) {
 					ids[i] = d.ID
 				}
 				err := pgdb.InTx(ctx, db.Pool, func(tx pgx.Tx) error {
-					first, err := stream.Inbox{}.ClaimBatch(ctx, tx, "bench", ids)
+					first, err := inbox.ClaimBatch(ctx, tx, "bench", ids)
 					if err != nil {
 						return err
 					}

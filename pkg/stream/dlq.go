@@ -307,7 +307,7 @@ type RedriveReport struct {
 // same dead letter is dropped.
 //
 // Every group of the stream sees the message again, and after the newer
-// events of its key: consumers must drop it by event ID (Inbox) or by
+// events of its key: consumers must drop it by event ID (pkg/inbox) or by
 // version. Redrive stops at the first error and reports what it did.
 func (q *DLQ) Redrive(ctx context.Context, opts RedriveOptions) (RedriveReport, error) {
 	var rep RedriveReport

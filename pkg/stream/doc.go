@@ -1,8 +1,8 @@
 // Package stream is shopfloor's partitioned event stream on NATS JetStream:
 // Kafka-style keyed partitions, consumer groups that share partitions, retries
-// with backoff, batch consumption, a dead-letter stream with operator tools,
-// and a consumer-side inbox for de-duplication (ADR 0002, ADR 0005,
-// ADR 0017, ADR 0025).
+// with backoff, batch consumption and a dead-letter stream with operator tools
+// (ADR 0002, ADR 0005, ADR 0017, ADR 0025). Consumers de-duplicate with the
+// inbox, pkg/inbox.
 //
 // It works on raw payload bytes and string headers; the event envelope
 // (pkg/events) and tracing (pkg/telemetry) plug in from outside.
@@ -31,10 +31,10 @@
 //     stream's duplicate window (default 2 minutes): the message ID is sent
 //     as Nats-Msg-Id, so a re-publish of the same ID is dropped by the broker
 //     (the Ack says Duplicate). Beyond the window a re-publish is stored
-//     again; consumers de-duplicate by event ID (Inbox).
+//     again; consumers de-duplicate by event ID (pkg/inbox).
 //   - Delivery to a consumer group is at least once. A handler may see a
 //     message again after a crash, a lost ack, an ack-wait expiry or a
-//     redrive. Make effects idempotent: claim the event ID in the Inbox in
+//     redrive. Make effects idempotent: claim the event ID in the inbox (inbox.Apply) in
 //     the same transaction as the effect, or compare aggregate versions.
 //   - Order is per key only, not across keys and not across partitions.
 //     Inside one group, the events of one partition are handled one at a
@@ -114,7 +114,7 @@
 // A group made with NewBatchGroup hands its BatchHandler up to
 // GroupConfig.MaxBatch messages of one partition at once (at most
 // MaxBatchLimit, 256), so that a consumer can apply them in one transaction
-// (claim the event IDs with Inbox.ClaimBatch) and pay one commit, one pull
+// (claim the event IDs with inbox.ClaimBatch) and pay one commit, one pull
 // and one confirmed ack per batch instead of per message (ADR 0017). The
 // contract, in addition to the guarantees above:
 //

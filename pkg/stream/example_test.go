@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shopfloor/shopfloor/pkg/backoff"
+	"github.com/shopfloor/shopfloor/pkg/inbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 )
@@ -22,7 +23,7 @@ func Example() {
 	ctx := context.Background()
 	var (
 		js     jetstream.JetStream // from jetstream.New(nc)
-		db     *pgxpool.Pool       // the consuming service's database, with stream.InboxSchema migrated
+		db     *pgxpool.Pool       // the consuming service's database, with inbox.Schema migrated
 		logger = slog.Default()
 	)
 
@@ -42,19 +43,19 @@ func Example() {
 	}
 
 	// Consumer group: run the same code in every instance of the service.
-	var inbox stream.Inbox
 	handle := func(ctx context.Context, d stream.Delivery) error {
 		var ev struct{ Version int }
 		if err := json.Unmarshal(d.Payload, &ev); err != nil {
 			return stream.Permanent(fmt.Errorf("decode %s: %w", d.ID, err)) // to the DLQ, no retries
 		}
 		return pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
-			first, err := inbox.Claim(ctx, tx, "search", d.ID)
-			if err != nil || !first {
-				return err // a duplicate is acknowledged and skipped
-			}
-			_, err = tx.Exec(ctx, `UPDATE order_index SET version = $2 WHERE id = $1 AND version < $2`, d.Key, ev.Version)
-			return err // an error is retried with backoff
+			// A duplicate is skipped (applied = false, nil: acknowledged);
+			// an error is retried with backoff.
+			_, err := inbox.Apply(ctx, tx, "search", d.ID, func(ctx context.Context, tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, `UPDATE order_index SET version = $2 WHERE id = $1 AND version < $2`, d.Key, ev.Version)
+				return err
+			})
+			return err
 		})
 	}
 	g, err := stream.NewGroup(js, stream.GroupConfig{
@@ -75,10 +76,9 @@ func Example() {
 func ExampleNewBatchGroup() {
 	var (
 		js     jetstream.JetStream // from jetstream.New(nc)
-		db     *pgxpool.Pool       // with stream.InboxSchema migrated
+		db     *pgxpool.Pool       // with inbox.Schema migrated
 		logger = slog.Default()
 	)
-	var inbox stream.Inbox
 	handle := func(ctx context.Context, ds []stream.Delivery) error {
 		ids := make([]string, len(ds))
 		for i, d := range ds {

@@ -44,15 +44,9 @@ type StreamConfig struct {
 }
 
 // DefaultDLQMaxAge is how long a dead-letter stream keeps a dead letter
-// (StreamConfig.DLQMaxAge's default): the horizon of a redrive.
+// (StreamConfig.DLQMaxAge's default): the horizon of a redrive. Consumers
+// keep their inbox claims a day longer (inbox.Retention).
 const DefaultDLQMaxAge = 30 * 24 * time.Hour
-
-// InboxRetention is how long consumers keep their inbox claims
-// (PruneInbox): longer than any redelivery can come, the stream's MaxAge
-// (7 days) and a redrive from the dead-letter stream (DefaultDLQMaxAge),
-// plus a day. A redriven event reaches every group of its stream again;
-// a group whose claim was pruned would apply it twice.
-const InboxRetention = DefaultDLQMaxAge + 24*time.Hour
 
 func (c StreamConfig) withDefaults() StreamConfig {
 	if c.Partitions == 0 {

@@ -14,7 +14,7 @@
 //     partition count it was created with.
 //   - A message's UUID is its event ID: the broker drops a re-publish of the
 //     same UUID inside the stream's duplicate window (default 2 minutes),
-//     and consumers de-duplicate by it beyond that (stream.Inbox).
+//     and consumers de-duplicate by it beyond that (pkg/inbox).
 //   - The metadata field MetadataPartitionKey ("partition_key") is the key
 //     that picks the partition; without it the UUID is the key.
 //   - Metadata travels as headers. A received message's metadata holds the

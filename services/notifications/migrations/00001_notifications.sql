@@ -63,7 +63,7 @@ CREATE TABLE jobqueue_dedup (
     PRIMARY KEY (queue, dedup_id)
 );
 
--- The ORDERS consumer's inbox (pkg/stream.InboxSchema).
+-- The ORDERS consumer's inbox (pkg/inbox.Schema).
 CREATE TABLE inbox (
 	group_name   text        NOT NULL,
 	event_id     text        NOT NULL,

@@ -104,7 +104,7 @@ CREATE TABLE idempotency_keys (
 );
 CREATE INDEX idempotency_keys_expires_at ON idempotency_keys (expires_at);
 
--- The ORDERS consumer's inbox (pkg/stream.InboxSchema).
+-- The ORDERS consumer's inbox (pkg/inbox.Schema).
 CREATE TABLE inbox (
 	group_name   text        NOT NULL,
 	event_id     text        NOT NULL,

@@ -5,9 +5,9 @@ import (
 
 	"github.com/shopfloor/shopfloor/pkg/audit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
+	"github.com/shopfloor/shopfloor/pkg/inbox"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
-	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/payments/migrations"
 )
@@ -17,7 +17,7 @@ import (
 // read columns that are not there.
 func TestMigrationCarriesTheBlocksSchemas(t *testing.T) {
 	t.Parallel()
-	testinfra.CarriesSchemas(t, migrations.FS, "00001_payments.sql", map[string]string{"outbox.Schema": outbox.Schema, "jobqueue.Schema": jobqueue.Schema, "idempotency.Schema": idempotency.Schema, "stream.InboxSchema": stream.InboxSchema})
+	testinfra.CarriesSchemas(t, migrations.FS, "00001_payments.sql", map[string]string{"outbox.Schema": outbox.Schema, "jobqueue.Schema": jobqueue.Schema, "idempotency.Schema": idempotency.Schema, "inbox.Schema": inbox.Schema})
 	testinfra.CarriesSchemas(t, migrations.FS, "00005_jobqueue_dead_lettered_at.sql", map[string]string{"jobqueue.DeadLetterSchema": jobqueue.DeadLetterSchema})
 	testinfra.CarriesSchemas(t, migrations.FS, "00020_jobqueue_pause.sql", map[string]string{"jobqueue.PauseSchema": jobqueue.PauseSchema})
 	testinfra.CarriesSchemas(t, migrations.FS, "00004_outbox_position.sql", map[string]string{"outbox.PositionSchema": outbox.PositionSchema})

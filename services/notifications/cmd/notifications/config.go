@@ -44,14 +44,7 @@ type Config struct {
 	// certificate instead of the system's roots.
 	SMTPCAFile string `env:"SMTP_CA_FILE"`
 	// The e-mail queue's redrive policy and the worker.
-	MaxReceives       int           `env:"MAX_RECEIVES" envDefault:"10"`
-	VisibilityTimeout time.Duration `env:"VISIBILITY_TIMEOUT" envDefault:"30s"`
-	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"4"`
-	RetryInitial      time.Duration `env:"RETRY_INITIAL" envDefault:"1s"`
-	RetryMax          time.Duration `env:"RETRY_MAX" envDefault:"5m"`
-	// JobqueueAsyncAcks commits receives and deletes without waiting for
-	// the WAL flush (jobqueue.Options.AsyncAcks, ADR 0018).
-	JobqueueAsyncAcks bool `env:"JOBQUEUE_ASYNC_ACKS" envDefault:"false"`
+	service.Jobs
 }
 
 var groupRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -98,18 +91,7 @@ func (c Config) Validate() []error {
 			}
 		}
 	}
-	if c.MaxReceives < 1 || c.MaxReceives > 100 {
-		errs = append(errs, fmt.Errorf("MAX_RECEIVES: must be 1..100 (got %d)", c.MaxReceives))
-	}
-	if c.VisibilityTimeout < time.Second {
-		errs = append(errs, fmt.Errorf("VISIBILITY_TIMEOUT: must be at least 1s (got %s)", c.VisibilityTimeout))
-	}
-	if c.WorkerConcurrency < 1 {
-		errs = append(errs, fmt.Errorf("WORKER_CONCURRENCY: must be at least 1 (got %d)", c.WorkerConcurrency))
-	}
-	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
-		errs = append(errs, errors.New("RETRY_INITIAL, RETRY_MAX: need 0 < RETRY_INITIAL <= RETRY_MAX"))
-	}
+	errs = append(errs, c.CheckJobs()...)
 	return errs
 }
 

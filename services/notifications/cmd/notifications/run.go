@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/shopfloor/shopfloor/pkg/backoff"
 	"github.com/shopfloor/shopfloor/pkg/breaker"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/pkg/service"
@@ -46,13 +45,9 @@ func sender(cfg Config) (*email.Composer, *email.Sender, error) {
 // the notification use case (with the SMTP side in the worker role), then
 // each role.
 func wire(ctx context.Context, app *service.App, cfg *Config) error {
-	jobs, err := jobqueue.New(app.Pool, jobqueue.Options{Logger: app.Log, Registerer: app.Tel.Registry, Redact: redaction(), AsyncAcks: cfg.JobqueueAsyncAcks})
+	jobs, err := app.JobQueue(cfg.Jobs, redaction())
 	if err != nil {
 		return err
-	}
-	app.Defer(jobs.Close)
-	if err := app.Tel.Registry.Register(jobs.NewCollector()); err != nil {
-		return fmt.Errorf("job queue metrics: %w", err)
 	}
 	var (
 		composer    *email.Composer
@@ -83,11 +78,7 @@ func wire(ctx context.Context, app *service.App, cfg *Config) error {
 		})
 	}
 	if app.Has(service.RoleWorker) {
-		w := jobs.NewWorker(jobqueue.WorkerConfig{Queue: notificationsvc.EmailQueue, Concurrency: cfg.WorkerConcurrency,
-			VisibilityTimeout: cfg.VisibilityTimeout, Backoff: backoff.Policy{Initial: cfg.RetryInitial, Max: cfg.RetryMax, Multiplier: 2},
-			Extract: app.Tel.Extract, Tracer: app.Tel.Tracer("github.com/shopfloor/shopfloor/pkg/jobqueue"), Gate: jobqueue.BreakerGate(smtpBreaker)},
-			svc.HandleEmail)
-		app.Go("email-worker", w.Run)
+		app.Worker(jobs, cfg.Jobs, notificationsvc.EmailQueue, jobqueue.BreakerGate(smtpBreaker), svc.HandleEmail)
 	}
 	if app.Has(service.RoleConsumer) {
 		return wireConsumer(ctx, app, cfg, svc)
@@ -116,7 +107,7 @@ func wireConsumer(ctx context.Context, app *service.App, cfg *Config, svc *notif
 	if err != nil {
 		return err
 	}
-	h := &notificationstream.Orders{Applier: svc, Group: cfg.OrdersGroup, Log: app.Log}
+	h := &notificationstream.Orders{Pool: app.Pool, Applier: svc, Group: cfg.OrdersGroup, Log: app.Log}
 	grp, err := app.NewGroup(js, ordersapi.Stream, cfg.OrdersGroup, cfg.OrdersPartitions, h.Handle)
 	if err != nil {
 		return err

@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
+	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notification"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notificationhttp"
@@ -33,6 +35,7 @@ func TestMain(m *testing.M) { testinfra.Main(m) }
 const owner = "c1"
 
 type bundle struct {
+	db  *testinfra.Database
 	svc *notificationsvc.Service
 	url string
 	// callers are the Authorization values of authtest.Callers (audience
@@ -68,15 +71,19 @@ func setup(t *testing.T) *bundle {
 	// Every request and answer is held to the API's contract.
 	srv := httptest.NewServer(openapitest.Load(t, notificationsapi.OpenAPI()).Handler(t, mux))
 	t.Cleanup(srv.Close)
-	return &bundle{svc: svc, url: srv.URL, callers: iss.Callers(t, "notifications", owner)}
+	return &bundle{db: db, svc: svc, url: srv.URL, callers: iss.Callers(t, "notifications", owner)}
 }
 
-// record applies a notification of kind for orderID (customer "" is a row
-// recorded before customer ids were stored).
+// record records a notification of kind for orderID (customer "" is a
+// row recorded before customer ids were stored).
 func (b *bundle) record(t *testing.T, orderID, customer, kind string) {
 	t.Helper()
-	if _, err := b.svc.Apply(context.Background(), "notifications", uuid.NewString(), notification.Notification{OrderID: orderID,
-		CustomerID: customer, Kind: kind, Recipient: "ada@example.com", Currency: "EUR", TotalMinor: 4200, OrderVersion: 2}); err != nil {
+	ctx := context.Background()
+	if err := pgdb.InTx(ctx, b.db.Pool, func(tx pgx.Tx) error {
+		_, err := b.svc.Record(ctx, tx, notification.Notification{OrderID: orderID, EventID: uuid.NewString(),
+			CustomerID: customer, Kind: kind, Recipient: "ada@example.com", Currency: "EUR", TotalMinor: 4200, OrderVersion: 2})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -4,11 +4,11 @@
 // and enqueue its e-mail; every other event type is acknowledged
 // untouched.
 //
-// Replay-safe: the inbox claim, the notification (exactly one row per
-// (order, kind)) and the e-mail job commit in one transaction, so a
-// redelivery (a lost ack, a consumer crash mid-batch), a replay of the
-// whole stream or a rebuild through a new consumer group reading from the
-// start records nothing new and sends no e-mail twice. The customer's
+// Replay-safe: the inbox claim (inbox.Apply), the notification (exactly
+// one row per (order, kind)) and the e-mail job commit in one transaction,
+// so a redelivery (a lost ack, a consumer crash mid-batch), a replay of
+// the whole stream or a rebuild through a new consumer group reading from
+// the start records nothing new and sends no e-mail twice. The customer's
 // address and id travel in the order events: notifications never calls
 // another service. An event without a customer id is still sent (the
 // e-mail is owed); its notification is visible to operators only.
@@ -20,7 +20,12 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/inbox"
+	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notification"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notificationsvc"
@@ -30,15 +35,19 @@ import (
 // Group is notifications' consumer group on ORDERS.
 const Group = "notifications"
 
-// Applier records a notification for an event (notificationsvc.Service).
+// Applier records the notification an event calls for in a transaction,
+// and counts it once that transaction committed (notificationsvc.Service).
 type Applier interface {
-	Apply(ctx context.Context, group, eventID string, n notification.Notification) (created bool, err error)
+	Record(ctx context.Context, tx pgx.Tx, n notification.Notification) (created bool, err error)
+	Created(kind string)
 }
 
 var _ Applier = (*notificationsvc.Service)(nil)
 
 // Orders handles ORDERS deliveries.
 type Orders struct {
+	// Pool is notifications' database: the inbox and the notifications.
+	Pool    *pgxpool.Pool
 	Applier Applier
 	// Group names the inbox claims; empty is Group. A rebuild through a
 	// new consumer group uses that group's name here.
@@ -75,7 +84,15 @@ func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
 	if group == "" {
 		group = Group
 	}
-	created, err := h.Applier.Apply(ctx, group, ev.ID, n)
+	var created bool
+	err = pgdb.InTx(ctx, h.Pool, func(tx pgx.Tx) error {
+		_, err := inbox.Apply(ctx, tx, group, ev.ID, func(ctx context.Context, tx pgx.Tx) error {
+			var err error
+			created, err = h.Applier.Record(ctx, tx, n)
+			return err
+		})
+		return err
+	})
 	var verr *notification.ValidationError
 	switch {
 	case errors.As(err, &verr):
@@ -83,12 +100,15 @@ func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
 	case err != nil:
 		return fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err)
 	}
+	if created {
+		h.Applier.Created(kind) // after the commit: a retried transaction counts once
+	}
 	h.Log.InfoContext(ctx, "order event handled", "event", ev.ID, "type", ev.Type, "order", n.OrderID, "kind", kind, "created", created)
 	return nil
 }
 
 // fromEvent reads the notification an event calls for (not yet
-// validated: Apply does that).
+// validated: Record does that).
 func fromEvent(ev events.Envelope, kind string) (notification.Notification, error) {
 	n := notification.Notification{Kind: kind, EventID: ev.ID}
 	if ev.Type == ordersapi.EventOrderPlaced {

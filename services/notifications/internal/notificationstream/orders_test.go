@@ -192,7 +192,7 @@ func TestEveryKindOnceThroughTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h := &notificationstream.Orders{Applier: b.svc, Log: b.log}
+	h := &notificationstream.Orders{Pool: b.db.Pool, Applier: b.svc, Log: b.log}
 	// The first instance applies order.paid, then dies before the ack.
 	var crashed atomic.Bool
 	crash := make(chan struct{})
@@ -295,7 +295,7 @@ func TestEveryKindOnceThroughTheStream(t *testing.T) {
 
 	// A rebuild: a new group reads the whole stream again.
 	const rebuild = "notifications-rebuild"
-	h2 := &notificationstream.Orders{Applier: b.svc, Group: rebuild, Log: b.log}
+	h2 := &notificationstream.Orders{Pool: b.db.Pool, Applier: b.svc, Group: rebuild, Log: b.log}
 	g3, stop3 := runGroup(t, stream.GroupConfig{Stream: orders, Name: rebuild, Partitions: partitions}, b, ns, h2.Handle)
 	testinfra.Eventually(t, 30*time.Second, func() error { return caughtUp(ctx, g3) })
 	stop3()
@@ -317,7 +317,7 @@ func TestPoisonAndOtherEvents(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t)
-	h := &notificationstream.Orders{Applier: b.svc, Log: b.log}
+	h := &notificationstream.Orders{Pool: b.db.Pool, Applier: b.svc, Log: b.log}
 	o := newID()
 	deliver := func(ev events.Envelope) stream.Delivery {
 		return stream.Delivery{ID: ev.ID, Key: o, Payload: payload(t, ev), NumDelivered: 1}

@@ -4,11 +4,12 @@
 //
 // Guarantees, in the words of the design:
 //
-//   - Exactly one row per (order, kind), ever. Apply claims the event in
-//     the inbox, inserts the notification (unique per order and kind) and
-//     enqueues its e-mail job in one transaction: a redelivery finds the
-//     inbox claim, a replay of the whole stream or a rebuild through a new
-//     consumer group finds the row, and neither enqueues anything.
+//   - Exactly one row per (order, kind), ever. Record inserts the
+//     notification (unique per order and kind) and enqueues its e-mail job
+//     in the caller's transaction, which also holds the event's inbox claim
+//     (notificationstream): a redelivery finds the inbox claim, a replay of
+//     the whole stream or a rebuild through a new consumer group finds the
+//     row, and neither enqueues anything.
 //   - Each job sends its e-mail at least once. The SMTP hop cannot join a
 //     database transaction: the worker sends, and as soon as the server
 //     has accepted the message (before QUIT) it records "sent" and deletes
@@ -47,8 +48,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
-	"github.com/shopfloor/shopfloor/pkg/pgdb"
-	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/email"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notification"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notificationpg"
@@ -156,18 +155,16 @@ func Redact(body []byte) []byte {
 	return b
 }
 
-// Apply records the notification n calls for, on behalf of consumer group
-// group handling event eventID, in one transaction: the inbox claim of
-// (group, eventID), the notification (a new id, status queued, created
-// now) unless the order already has one of n's kind, and its e-mail job.
-// created is true only when a notification was written (a known customer
-// id may still fill the order's rows that lack one: notificationpg.Insert).
-// n must carry the order id, kind, recipient, amounts and event details,
-// and should carry the customer id (without it only operators see the
-// notification); an n that fails
-// notification.Validate is refused with a *notification.ValidationError
-// and nothing is written.
-func (s *Service) Apply(ctx context.Context, group, eventID string, n notification.Notification) (created bool, err error) {
+// Record writes the notification n calls for in tx: the notification (a
+// new id, status queued, created now) unless the order already has one of
+// n's kind, and its e-mail job. created is true only when a notification
+// was written (a known customer id may still fill the order's rows that
+// lack one: notificationpg.Insert); count it with Created once tx has
+// committed. n must carry the order id, kind, recipient, amounts and event
+// details, and should carry the customer id (without it only operators see
+// the notification); an n that fails notification.Validate is refused with
+// a *notification.ValidationError before anything is written.
+func (s *Service) Record(ctx context.Context, tx pgx.Tx, n notification.Notification) (created bool, err error) {
 	if err := notification.Validate(n); err != nil {
 		return false, err
 	}
@@ -177,33 +174,25 @@ func (s *Service) Apply(ctx context.Context, group, eventID string, n notificati
 	}
 	n.ID, n.Status = id.String(), notificationsapi.StatusQueued
 	n.CreatedAt = s.now().UTC().Truncate(time.Microsecond)
-	err = pgdb.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		first, err := stream.Inbox{}.Claim(ctx, tx, group, eventID)
-		if err != nil || !first {
-			return err
-		}
-		if created, err = notificationpg.Insert(ctx, tx, n); err != nil || !created {
-			return err
-		}
-		body, _ := json.Marshal(emailJob{NotificationID: n.ID})
-		var attrs map[string]string
-		if s.cfg.Inject != nil {
-			attrs = map[string]string{}
-			s.cfg.Inject(ctx, attrs)
-		}
-		if _, err := s.jobs.Send(ctx, tx, EmailQueue, jobqueue.SendInput{Body: body, DedupID: "email:" + n.ID, Attributes: attrs}); err != nil {
-			return fmt.Errorf("enqueue e-mail of notification %s: %w", n.ID, err)
-		}
-		return nil
-	})
-	if err != nil {
+	if created, err = notificationpg.Insert(ctx, tx, n); err != nil || !created {
 		return false, err
 	}
-	if created {
-		s.m.create(n.Kind)
+	body, _ := json.Marshal(emailJob{NotificationID: n.ID})
+	var attrs map[string]string
+	if s.cfg.Inject != nil {
+		attrs = map[string]string{}
+		s.cfg.Inject(ctx, attrs)
 	}
-	return created, nil
+	if _, err := s.jobs.Send(ctx, tx, EmailQueue, jobqueue.SendInput{Body: body, DedupID: "email:" + n.ID, Attributes: attrs}); err != nil {
+		return false, fmt.Errorf("enqueue e-mail of notification %s: %w", n.ID, err)
+	}
+	return true, nil
 }
+
+// Created counts a notification of kind in notifications_created_total.
+// Call it after the transaction in which Record created the notification
+// committed, so that a transaction that fails and is retried counts once.
+func (s *Service) Created(kind string) { s.m.create(kind) }
 
 // ListByOrder reads an order's notifications, oldest first. customerID,
 // when not empty, is the only customer whose rows are returned (a

@@ -4,10 +4,11 @@
 // not the order's total (never applied; counted in
 // orders_payment_mismatches_total).
 //
-// Replay-safe: each event is claimed in the inbox in the same transaction
-// as its effect, so a redelivery, a redrive or a replay of the stream
-// changes nothing. Per order in order: PAYMENTS is keyed by order id and
-// the group processes a partition one message at a time.
+// Replay-safe: each event is applied through the inbox (inbox.Apply: the
+// claim commits in the same transaction as the effect), so a redelivery,
+// a redrive or a replay of the stream changes nothing. Per order in order:
+// PAYMENTS is keyed by order id and the group processes a partition one
+// message at a time.
 package orderstream
 
 import (
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/inbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/services/orders/internal/order"
@@ -104,13 +106,15 @@ func (h *Payments) Handle(ctx context.Context, d stream.Delivery) error {
 	}
 	var outcome ordersvc.PaymentOutcome
 	err = pgdb.InTx(ctx, h.Pool, func(tx pgx.Tx) error {
-		first, err := stream.Inbox{}.Claim(ctx, tx, Group, ev.ID)
-		if err != nil || !first {
-			outcome = ordersvc.PaymentOutcome{Result: "duplicate"}
+		applied, err := inbox.Apply(ctx, tx, Group, ev.ID, func(ctx context.Context, tx pgx.Tx) error {
+			var err error
+			outcome, err = h.Applier.ApplyPayment(ctx, tx, ev, ordersvc.PaymentEvent{OrderID: p.OrderID, PaymentID: p.PaymentID,
+				Succeeded: ev.Type == paymentsapi.EventPaymentSucceeded, AmountMinor: p.AmountMinor, Currency: p.Currency, Reason: p.Reason})
 			return err
+		})
+		if err == nil && !applied {
+			outcome = ordersvc.PaymentOutcome{Result: "duplicate"}
 		}
-		outcome, err = h.Applier.ApplyPayment(ctx, tx, ev, ordersvc.PaymentEvent{OrderID: p.OrderID, PaymentID: p.PaymentID,
-			Succeeded: ev.Type == paymentsapi.EventPaymentSucceeded, AmountMinor: p.AmountMinor, Currency: p.Currency, Reason: p.Reason})
 		return err
 	})
 	switch {

@@ -27,12 +27,9 @@ type Config struct {
 	PSPBreakerCoolDown time.Duration `env:"PSP_BREAKER_COOL_DOWN" envDefault:"5s"`
 	// DefaultPaymentMethod charges orders placed without a token.
 	DefaultPaymentMethod string `env:"DEFAULT_PAYMENT_METHOD" envDefault:"tok_visa"`
-	// The queues' redrive policy and the worker.
-	MaxReceives       int           `env:"MAX_RECEIVES" envDefault:"10"`
-	VisibilityTimeout time.Duration `env:"VISIBILITY_TIMEOUT" envDefault:"30s"`
-	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"8"`
-	RetryInitial      time.Duration `env:"RETRY_INITIAL" envDefault:"1s"`
-	RetryMax          time.Duration `env:"RETRY_MAX" envDefault:"5m"`
+	// The queues' redrive policy and the workers (WORKER_CONCURRENCY
+	// defaults to 8 here: Program.Defaults).
+	service.Jobs
 	// The reconciler (worker role): charges whose outcome stayed unknown
 	// are looked up with the provider RECONCILE_GRACE after the worker gave
 	// them up, and every payment pending longer than
@@ -43,9 +40,6 @@ type Config struct {
 	// RefundRetryMax caps the backoff between refund attempts: a refund
 	// is retried until done or abandoned by an operator.
 	RefundRetryMax time.Duration `env:"REFUND_RETRY_MAX" envDefault:"10m"`
-	// JobqueueAsyncAcks commits receives and deletes without waiting for
-	// the WAL flush (jobqueue.Options.AsyncAcks, ADR 0018).
-	JobqueueAsyncAcks bool `env:"JOBQUEUE_ASYNC_ACKS" envDefault:"false"`
 	// IdempotencyRetention is how long an Idempotency-Key is remembered.
 	IdempotencyRetention time.Duration `env:"IDEMPOTENCY_RETENTION" envDefault:"24h"`
 }
@@ -64,17 +58,9 @@ func (c Config) Validate() []error {
 	if !payment.ValidToken(c.DefaultPaymentMethod) {
 		errs = append(errs, errors.New("DEFAULT_PAYMENT_METHOD: must be a provider token such as tok_visa"))
 	}
-	if c.MaxReceives < 1 || c.MaxReceives > 100 {
-		errs = append(errs, fmt.Errorf("MAX_RECEIVES: must be 1..100 (got %d)", c.MaxReceives))
-	}
+	errs = append(errs, c.CheckJobs()...)
 	if c.PSPBreakerFailures < 1 || c.PSPBreakerCoolDown <= 0 {
 		errs = append(errs, fmt.Errorf("PSP_BREAKER_FAILURES, PSP_BREAKER_COOL_DOWN: need at least 1 failure and a positive cool-down (got %d, %s)", c.PSPBreakerFailures, c.PSPBreakerCoolDown))
-	}
-	if c.WorkerConcurrency < 1 {
-		errs = append(errs, fmt.Errorf("WORKER_CONCURRENCY: must be at least 1 (got %d)", c.WorkerConcurrency))
-	}
-	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
-		errs = append(errs, errors.New("RETRY_INITIAL, RETRY_MAX: need 0 < RETRY_INITIAL <= RETRY_MAX"))
 	}
 	if c.ReconcileInterval < 100*time.Millisecond || c.ReconcileGrace < c.ReconcileInterval || c.ReconcilePendingBound < c.ReconcileGrace {
 		errs = append(errs, errors.New("RECONCILE_INTERVAL, RECONCILE_GRACE, RECONCILE_PENDING_BOUND: need 100ms <= interval <= grace <= pending bound"))

@@ -24,6 +24,7 @@ var program = service.Program[Config]{
 		{Name: service.RoleConsumer, NATS: true, Doc: "ORDERS into payments (charge on order.placed, refund on cancel)"},
 	},
 	Migrations: migrations.FS, Outbox: true, Queues: redaction, Streams: []string{ordersapi.Stream},
+	Defaults: map[string]string{"WORKER_CONCURRENCY": "8"},
 	Commands: []service.Command{
 		{Name: "refund", Args: "list | abandon ID --reason R --by OP", Doc: "open refunds; abandon one for good (audited)", Run: refundCommand},
 		{Name: "psp-sim", Doc: "the payment-provider simulator (PSP_SIM_*), an external party in the topology", Run: pspSim},

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/shopfloor/shopfloor/pkg/backoff"
 	"github.com/shopfloor/shopfloor/pkg/breaker"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
@@ -32,13 +31,9 @@ func redaction() map[string]func([]byte) []byte {
 // wire builds the roles on the connected database: the job queues and
 // the payment use case, then each role.
 func wire(ctx context.Context, app *service.App, cfg *Config) error {
-	jobs, err := jobqueue.New(app.Pool, jobqueue.Options{Logger: app.Log, Registerer: app.Tel.Registry, Redact: redaction(), AsyncAcks: cfg.JobqueueAsyncAcks})
+	jobs, err := app.JobQueue(cfg.Jobs, redaction())
 	if err != nil {
 		return err
-	}
-	app.Defer(jobs.Close)
-	if err := app.Tel.Registry.Register(jobs.NewCollector()); err != nil {
-		return fmt.Errorf("job queue metrics: %w", err)
 	}
 	var (
 		provider   paymentsvc.Provider
@@ -108,16 +103,9 @@ func wireAPI(app *service.App, cfg *Config, svc *paymentsvc.Service, jobs *jobqu
 // wireWorkers is the worker role: a charge and a refund worker behind the
 // provider's breaker, and the reconciler of unknown outcomes.
 func wireWorkers(app *service.App, cfg *Config, svc *paymentsvc.Service, jobs *jobqueue.Client, pspBreaker *breaker.Breaker) error {
-	bo := backoff.Policy{Initial: cfg.RetryInitial, Max: cfg.RetryMax, Multiplier: 2}
-	for _, q := range []struct {
-		name string
-		h    jobqueue.Handler
-	}{{paymentsvc.ChargeQueue, svc.HandleCharge}, {paymentsvc.RefundQueue, svc.HandleRefund}} {
-		w := jobs.NewWorker(jobqueue.WorkerConfig{Queue: q.name, Concurrency: cfg.WorkerConcurrency,
-			VisibilityTimeout: cfg.VisibilityTimeout, Backoff: bo, Extract: app.Tel.Extract, Tracer: app.Tel.Tracer("github.com/shopfloor/shopfloor/pkg/jobqueue"),
-			Gate: jobqueue.BreakerGate(pspBreaker)}, q.h)
-		app.Go(q.name+"-worker", w.Run)
-	}
+	gate := jobqueue.BreakerGate(pspBreaker) // the two workers share the provider's breaker
+	app.Worker(jobs, cfg.Jobs, paymentsvc.ChargeQueue, gate, svc.HandleCharge)
+	app.Worker(jobs, cfg.Jobs, paymentsvc.RefundQueue, gate, svc.HandleRefund)
 	rec, err := svc.NewReconciler(paymentsvc.ReconcileConfig{Interval: cfg.ReconcileInterval, Grace: cfg.ReconcileGrace,
 		PendingBound: cfg.ReconcilePendingBound}, app.Tel.Registry)
 	if err != nil {

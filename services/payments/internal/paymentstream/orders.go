@@ -7,8 +7,8 @@
 // operator created through the API before order.placed arrived gets the
 // customer then.
 //
-// Replay-safe: the inbox claim, the attempt (unique per order, key
-// order:<order id>) and the job commit in one transaction, so a
+// Replay-safe: the inbox claim (inbox.Apply), the attempt (unique per
+// order, key order:<order id>) and the job commit in one transaction, so a
 // redelivery or a replay of the whole stream creates nothing new and never
 // charges twice; a replay only fills in a customer that is missing, never
 // changes one.
@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/inbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
@@ -61,7 +62,7 @@ func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
 	if err := events.Readable(ev, orderSchemas); err != nil {
 		return stream.Permanent(err)
 	}
-	var apply func(tx pgx.Tx) error
+	var apply func(ctx context.Context, tx pgx.Tx) error
 	switch ev.Type {
 	case ordersapi.EventOrderPlaced:
 		var op ordersapi.OrderPlaced
@@ -76,7 +77,7 @@ func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
 		if err := payment.Validate(in.CreatePayment); err != nil {
 			return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
 		}
-		apply = func(tx pgx.Tx) error {
+		apply = func(ctx context.Context, tx pgx.Tx) error {
 			_, err := h.Svc.Create(ctx, tx, "order:"+op.OrderID, in)
 			if errors.Is(err, payment.ErrExists) {
 				return nil // the API (or an earlier event) created it; Create recorded the customer if it had none
@@ -88,7 +89,7 @@ func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
 		if err := ev.DecodeData(&rr); err != nil || rr.PaymentID == "" {
 			return stream.Permanent(fmt.Errorf("%s %s: bad payload: %w", ev.Type, ev.ID, errors.Join(err, errors.New("payment_id is required"))))
 		}
-		apply = func(tx pgx.Tx) error {
+		apply = func(ctx context.Context, tx pgx.Tx) error {
 			_, err := h.Svc.RequestRefund(ctx, tx, rr)
 			return err
 		}
@@ -96,11 +97,8 @@ func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
 		return nil
 	}
 	err = pgdb.InTx(ctx, h.Pool, func(tx pgx.Tx) error {
-		first, err := stream.Inbox{}.Claim(ctx, tx, Group, ev.ID)
-		if err != nil || !first {
-			return err
-		}
-		return apply(tx)
+		_, err := inbox.Apply(ctx, tx, Group, ev.ID, apply)
+		return err
 	})
 	if errors.Is(err, payment.ErrNotFound) {
 		return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
