@@ -9,6 +9,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/pkg/cache"
 	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/money"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
@@ -121,8 +122,17 @@ func TestSeedEventsCarryTheProductState(t *testing.T) {
 		t.Fatalf("%d events, want 3", len(got))
 	}
 	for _, pc := range got {
-		if pc.SKU == "" || pc.Translations["en-US"].Name == "" || pc.Translations["de-DE"].Name == "" || pc.Prices["EUR"] == 0 || len(pc.Images) != 1 {
+		if pc.SKU == "" || pc.Translations["en-US"].Name == "" || pc.Translations["de-DE"].Name == "" || len(pc.Images) != 1 {
 			t.Errorf("seed event lacks state: %+v", pc)
+		}
+		// Priced in every currency pkg/money declares, none more.
+		if len(pc.Prices) != len(money.Currencies()) {
+			t.Errorf("seeded prices %v, want one per currency of %v", pc.Prices, money.Currencies())
+		}
+		for _, c := range money.Currencies() {
+			if pc.Prices[c] < money.MinAmountMinor {
+				t.Errorf("seeded product %s has no %s price: %v", pc.SKU, c, pc.Prices)
+			}
 		}
 	}
 }

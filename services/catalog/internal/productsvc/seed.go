@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/money"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
@@ -74,10 +75,25 @@ func seedProduct(rng *rand.Rand, i int) (product.Product, error) {
 			"en-US": {Name: fmt.Sprintf("%s %s %d", adj, noun, i+1), Description: "A " + strings.ToLower(adj) + " " + noun + " for everyday use."},
 			"de-DE": {Name: fmt.Sprintf("%s %s %d", adj, seedGerman[cat], i+1), Description: "Für jeden Tag."},
 		},
-		Prices: map[string]int64{"EUR": eur, "USD": eur * 108 / 100, "GBP": eur * 85 / 100},
+		Prices: seedPrices(eur),
 	}
 	if err := p.Validate(); err != nil {
 		return p, fmt.Errorf("seed product %d: %w", i, err)
 	}
 	return p, nil
+}
+
+// seedRates are the demo exchange rates from EUR, in percent. Every
+// currency pkg/money declares needs one: a currency without a rate gets
+// price 0, which product validation refuses, so seeding fails and says so.
+var seedRates = map[string]int64{"EUR": 100, "USD": 108, "GBP": 85}
+
+// seedPrices prices a seeded product in every currency shopfloor trades
+// in (money.Currencies), from its EUR price.
+func seedPrices(eur int64) map[string]int64 {
+	prices := make(map[string]int64, len(money.Currencies()))
+	for _, c := range money.Currencies() {
+		prices[c] = eur * seedRates[c] / 100
+	}
+	return prices
 }
