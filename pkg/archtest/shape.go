@@ -38,7 +38,10 @@ func ShapeViolations(fsys fs.FS) ([]string, error) {
 		dir := "services/" + svc
 		has := func(p string) bool { _, err := fs.Stat(fsys, dir+"/"+p); return err == nil }
 		missing := func(what string) { out = append(out, fmt.Sprintf("%s: no %s", dir, what)) }
-		for _, p := range []string{"README.md", "cmd/" + svc} {
+		// cmd/<svc>: the command table, the serve command's config, the
+		// wiring of its roles (docs/STYLE.md, "Layout").
+		for _, p := range []string{"README.md", "cmd/" + svc + "/main.go", "cmd/" + svc + "/config.go", "cmd/" + svc + "/run.go",
+			"cmd/" + svc + "/testdata/help.txt"} {
 			if !has(p) {
 				missing(p)
 			}

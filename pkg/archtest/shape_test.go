@@ -29,13 +29,17 @@ func TestShapeViolationsFindEachMissingPart(t *testing.T) {
 	dir := &fstest.MapFile{Mode: 0o755 | os.ModeDir}
 	fsys := fstest.MapFS{
 		// A complete service that owns data.
-		"services/orders/README.md": file, "services/orders/cmd/orders": dir, "services/orders/ordersapi": dir,
+		"services/orders/README.md": file, "services/orders/cmd/orders/main.go": file, "services/orders/cmd/orders/config.go": file,
+		"services/orders/cmd/orders/run.go": file, "services/orders/cmd/orders/testdata/help.txt": file, "services/orders/ordersapi": dir,
 		"services/orders/migrations": dir, "services/orders/internal/order": dir, "services/orders/internal/orderhttp": dir,
 		"services/orders/internal/orderpg": dir, "services/orders/internal/orderstream": dir, "services/orders/internal/ordersvc": dir,
 		// An edge service: no data, no contract package.
-		"services/web/README.md": file, "services/web/cmd/web": dir, "services/web/internal/shop": dir,
-		// A data-owning service without a store or a contract.
-		"services/stock/README.md": file, "services/stock/cmd/stock": dir, "services/stock/migrations": dir,
+		"services/web/README.md": file, "services/web/cmd/web/main.go": file, "services/web/cmd/web/config.go": file,
+		"services/web/cmd/web/run.go": file, "services/web/cmd/web/testdata/help.txt": file, "services/web/internal/shop": dir,
+		// A data-owning service without a store or a contract, its
+		// configuration in run.go.
+		"services/stock/README.md": file, "services/stock/cmd/stock/main.go": file, "services/stock/cmd/stock/run.go": file,
+		"services/stock/cmd/stock/testdata/help.txt": file, "services/stock/migrations": dir,
 		"services/stock/internal/item": dir, "services/stock/internal/itemhttp": dir, "services/stock/internal/itemstream": dir,
 		"services/stock/internal/itemsvc": dir,
 		// No README, no command.
@@ -49,7 +53,11 @@ func TestShapeViolationsFindEachMissingPart(t *testing.T) {
 	}
 	want := []string{
 		"services/bare: no README.md",
-		"services/bare: no cmd/bare",
+		"services/bare: no cmd/bare/config.go",
+		"services/bare: no cmd/bare/main.go",
+		"services/bare: no cmd/bare/run.go",
+		"services/bare: no cmd/bare/testdata/help.txt",
+		"services/stock: no cmd/stock/config.go",
 		"services/stock: no internal/itempg",
 		"services/stock: no stockapi/ (a service that owns data publishes its contract)",
 	}
