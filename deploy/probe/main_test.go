@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestProbe(t *testing.T) {
+func TestProbePassesOnlyA200(t *testing.T) {
 	t.Parallel()
 	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
 	defer ok.Close()

@@ -47,9 +47,9 @@ varnish_up 1
 	}
 }
 
-// TestAgainstVarnishd runs a real varnishd (make tools installs it), sends
+// TestCollectorReadsTheCountersOfARealVarnishd runs a real varnishd (make tools installs it), sends
 // a request through it and reads the counters through varnishstat.
-func TestAgainstVarnishd(t *testing.T) {
+func TestCollectorReadsTheCountersOfARealVarnishd(t *testing.T) {
 	t.Parallel()
 	varnishd, err := exec.LookPath("varnishd")
 	if err != nil {

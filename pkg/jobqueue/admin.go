@@ -248,6 +248,7 @@ func (c *Client) Stats(ctx context.Context) ([]QueueStats, error) {
 
 type clientMetrics struct {
 	sent, received, deleted, deadLettered *prometheus.CounterVec
+	receiveErrors                         *prometheus.CounterVec
 	coalesced                             *prometheus.HistogramVec
 }
 
@@ -259,6 +260,7 @@ func (m *clientMetrics) register(reg prometheus.Registerer) error {
 	m.received = mk(prometheus.CounterOpts{Name: "jobqueue_received_total", Help: "Messages received (each receive of a message counts)."})
 	m.deleted = mk(prometheus.CounterOpts{Name: "jobqueue_deleted_total", Help: "Messages deleted after processing."})
 	m.deadLettered = mk(prometheus.CounterOpts{Name: "jobqueue_dead_lettered_total", Help: "Messages moved to a dead-letter queue, by source queue."})
+	m.receiveErrors = mk(prometheus.CounterOpts{Name: "jobqueue_receive_errors_total", Help: "Receives that failed (database down or unreachable, missing queue); a worker backs off after each."})
 	m.coalesced = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "jobqueue_coalesced_calls",
 		Help:    "Calls carried by one coalesced statement, by operation (receive, delete); Options.NoCoalescing: none.",
@@ -267,7 +269,7 @@ func (m *clientMetrics) register(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{m.sent, m.received, m.deleted, m.deadLettered, m.coalesced} {
+	for _, c := range []prometheus.Collector{m.sent, m.received, m.deleted, m.deadLettered, m.receiveErrors, m.coalesced} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("jobqueue metrics: %w", err)
 		}

@@ -76,6 +76,20 @@
 // nothing while it is open, so an outage of the provider costs the jobs no
 // attempts; a long poll in progress ends when the breaker opens.
 //
+// # When the database is down
+//
+// A Worker whose receives fail (PostgreSQL down, the link cut, the pool
+// exhausted) spends no job's attempts: nothing is received, so nothing is
+// retried or dead-lettered. It waits WorkerConfig.ReceiveBackoff between
+// receives, capped exponential with full jitter by failures in a row (at
+// most 30s by default), and starts again from the first delay after a
+// receive that succeeds; so every worker of every instance neither spins
+// through failing receives nor waits long once the database is back. It
+// warns when the receives start failing (again every minute while they
+// do) and logs an info line with the failures and the time down when they
+// resume. A receive the Gate revoked is not a failure: the worker asks the
+// gate again at once.
+//
 // # Retention and metrics
 //
 // Prune deletes messages older than their queue's retention in batches:
@@ -86,6 +100,8 @@
 // refunds-dlq, notifications' emails-dlq).
 // NewCollector exports per queue: visible, in flight, delayed, oldest
 // message age, DLQ depth and jobqueue_paused (queried on scrape), and the client counts
-// sends, receives, deletes and dead-lettered messages, and how many calls
-// each coalesced statement carried (jobqueue_coalesced_calls).
+// sends, receives, deletes and dead-lettered messages, failed receives
+// (jobqueue_receive_errors_total: a worker's backoff shows as its slow
+// rise; a steep one is a worker spinning), and how many calls each
+// coalesced statement carried (jobqueue_coalesced_calls).
 package jobqueue

@@ -436,8 +436,19 @@ type ReceiveInput struct {
 
 // Receive returns up to MaxMessages visible messages of queue, each with a
 // new receipt handle. Messages received more than the queue's
-// MaxReceiveCount times move to its dead-letter queue instead.
+// MaxReceiveCount times move to its dead-letter queue instead. A failed
+// receive (the database down or unreachable, no such queue, an invalid
+// input) counts in jobqueue_receive_errors_total; one that ends because
+// ctx ended does not.
 func (c *Client) Receive(ctx context.Context, queue string, in ReceiveInput) ([]Message, error) {
+	msgs, err := c.receive(ctx, queue, in)
+	if err != nil && ctx.Err() == nil {
+		c.m.receiveErrors.WithLabelValues(queue).Inc()
+	}
+	return msgs, err
+}
+
+func (c *Client) receive(ctx context.Context, queue string, in ReceiveInput) ([]Message, error) {
 	if in.MaxMessages == 0 {
 		in.MaxMessages = 1
 	}

@@ -53,6 +53,14 @@ type WorkerConfig struct {
 	// Backoff between attempts: capped exponential with full jitter, by
 	// receive count. Default 1s growing to 5m.
 	Backoff backoff.Policy
+	// ReceiveBackoff spaces the receives while they fail (the database is
+	// down or unreachable): the n-th failure in a row waits
+	// ReceiveBackoff.Delay(n); a receive that succeeds starts again at 1.
+	// The zero Policy uses pkg/backoff's defaults (100ms, doubling, at
+	// most 30s, full jitter), as pkg/stream's InfrastructureBackoff: the
+	// workers of every instance neither hammer a database that is coming
+	// back nor wait more than 30s once it is back.
+	ReceiveBackoff backoff.Policy
 	// ShutdownGrace is how long in-flight handlers may run after the worker
 	// is asked to stop; then they are cancelled and their messages
 	// released. Default 10s.
@@ -167,6 +175,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	deleting := make(chan struct{}, w.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	down := receiveOutage{w: w}
 	for ctx.Err() == nil {
 		select {
 		case slots <- struct{}{}:
@@ -185,11 +194,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		if settled == nil {
 			settled = func() {}
 		}
-		msgs, rctxDone, err := w.receive(ctx, w.cfg.Concurrency-len(slots)+1, permit)
+		msgs, revoked, err := w.receive(ctx, w.cfg.Concurrency-len(slots)+1, permit)
+		if err == nil {
+			down.end(ctx)
+		}
 		if err != nil || len(msgs) == 0 {
 			<-slots
 			settled()
-			if !w.afterNoMessages(ctx, permit, rctxDone, err) {
+			if !w.afterNoMessages(ctx, permit, revoked, err, &down) {
 				return nil
 			}
 			continue
@@ -245,9 +257,10 @@ func (w *Worker) backOff(ctx context.Context, what string, err error) bool {
 
 // receive asks for up to free messages (at most MaxReceiveBatch, at most
 // the permit's limit, waiting probeWait for a probe), on a context the
-// gate's revocation cancels. rctxDone reports whether that context had
-// ended when receive returned.
-func (w *Worker) receive(ctx context.Context, free int, permit Permit) (msgs []Message, rctxDone bool, err error) {
+// gate's revocation cancels. revoked reports whether the permit had been
+// revoked when the receive returned (read before receive cancels its own
+// context, which would make every receive look revoked).
+func (w *Worker) receive(ctx context.Context, free int, permit Permit) (msgs []Message, revoked bool, err error) {
 	in := ReceiveInput{MaxMessages: min(free, MaxReceiveBatch), VisibilityTimeout: w.cfg.VisibilityTimeout, WaitTime: MaxWaitTime}
 	if permit.Limit > 0 {
 		in.MaxMessages, in.WaitTime = min(in.MaxMessages, permit.Limit), probeWait
@@ -258,22 +271,25 @@ func (w *Worker) receive(ctx context.Context, free int, permit Permit) (msgs []M
 		stopRevoke = context.AfterFunc(permit.Revoked, cancel)
 	}
 	msgs, err = w.c.Receive(rctx, w.cfg.Queue, in)
+	revoked = permit.Revoked != nil && permit.Revoked.Err() != nil
 	stopRevoke()
 	cancel()
-	return msgs, rctx.Err() != nil, err
+	return msgs, revoked, err
 }
 
 // afterNoMessages decides what follows a receive that failed or found
-// nothing; it reports whether to go on (false: ctx ended).
-func (w *Worker) afterNoMessages(ctx context.Context, permit Permit, rctxDone bool, err error) bool {
+// nothing; it reports whether to go on (false: ctx ended). A receive the
+// gate revoked asks the gate again at once; any other failure waits its
+// turn in the outage's backoff.
+func (w *Worker) afterNoMessages(ctx context.Context, permit Permit, revoked bool, err error, down *receiveOutage) bool {
 	if err != nil {
 		if ctx.Err() != nil {
 			return false
 		}
-		if rctxDone {
+		if revoked {
 			return true // revoked by the gate: ask it again
 		}
-		return w.backOff(ctx, "receive failed", err)
+		return down.fail(ctx, err)
 	}
 	if permit.Limit > 0 && sleepCtx(ctx, probeWait) != nil {
 		// A probe that found this queue empty yields the probe for one
@@ -284,6 +300,50 @@ func (w *Worker) afterNoMessages(ctx context.Context, permit Permit, rctxDone bo
 		return false
 	}
 	return true
+}
+
+// outageLogEvery is how often a worker that keeps failing to receive
+// warns again.
+const outageLogEvery = time.Minute
+
+// receiveOutage is a worker's run of failed receives (the database down
+// or unreachable). It spaces the receives with ReceiveBackoff and logs
+// the start (a warning), a reminder every outageLogEvery, and the end (an
+// info line with how long it lasted): one warning per outage, not one per
+// receive.
+type receiveOutage struct {
+	w        *Worker
+	since    time.Time // zero: receives succeed
+	logged   time.Time
+	failures int
+}
+
+// fail records a failed receive and waits the backoff of the failures in
+// a row; it reports whether ctx is still alive.
+func (o *receiveOutage) fail(ctx context.Context, err error) bool {
+	now := time.Now()
+	o.failures++
+	log, q := o.w.c.log, o.w.cfg.Queue
+	switch {
+	case o.since.IsZero():
+		o.since, o.logged = now, now
+		log.WarnContext(ctx, "receive failed; backing off until receives succeed", "queue", q, "err", err)
+	case now.Sub(o.logged) >= outageLogEvery:
+		o.logged = now
+		log.WarnContext(ctx, "receives still failing", "queue", q, "failures", o.failures, "since", o.since, "err", err)
+	default:
+		log.DebugContext(ctx, "receive failed", "queue", q, "failures", o.failures, "err", err)
+	}
+	return o.w.cfg.ReceiveBackoff.Sleep(ctx, o.failures) == nil
+}
+
+// end ends the outage, if there is one, after a receive that succeeded.
+func (o *receiveOutage) end(ctx context.Context) {
+	if o.since.IsZero() {
+		return
+	}
+	o.w.c.log.InfoContext(ctx, "receives resumed", "queue", o.w.cfg.Queue, "failures", o.failures, "down_for", time.Since(o.since).Round(time.Millisecond))
+	o.since, o.logged, o.failures = time.Time{}, time.Time{}, 0
 }
 
 // dispatch runs a handler per message (process), each holding one of

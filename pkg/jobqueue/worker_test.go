@@ -4,12 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shopfloor/shopfloor/pkg/backoff"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
@@ -165,4 +171,112 @@ func testWorkerShutdownReleasesJobs(t *testing.T, opts jobqueue.Options) {
 	if len(msgs) != 1 || msgs[0].ReceiveCount != 2 {
 		t.Fatalf("after shutdown: %+v, want the job released at once (not after its 1h visibility)", msgs)
 	}
+}
+
+// TestWorkerBacksOffWhileTheDatabaseIsDown cuts the link between a worker
+// and PostgreSQL: its receives fail, and it retries them with capped
+// exponential backoff, so the failures in a window are a handful, not the
+// thousands of a busy loop; it warns once when the outage starts, and says
+// when it is over. Once the link is back it takes the job sent meanwhile.
+func TestWorkerBacksOffWhileTheDatabaseIsDown(t *testing.T) {
+	t.Parallel()
+	b := setup(t, jobqueue.Options{}, jobqueue.Queue{Name: "q"})
+	pool, proxy := poolThroughProxy(t, b.db)
+	reg := prometheus.NewRegistry()
+	var logs testinfra.Buffer
+	c, err := jobqueue.New(pool, jobqueue.Options{Registerer: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	done := make(chan string, 10)
+	w := c.NewWorker(jobqueue.WorkerConfig{Queue: "q", Concurrency: 1, Backoff: fastRetry,
+		ReceiveBackoff: backoff.Policy{Initial: 50 * time.Millisecond, Max: time.Second}},
+		func(_ context.Context, m jobqueue.Message) error {
+			done <- string(m.Body)
+			return nil
+		})
+	runWorker(t, w)
+	waitJob := func(want string) {
+		t.Helper()
+		select {
+		case got := <-done:
+			if got != want {
+				t.Fatalf("worker took %q, want %q", got, want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("worker did not take %q", want)
+		}
+	}
+	b.send(t, "q", jobqueue.SendInput{Body: []byte("before")})
+	waitJob("before")
+
+	proxy.Down()
+	testinfra.Eventually(t, 10*time.Second, func() error {
+		if n := receiveErrors(t, reg); n == 0 {
+			return errors.New("no failed receive yet")
+		}
+		return nil
+	})
+	// Watch a window of the outage. With the backoff (50ms doubling to
+	// 1s, full jitter) about ten receives fail in it; without, a worker
+	// retries as fast as connections are refused, thousands of times.
+	const window, bound = 3 * time.Second, 40
+	start := receiveErrors(t, reg)
+	<-time.After(window)
+	if n := receiveErrors(t, reg) - start; n > bound {
+		t.Fatalf("%v receives failed in %s of outage, want at most %d: the worker does not back off", n, window, bound)
+	}
+	b.send(t, "q", jobqueue.SendInput{Body: []byte("during")}) // another instance's send, on its own link
+
+	proxy.Up()
+	waitJob("during")
+	out := logs.String()
+	if n := strings.Count(out, "receive failed"); n != 1 {
+		t.Errorf("%d warnings of failed receives, want one for the outage:\n%s", n, out)
+	}
+	if !strings.Contains(out, "receives resumed") {
+		t.Errorf("no line saying the receives resumed:\n%s", out)
+	}
+}
+
+// poolThroughProxy returns a pool on db whose connections pass a
+// testinfra.Proxy, to cut the link.
+func poolThroughProxy(t *testing.T, db *testinfra.Database) (*pgxpool.Pool, *testinfra.Proxy) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testinfra.NewProxy(t, net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
+	host, port, _ := net.SplitHostPort(proxy.Addr())
+	p, _ := strconv.Atoi(port)
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, uint16(p)
+	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, proxy
+}
+
+// receiveErrors returns jobqueue_receive_errors_total of queue q in reg.
+func receiveErrors(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "jobqueue_receive_errors_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == "q" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

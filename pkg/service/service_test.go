@@ -37,7 +37,7 @@ func TestGateAnswers503UntilOpened(t *testing.T) {
 	}
 }
 
-func TestCheckRoles(t *testing.T) {
+func TestCheckRolesRejectsUnknownRolesAndNone(t *testing.T) {
 	t.Parallel()
 	known := []string{"api", "relay"}
 	if errs := service.CheckRoles([]string{"api", "relay"}, known); len(errs) != 0 {
@@ -52,7 +52,7 @@ func TestCheckRoles(t *testing.T) {
 	}
 }
 
-func TestCanceled(t *testing.T) {
+func TestCanceledForgivesCancellationAndPassesOtherErrors(t *testing.T) {
 	t.Parallel()
 	if service.Canceled(fmt.Errorf("connect: %w", context.Canceled)) != nil {
 		t.Error("a canceled wait is not a failure")
@@ -160,10 +160,10 @@ func TestServeDrainsOnCancel(t *testing.T) {
 	}
 }
 
-// TestServeMuxes: the public listener serves the API gate and the admin
+// TestServeMuxesSplitsPublicFromAdminAndDrainsOnCancel: the public listener serves the API gate and the admin
 // listener the admin routes, metrics and readiness details; both drain
 // when ctx ends and close their listeners.
-func TestServeMuxes(t *testing.T) {
+func TestServeMuxesSplitsPublicFromAdminAndDrainsOnCancel(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	rt, err := service.Start(ctx, "svctest", service.Base{}, &testinfra.Buffer{})

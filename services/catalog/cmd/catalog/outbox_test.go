@@ -10,10 +10,10 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
 
-// TestOutboxCommand: `catalog outbox ...` reaches pkg/outbox's operator
+// TestOutboxCommandReachesTheOperatorToolOnTheServiceDatabase: `catalog outbox ...` reaches pkg/outbox's operator
 // tool on the service's own database (orders and payments wire it the
 // same way, through service.Runtime.OutboxCommand).
-func TestOutboxCommand(t *testing.T) {
+func TestOutboxCommandReachesTheOperatorToolOnTheServiceDatabase(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := testinfra.Postgres(t, nil)

@@ -49,10 +49,10 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 }
 
-// TestMigrateAndSeed runs the migrate role on an empty database, then seeds
+// TestMigrateThenSeedWritesTenThousandProductsAndTheirEvents runs the migrate role on an empty database, then seeds
 // 10 000 products (the "in seconds"; the time is logged, not
 // asserted).
-func TestMigrateAndSeed(t *testing.T) {
+func TestMigrateThenSeedWritesTenThousandProductsAndTheirEvents(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := testinfra.Postgres(t, nil)
@@ -75,11 +75,11 @@ func TestMigrateAndSeed(t *testing.T) {
 	}
 }
 
-// TestServeListeners runs the api role and checks its two listeners (ADR
+// TestAPIRoleServesPublicAndAdminListenersApart runs the api role and checks its two listeners (ADR
 // 0023): the public one serves product reads, a /readyz without details
 // and 404 for /metrics and /v1/admin; the admin one serves the admin API
 // (with the token), /metrics and /readyz with its checks.
-func TestServeListeners(t *testing.T) {
+func TestAPIRoleServesPublicAndAdminListenersApart(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -125,7 +125,12 @@ func (o *countingOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o.h.ServeHTTP(w, r)
 }
 
-func TestThroughVarnish(t *testing.T) {
+// TestVarnishServesHitsAndForgetsAPurgedSurrogateKey: behind
+// deploy/compose's VCL a product read is fetched once and then served as a
+// hit (tracking parameters share the entry), surrogate keys never reach
+// the client, personal requests bypass the cache, and a PURGE of the
+// product's key makes the next read fetch the new version.
+func TestVarnishServesHitsAndForgetsAPurgedSurrogateKey(t *testing.T) {
 	t.Parallel()
 	b, origin, cdn := behindVarnish(t, httpcache.Policy{})
 	p := b.create(t, lamp("LAMP-CDN"))

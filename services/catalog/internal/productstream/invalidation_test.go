@@ -82,11 +82,11 @@ func (p *purges) count(key string) int {
 	return n
 }
 
-// TestInvalidationConsumer: a write whose direct cache invalidation failed
+// TestAWriteWhoseInvalidationFailedReachesReadersThroughTheStream: a write whose direct cache invalidation failed
 // (Redis unreachable from that instance) still reaches readers through the
 // stream: the consumer moves the pointer, warms the new version and purges
 // the CDN. Replaying the stream from the start changes nothing.
-func TestInvalidationConsumer(t *testing.T) {
+func TestAWriteWhoseInvalidationFailedReachesReadersThroughTheStream(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := testinfra.Postgres(t, migrations.FS)

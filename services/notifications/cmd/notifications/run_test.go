@@ -122,9 +122,9 @@ func sendPlain(addr, msg string) error {
 	return c.Quit()
 }
 
-// TestSMTPSinkCommand runs `notifications smtp-sink` as the sandbox does:
+// TestSMTPSinkCommandShowsSentMailAndGoesDownOnRequest runs `notifications smtp-sink` as the sandbox does:
 // mail sent to it shows on its HTTP API, and the down switch works.
-func TestSMTPSinkCommand(t *testing.T) {
+func TestSMTPSinkCommandShowsSentMailAndGoesDownOnRequest(t *testing.T) {
 	t.Parallel()
 	smtpAddr, httpAddr := freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -168,14 +168,14 @@ func TestSMTPSinkCommand(t *testing.T) {
 	}
 }
 
-// TestEndToEnd runs notifications' roles (api, consumer, worker) after the
+// TestOrderEventsBecomeExactlyOneEmailPerOrderAndKind runs notifications' roles (api, consumer, worker) after the
 // migrate command, against a private JetStream server, PostgreSQL and a
 // real SMTP sink: order events published on ORDERS (key = order id, each
 // twice) become exactly one e-mail per order and kind in the sink, and
 // GET /v1/notifications?order_id= shows what was sent and when. Poison
 // lands in the stream's DLQ (the dlq command lists it); the queue
 // command reports the e-mail queue.
-func TestEndToEnd(t *testing.T) {
+func TestOrderEventsBecomeExactlyOneEmailPerOrderAndKind(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

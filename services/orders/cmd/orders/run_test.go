@@ -53,14 +53,14 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 }
 
-// TestEndToEnd runs the orders binary's roles (api, relay, consumer) on
+// TestCheckoutPublishesOrderPlacedAndAPaymentMakesTheOrderPaid runs the orders binary's roles (api, relay, consumer) on
 // an empty database after the migrate command, with the real catalog and
 // a private JetStream server, and follows one order: the checkout's
 // order.placed reaches a consumer group on ORDERS with key = order id, in
 // the partition stream.Partition gives, at the row's version; a
 // payment.succeeded published on PAYMENTS makes the order paid (version 2)
 // and order.paid follows on ORDERS.
-func TestEndToEnd(t *testing.T) {
+func TestCheckoutPublishesOrderPlacedAndAPaymentMakesTheOrderPaid(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -50,9 +50,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 }
 
-// TestPSPSimCommand runs `payments psp-sim` as the sandbox does and charges
+// TestPSPSimCommandTakesCharges runs `payments psp-sim` as the sandbox does and charges
 // through it.
-func TestPSPSimCommand(t *testing.T) {
+func TestPSPSimCommandTakesCharges(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -89,7 +89,7 @@ func TestPSPSimCommand(t *testing.T) {
 	}
 }
 
-// TestEndToEnd runs payments' roles (api, worker, relay, consumer) after
+// TestPlacedOrdersAreChargedAndRefundsRequiredAreRefunded runs payments' roles (api, worker, relay, consumer) after
 // the migrate command, against the provider simulator and a private
 // JetStream server, and follows the design's flow: order.placed on ORDERS
 // → an attempt and its charge job → a charge → payment.succeeded on
@@ -97,7 +97,7 @@ func TestPSPSimCommand(t *testing.T) {
 // payment.refunded. The order's customer reads its payment, another
 // customer gets 404; an operator creates a payment for another order
 // idempotently, and the admin endpoints need the token.
-func TestEndToEnd(t *testing.T) {
+func TestPlacedOrdersAreChargedAndRefundsRequiredAreRefunded(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -89,13 +89,13 @@ func report(t *testing.T, out string) indexsvc.Report {
 	}
 }
 
-// TestEndToEnd runs `search migrate`, then serve (api and consumer)
+// TestEventsBecomeSearchableAndRebuiltProjectionsMatch runs `search migrate`, then serve (api and consumer)
 // against PostgreSQL and a private JetStream server; publishes product
 // and order events the way catalog's and orders' relays do (keyed by
 // entity id, partitions as configured) and finds them through the API
 // with freshness headers; then rebuilds and checks both projections
 // while serving, with no differences.
-func TestEndToEnd(t *testing.T) {
+func TestEventsBecomeSearchableAndRebuiltProjectionsMatch(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

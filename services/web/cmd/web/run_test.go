@@ -61,11 +61,11 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 }
 
-// TestServeWiring runs the serve command on two listeners: ready once the
+// TestServeWaitsForIdentityAndKeepsAdminRoutesOffThePublicListener runs the serve command on two listeners: ready once the
 // identity provider answers, the storefront on the public listener (its
 // own pages, also for a path it does not have), /healthz and /readyz kept,
 // /metrics and /v1/admin only on the admin listener.
-func TestServeWiring(t *testing.T) {
+func TestServeWaitsForIdentityAndKeepsAdminRoutesOffThePublicListener(t *testing.T) {
 	t.Parallel()
 	iss := authtest.NewIssuer(t)
 	env := baseEnv(iss.URL)
@@ -88,10 +88,10 @@ func TestServeWiring(t *testing.T) {
 	}
 }
 
-// TestComposeConsole: WEB_CONSOLE_COMPOSE gives a console over the compose
+// TestComposeConsoleCannotStopContainersOrRunDrills: WEB_CONSOLE_COMPOSE gives a console over the compose
 // network's endpoints that cannot stop containers or run drills (there is
 // no container engine in the web container); no console setting, none.
-func TestComposeConsole(t *testing.T) {
+func TestComposeConsoleCannotStopContainersOrRunDrills(t *testing.T) {
 	t.Parallel()
 	if c, closeIt := newConsole(Config{}, slog.New(slog.DiscardHandler)); c != nil {
 		closeIt()
