@@ -53,6 +53,11 @@ type Names struct {
 	// 8000+Offset at the default base (deploy/local/ports.sh).
 	Offset int
 	Port   int // 8000 + Offset: Program.Port (HTTP_ADDR's default)
+	// AdminPort is Port + 1000 (ADR 0023).
+	AdminPort int
+	// RelayOffset, ConsumerOffset and ToxiPGOffset place the relay's and
+	// the consumer's processes and the PostgreSQL link in deploy/local.
+	RelayOffset, ConsumerOffset, ToxiPGOffset int
 	// Schemas of the building blocks, copied into the migration.
 	OutboxSchema, PositionSchema, ParkSchema, IdempotencySchema, InboxSchema, AuditSchema string
 }
@@ -190,6 +195,7 @@ func resolve(root *os.Root, o Options) (Names, error) {
 	}
 	return Names{Module: mod, Name: o.Name, Title: title(o.Name), Whose: whose, Stream: strings.ToUpper(o.Name),
 		Entity: o.Entity, EntityTitle: title(o.Entity), Entities: plural(o.Entity), Offset: off, Port: 8000 + off,
+		AdminPort: 9000 + off, RelayOffset: off + 100, ConsumerOffset: off + 200, ToxiPGOffset: 7432 + off - 80,
 		OutboxSchema: strings.TrimSpace(outbox.Schema), PositionSchema: strings.TrimSpace(outbox.PositionSchema),
 		ParkSchema: strings.TrimSpace(outbox.ParkSchema), IdempotencySchema: strings.TrimSpace(idempotency.Schema),
 		InboxSchema: strings.TrimSpace(inbox.Schema), AuditSchema: strings.TrimSpace(audit.Schema)}, nil

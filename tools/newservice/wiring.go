@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"go/format"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -80,7 +81,13 @@ func wiring(root *os.Root, n Names) ([]file, error) {
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, file{path: f, data: changed[f], mode: st.Mode().Perm()})
+		data := changed[f]
+		if filepath.Ext(f) == ".go" {
+			if data, err = format.Source(data); err != nil {
+				return nil, fmt.Errorf("wiring %s: gofmt: %w", f, err)
+			}
+		}
+		files = append(files, file{path: f, data: data, mode: st.Mode().Perm()})
 	}
 	return files, nil
 }
