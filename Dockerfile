@@ -16,6 +16,8 @@ RUN go build -trimpath -ldflags="-s -w" -o /out/ \
       ./services/identity/cmd/identity \
       ./services/web/cmd/web \
       ./deploy/probe
+# Services made by make new-service (tools/newservice), one RUN each.
+# new-service: binaries above this line
 # identity's key directory (IDENTITY_KEY_DIR in compose), made here because
 # distroless has no shell: a named volume mounted on it starts with its
 # owner (nonroot) and mode (0700), so identity can write its keys there.

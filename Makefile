@@ -111,5 +111,10 @@ chaos: ## run chaos drills against the running system (make start first): make c
 	@test -n "$(DRILL)" || { go run ./chaos/cmd/chaos list; echo; echo "make chaos: name a drill: DRILL=<name> (or DRILL=all)"; exit 2; }
 	go run ./chaos/cmd/chaos run $(CHAOS_FLAGS) $(DRILL)
 
+.PHONY: new-service
+new-service: ## create a service of the standard shape and wire it in: make new-service NAME=inventory [ENTITY=item] (tools/newservice)
+	@test -n "$(NAME)" || { echo "make new-service: name the service: make new-service NAME=inventory [ENTITY=item]" >&2; exit 2; }
+	go run ./tools/newservice -name "$(NAME)" -entity "$(or $(ENTITY),item)"
+
 .PHONY: ci
 ci: tools lint test ## what .ci/run calls: tools, lint, test

@@ -89,10 +89,17 @@ var binaries = map[string][]string{
 	"payments":      withBase(cmdFiles("payments"), "services/payments/pspsim/faults.go", authConfig),
 	"notifications": withBase(cmdFiles("notifications"), authConfig),
 	"search":        withBase(cmdFiles("search"), authConfig),
+	// new-service: binaries above this line
 	// identity and web have no database: their Config embeds
 	// service.Telemetry, not Base.
 	"identity": append(cmdFiles("identity"), "pkg/service/program.go", "pkg/service/telemetry.go", authConfig),
 	"web":      append(cmdFiles("web"), "pkg/service/program.go", "pkg/service/telemetry.go", authConfig),
+}
+
+// apiServices are the services whose api role runs in compose.
+var apiServices = []string{
+	"catalog", "orders", "payments", "notifications", "search",
+	// new-service: api services above this line
 }
 
 // cmdFiles are the Go files of cmd/<svc> (not its tests): the command

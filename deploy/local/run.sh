@@ -36,6 +36,11 @@ DBP=${SHOPFLOOR_DB_PREFIX:-shopfloor_}
 REDIS_DB=${SHOPFLOOR_REDIS_DB:-0}
 # shellcheck source=ports.sh
 source "$root/deploy/local/ports.sh"
+# Services made by make new-service (tools/newservice): each gets its
+# database, its PostgreSQL link, its migrations and its processes below.
+generated=(
+	# new-service: generated services above this line
+)
 
 need() { command -v "$1" >/dev/null || { echo "run: $1 not found: $2" >&2; exit 1; }; }
 for t in nats-server toxiproxy-server; do
@@ -77,8 +82,10 @@ ISSUER="http://127.0.0.1:$IDENTITY_PORT"
 printf 'REDIS_URL=redis://127.0.0.1:6379/%s\n' "$REDIS_DB" >"$run/redis.env"
 
 echo "run: building"
-go build -o "$run/" ./services/identity/cmd/identity ./services/catalog/cmd/catalog ./services/orders/cmd/orders ./services/payments/cmd/payments \
-	./services/notifications/cmd/notifications ./services/search/cmd/search ./services/web/cmd/web ./deploy/probe ./deploy/varnishexporter
+builds=(./services/identity/cmd/identity ./services/catalog/cmd/catalog ./services/orders/cmd/orders ./services/payments/cmd/payments
+	./services/notifications/cmd/notifications ./services/search/cmd/search ./services/web/cmd/web ./deploy/probe ./deploy/varnishexporter)
+for svc in ${generated[@]+"${generated[@]}"}; do builds+=("./services/$svc/cmd/$svc"); done
+go build -o "$run/" "${builds[@]}"
 
 supervisors=()
 cleanup() {
@@ -208,7 +215,7 @@ if ! psql "$PG/postgres?sslmode=disable" -qtAc 'SELECT 1' >/dev/null 2>&1; then
 fi
 # What tests and tools need to find this run's PostgreSQL again.
 printf 'PG_MODE=%s\nPG_URL=%s\nPG_DATA=%s\n' "$PG_MODE" "$PG" "$(readlink -f "${pgdata:-}" 2>/dev/null || true)" >"$run/postgres.env"
-for db in catalog orders payments notifications search; do
+for db in catalog orders payments notifications search ${generated[@]+"${generated[@]}"}; do
 	psql "$PG/postgres?sslmode=disable" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$DBP$db'" | grep -q 1 ||
 		psql "$PG/postgres?sslmode=disable" -qc "CREATE DATABASE $DBP$db"
 done
@@ -223,6 +230,10 @@ CONF
 supervise nats bin/nats-server -c "$run/nats.conf"
 cat >"$run/toxiproxy.json" <<JSON
 [
+$(for svc in ${generated[@]+"${generated[@]}"}; do
+	port=TOXI_PG_${svc^^}
+	printf '  {"name": "postgres-%s", "listen": "127.0.0.1:%s", "upstream": "%s", "enabled": true},\n' "$svc" "${!port}" "$PG_UPSTREAM"
+done)
   {"name": "postgres-catalog", "listen": "127.0.0.1:$TOXI_PG_CATALOG", "upstream": "$PG_UPSTREAM", "enabled": true},
   {"name": "postgres-orders", "listen": "127.0.0.1:$TOXI_PG_ORDERS", "upstream": "$PG_UPSTREAM", "enabled": true},
   {"name": "postgres-payments", "listen": "127.0.0.1:$TOXI_PG_PAYMENTS", "upstream": "$PG_UPSTREAM", "enabled": true},
@@ -249,7 +260,7 @@ dburl() {
 	port=TOXI_PG_${1^^}
 	echo "postgres://postgres@127.0.0.1:${!port}/$DBP$1?sslmode=disable"
 }
-for svc in catalog orders payments notifications search; do
+for svc in catalog orders payments notifications search ${generated[@]+"${generated[@]}"}; do
 	DATABASE_URL=$(dburl $svc) "$run/$svc" migrate >>"$run/logs/$svc-migrate.log" 2>&1 ||
 		{ echo "run: $svc migrate failed; see $run/logs/$svc-migrate.log" >&2; exit 1; }
 done
@@ -312,6 +323,11 @@ supervise notifications-worker env "${notifications_env[@]}" ROLES=worker HTTP_A
 
 supervise search env "${common[@]}" DATABASE_URL="$(dburl search)" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$SEARCH_PORT" ADMIN_ADDR="127.0.0.1:$SEARCH_ADMIN_PORT" "$run/search" serve
 
+# Services made by make new-service: their processes, and the admin ports
+# whose /readyz the run waits for.
+ready=()
+# new-service: processes above this line
+
 # A second instance of every consumer group (SHOPFLOOR_CONSUMER_INSTANCES,
 # default 2; 1 turns them off), consumer roles only: the instances of a
 # group share its partitions, and when one dies the other takes them over
@@ -343,7 +359,7 @@ supervise web env LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${
 for pair in "web:$WEB_ADMIN_PORT" "orders:$ORDERS_ADMIN_PORT" "orders-relay:$ORDERS_RELAY_ADMIN_PORT" "orders-consumer:$ORDERS_CONSUMER_ADMIN_PORT" \
 	"payments:$PAYMENTS_ADMIN_PORT" "payments-worker:$PAYMENTS_WORKER_ADMIN_PORT" "payments-relay:$PAYMENTS_RELAY_ADMIN_PORT" \
 	"notifications:$NOTIFICATIONS_ADMIN_PORT" "notifications-worker:$NOTIFICATIONS_WORKER_ADMIN_PORT" "search:$SEARCH_ADMIN_PORT" \
-	"catalog-worker:$CATALOG_WORKER_ADMIN_PORT" "psp-sim:$PSP_PORT" "varnish-exporter:$VARNISH_EXPORTER_PORT" ${consumers2[@]+"${consumers2[@]}"}; do
+	"catalog-worker:$CATALOG_WORKER_ADMIN_PORT" "psp-sim:$PSP_PORT" "varnish-exporter:$VARNISH_EXPORTER_PORT" ${consumers2[@]+"${consumers2[@]}"} ${ready[@]+"${ready[@]}"}; do
 	wait_ready "${pair%%:*}" "http://127.0.0.1:${pair##*:}/readyz"
 done
 wait_ready varnish "http://127.0.0.1:$CDN_PORT/v1/products?limit=1"

@@ -343,8 +343,7 @@ type handled struct {
 }
 
 // TestTraceFlowsFromRequestToConsumerThroughWatermill: request span → producer span → metadata →
-// consumer span, through watermill's in-process pub/sub and router (the
-// example service proves the same over real JetStream).
+// consumer span, through watermill's in-process pub/sub and router.
 func TestTraceFlowsFromRequestToConsumerThroughWatermill(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -12,6 +12,7 @@ import (
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
 	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
+	// new-service: contract imports above this line
 )
 
 // TestEventSchemasAreCompatible: the payloads of CATALOG, ORDERS and
@@ -27,6 +28,7 @@ func TestEventSchemasAreCompatible(t *testing.T) {
 		{catalogapi.Stream, "catalog/catalogapi", catalogapi.Schemas()},
 		{ordersapi.Stream, "orders/ordersapi", ordersapi.Schemas()},
 		{paymentsapi.Stream, "payments/paymentsapi", paymentsapi.Schemas()},
+		// new-service: streams above this line
 	} {
 		t.Run(p.stream, func(t *testing.T) {
 			t.Parallel()

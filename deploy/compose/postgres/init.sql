@@ -5,3 +5,4 @@ CREATE DATABASE orders;
 CREATE DATABASE payments;
 CREATE DATABASE notifications;
 CREATE DATABASE search;
+-- new-service: databases above this line

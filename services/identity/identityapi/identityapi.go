@@ -70,7 +70,10 @@ const (
 
 // PublicAudiences are the public APIs a person's token is good for.
 func PublicAudiences() []string {
-	return []string{AudienceCatalog, AudienceOrders, AudiencePayments, AudienceNotifications, AudienceSearch, AudienceIdentity}
+	return []string{
+		AudienceCatalog, AudienceOrders, AudiencePayments, AudienceNotifications, AudienceSearch, AudienceIdentity,
+		// new-service: audiences of generated services above this line
+	}
 }
 
 // Client ids.

@@ -1,0 +1,67 @@
+package main
+
+// insertions are the places a new service is wired in: make run
+// (deploy/local), compose (its jobs, database, scrape targets), the image,
+// the identity provider's audiences, and the tests that list services.
+// Each file carries the marker comment "new-service: <what> above this
+// line"; the text goes above it.
+var insertions = []insertion{
+	{"deploy/local/ports.sh", "ports", `# {%.Name%}: api, relay, consumer and its PostgreSQL link.
+{%.Stream%}_PORT=$((B + {%.Offset%}))
+{%.Stream%}_RELAY_PORT=$((B + {%.RelayOffset%}))
+{%.Stream%}_CONSUMER_PORT=$((B + {%.ConsumerOffset%}))
+{%.Stream%}_ADMIN_PORT=$(({%.Stream%}_PORT + ADMIN_OFFSET))
+{%.Stream%}_RELAY_ADMIN_PORT=$(({%.Stream%}_RELAY_PORT + ADMIN_OFFSET))
+{%.Stream%}_CONSUMER_ADMIN_PORT=$(({%.Stream%}_CONSUMER_PORT + ADMIN_OFFSET))
+TOXI_PG_{%.Stream%}=$((B + {%.ToxiPGOffset%}))`},
+	{"deploy/local/run.sh", "generated services", `{%.Name%}`},
+	{"deploy/local/run.sh", "processes", `{%.Name%}_env=("${common[@]}" DATABASE_URL="$(dburl {%.Name%})")
+supervise {%.Name%} env "${{%.Name%}_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:${%.Stream%}_PORT" ADMIN_ADDR="127.0.0.1:${%.Stream%}_ADMIN_PORT" "$run/{%.Name%}" serve
+supervise {%.Name%}-relay env "${{%.Name%}_env[@]}" ROLES=relay HTTP_ADDR="127.0.0.1:${%.Stream%}_RELAY_PORT" ADMIN_ADDR="127.0.0.1:${%.Stream%}_RELAY_ADMIN_PORT" "$run/{%.Name%}" serve
+supervise {%.Name%}-consumer env "${{%.Name%}_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:${%.Stream%}_CONSUMER_PORT" ADMIN_ADDR="127.0.0.1:${%.Stream%}_CONSUMER_ADMIN_PORT" "$run/{%.Name%}" serve
+ready+=("{%.Name%}:${%.Stream%}_ADMIN_PORT" "{%.Name%}-relay:${%.Stream%}_RELAY_ADMIN_PORT" "{%.Name%}-consumer:${%.Stream%}_CONSUMER_ADMIN_PORT")`},
+	{"deploy/compose/postgres/init.sql", "databases", `CREATE DATABASE {%.Name%};`},
+	{"deploy/compose/compose.yaml", "migrate jobs", `{%.Name%}-migrate:
+  <<: *app
+  restart: "no"
+  command: ["{%.Name%}", "migrate"]
+  environment:
+    <<: *otel
+    DATABASE_URL: postgres://postgres:${POSTGRES_PASSWORD:?set it in deploy/compose/.env (see .env.example)}@postgres:5432/{%.Name%}?sslmode=disable
+  depends_on: *needs-db
+`},
+	{"deploy/compose/compose.yaml", "services", `# --- {%.Name%} (make new-service) --------------------------------------
+{%.Name%}:
+  <<: *app
+  command: ["{%.Name%}", "serve"]
+  environment:
+    <<: [*otel, *auth]
+    ROLES: api,relay,consumer
+    HTTP_ADDR: ":{%.Port%}"
+    ADMIN_ADDR: ":{%.AdminPort%}"
+    DATABASE_URL: postgres://postgres:${POSTGRES_PASSWORD:?set it in deploy/compose/.env (see .env.example)}@postgres:5432/{%.Name%}?sslmode=disable
+    NATS_URL: nats://toxiproxy:14222
+  depends_on:
+    {%.Name%}-migrate:
+      condition: service_completed_successfully
+    nats:
+      condition: service_healthy
+    identity:
+      condition: service_healthy
+  healthcheck:
+    test: ["CMD", "probe", "http://127.0.0.1:{%.AdminPort%}/readyz"]
+    interval: 2s
+    timeout: 2s
+    retries: 30
+`},
+	{"deploy/compose/prometheus/prometheus.yml", "jobs", `- job_name: {%.Name%}
+  static_configs:
+    - targets: [{%.Name%}:{%.AdminPort%}]`},
+	{"deploy/compose/otel/collector.yaml", "targets", `- {%.Name%}:{%.AdminPort%}`},
+	{"deploy/compose/compose_test.go", "binaries", `"{%.Name%}": withBase(cmdFiles("{%.Name%}"), authConfig),`},
+	{"deploy/compose/compose_test.go", "api services", `"{%.Name%}",`},
+	{"Dockerfile", "binaries", `RUN go build -trimpath -ldflags="-s -w" -o /out/ ./services/{%.Name%}/cmd/{%.Name%}`},
+	{"services/contracts/contracts_test.go", "contract imports", `"{%.Module%}/services/{%.Name%}/{%.Name%}api"`},
+	{"services/contracts/contracts_test.go", "streams", `{ {%.Name%}api.Stream, "{%.Name%}/{%.Name%}api", {%.Name%}api.Schemas()},`},
+	{"services/identity/identityapi/identityapi.go", "audiences", `"{%.Name%}",`},
+}
