@@ -37,6 +37,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
+	"github.com/shopfloor/shopfloor/pkg/auth"
+	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 )
 
 // Doc is a loaded, valid OpenAPI document and a router for its
@@ -327,4 +329,16 @@ func clip(b []byte) string {
 		return string(b[:2000]) + "…"
 	}
 	return string(b)
+}
+
+// Verifier is a token verifier for audience, trusting a test issuer: what
+// a transport's Routes takes to mount its routes for CheckRoutes (no
+// token is verified there).
+func Verifier(tb testing.TB, audience string) *auth.Verifier {
+	tb.Helper()
+	v, err := auth.NewVerifier(authtest.NewIssuer(tb).Config(audience), audience, auth.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
 }

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/shopfloor/shopfloor/pkg/auth"
-	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 	"github.com/shopfloor/shopfloor/services/catalog/internal/producthttp"
@@ -19,11 +17,7 @@ import (
 func TestOpenAPIDocumentsEveryRouteAndNothingElse(t *testing.T) {
 	t.Parallel()
 	doc := openapitest.Load(t, catalogapi.OpenAPI())
-	iss := authtest.NewIssuer(t)
-	authz, err := auth.NewVerifier(iss.Config("catalog"), "catalog", auth.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	authz := openapitest.Verifier(t, "catalog")
 	mux := http.NewServeMux()
 	// Routes only mounts handlers; it calls nothing on the service.
 	producthttp.Routes(mux, nil, producthttp.Config{Authz: authz}, slog.New(slog.DiscardHandler))

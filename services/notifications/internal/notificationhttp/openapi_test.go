@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/shopfloor/shopfloor/pkg/auth"
-	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notificationhttp"
 	"github.com/shopfloor/shopfloor/services/notifications/notificationsapi"
@@ -22,11 +20,7 @@ import (
 func TestOpenAPIDocumentsEveryRouteAndNothingElse(t *testing.T) {
 	t.Parallel()
 	doc := openapitest.Load(t, notificationsapi.OpenAPI())
-	iss := authtest.NewIssuer(t)
-	authz, err := auth.NewVerifier(iss.Config("notifications"), "notifications", auth.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	authz := openapitest.Verifier(t, "notifications")
 	mux := http.NewServeMux()
 	// The routes only mount handlers; nothing is called on the nil
 	// service or job queue.

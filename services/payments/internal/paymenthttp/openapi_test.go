@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/shopfloor/shopfloor/pkg/auth"
-	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
 	"github.com/shopfloor/shopfloor/services/payments/internal/paymenthttp"
 	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
@@ -20,11 +18,7 @@ import (
 func TestOpenAPIDocumentsEveryRouteAndNothingElse(t *testing.T) {
 	t.Parallel()
 	doc := openapitest.Load(t, paymentsapi.OpenAPI())
-	iss := authtest.NewIssuer(t)
-	authz, err := auth.NewVerifier(iss.Config("payments"), "payments", auth.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	authz := openapitest.Verifier(t, "payments")
 	log := slog.New(slog.DiscardHandler)
 	mux := http.NewServeMux()
 	// Routes only mounts handlers; it calls nothing on the service, the

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/shopfloor/shopfloor/pkg/auth"
-	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
 	"github.com/shopfloor/shopfloor/services/search/internal/indexhttp"
 	"github.com/shopfloor/shopfloor/services/search/internal/searchtest"
@@ -20,11 +18,7 @@ import (
 func TestOpenAPIDocumentsEveryRouteAndNothingElse(t *testing.T) {
 	t.Parallel()
 	doc := openapitest.Load(t, searchapi.OpenAPI())
-	iss := authtest.NewIssuer(t)
-	authz, err := auth.NewVerifier(iss.Config("search"), "search", auth.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	authz := openapitest.Verifier(t, "search")
 	mux := http.NewServeMux()
 	// Routes only mounts handlers; it calls nothing on the searcher.
 	indexhttp.Routes(mux, nil, authz, slog.New(slog.DiscardHandler))
