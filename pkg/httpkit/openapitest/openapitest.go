@@ -37,6 +37,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
+
 	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 )
