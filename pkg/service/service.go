@@ -1,5 +1,5 @@
 // Package service is the wiring every shopfloor service repeats, in one
-// place. A service's cmd/<svc>/run.go declares its command table (Program:
+// place. A service's cmd/<svc>/main.go declares its command table (Program:
 // its roles, its own commands, and a Wire function that builds the roles
 // on the connected database) and Program.Run does the rest: configuration
 // from the environment with every problem reported at once, telemetry,
@@ -9,8 +9,8 @@
 // middleware, the operator commands every service shares (migrate, audit,
 // outbox, queue, dlq, help), and role supervision.
 //
-// It is a small, readable runner, not a framework: Program.Run is a page
-// of code a forker can read in one sitting and inline back into run.go.
+// It is a small, readable runner, not a framework (ADR 0034): a forker can
+// read Program.Run in one sitting and inline it back into main.go.
 //
 // Start-up order (what a service gets by using it): the HTTP server
 // listens at once, so /healthz answers 200 and /readyz answers 503 naming
@@ -236,14 +236,6 @@ func (rt *Runtime) Handler(mux http.Handler) http.Handler {
 		httpkit.Recover(rt.Log),
 		httpkit.LimitBody(httpkit.DefaultMaxBodyBytes),
 	)
-}
-
-// Serve serves h (already wrapped by Handler) on ln until ctx ends, then
-// drains (readiness fails first, DrainDelay, then in-flight requests get
-// ShutdownTimeout).
-func (rt *Runtime) Serve(ctx context.Context, cfg HTTP, ln net.Listener, h http.Handler, health *httpkit.Health) error {
-	rt.Log.InfoContext(ctx, "http listening", "addr", ln.Addr().String())
-	return httpkit.Serve(ctx, httpkit.ServerConfig{Addr: ln.Addr().String(), DrainDelay: cfg.DrainDelay, ShutdownTimeout: cfg.ShutdownTimeout}, ln, h, health, rt.Log)
 }
 
 // Listeners are a serve command's two listeners (ADR 0023): Public on

@@ -129,37 +129,6 @@ func TestRuntimeConnectsAndReports(t *testing.T) {
 	}
 }
 
-func TestServeDrainsOnCancel(t *testing.T) {
-	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	rt, err := service.Start(ctx, "svctest", service.Base{}, &testinfra.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close(ctx)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	health := httpkit.NewHealth()
-	mux := httpkit.NewMux(health, rt.Tel.MetricsHandler())
-	mux.Handle("/v1/", service.NewGate("svctest"))
-	served := make(chan error, 1)
-	go func() { served <- rt.Serve(ctx, service.HTTP{}, ln, rt.Handler(mux), health) }()
-	resp, err := http.Get("http://" + ln.Addr().String() + "/v1/anything")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Content-Type") != "application/problem+json" {
-		t.Fatalf("gate through the handler chain: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	cancel()
-	if err := <-served; err != nil {
-		t.Fatalf("serve after cancel: %v", err)
-	}
-}
-
 // TestServeMuxesSplitsPublicFromAdminAndDrainsOnCancel: the public listener serves the API gate and the admin
 // listener the admin routes, metrics and readiness details; both drain
 // when ctx ends and close their listeners.
