@@ -15,7 +15,10 @@ import (
 )
 
 // Databases are the service databases run.sh creates (with the prefix).
-var Databases = []string{"catalog", "orders", "payments", "notifications", "search"}
+var Databases = []string{
+	"catalog", "orders", "payments", "notifications", "search",
+	// new-service: databases above this line
+}
 
 // LocalConfig describes an isolated copy of the deploy/local topology:
 // its own ports, run directory, databases and Redis database, so that it

@@ -365,6 +365,10 @@ done
 wait_ready varnish "http://127.0.0.1:$CDN_PORT/v1/products?limit=1"
 touch "$run/ready"
 
+# Services made by make new-service: their line in the banner.
+generated=""
+# new-service: banner above this line
+
 cat <<MSG
 
 shopfloor is running (logs: $run/logs/). The five-minute tour is in README.md.
@@ -375,7 +379,7 @@ shopfloor is running (logs: $run/logs/). The five-minute tour is in README.md.
   orders           http://localhost:$ORDERS_PORT/v1/orders
   payments         http://localhost:$PAYMENTS_PORT/v1/payments?order_id=
   notifications    http://localhost:$NOTIFICATIONS_PORT/v1/notifications?order_id=
-  search           http://localhost:$SEARCH_PORT/v1/search/products?q=chair
+  search           http://localhost:$SEARCH_PORT/v1/search/products?q=chair$generated
   e-mails (sink)   http://localhost:$SMTP_HTTP_PORT/api/messages
   provider (sim)   http://localhost:$PSP_PORT/admin/stats
   toxiproxy API    http://localhost:$TOXI_API/proxies

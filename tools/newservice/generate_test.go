@@ -39,7 +39,16 @@ func TestGeneratedServiceBuildsAndPassesItsTestsInACopyOfTheRepository(t *testin
 	defer cancel()
 	goCmd(ctx, t, dir, "build", "./...")
 	goCmd(ctx, t, dir, "vet", "./services/inventory/...")
-	goCmd(ctx, t, dir, "test", "-count=1", "./services/inventory/...", "./pkg/archtest/", "./deploy/compose/", "./services/contracts/")
+	goCmd(ctx, t, dir, "test", "-count=1", "./services/inventory/...", "./pkg/archtest/", "./deploy/compose/", "./services/contracts/",
+		"./chaos/target/")
+	// make run's script still parses, and its banner names the service.
+	if out, err := exec.CommandContext(ctx, "bash", "-n", filepath.Join(dir, "deploy", "local", "run.sh")).CombinedOutput(); err != nil {
+		t.Fatalf("bash -n run.sh: %v\n%s", err, out)
+	}
+	banner := bannerOf(ctx, t, dir)
+	if !strings.Contains(banner, "inventory        http://localhost:8086/v1/items/{id}") {
+		t.Errorf("run.sh's banner lines for generated services:\n%s", banner)
+	}
 	// A second run refuses and changes nothing.
 	before := snapshot(t, dir)
 	if _, err := Generate(Options{Name: "inventory", Entity: "item", Root: dir}); err == nil || !strings.Contains(err.Error(), "services/inventory exists") {
@@ -48,6 +57,31 @@ func TestGeneratedServiceBuildsAndPassesItsTestsInACopyOfTheRepository(t *testin
 	if after := snapshot(t, dir); after != before {
 		t.Fatal("the refused second run changed files")
 	}
+}
+
+// bannerOf runs the part of dir's deploy/local/run.sh that builds the
+// generated services' banner lines (from "generated=" to its marker), with
+// the port plan of deploy/local/ports.sh at the default base, and returns
+// what it sets.
+func bannerOf(ctx context.Context, t *testing.T, dir string) string {
+	t.Helper()
+	script, err := os.ReadFile(filepath.Join(dir, "deploy", "local", "run.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(script)
+	start, end := strings.Index(s, "\ngenerated=\"\"\n"), strings.Index(s, Marker+" banner above this line")
+	if start < 0 || end < start {
+		t.Fatal("run.sh: no generated=\"\" … banner marker block")
+	}
+	cmd := exec.CommandContext(ctx, "bash", "-c", `export SHOPFLOOR_PORT_BASE=8000; . deploy/local/ports.sh; `+s[start:end]+`
+printf '%s' "$generated"`)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("run.sh's banner block: %v\n%s", err, out)
+	}
+	return string(out)
 }
 
 // goCmd runs the go command in dir: -trimpath, so that the build cache

@@ -1,8 +1,10 @@
 package main
 
 // insertions are the places a new service is wired in: make run
-// (deploy/local), compose (its jobs, database, scrape targets), the image,
-// the identity provider's audiences, and the tests that list services.
+// (deploy/local: its processes, ports and banner line), compose (its
+// jobs, database, scrape targets), the image, the identity provider's
+// audiences, the chaos drills' view of the system (its processes'
+// admin listeners, its database) and the tests that list services.
 // Each file carries the marker comment "new-service: <what> above this
 // line"; the text goes above it.
 var insertions = []insertion{
@@ -64,4 +66,8 @@ ready+=("{%.Name%}:${%.Stream%}_ADMIN_PORT" "{%.Name%}-relay:${%.Stream%}_RELAY_
 	{"services/contracts/contracts_test.go", "contract imports", `"{%.Module%}/services/{%.Name%}/{%.Name%}api"`},
 	{"services/contracts/contracts_test.go", "streams", `{ {%.Name%}api.Stream, "{%.Name%}/{%.Name%}api", {%.Name%}api.Schemas()},`},
 	{"services/identity/identityapi/identityapi.go", "audiences", `"{%.Name%}",`},
+	{"deploy/local/run.sh", "banner", `printf -v generated '%s\n  %-16s http://localhost:%s/v1/{%.Entities%}/{id}' "$generated" {%.Name%} "${%.Stream%}_PORT"`},
+	{"chaos/target/target.go", "local processes", `"{%.Name%}": admin({%.Offset%}), "{%.Name%}-relay": admin({%.RelayOffset%}), "{%.Name%}-consumer": admin({%.ConsumerOffset%}),`},
+	{"chaos/target/compose.go", "compose processes", `"{%.Name%}": "http://{%.Name%}:{%.AdminPort%}",`},
+	{"chaos/target/local.go", "databases", `"{%.Name%}",`},
 }

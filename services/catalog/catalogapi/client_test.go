@@ -125,7 +125,7 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), nil)
-	producthttp.Routes(mux, svc, producthttp.Config{Authz: authz}, log)
+	producthttp.Routes(mux, svc, producthttp.Config{Authz: authz, Log: log})
 	up := &upstream{next: mux}
 	srv := httptest.NewServer(up)
 	t.Cleanup(srv.Close)

@@ -77,7 +77,7 @@ func StartWith(tb testing.TB, iss *authtest.Issuer) *Catalog {
 	}
 	c := &Catalog{DB: db, Issuer: iss, operator: "Bearer " + iss.Operator(tb, catalogapi.Audience)}
 	mux := httpkit.NewMux(httpkit.NewHealth(), http.NotFoundHandler())
-	producthttp.Routes(mux, svc, producthttp.Config{Authz: authz}, log)
+	producthttp.Routes(mux, svc, producthttp.Config{Authz: authz, Log: log})
 	counted := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		c.requests.Add(1)
 		mux.ServeHTTP(w, req)

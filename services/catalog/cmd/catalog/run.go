@@ -32,8 +32,8 @@ func wire(ctx context.Context, app *service.App, cfg *Config) error {
 	}
 	if app.Has(service.RoleAPI) {
 		mux := http.NewServeMux()
-		producthttp.Routes(mux, svc, producthttp.Config{Authz: app.Authz,
-			Public: httpcache.Policy{MaxAge: cfg.PublicMaxAge, SMaxAge: cfg.PublicSMaxAge}}, app.Log)
+		producthttp.Routes(mux, svc, producthttp.Config{Authz: app.Authz, Log: app.Log,
+			Public: httpcache.Policy{MaxAge: cfg.PublicMaxAge, SMaxAge: cfg.PublicSMaxAge}})
 		app.OpenAPI(mux)
 	}
 	if !app.HasAny(service.RoleRelay, service.RoleConsumer) {

@@ -27,11 +27,29 @@ import (
 	"github.com/shopfloor/shopfloor/services/catalog/internal/productsvc"
 )
 
-// Config of the transport.
+// Service is what the routes call: catalog's use cases
+// (*productsvc.Service), declared here where they are used.
+type Service interface {
+	Get(ctx context.Context, id, locale, currency string) (catalogapi.Product, cache.Meta, error)
+	List(ctx context.Context, category, afterID string, limit int, locale, currency string) (catalogapi.ProductList, error)
+	Batch(ctx context.Context, ids []string, locale, currency string) (catalogapi.ProductBatch, error)
+	BatchBySKU(ctx context.Context, skus []string, locale, currency string) (catalogapi.ProductBatch, error)
+	AdminGet(ctx context.Context, id string) (product.Product, error)
+	Create(ctx context.Context, p product.Product) (product.Product, error)
+	Update(ctx context.Context, id string, ifMatch int64, change func(*product.Product)) (product.Product, error)
+	// Cache is the product cache, for the operator's bypass switch.
+	Cache() *cache.Cache[catalogapi.Product]
+}
+
+var _ Service = (*productsvc.Service)(nil)
+
+// Config is what the routes need beside the use cases.
 type Config struct {
 	// Authz verifies bearer tokens: the admin API needs an operator,
 	// products:batch a service or an operator (ADR 0022). Required.
 	Authz *auth.Verifier
+	// Log receives what the error encoder logs (500s). nil: discarded.
+	Log *slog.Logger
 	// Public is the Cache-Control of public product reads.
 	Public httpcache.Policy
 }
@@ -46,7 +64,14 @@ const representation = "r1"
 //	GET /v1/products:batch                a service (checkout pricing) or an operator
 //	/v1/admin/...                         an operator (served on the admin listener only, ADR 0023)
 //	GET /v1/openapi.yaml                  anyone: the API's contract (catalogapi.OpenAPI), documentation
-func Routes(mux *http.ServeMux, svc *productsvc.Service, cfg Config, log *slog.Logger) {
+//
+// Routes panics when a required Config field is missing: a wiring
+// mistake.
+func Routes(mux *http.ServeMux, svc Service, cfg Config) {
+	if cfg.Authz == nil {
+		panic("producthttp.Routes: Config.Authz is required")
+	}
+	log := cfg.Log
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
 	mux.Handle("GET /v1/openapi.yaml", httpkit.Document(httpkit.ContentTypeYAML, catalogapi.OpenAPI()))
 	mux.Handle("GET /v1/products/{id}", httpkit.NewKitServer(getProduct(svc, cfg), decodeGet, httpkit.EncodeJSON, log, enc))
@@ -109,7 +134,7 @@ func localeCurrency(r *http.Request) (string, string, error) {
 	return locale, currency, nil
 }
 
-func getProduct(svc *productsvc.Service, cfg Config) endpoint.Endpoint {
+func getProduct(svc Service, cfg Config) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(getRequest)
 		p, _, err := svc.Get(ctx, r.id, r.locale, r.currency)
@@ -162,7 +187,7 @@ func decodeList(_ context.Context, r *http.Request) (any, error) {
 	return req, nil
 }
 
-func listProducts(svc *productsvc.Service, cfg Config) endpoint.Endpoint {
+func listProducts(svc Service, cfg Config) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(listRequest)
 		page, err := svc.List(ctx, r.category, r.after, r.limit, r.locale, r.currency)
@@ -253,7 +278,7 @@ func batchList(raw, field, what, invalid string, valid func(string) bool) ([]str
 
 // batchProducts serves orders' price lookups: always current, never
 // stored by a shared cache (it is read through Redis like single reads).
-func batchProducts(svc *productsvc.Service) endpoint.Endpoint {
+func batchProducts(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(batchRequest)
 		// Products named by id first, then by sku; Missing likewise.
@@ -314,7 +339,7 @@ func decodeCreate(_ context.Context, r *http.Request) (any, error) {
 	return a, nil
 }
 
-func createProduct(svc *productsvc.Service) endpoint.Endpoint {
+func createProduct(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		p, err := svc.Create(ctx, fromAdmin(req.(catalogapi.AdminProduct)))
 		if err != nil {
@@ -326,7 +351,7 @@ func createProduct(svc *productsvc.Service) endpoint.Endpoint {
 
 func decodeID(_ context.Context, r *http.Request) (any, error) { return r.PathValue("id"), nil }
 
-func adminGet(svc *productsvc.Service) endpoint.Endpoint {
+func adminGet(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		p, err := svc.AdminGet(ctx, req.(string))
 		if err != nil {
@@ -368,7 +393,7 @@ func decodeUpdate(_ context.Context, r *http.Request) (any, error) {
 	return updateRequest{id: r.PathValue("id"), version: v, body: a}, nil
 }
 
-func updateProduct(svc *productsvc.Service) endpoint.Endpoint {
+func updateProduct(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(updateRequest)
 		next := fromAdmin(r.body)
@@ -394,7 +419,7 @@ func decodeIfMatchOnly(_ context.Context, r *http.Request) (any, error) {
 	return updateRequest{id: r.PathValue("id"), version: v}, nil
 }
 
-func archiveProduct(svc *productsvc.Service) endpoint.Endpoint {
+func archiveProduct(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(updateRequest)
 		p, err := svc.Update(ctx, r.id, r.version, func(p *product.Product) { p.Status = product.StatusArchived })
@@ -425,7 +450,7 @@ func decodePrice(_ context.Context, r *http.Request) (any, error) {
 	return priceRequest{updateRequest: updateRequest{id: r.PathValue("id"), version: v}, currency: r.PathValue("currency"), amount: body.AmountMinor}, nil
 }
 
-func setPrice(svc *productsvc.Service) endpoint.Endpoint {
+func setPrice(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(priceRequest)
 		p, err := svc.Update(ctx, r.id, r.version, func(p *product.Product) {
@@ -456,7 +481,7 @@ func decodeBypass(_ context.Context, r *http.Request) (any, error) {
 	return *body.Enabled, nil
 }
 
-func setBypass(svc *productsvc.Service) endpoint.Endpoint {
+func setBypass(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		svc.Cache().SetBypass(req.(bool))
 		h := http.Header{}

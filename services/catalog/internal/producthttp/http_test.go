@@ -115,7 +115,7 @@ func setupCache(t testing.TB, rdb redis.UniversalClient, public httpcache.Policy
 		t.Fatal(err)
 	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), http.NotFoundHandler())
-	producthttp.Routes(mux, svc, producthttp.Config{Authz: authz, Public: public}, log)
+	producthttp.Routes(mux, svc, producthttp.Config{Authz: authz, Log: log, Public: public})
 	// Every request and answer is held to the API's contract.
 	srv := httptest.NewServer(openapitest.Load(t, catalogapi.OpenAPI()).Handler(t,
 		httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes))))

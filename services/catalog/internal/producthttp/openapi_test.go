@@ -2,7 +2,6 @@ package producthttp_test
 
 import (
 	"bytes"
-	"log/slog"
 	"net/http"
 	"testing"
 
@@ -20,7 +19,7 @@ func TestOpenAPIDocumentsEveryRouteAndNothingElse(t *testing.T) {
 	authz := openapitest.Verifier(t, "catalog")
 	mux := http.NewServeMux()
 	// Routes only mounts handlers; it calls nothing on the service.
-	producthttp.Routes(mux, nil, producthttp.Config{Authz: authz}, slog.New(slog.DiscardHandler))
+	producthttp.Routes(mux, nil, producthttp.Config{Authz: authz})
 	doc.CheckRoutes(t, openapitest.Patterns(mux))
 }
 

@@ -69,8 +69,7 @@ func wire(ctx context.Context, app *service.App, cfg *Config) error {
 	}
 	if app.Has(service.RoleAPI) {
 		mux := http.NewServeMux()
-		notificationhttp.Routes(mux, svc, app.Authz, app.Log)
-		notificationhttp.AdminRoutes(mux, jobs, app.Authz)
+		notificationhttp.Routes(mux, svc, notificationhttp.Config{Authz: app.Authz, Log: app.Log, Jobs: jobs})
 		app.OpenAPI(mux)
 		app.Every("prune", time.Minute, func(ctx context.Context) error {
 			_, err := jobs.Prune(ctx, 1000)

@@ -21,13 +21,26 @@ import (
 	"github.com/shopfloor/shopfloor/services/notifications/notificationsapi"
 )
 
-// Lister reads an order's notifications (notificationsvc.Service);
-// customerID "" reads every row, anything else only that customer's.
-type Lister interface {
+// Service is what the routes call: notifications' use cases
+// (*notificationsvc.Service), declared here where they are used.
+type Service interface {
+	// ListByOrder reads an order's notifications; customerID "" reads
+	// every row, anything else only that customer's.
 	ListByOrder(ctx context.Context, orderID, customerID string) ([]notification.Notification, error)
 }
 
-var _ Lister = (*notificationsvc.Service)(nil)
+var _ Service = (*notificationsvc.Service)(nil)
+
+// Config is what the routes need beside the use cases.
+type Config struct {
+	// Authz verifies bearer tokens (ADR 0022). Required.
+	Authz *auth.Verifier
+	// Log receives what the error encoder logs (500s). nil: discarded.
+	Log *slog.Logger
+	// Jobs is the e-mail queue whose operator tools /v1/admin/queues/
+	// serves (jobqueue.Client.AdminRoutes). Required.
+	Jobs *jobqueue.Client
+}
 
 // Routes mounts notifications' API on mux. Who may call (ADR 0022):
 //
@@ -48,21 +61,25 @@ var _ Lister = (*notificationsvc.Service)(nil)
 //
 //	GET /v1/openapi.yaml                anyone: the API's contract (notificationsapi.OpenAPI),
 //	                                     documentation
-func Routes(mux *http.ServeMux, svc Lister, authz *auth.Verifier, log *slog.Logger) {
+//	/v1/admin/queues/...                an operator (served on the admin listener only,
+//	                                     ADR 0023): the e-mail queue's tools
+//	                                     (jobqueue.Client.AdminRoutes: stats, dead letters,
+//	                                     inspect with redacted bodies, redrive, purge)
+//
+// Routes panics when a required Config field is missing: a wiring
+// mistake.
+func Routes(mux *http.ServeMux, svc Service, cfg Config) {
+	if cfg.Authz == nil || cfg.Jobs == nil {
+		panic("notificationhttp.Routes: Config.Authz and Config.Jobs are required")
+	}
+	log := cfg.Log
 	mux.Handle("GET /v1/openapi.yaml", httpkit.Document(httpkit.ContentTypeYAML, notificationsapi.OpenAPI()))
-	mux.Handle("GET /v1/notifications", authz.Handle(auth.AnyOf(auth.RoleCustomer, auth.RoleOperator),
+	mux.Handle("GET /v1/notifications", cfg.Authz.Handle(auth.AnyOf(auth.RoleCustomer, auth.RoleOperator),
 		httpkit.NewKitServer(list(svc), decodeList, encodePrivate, log, kithttp.ServerErrorEncoder(errorEncoder(log)))))
+	mux.Handle("/v1/admin/", cfg.Authz.Handle(auth.AnyOf(auth.RoleOperator), adminMux(cfg.Jobs)))
 }
 
-// AdminRoutes mounts the e-mail queue's operator endpoints
-// (jobqueue.Client.AdminRoutes: stats, dead letters, inspect with redacted
-// bodies, redrive, purge) under /v1/admin/queues, for operators (mount it
-// on the admin listener only, ADR 0023).
-func AdminRoutes(mux *http.ServeMux, jobs *jobqueue.Client, authz *auth.Verifier) {
-	mux.Handle("/v1/admin/", authz.Handle(auth.AnyOf(auth.RoleOperator), adminMux(jobs)))
-}
-
-// adminMux is the admin API AdminRoutes mounts at /v1/admin/ behind the
+// adminMux is the admin API Routes mounts at /v1/admin/ behind the
 // operator check.
 func adminMux(jobs *jobqueue.Client) *http.ServeMux {
 	admin := http.NewServeMux()
@@ -101,7 +118,7 @@ func decodeList(ctx context.Context, r *http.Request) (any, error) {
 	return listRequest{orderID: id, customerID: p.Owner()}, nil
 }
 
-func list(svc Lister) func(ctx context.Context, req any) (any, error) {
+func list(svc Service) func(ctx context.Context, req any) (any, error) {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(listRequest)
 		ns, err := svc.ListByOrder(ctx, r.orderID, r.customerID)

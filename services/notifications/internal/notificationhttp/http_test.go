@@ -67,7 +67,7 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), nil)
-	notificationhttp.Routes(mux, svc, authz, log)
+	notificationhttp.Routes(mux, svc, notificationhttp.Config{Authz: authz, Log: log, Jobs: jobs})
 	// Every request and answer is held to the API's contract.
 	srv := httptest.NewServer(openapitest.Load(t, notificationsapi.OpenAPI()).Handler(t, mux))
 	t.Cleanup(srv.Close)

@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"testing"
 
 	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
+	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notificationhttp"
 	"github.com/shopfloor/shopfloor/services/notifications/notificationsapi"
 )
 
-// TestOpenAPIDocumentsEveryRouteAndNothingElse: the routes Routes and
-// AdminRoutes mount, with the admin mux behind /v1/admin/ expanded, are
+// TestOpenAPIDocumentsEveryRouteAndNothingElse: the routes Routes mounts, with the admin mux behind /v1/admin/ expanded, are
 // exactly the document's operations. (That every answer fits the
 // document is checked by every test: setup's server validates them.)
 func TestOpenAPIDocumentsEveryRouteAndNothingElse(t *testing.T) {
@@ -22,10 +21,13 @@ func TestOpenAPIDocumentsEveryRouteAndNothingElse(t *testing.T) {
 	doc := openapitest.Load(t, notificationsapi.OpenAPI())
 	authz := openapitest.Verifier(t, "notifications")
 	mux := http.NewServeMux()
-	// The routes only mount handlers; nothing is called on the nil
-	// service or job queue.
-	notificationhttp.Routes(mux, nil, authz, slog.New(slog.DiscardHandler))
-	notificationhttp.AdminRoutes(mux, nil, authz)
+	// Routes only mounts handlers; nothing is called on the nil service
+	// or the job queue (which has no database here).
+	jobs, err := jobqueue.New(nil, jobqueue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notificationhttp.Routes(mux, nil, notificationhttp.Config{Authz: authz, Jobs: jobs})
 	doc.CheckRoutes(t, openapitest.Expand(openapitest.Patterns(mux), "/v1/admin/", openapitest.Patterns(notificationhttp.AdminMux())))
 }
 

@@ -42,7 +42,7 @@ type Config struct {
 	InFlightWait time.Duration `env:"IN_FLIGHT_WAIT" envDefault:"50ms"`
 	// CheckoutConnWait bounds a priced checkout's wait for a database
 	// connection; past it the checkout is answered 503 busy with
-	// Retry-After (orderhttp.WithCheckoutConnWait). 0: no bound.
+	// Retry-After (orderhttp.Config.CheckoutConnWait). 0: no bound.
 	CheckoutConnWait time.Duration `env:"CHECKOUT_CONN_WAIT" envDefault:"1s"`
 	// IdempotencyRetention is how long an Idempotency-Key is remembered.
 	IdempotencyRetention time.Duration `env:"IDEMPOTENCY_RETENTION" envDefault:"24h"`

@@ -88,16 +88,17 @@ func wireAPI(app *service.App, cfg *Config, svc *ordersvc.Service) error {
 	if err != nil {
 		return err
 	}
-	routeOpts := []orderhttp.Option{orderhttp.WithCheckoutConnWait(cfg.CheckoutConnWait, app.Tel.Registry)}
+	routes := orderhttp.Config{Authz: app.Authz, Log: app.Log, Idempotency: store,
+		CheckoutConnWait: cfg.CheckoutConnWait, Registerer: app.Tel.Registry}
 	if cfg.ShedPaymentsBacklogAge > 0 {
 		shed, err := shedder(app, cfg)
 		if err != nil {
 			return err
 		}
-		routeOpts = append(routeOpts, orderhttp.WithCheckoutShedder(shed.Except))
+		routes.CheckoutShedder = shed.Except
 	}
 	mux := http.NewServeMux()
-	orderhttp.Routes(mux, svc, store, app.Authz, app.Log, routeOpts...)
+	orderhttp.Routes(mux, svc, routes)
 	app.OpenAPI(httpkit.LimitInFlight(httpkit.InFlightLimit{Max: cfg.MaxInFlight, Wait: cfg.InFlightWait,
 		Registerer: app.Tel.Registry, Name: "orders-api"})(mux))
 	app.Every("prune-idempotency-keys", time.Minute, func(ctx context.Context) error {

@@ -28,6 +28,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
+	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 	"github.com/shopfloor/shopfloor/services/orders/internal/order"
 	"github.com/shopfloor/shopfloor/services/orders/internal/ordersvc"
@@ -41,6 +42,52 @@ const (
 	maxBodyBytes    = 64 << 10 // a 50-line order is a few KiB
 )
 
+// Service is what the routes call: orders' use cases (*ordersvc.Service),
+// declared here where they are used.
+type Service interface {
+	// Pool is the database the idempotency store's transactions run on.
+	Pool() *pgxpool.Pool
+	Price(ctx context.Context, in ordersapi.CreateOrder) ([]order.Line, error)
+	Place(ctx context.Context, tx pgx.Tx, in ordersapi.CreateOrder, lines []order.Line) (order.Order, error)
+	Cancel(ctx context.Context, tx pgx.Tx, owner, id string, ifVersion int64, reason string) (order.Order, error)
+	Get(ctx context.Context, id string) (order.Order, error)
+	Events(ctx context.Context, id string) ([]outbox.Record, error)
+	List(ctx context.Context, customerID, pageToken string, limit int) ([]order.Order, string, error)
+}
+
+var _ Service = (*ordersvc.Service)(nil)
+
+// Config is what the routes need beside the use cases.
+type Config struct {
+	// Authz verifies bearer tokens (ADR 0022). Required.
+	Authz *auth.Verifier
+	// Log receives what the error encoder logs (500s). nil: discarded.
+	Log *slog.Logger
+	// Idempotency stores the POSTs' Idempotency-Key answers. Required.
+	Idempotency *idempotency.Store
+	// CheckoutShedder sheds checkouts (POST /v1/orders) with the guard it
+	// returns (overload.Shedder.Except), which runs after the caller is
+	// authenticated and before the body is read: a request it refuses
+	// changes nothing. The retry of a checkout whose Idempotency-Key is
+	// already stored is admitted (a replay is one read, and shedding it
+	// would turn an accepted order into an error for the client). Reads
+	// and cancels are never shed. nil: no shedding.
+	CheckoutShedder func(admit func(*http.Request) bool) func(http.Handler) http.Handler
+	// CheckoutConnWait bounds how long a checkout, once priced, waits for
+	// one of the pool's connections: past it the checkout is answered 503
+	// "busy" with Retry-After (1s), writes nothing, and
+	// orders_checkout_busy_total counts it. The in-flight limit
+	// (httpkit.LimitInFlight) bounds how many requests are admitted, not
+	// how long they queue for the pool: when each transaction gets slower
+	// (the latency drill adds 200ms to every round trip) the admitted
+	// requests would otherwise wait behind each other until the clients
+	// time out and retry, a timeout storm. 0: waits as long as the
+	// request's context allows.
+	CheckoutConnWait time.Duration
+	// Registerer receives orders_checkout_busy_total. nil: not registered.
+	Registerer prometheus.Registerer
+}
+
 // Routes mounts orders' API on mux. Who may call (ADR 0022):
 //
 //	POST /v1/orders              customer; the customer id is the token's subject
@@ -51,14 +98,16 @@ const (
 //	                             and where each was published (the order page's timeline)
 //	GET  /v1/openapi.yaml        anyone: the API's contract (ordersapi.OpenAPI), documentation
 //
-// Another customer's order answers 404, as if it did not exist.
-// WithCheckoutShedder puts load shedding in front of POST /v1/orders only,
-// after authentication and before the request is read; replays pass.
-func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store, authz *auth.Verifier, log *slog.Logger, opts ...Option) {
-	var o routeOptions
-	for _, opt := range opts {
-		opt(&o)
+// Another customer's order answers 404, as if it did not exist. Orders
+// has no admin routes. Routes panics when a required Config field is
+// missing: a wiring mistake.
+func Routes(mux *http.ServeMux, svc Service, cfg Config) {
+	if cfg.Authz == nil || cfg.Idempotency == nil {
+		panic("orderhttp.Routes: Config.Authz and Config.Idempotency are required")
 	}
+	log := cfg.Log
+	store := cfg.Idempotency
+	wait := newConnWait(cfg.CheckoutConnWait, cfg.Registerer)
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
 	replay := func(_ context.Context, w http.ResponseWriter, resp any) error {
 		idempotency.WriteResponse(w, resp.(idempotency.Response))
@@ -67,27 +116,19 @@ func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store,
 	customer := auth.AnyOf(auth.RoleCustomer)
 	ownerOrOperator := auth.AnyOf(auth.RoleCustomer, auth.RoleOperator)
 	mux.Handle("GET /v1/openapi.yaml", httpkit.Document(httpkit.ContentTypeYAML, ordersapi.OpenAPI()))
-	var place http.Handler = httpkit.NewKitServer(placeOrder(svc, store, o.connWait), decodePlace(store), replay, log, enc)
-	if o.shed != nil {
-		place = o.shed(accepted(store, svc.Pool()))(place)
+	var place http.Handler = httpkit.NewKitServer(placeOrder(svc, store, wait), decodePlace(store), replay, log, enc)
+	if cfg.CheckoutShedder != nil {
+		place = cfg.CheckoutShedder(accepted(store, svc.Pool()))(place)
 	}
-	mux.Handle("POST /v1/orders", authz.Handle(customer, place))
-	mux.Handle("POST /v1/orders/{id}/cancel", authz.Handle(ownerOrOperator,
+	mux.Handle("POST /v1/orders", cfg.Authz.Handle(customer, place))
+	mux.Handle("POST /v1/orders/{id}/cancel", cfg.Authz.Handle(ownerOrOperator,
 		httpkit.NewKitServer(cancelOrder(svc, store), decodeCancel(store), replay, log, enc)))
-	mux.Handle("GET /v1/orders/{id}", authz.Handle(ownerOrOperator,
+	mux.Handle("GET /v1/orders/{id}", cfg.Authz.Handle(ownerOrOperator,
 		httpkit.NewKitServer(getOrder(svc), decodeGet, encodeVersioned, log, enc)))
-	mux.Handle("GET /v1/orders/{id}/events", authz.Handle(ownerOrOperator,
+	mux.Handle("GET /v1/orders/{id}/events", cfg.Authz.Handle(ownerOrOperator,
 		httpkit.NewKitServer(orderEvents(svc), decodeGet, encodePrivate, log, enc)))
-	mux.Handle("GET /v1/orders", authz.Handle(ownerOrOperator,
+	mux.Handle("GET /v1/orders", cfg.Authz.Handle(ownerOrOperator,
 		httpkit.NewKitServer(listOrders(svc), decodeList, encodePrivate, log, enc)))
-}
-
-// Option changes what Routes mounts.
-type Option func(*routeOptions)
-
-type routeOptions struct {
-	shed     func(admit func(*http.Request) bool) func(http.Handler) http.Handler
-	connWait connWait
 }
 
 // connWait bounds a checkout's wait for a database connection.
@@ -100,22 +141,15 @@ type connWait struct {
 // wait; nothing was written and the key was not used.
 var errBusy = errors.New("orders: no database connection free within the checkout's wait")
 
-// WithCheckoutConnWait bounds how long a checkout, once priced, waits for
-// one of the pool's connections: past max it is answered 503 "busy" with
-// Retry-After (1s) and writes nothing, and orders_checkout_busy_total
-// counts it. The in-flight limit (httpkit.LimitInFlight) bounds how many
-// requests are admitted, not how long they queue for the pool: when each
-// transaction gets slower (a slow network: the latency drill adds 200ms
-// to every round trip) the admitted requests would otherwise wait behind
-// each other until the clients time out and retry, a timeout storm. 0
-// waits as long as the request's context allows.
-func WithCheckoutConnWait(max time.Duration, reg prometheus.Registerer) Option {
+// newConnWait makes the checkout's connection wait (Config.CheckoutConnWait)
+// and its counter.
+func newConnWait(max time.Duration, reg prometheus.Registerer) connWait {
 	busy := prometheus.NewCounter(prometheus.CounterOpts{Name: "orders_checkout_busy_total",
 		Help: "Checkouts answered 503 busy: no database connection was free within CHECKOUT_CONN_WAIT."})
 	if reg != nil {
 		reg.MustRegister(busy)
 	}
-	return func(o *routeOptions) { o.connWait = connWait{max: max, busy: busy} }
+	return connWait{max: max, busy: busy}
 }
 
 // acquire takes a connection for a checkout within w.max (errBusy
@@ -149,17 +183,6 @@ func accepted(store *idempotency.Store, db interface {
 		known, err := store.Known(r.Context(), db, p.IdempotencyScope(), key)
 		return err == nil && known
 	}
-}
-
-// WithCheckoutShedder sheds checkouts (POST /v1/orders) with the guard
-// shed returns (overload.Shedder.Except), which runs after the caller is
-// authenticated and before the body is read: a request it refuses changes
-// nothing. The retry of a checkout whose Idempotency-Key is already stored
-// is admitted (a replay is one read, and shedding it would turn an
-// accepted order into an error for the client). Reads and cancels are
-// never shed.
-func WithCheckoutShedder(shed func(admit func(*http.Request) bool) func(http.Handler) http.Handler) Option {
-	return func(o *routeOptions) { o.shed = shed }
 }
 
 // encodePrivate writes a strong read: never stored by a browser or a CDN.
@@ -224,7 +247,7 @@ func decodePlace(store *idempotency.Store) kithttp.DecodeRequestFunc {
 // call, as it did when only the key's holder priced); the shared call
 // runs without the first caller's cancellation, bounded by the catalog
 // client's attempts and timeouts.
-func placeOrder(svc *ordersvc.Service, store *idempotency.Store, wait connWait) endpoint.Endpoint {
+func placeOrder(svc Service, store *idempotency.Store, wait connWait) endpoint.Endpoint {
 	var pricing singleflight.Group
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(placeRequest)
@@ -333,7 +356,7 @@ func decodeCancel(store *idempotency.Store) kithttp.DecodeRequestFunc {
 	}
 }
 
-func cancelOrder(svc *ordersvc.Service, store *idempotency.Store) endpoint.Endpoint {
+func cancelOrder(svc Service, store *idempotency.Store) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(cancelRequest)
 		resp, _, err := store.Do(ctx, svc.Pool(), r.idem, func(ctx context.Context, tx pgx.Tx) (idempotency.Response, error) {
@@ -359,10 +382,12 @@ func encodeVersioned(ctx context.Context, w http.ResponseWriter, resp any) error
 
 func orderID(r *http.Request) (string, error) {
 	id := r.PathValue("id")
-	if u, err := uuid.Parse(id); err != nil || len(id) != 36 || u.String() != strings.ToLower(id) {
+	// Exactly the canonical form (lower-case, hyphenated, as orders
+	// writes it): one order has one URL, as the API document says.
+	if u, err := uuid.Parse(id); err != nil || u.String() != id {
 		return "", httpkit.NewProblem(http.StatusNotFound, "not-found", "no such order")
 	}
-	return strings.ToLower(id), nil
+	return id, nil
 }
 
 type getRequest struct{ owner, id string }
@@ -379,7 +404,7 @@ func decodeGet(ctx context.Context, r *http.Request) (any, error) {
 	return getRequest{owner: p.Owner(), id: id}, nil
 }
 
-func getOrder(svc *ordersvc.Service) endpoint.Endpoint {
+func getOrder(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		o, err := ownedOrder(ctx, svc, req.(getRequest))
 		if err != nil {
@@ -390,7 +415,7 @@ func getOrder(svc *ordersvc.Service) endpoint.Endpoint {
 }
 
 // ownedOrder reads the order r names, if r's caller may see it.
-func ownedOrder(ctx context.Context, svc *ordersvc.Service, r getRequest) (order.Order, error) {
+func ownedOrder(ctx context.Context, svc Service, r getRequest) (order.Order, error) {
 	o, err := svc.Get(ctx, r.id)
 	if err != nil {
 		return order.Order{}, err
@@ -405,7 +430,7 @@ func ownedOrder(ctx context.Context, svc *ordersvc.Service, r getRequest) (order
 
 // orderEvents answers the order's outbox events; like getOrder, someone
 // else's order is not found. The relay's last error is for operators.
-func orderEvents(svc *ordersvc.Service) endpoint.Endpoint {
+func orderEvents(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(getRequest)
 		if _, err := ownedOrder(ctx, svc, r); err != nil {
@@ -482,7 +507,7 @@ func decodeList(ctx context.Context, r *http.Request) (any, error) {
 	return req, nil
 }
 
-func listOrders(svc *ordersvc.Service) endpoint.Endpoint {
+func listOrders(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(listRequest)
 		orders, next, err := svc.List(ctx, r.customerID, r.pageToken, r.limit)

@@ -51,13 +51,13 @@ type bundle struct {
 
 // setup runs orders' HTTP API over its own database, pricing through the
 // real catalog (catalogtest) behind a proxy the test can cut.
-func setup(t testing.TB, opts ...orderhttp.Option) *bundle {
+func setup(t testing.TB, opts ...func(*orderhttp.Config)) *bundle {
 	t.Helper()
 	return setupPricer(t, nil, opts...)
 }
 
 // setupPricer is setup with catalog's client wrapped by wrap (nil: as is).
-func setupPricer(t testing.TB, wrap func(ordersvc.Pricer) ordersvc.Pricer, opts ...orderhttp.Option) *bundle {
+func setupPricer(t testing.TB, wrap func(ordersvc.Pricer) ordersvc.Pricer, opts ...func(*orderhttp.Config)) *bundle {
 	t.Helper()
 	db := testinfra.Postgres(t, migrations.FS)
 	cat := catalogtest.Start(t)
@@ -87,7 +87,11 @@ func setupPricer(t testing.TB, wrap func(ordersvc.Pricer) ordersvc.Pricer, opts 
 		t.Fatal(err)
 	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), http.NotFoundHandler())
-	orderhttp.Routes(mux, svc, store, authz, log, opts...)
+	cfg := orderhttp.Config{Authz: authz, Log: log, Idempotency: store}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	orderhttp.Routes(mux, svc, cfg)
 	// Every request and answer is held to the API's contract.
 	srv := httptest.NewServer(openapitest.Load(t, ordersapi.OpenAPI()).Handler(t,
 		httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes))))
@@ -228,8 +232,10 @@ func TestPlaceOrderPricesOnceAndCommitsOrderEventAndKey(t *testing.T) {
 	if c := b.counts(t); c != [4]int{1, 2, 1, 1} {
 		t.Fatalf("rows (orders, lines, outbox, keys) = %v", c)
 	}
-	// Unknown and malformed ids are 404.
-	for _, id := range []string{"0192f5d2-8c1e-7000-8000-000000000001", "nope"} {
+	// Unknown and malformed ids are 404, and so is the order's own id in
+	// any form but the canonical one (one order, one URL).
+	for _, id := range []string{"0192f5d2-8c1e-7000-8000-000000000001", "nope", strings.ToUpper(o.ID),
+		"{" + o.ID + "}", "urn:uuid:" + o.ID, strings.ReplaceAll(o.ID, "-", "")} {
 		if r := b.do(t, "GET", "/v1/orders/"+id, nil, nil); r.status != http.StatusNotFound {
 			t.Errorf("GET %s = %d", id, r.status)
 		}
@@ -478,7 +484,7 @@ func TestPricingHoldsNoConnection(t *testing.T) {
 func TestCheckoutBusyWhenNoConnectionIsFree(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	b := setup(t, orderhttp.WithCheckoutConnWait(100*time.Millisecond, reg))
+	b := setup(t, func(c *orderhttp.Config) { c.CheckoutConnWait, c.Registerer = 100*time.Millisecond, reg })
 	var held []*pgxpool.Conn
 	for range b.db.Pool.Config().MaxConns {
 		c, err := b.db.Pool.Acquire(t.Context())

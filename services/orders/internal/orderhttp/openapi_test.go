@@ -2,11 +2,11 @@ package orderhttp_test
 
 import (
 	"bytes"
-	"log/slog"
 	"net/http"
 	"testing"
 
 	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
+	"github.com/shopfloor/shopfloor/pkg/idempotency"
 	"github.com/shopfloor/shopfloor/services/orders/internal/orderhttp"
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
 )
@@ -20,8 +20,12 @@ func TestOpenAPIDocumentsEveryRouteAndNothingElse(t *testing.T) {
 	authz := openapitest.Verifier(t, "orders")
 	mux := http.NewServeMux()
 	// Routes only mounts handlers; it calls nothing on the service or the
-	// store. The shedder option mounts no route of its own.
-	orderhttp.Routes(mux, nil, nil, authz, slog.New(slog.DiscardHandler))
+	// store. The shedder mounts no route of its own.
+	store, err := idempotency.New(idempotency.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orderhttp.Routes(mux, nil, orderhttp.Config{Authz: authz, Idempotency: store})
 	doc.CheckRoutes(t, openapitest.Patterns(mux))
 }
 

@@ -53,7 +53,7 @@ func TestCheckoutShedsWhilePaymentsAreBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	runShedder(t, shedder)
-	b := setup(t, orderhttp.WithCheckoutShedder(shedder.Except))
+	b := setup(t, func(c *orderhttp.Config) { c.CheckoutShedder = shedder.Except })
 
 	firstBody := b.order()
 	if r := b.do(t, "POST", "/v1/orders", firstBody, key("before")); r.status != http.StatusCreated {
@@ -125,11 +125,13 @@ func TestCheckoutShedsWhileOrdersWaitForPayment(t *testing.T) {
 	// The shedder reads the test's database, which setup creates: the
 	// guard looks it up per request.
 	var shedder *overload.Shedder
-	b := setup(t, orderhttp.WithCheckoutShedder(func(admit func(*http.Request) bool) func(http.Handler) http.Handler {
-		return func(next http.Handler) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { shedder.Except(admit)(next).ServeHTTP(w, r) })
+	b := setup(t, func(c *orderhttp.Config) {
+		c.CheckoutShedder = func(admit func(*http.Request) bool) func(http.Handler) http.Handler {
+			return func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { shedder.Except(admit)(next).ServeHTTP(w, r) })
+			}
 		}
-	}))
+	})
 	var err error
 	shedder, err = overload.New(overload.Config{Threshold: 300 * time.Millisecond, Interval: 20 * time.Millisecond},
 		overload.PendingOrders(b.db.Pool, skip))

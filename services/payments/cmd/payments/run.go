@@ -90,7 +90,7 @@ func wireAPI(app *service.App, cfg *Config, svc *paymentsvc.Service, jobs *jobqu
 		return err
 	}
 	mux := http.NewServeMux()
-	paymenthttp.Routes(mux, svc, store, jobs, app.Authz, app.Log)
+	paymenthttp.Routes(mux, svc, paymenthttp.Config{Authz: app.Authz, Log: app.Log, Idempotency: store, Jobs: jobs})
 	app.OpenAPI(mux)
 	app.Every("prune", time.Minute, func(ctx context.Context) error {
 		_, err1 := store.Prune(ctx, app.Pool, 1000)

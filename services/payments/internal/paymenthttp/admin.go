@@ -23,7 +23,7 @@ import (
 //	                                       good; the operator (token subject)
 //	                                       and the reason go to the audit log
 //	GET  /v1/admin/audit?action=&limit=    the audit log, newest first
-func adminRoutes(admin *http.ServeMux, svc *paymentsvc.Service, log *slog.Logger, enc kithttp.ServerOption) {
+func adminRoutes(admin *http.ServeMux, svc Service, log *slog.Logger, enc kithttp.ServerOption) {
 	admin.Handle("GET /v1/admin/refunds", httpkit.NewKitServer(func(ctx context.Context, _ any) (any, error) {
 		open, err := svc.OpenRefunds(ctx, 200)
 		return map[string]any{"refunds": open}, err

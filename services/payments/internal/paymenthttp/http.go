@@ -14,7 +14,9 @@ import (
 	"github.com/go-kit/kit/endpoint"
 	kithttp "github.com/go-kit/kit/transport/http"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/shopfloor/shopfloor/pkg/audit"
 	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
@@ -27,6 +29,35 @@ import (
 
 // StoredHeaders are the response fields an idempotent replay repeats.
 func StoredHeaders() []string { return []string{"Content-Type", "Location", "Cache-Control"} }
+
+// Service is what the routes call: payments' use cases
+// (*paymentsvc.Service), declared here where they are used.
+type Service interface {
+	// Pool is the database the idempotency store's transactions run on.
+	Pool() *pgxpool.Pool
+	Create(ctx context.Context, tx pgx.Tx, key string, in paymentsvc.CreateInput) (payment.Payment, error)
+	Get(ctx context.Context, id, customerID string) (payment.Payment, error)
+	GetByOrder(ctx context.Context, orderID, customerID string) (payment.Payment, error)
+	Calls(ctx context.Context, paymentID string) ([]paymentsapi.ProviderCall, error)
+	OpenRefunds(ctx context.Context, limit int) ([]paymentsapi.OpenRefund, error)
+	AbandonRefund(ctx context.Context, refundID, actor, reason string) (paymentsapi.OpenRefund, error)
+	Audit(ctx context.Context, actionPrefix string, limit int) ([]audit.Entry, error)
+}
+
+var _ Service = (*paymentsvc.Service)(nil)
+
+// Config is what the routes need beside the use cases.
+type Config struct {
+	// Authz verifies bearer tokens (ADR 0022). Required.
+	Authz *auth.Verifier
+	// Log receives what the error encoder logs (500s). nil: discarded.
+	Log *slog.Logger
+	// Idempotency stores POST /v1/payments' Idempotency-Key answers. Required.
+	Idempotency *idempotency.Store
+	// Jobs is the job queue whose operator tools /v1/admin/queues/ serves
+	// (jobqueue.Client.AdminRoutes). Required.
+	Jobs *jobqueue.Client
+}
 
 // Routes mounts payments' API on mux. Who may call (ADR 0022):
 //
@@ -48,7 +79,13 @@ func StoredHeaders() []string { return []string{"Content-Type", "Location", "Cac
 // audit log; mounted on the admin listener only, ADR 0023) is for
 // operators. GET /v1/openapi.yaml is for anyone: the API's contract
 // (paymentsapi.OpenAPI), documentation.
-func Routes(mux *http.ServeMux, svc *paymentsvc.Service, store *idempotency.Store, jobs *jobqueue.Client, authz *auth.Verifier, log *slog.Logger) {
+// Routes panics when a required Config field is missing: a wiring
+// mistake.
+func Routes(mux *http.ServeMux, svc Service, cfg Config) {
+	if cfg.Authz == nil || cfg.Idempotency == nil || cfg.Jobs == nil {
+		panic("paymenthttp.Routes: Config.Authz, Config.Idempotency and Config.Jobs are required")
+	}
+	log, store := cfg.Log, cfg.Idempotency
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
 	replay := func(_ context.Context, w http.ResponseWriter, resp any) error {
 		idempotency.WriteResponse(w, resp.(idempotency.Response))
@@ -56,19 +93,19 @@ func Routes(mux *http.ServeMux, svc *paymentsvc.Service, store *idempotency.Stor
 	}
 	operator := auth.AnyOf(auth.RoleOperator)
 	ownerOrOperator := auth.AnyOf(auth.RoleCustomer, auth.RoleOperator)
-	mux.Handle("POST /v1/payments", authz.Handle(operator,
+	mux.Handle("POST /v1/payments", cfg.Authz.Handle(operator,
 		httpkit.NewKitServer(createPayment(svc, store), decodeCreate(store), replay, log, enc)))
-	mux.Handle("GET /v1/payments/{id}", authz.Handle(ownerOrOperator,
+	mux.Handle("GET /v1/payments/{id}", cfg.Authz.Handle(ownerOrOperator,
 		httpkit.NewKitServer(getPayment(svc), decodeGet, encodePrivate, log, enc)))
-	mux.Handle("GET /v1/payments", authz.Handle(auth.AnyOf(auth.RoleCustomer, auth.RoleOperator, auth.RoleService),
+	mux.Handle("GET /v1/payments", cfg.Authz.Handle(auth.AnyOf(auth.RoleCustomer, auth.RoleOperator, auth.RoleService),
 		httpkit.NewKitServer(getByOrder(svc), decodeByOrder, encodePrivate, log, enc)))
-	mux.Handle("/v1/admin/", authz.Handle(operator, adminMux(svc, jobs, log, enc)))
+	mux.Handle("/v1/admin/", cfg.Authz.Handle(operator, adminMux(svc, cfg.Jobs, log, enc)))
 	mux.Handle("GET /v1/openapi.yaml", httpkit.Document(httpkit.ContentTypeYAML, paymentsapi.OpenAPI()))
 }
 
 // adminMux is the admin API Routes mounts at /v1/admin/ behind the
 // operator check: the job queue's tools and adminRoutes.
-func adminMux(svc *paymentsvc.Service, jobs *jobqueue.Client, log *slog.Logger, enc kithttp.ServerOption) *http.ServeMux {
+func adminMux(svc Service, jobs *jobqueue.Client, log *slog.Logger, enc kithttp.ServerOption) *http.ServeMux {
 	admin := http.NewServeMux()
 	jobs.AdminRoutes(admin, "/v1/admin/queues")
 	adminRoutes(admin, svc, log, enc)
@@ -122,7 +159,7 @@ func decodeCreate(store *idempotency.Store) kithttp.DecodeRequestFunc {
 // status URL. The attempt has no customer (the body cannot name one: an
 // operator cannot vouch for whose order it is); order.placed of the order
 // records it, and until then only operators read the payment.
-func createPayment(svc *paymentsvc.Service, store *idempotency.Store) endpoint.Endpoint {
+func createPayment(svc Service, store *idempotency.Store) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(createRequest)
 		resp, _, err := store.Do(ctx, svc.Pool(), r.idem, func(ctx context.Context, tx pgx.Tx) (idempotency.Response, error) {
@@ -160,7 +197,7 @@ func decodeGet(ctx context.Context, r *http.Request) (any, error) {
 	return readRequest{id: r.PathValue("id"), owner: p.Owner()}, nil
 }
 
-func getPayment(svc *paymentsvc.Service) endpoint.Endpoint {
+func getPayment(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(readRequest)
 		p, err := svc.Get(ctx, r.id, r.owner)
@@ -193,7 +230,7 @@ func decodeByOrder(ctx context.Context, r *http.Request) (any, error) {
 	return readRequest{id: id, owner: owner}, nil
 }
 
-func getByOrder(svc *paymentsvc.Service) endpoint.Endpoint {
+func getByOrder(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		r := req.(readRequest)
 		p, err := svc.GetByOrder(ctx, r.id, r.owner)

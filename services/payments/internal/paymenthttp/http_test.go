@@ -76,7 +76,7 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	mux := httpkit.NewMux(httpkit.NewHealth(), http.NotFoundHandler())
-	paymenthttp.Routes(mux, svc, store, jobs, authz, log)
+	paymenthttp.Routes(mux, svc, paymenthttp.Config{Authz: authz, Log: log, Idempotency: store, Jobs: jobs})
 	// Every request and answer is held to the API's contract.
 	srv := httptest.NewServer(openapitest.Load(t, paymentsapi.OpenAPI()).Handler(t, mux))
 	t.Cleanup(srv.Close)

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/shopfloor/shopfloor/pkg/httpkit/openapitest"
+	"github.com/shopfloor/shopfloor/pkg/idempotency"
+	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/services/payments/internal/paymenthttp"
 	"github.com/shopfloor/shopfloor/services/payments/paymentsapi"
 )
@@ -22,8 +24,16 @@ func TestOpenAPIDocumentsEveryRouteAndNothingElse(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	mux := http.NewServeMux()
 	// Routes only mounts handlers; it calls nothing on the service, the
-	// store or the job queue.
-	paymenthttp.Routes(mux, nil, nil, nil, authz, log)
+	// store or the job queue (which has no database here).
+	store, err := idempotency.New(idempotency.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := jobqueue.New(nil, jobqueue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paymenthttp.Routes(mux, nil, paymenthttp.Config{Authz: authz, Log: log, Idempotency: store, Jobs: jobs})
 	doc.CheckRoutes(t, openapitest.Expand(openapitest.Patterns(mux), "/v1/admin/", openapitest.Patterns(paymenthttp.AdminMux(log))))
 }
 

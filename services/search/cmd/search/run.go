@@ -46,7 +46,7 @@ func wire(ctx context.Context, app *service.App, cfg *Config) error {
 	}
 	if app.Has(service.RoleAPI) {
 		mux := http.NewServeMux()
-		indexhttp.Routes(mux, indexsvc.NewSearcher(app.Pool, products, orders, lags), app.Authz, app.Log)
+		indexhttp.Routes(mux, indexsvc.NewSearcher(app.Pool, products, orders, lags), indexhttp.Config{Authz: app.Authz, Log: app.Log})
 		app.OpenAPI(mux)
 	}
 	return nil

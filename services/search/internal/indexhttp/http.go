@@ -25,13 +25,25 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/services/search/internal/index"
+	"github.com/shopfloor/shopfloor/services/search/internal/indexsvc"
 	"github.com/shopfloor/shopfloor/services/search/searchapi"
 )
 
-// Searcher is what the endpoints need (indexsvc.Searcher).
-type Searcher interface {
+// Service is what the routes call: search's queries (*indexsvc.Searcher),
+// declared here where they are used.
+type Service interface {
 	Products(ctx context.Context, q index.ProductQuery) (searchapi.ProductResults, error)
 	Orders(ctx context.Context, q index.OrderQuery) (searchapi.OrderResults, error)
+}
+
+var _ Service = (*indexsvc.Searcher)(nil)
+
+// Config is what the routes need beside the queries.
+type Config struct {
+	// Authz verifies bearer tokens (ADR 0022). Required.
+	Authz *auth.Verifier
+	// Log receives what the error encoder logs (500s). nil: discarded.
+	Log *slog.Logger
 }
 
 // Routes mounts search's API on mux. Who may call (ADR 0022):
@@ -48,8 +60,14 @@ type Searcher interface {
 // Bad parameters are answered 400 application/problem+json, class
 // "invalid-query", with every bad parameter named in errors[].field.
 // Answers are never cached (Cache-Control: no-store): they are only as
-// fresh as their headers say.
-func Routes(mux *http.ServeMux, svc Searcher, authz *auth.Verifier, log *slog.Logger) {
+// fresh as their headers say. Search has no admin routes (its operator
+// tools are commands: replay, dlq). Routes panics when a required Config
+// field is missing: a wiring mistake.
+func Routes(mux *http.ServeMux, svc Service, cfg Config) {
+	if cfg.Authz == nil {
+		panic("indexhttp.Routes: Config.Authz is required")
+	}
+	authz, log := cfg.Authz, cfg.Log
 	enc := kithttp.ServerErrorEncoder(errorEncoder(log))
 	mux.Handle("GET /v1/openapi.yaml", httpkit.Document(httpkit.ContentTypeYAML, searchapi.OpenAPI()))
 	mux.Handle("GET /v1/search/products", httpkit.NewKitServer(searchProducts(svc), decodeProducts, encode, log, enc))
@@ -76,7 +94,7 @@ func decodeOrders(ctx context.Context, r *http.Request) (any, error) {
 	return index.ParseOrderQuery(q)
 }
 
-func searchProducts(svc Searcher) endpoint.Endpoint {
+func searchProducts(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		res, err := svc.Products(ctx, req.(index.ProductQuery))
 		if err != nil {
@@ -86,7 +104,7 @@ func searchProducts(svc Searcher) endpoint.Endpoint {
 	}
 }
 
-func searchOrders(svc Searcher) endpoint.Endpoint {
+func searchOrders(svc Service) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		res, err := svc.Orders(ctx, req.(index.OrderQuery))
 		if err != nil {

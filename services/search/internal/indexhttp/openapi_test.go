@@ -2,7 +2,6 @@ package indexhttp_test
 
 import (
 	"bytes"
-	"log/slog"
 	"net/http"
 	"testing"
 
@@ -21,7 +20,7 @@ func TestOpenAPIDocumentsEveryRouteAndNothingElse(t *testing.T) {
 	authz := openapitest.Verifier(t, "search")
 	mux := http.NewServeMux()
 	// Routes only mounts handlers; it calls nothing on the searcher.
-	indexhttp.Routes(mux, nil, authz, slog.New(slog.DiscardHandler))
+	indexhttp.Routes(mux, nil, indexhttp.Config{Authz: authz})
 	doc.CheckRoutes(t, openapitest.Patterns(mux))
 }
 

@@ -130,7 +130,7 @@ func StartWith(tb testing.TB, opts Options) *Search {
 	}
 	s.operator = "Bearer " + s.Issuer.Operator(tb, "search")
 	mux := httpkit.NewMux(httpkit.NewHealth(), nil)
-	indexhttp.Routes(mux, indexsvc.NewSearcher(s.Pool, s.Products, s.Orders, s.Lags), authz, s.Log)
+	indexhttp.Routes(mux, indexsvc.NewSearcher(s.Pool, s.Products, s.Orders, s.Lags), indexhttp.Config{Authz: authz, Log: s.Log})
 	// Every request and answer is held to the API's contract.
 	srv := httptest.NewServer(openapitest.Load(tb, searchapi.OpenAPI()).Handler(tb,
 		httpkit.Chain(mux, httpkit.LimitBody(httpkit.DefaultMaxBodyBytes))))
