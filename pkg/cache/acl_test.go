@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -84,22 +85,25 @@ func TestACLUserRunsTheCacheAndIsRefusedOutsideItsPrefix(t *testing.T) {
 		}
 		return nil
 	})
-	if _, _, err := a.Get(ctx, "gone", "en"); err != cache.ErrNotFound {
+	if _, _, err := a.Get(ctx, "gone", "en"); !errors.Is(err, cache.ErrNotFound) {
 		t.Fatalf("missing product: %v", err)
 	}
 	if _, m, _ := b.Get(ctx, "gone", "en"); m.Result != cache.Negative {
 		t.Fatalf("missing product again: %s, want the negative marker from Redis", m.Result)
 	}
 
+	// Outside the cache's namespace (r.Prefix + ":*") but under the test's
+	// prefix, so that testinfra deletes it should a refusal fail.
+	elsewhere := r.Prefix + "-elsewhere"
 	for _, cmd := range [][]any{
-		{"SET", "elsewhere:key", "x"},
-		{"GET", strings.TrimSuffix(r.Prefix, ":") + "-other:key"},
-		{"PUBLISH", "elsewhere:channel", "x"},
+		{"SET", elsewhere, "x"},
+		{"GET", elsewhere},
+		{"PUBLISH", elsewhere, "x"},
 		{"FLUSHDB"},
 		{"KEYS", "*"},
 		{"SCAN", "0"},
 		{"CONFIG", "GET", "maxmemory-policy"},
-		{"EVAL", "return redis.call('SET', 'elsewhere:key', 'x')", "0"},
+		{"EVAL", "return redis.call('SET', KEYS[1], 'x')", "1", elsewhere},
 	} {
 		// NOPERM; inside a script Redis says "can't access" instead.
 		err := rdb.Do(ctx, cmd...).Err()
@@ -107,11 +111,10 @@ func TestACLUserRunsTheCacheAndIsRefusedOutsideItsPrefix(t *testing.T) {
 			t.Errorf("%v as the cache's user: %v, want NOPERM", cmd, err)
 		}
 	}
-	if n, err := r.Client.Exists(ctx, "elsewhere:key").Result(); err != nil || n != 0 {
-		t.Errorf("elsewhere:key exists (%d, %v): a refused write went through", n, err)
+	if n, err := r.Client.Exists(ctx, elsewhere).Result(); err != nil || n != 0 {
+		t.Errorf("%s exists (%d, %v): a refused write went through", elsewhere, n, err)
 	}
 }
-
 
 // ADR 0008: a version pointer must never expire or be evicted (an evicted
 // pointer lets a slow reader store an old version as current again), so
@@ -125,12 +128,12 @@ func TestPointersHaveNoTTLAndEverythingElseHasOne(t *testing.T) {
 	src.put(product{ID: "p", Name: "Lamp", Version: 1})
 	src.put(product{ID: "q", Name: "Desk", Version: 1})
 	c := newCache(t, r.Client, r.Prefix, src, cache.Config{})
-	get(t, c, "p")                                       // pointer and value stored by a reader
+	get(t, c, "p")                                    // pointer and value stored by a reader
 	if err := c.Invalidate(ctx, "q", 3); err != nil { // pointer moved by a writer
 		t.Fatal(err)
 	}
 	get(t, c, "q")
-	if _, _, err := c.Get(ctx, "gone", "en"); err != cache.ErrNotFound {
+	if _, _, err := c.Get(ctx, "gone", "en"); !errors.Is(err, cache.ErrNotFound) {
 		t.Fatalf("missing product: %v", err)
 	}
 	kinds := map[string]int{}

@@ -219,7 +219,12 @@ func TestServeMuxesTracesThePublicListenerAsTheEdgeAndMarksEveryAnswerNoSniff(t 
 	api.Open(routes)
 	served := make(chan error, 1)
 	go func() { served <- rt.ServeMuxes(ctx, service.HTTP{}, lns, m, health) }()
-	defer func() { cancel(); <-served }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve after cancel: %v", err)
+		}
+	}()
 	public, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
 	testinfra.WaitReady(t, public+"/readyz", 10*time.Second)
 
