@@ -1,12 +1,21 @@
 package compose_test
 
 import (
+	"context"
+	"errors"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/shopfloor/shopfloor/pkg/cache"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
 
 // TestRedisHasACLUsersAndCannotEvictVersionPointers: Redis starts with an
@@ -77,4 +86,78 @@ func deref(v *string) string {
 		return "<unset>"
 	}
 	return *v
+}
+
+// TestRedisStartScriptLetsCatalogInAndNobodyElse runs the redis service's
+// start script as compose would, with the machine's redis-server in place
+// of the image's entrypoint and a Unix socket in place of the port: the
+// ACL file it writes is private, the default user needs REDIS_PASSWORD,
+// catalog (with its REDIS_URL's credentials) may use the cache's keys and
+// nothing else, and the eviction policy is in force.
+func TestRedisStartScriptLetsCatalogInAndNobodyElse(t *testing.T) {
+	t.Parallel()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if testing.Short() {
+			t.Skip("redis-server not found")
+		}
+		t.Fatal("redis-server not found: apt-get install redis-server")
+	}
+	p := load(t)
+	r := p.Services["redis"]
+	if len(r.Entrypoint) != 2 || r.Entrypoint[0] != "sh" || r.Entrypoint[1] != "-c" || len(r.Command) != 1 {
+		t.Fatalf("redis: entrypoint %q command %q, want sh -c SCRIPT", r.Entrypoint, r.Command)
+	}
+	dir := t.TempDir()
+	sock, acl := filepath.Join(dir, "redis.sock"), filepath.Join(dir, "users.acl")
+	script := strings.ReplaceAll(r.Command[0], "/data/users.acl", acl)
+	script = strings.Replace(script, "exec docker-entrypoint.sh redis-server", "exec "+bin+" --port 0 --unixsocket "+sock+" --dir "+dir, 1)
+	cmd := exec.Command("sh", "-c", script)
+	for k, v := range r.Environment {
+		if v != nil {
+			cmd.Env = append(cmd.Env, k+"="+*v)
+		}
+	}
+	cmd.Env = append(cmd.Env, "PATH="+os.Getenv("PATH"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	u, err := url.Parse(*p.Services["catalog"].Environment["REDIS_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	catalogPassword, _ := u.User.Password()
+	client := func(user, password string) *redis.Client {
+		c := redis.NewClient(&redis.Options{Network: "unix", Addr: sock, Username: user, Password: password, DisableIdentity: true})
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	ctx := context.Background()
+	admin := client("", testSecrets["REDIS_PASSWORD"])
+	testinfra.Eventually(t, 10*time.Second, func() error { return admin.Ping(ctx).Err() })
+	if fi, err := os.Stat(acl); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("the ACL file has mode %v, want 0600 (it holds the passwords)", fi.Mode().Perm())
+	}
+	if policy, err := admin.ConfigGet(ctx, "maxmemory-policy").Result(); err != nil || policy["maxmemory-policy"] != "volatile-lru" {
+		t.Errorf("maxmemory-policy %v %v", policy, err)
+	}
+	if err := client("", "").Ping(ctx).Err(); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
+		t.Errorf("PING without a password: %v, want NOAUTH", err)
+	}
+	catalog := client(u.User.Username(), catalogPassword)
+	if err := catalog.Set(ctx, "shopfloor:product:s1:ptr:p", "1", 0).Err(); err != nil {
+		t.Errorf("catalog SET in its namespace: %v", err)
+	}
+	for _, cmd := range [][]any{{"SET", "other:key", "x"}, {"FLUSHDB"}, {"CONFIG", "SET", "maxmemory-policy", "allkeys-lru"}} {
+		var rerr redis.Error
+		if err := catalog.Do(ctx, cmd...).Err(); !errors.As(err, &rerr) || !strings.HasPrefix(err.Error(), "NOPERM") {
+			t.Errorf("%v as catalog: %v, want NOPERM", cmd, err)
+		}
+	}
 }
