@@ -15,6 +15,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/chaos/invariant"
 	"github.com/shopfloor/shopfloor/chaos/target"
+	"github.com/shopfloor/shopfloor/pkg/cache"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 )
 
@@ -170,7 +171,7 @@ func flushRedis(ctx context.Context, r *Run) error {
 	f.at = time.Now()
 	flushes.Store(r, f)
 	f.sizeAfter, _ = r.Sys.RedisDBSize(ctx)
-	r.Logf("FLUSHDB %s: DBSIZE %d → %d", r.Sys.Redis, f.sizeBefore, f.sizeAfter)
+	r.Logf("FLUSHDB %s: DBSIZE %d → %d", cache.RedactURL(r.Sys.Redis), f.sizeBefore, f.sizeAfter)
 	if !sleep(ctx, flushWindow-time.Since(f.at)) {
 		f.err = ctx.Err()
 		return nil

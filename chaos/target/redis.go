@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/shopfloor/shopfloor/pkg/cache"
 )
 
 // CacheNamespace is the prefix of every key the system's caches write
@@ -16,8 +19,13 @@ const CacheNamespace = "shopfloor:"
 
 // ComposeRedisURL is the compose topology's Redis as
 // chaos/compose.chaos.yaml publishes it on the host (the redis service's
-// 6379 at 127.0.0.1:16379; catalog uses database 0).
-const ComposeRedisURL = "redis://127.0.0.1:16379/0"
+// 6379 at 127.0.0.1:16379; catalog uses database 0), logged in as its
+// default user, the operator's, with password (REDIS_PASSWORD of
+// deploy/compose/.env; ADR 0036). catalog's own user could not FLUSHDB.
+func ComposeRedisURL(password string) string {
+	u := url.URL{Scheme: "redis", User: url.UserPassword("default", password), Host: "127.0.0.1:16379", Path: "/0"}
+	return u.String()
+}
 
 // LocalRedisURL is the Redis database of a deploy/local run that uses
 // SHOPFLOOR_REDIS_DB=db: the machine's server, directly (not through
@@ -47,7 +55,7 @@ func (s *System) redisClient() (*redis.Client, error) {
 	}
 	o, err := redis.ParseURL(s.Redis)
 	if err != nil {
-		return nil, fmt.Errorf("redis %s: %w", s.Redis, err)
+		return nil, fmt.Errorf("redis %s: %w", cache.RedactURL(s.Redis), err)
 	}
 	return redis.NewClient(o), nil
 }
@@ -61,7 +69,7 @@ func (s *System) RedisDBSize(ctx context.Context) (int64, error) {
 	defer c.Close()
 	n, err := c.DBSize(ctx).Result()
 	if err != nil {
-		return 0, fmt.Errorf("redis %s: DBSIZE: %w", s.Redis, err)
+		return 0, fmt.Errorf("redis %s: DBSIZE: %w", cache.RedactURL(s.Redis), err)
 	}
 	return n, nil
 }
@@ -80,7 +88,7 @@ func (s *System) RedisCount(ctx context.Context, pattern string) (int64, error) 
 		n++
 	}
 	if err := iter.Err(); err != nil {
-		return n, fmt.Errorf("redis %s: SCAN %s: %w", s.Redis, pattern, err)
+		return n, fmt.Errorf("redis %s: SCAN %s: %w", cache.RedactURL(s.Redis), pattern, err)
 	}
 	return n, nil
 }
@@ -100,18 +108,18 @@ func (s *System) RedisFlushDB(ctx context.Context) (int64, error) {
 	iter := c.Scan(ctx, 0, "*", 1000).Iterator()
 	for iter.Next(ctx) {
 		if k := iter.Val(); !strings.HasPrefix(k, CacheNamespace) {
-			return 0, fmt.Errorf("redis %s holds %q, not a key of the system (%s*): shared with something else (a test?); not flushing it", s.Redis, k, CacheNamespace)
+			return 0, fmt.Errorf("redis %s holds %q, not a key of the system (%s*): shared with something else (a test?); not flushing it", cache.RedactURL(s.Redis), k, CacheNamespace)
 		}
 	}
 	if err := iter.Err(); err != nil {
-		return 0, fmt.Errorf("redis %s: SCAN: %w", s.Redis, err)
+		return 0, fmt.Errorf("redis %s: SCAN: %w", cache.RedactURL(s.Redis), err)
 	}
 	before, err := c.DBSize(ctx).Result()
 	if err != nil {
-		return 0, fmt.Errorf("redis %s: DBSIZE: %w", s.Redis, err)
+		return 0, fmt.Errorf("redis %s: DBSIZE: %w", cache.RedactURL(s.Redis), err)
 	}
 	if err := c.FlushDB(ctx).Err(); err != nil {
-		return before, fmt.Errorf("redis %s: FLUSHDB: %w", s.Redis, err)
+		return before, fmt.Errorf("redis %s: FLUSHDB: %w", cache.RedactURL(s.Redis), err)
 	}
 	return before, nil
 }

@@ -48,6 +48,8 @@ var testSecrets = map[string]string{
 	"WEB_CLIENT_SECRET":           "test-web-client-secret-0",
 	"WEB_SESSION_SECRET":          "test-web-session-secret-0123456789abcdef",
 	"POSTGRES_PASSWORD":           "testpostgrespassword0",
+	"REDIS_PASSWORD":              "testredispassword0",
+	"REDIS_CATALOG_PASSWORD":      "testrediscatalogpassword0",
 }
 
 func env(m map[string]string) []string {

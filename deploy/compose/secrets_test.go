@@ -265,6 +265,10 @@ func TestSecretsReachOnlyWhoNeedsThem(t *testing.T) {
 		"POSTGRES_PASSWORD": func(s, k string) bool {
 			return (s == "postgres" && k == "POSTGRES_PASSWORD") || k == "DATABASE_URL"
 		},
+		"REDIS_PASSWORD": func(s, k string) bool { return s == "redis" && k == "REDISCLI_AUTH" },
+		"REDIS_CATALOG_PASSWORD": func(s, k string) bool {
+			return (s == "redis" && k == "REDIS_CATALOG_PASSWORD") || (strings.HasPrefix(s, "catalog") && k == "REDIS_URL")
+		},
 	}
 	seen := map[string]bool{}
 	for name, s := range p.Services {

@@ -57,8 +57,8 @@ if ! port_open 6379 && command -v redis-server >/dev/null; then
 fi
 
 # Secrets of this run directory, made once and kept (mode 0600), never a
-# default: the demo users' password and one client secret per service
-# client of the identity provider. identity.env is what `make token` and
+# default: the demo users' password, one client secret per service
+# client of the identity provider, and catalog's Redis password. identity.env is what `make token` and
 # the chaos drills read to sign in.
 secret() { head -c 33 /dev/urandom | base64 | tr -d '/+=' | head -c 40; }
 # A run directory made before a secret existed gets the missing ones.
@@ -66,7 +66,7 @@ secret() { head -c 33 /dev/urandom | base64 | tr -d '/+=' | head -c 40; }
 	umask 077
 	touch "$run/secrets.env"
 	for v in DEMO_PASSWORD ORDERS_CLIENT_SECRET PAYMENTS_CLIENT_SECRET NOTIFICATIONS_CLIENT_SECRET SEARCH_CLIENT_SECRET \
-		WEB_CLIENT_SECRET WEB_SESSION_SECRET; do
+		WEB_CLIENT_SECRET WEB_SESSION_SECRET REDIS_CATALOG_PASSWORD; do
 		grep -q "^$v=" "$run/secrets.env" || echo "$v=$(secret)" >>"$run/secrets.env"
 	done
 )
@@ -78,8 +78,22 @@ ISSUER="http://127.0.0.1:$IDENTITY_PORT"
 	printf 'IDENTITY_ISSUER=%s\nIDENTITY_DEMO_PASSWORD=%s\n' "$ISSUER" "$DEMO_PASSWORD" >"$run/identity.env"
 )
 # This run's Redis database (the cache's, without Toxiproxy): the one the
-# redis-flush drill may FLUSHDB, never another copy's.
+# redis-flush drill may FLUSHDB, never another copy's. The drills use the
+# machine's default user (an operator's); catalog does not.
 printf 'REDIS_URL=redis://127.0.0.1:6379/%s\n' "$REDIS_DB" >"$run/redis.env"
+# catalog's Redis user (ADR 0036): only the cache's commands on the cache's
+# keys and channels (pkg/cache ACLRules("shopfloor"); a test keeps the two
+# equal), with this run directory's REDIS_CATALOG_PASSWORD. One user per
+# Redis database, so two runs side by side (the end-to-end test's beside a
+# developer's) each keep their own password; it is deleted when the run
+# stops. redis-cli (needed above anyway) sets it up: no Go program for one
+# command. The password goes through stdin (-x), never a command line.
+# Redis ACLs cannot confine a user to a database: the run's database is
+# kept apart by convention, not by the ACL.
+REDIS_CATALOG_USER=shopfloor-catalog-$REDIS_DB
+redis_catalog_acl=(resetkeys resetchannels '~shopfloor:*' '&shopfloor:*' -@all +evalsha +eval +get +set +exists +del +publish +subscribe +unsubscribe +ping +hello +auth +select)
+printf '>%s' "$REDIS_CATALOG_PASSWORD" | redis-cli -h 127.0.0.1 -p 6379 -x ACL SETUSER "$REDIS_CATALOG_USER" reset on "${redis_catalog_acl[@]}" | grep -qx OK ||
+	{ echo "run: could not create the Redis user $REDIS_CATALOG_USER (ACL SETUSER on 127.0.0.1:6379; Redis 6.2 or later is needed)" >&2; exit 1; }
 
 echo "run: building"
 builds=(./services/identity/cmd/identity ./services/catalog/cmd/catalog ./services/orders/cmd/orders ./services/payments/cmd/payments
@@ -103,6 +117,7 @@ cleanup() {
 		[[ -n $pid ]] && kill -s "$sig" "$pid" 2>/dev/null && while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 	done
 	wait 2>/dev/null || true
+	redis-cli -h 127.0.0.1 -p 6379 ACL DELUSER "$REDIS_CATALOG_USER" >/dev/null 2>&1 || true
 	rm -f "$run/run.pid" "$run/ready" "$run/pids/"*
 }
 trap cleanup EXIT
@@ -284,7 +299,7 @@ wait_ready identity "http://127.0.0.1:$IDENTITY_ADMIN_PORT/readyz"
 # --- services ---------------------------------------------------------------
 # Every API verifies bearer tokens of the issuer (AUTH_ISSUER, pkg/auth).
 common=(NATS_URL="nats://127.0.0.1:$TOXI_NATS" LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER")
-catalog_env=("${common[@]}" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://127.0.0.1:$TOXI_REDIS/$REDIS_DB")
+catalog_env=("${common[@]}" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://$REDIS_CATALOG_USER:$REDIS_CATALOG_PASSWORD@127.0.0.1:$TOXI_REDIS/$REDIS_DB")
 # catalog's api reads are short and wait on the network, not the CPU: twice
 # the default pool (8), so a slow link to PostgreSQL (the latency drill:
 # 200ms a round trip, 2 queries a price lookup) does not queue lookups

@@ -24,7 +24,13 @@ type Package struct {
 
 // List runs `go list -json` on patterns in dir.
 func List(dir string, patterns ...string) ([]Package, error) {
-	args := append([]string{"list", "-e", "-json=ImportPath,Imports,TestImports,XTestImports"}, patterns...)
+	return goList[Package](dir, "ImportPath,Imports,TestImports,XTestImports", patterns...)
+}
+
+// goList runs `go list -e -json=fields` on patterns in dir and decodes
+// each package into a T.
+func goList[T any](dir, fields string, patterns ...string) ([]T, error) {
+	args := append([]string{"list", "-e", "-json=" + fields}, patterns...)
 	cmd := exec.Command("go", args...) //nolint:gosec // G204: fixed program, arguments from the test itself
 	cmd.Dir = dir
 	var stderr bytes.Buffer
@@ -33,10 +39,10 @@ func List(dir string, patterns ...string) ([]Package, error) {
 	if err != nil {
 		return nil, fmt.Errorf("go list: %w: %s", err, stderr.String())
 	}
-	var pkgs []Package
+	var pkgs []T
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
-		var p Package
+		var p T
 		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {

@@ -6,6 +6,9 @@
 //  1. A package under pkg/ never imports a package under services/.
 //  2. A package under services/<a>/ imports another service <b> only through
 //     services/<b>/<b>api (its public contract: DTOs, event payloads, client).
+//  3. No binary (main package) compiles in a module of BannedModules
+//     (abandoned ones: hystrix-go and handy, which go-kit's circuitbreaker
+//     package drags in), checked on `go list -deps` (BannedDeps).
 //
 // Go's internal/ rule already stops services/<b>/internal/... from being
 // imported elsewhere; rule 2 also covers non-internal packages such as

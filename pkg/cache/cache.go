@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	neturl "net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/sony/gobreaker"
 	"golang.org/x/sync/singleflight"
 )
@@ -73,7 +75,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	if c.Namespace == "" {
-		c.Namespace = "shopfloor"
+		c.Namespace = defaultNamespace
 	}
 	if c.SchemaVersion <= 0 {
 		c.SchemaVersion = 1
@@ -216,27 +218,27 @@ if not v then return {0, false, false} end
 return {0, v, redis.call('GET', ARGV[1] .. v .. ARGV[2])}
 `)
 
-// store writes a value under its version and moves the pointer forward only.
+// store writes a value under its version, with its hard TTL, and moves
+// the pointer forward only. The pointer has no TTL (see Pointers).
 var storeScript = redis.NewScript(`
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > cur then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-else
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('SET', KEYS[1], ARGV[1])
 end
 return 1
 `)
 
-// bump moves the pointer forward only, drops the negative marker and
-// tells every instance's near layer (ARGV[3] channel, ARGV[4] message).
+// bump moves the pointer forward only (no TTL), drops the negative marker
+// and tells every instance's near layer (ARGV[2] channel, ARGV[3]
+// message).
 var bumpScript = redis.NewScript(`
 redis.call('DEL', KEYS[2])
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > cur then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', KEYS[1], ARGV[1])
 end
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 `)
 
@@ -261,17 +263,31 @@ func (c *Cache[V]) redisDo(ctx context.Context, fn func(ctx context.Context) (an
 	return nil, false
 }
 
+// defaultNamespace is Config.Namespace's default.
+const defaultNamespace = "shopfloor"
+
 // ClientOptions parses a redis:// URL into options fit for a cache that
 // fails open: context deadlines bound every socket operation
 // (ContextTimeoutEnabled; without it go-redis waits its own read timeout
 // and a paused Redis costs seconds per request), short dial and pool
 // timeouts, and no retries (a failed read goes to the source instead).
+// An error names the URL without its password (RedactURL).
 func ClientOptions(url string) (*redis.Options, error) {
 	o, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("cache: redis URL: %w", err)
+		// url.Parse's errors quote the whole URL, password included.
+		var uerr *neturl.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, fmt.Errorf("cache: redis URL %s: %w", RedactURL(url), err)
 	}
 	o.ContextTimeoutEnabled = true
+	// Nothing on connecting beyond HELLO (and SELECT): no CLIENT SETINFO,
+	// no CLIENT MAINT_NOTIFICATIONS, so a user with only ACLRules is never
+	// refused (and ACL LOG stays for real refusals).
+	o.DisableIdentity = true
+	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	o.DialTimeout = 250 * time.Millisecond
 	o.PoolTimeout = 250 * time.Millisecond
 	o.MaxRetries = -1
@@ -488,7 +504,7 @@ func (c *Cache[V]) Invalidate(ctx context.Context, id string, version int64) err
 		c.near.invalidate(id, version)
 	}
 	_, ok := c.redisDo(ctx, func(ctx context.Context) (any, error) {
-		return nil, bumpScript.Run(ctx, c.rdb, []string{c.ptrKey(id), c.negKey(id)}, version, c.jittered(c.cfg.HardTTL).Milliseconds(),
+		return nil, bumpScript.Run(ctx, c.rdb, []string{c.ptrKey(id), c.negKey(id)}, version,
 			c.invalidationChannel(), id+" "+strconv.FormatInt(version, 10)).Err()
 	})
 	if !ok {

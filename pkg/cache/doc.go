@@ -15,6 +15,19 @@
 // on; schema: bump it when the encoding of V changes, and old entries are
 // simply never read again.)
 //
+// Values and negative markers always have a TTL; pointers never do: a
+// pointer that expired or was evicted would let a slow reader store an
+// older version as current again. Run Redis with a volatile-* eviction
+// policy (volatile-lru, volatile-ttl), which evicts only keys with a TTL,
+// so memory pressure drops values, never pointers (ADR 0008). A pointer
+// costs one small key per entity ever cached.
+//
+// # Redis ACL
+//
+// A Cache needs only ACLCommands on its namespace's keys and channels:
+// ACLRules(namespace) are the rules of such a user (ADR 0036). Errors
+// about a Redis URL show it without its password (RedactURL).
+//
 // # Contract
 //
 //   - Readers read the pointer and the value in one round trip (a Lua

@@ -100,11 +100,10 @@ func (c *Cache[V]) flushPending(ctx context.Context) bool {
 	defer c.pending.flushing.Store(false)
 	for c.pending.n.Load() > 0 {
 		batch := c.pending.snapshot(1000)
-		ttl := c.jittered(c.cfg.HardTTL).Milliseconds()
 		_, ok := c.redisDo(ctx, func(ctx context.Context) (any, error) {
 			_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 				for id, v := range batch {
-					bumpScript.Run(ctx, p, []string{c.ptrKey(id), c.negKey(id)}, v, ttl,
+					bumpScript.Run(ctx, p, []string{c.ptrKey(id), c.negKey(id)}, v,
 						c.invalidationChannel(), id+" "+strconv.FormatInt(v, 10))
 				}
 				return nil

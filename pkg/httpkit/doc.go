@@ -32,6 +32,11 @@
 //     NewAdminMux (/healthz, /readyz with each check's error, /metrics and
 //     the admin API under AdminPrefix). NewMux is the admin kind, for
 //     processes that only operators reach.
+//   - At the edge, the caller is not trusted with our traces: TraceEdge
+//     starts a new trace per request, linked to the caller's span, and
+//     drops incoming baggage (Trace, for internal listeners, continues the
+//     caller's). NoSniff marks every answer X-Content-Type-Options:
+//     nosniff.
 //
 // Not provided: authentication, CORS, rate limiting, response caching.
 // Those belong to the edge or to go-kit endpoint middleware.
@@ -54,7 +59,8 @@
 //		httpkit.EncodeJSON, logger))
 //
 //	handler := httpkit.Chain(mux,
-//		httpkit.Trace(tracerProvider, propagator, meterProvider),
+//		httpkit.TraceEdge(tracerProvider, propagator, meterProvider), // Trace on an internal listener
+//		httpkit.NoSniff(),
 //		httpkit.AccessLog(logger),
 //		httpkit.Recover(logger),
 //		httpkit.LimitBody(httpkit.DefaultMaxBodyBytes),

@@ -1,6 +1,7 @@
 package httpkit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -133,15 +136,62 @@ func LimitBody(maxBytes int64) Middleware {
 // that everything else runs inside the span. A nil provider or propagator
 // falls back to the otel global one (otelhttp's behaviour); pass them
 // explicitly, globals are not used in this repository.
+//
+// Trace trusts the caller's trace context and baggage: use it where only
+// the system's own processes call (the admin listener). At the edge use
+// TraceEdge.
 func Trace(tp trace.TracerProvider, prop propagation.TextMapPropagator, mp metric.MeterProvider) Middleware {
-	opts := []otelhttp.Option{
+	return traceWith(tp, prop, mp)
+}
+
+// TraceEdge is Trace for a listener that callers outside the system reach
+// (the public listener, ADR 0035). A traceparent from outside does not
+// make the server span its child: every request starts a new trace, and
+// the caller's span, when it sent a valid one, is attached as a span link
+// (so a trace viewer still leads from one to the other, but an outsider
+// can neither join our traces, choose our trace ids, nor force sampling).
+// Baggage from outside is dropped: the handler never sees it in its
+// context and nothing propagates it further. Everything else is as Trace.
+func TraceEdge(tp trace.TracerProvider, prop propagation.TextMapPropagator, mp metric.MeterProvider) Middleware {
+	if prop == nil {
+		prop = otel.GetTextMapPropagator()
+	}
+	return traceWith(tp, noBaggage{prop}, mp,
+		otelhttp.WithPublicEndpointFn(func(*http.Request) bool { return true }))
+}
+
+func traceWith(tp trace.TracerProvider, prop propagation.TextMapPropagator, mp metric.MeterProvider, extra ...otelhttp.Option) Middleware {
+	opts := append([]otelhttp.Option{
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithPropagators(prop),
 		otelhttp.WithMeterProvider(mp),
 		otelhttp.WithSpanNameFormatter(spanName),
-	}
+	}, extra...)
 	return func(next http.Handler) http.Handler {
 		return otelhttp.NewHandler(next, "http.server", opts...)
+	}
+}
+
+// noBaggage extracts with its propagator but keeps the context's own
+// baggage (none, at a server's entry) instead of the carrier's.
+type noBaggage struct{ propagation.TextMapPropagator }
+
+func (p noBaggage) Extract(ctx context.Context, c propagation.TextMapCarrier) context.Context {
+	return baggage.ContextWithBaggage(p.TextMapPropagator.Extract(ctx, c), baggage.FromContext(ctx))
+}
+
+// NoSniff sets X-Content-Type-Options: nosniff on every answer, before the
+// handler runs, so that errors, 404s and panics recovered inside carry it
+// too: a browser must take a response for the Content-Type it declares
+// (a JSON body with HTML in it is never rendered as a page). Answers
+// net/http writes itself without reaching a handler (a malformed request
+// line) do not pass through it.
+func NoSniff() Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			next.ServeHTTP(w, r)
+		})
 	}
 }
 

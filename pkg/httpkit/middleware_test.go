@@ -1,6 +1,7 @@
 package httpkit_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -9,11 +10,15 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 )
@@ -231,5 +236,95 @@ func TestTraceContinuesTheCallersTraceAndRecordsDuration(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no http.server.request.duration metric in %+v", rm)
+	}
+}
+
+// At the edge a caller's traceparent does not make our span its child: the
+// request gets a new trace with a link to the caller's span, and the
+// caller's baggage never reaches the handler. Trace, beside it, continues
+// the caller's trace with its baggage (so the test sees a difference).
+func TestTraceEdgeStartsANewLinkedTraceAndDropsBaggage(t *testing.T) {
+	t.Parallel()
+	const (
+		callerTrace = "0af7651916cd43dd8448eb211c80319c"
+		callerSpan  = "b7ad6b7169203331"
+	)
+	prop := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	for _, tt := range []struct {
+		name      string
+		trace     func(trace.TracerProvider, propagation.TextMapPropagator, metric.MeterProvider) httpkit.Middleware
+		wantChild bool
+	}{
+		{"edge", httpkit.TraceEdge, false},
+		{"internal", httpkit.Trace, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			spans := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+			t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			var seen baggage.Baggage
+			var inHandler trace.SpanContext
+			mux := httpkit.NewMux(httpkit.NewHealth(), nil)
+			mux.HandleFunc("GET /v1/items", func(_ http.ResponseWriter, r *http.Request) {
+				seen, inHandler = baggage.FromContext(r.Context()), trace.SpanContextFromContext(r.Context())
+			})
+			r := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/v1/items", nil)
+			r.Header.Set("Traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
+			r.Header.Set("Baggage", "tenant=acme,role=admin")
+			httpkit.Chain(mux, tt.trace(tp, prop, noop.NewMeterProvider())).ServeHTTP(httptest.NewRecorder(), r)
+
+			ended := spans.Ended()
+			if len(ended) != 1 {
+				t.Fatalf("%d spans, want 1", len(ended))
+			}
+			s := ended[0]
+			if !inHandler.Equal(s.SpanContext()) {
+				t.Fatalf("the handler runs in span %v, want the server span %v", inHandler, s.SpanContext())
+			}
+			if tt.wantChild {
+				if s.SpanContext().TraceID().String() != callerTrace || s.Parent().SpanID().String() != callerSpan {
+					t.Fatalf("internal: span in trace %s under %s, want a child of the caller's", s.SpanContext().TraceID(), s.Parent().SpanID())
+				}
+				if seen.Member("tenant").Value() != "acme" {
+					t.Fatalf("internal: baggage %q, want the caller's", seen)
+				}
+				return
+			}
+			if s.SpanContext().TraceID().String() == callerTrace || s.Parent().IsValid() {
+				t.Fatalf("edge: span in trace %s with parent %v, want a new root", s.SpanContext().TraceID(), s.Parent())
+			}
+			links := s.Links()
+			if len(links) != 1 || links[0].SpanContext.TraceID().String() != callerTrace || links[0].SpanContext.SpanID().String() != callerSpan {
+				t.Fatalf("edge: links %+v, want one to the caller's span", links)
+			}
+			if seen.Len() != 0 {
+				t.Fatalf("edge: the handler sees baggage %q", seen)
+			}
+		})
+	}
+}
+
+// Every answer carries X-Content-Type-Options: nosniff: a success, a 404
+// from the mux, a problem+json from a handler and the 500 of a recovered
+// panic.
+func TestNoSniffMarksEveryAnswer(t *testing.T) {
+	t.Parallel()
+	mux := httpkit.NewMux(httpkit.NewHealth(), nil)
+	mux.HandleFunc("GET /v1/ok", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, `{"ok":true}`) })
+	mux.HandleFunc("GET /v1/bad", func(w http.ResponseWriter, _ *http.Request) {
+		httpkit.WriteProblem(w, httpkit.NewProblem(http.StatusUnprocessableEntity, "invalid", "no"))
+	})
+	mux.HandleFunc("GET /v1/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	h := httpkit.Chain(mux, httpkit.NoSniff(), httpkit.Recover(nil))
+	for path, want := range map[string]int{"/v1/ok": 200, "/v1/nothing": 404, "/v1/bad": 422, "/v1/panic": 500} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, path, nil))
+		if rec.Code != want || rec.Header().Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: %d %v, want %d with X-Content-Type-Options: nosniff", path, rec.Code, rec.Header(), want)
+		}
+		if want >= 400 && rec.Header().Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: Content-Type %q, want a problem", path, rec.Header().Get("Content-Type"))
+		}
 	}
 }

@@ -227,11 +227,27 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	httpkit.WriteProblem(w, p)
 }
 
-// Handler wraps mux in the standard middleware, outermost first: tracing
-// and HTTP metrics, access log, panic recovery, body size limit.
+// Handler wraps the admin listener's mux in the standard middleware,
+// outermost first: tracing and HTTP metrics (httpkit.Trace: the caller's
+// trace context and baggage are trusted, only the system's own processes
+// reach this listener), X-Content-Type-Options: nosniff, access log, panic
+// recovery, body size limit.
 func (rt *Runtime) Handler(mux http.Handler) http.Handler {
+	return rt.handler(mux, httpkit.Trace(rt.Tel.TracerProvider, rt.Tel.Propagator, rt.Tel.MeterProvider))
+}
+
+// EdgeHandler is Handler for the public listener, which callers outside
+// the system reach: its tracing is httpkit.TraceEdge (every request starts
+// a new trace, linked to the caller's span; baggage from outside is
+// dropped; ADR 0035).
+func (rt *Runtime) EdgeHandler(mux http.Handler) http.Handler {
+	return rt.handler(mux, httpkit.TraceEdge(rt.Tel.TracerProvider, rt.Tel.Propagator, rt.Tel.MeterProvider))
+}
+
+func (rt *Runtime) handler(mux http.Handler, trace httpkit.Middleware) http.Handler {
 	return httpkit.Chain(mux,
-		httpkit.Trace(rt.Tel.TracerProvider, rt.Tel.Propagator, rt.Tel.MeterProvider),
+		trace,
+		httpkit.NoSniff(),
 		httpkit.AccessLog(rt.Log),
 		httpkit.Recover(rt.Log),
 		httpkit.LimitBody(httpkit.DefaultMaxBodyBytes),
@@ -290,20 +306,20 @@ func (rt *Runtime) NewMuxes(health *httpkit.Health) Muxes {
 	return Muxes{Public: httpkit.NewPublicMux(health), Admin: httpkit.NewAdminMux(health, rt.Tel.MetricsHandler())}
 }
 
-// ServeMuxes serves m.Public on lns.Public and m.Admin on lns.Admin, each
-// wrapped by Handler, until ctx ends or one of them fails; then both drain
+// ServeMuxes serves m.Public on lns.Public wrapped by EdgeHandler and
+// m.Admin on lns.Admin wrapped by Handler, until ctx ends or one of them fails; then both drain
 // at once (readiness fails on both, DrainDelay, ShutdownTimeout for
 // in-flight requests) and both listeners are closed. A failure of either
 // stops the other, so a process never runs with one listener gone.
 func (rt *Runtime) ServeMuxes(ctx context.Context, cfg HTTP, lns Listeners, m Muxes, health *httpkit.Health) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	serve := func(name string, ln net.Listener, mux http.Handler) <-chan error {
+	serve := func(name string, ln net.Listener, h http.Handler) <-chan error {
 		done := make(chan error, 1)
 		go func() {
 			rt.Log.InfoContext(ctx, name+" listening", "addr", ln.Addr().String())
 			err := httpkit.Serve(ctx, httpkit.ServerConfig{Addr: ln.Addr().String(), DrainDelay: cfg.DrainDelay,
-				ShutdownTimeout: cfg.ShutdownTimeout}, ln, rt.Handler(mux), health, rt.Log)
+				ShutdownTimeout: cfg.ShutdownTimeout}, ln, h, health, rt.Log)
 			if err != nil {
 				err = fmt.Errorf("%s: %w", name, err)
 			}
@@ -312,8 +328,8 @@ func (rt *Runtime) ServeMuxes(ctx context.Context, cfg HTTP, lns Listeners, m Mu
 		}()
 		return done
 	}
-	pub := serve("http", lns.Public, m.Public)
-	adm := serve("admin http", lns.Admin, m.Admin)
+	pub := serve("http", lns.Public, rt.EdgeHandler(m.Public))
+	adm := serve("admin http", lns.Admin, rt.Handler(m.Admin))
 	return errors.Join(<-pub, <-adm)
 }
 

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
@@ -178,6 +182,78 @@ func TestServeMuxesSplitsPublicFromAdminAndDrainsOnCancel(t *testing.T) {
 		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 			_ = c.Close()
 			t.Errorf("%s still accepts connections after shutdown", ln.Addr())
+		}
+	}
+}
+
+// The public listener is the edge: a caller's traceparent starts a new
+// trace there and its baggage is dropped, while the admin listener
+// continues the caller's trace. Both mark every answer (a 200, a 404, the
+// gate's 503 problem) X-Content-Type-Options: nosniff.
+func TestServeMuxesTracesThePublicListenerAsTheEdgeAndMarksEveryAnswerNoSniff(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rt, err := service.Start(ctx, "svctest", service.Base{}, &testinfra.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	lns, err := service.Listen("127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	health := httpkit.NewHealth()
+	m := rt.NewMuxes(health)
+	api, closed := service.NewGate("svctest"), service.NewGate("svctest")
+	m.Public.Handle("/v1/", api)
+	m.Public.Handle("GET /closed", closed)
+	m.Admin.Handle(httpkit.AdminPrefix, api)
+	m.Admin.Handle("GET /closed", closed)
+	echo := func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", trace.SpanContextFromContext(r.Context()).TraceID(), baggage.FromContext(r.Context()))
+	}
+	routes := http.NewServeMux()
+	routes.HandleFunc("GET /v1/echo", echo)
+	routes.HandleFunc("GET /v1/admin/echo", echo)
+	api.Open(routes)
+	served := make(chan error, 1)
+	go func() { served <- rt.ServeMuxes(ctx, service.HTTP{}, lns, m, health) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve after cancel: %v", err)
+		}
+	}()
+	public, admin := "http://"+lns.Public.Addr().String(), "http://"+lns.Admin.Addr().String()
+	testinfra.WaitReady(t, public+"/readyz", 10*time.Second)
+
+	const caller = "0af7651916cd43dd8448eb211c80319c"
+	get := func(url string) (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req.Header.Set("Traceparent", "00-"+caller+"-b7ad6b7169203331-01")
+		req.Header.Set("Baggage", "tenant=acme")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(body)
+	}
+	if _, _, body := get(public + "/v1/echo"); strings.Contains(body, caller) || strings.Contains(body, "tenant") {
+		t.Errorf("public listener: the handler saw %q, want a new trace and no baggage", body)
+	}
+	if _, _, body := get(admin + "/v1/admin/echo"); body != caller+" tenant=acme" {
+		t.Errorf("admin listener: the handler saw %q, want the caller's trace and baggage", body)
+	}
+	for _, base := range []string{public, admin} {
+		for path, want := range map[string]int{"/healthz": 200, "/nothing": 404, "/closed": 503} {
+			status, h, _ := get(base + path)
+			if status != want || h.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("%s%s: %d %v, want %d with X-Content-Type-Options: nosniff", base, path, status, h, want)
+			}
 		}
 	}
 }

@@ -33,7 +33,7 @@ func StartSimulator(ctx context.Context, name string, level slog.Level, out io.W
 func (s *Simulator) Close(ctx context.Context) { _ = s.Tel.Shutdown(context.WithoutCancel(ctx)) }
 
 // Serve serves api on ln, with /healthz, /readyz and /metrics beside it,
-// until ctx ends.
+// every answer with X-Content-Type-Options: nosniff, until ctx ends.
 func (s *Simulator) Serve(ctx context.Context, ln net.Listener, api http.Handler) error {
 	health := httpkit.NewHealth()
 	mux := http.NewServeMux()
@@ -41,5 +41,5 @@ func (s *Simulator) Serve(ctx context.Context, ln net.Listener, api http.Handler
 	mux.Handle("GET /readyz", health.Readyz())
 	mux.Handle("GET /metrics", s.Tel.MetricsHandler())
 	mux.Handle("/", api)
-	return httpkit.Serve(ctx, httpkit.ServerConfig{}, ln, mux, health, s.Tel.Logger)
+	return httpkit.Serve(ctx, httpkit.ServerConfig{}, ln, httpkit.NoSniff()(mux), health, s.Tel.Logger)
 }

@@ -232,13 +232,16 @@ func (c *config) system() (*target.System, error) {
 	return sys, nil
 }
 
-// redis sets the topology's Redis database: compose's published one, or
-// the local run directory's redis.env (--url redis= overrides either).
-// A local run that wrote no redis.env leaves it unknown: only redis-flush
-// needs it, and it says so.
+// redis sets the topology's Redis database: compose's published one
+// (with REDIS_PASSWORD of deploy/compose/.env), or the local run
+// directory's redis.env (--url redis= overrides either). A run whose
+// settings are not found leaves it unknown: only redis-flush needs it,
+// and it says so.
 func (c *config) redis(e *target.Endpoints) error {
 	if c.runner == "compose" {
-		e.Redis = target.ComposeRedisURL
+		if pw, err := dotenv("deploy/compose/.env", "REDIS_PASSWORD"); err == nil {
+			e.Redis = target.ComposeRedisURL(pw)
+		}
 		return nil
 	}
 	dir := c.runDir

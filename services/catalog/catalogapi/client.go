@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-kit/kit/circuitbreaker"
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/ratelimit"
 	kithttp "github.com/go-kit/kit/transport/http"
@@ -227,7 +226,7 @@ type BatchQuery struct {
 //     is not a ProductBatch, and refusals of the breaker or the rate limit.
 //   - rate limit (only with MaxRequestsPerSecond): refuses an attempt over
 //     the limit.
-//   - circuit breaker (sony/gobreaker through go-kit): BreakerFailures
+//   - circuit breaker (sony/gobreaker as an endpoint middleware): BreakerFailures
 //     consecutive failed attempts open it. A failure is a transport error,
 //     an attempt timeout, an attempt the caller's deadline ended (catalog
 //     was slow), a 5xx answer or a 200 that cannot be read. A 4xx answer
@@ -298,7 +297,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	e := kithttp.NewClient(http.MethodGet, base.JoinPath("v1", "products:batch"), encodeBatch, decodeBatch,
 		kithttp.SetClient(cfg.HTTPClient)).Endpoint()
 	e = attemptTimeout(cfg.Timeout)(e)
-	e = circuitbreaker.Gobreaker(breaker)(e)
+	e = withBreaker(breaker)(e)
 	if cfg.MaxRequestsPerSecond > 0 {
 		burst := max(1, int(math.Ceil(cfg.MaxRequestsPerSecond)))
 		e = ratelimit.NewErroringLimiter(rate.NewLimiter(rate.Limit(cfg.MaxRequestsPerSecond), burst))(e)
@@ -538,6 +537,20 @@ func (e *timeoutError) Error() string {
 	return fmt.Sprintf("no answer within %s: %v", e.after, e.err)
 }
 func (e *timeoutError) Unwrap() error { return e.err }
+
+// withBreaker runs each attempt through cb: refused at once (gobreaker's
+// ErrOpenState, ErrTooManyRequests) while it is open or probing, counted
+// by its IsSuccessful otherwise. It is what go-kit's
+// circuitbreaker.Gobreaker does; that package is not imported because it
+// also compiles in the abandoned hystrix-go and handy (its other
+// adapters) into every binary that imports this one.
+func withBreaker(cb *gobreaker.CircuitBreaker) endpoint.Middleware {
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, request any) (any, error) {
+			return cb.Execute(func() (any, error) { return next(ctx, request) })
+		}
+	}
+}
 
 // attemptTimeout bounds each attempt by d (and by ctx).
 func attemptTimeout(d time.Duration) endpoint.Middleware {

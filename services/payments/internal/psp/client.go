@@ -17,6 +17,10 @@ import (
 	"time"
 )
 
+// opFindCharge is FindCharge's Op: a lookup, whose failures are never
+// ClassAmbiguous.
+const opFindCharge = "find charge"
+
 // DefaultTimeout bounds each call when Config.Timeout is zero.
 const DefaultTimeout = 5 * time.Second
 
@@ -40,10 +44,11 @@ type Config struct {
 	// "http://pspsim:8080"; a path prefix is kept ("https://psp/v1" calls
 	// "https://psp/v1/charges"). Required.
 	BaseURL string
-	// HTTPClient sends the requests. Default: http.DefaultTransport, no
-	// redirects followed (a 3xx is a ClassInvalid StatusError). Its own
-	// Timeout, if set, also applies; prefer Config.Timeout, which is
-	// classified precisely.
+	// HTTPClient sends the requests. Default: http.DefaultTransport. New
+	// uses a copy whose CheckRedirect refuses every redirect, whatever
+	// this one's says: a redirect is never followed (a 3xx is a
+	// *StatusError, see StatusError). Its own Timeout, if set, also
+	// applies; prefer Config.Timeout, which is classified precisely.
 	HTTPClient *http.Client
 	// Timeout bounds each call, from sending to reading the whole
 	// response, on top of the caller's context. Default DefaultTimeout
@@ -79,10 +84,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("psp: timeout %s is negative", cfg.Timeout)
 	}
-	c := &Client{base: u, hc: cfg.HTTPClient, timeout: cfg.Timeout, now: cfg.Now}
-	if c.hc == nil {
-		c.hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
+	c := &Client{base: u, hc: noRedirects(cfg.HTTPClient), timeout: cfg.Timeout, now: cfg.Now}
 	if c.timeout == 0 {
 		c.timeout = DefaultTimeout
 	}
@@ -90,6 +92,19 @@ func New(cfg Config) (*Client, error) {
 		c.now = time.Now
 	}
 	return c, nil
+}
+
+// noRedirects returns a copy of hc (a zero client when nil) that never
+// follows a redirect: the 3xx itself is the answer. Following one would
+// send a charge, with its idempotency key, to wherever the Location
+// points, and a 303 after a POST would turn the charge into a GET.
+func noRedirects(hc *http.Client) *http.Client {
+	c := &http.Client{}
+	if hc != nil {
+		*c = *hc
+	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return c
 }
 
 // ChargeRequest is what to charge.
@@ -213,7 +228,7 @@ func (c *Client) Charge(ctx context.Context, idempotencyKey string, req ChargeRe
 // resolve a ClassAmbiguous Charge before retrying. Its errors are never
 // ClassAmbiguous: a lookup changes nothing.
 func (c *Client) FindCharge(ctx context.Context, idempotencyKey string) (Charge, error) {
-	const op = "find charge"
+	const op = opFindCharge
 	if err := checkKey(op, idempotencyKey); err != nil {
 		return Charge{}, err
 	}
@@ -352,7 +367,7 @@ func malformed(op string, res response, err error) error {
 	if err == nil {
 		err = errors.New("the response has no id")
 	}
-	return &TransportError{Op: op, StatusCode: res.status, MaybeProcessed: op != "find charge",
+	return &TransportError{Op: op, StatusCode: res.status, MaybeProcessed: op != opFindCharge,
 		Err: fmt.Errorf("decode %d response: %w", res.status, err)}
 }
 

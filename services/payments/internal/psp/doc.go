@@ -37,7 +37,8 @@
 //	ClassDeclined     *DeclinedError (402)                           final: record the decline
 //	ClassRateLimited  *RateLimitedError (429)                        retry after RetryAfter, same key
 //	ClassTransient    *TransportError without connection, 5xx, 409  retry after backoff, same key
-//	ClassAmbiguous    *TransportError after connecting, 502, 504    FindCharge, then retry, same key
+//	ClassAmbiguous    *TransportError after connecting, 502, 504,   FindCharge, then retry, same key
+//	                  3xx (redirects are never followed)
 //	ClassInvalid      other 4xx, ErrInvalidArgument                  final: dead-letter, fix the bug
 //
 // The worker's loop for one charge job, in outline:

@@ -35,8 +35,8 @@ const (
 	// ClassAmbiguous: the request may have been processed and the answer
 	// was lost: a timeout, a connection reset or EOF after a connection to
 	// the provider was made, a 2xx response whose body could not be read
-	// or decoded, or 502/504 from a gateway that may have forwarded the
-	// request. For a charge, call FindCharge with the same key before any
+	// or decoded, 502/504 from a gateway that may have forwarded the
+	// request, or a redirect (3xx, never followed). For a charge, call FindCharge with the same key before any
 	// retry: if it finds the charge, that charge (succeeded or declined)
 	// is the result; if it answers ErrNotFound, retry Charge with the SAME
 	// key (the provider deduplicates a first request that is still in
@@ -162,8 +162,13 @@ func (e *RateLimitedError) Error() string {
 // StatusError is an HTTP answer of the provider that is neither success,
 // a decline nor a rate limit. Its class follows StatusCode: 409 and 5xx are
 // ClassTransient, except 502 and 504 (a gateway that may have forwarded
-// the request), which are ClassAmbiguous; other statuses are ClassInvalid.
-// A 404 matches ErrNotFound.
+// the request), which are ClassAmbiguous; a 3xx (never followed) is
+// ClassAmbiguous too: the request reached something that may have
+// processed it (a 303 after a POST is how some APIs say "created, see
+// there"), so a charge answered by a redirect is looked up by key, never
+// recorded as failed. For FindCharge, 3xx and every 5xx are
+// ClassTransient (a lookup can always be repeated). Other statuses are
+// ClassInvalid. A 404 matches ErrNotFound.
 type StatusError struct {
 	// Op is the call ("charge", "find charge", "refund").
 	Op string
@@ -185,6 +190,11 @@ func (e *StatusError) Error() string {
 	return msg
 }
 
+// redirect reports a 3xx: the answer of something between the client and
+// the provider (a proxy, a moved endpoint), or a provider saying "see
+// the charge there" after processing the request. Not followed (Config).
+func (e *StatusError) redirect() bool { return e.StatusCode >= 300 && e.StatusCode < 400 }
+
 // Is reports whether target is ErrNotFound and the status is 404.
 func (e *StatusError) Is(target error) bool {
 	return target == ErrNotFound && e.StatusCode == http.StatusNotFound
@@ -192,7 +202,11 @@ func (e *StatusError) Is(target error) bool {
 
 func (e *StatusError) class() Class {
 	switch {
-	case e.StatusCode == http.StatusBadGateway || e.StatusCode == http.StatusGatewayTimeout:
+	case e.Op == opFindCharge && (e.StatusCode >= 500 || e.redirect()):
+		// A lookup changes nothing: whatever may have forwarded it, it
+		// can be repeated.
+		return ClassTransient
+	case e.StatusCode == http.StatusBadGateway || e.StatusCode == http.StatusGatewayTimeout || e.redirect():
 		return ClassAmbiguous
 	case e.StatusCode >= 500 || e.StatusCode == http.StatusConflict:
 		return ClassTransient

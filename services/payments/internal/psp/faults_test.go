@@ -247,24 +247,43 @@ func TestContextEndedBeforeSending(t *testing.T) {
 	}
 }
 
-// The client's default HTTP client does not follow redirects.
+// The client never follows a redirect, even with an HTTP client of the
+// caller's that would (payments passes its traced one): the charge and its
+// idempotency key never reach the Location. A redirected charge may have
+// been processed (ambiguous: look it up by key, never record it failed);
+// a redirected lookup is simply repeated later (transient).
 func TestRedirectNotFollowed(t *testing.T) {
 	t.Parallel()
 	b := setup(t, pspsim.Faults{}, 0)
 	redirect := newFake(t, func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, b.srv.URL+"/charges", http.StatusTemporaryRedirect)
+		http.Redirect(w, r, b.srv.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 	})
-	c, err := psp.New(psp.Config{BaseURL: redirect.URL})
-	if err != nil {
-		t.Fatal(err)
+	follows := &http.Client{} // the zero client follows up to 10 redirects
+	for name, hc := range map[string]*http.Client{"default-client": nil, "callers-client": follows} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c, err := psp.New(psp.Config{BaseURL: redirect.URL, HTTPClient: hc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Charge(context.Background(), "k-"+name, visa("o"))
+			var se *psp.StatusError
+			if !errors.As(err, &se) || se.StatusCode != http.StatusTemporaryRedirect {
+				t.Fatalf("err %v, want a 307 StatusError", err)
+			}
+			wantClass(t, err, psp.ClassAmbiguous)
+			_, err = c.FindCharge(context.Background(), "k-"+name)
+			wantClass(t, err, psp.ClassTransient)
+			_, err = c.Refund(context.Background(), "r-"+name, psp.RefundRequest{ChargeID: "ch_1"})
+			wantClass(t, err, psp.ClassAmbiguous)
+		})
 	}
-	_, err = c.Charge(context.Background(), "k", visa("o"))
-	var se *psp.StatusError
-	if !errors.As(err, &se) || se.StatusCode != http.StatusTemporaryRedirect {
-		t.Fatalf("err %v, want a 307 StatusError", err)
-	}
-	wantClass(t, err, psp.ClassInvalid)
-	if s := b.sim.Stats(); s.ChargesCreated != 0 {
-		t.Fatalf("redirect followed: %+v", s)
-	}
+	t.Cleanup(func() {
+		if s := b.sim.Stats(); s.ChargesCreated != 0 || len(s.Requests) != 0 {
+			t.Errorf("redirect followed: the provider saw %v", s.Requests)
+		}
+		if follows.CheckRedirect != nil {
+			t.Error("New changed the caller's client")
+		}
+	})
 }
