@@ -23,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/shopfloor/shopfloor/chaos/invariant"
 )
@@ -64,6 +65,11 @@ type Drill struct {
 	// chaos/compose.chaos.yaml. Empty when the drill controls no process
 	// (links, provider faults) or only others' (game-day).
 	Processes []string
+	// MinFaultFor is the shortest fault window in which the drill's
+	// effect can show (0: any). Execute lengthens Config.FaultFor to it,
+	// and the load so that it runs MinLoadAround on each side of the
+	// fault, and says so in the timeline.
+	MinFaultFor time.Duration
 	// NoCompose, when set, says why the drill cannot run against docker
 	// compose (--runner compose); empty means it can. The compose test
 	// reports such drills instead of skipping them silently.

@@ -202,6 +202,10 @@ type handoverState struct {
 	ackWait  time.Duration
 }
 
+// handoverAckWait is pkg/stream's default AckWait, which the services do
+// not change: a message the dead instance held is redelivered after it.
+const handoverAckWait = 30 * time.Second
+
 func partitionHandover() Drill {
 	states := &perRun[handoverState]{}
 	return Drill{
@@ -214,16 +218,24 @@ func partitionHandover() Drill {
 		Proves: "the instances of a consumer group share its partitions without a coordinator: when one dies the survivor handles every partition " +
 			"(a message the dead one held is redelivered after AckWait), per-key order holds (search ends at each order's final version, #4/#5) " +
 			"and nothing takes effect twice (one charge, one e-mail per order and kind, #2/#3)",
-		Inject: func(ctx context.Context, r *Run) error { return handoverInject(ctx, r, states.of(r)) },
-		Heal:   func(ctx context.Context, r *Run) error { return handoverHeal(ctx, r, states.of(r)) },
-		Effect: func(r *Run) invariant.Result { return handoverEffect(states.of(r)) },
+		// pkg/stream pins each partition to the instance that pulls it; a
+		// SIGKILLed instance cannot unpin, so its pins hold until the pin
+		// TTL (max(AckWait, 2×FetchWait): 30s with the services'
+		// defaults) runs out, and only then can the survivor take its
+		// partitions. A shorter fault would heal before any handover,
+		// and the survivor might have nothing to show (it held no
+		// partition of a group at the kill).
+		MinFaultFor: handoverAckWait + 15*time.Second,
+		Inject:      func(ctx context.Context, r *Run) error { return handoverInject(ctx, r, states.of(r)) },
+		Heal:        func(ctx context.Context, r *Run) error { return handoverHeal(ctx, r, states.of(r)) },
+		Effect:      func(r *Run) invariant.Result { return handoverEffect(states.of(r)) },
 	}
 }
 
 func handoverInject(ctx context.Context, r *Run, st *handoverState) error {
 	st.mu.Lock()
 	st.killed, st.wasKill, st.absent, st.groups = map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]*handoverGroupState{}
-	st.ackWait = 30 * time.Second // pkg/stream's default AckWait: the services do not change it
+	st.ackWait = handoverAckWait
 	st.mu.Unlock()
 	if r.Sys.Procs == nil {
 		return errors.New("no process control configured (--runner)")

@@ -129,3 +129,31 @@ func TestReplayExtendsTheConvergeDeadline(t *testing.T) {
 		t.Errorf("deadlineExtension() = %s %q, want 1m30s \"a; b\"", d, why)
 	}
 }
+
+// TestHandoverFaultOutlastsThePinTTL: partition-handover's fault window is
+// lengthened past the pin TTL (which is AckWait), so that a dead instance's
+// partitions can be taken over before the heal, and the load keeps
+// MinLoadAround on each side; a longer window asked for is kept.
+func TestHandoverFaultOutlastsThePinTTL(t *testing.T) {
+	d := partitionHandover()
+	if d.MinFaultFor <= handoverAckWait {
+		t.Fatalf("MinFaultFor %s, want more than the pin TTL %s", d.MinFaultFor, handoverAckWait)
+	}
+	for _, tt := range []struct {
+		in, want   Config
+		lengthened bool
+	}{
+		{Config{Duration: time.Minute, FaultFor: 30 * time.Second}, Config{Duration: 75 * time.Second, FaultFor: 45 * time.Second}, true},
+		{Config{Duration: 3 * time.Minute, FaultFor: 30 * time.Second}, Config{Duration: 3 * time.Minute, FaultFor: 45 * time.Second}, true},
+		{Config{Duration: 2 * time.Minute, FaultFor: time.Minute}, Config{Duration: 2 * time.Minute, FaultFor: time.Minute}, false},
+	} {
+		got := tt.in
+		if changed := got.fit(d); changed != tt.lengthened || got.Duration != tt.want.Duration || got.FaultFor != tt.want.FaultFor {
+			t.Errorf("fit(%v/%v) = %v/%v (changed %v), want %v/%v", tt.in.Duration, tt.in.FaultFor, got.Duration, got.FaultFor, changed,
+				tt.want.Duration, tt.want.FaultFor)
+		}
+	}
+	if changed := (&Config{Duration: time.Minute, FaultFor: time.Second}).fit(relayKilled()); changed {
+		t.Error("a drill without a minimum had its window changed")
+	}
+}

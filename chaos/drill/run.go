@@ -42,6 +42,21 @@ type Config struct {
 	Log io.Writer
 }
 
+// MinLoadAround is the load a lengthened fault window (Drill.MinFaultFor)
+// keeps on each side of the fault.
+const MinLoadAround = 15 * time.Second
+
+// fit lengthens the fault window to d.MinFaultFor when it is shorter, and
+// the load to keep MinLoadAround on each side; it reports whether it did.
+func (c *Config) fit(d Drill) bool {
+	if d.MinFaultFor <= c.FaultFor {
+		return false
+	}
+	c.FaultFor = d.MinFaultFor
+	c.Duration = max(c.Duration, c.FaultFor+2*MinLoadAround)
+	return true
+}
+
 func (c *Config) defaults() {
 	if c.Duration <= 0 {
 		c.Duration = 60 * time.Second
@@ -156,6 +171,7 @@ func newID() string {
 // violated invariants are in the report, not an error.
 func Execute(ctx context.Context, sys *target.System, d Drill, cfg Config) (rep Report, err error) {
 	cfg.defaults()
+	lengthened := cfg.fit(d)
 	r := &Run{Sys: sys, Cfg: cfg, ID: newID(), start: time.Now(), Values: map[string]float64{}, healed: make(chan struct{})}
 	rep = Report{Drill: d, RunID: r.ID, Cfg: cfg}
 	defer func() { rep.finish(r) }() // runs last: timeline, samples and schedule even when the drill failed
@@ -197,6 +213,9 @@ func Execute(ctx context.Context, sys *target.System, d Drill, cfg Config) (rep 
 	faultAt := (cfg.Duration - cfg.FaultFor) / 2
 	r.start = time.Now() // the timeline counts from the load's start
 	r.Logf("%s: run %s; load %.0f checkouts/s for %s; fault at %s for %s", d.Name, r.ID, cfg.Rate, cfg.Duration, faultAt, cfg.FaultFor)
+	if lengthened {
+		r.Logf("%s: the fault window was lengthened to the drill's minimum, %s (its effect cannot show in a shorter one)", d.Name, d.MinFaultFor)
+	}
 
 	r.Samples = NewSampler(sys)
 	sctx, stopSampler := context.WithCancel(ctx)
