@@ -61,7 +61,7 @@ type Drill struct {
 	// compose services (target.Compose runs `docker compose kill/start
 	// NAME`). chaos/target's compose test renders those commands and
 	// checks every name is a service of compose.yaml with
-	// chaos/compose.chaos.yaml. Empty when the drill controls no process
+	// deploy/compose/compose.chaos.yaml. Empty when the drill controls no process
 	// (links, provider faults) or only others' (game-day).
 	Processes []string
 	// NoCompose, when set, says why the drill cannot run against docker

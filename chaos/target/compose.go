@@ -3,7 +3,7 @@ package target
 // ComposeEndpoints returns the endpoints of deploy/compose/compose.yaml as
 // a container on its network reaches them (service names, container
 // ports): what the web service's console uses when it runs in compose
-// (WEB_CONSOLE_COMPOSE). From the host, chaos/compose.chaos.yaml
+// (WEB_CONSOLE_COMPOSE). From the host, deploy/compose/compose.chaos.yaml
 // publishes the same endpoints at LocalEndpoints(8000)'s ports.
 func ComposeEndpoints() Endpoints {
 	return Endpoints{
