@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
@@ -96,6 +97,38 @@ func TestVarnishRefusesEveryPurgeWithoutAUsableSecret(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestVarnishNeverForwardsThePurgeSecret: a request other than PURGE that
+// carries X-Purge-Secret reaches the origin without it, so the secret
+// never lands in the origin's logs or anything it calls.
+func TestVarnishNeverForwardsThePurgeSecret(t *testing.T) {
+	t.Parallel()
+	var seen atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.Header.Get(productstream.SecretHeader) + "|" + r.Header.Get("X-Other"))
+		w.Header().Set("Cache-Control", "private, no-store")
+	}))
+	t.Cleanup(srv.Close)
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdn := varnish(t, u.Host)
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		req, err := http.NewRequestWithContext(context.Background(), method, cdn+"/v1/products/p-1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(productstream.SecretHeader, purgeSecret)
+		req.Header.Set("X-Other", "kept")
+		if st := doReq(t, req).status; st != http.StatusOK {
+			t.Fatalf("%s = %d", method, st)
+		}
+		if got := seen.Load(); got != "|kept" {
+			t.Errorf("%s: the origin saw %q (secret|X-Other), want %q", method, got, "|kept")
+		}
 	}
 }
 
