@@ -1,7 +1,8 @@
 # One image for every shopfloor binary (compose picks the command).
 # Static Go binaries on distroless, non-root.
 #   docker build -t shopfloor .
-FROM golang:1.26-bookworm AS build
+# golang:1.26-bookworm (Go 1.26.7), pinned by digest: docs/supply-chain.md
+FROM golang:1.26-bookworm@sha256:38f30937ff0751bd8c202e53556168b9093302ee6d591e7e65a9d1b84a9d360c AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

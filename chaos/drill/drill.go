@@ -62,7 +62,7 @@ type Drill struct {
 	// compose services (target.Compose runs `docker compose kill/start
 	// NAME`). chaos/target's compose test renders those commands and
 	// checks every name is a service of compose.yaml with
-	// chaos/compose.chaos.yaml. Empty when the drill controls no process
+	// deploy/compose/compose.chaos.yaml. Empty when the drill controls no process
 	// (links, provider faults) or only others' (game-day).
 	Processes []string
 	// MinFaultFor is the shortest fault window in which the drill's

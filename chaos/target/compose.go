@@ -3,8 +3,9 @@ package target
 // ComposeEndpoints returns the endpoints of deploy/compose/compose.yaml as
 // a container on its network reaches them (service names, container
 // ports): what the web service's console uses when it runs in compose
-// (WEB_CONSOLE_COMPOSE). From the host, chaos/compose.chaos.yaml
-// publishes the same endpoints at LocalEndpoints(8000)'s ports.
+// (WEB_CONSOLE_COMPOSE). Toxiproxy is there only with the chaos overlay,
+// deploy/compose/compose.chaos.yaml, which also publishes the same
+// endpoints on the host at LocalEndpoints(8000)'s ports.
 func ComposeEndpoints() Endpoints {
 	return Endpoints{
 		CDN: "http://varnish:80", Catalog: "http://catalog:8081", CatalogAdmin: "http://catalog:9081",

@@ -17,7 +17,7 @@ import (
 )
 
 // TestComposeOverridePublishesEveryEndpoint: deploy/compose/compose.yaml
-// with chaos/compose.chaos.yaml loads (compose-go, the library of Docker
+// with deploy/compose/compose.chaos.yaml loads (compose-go, the library of Docker
 // Compose) and publishes every base URL LocalEndpoints(8000) names, each
 // from the service and container port that serves it. This is the only
 // check of the compose path: no container engine runs here.
@@ -89,7 +89,7 @@ func TestComposeOverridePublishesEveryEndpoint(t *testing.T) {
 	}
 }
 
-// loadCompose loads deploy/compose/compose.yaml with chaos/compose.chaos.yaml
+// loadCompose loads deploy/compose/compose.yaml with deploy/compose/compose.chaos.yaml
 // through compose-go, the library of Docker Compose.
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
@@ -103,7 +103,7 @@ func loadCompose(t *testing.T) *types.Project {
 	for _, m := range regexp.MustCompile(`(?m)^([A-Z0-9_]+_(?:SECRET|PASSWORD))=$`).FindAllStringSubmatch(string(example), -1) {
 		secrets = append(secrets, m[1]+"=chaos-test-secret-0123456789")
 	}
-	opts, err := cli.NewProjectOptions([]string{"../../deploy/compose/compose.yaml", "../compose.chaos.yaml"},
+	opts, err := cli.NewProjectOptions([]string{"../../deploy/compose/compose.yaml", "../../deploy/compose/compose.chaos.yaml"},
 		cli.WithWorkingDirectory("../../deploy/compose"), cli.WithEnv(secrets), cli.WithEnvFiles("../../deploy/compose/.env.example"), cli.WithDotEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -118,14 +118,14 @@ func loadCompose(t *testing.T) *types.Project {
 // TestComposeRunnerCommands renders, without a container engine
 // (Compose.DryRun), the docker commands the compose runner would run for
 // every process a drill kills or starts (Drill.Processes), and checks
-// each names a service of compose.yaml with chaos/compose.chaos.yaml. A
+// each names a service of compose.yaml with deploy/compose/compose.chaos.yaml. A
 // drill that compose cannot run says why in Drill.NoCompose; it is
 // listed, not skipped silently.
 func TestComposeRunnerCommands(t *testing.T) {
 	t.Parallel()
 	p := loadCompose(t)
-	files := []string{"deploy/compose/compose.yaml", "chaos/compose.chaos.yaml"}
-	prefix := "docker compose -f deploy/compose/compose.yaml -f chaos/compose.chaos.yaml "
+	files := []string{"deploy/compose/compose.yaml", "deploy/compose/compose.chaos.yaml"}
+	prefix := "docker compose -f deploy/compose/compose.yaml -f deploy/compose/compose.chaos.yaml "
 	rendered := 0
 	for _, d := range drill.All() {
 		if d.NoCompose != "" {

@@ -12,7 +12,7 @@ import (
 // TestComposeExecArgs renders the operator commands the drills run
 // against compose: the process's container and its binary.
 func TestComposeExecArgs(t *testing.T) {
-	c := &target.Compose{Files: []string{"deploy/compose/compose.yaml", "chaos/compose.chaos.yaml"}}
+	c := &target.Compose{Files: []string{"deploy/compose/compose.yaml", "deploy/compose/compose.chaos.yaml"}}
 	for _, tc := range []struct {
 		process string
 		args    []string
@@ -23,7 +23,7 @@ func TestComposeExecArgs(t *testing.T) {
 		{"search-consumer-2", []string{"check", "--stream", "CATALOG"}, "exec -T search-consumer-2 search check --stream CATALOG"},
 	} {
 		got := strings.Join(c.ExecArgs(tc.process, tc.args...), " ")
-		want := "compose -f deploy/compose/compose.yaml -f chaos/compose.chaos.yaml " + tc.want
+		want := "compose -f deploy/compose/compose.yaml -f deploy/compose/compose.chaos.yaml " + tc.want
 		if got != want {
 			t.Errorf("ExecArgs(%s) = %q, want %q", tc.process, got, want)
 		}

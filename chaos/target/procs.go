@@ -56,11 +56,11 @@ func (c *Ctl) run(ctx context.Context, args ...string) error {
 }
 
 // Compose controls a docker compose project with the docker CLI. It was
-// written for chaos/compose.chaos.yaml and has not been run on this
+// written for deploy/compose/compose.chaos.yaml and has not been run on this
 // repository's CI machines (no container engine there).
 type Compose struct {
 	// Files are the compose files (-f), e.g. deploy/compose/compose.yaml
-	// and chaos/compose.chaos.yaml.
+	// and deploy/compose/compose.chaos.yaml.
 	Files []string
 	// DryRun, when set, receives each command line (Command, joined by
 	// spaces, one per line) instead of running it: Kill and Start then

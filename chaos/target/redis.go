@@ -18,7 +18,7 @@ import (
 const CacheNamespace = "shopfloor:"
 
 // ComposeRedisURL is the compose topology's Redis as
-// chaos/compose.chaos.yaml publishes it on the host (the redis service's
+// deploy/compose/compose.chaos.yaml publishes it on the host (the redis service's
 // 6379 at 127.0.0.1:16379; catalog uses database 0), logged in as its
 // default user, the operator's, with password (REDIS_PASSWORD of
 // deploy/compose/.env; ADR 0036). catalog's own user could not FLUSHDB.

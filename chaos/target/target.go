@@ -11,7 +11,7 @@
 // provider and caches their tokens (the operator for reads and admin
 // writes, synthetic "load-" customers for checkouts). Two runners are supported: deploy/local
 // (ctl.sh, every role a supervised process; LocalEndpoints mirrors
-// deploy/local/ports.sh) and docker compose with chaos/compose.chaos.yaml,
+// deploy/local/ports.sh) and docker compose with deploy/compose/compose.chaos.yaml,
 // which publishes the internal ports on the host with the same numbers as
 // a local run at port base 8000.
 package target
@@ -60,7 +60,7 @@ type Endpoints struct {
 
 // LocalEndpoints returns the endpoints of deploy/local/run.sh started with
 // SHOPFLOOR_PORT_BASE=base on 127.0.0.1 (deploy/local/ports.sh). With base
-// 8000 they are also those chaos/compose.chaos.yaml publishes.
+// 8000 they are also those deploy/compose/compose.chaos.yaml publishes.
 func LocalEndpoints(base int) Endpoints {
 	u := func(off int) string { return "http://127.0.0.1:" + strconv.Itoa(base+off) }
 	admin := func(off int) string { return u(off + AdminOffset) }

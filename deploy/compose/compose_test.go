@@ -50,6 +50,8 @@ var testSecrets = map[string]string{
 	"POSTGRES_PASSWORD":           "testpostgrespassword0",
 	"REDIS_PASSWORD":              "testredispassword0",
 	"REDIS_CATALOG_PASSWORD":      "testrediscatalogpassword0",
+	"CDN_PURGE_SECRET":            "test-cdn-purge-secret-0",
+	"GRAFANA_ADMIN_PASSWORD":      "test-grafana-admin-password-0",
 }
 
 func env(m map[string]string) []string {
@@ -64,7 +66,12 @@ func env(m map[string]string) []string {
 // `docker compose` would with envFile as its .env, plus extra (which wins
 // over envFile; the process environment is not read).
 func loadProject(envFile string, extra map[string]string) (*types.Project, error) {
-	opts, err := cli.NewProjectOptions([]string{"compose.yaml"},
+	return loadFiles([]string{"compose.yaml"}, envFile, extra)
+}
+
+// loadFiles is loadProject with files (-f) instead of compose.yaml alone.
+func loadFiles(files []string, envFile string, extra map[string]string) (*types.Project, error) {
+	opts, err := cli.NewProjectOptions(files,
 		cli.WithWorkingDirectory("."), cli.WithProfiles([]string{"observability"}),
 		cli.WithEnv(env(extra)), cli.WithEnvFiles(envFile), cli.WithDotEnv)
 	if err != nil {
@@ -325,13 +332,18 @@ func TestEnvMatchesTheBinaries(t *testing.T) {
 	}
 }
 
-// TestEnvExampleDocumentsEveryVariable: each ${VAR} compose.yaml reads is
-// in .env.example, and .env.example lists nothing else.
+// TestEnvExampleDocumentsEveryVariable: each ${VAR} compose.yaml and the
+// chaos overlay read is in .env.example, and .env.example lists nothing
+// else.
 func TestEnvExampleDocumentsEveryVariable(t *testing.T) {
 	t.Parallel()
-	yaml, err := os.ReadFile("compose.yaml")
-	if err != nil {
-		t.Fatal(err)
+	var yaml []byte
+	for _, f := range []string{"compose.yaml", overlay} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		yaml = append(yaml, b...)
 	}
 	example, err := os.ReadFile(".env.example")
 	if err != nil {
@@ -346,7 +358,7 @@ func TestEnvExampleDocumentsEveryVariable(t *testing.T) {
 		documented[m[1]] = true
 	}
 	if !maps.Equal(used, documented) {
-		t.Fatalf("compose.yaml reads %v; .env.example documents %v", slices.Sorted(maps.Keys(used)), slices.Sorted(maps.Keys(documented)))
+		t.Fatalf("compose.yaml and %s read %v; .env.example documents %v", overlay, slices.Sorted(maps.Keys(used)), slices.Sorted(maps.Keys(documented)))
 	}
 }
 

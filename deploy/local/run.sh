@@ -58,7 +58,7 @@ fi
 
 # Secrets of this run directory, made once and kept (mode 0600), never a
 # default: the demo users' password, one client secret per service
-# client of the identity provider, and catalog's Redis password. identity.env is what `make token` and
+# client of the identity provider, catalog's Redis password and the CDN's purge secret. identity.env is what `make token` and
 # the chaos drills read to sign in.
 secret() { head -c 33 /dev/urandom | base64 | tr -d '/+=' | head -c 40; }
 # A run directory made before a secret existed gets the missing ones.
@@ -66,7 +66,7 @@ secret() { head -c 33 /dev/urandom | base64 | tr -d '/+=' | head -c 40; }
 	umask 077
 	touch "$run/secrets.env"
 	for v in DEMO_PASSWORD ORDERS_CLIENT_SECRET PAYMENTS_CLIENT_SECRET NOTIFICATIONS_CLIENT_SECRET SEARCH_CLIENT_SECRET \
-		WEB_CLIENT_SECRET WEB_SESSION_SECRET REDIS_CATALOG_PASSWORD; do
+		WEB_CLIENT_SECRET WEB_SESSION_SECRET REDIS_CATALOG_PASSWORD CDN_PURGE_SECRET; do
 		grep -q "^$v=" "$run/secrets.env" || echo "$v=$(secret)" >>"$run/secrets.env"
 	done
 )
@@ -308,16 +308,17 @@ supervise catalog env "${catalog_env[@]}" DATABASE_MAX_CONNS=16 ROLES=api HTTP_A
 wait_ready catalog "http://127.0.0.1:$CATALOG_ADMIN_PORT/readyz"
 
 # The CDN: Varnish with the compose VCL, pointed at the local catalog's
-# public port (it answers 404 for /v1/admin and /metrics itself).
+# public port (it answers 404 for /v1/admin and /metrics itself). It
+# accepts a PURGE only with CDN_PURGE_SECRET (this run's) in X-Purge-Secret.
 sed -e 's/.host = "catalog";/.host = "127.0.0.1";/' -e "s/.port = \"8081\";/.port = \"$CATALOG_PORT\";/" \
 	deploy/compose/varnish/default.vcl >"$run/default.vcl"
-supervise varnish varnishd -F -j none -a "127.0.0.1:$CDN_PORT" -f "$run/default.vcl" -n "$run/varnish" -s malloc,64m
+supervise varnish env CDN_PURGE_SECRET="$CDN_PURGE_SECRET" varnishd -F -j none -a "127.0.0.1:$CDN_PORT" -f "$run/default.vcl" -n "$run/varnish" -s malloc,64m
 supervise varnish-exporter "$run/varnishexporter" -addr "127.0.0.1:$VARNISH_EXPORTER_PORT" -n "$run/varnish"
 # The consumer role (cache invalidation) purges Varnish: start it once Varnish answers, or
 # the seed's events meet refused purges and burn their retries.
 wait_ready varnish "http://127.0.0.1:$CDN_PORT/v1/products?limit=1"
 supervise catalog-worker env "${catalog_env[@]}" ROLES=relay,consumer HTTP_ADDR="127.0.0.1:$CATALOG_WORKER_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_WORKER_ADMIN_PORT" \
-	CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" "$run/catalog" serve
+	CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" CDN_PURGE_SECRET="$CDN_PURGE_SECRET" "$run/catalog" serve
 
 orders_env=("${common[@]}" DATABASE_URL="$(dburl orders)" CATALOG_URL="http://127.0.0.1:$TOXI_CATALOG")
 # The api role calls catalog and the consumer role payments (stuck-order
@@ -355,7 +356,7 @@ if ((${SHOPFLOOR_CONSUMER_INSTANCES:-2} >= 2)); then
 	supervise notifications-consumer-2 env "${notifications_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$NOTIFICATIONS_CONSUMER2_ADMIN_PORT" "$run/notifications" serve
 	supervise search-consumer-2 env "${common[@]}" DATABASE_URL="$(dburl search)" ROLES=consumer HTTP_ADDR="127.0.0.1:$SEARCH_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$SEARCH_CONSUMER2_ADMIN_PORT" "$run/search" serve
 	supervise catalog-invalidation-2 env "${catalog_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$CATALOG_INVALIDATION2_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_INVALIDATION2_ADMIN_PORT" \
-		CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" "$run/catalog" serve
+		CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" CDN_PURGE_SECRET="$CDN_PURGE_SECRET" "$run/catalog" serve
 	consumers2=("orders-consumer-2:$ORDERS_CONSUMER2_ADMIN_PORT" "payments-consumer-2:$PAYMENTS_CONSUMER2_ADMIN_PORT" "notifications-consumer-2:$NOTIFICATIONS_CONSUMER2_ADMIN_PORT"
 		"search-consumer-2:$SEARCH_CONSUMER2_ADMIN_PORT" "catalog-invalidation-2:$CATALOG_INVALIDATION2_ADMIN_PORT")
 fi

@@ -58,6 +58,10 @@ type Names struct {
 	// RelayOffset, ConsumerOffset and ToxiPGOffset place the relay's and
 	// the consumer's processes and the PostgreSQL link in deploy/local.
 	RelayOffset, ConsumerOffset, ToxiPGOffset int
+	// ChaosPGPort is the port of the PostgreSQL link in the chaos
+	// overlay's Toxiproxy (deploy/compose/toxiproxy/toxiproxy.json):
+	// 15352+Offset, in line with catalog's 15433 (offset 81).
+	ChaosPGPort int
 	// Schemas of the building blocks, copied into the migration.
 	OutboxSchema, PositionSchema, ParkSchema, IdempotencySchema, InboxSchema, AuditSchema string
 }
@@ -196,6 +200,7 @@ func resolve(root *os.Root, o Options) (Names, error) {
 	return Names{Module: mod, Name: o.Name, Title: title(o.Name), Whose: whose, Stream: strings.ToUpper(o.Name),
 		Entity: o.Entity, EntityTitle: title(o.Entity), Entities: plural(o.Entity), Offset: off, Port: 8000 + off,
 		AdminPort: 9000 + off, RelayOffset: off + 100, ConsumerOffset: off + 200, ToxiPGOffset: 7432 + off - 80,
+		ChaosPGPort:  15352 + off,
 		OutboxSchema: strings.TrimSpace(outbox.Schema), PositionSchema: strings.TrimSpace(outbox.PositionSchema),
 		ParkSchema: strings.TrimSpace(outbox.ParkSchema), IdempotencySchema: strings.TrimSpace(idempotency.Schema),
 		InboxSchema: strings.TrimSpace(inbox.Schema), AuditSchema: strings.TrimSpace(audit.Schema)}, nil

@@ -6,7 +6,8 @@ package main
 // audiences, the chaos drills' view of the system (its processes'
 // admin listeners, its database) and the tests that list services.
 // Each file carries the marker comment "new-service: <what> above this
-// line"; the text goes above it.
+// line"; the text goes above it. A JSON file cannot carry a comment: the
+// text, one JSON value, is appended to the file's top-level array.
 var insertions = []insertion{
 	{"deploy/local/ports.sh", "ports", `# {%.Name%}: api, relay, consumer and its PostgreSQL link.
 {%.Stream%}_PORT=$((B + {%.Offset%}))
@@ -42,7 +43,7 @@ ready+=("{%.Name%}:${%.Stream%}_ADMIN_PORT" "{%.Name%}-relay:${%.Stream%}_RELAY_
     HTTP_ADDR: ":{%.Port%}"
     ADMIN_ADDR: ":{%.AdminPort%}"
     DATABASE_URL: postgres://postgres:${POSTGRES_PASSWORD:?set it in deploy/compose/.env (see .env.example)}@postgres:5432/{%.Name%}?sslmode=disable
-    NATS_URL: nats://toxiproxy:14222
+    NATS_URL: nats://nats:4222
   depends_on:
     {%.Name%}-migrate:
       condition: service_completed_successfully
@@ -56,6 +57,12 @@ ready+=("{%.Name%}:${%.Stream%}_ADMIN_PORT" "{%.Name%}-relay:${%.Stream%}_RELAY_
     timeout: 2s
     retries: 30
 `},
+	{"deploy/compose/compose.chaos.yaml", "chaos links", `{%.Name%}:
+  environment:
+    DATABASE_URL: postgres://postgres:${POSTGRES_PASSWORD:?set it in deploy/compose/.env (see .env.example)}@toxiproxy:{%.ChaosPGPort%}/{%.Name%}?sslmode=disable
+    NATS_URL: nats://toxiproxy:14222
+  depends_on: *needs-toxiproxy`},
+	{"deploy/compose/toxiproxy/toxiproxy.json", "proxies", `{"name": "postgres-{%.Name%}", "listen": "0.0.0.0:{%.ChaosPGPort%}", "upstream": "postgres:5432", "enabled": true}`},
 	{"deploy/compose/prometheus/prometheus.yml", "jobs", `- job_name: {%.Name%}
   static_configs:
     - targets: [{%.Name%}:{%.AdminPort%}]`},

@@ -105,3 +105,27 @@ func TestFreeOffsetSkipsTheTakenPorts(t *testing.T) {
 		t.Fatalf("freeOffset = %d, %v; want 88", o, err)
 	}
 }
+
+// TestAppendToArrayAddsOneElementOnItsOwnLine: the JSON wiring (Toxiproxy's
+// proxies) appends in the last element's indentation and keeps the file
+// valid; an empty array gets its first element; what is not an array, or
+// not a value, is refused.
+func TestAppendToArrayAddsOneElementOnItsOwnLine(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"[\n  {\"a\": 1},\n  {\"b\": 2}\n]\n", "[\n  {\"a\": 1},\n  {\"b\": 2},\n  {\"c\": 3}\n]\n"},
+		{"[\n\t{\"a\": 1}]", "[\n\t{\"a\": 1},\n\t{\"c\": 3}]"},
+		{"[]\n", "[\n  {\"c\": 3}\n]\n"},
+	} {
+		out, err := appendToArray([]byte(tc.in), []byte(`{"c": 3}`))
+		if err != nil || string(out) != tc.want {
+			t.Errorf("appendToArray(%q) = %q, %v; want %q", tc.in, out, err, tc.want)
+		}
+	}
+	if _, err := appendToArray([]byte(`{"a": 1}`), []byte(`{"c": 3}`)); err == nil {
+		t.Error("appended to an object")
+	}
+	if _, err := appendToArray([]byte(`[1]`), []byte(`{"c": `)); err == nil {
+		t.Error("appended a broken value")
+	}
+}

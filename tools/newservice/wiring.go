@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"go/format"
 	"os"
@@ -69,7 +71,12 @@ func wiring(root *os.Root, n Names) ([]file, error) {
 		if err != nil {
 			return nil, err
 		}
-		out, err := insertAbove(data, Marker+" "+ins.what, string(text))
+		var out []byte
+		if filepath.Ext(ins.file) == ".json" {
+			out, err = appendToArray(data, text)
+		} else {
+			out, err = insertAbove(data, Marker+" "+ins.what, string(text))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("wiring %s: %w", ins.file, err)
 		}
@@ -118,4 +125,26 @@ func insertAbove(data []byte, marker, text string) ([]byte, error) {
 	}
 	out := slices.Concat(lines[:at], []string{b.String()}, lines[at:])
 	return []byte(strings.Join(out, "")), nil
+}
+
+// appendToArray appends value, one JSON value, to data's top-level JSON
+// array, on a line of its own in the indentation of the array's last
+// element (a JSON file has no comment for a marker).
+func appendToArray(data, value []byte) ([]byte, error) {
+	var elems []json.RawMessage
+	if err := json.Unmarshal(data, &elems); err != nil {
+		return nil, fmt.Errorf("not a JSON array: %w", err)
+	}
+	if !json.Valid(value) {
+		return nil, fmt.Errorf("%s is not a JSON value", value)
+	}
+	value = bytes.TrimSpace(value)
+	end := bytes.LastIndexByte(data, ']')
+	body := bytes.TrimRight(data[:end], " \t\r\n") // up to the last element, or "["
+	if len(elems) == 0 {
+		return slices.Concat(body, []byte("\n  "), value, []byte("\n"), data[end:]), nil
+	}
+	line := body[bytes.LastIndexByte(body, '\n')+1:]
+	indent := line[:len(line)-len(bytes.TrimLeft(line, " \t"))]
+	return slices.Concat(body, []byte(",\n"), indent, value, data[len(body):]), nil
 }

@@ -32,7 +32,7 @@ const usage = `chaos: drills that break a running shopfloor and report which inv
                                              Markdown report per drill (--report-dir) and, for
                                              several drills, one table of drill × invariant
 
-Start the system first (make start, or docker compose with chaos/compose.chaos.yaml).
+Start the system first (make start, or docker compose with deploy/compose/compose.chaos.yaml).
 Drills sign in at its identity provider: a local run's identity.env, or --issuer and --demo-password.
 Exit status: 0 every invariant held, 1 one was violated, 2 bad usage, 3 a drill could not run.
 
@@ -132,9 +132,9 @@ func flags(c *config, getenv func(string) string, out io.Writer) *flag.FlagSet {
 	if err != nil {
 		base = -1 // refused by validate
 	}
-	fs.IntVar(&c.portBase, "port-base", base, "port base of the topology (deploy/local/ports.sh; compose with chaos/compose.chaos.yaml: 8000); env SHOPFLOOR_PORT_BASE")
+	fs.IntVar(&c.portBase, "port-base", base, "port base of the topology (deploy/local/ports.sh; compose with deploy/compose/compose.chaos.yaml: 8000); env SHOPFLOOR_PORT_BASE")
 	fs.StringVar(&c.runDir, "run-dir", getenv("SHOPFLOOR_RUN_DIR"), "local runner: the run directory (default <repository>/.run); env SHOPFLOOR_RUN_DIR")
-	fs.StringVar(&c.composeFiles, "compose-files", "deploy/compose/compose.yaml,chaos/compose.chaos.yaml", "compose runner: the compose files, comma-separated")
+	fs.StringVar(&c.composeFiles, "compose-files", "deploy/compose/compose.yaml,deploy/compose/compose.chaos.yaml", "compose runner: the compose files, comma-separated")
 	fs.StringVar(&c.mail, "mail", "", "mail catcher API: smtpsink (local) or mailpit (compose); default by runner")
 	fs.StringVar(&c.issuer, "issuer", getenv("IDENTITY_ISSUER"), "the identity provider's issuer URL (local runner: default from the run directory's identity.env; compose: "+composeIssuer+"); env IDENTITY_ISSUER")
 	fs.StringVar(&c.demoPassword, "demo-password", getenv("IDENTITY_DEMO_PASSWORD"), "the demo users' password (local runner: default from the run directory's identity.env; compose: SHOPFLOOR_DEMO_PASSWORD of deploy/compose/.env); env IDENTITY_DEMO_PASSWORD")

@@ -4,9 +4,9 @@ vcl 4.1;
 # It honours catalog's headers: Cache-Control s-maxage sets the TTL,
 # stale-while-revalidate the grace, and stale-if-error (1 day) the extra
 # grace used while catalog is unhealthy. Responses marked private or
-# no-store are never stored. Purges are by surrogate key (xkey), from the
-# internal network only. The admin API and /metrics are never forwarded,
-# whatever the path's spelling (deny_internal; ADR 0023).
+# no-store are never stored. Purges are by surrogate key (xkey) and need
+# the shared secret (purge_auth; ADR 0037). The admin API and /metrics are
+# never forwarded, whatever the path's spelling (deny_internal; ADR 0023).
 
 import blob;
 import std;
@@ -27,26 +27,18 @@ backend catalog {
     }
 }
 
-acl purgers {
-    "127.0.0.1";
-    "::1";
-    "10.0.0.0"/8;
-    "172.16.0.0"/12;
-    "192.168.0.0"/16;
-}
-
 sub vcl_recv {
     call deny_internal;
     if (req.method == "PURGE") {
-        if (client.ip !~ purgers) {
-            return (synth(403, "Forbidden"));
-        }
+        call purge_auth;
         if (!req.http.xkey-purge) {
             return (synth(400, "PURGE needs an xkey-purge header"));
         }
         set req.http.n-gone = xkey.purge(req.http.xkey-purge);
         return (synth(200, "Purged " + req.http.n-gone));
     }
+
+    unset req.http.X-Purge-Secret;
 
     # One cache entry per resource: drop tracking parameters, sort the rest.
     set req.url = regsuball(req.url, "(?i)([?&])(utm_[a-z]+|gclid|fbclid|mc_eid)=[^&]*", "\1");
@@ -67,6 +59,21 @@ sub vcl_recv {
         set req.grace = 30s;
     }
     return (hash);
+}
+
+# A PURGE must carry the secret of the environment variable
+# CDN_PURGE_SECRET (read at each request, so the variable must be in
+# varnishd's environment) in its X-Purge-Secret header; otherwise it is
+# refused with 403, and so is every PURGE when the variable is unset or
+# shorter than 16 characters. The address a PURGE comes from proves
+# nothing: behind Docker's port publishing or any proxy, every client is a
+# private address. The header never reaches the origin (PURGE is answered
+# here) and is dropped from every other request.
+sub purge_auth {
+    if (std.getenv("CDN_PURGE_SECRET") !~ "^.{16,}$" ||
+        req.http.X-Purge-Secret != std.getenv("CDN_PURGE_SECRET")) {
+        return (synth(403, "Forbidden"));
+    }
 }
 
 # The admin API (/v1/admin...) and /metrics live on the services' admin

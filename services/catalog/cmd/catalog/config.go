@@ -30,6 +30,10 @@ type Config struct {
 	// CDNPurgeURLs receive PURGE by surrogate key from the consumer role
 	// (Varnish nodes), comma-separated. Empty: no CDN.
 	CDNPurgeURLs []string `env:"CDN_PURGE_URLS"`
+	// CDNPurgeSecret is sent with every purge (X-Purge-Secret); the CDN
+	// refuses purges without it (ADR 0037). Required with CDNPurgeURLs,
+	// at least 16 characters, no spaces or control characters. No default.
+	CDNPurgeSecret string `env:"CDN_PURGE_SECRET"`
 }
 
 // Validate reports rules beyond one value's syntax.
@@ -44,5 +48,25 @@ func (c Config) Validate() []error {
 	if c.CacheNearEntities > 0 && (c.CacheNearTTL < time.Millisecond || c.CacheNearTTL > time.Minute) {
 		errs = append(errs, errors.New("CACHE_NEAR_TTL: between 1ms and 1m (it bounds how stale a lost invalidation can leave a read)"))
 	}
+	if len(c.CDNPurgeURLs) > 0 {
+		if err := checkPurgeSecret(c.CDNPurgeSecret); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errs
+}
+
+// checkPurgeSecret is the rule for CDN_PURGE_SECRET: a value a CDN can
+// compare in a header, long enough not to be guessed. The error never
+// contains the value.
+func checkPurgeSecret(s string) error {
+	if len(s) < 16 {
+		return errors.New("CDN_PURGE_SECRET: required with CDN_PURGE_URLS, at least 16 characters (the CDN refuses purges without it; generate one: openssl rand -hex 24)")
+	}
+	for _, r := range s {
+		if r <= ' ' || r >= 0x7f {
+			return errors.New("CDN_PURGE_SECRET: printable ASCII without spaces only (it goes into an HTTP header)")
+		}
+	}
+	return nil
 }

@@ -53,7 +53,7 @@ func wire(ctx context.Context, app *service.App, cfg *Config) error {
 	if app.Has(service.RoleConsumer) {
 		inv := &productstream.Invalidator{Cache: svc.Cache(), Warm: svc.Warm, Log: app.Log}
 		if len(cfg.CDNPurgeURLs) > 0 {
-			inv.Purger = &productstream.Purger{URLs: cfg.CDNPurgeURLs}
+			inv.Purger = &productstream.Purger{URLs: cfg.CDNPurgeURLs, Secret: cfg.CDNPurgeSecret}
 		}
 		grp, err := app.NewGroup(js, catalogapi.Stream, productstream.Group, cfg.Partitions, inv.Handle)
 		if err != nil {

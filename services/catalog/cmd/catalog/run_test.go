@@ -49,6 +49,40 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 }
 
+// TestRunRefusesCDNPurgeURLsWithoutAUsableSecret: the CDN refuses purges
+// without the shared secret (ADR 0037), so CDN_PURGE_URLS without a usable
+// CDN_PURGE_SECRET is a configuration error at start, whose message never
+// repeats the value; without CDN_PURGE_URLS no secret is needed.
+func TestRunRefusesCDNPurgeURLsWithoutAUsableSecret(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, urls, secret, want string
+	}{
+		{"unset", "http://varnish:80/", "", "CDN_PURGE_SECRET: required with CDN_PURGE_URLS"},
+		{"short", "http://varnish:80/", "short-secret-15", "CDN_PURGE_SECRET: required with CDN_PURGE_URLS, at least 16"},
+		{"space", "http://varnish:80/", "a secret with spaces in it", "CDN_PURGE_SECRET: printable ASCII"},
+		{"newline", "http://varnish:80/", "0123456789abcdef\r\nX-Evil: 1", "CDN_PURGE_SECRET: printable ASCII"},
+		{"good", "http://varnish:80/", "0123456789abcdef0123", ""},
+		{"no CDN", "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "consumer", "CATALOG_PARTITIONS": "0", "CDN_PURGE_URLS": tc.urls, "CDN_PURGE_SECRET": tc.secret}
+			err := run(context.Background(), []string{"catalog"}, func(k string) string { return env[k] }, &testinfra.Buffer{})
+			// CATALOG_PARTITIONS=0 makes every case fail before it connects.
+			if err == nil || !strings.Contains(err.Error(), "CATALOG_PARTITIONS") {
+				t.Fatalf("err = %v, want a configuration error", err)
+			}
+			if got := strings.Contains(err.Error(), "CDN_PURGE_SECRET"); got != (tc.want != "") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+			if tc.secret != "" && strings.Contains(err.Error(), tc.secret) {
+				t.Errorf("the error repeats the secret: %v", err)
+			}
+		})
+	}
+}
+
 // TestMigrateThenSeedWritesTenThousandProductsAndTheirEvents runs the migrate role on an empty database, then seeds
 // 10 000 products (the "in seconds"; the time is logged, not
 // asserted).

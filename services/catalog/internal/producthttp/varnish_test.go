@@ -20,11 +20,23 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/httpcache"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
+	"github.com/shopfloor/shopfloor/services/catalog/internal/productstream"
 )
 
+// purgeSecret is the CDN_PURGE_SECRET of the test's varnishd.
+const purgeSecret = "test-purge-secret-0123456789abcdef"
+
 // varnish runs varnishd with deploy/compose/varnish/default.vcl in front
-// of origin (host:port) and returns its base URL.
+// of origin (host:port) and returns its base URL. Its CDN_PURGE_SECRET is
+// purgeSecret.
 func varnish(t testing.TB, origin string) string {
+	t.Helper()
+	return varnishWithEnv(t, origin, "CDN_PURGE_SECRET="+purgeSecret)
+}
+
+// varnishWithEnv is varnish with env (NAME=value) as varnishd's only
+// environment besides PATH.
+func varnishWithEnv(t testing.TB, origin string, env ...string) string {
 	t.Helper()
 	bin, err := exec.LookPath("varnishd")
 	if err != nil {
@@ -59,6 +71,7 @@ func varnish(t testing.TB, origin string) string {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	cmd := exec.Command(bin, "-F", "-j", "none", "-a", addr, "-f", vclPath, "-n", filepath.Join(dir, "n"), "-s", "malloc,32m")
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -170,6 +183,7 @@ func TestVarnishServesHitsAndForgetsAPurgedSurrogateKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	purge.Header.Set("xkey-purge", "product:"+p.ID)
+	purge.Header.Set(productstream.SecretHeader, purgeSecret)
 	if r := doReq(t, purge); r.status != 200 || !regexp.MustCompile(`Purged [1-9]`).Match(r.body) {
 		t.Fatalf("PURGE = %d %s", r.status, r.body)
 	}

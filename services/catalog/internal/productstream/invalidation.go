@@ -86,9 +86,17 @@ func (i *Invalidator) Handle(ctx context.Context, d stream.Delivery) error {
 // Purger purges CDN caches by surrogate key (Varnish xkey: PURGE with an
 // xkey-purge header) on every configured CDN node.
 type Purger struct {
-	URLs   []string
+	URLs []string
+	// Secret goes in every PURGE's SecretHeader: the CDN refuses purges
+	// without it (deploy/compose/varnish/default.vcl; ADR 0037). Required
+	// by the CDN, not by Purge: empty sends no header, and the CDN's 403
+	// is then a configuration error like any refusal.
+	Secret string
 	Client *http.Client
 }
+
+// SecretHeader carries Purger.Secret.
+const SecretHeader = "X-Purge-Secret"
 
 // Purge drops every cached response tagged with one of keys. A node that
 // answers 5xx or 429 is an infrastructure error (stream.Infrastructure): the
@@ -105,6 +113,9 @@ func (p *Purger) Purge(ctx context.Context, keys ...string) error {
 			return fmt.Errorf("purge request for %s: %w", u, err)
 		}
 		req.Header.Set("xkey-purge", strings.Join(keys, " "))
+		if p.Secret != "" {
+			req.Header.Set(SecretHeader, p.Secret)
+		}
 		res, err := client.Do(req)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("purge %s: %w", u, err))
