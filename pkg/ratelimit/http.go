@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 )
 
@@ -24,8 +25,10 @@ const (
 
 // Admit takes a token from key's bucket for a request to route (a fixed
 // label for the metric, such as "POST /v1/orders", never a raw path) and
-// sets the RateLimit fields on w (the RateLimit field only on a refusal
-// when Config.Shared). When the bucket is empty it answers the request
+// adds the RateLimit fields to w (the RateLimit field only on a refusal
+// when Config.Shared): a request under two limits (the API's per caller,
+// checkout's per customer) gets both policies, one field line each, which
+// the draft reads as one list. When the bucket is empty it answers the request
 // itself, 429 "rate-limited" with Retry-After and Cache-Control: no-store,
 // counts it, and returns false; the caller then writes nothing more. A nil
 // Limiter admits the request and sets nothing.
@@ -35,15 +38,15 @@ func (l *Limiter) Admit(w http.ResponseWriter, route, key string) bool {
 	}
 	d := l.Allow(key)
 	h := w.Header()
-	h.Set(HeaderPolicy, strconv.Quote(l.cfg.Policy)+";q="+strconv.Itoa(l.cfg.Limit.Burst)+";w="+strconv.FormatInt(l.cfg.Limit.Window(), 10))
+	h.Add(HeaderPolicy, strconv.Quote(l.cfg.Policy)+";q="+strconv.Itoa(l.cfg.Limit.Burst)+";w="+strconv.FormatInt(l.cfg.Limit.Window(), 10))
 	if d.Allowed {
 		if !l.cfg.Shared {
-			h.Set(HeaderLimit, l.state(d.Remaining, d.Full))
+			h.Add(HeaderLimit, l.state(d.Remaining, d.Full))
 		}
 		return true
 	}
 	l.limited.WithLabelValues(route).Inc()
-	h.Set(HeaderLimit, l.state(0, d.RetryAfter))
+	h.Add(HeaderLimit, l.state(0, d.RetryAfter))
 	h.Set("Cache-Control", "no-store")
 	p := httpkit.NewProblem(http.StatusTooManyRequests, "rate-limited",
 		"too many requests from this caller ("+l.cfg.Policy+" limit: "+strconv.Itoa(l.cfg.Limit.Burst)+" at once, "+
@@ -51,6 +54,16 @@ func (l *Limiter) Admit(w http.ResponseWriter, route, key string) bool {
 	p.RetryAfter = time.Duration(ceilSeconds(d.RetryAfter)) * time.Second
 	httpkit.WriteProblem(w, p)
 	return false
+}
+
+// ByPrincipal keys a request by its principal (auth.FromContext): "sub:"
+// and the subject. On a route without auth.Require it is "", so such a
+// request is not limited by this key.
+func ByPrincipal(r *http.Request) string {
+	if p, ok := auth.FromContext(r.Context()); ok && p.Subject != "" {
+		return "sub:" + p.Subject
+	}
+	return ""
 }
 
 func (l *Limiter) state(remaining int, t time.Duration) string {

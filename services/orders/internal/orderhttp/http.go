@@ -54,6 +54,7 @@ const (
 // Another customer's order answers 404, as if it did not exist.
 // WithCheckoutShedder puts load shedding in front of POST /v1/orders only,
 // after authentication and before the request is read; replays pass.
+// WithCheckoutLimit puts a per-customer rate limit in front of both.
 func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store, authz *auth.Verifier, log *slog.Logger, opts ...Option) {
 	var o routeOptions
 	for _, opt := range opts {
@@ -71,6 +72,9 @@ func Routes(mux *http.ServeMux, svc *ordersvc.Service, store *idempotency.Store,
 	if o.shed != nil {
 		place = o.shed(accepted(store, svc.Pool()))(place)
 	}
+	if o.limit != nil {
+		place = o.limit(place)
+	}
 	mux.Handle("POST /v1/orders", authz.Handle(customer, place))
 	mux.Handle("POST /v1/orders/{id}/cancel", authz.Handle(ownerOrOperator,
 		httpkit.NewKitServer(cancelOrder(svc, store), decodeCancel(store), replay, log, enc)))
@@ -87,6 +91,7 @@ type Option func(*routeOptions)
 
 type routeOptions struct {
 	shed     func(admit func(*http.Request) bool) func(http.Handler) http.Handler
+	limit    func(http.Handler) http.Handler
 	connWait connWait
 }
 
@@ -149,6 +154,16 @@ func accepted(store *idempotency.Store, db interface {
 		known, err := store.Known(r.Context(), db, p.IdempotencyScope(), key)
 		return err == nil && known
 	}
+}
+
+// WithCheckoutLimit puts limit, a per-customer rate limit
+// (ratelimit.Limiter.Middleware keyed by ratelimit.ByPrincipal), in front
+// of POST /v1/orders only: after authentication, before shedding and
+// before the request is read. A retry with a stored Idempotency-Key takes
+// a token too; refused, it is replayed once the client comes back after
+// Retry-After.
+func WithCheckoutLimit(limit func(http.Handler) http.Handler) Option {
+	return func(o *routeOptions) { o.limit = limit }
 }
 
 // WithCheckoutShedder sheds checkouts (POST /v1/orders) with the guard
