@@ -41,8 +41,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// DefaultMaxKeys is Config.MaxKeys when unset: about 20 MB of buckets at
-// most.
+// DefaultMaxKeys is Config.MaxKeys when unset: a bucket takes a few
+// hundred bytes, so some 30 MB at most.
 const DefaultMaxKeys = 100_000
 
 // Limit is a token bucket's shape.
