@@ -44,7 +44,7 @@ func TestRateLimitsAnswer429WithRetryAfterAndRecover(t *testing.T) {
 	svc.WaitReady(30 * time.Second)
 
 	key := 0
-	checkout := func(customer string) *http.Response {
+	checkout := func(customer string) answer {
 		t.Helper()
 		key++
 		body, _ := json.Marshal(ordersapi.CreateOrder{CustomerEmail: "rl@example.com", Currency: "EUR",
@@ -56,44 +56,40 @@ func TestRateLimitsAnswer429WithRetryAfterAndRecover(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer "+iss.Customer(t, customer, "orders"))
 		return do(t, req)
 	}
-	openapi := func() *http.Response {
+	openapi := func() answer {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, svc.Public+"/v1/openapi.yaml", nil)
 		return do(t, req)
 	}
 	for _, tc := range []struct {
 		name, policy string
-		send         func() *http.Response
-		other        func() *http.Response
+		send         func() answer
+		other        func() answer
 	}{
-		{"checkout per customer", "checkout", func() *http.Response { return checkout("cust-rl") }, func() *http.Response { return checkout("cust-other") }},
+		{"checkout per customer", "checkout", func() answer { return checkout("cust-rl") }, func() answer { return checkout("cust-other") }},
 		{"anonymous per address", "anonymous", openapi, nil},
 	} {
 		for i := range 2 {
-			if resp := tc.send(); resp.StatusCode >= 300 {
-				t.Fatalf("%s: request %d within the burst: %d", tc.name, i+1, resp.StatusCode)
+			if resp := tc.send(); resp.status >= 300 {
+				t.Fatalf("%s: request %d within the burst: %d", tc.name, i+1, resp.status)
 			}
 		}
 		resp := tc.send()
 		checkRefusal(t, tc.name, tc.policy, resp)
 		if tc.other != nil {
-			if resp := tc.other(); resp.StatusCode != http.StatusCreated {
-				t.Errorf("%s: another customer refused: %d", tc.name, resp.StatusCode)
+			if resp := tc.other(); resp.status != http.StatusCreated {
+				t.Errorf("%s: another customer refused: %d", tc.name, resp.status)
 			}
 		}
 		testinfra.Eventually(t, 30*time.Second, func() error {
-			if resp := tc.send(); resp.StatusCode >= 300 {
-				return fmt.Errorf("%s: still %d", tc.name, resp.StatusCode)
+			if resp := tc.send(); resp.status >= 300 {
+				return fmt.Errorf("%s: still %d", tc.name, resp.status)
 			}
 			return nil
 		})
 	}
-	resp, err := http.Get(svc.Admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	req, _ := http.NewRequest(http.MethodGet, svc.Admin+"/metrics", nil)
+	metrics := do(t, req).body
 	for _, m := range []string{`http_requests_rate_limited_total{policy="checkout",route="POST /v1/orders"}`,
 		`http_requests_rate_limited_total{policy="anonymous",route="/v1/"}`, `ratelimit_keys{policy="principal"}`} {
 		if !strings.Contains(string(metrics), m) {
@@ -105,34 +101,40 @@ func TestRateLimitsAnswer429WithRetryAfterAndRecover(t *testing.T) {
 // checkRefusal checks a 429 of policy: problem+json, Retry-After in whole
 // seconds within the refill time of one token (5 s), and the policy's
 // RateLimit fields with nothing left.
-func checkRefusal(t *testing.T, name, policy string, resp *http.Response) {
+func checkRefusal(t *testing.T, name, policy string, resp answer) {
 	t.Helper()
 	var p httpkit.Problem
-	_ = json.NewDecoder(resp.Body).Decode(&p)
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Content-Type") != httpkit.ContentTypeProblem ||
+	_ = json.Unmarshal(resp.body, &p)
+	if resp.status != http.StatusTooManyRequests || resp.header.Get("Content-Type") != httpkit.ContentTypeProblem ||
 		p.Type != httpkit.ProblemBase+"rate-limited" {
-		t.Fatalf("%s: past the burst: %d %s %+v, want 429 rate-limited", name, resp.StatusCode, resp.Header.Get("Content-Type"), p)
+		t.Fatalf("%s: past the burst: %d %s %+v, want 429 rate-limited", name, resp.status, resp.header.Get("Content-Type"), p)
 	}
-	ra, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	ra, err := strconv.Atoi(resp.header.Get("Retry-After"))
 	if err != nil || ra < 1 || ra > 5 {
-		t.Errorf("%s: Retry-After %q, want 1..5 seconds", name, resp.Header.Get("Retry-After"))
+		t.Errorf("%s: Retry-After %q, want 1..5 seconds", name, resp.header.Get("Retry-After"))
 	}
-	if want := fmt.Sprintf(`"%s";q=2;w=10`, policy); !slices.Contains(resp.Header.Values("RateLimit-Policy"), want) {
-		t.Errorf("%s: RateLimit-Policy %q, want %s among them", name, resp.Header.Values("RateLimit-Policy"), want)
+	if want := fmt.Sprintf(`"%s";q=2;w=10`, policy); !slices.Contains(resp.header.Values("RateLimit-Policy"), want) {
+		t.Errorf("%s: RateLimit-Policy %q, want %s among them", name, resp.header.Values("RateLimit-Policy"), want)
 	}
-	if want := fmt.Sprintf(`"%s";r=0;t=%d`, policy, ra); !slices.Contains(resp.Header.Values("RateLimit"), want) {
-		t.Errorf("%s: RateLimit %q, want %s among them", name, resp.Header.Values("RateLimit"), want)
+	if want := fmt.Sprintf(`"%s";r=0;t=%d`, policy, ra); !slices.Contains(resp.header.Values("RateLimit"), want) {
+		t.Errorf("%s: RateLimit %q, want %s among them", name, resp.header.Values("RateLimit"), want)
 	}
 }
 
-func do(t *testing.T, req *http.Request) *http.Response {
+// answer is a response, read.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func do(t *testing.T, req *http.Request) answer {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(b))
-	return resp
+	return answer{status: resp.StatusCode, header: resp.Header, body: b}
 }
