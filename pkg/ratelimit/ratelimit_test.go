@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,30 +16,12 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/ratelimit"
 )
 
-// clock is a fake clock that moves only when told.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newLimiter(t *testing.T, cfg ratelimit.Config) (*ratelimit.Limiter, *clock) {
+// newLimiter returns a limiter for cfg on a fake clock, and the function
+// that moves the clock (the tests are sequential: no lock needed).
+func newLimiter(t *testing.T, cfg ratelimit.Config) (*ratelimit.Limiter, func(time.Duration)) {
 	t.Helper()
-	c := newClock()
-	cfg.Now = c.Now
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	cfg.Now = func() time.Time { return now }
 	if cfg.Policy == "" {
 		cfg.Policy = "test"
 	}
@@ -48,12 +29,12 @@ func newLimiter(t *testing.T, cfg ratelimit.Config) (*ratelimit.Limiter, *clock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return l, c
+	return l, func(d time.Duration) { now = now.Add(d) }
 }
 
 func TestABurstIsAdmittedThenRefusedUntilATokenRefills(t *testing.T) {
 	t.Parallel()
-	l, c := newLimiter(t, ratelimit.Config{Limit: ratelimit.Limit{Rate: 2, Burst: 3}})
+	l, advance := newLimiter(t, ratelimit.Config{Limit: ratelimit.Limit{Rate: 2, Burst: 3}})
 	for want := 2; want >= 0; want-- {
 		if d := l.Allow("ada"); !d.Allowed || d.Remaining != want || d.RetryAfter != 0 {
 			t.Fatalf("request with %d left: %+v", want, d)
@@ -63,11 +44,11 @@ func TestABurstIsAdmittedThenRefusedUntilATokenRefills(t *testing.T) {
 	if d.Allowed || d.Remaining != 0 || d.RetryAfter != 500*time.Millisecond || d.Full != 1500*time.Millisecond {
 		t.Fatalf("request on an empty bucket: %+v; want refused, retry after 500ms, full in 1.5s", d)
 	}
-	c.Advance(499 * time.Millisecond)
+	advance(499 * time.Millisecond)
 	if d := l.Allow("ada"); d.Allowed {
 		t.Fatalf("allowed 1ms before a token is back: %+v", d)
 	}
-	c.Advance(time.Millisecond)
+	advance(time.Millisecond)
 	if d := l.Allow("ada"); !d.Allowed || d.Remaining != 0 {
 		t.Fatalf("refused once a token is back: %+v", d)
 	}
@@ -86,21 +67,21 @@ func TestEachKeyHasItsOwnBucket(t *testing.T) {
 
 func TestBucketsThatAreFullAgainAreDropped(t *testing.T) {
 	t.Parallel()
-	l, c := newLimiter(t, ratelimit.Config{Limit: ratelimit.Limit{Rate: 10, Burst: 20}})
+	l, advance := newLimiter(t, ratelimit.Config{Limit: ratelimit.Limit{Rate: 10, Burst: 20}})
 	l.Allow("ada")
-	c.Advance(time.Second)
+	advance(time.Second)
 	l.Allow("grace")
 	if n := l.Len(); n != 2 {
 		t.Fatalf("%d buckets, want 2", n)
 	}
 	// ada's bucket is full 2s (Burst/Rate) after her last request; grace's
 	// is not yet.
-	c.Advance(time.Second)
+	advance(time.Second)
 	l.Allow("grace")
 	if n := l.Len(); n != 1 {
 		t.Fatalf("%d buckets after ada's refilled, want 1 (grace's)", n)
 	}
-	c.Advance(2 * time.Second)
+	advance(2 * time.Second)
 	if d := l.Allow("linus"); !d.Allowed || l.Len() != 1 {
 		t.Fatalf("after grace's refilled: %+v, %d buckets; want linus's alone", d, l.Len())
 	}
@@ -135,7 +116,7 @@ ratelimit_evictions_total{policy="test"} 2
 func TestAdmitAnswers429WithRetryAfterAndRateLimitFields(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewPedanticRegistry()
-	l, c := newLimiter(t, ratelimit.Config{Policy: "principal", Limit: ratelimit.Limit{Rate: 0.4, Burst: 2}, Registerer: reg})
+	l, advance := newLimiter(t, ratelimit.Config{Policy: "principal", Limit: ratelimit.Limit{Rate: 0.4, Burst: 2}, Registerer: reg})
 	w := httptest.NewRecorder()
 	if !l.Admit(w, "/v1/", "sub:ada") {
 		t.Fatal("first request refused")
@@ -147,7 +128,7 @@ func TestAdmitAnswers429WithRetryAfterAndRateLimitFields(t *testing.T) {
 		t.Errorf("RateLimit = %s, want 1 left, full in 3 s (2.5 rounded up)", got)
 	}
 	l.Admit(httptest.NewRecorder(), "/v1/", "sub:ada")
-	c.Advance(time.Second) // 0.4 tokens back: a token in 1.5 s
+	advance(time.Second) // 0.4 tokens back: a token in 1.5 s
 	w = httptest.NewRecorder()
 	if l.Admit(w, "/v1/", "sub:ada") {
 		t.Fatal("third request admitted on an empty bucket")
