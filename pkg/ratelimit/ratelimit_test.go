@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -274,4 +275,25 @@ func TestAnIPv6ClientIsKeyedByItsSlash64(t *testing.T) {
 	if got := ratelimit.AddrKey(netip.MustParseAddr("192.0.2.1")); got != "ip:192.0.2.1" {
 		t.Errorf("IPv4 key %s", got)
 	}
+}
+
+// BenchmarkAllow is one decision on a limiter holding 10 000 callers'
+// buckets, from parallel goroutines: the cost a rate limit adds to every
+// request.
+func BenchmarkAllow(b *testing.B) {
+	l, err := ratelimit.New(ratelimit.Config{Policy: "bench", Limit: ratelimit.Limit{Rate: 1e6, Burst: 1e6}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]string, 10_000)
+	for i := range keys {
+		keys[i] = "sub:customer-" + strconv.Itoa(i)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			l.Allow(keys[i%len(keys)])
+			i++
+		}
+	})
 }
