@@ -101,8 +101,8 @@ var binaries = map[string][]string{
 	// new-service: binaries above this line
 	// identity and web have no database: their Config embeds
 	// service.Telemetry, not Base.
-	"identity": append(cmdFiles("identity"), "pkg/service/program.go", "pkg/service/telemetry.go", authConfig),
-	"web":      append(cmdFiles("web"), "pkg/service/program.go", "pkg/service/telemetry.go", authConfig),
+	"identity": append(cmdFiles("identity"), "pkg/service/program.go", "pkg/service/ratelimit.go", "pkg/service/telemetry.go", authConfig),
+	"web":      append(cmdFiles("web"), "pkg/service/program.go", "pkg/service/ratelimit.go", "pkg/service/telemetry.go", authConfig),
 }
 
 // apiServices are the services whose api role runs in compose.
@@ -133,7 +133,7 @@ const authConfig = "pkg/auth/auth.go"
 
 // withBase adds the files a service's Base config comes from.
 func withBase(files []string, more ...string) []string {
-	return append(append(files, more...), "pkg/service/program.go", "pkg/service/service.go", "pkg/service/jobs.go", "pkg/service/telemetry.go", "pkg/pgdb/pgdb.go")
+	return append(append(files, more...), "pkg/service/program.go", "pkg/service/ratelimit.go", "pkg/service/service.go", "pkg/service/jobs.go", "pkg/service/telemetry.go", "pkg/pgdb/pgdb.go")
 }
 
 var envTag = regexp.MustCompile(`env:"([A-Z0-9_]+)(,required)?"`)

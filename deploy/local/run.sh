@@ -298,7 +298,13 @@ wait_ready identity "http://127.0.0.1:$IDENTITY_ADMIN_PORT/readyz"
 
 # --- services ---------------------------------------------------------------
 # Every API verifies bearer tokens of the issuer (AUTH_ISSUER, pkg/auth).
-common=(NATS_URL="nats://127.0.0.1:$TOXI_NATS" LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER")
+# Rate limits (ADR 0038), sized for the load tests and drills: every
+# anonymous client here is 127.0.0.1 (k6 reads up to 2 000/s), and drills
+# and k6 checkouts go through ten customers (up to ~20 requests/s each).
+# The services' own defaults are where a public deployment starts.
+limits=(RATE_LIMIT_ANONYMOUS=5000 RATE_LIMIT_ANONYMOUS_BURST=10000 RATE_LIMIT_PRINCIPAL=500 RATE_LIMIT_PRINCIPAL_BURST=1000
+	RATE_LIMIT_SERVICE=5000 RATE_LIMIT_SERVICE_BURST=10000)
+common=(NATS_URL="nats://127.0.0.1:$TOXI_NATS" LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER" "${limits[@]}")
 catalog_env=("${common[@]}" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://$REDIS_CATALOG_USER:$REDIS_CATALOG_PASSWORD@127.0.0.1:$TOXI_REDIS/$REDIS_DB")
 # catalog's api reads are short and wait on the network, not the CPU: twice
 # the default pool (8), so a slow link to PostgreSQL (the latency drill:
@@ -320,7 +326,8 @@ wait_ready varnish "http://127.0.0.1:$CDN_PORT/v1/products?limit=1"
 supervise catalog-worker env "${catalog_env[@]}" ROLES=relay,consumer HTTP_ADDR="127.0.0.1:$CATALOG_WORKER_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_WORKER_ADMIN_PORT" \
 	CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" CDN_PURGE_SECRET="$CDN_PURGE_SECRET" "$run/catalog" serve
 
-orders_env=("${common[@]}" DATABASE_URL="$(dburl orders)" CATALOG_URL="http://127.0.0.1:$TOXI_CATALOG")
+# Checkouts per customer: drills send up to 80/s through ten customers.
+orders_env=("${common[@]}" DATABASE_URL="$(dburl orders)" CATALOG_URL="http://127.0.0.1:$TOXI_CATALOG" CHECKOUT_RATE_LIMIT=200 CHECKOUT_RATE_LIMIT_BURST=400)
 # The api role calls catalog and the consumer role payments (stuck-order
 # repair), so they hold orders' client secret; the relay does not.
 supervise orders env "${orders_env[@]}" AUTH_CLIENT_ID=orders AUTH_CLIENT_SECRET="$ORDERS_CLIENT_SECRET" ROLES=api HTTP_ADDR="127.0.0.1:$ORDERS_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_ADMIN_PORT" "$run/orders" serve
@@ -364,7 +371,7 @@ fi
 # The storefront: signs people in through identity (the "web" client),
 # reads catalog through the CDN and every other service's public API with
 # the signed-in person's token; e-mails are read from the SMTP sink.
-supervise web env LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER" \
+supervise web env LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER" "${limits[@]}" \
 	HTTP_ADDR="127.0.0.1:$WEB_PORT" ADMIN_ADDR="127.0.0.1:$WEB_ADMIN_PORT" WEB_PUBLIC_URL="http://127.0.0.1:$WEB_PORT" \
 	WEB_SESSION_SECRET="$WEB_SESSION_SECRET" AUTH_CLIENT_SECRET="$WEB_CLIENT_SECRET" \
 	CATALOG_URL="http://127.0.0.1:$CDN_PORT" ORDERS_URL="http://127.0.0.1:$ORDERS_PORT" PAYMENTS_URL="http://127.0.0.1:$PAYMENTS_PORT" \

@@ -368,7 +368,7 @@ func (v *Verifier) Require(policy Policy) func(http.Handler) http.Handler {
 				v.refuse(w, "missing", http.StatusUnauthorized, "", "this route needs Authorization: Bearer <access token> from the identity provider (README: make token)")
 				return
 			}
-			p, err := v.Verify(r.Context(), raw)
+			p, err := v.identified(r.Context(), raw)
 			switch {
 			case errors.Is(err, ErrUnavailable):
 				v.rejects.WithLabelValues("unavailable").Inc()
@@ -389,6 +389,45 @@ func (v *Verifier) Require(policy Policy) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 		})
 	}
+}
+
+// Identify verifies r's bearer token, when it has one, before any route
+// is chosen, and refuses nothing: for middleware that must know who calls
+// before routing, such as a per-caller rate limit. ok is false without a
+// token or with one that Verify does not accept (the route's Require then
+// answers it, or the route needs no token). On success the returned
+// request carries the verification, so that Require does not verify the
+// same token again (it still applies its policy); the principal is not
+// put where FromContext finds it, so a route mounted without Require
+// still treats the request as nobody's.
+func (v *Verifier) Identify(r *http.Request) (p Principal, out *http.Request, ok bool) {
+	raw, ok := bearer(r)
+	if !ok {
+		return Principal{}, r, false
+	}
+	p, err := v.Verify(r.Context(), raw)
+	if err != nil {
+		return Principal{}, r, false
+	}
+	return p, r.WithContext(context.WithValue(r.Context(), identifiedKey{}, identity{v: v, raw: raw, p: p})), true
+}
+
+type identifiedKey struct{}
+
+// identity is a token Identify verified, and by which verifier.
+type identity struct {
+	v   *Verifier
+	raw string
+	p   Principal
+}
+
+// identified is Verify(ctx, raw), unless Identify verified the same token
+// with v for this request already.
+func (v *Verifier) identified(ctx context.Context, raw string) (Principal, error) {
+	if id, ok := ctx.Value(identifiedKey{}).(identity); ok && id.v == v && id.raw == raw {
+		return id.p, nil
+	}
+	return v.Verify(ctx, raw)
 }
 
 // Handle is Require(policy)(h): for mounting, mux.Handle(pattern, v.Handle(policy, h)).

@@ -265,3 +265,56 @@ func TestDiscoveryURLReachesTheProviderUnderAnotherName(t *testing.T) {
 		t.Fatalf("token through DiscoveryURL: %v", err)
 	}
 }
+
+// TestIdentifyVerifiesBeforeRoutingAndRequireDoesNotVerifyAgain: Identify
+// names the caller of a valid token without refusing anyone; Require
+// takes that verification (here the clock moves past the token's expiry
+// in between, and Require still accepts it) but applies its own policy;
+// another verifier, or another token, is verified afresh.
+func TestIdentifyVerifiesBeforeRoutingAndRequireDoesNotVerifyAgain(t *testing.T) {
+	t.Parallel()
+	iss := authtest.NewIssuer(t)
+	now := time.Now()
+	v, err := auth.NewVerifier(iss.Config("orders"), "orders", auth.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := iss.Token(t, authtest.Claims{Subject: "ada", Audience: []string{"orders"}, Roles: []string{auth.RoleCustomer}, Expiry: now.Add(time.Minute)})
+	r := httptest.NewRequest(http.MethodGet, "/v1/x", nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	p, r2, ok := v.Identify(r)
+	if !ok || p.Subject != "ada" {
+		t.Fatalf("Identify: %+v %v", p, ok)
+	}
+	if _, ok := auth.FromContext(r2.Context()); ok {
+		t.Fatal("Identify put the principal where a route without Require finds it")
+	}
+	now = now.Add(time.Hour) // the token has expired: only a fresh verification notices
+	for policy, want := range map[string]int{auth.RoleCustomer: 200, auth.RoleOperator: 403} {
+		w := httptest.NewRecorder()
+		v.Handle(auth.AnyOf(policy), whoami).ServeHTTP(w, r2)
+		if w.Code != want {
+			t.Errorf("Require(%s) after Identify: %d, want %d: %s", policy, w.Code, want, w.Body)
+		}
+	}
+	other, err := auth.NewVerifier(iss.Config("orders"), "orders", auth.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	if other.Handle(auth.Authenticated, whoami).ServeHTTP(w, r2); w.Code != http.StatusUnauthorized {
+		t.Errorf("another verifier: %d, want 401 (it verifies afresh: expired)", w.Code)
+	}
+	if w := call(t, v.Handle(auth.Authenticated, whoami), "Bearer "+tok); w.Code != http.StatusUnauthorized {
+		t.Errorf("a request without Identify's verification: %d, want 401 (expired by v's clock)", w.Code)
+	}
+	for _, authz := range []string{"", "Bearer junk"} {
+		r := httptest.NewRequest(http.MethodGet, "/v1/x", nil)
+		if authz != "" {
+			r.Header.Set("Authorization", authz)
+		}
+		if _, r2, ok := v.Identify(r); ok || r2 != r {
+			t.Errorf("Identify(%q): ok %v, request replaced %v; want neither", authz, ok, r2 != r)
+		}
+	}
+}

@@ -29,6 +29,10 @@ type App struct {
 	// Pool is the service's database, set before Wire (nil without
 	// Program.Migrations).
 	Pool *pgxpool.Pool
+	// Limits are the public API's per-caller rate limits (Serve's
+	// RateLimit), already in front of /v1/ on the public listener; an
+	// Edge that replaces the public mux puts them in front of its routes.
+	Limits *Limits
 
 	serve   *Serve
 	gate    *Gate

@@ -158,6 +158,8 @@ type Serve struct {
 	// Auth is the identity provider whose access tokens the api role
 	// accepts (AUTH_ISSUER; AUTH_AUDIENCE defaults to the service's name).
 	Auth auth.Config
+	// RateLimit is the public API's per-caller limits (RATE_LIMIT_*).
+	RateLimit RateLimit
 }
 
 // Has reports whether role is one of the process's roles.
@@ -365,6 +367,9 @@ func (p Program[C]) check(sv *Serve) []string {
 			problems = append(problems, err.Error())
 		}
 	}
+	for _, err := range sv.RateLimit.Validate() {
+		problems = append(problems, err.Error())
+	}
 	return problems
 }
 
@@ -406,7 +411,8 @@ func (p Program[C]) serveCommand(ctx context.Context, inv *Invocation) error {
 // newApp sets up what the listeners serve before any dependency is up:
 // health with the checks the roles need, the two muxes, and the API gate
 // on /v1/ of both (the public mux answers 404 for /v1/admin, the admin
-// API is served on the admin listener only).
+// API is served on the admin listener only), behind the per-caller rate
+// limits on the public one.
 func (p Program[C]) newApp(rt *Runtime, sv *Serve, lns Listeners) (*App, error) {
 	app := &App{Runtime: rt, Health: httpkit.NewHealth(), Listeners: lns, serve: sv, tasks: lifecycle.NewGroup(rt.Log)}
 	if p.Migrations != nil {
@@ -422,9 +428,12 @@ func (p Program[C]) newApp(rt *Runtime, sv *Serve, lns Listeners) (*App, error) 
 	if app.Authz, err = rt.APIVerifier(sv.Auth, sv.Has(RoleAPI), app.Health); err != nil {
 		return nil, err
 	}
+	if app.Limits, err = NewLimits(sv.RateLimit, app.Authz, rt.Tel.Registry); err != nil {
+		return nil, err
+	}
 	if p.Wire != nil {
 		app.gate = NewGate(p.Name)
-		app.Muxes.Public.Handle("/v1/", app.gate)
+		app.Muxes.Public.Handle("/v1/", app.Limits.Handler("/v1/", app.gate))
 		app.Muxes.Admin.Handle(httpkit.AdminPrefix, app.gate)
 	}
 	return app, nil

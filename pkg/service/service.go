@@ -6,7 +6,8 @@
 // the two listeners, the PostgreSQL pool connected with retries and
 // reported on /readyz, NATS JetStream with the service's streams ensured
 // (App.NATS), an API that answers 503 until Wire mounts it, the standard
-// middleware, the operator commands every service shares (migrate, audit,
+// middleware, per-caller rate limits in front of the public API
+// (RateLimit, ADR 0038), the operator commands every service shares (migrate, audit,
 // outbox, queue, dlq, help), and role supervision.
 //
 // It is a small, readable runner, not a framework (ADR 0034): a forker can

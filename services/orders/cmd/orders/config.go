@@ -44,6 +44,15 @@ type Config struct {
 	// connection; past it the checkout is answered 503 busy with
 	// Retry-After (orderhttp.Config.CheckoutConnWait). 0: no bound.
 	CheckoutConnWait time.Duration `env:"CHECKOUT_CONN_WAIT" envDefault:"1s"`
+	// CheckoutRateLimit bounds each customer's checkouts (POST /v1/orders)
+	// beyond the API's per-principal limit (RATE_LIMIT_PRINCIPAL):
+	// CHECKOUT_RATE_LIMIT a second with bursts of CHECKOUT_RATE_LIMIT_BURST,
+	// per process; past it 429 with Retry-After. It slows card testing (a
+	// stolen card tried order after order) and never meets a person
+	// shopping: default one checkout every 5 s (0.2) after a burst of 5.
+	// 0 turns it off.
+	CheckoutRateLimit      float64 `env:"CHECKOUT_RATE_LIMIT" envDefault:"0.2"`
+	CheckoutRateLimitBurst int     `env:"CHECKOUT_RATE_LIMIT_BURST" envDefault:"5"`
 	// IdempotencyRetention is how long an Idempotency-Key is remembered.
 	IdempotencyRetention time.Duration `env:"IDEMPOTENCY_RETENTION" envDefault:"24h"`
 	// ShedPaymentsBacklogAge: the api role answers checkouts 503 with
@@ -86,6 +95,12 @@ func (c Config) Validate() []error {
 	}
 	if c.CatalogAttempts < 1 || c.CatalogAttempts > 10 {
 		errs = append(errs, fmt.Errorf("CATALOG_ATTEMPTS: must be 1..10 (got %d)", c.CatalogAttempts))
+	}
+	if c.CheckoutRateLimit < 0 {
+		errs = append(errs, fmt.Errorf("CHECKOUT_RATE_LIMIT: must be positive, or 0 to turn the limit off (got %v)", c.CheckoutRateLimit))
+	}
+	if c.CheckoutRateLimit > 0 && c.CheckoutRateLimitBurst < 1 {
+		errs = append(errs, fmt.Errorf("CHECKOUT_RATE_LIMIT_BURST: must be at least 1 (got %d)", c.CheckoutRateLimitBurst))
 	}
 	if c.CheckoutConnWait < 0 {
 		errs = append(errs, fmt.Errorf("CHECKOUT_CONN_WAIT: must be positive, or 0 for no bound (got %s)", c.CheckoutConnWait))

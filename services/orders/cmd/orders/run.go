@@ -11,6 +11,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
+	"github.com/shopfloor/shopfloor/pkg/ratelimit"
 	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
@@ -80,8 +81,8 @@ func catalogClient(app *service.App, cfg *Config) (*catalogapi.Client, error) {
 }
 
 // wireAPI mounts the API behind the in-flight limit, with idempotency
-// keys and the checkout's two refusals (connection wait, backlog
-// shedding), and prunes expired keys.
+// keys and the checkout's three refusals (per-customer rate limit,
+// connection wait, backlog shedding), and prunes expired keys.
 func wireAPI(app *service.App, cfg *Config, svc *ordersvc.Service) error {
 	store, err := idempotency.New(idempotency.Config{Retention: cfg.IdempotencyRetention,
 		StoredHeaders: orderhttp.StoredHeaders(), Registerer: app.Tel.Registry, Logger: app.Log})
@@ -90,6 +91,14 @@ func wireAPI(app *service.App, cfg *Config, svc *ordersvc.Service) error {
 	}
 	routes := orderhttp.Config{Authz: app.Authz, Log: app.Log, Idempotency: store,
 		CheckoutConnWait: cfg.CheckoutConnWait, Registerer: app.Tel.Registry}
+	if cfg.CheckoutRateLimit > 0 {
+		limit, err := ratelimit.New(ratelimit.Config{Policy: "checkout", MaxKeys: cfg.RateLimit.MaxKeys, Registerer: app.Tel.Registry,
+			Limit: ratelimit.Limit{Rate: cfg.CheckoutRateLimit, Burst: cfg.CheckoutRateLimitBurst}})
+		if err != nil {
+			return fmt.Errorf("CHECKOUT_RATE_LIMIT: %w", err)
+		}
+		routes.CheckoutLimit = limit.Middleware("POST /v1/orders", ratelimit.ByPrincipal)
+	}
 	if cfg.ShedPaymentsBacklogAge > 0 {
 		shed, err := shedder(app, cfg)
 		if err != nil {

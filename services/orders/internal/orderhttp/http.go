@@ -73,6 +73,13 @@ type Config struct {
 	// would turn an accepted order into an error for the client). Reads
 	// and cancels are never shed. nil: no shedding.
 	CheckoutShedder func(admit func(*http.Request) bool) func(http.Handler) http.Handler
+	// CheckoutLimit is a per-customer rate limit
+	// (ratelimit.Limiter.Middleware keyed by ratelimit.ByPrincipal) in
+	// front of POST /v1/orders only: after authentication, before
+	// shedding and before the request is read. A retry with a stored
+	// Idempotency-Key takes a token too; refused, it is replayed once the
+	// client comes back after Retry-After. nil: no per-customer limit.
+	CheckoutLimit func(http.Handler) http.Handler
 	// CheckoutConnWait bounds how long a checkout, once priced, waits for
 	// one of the pool's connections: past it the checkout is answered 503
 	// "busy" with Retry-After (1s), writes nothing, and
@@ -119,6 +126,9 @@ func Routes(mux *http.ServeMux, svc Service, cfg Config) {
 	var place http.Handler = httpkit.NewKitServer(placeOrder(svc, store, wait), decodePlace(store), replay, log, enc)
 	if cfg.CheckoutShedder != nil {
 		place = cfg.CheckoutShedder(accepted(store, svc.Pool()))(place)
+	}
+	if cfg.CheckoutLimit != nil {
+		place = cfg.CheckoutLimit(place)
 	}
 	mux.Handle("POST /v1/orders", cfg.Authz.Handle(customer, place))
 	mux.Handle("POST /v1/orders/{id}/cancel", cfg.Authz.Handle(ownerOrOperator,

@@ -22,9 +22,9 @@ import (
 )
 
 // edge is the whole serve command: the storefront and console own every
-// path of the public listener (their own readable 404 page); /healthz,
-// /readyz and the reserved 404s of /metrics and /v1/admin stay the
-// standard ones. It is ready when the identity provider answers; a
+// path of the public listener (their own readable 404 page), behind the
+// per-address rate limit; /healthz, /readyz and the reserved 404s of
+// /metrics and /v1/admin stay the standard ones. It is ready when the identity provider answers; a
 // backend that is down costs the pages that need it, each of which says
 // so (503 with a readable page), not the whole shop.
 func edge(_ context.Context, app *service.App, cfg *Config) error {
@@ -51,8 +51,12 @@ func edge(_ context.Context, app *service.App, cfg *Config) error {
 	if err != nil {
 		return err
 	}
+	pages := http.NewServeMux()
+	srv.Routes(pages)
 	site := http.NewServeMux()
-	srv.Routes(site)
+	// Pages are limited per client address (RATE_LIMIT_ANONYMOUS: browsers
+	// carry a session, not a bearer token); the probes are not.
+	site.Handle("/", app.Limits.Handler("web", pages))
 	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /metrics/", "GET /v1/admin", "GET /v1/admin/"} {
 		site.Handle(p, app.Muxes.Public)
 	}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +87,33 @@ func TestServeWaitsForIdentityAndKeepsAdminRoutesOffThePublicListener(t *testing
 		if resp.StatusCode != want || resp.Header.Get("Content-Security-Policy") == "" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
 			t.Errorf("GET %s: %d (want %d), CSP %q:\n%.200s", path, resp.StatusCode, want, resp.Header.Get("Content-Security-Policy"), b)
 		}
+	}
+}
+
+// TestPagesAreLimitedPerClientAddressAndProbesAreNot: past the anonymous
+// burst a page is answered 429 with Retry-After; /healthz and /readyz,
+// which an orchestrator polls from anywhere, are never limited.
+func TestPagesAreLimitedPerClientAddressAndProbesAreNot(t *testing.T) {
+	t.Parallel()
+	iss := authtest.NewIssuer(t)
+	env := baseEnv(iss.URL)
+	env["HTTP_ADDR"] = testinfra.FreeAddr(t)
+	env["WEB_PUBLIC_URL"] = "http://" + env["HTTP_ADDR"]
+	env["RATE_LIMIT_ANONYMOUS"], env["RATE_LIMIT_ANONYMOUS_BURST"] = "0.001", "2"
+	svc := testinfra.StartService(t, run, "web", env)
+	testinfra.WaitReady(t, svc.Public+"/readyz", 10*time.Second)
+	var got []string
+	for _, path := range []string{"/static/style.css", "/no-such-page", "/static/app.js", "/healthz", "/readyz"} {
+		resp, err := http.Get(svc.Public + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		got = append(got, fmt.Sprintf("%s %d %s", path, resp.StatusCode, resp.Header.Get("Retry-After")))
+	}
+	want := []string{"/static/style.css 200 ", "/no-such-page 404 ", "/static/app.js 429 1000", "/healthz 200 ", "/readyz 200 "}
+	if !slices.Equal(got, want) {
+		t.Errorf("answers %q, want %q", got, want)
 	}
 }
 
