@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -161,6 +162,11 @@ type NATSServerOptions struct {
 	// SyncInterval between fsyncs when SyncAlways is false; 0 keeps the
 	// server default (2 minutes).
 	SyncInterval time.Duration
+	// Conf is nats-server configuration text (an authorization block,
+	// variables it references) read before the options above, which win:
+	// a test of permissions starts a server with the deployment's
+	// authorization (natsauth.Matrix.Conf).
+	Conf string
 }
 
 // NATSServer is an embedded nats-server owned by one test, for tests that
@@ -236,17 +242,21 @@ func (n *NATSServer) Stop() {
 }
 
 func startEmbedded(o NATSServerOptions, dir string, port int) (*server.Server, error) {
-	opts := &server.Options{
-		ServerName:   "shopfloor-test",
-		Host:         "127.0.0.1",
-		Port:         port,
-		JetStream:    true,
-		StoreDir:     dir,
-		NoLog:        true,
-		NoSigs:       true,
-		SyncAlways:   o.SyncAlways,
-		SyncInterval: o.SyncInterval,
+	opts := &server.Options{}
+	if o.Conf != "" {
+		path := filepath.Join(dir, "nats.conf")
+		if err := os.WriteFile(path, []byte(o.Conf), 0o600); err != nil {
+			return nil, err
+		}
+		var err error
+		if opts, err = server.ProcessConfigFile(path); err != nil {
+			return nil, fmt.Errorf("nats-server configuration: %w", err)
+		}
 	}
+	opts.ServerName, opts.Host, opts.Port = "shopfloor-test", "127.0.0.1", port
+	opts.JetStream, opts.StoreDir = true, filepath.Join(dir, "js")
+	opts.NoLog, opts.NoSigs = true, true
+	opts.SyncAlways, opts.SyncInterval = o.SyncAlways, o.SyncInterval
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, err
