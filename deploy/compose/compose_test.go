@@ -48,6 +48,12 @@ var testSecrets = map[string]string{
 	"WEB_CLIENT_SECRET":           "test-web-client-secret-0",
 	"WEB_SESSION_SECRET":          "test-web-session-secret-0123456789abcdef",
 	"POSTGRES_PASSWORD":           "testpostgrespassword0",
+	"NATS_CATALOG_PASSWORD":       "test-nats-catalog-0",
+	"NATS_ORDERS_PASSWORD":        "test-nats-orders-0",
+	"NATS_PAYMENTS_PASSWORD":      "test-nats-payments-0",
+	"NATS_NOTIFICATIONS_PASSWORD": "test-nats-notifications-0",
+	"NATS_SEARCH_PASSWORD":        "test-nats-search-0",
+	"NATS_OPERATOR_PASSWORD":      "test-nats-operator-0",
 }
 
 func env(m map[string]string) []string {
@@ -124,7 +130,7 @@ const authConfig = "pkg/auth/auth.go"
 
 // withBase adds the files a service's Base config comes from.
 func withBase(files []string, more ...string) []string {
-	return append(append(files, more...), "pkg/service/program.go", "pkg/service/service.go", "pkg/service/jobs.go", "pkg/service/telemetry.go", "pkg/pgdb/pgdb.go")
+	return append(append(files, more...), "pkg/service/program.go", "pkg/service/service.go", "pkg/service/jobs.go", "pkg/service/telemetry.go", "pkg/pgdb/pgdb.go", "pkg/natsauth/config.go")
 }
 
 var envTag = regexp.MustCompile(`env:"([A-Z0-9_]+)(,required)?"`)

@@ -215,9 +215,9 @@ func InboxPrefix(user string) string { return "_INBOX." + user }
 
 // PasswordVar is the variable that holds user's password in the rendered
 // server configuration and in the deployment's environment:
-// NATS_PASSWORD_<USER> ("-" becomes "_").
+// NATS_<USER>_PASSWORD ("-" becomes "_"), e.g. NATS_ORDERS_PASSWORD.
 func PasswordVar(user string) string {
-	return "NATS_PASSWORD_" + strings.ToUpper(strings.ReplaceAll(user, "-", "_"))
+	return "NATS_" + strings.ToUpper(strings.ReplaceAll(user, "-", "_")) + "_PASSWORD"
 }
 
 // Conf renders the nats-server authorization block of the matrix: one
@@ -228,7 +228,7 @@ func (m Matrix) Conf() string {
 	var b strings.Builder
 	b.WriteString("# Generated from natsauth.Shopfloor (pkg/natsauth, ADR 0035): do not edit.\n" +
 		"# Regenerate: go test ./pkg/natsauth -run TestComposeAuthorizationIsTheMatrix -update\n" +
-		"# Each password comes from nats-server's environment (NATS_PASSWORD_<USER>).\n")
+		"# Each password comes from nats-server's environment (NATS_<USER>_PASSWORD).\n")
 	b.WriteString("authorization {\n  users = [\n")
 	for _, u := range m.Users {
 		fmt.Fprintf(&b, "    {\n      user: %s\n      password: $%s\n", strconv.Quote(u.Name), PasswordVar(u.Name))
