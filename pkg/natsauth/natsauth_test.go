@@ -70,25 +70,11 @@ func TestValidateNamesEveryProblem(t *testing.T) {
 
 // broker is a private JetStream server with the Shopfloor authorization
 // (the text of auth.conf) and a password per user.
-type broker struct {
-	srv       *testinfra.NATSServer
-	passwords map[string]string
-}
+type broker struct{ srv *testinfra.NATSServer }
 
 func newBroker(t *testing.T, m natsauth.Matrix) *broker {
 	t.Helper()
-	b := &broker{passwords: map[string]string{}}
-	var vars strings.Builder
-	for _, u := range m.Users {
-		b.passwords[u.Name] = "pw-" + u.Name + "-" + fmt.Sprint(time.Now().UnixNano())
-		fmt.Fprintf(&vars, "%s: %q\n", natsauth.PasswordVar(u.Name), b.passwords[u.Name])
-	}
-	b.srv = testinfra.NewNATSServer(t, testinfra.NATSServerOptions{Conf: vars.String() + m.Conf()})
-	return b
-}
-
-func (b *broker) config(user string) natsauth.Config {
-	return natsauth.Config{URL: b.srv.URL(), User: user, Password: b.passwords[user]}
+	return &broker{srv: testinfra.NewNATSServer(t, testinfra.NATSServerOptions{Authorization: &m})}
 }
 
 // connect returns user's connection and the permission errors the server
@@ -96,7 +82,7 @@ func (b *broker) config(user string) natsauth.Config {
 func (b *broker) connect(t *testing.T, user string) (jetstream.JetStream, <-chan error) {
 	t.Helper()
 	refused := make(chan error, 64)
-	nc, err := b.config(user).Connect("test "+user, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+	nc, err := b.srv.Config(user).Connect("test "+user, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		select {
 		case refused <- err:
 		default:

@@ -203,7 +203,13 @@ func (s Streams) prepare(ctx context.Context, js jetstream.JetStream) error {
 func (rt *Runtime) ConnectNATS(ctx context.Context, cfg natsauth.Config, health *httpkit.Health, streams Streams) (*nats.Conn, jetstream.JetStream, error) {
 	rt.RequireNATS(health)
 	nc, err := lifecycle.Connect(ctx, rt.Log, rt.nats, lifecycle.DefaultRetry, func(ctx context.Context) (*nats.Conn, error) {
-		nc, err := cfg.Connect(rt.Name, nats.MaxReconnects(-1))
+		nc, err := cfg.Connect(rt.Name, nats.MaxReconnects(-1),
+			// The server's refusals (a permissions violation: the
+			// operation is outside the user's permissions, ADR 0035)
+			// arrive apart from the call, which then times out.
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				rt.Log.Error("NATS refused an operation", "err", err)
+			}))
 		if err != nil {
 			return nil, err
 		}
