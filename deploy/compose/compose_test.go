@@ -54,6 +54,7 @@ var testSecrets = map[string]string{
 	"NATS_NOTIFICATIONS_PASSWORD": "test-nats-notifications-0",
 	"NATS_SEARCH_PASSWORD":        "test-nats-search-0",
 	"NATS_OPERATOR_PASSWORD":      "test-nats-operator-0",
+	// new-service: test secrets above this line
 }
 
 func env(m map[string]string) []string {

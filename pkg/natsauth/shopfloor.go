@@ -15,6 +15,7 @@ var Shopfloor = Matrix{
 		{Name: "CATALOG", Partitions: 8},
 		{Name: "ORDERS", Partitions: 8},
 		{Name: "PAYMENTS", Partitions: 8},
+		// new-service: NATS streams above this line
 	},
 	Users: []User{
 		{Name: "catalog", Owns: []string{"CATALOG"},

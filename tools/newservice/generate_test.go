@@ -39,7 +39,7 @@ func TestGeneratedServiceBuildsAndPassesItsTestsInACopyOfTheRepository(t *testin
 	defer cancel()
 	goCmd(ctx, t, dir, "build", "./...")
 	goCmd(ctx, t, dir, "vet", "./services/inventory/...")
-	goCmd(ctx, t, dir, "test", "-count=1", "./services/inventory/...", "./pkg/archtest/", "./deploy/compose/", "./services/contracts/")
+	goCmd(ctx, t, dir, "test", "-count=1", "./services/inventory/...", "./pkg/archtest/", "./deploy/compose/", "./services/contracts/", "./pkg/natsauth/")
 	// A second run refuses and changes nothing.
 	before := snapshot(t, dir)
 	if _, err := Generate(Options{Name: "inventory", Entity: "item", Root: dir}); err == nil || !strings.Contains(err.Error(), "services/inventory exists") {

@@ -1,8 +1,10 @@
 package main
 
 // insertions are the places a new service is wired in: make run
-// (deploy/local), compose (its jobs, database, scrape targets), the image,
-// the identity provider's audiences, and the tests that list services.
+// (deploy/local), compose (its jobs, database, scrape targets, NATS
+// password), the image, the identity provider's audiences, its NATS user
+// (natsauth.Shopfloor; Generate renders the broker's auth.conf again),
+// and the tests that list services.
 // Each file carries the marker comment "new-service: <what> above this
 // line"; the text goes above it.
 var insertions = []insertion{
@@ -15,7 +17,7 @@ var insertions = []insertion{
 {%.Stream%}_CONSUMER_ADMIN_PORT=$(({%.Stream%}_CONSUMER_PORT + ADMIN_OFFSET))
 TOXI_PG_{%.Stream%}=$((B + {%.ToxiPGOffset%}))`},
 	{"deploy/local/run.sh", "generated services", `{%.Name%}`},
-	{"deploy/local/run.sh", "processes", `{%.Name%}_env=("${common[@]}" DATABASE_URL="$(dburl {%.Name%})")
+	{"deploy/local/run.sh", "processes", `{%.Name%}_env=("${common[@]}" NATS_USER={%.Name%} NATS_PASSWORD="$NATS_{%.Stream%}_PASSWORD" DATABASE_URL="$(dburl {%.Name%})")
 supervise {%.Name%} env "${{%.Name%}_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:${%.Stream%}_PORT" ADMIN_ADDR="127.0.0.1:${%.Stream%}_ADMIN_PORT" "$run/{%.Name%}" serve
 supervise {%.Name%}-relay env "${{%.Name%}_env[@]}" ROLES=relay HTTP_ADDR="127.0.0.1:${%.Stream%}_RELAY_PORT" ADMIN_ADDR="127.0.0.1:${%.Stream%}_RELAY_ADMIN_PORT" "$run/{%.Name%}" serve
 supervise {%.Name%}-consumer env "${{%.Name%}_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:${%.Stream%}_CONSUMER_PORT" ADMIN_ADDR="127.0.0.1:${%.Stream%}_CONSUMER_ADMIN_PORT" "$run/{%.Name%}" serve
@@ -41,6 +43,8 @@ ready+=("{%.Name%}:${%.Stream%}_ADMIN_PORT" "{%.Name%}-relay:${%.Stream%}_RELAY_
     ADMIN_ADDR: ":{%.AdminPort%}"
     DATABASE_URL: postgres://postgres:${POSTGRES_PASSWORD:?set it in deploy/compose/.env (see .env.example)}@postgres:5432/{%.Name%}?sslmode=disable
     NATS_URL: nats://toxiproxy:14222
+    NATS_USER: {%.Name%}
+    NATS_PASSWORD: ${NATS_{%.Stream%}_PASSWORD:?set it in deploy/compose/.env (see .env.example)}
   depends_on:
     {%.Name%}-migrate:
       condition: service_completed_successfully
@@ -54,6 +58,11 @@ ready+=("{%.Name%}:${%.Stream%}_ADMIN_PORT" "{%.Name%}-relay:${%.Stream%}_RELAY_
     timeout: 2s
     retries: 30
 `},
+	{"deploy/compose/compose.yaml", "NATS passwords", `NATS_{%.Stream%}_PASSWORD: ${NATS_{%.Stream%}_PASSWORD:?set it in deploy/compose/.env (see .env.example)}`},
+	{"deploy/compose/.env.example", "NATS passwords", `NATS_{%.Stream%}_PASSWORD=`},
+	{"deploy/compose/compose_test.go", "test secrets", `"NATS_{%.Stream%}_PASSWORD": "test-nats-{%.Name%}-0",`},
+	{"pkg/natsauth/shopfloor.go", "NATS streams", `{Name: "{%.Stream%}", Partitions: 8},`},
+	{"pkg/natsauth/shopfloor.go", "NATS users", `{Name: "{%.Name%}", Owns: []string{"{%.Stream%}"}, Consumes: []Group{{Stream: "{%.Stream%}", Name: "{%.Name%}-counter"}}},`},
 	{"deploy/compose/prometheus/prometheus.yml", "jobs", `- job_name: {%.Name%}
   static_configs:
     - targets: [{%.Name%}:{%.AdminPort%}]`},
