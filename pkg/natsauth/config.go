@@ -63,7 +63,9 @@ func (c Config) Redacted() string { return redact(c.URL) }
 func redact(raw string) string {
 	parts := strings.Split(raw, ",")
 	for i, s := range parts {
-		if u, err := url.Parse(strings.TrimSpace(s)); err == nil {
+		// Something that is not a server URL may still hold a password
+		// before an "@".
+		if u, err := url.Parse(strings.TrimSpace(s)); err == nil && u.Host != "" {
 			parts[i] = u.Redacted()
 		} else if at := strings.LastIndex(s, "@"); at >= 0 {
 			parts[i] = "xxxxx" + s[at:]
