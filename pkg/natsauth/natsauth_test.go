@@ -123,14 +123,22 @@ func permissionError(t *testing.T, refused <-chan error, subject string) {
 	}
 }
 
-func TestForeignPublishIsRefused(t *testing.T) {
-	t.Parallel()
+// withOrders is a broker on which orders (the owner) has created ORDERS,
+// and orders' connection.
+func withOrders(t *testing.T) (*broker, jetstream.JetStream, <-chan error) {
+	t.Helper()
 	b := newBroker(t, natsauth.Shopfloor)
-	c := ctx(t)
-	orders, _ := b.connect(t, "orders")
-	if err := stream.EnsureStream(c, orders, stream.StreamConfig{Name: "ORDERS", Partitions: 8}); err != nil {
+	orders, refused := b.connect(t, "orders")
+	if err := stream.EnsureStream(ctx(t), orders, stream.StreamConfig{Name: "ORDERS", Partitions: 8}); err != nil {
 		t.Fatalf("orders creates its stream: %v", err)
 	}
+	return b, orders, refused
+}
+
+func TestForeignPublishIsRefused(t *testing.T) {
+	t.Parallel()
+	b, orders, _ := withOrders(t)
+	c := ctx(t)
 	pub, err := stream.NewPublisher(orders, "ORDERS", 8)
 	if err != nil {
 		t.Fatal(err)
@@ -160,12 +168,8 @@ func TestForeignPublishIsRefused(t *testing.T) {
 
 func TestAGroupCannotUseAnotherServicesDurables(t *testing.T) {
 	t.Parallel()
-	b := newBroker(t, natsauth.Shopfloor)
+	b, orders, ordersRefused := withOrders(t)
 	c := ctx(t)
-	orders, ordersRefused := b.connect(t, "orders")
-	if err := stream.EnsureStream(c, orders, stream.StreamConfig{Name: "ORDERS", Partitions: 8}); err != nil {
-		t.Fatal(err)
-	}
 	payments, _ := b.connect(t, "payments")
 	runGroup(t, payments, "ORDERS", "payments", func(context.Context, stream.Delivery) error { return nil })
 
