@@ -29,7 +29,7 @@ func TestComposeAuthorizationIsTheMatrix(t *testing.T) {
 	t.Parallel()
 	want := natsauth.Shopfloor.Conf()
 	if *update {
-		if err := os.WriteFile(authConf, []byte(want), 0o644); err != nil { //nolint:gosec // G306: a configuration file in the repository
+		if err := os.WriteFile(authConf, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
