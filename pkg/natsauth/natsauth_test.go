@@ -279,11 +279,16 @@ func TestEveryServiceWorksWithItsOwnCredentials(t *testing.T) {
 	for _, u := range natsauth.Shopfloor.Users {
 		js[u.Name], _ = b.connect(t, u.Name)
 	}
-	// Owners create their streams; the operator's tools made the
-	// tombstone bucket (a discard), which every group reads.
-	for user, name := range map[string]string{"catalog": "CATALOG", "orders": "ORDERS", "payments": "PAYMENTS"} {
-		if err := stream.EnsureStream(c, js[user], stream.StreamConfig{Name: name, Partitions: 8}); err != nil {
-			t.Fatalf("%s creates %s: %v", user, name, err)
+	// Owners create their streams (every stream of the matrix, a
+	// generated service's too); the operator's tools made the tombstone
+	// bucket (a discard), which every group reads.
+	owner := map[string]string{}
+	for _, u := range natsauth.Shopfloor.Users {
+		for _, name := range u.Owns {
+			owner[name] = u.Name
+			if err := stream.EnsureStream(c, js[u.Name], stream.StreamConfig{Name: name, Partitions: 8}); err != nil {
+				t.Fatalf("%s creates %s: %v", u.Name, name, err)
+			}
 		}
 	}
 	if _, err := js["operator"].CreateKeyValue(c, jetstream.KeyValueConfig{Bucket: stream.DiscardedBucket("ORDERS")}); err != nil {
@@ -296,7 +301,7 @@ func TestEveryServiceWorksWithItsOwnCredentials(t *testing.T) {
 			runGroup(t, js[u.Name], g.Stream, g.Name, groups[g].handle)
 		}
 	}
-	for user, name := range map[string]string{"catalog": "CATALOG", "orders": "ORDERS", "payments": "PAYMENTS"} {
+	for name, user := range owner {
 		pub, err := stream.NewPublisher(js[user], name, 8)
 		if err != nil {
 			t.Fatal(err)
