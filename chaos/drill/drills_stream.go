@@ -56,13 +56,14 @@ func connectNATS(ctx context.Context, sys *target.System, name string) (*nats.Co
 	if sys.NATS == "" {
 		return nil, nil, errors.New("no NATS client URL configured")
 	}
-	opts := []nats.Option{nats.Name("chaos " + name), nats.Timeout(5 * time.Second)}
+	opts := []nats.Option{nats.Timeout(5 * time.Second)}
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < 5*time.Second {
 		opts = append(opts, nats.Timeout(max(time.Until(d), 100*time.Millisecond)))
 	}
-	nc, err := nats.Connect(sys.NATS, opts...)
+	cfg := sys.NATSConfig()
+	nc, err := cfg.Connect("chaos "+name, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("nats %s: %w", sys.NATS, err)
+		return nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

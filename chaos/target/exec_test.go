@@ -30,6 +30,38 @@ func TestComposeExecArgs(t *testing.T) {
 	}
 }
 
+// TestComposeExecRunsAsTheNATSOperator: with the operator's NATS
+// password the command runs as the operator, the password passed through
+// the environment, never on the command line (ADR 0039).
+func TestComposeExecRunsAsTheNATSOperator(t *testing.T) {
+	c := &target.Compose{Files: []string{"compose.yaml"}, NATSPassword: "op-s3cret"}
+	got := strings.Join(c.ExecArgs("payments-relay", "dlq", "list"), " ")
+	if want := "compose -f compose.yaml exec -T -e NATS_USER=operator -e NATS_PASSWORD payments-relay payments dlq list"; got != want {
+		t.Fatalf("ExecArgs = %q, want %q", got, want)
+	}
+}
+
+func TestReadNATSEnvReturnsTheOperatorsPassword(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := target.ReadNATSEnv(dir); err == nil || !strings.Contains(err.Error(), "nats.env") {
+		t.Fatalf("ReadNATSEnv without nats.env = %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nats.env"), []byte("NATS_ORDERS_PASSWORD=o\nNATS_OPERATOR_PASSWORD=op\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pw, err := target.ReadNATSEnv(dir)
+	if err != nil || pw != "op" {
+		t.Fatalf("ReadNATSEnv = %q, %v; want op", pw, err)
+	}
+	sys := &target.System{Endpoints: target.Endpoints{NATS: "nats://127.0.0.1:1"}, NATSPassword: pw}
+	if c := sys.NATSConfig(); c.User != target.NATSOperator || c.Password != "op" {
+		t.Fatalf("NATSConfig = %+v", c)
+	}
+	if c := (&target.System{}).NATSConfig(); c.User != "" {
+		t.Fatalf("NATSConfig without a password names user %q", c.User)
+	}
+}
+
 // TestSecondInstancesAreEndpoints: every second instance has an admin
 // listener in both endpoint sets (the shared lag row reads them).
 func TestSecondInstancesAreEndpoints(t *testing.T) {

@@ -80,8 +80,9 @@ func (l *Local) System() *System {
 	e.DropAbsentInstances(l.cfg.RunDir)
 	e.Redis = LocalRedisURL(l.cfg.RedisDB)
 	id, err := ReadIdentityEnv(filepath.Join(l.cfg.RunDir, "identity.env"))
+	natsPassword, _ := ReadNATSEnv(l.cfg.RunDir) // none: a broker without authorization
 	return &System{Endpoints: e, Procs: l.ctl, Mail: &SMTPSink{URL: e.Mail, HTTP: client}, HTTP: client,
-		Identity: id, identityErr: err}
+		Identity: id, identityErr: err, NATSPassword: natsPassword}
 }
 
 // DropDatabases removes the topology's data (stop it first): the run's

@@ -67,6 +67,11 @@ type Compose struct {
 	// return nil without a container engine. Tests render the commands
 	// a drill would run this way.
 	DryRun io.Writer
+	// NATSPassword is the operator's NATS password: Exec runs operator
+	// commands as the operator (NATS_USER, NATS_PASSWORD; ADR 0039),
+	// passing the password through the environment, not the command
+	// line. Empty: with the container's own NATS user.
+	NATSPassword string
 }
 
 var _ Processes = (*Compose)(nil)
@@ -139,14 +144,20 @@ func (c *Ctl) Exec(ctx context.Context, process string, args ...string) (string,
 
 // ExecArgs is the docker command line Exec runs for process: `docker
 // compose -f … exec -T NAME BINARY ARGS...`, the binary being the
-// process name's first word (search-consumer-2 runs search).
+// process name's first word (search-consumer-2 runs search). With a
+// NATSPassword it runs as the NATS operator: `-e NATS_USER=operator -e
+// NATS_PASSWORD` (the value from Exec's environment).
 func (c *Compose) ExecArgs(process string, args ...string) []string {
 	full := []string{"compose"}
 	for _, f := range c.Files {
 		full = append(full, "-f", f)
 	}
+	full = append(full, "exec", "-T")
+	if c.NATSPassword != "" {
+		full = append(full, "-e", "NATS_USER="+NATSOperator, "-e", "NATS_PASSWORD")
+	}
 	binary, _, _ := strings.Cut(process, "-")
-	return append(append(full, "exec", "-T", process, binary), args...)
+	return append(append(full, process, binary), args...)
 }
 
 // Exec runs `docker compose exec -T NAME BINARY ARGS...` (ExecArgs).
@@ -160,6 +171,9 @@ func (c *Compose) Exec(ctx context.Context, process string, args ...string) (str
 		return "", nil
 	}
 	cmd := exec.CommandContext(ctx, "docker", full...) //nolint:gosec // G204: docker compose with the drill's own arguments
+	if c.NATSPassword != "" {
+		cmd.Env = append(os.Environ(), "NATS_PASSWORD="+c.NATSPassword)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

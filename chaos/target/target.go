@@ -110,6 +110,10 @@ type System struct {
 	// (Token(ctx, Operator)) reads every customer's data and authenticates
 	// catalog's /v1/admin on CatalogAdmin.
 	Identity Identity
+	// NATSPassword is the operator's NATS password (NATSConfig): drills
+	// read and redrive dead letters and read consumer state directly.
+	// Empty: NATS without credentials.
+	NATSPassword string
 
 	// identityErr, when set, is why Identity could not be read (Local's
 	// identity.env); Token returns it.

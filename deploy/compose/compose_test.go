@@ -52,6 +52,13 @@ var testSecrets = map[string]string{
 	"REDIS_CATALOG_PASSWORD":      "testrediscatalogpassword0",
 	"CDN_PURGE_SECRET":            "test-cdn-purge-secret-0",
 	"GRAFANA_ADMIN_PASSWORD":      "test-grafana-admin-password-0",
+	"NATS_CATALOG_PASSWORD":       "test-nats-catalog-0",
+	"NATS_ORDERS_PASSWORD":        "test-nats-orders-0",
+	"NATS_PAYMENTS_PASSWORD":      "test-nats-payments-0",
+	"NATS_NOTIFICATIONS_PASSWORD": "test-nats-notifications-0",
+	"NATS_SEARCH_PASSWORD":        "test-nats-search-0",
+	"NATS_OPERATOR_PASSWORD":      "test-nats-operator-0",
+	// new-service: test secrets above this line
 }
 
 func env(m map[string]string) []string {
@@ -133,7 +140,7 @@ const authConfig = "pkg/auth/auth.go"
 
 // withBase adds the files a service's Base config comes from.
 func withBase(files []string, more ...string) []string {
-	return append(append(files, more...), "pkg/service/program.go", "pkg/service/ratelimit.go", "pkg/service/service.go", "pkg/service/jobs.go", "pkg/service/telemetry.go", "pkg/pgdb/pgdb.go")
+	return append(append(files, more...), "pkg/service/program.go", "pkg/service/ratelimit.go", "pkg/service/service.go", "pkg/service/jobs.go", "pkg/service/telemetry.go", "pkg/pgdb/pgdb.go", "pkg/natsauth/config.go")
 }
 
 var envTag = regexp.MustCompile(`env:"([A-Z0-9_]+)(,required)?"`)

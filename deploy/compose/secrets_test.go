@@ -14,6 +14,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 
+	"github.com/shopfloor/shopfloor/pkg/natsauth"
 	"github.com/shopfloor/shopfloor/services/identity/identityapi"
 )
 
@@ -279,6 +280,16 @@ func TestSecretsReachOnlyWhoNeedsThem(t *testing.T) {
 			return k == "CDN_PURGE_SECRET" && (s == "varnish" || s == "catalog-worker" || s == "catalog-invalidation-2")
 		},
 		"GRAFANA_ADMIN_PASSWORD": func(s, k string) bool { return s == "otel-lgtm" && k == "GF_SECURITY_ADMIN_PASSWORD" },
+	}
+	// A service's NATS password: the broker and that service's processes;
+	// the operator's: the broker and the console (ADR 0039).
+	for _, u := range natsauth.Shopfloor.Users {
+		v := natsauth.PasswordVar(u.Name)
+		allowed[v] = func(s, k string) bool {
+			svc, _, _ := strings.Cut(s, "-")
+			return (s == "nats" && k == v) || (svc == u.Name && k == "NATS_PASSWORD") ||
+				(u.Operator && s == "web" && k == "WEB_CONSOLE_NATS_PASSWORD")
+		}
 	}
 	seen := map[string]bool{}
 	for name, s := range p.Services {

@@ -6,8 +6,8 @@
 #   ctl.sh stop NAME   stop one process and keep it stopped (a chaos drill's fault)
 #   ctl.sh kill NAME   like stop, with SIGKILL at once: a crash (chaos drills)
 #   ctl.sh start NAME  let its supervisor start it again; returns when it runs
-#   ctl.sh exec NAME ARGS...  run NAME's binary with NAME's environment and ARGS
-#                      (an operator command: ctl.sh exec search dlq --stream ORDERS list)
+#   ctl.sh exec NAME ARGS...  run NAME's binary with NAME's environment and ARGS,
+#                      as the NATS operator (an operator command: ctl.sh exec search dlq --stream ORDERS list)
 # NAME is a process name from `status` (orders-relay, payments-worker, nats …).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -112,6 +112,18 @@ exec)
 	[[ -e $run/cmd/$name ]] || { echo "ctl: no process $name (no $run/cmd/$name)" >&2; exit 1; }
 	mapfile -d '' argv <"$run/cmd/$name"
 	unset 'argv[-1]'
+	# An operator command connects to NATS as the operator (ADR 0039):
+	# the service's own user may not read dead letters, republish them
+	# into another service's stream or replay with a group of its own.
+	if [[ -s $run/nats.env ]]; then
+		own=()
+		for a in "${argv[@]}"; do
+			[[ $a == NATS_USER=* || $a == NATS_PASSWORD=* ]] || own+=("$a")
+		done
+		argv=("${own[@]}")
+		NATS_PASSWORD=$(sed -n 's/^NATS_OPERATOR_PASSWORD=//p' "$run/nats.env")
+		export NATS_USER=operator NATS_PASSWORD
+	fi
 	cd "$root"
 	exec "${argv[@]}" "${@:3}"
 	;;

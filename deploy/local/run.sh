@@ -58,20 +58,33 @@ fi
 
 # Secrets of this run directory, made once and kept (mode 0600), never a
 # default: the demo users' password, one client secret per service
-# client of the identity provider, catalog's Redis password and the CDN's purge secret. identity.env is what `make token` and
-# the chaos drills read to sign in.
+# client of the identity provider, catalog's Redis password, the CDN's
+# purge secret, and one NATS password per NATS user
+# (NATS_<USER>_PASSWORD; the users are those of the broker's
+# authorization, deploy/compose/nats/auth.conf, ADR 0039). identity.env
+# is what `make token` and the chaos drills read to sign in; nats.env
+# what nats-server reads its users' passwords from, and drills and
+# `ctl.sh exec` the operator's.
 secret() { head -c 33 /dev/urandom | base64 | tr -d '/+=' | head -c 40; }
+mapfile -t nats_users < <(sed -n 's/^ *user: "\([a-z0-9-]*\)"$/\1/p' deploy/compose/nats/auth.conf)
+nats_vars=()
+for u in "${nats_users[@]}"; do
+	v=${u^^}
+	nats_vars+=("NATS_${v//-/_}_PASSWORD")
+done
 # A run directory made before a secret existed gets the missing ones.
 (
 	umask 077
 	touch "$run/secrets.env"
 	for v in DEMO_PASSWORD ORDERS_CLIENT_SECRET PAYMENTS_CLIENT_SECRET NOTIFICATIONS_CLIENT_SECRET SEARCH_CLIENT_SECRET \
-		WEB_CLIENT_SECRET WEB_SESSION_SECRET REDIS_CATALOG_PASSWORD CDN_PURGE_SECRET; do
+		WEB_CLIENT_SECRET WEB_SESSION_SECRET REDIS_CATALOG_PASSWORD CDN_PURGE_SECRET "${nats_vars[@]}"; do
 		grep -q "^$v=" "$run/secrets.env" || echo "$v=$(secret)" >>"$run/secrets.env"
 	done
+	grep -E "^($(IFS='|'; echo "${nats_vars[*]}"))=" "$run/secrets.env" >"$run/nats.env"
 )
 # shellcheck disable=SC1091
 source "$run/secrets.env"
+
 ISSUER="http://127.0.0.1:$IDENTITY_PORT"
 (
 	umask 077
@@ -237,12 +250,17 @@ done
 
 # --- infrastructure ---------------------------------------------------------
 # sync_interval: always: an acknowledged message is on disk (ADR 0007).
+# The users and their permissions are compose's (auth.conf, ADR 0039);
+# their passwords come from nats-server's environment (nats.env).
+cp deploy/compose/nats/auth.conf "$run/nats-auth.conf"
 cat >"$run/nats.conf" <<CONF
 listen: 127.0.0.1:$NATS_PORT
 http: 127.0.0.1:$NATS_MON_PORT
 jetstream { store_dir: "$run/nats", sync_interval: always }
+include ./nats-auth.conf
 CONF
-supervise nats bin/nats-server -c "$run/nats.conf"
+mapfile -t nats_env <"$run/nats.env"
+supervise nats env "${nats_env[@]}" bin/nats-server -c "$run/nats.conf"
 cat >"$run/toxiproxy.json" <<JSON
 [
 $(for svc in ${generated[@]+"${generated[@]}"}; do
@@ -305,7 +323,8 @@ wait_ready identity "http://127.0.0.1:$IDENTITY_ADMIN_PORT/readyz"
 limits=(RATE_LIMIT_ANONYMOUS=5000 RATE_LIMIT_ANONYMOUS_BURST=10000 RATE_LIMIT_PRINCIPAL=500 RATE_LIMIT_PRINCIPAL_BURST=1000
 	RATE_LIMIT_SERVICE=5000 RATE_LIMIT_SERVICE_BURST=10000)
 common=(NATS_URL="nats://127.0.0.1:$TOXI_NATS" LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER" "${limits[@]}")
-catalog_env=("${common[@]}" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://$REDIS_CATALOG_USER:$REDIS_CATALOG_PASSWORD@127.0.0.1:$TOXI_REDIS/$REDIS_DB")
+# Each service connects to NATS as its own user (ADR 0039).
+catalog_env=("${common[@]}" NATS_USER=catalog NATS_PASSWORD="$NATS_CATALOG_PASSWORD" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://$REDIS_CATALOG_USER:$REDIS_CATALOG_PASSWORD@127.0.0.1:$TOXI_REDIS/$REDIS_DB")
 # catalog's api reads are short and wait on the network, not the CPU: twice
 # the default pool (8), so a slow link to PostgreSQL (the latency drill:
 # 200ms a round trip, 2 queries a price lookup) does not queue lookups
@@ -327,7 +346,7 @@ supervise catalog-worker env "${catalog_env[@]}" ROLES=relay,consumer HTTP_ADDR=
 	CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" CDN_PURGE_SECRET="$CDN_PURGE_SECRET" "$run/catalog" serve
 
 # Checkouts per customer: drills send up to 80/s through ten customers.
-orders_env=("${common[@]}" DATABASE_URL="$(dburl orders)" CATALOG_URL="http://127.0.0.1:$TOXI_CATALOG" CHECKOUT_RATE_LIMIT=200 CHECKOUT_RATE_LIMIT_BURST=400)
+orders_env=("${common[@]}" NATS_USER=orders NATS_PASSWORD="$NATS_ORDERS_PASSWORD" DATABASE_URL="$(dburl orders)" CATALOG_URL="http://127.0.0.1:$TOXI_CATALOG" CHECKOUT_RATE_LIMIT=200 CHECKOUT_RATE_LIMIT_BURST=400)
 # The api role calls catalog and the consumer role payments (stuck-order
 # repair), so they hold orders' client secret; the relay does not.
 supervise orders env "${orders_env[@]}" AUTH_CLIENT_ID=orders AUTH_CLIENT_SECRET="$ORDERS_CLIENT_SECRET" ROLES=api HTTP_ADDR="127.0.0.1:$ORDERS_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_ADMIN_PORT" "$run/orders" serve
@@ -335,16 +354,17 @@ supervise orders-relay env "${orders_env[@]}" ROLES=relay HTTP_ADDR="127.0.0.1:$
 supervise orders-consumer env "${orders_env[@]}" AUTH_CLIENT_ID=orders AUTH_CLIENT_SECRET="$ORDERS_CLIENT_SECRET" \
 	PAYMENTS_URL="http://127.0.0.1:$PAYMENTS_PORT" ROLES=consumer HTTP_ADDR="127.0.0.1:$ORDERS_CONSUMER_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_CONSUMER_ADMIN_PORT" "$run/orders" serve
 
-payments_env=("${common[@]}" DATABASE_URL="$(dburl payments)" PSP_URL="http://127.0.0.1:$TOXI_PSP")
+payments_env=("${common[@]}" NATS_USER=payments NATS_PASSWORD="$NATS_PAYMENTS_PASSWORD" DATABASE_URL="$(dburl payments)" PSP_URL="http://127.0.0.1:$TOXI_PSP")
 supervise payments env "${payments_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:$PAYMENTS_PORT" ADMIN_ADDR="127.0.0.1:$PAYMENTS_ADMIN_PORT" "$run/payments" serve
 supervise payments-worker env "${payments_env[@]}" ROLES=worker HTTP_ADDR="127.0.0.1:$PAYMENTS_WORKER_PORT" ADMIN_ADDR="127.0.0.1:$PAYMENTS_WORKER_ADMIN_PORT" "$run/payments" serve
 supervise payments-relay env "${payments_env[@]}" ROLES=relay,consumer HTTP_ADDR="127.0.0.1:$PAYMENTS_RELAY_PORT" ADMIN_ADDR="127.0.0.1:$PAYMENTS_RELAY_ADMIN_PORT" "$run/payments" serve
 
-notifications_env=("${common[@]}" DATABASE_URL="$(dburl notifications)" SMTP_HOST=127.0.0.1 SMTP_PORT="$TOXI_SMTP" SMTP_TLS=none SMTP_FROM=shop@shopfloor.local)
+notifications_env=("${common[@]}" NATS_USER=notifications NATS_PASSWORD="$NATS_NOTIFICATIONS_PASSWORD" DATABASE_URL="$(dburl notifications)" SMTP_HOST=127.0.0.1 SMTP_PORT="$TOXI_SMTP" SMTP_TLS=none SMTP_FROM=shop@shopfloor.local)
 supervise notifications env "${notifications_env[@]}" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_PORT" ADMIN_ADDR="127.0.0.1:$NOTIFICATIONS_ADMIN_PORT" "$run/notifications" serve
 supervise notifications-worker env "${notifications_env[@]}" ROLES=worker HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_WORKER_PORT" ADMIN_ADDR="127.0.0.1:$NOTIFICATIONS_WORKER_ADMIN_PORT" "$run/notifications" serve
 
-supervise search env "${common[@]}" DATABASE_URL="$(dburl search)" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$SEARCH_PORT" ADMIN_ADDR="127.0.0.1:$SEARCH_ADMIN_PORT" "$run/search" serve
+search_env=("${common[@]}" NATS_USER=search NATS_PASSWORD="$NATS_SEARCH_PASSWORD" DATABASE_URL="$(dburl search)")
+supervise search env "${search_env[@]}" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$SEARCH_PORT" ADMIN_ADDR="127.0.0.1:$SEARCH_ADMIN_PORT" "$run/search" serve
 
 # Services made by make new-service: their processes, and the admin ports
 # whose /readyz the run waits for.
@@ -361,7 +381,7 @@ if ((${SHOPFLOOR_CONSUMER_INSTANCES:-2} >= 2)); then
 		PAYMENTS_URL="http://127.0.0.1:$PAYMENTS_PORT" ROLES=consumer HTTP_ADDR="127.0.0.1:$ORDERS_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_CONSUMER2_ADMIN_PORT" "$run/orders" serve
 	supervise payments-consumer-2 env "${payments_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$PAYMENTS_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$PAYMENTS_CONSUMER2_ADMIN_PORT" "$run/payments" serve
 	supervise notifications-consumer-2 env "${notifications_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$NOTIFICATIONS_CONSUMER2_ADMIN_PORT" "$run/notifications" serve
-	supervise search-consumer-2 env "${common[@]}" DATABASE_URL="$(dburl search)" ROLES=consumer HTTP_ADDR="127.0.0.1:$SEARCH_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$SEARCH_CONSUMER2_ADMIN_PORT" "$run/search" serve
+	supervise search-consumer-2 env "${search_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$SEARCH_CONSUMER2_PORT" ADMIN_ADDR="127.0.0.1:$SEARCH_CONSUMER2_ADMIN_PORT" "$run/search" serve
 	supervise catalog-invalidation-2 env "${catalog_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:$CATALOG_INVALIDATION2_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_INVALIDATION2_ADMIN_PORT" \
 		CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" CDN_PURGE_SECRET="$CDN_PURGE_SECRET" "$run/catalog" serve
 	consumers2=("orders-consumer-2:$ORDERS_CONSUMER2_ADMIN_PORT" "payments-consumer-2:$PAYMENTS_CONSUMER2_ADMIN_PORT" "notifications-consumer-2:$NOTIFICATIONS_CONSUMER2_ADMIN_PORT"
@@ -376,7 +396,7 @@ supervise web env LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${
 	WEB_SESSION_SECRET="$WEB_SESSION_SECRET" AUTH_CLIENT_SECRET="$WEB_CLIENT_SECRET" \
 	CATALOG_URL="http://127.0.0.1:$CDN_PORT" ORDERS_URL="http://127.0.0.1:$ORDERS_PORT" PAYMENTS_URL="http://127.0.0.1:$PAYMENTS_PORT" \
 	NOTIFICATIONS_URL="http://127.0.0.1:$NOTIFICATIONS_PORT" SEARCH_URL="http://127.0.0.1:$SEARCH_PORT" MAIL_URL="http://127.0.0.1:$SMTP_HTTP_PORT" \
-	WEB_CONSOLE_PORT_BASE="$B" WEB_CONSOLE_CTL="$root/deploy/local/ctl.sh" WEB_CONSOLE_RUN_DIR="$run" \
+	WEB_CONSOLE_PORT_BASE="$B" WEB_CONSOLE_CTL="$root/deploy/local/ctl.sh" WEB_CONSOLE_RUN_DIR="$run" WEB_CONSOLE_NATS_PASSWORD="$NATS_OPERATOR_PASSWORD" \
 	"$run/web" serve
 
 for pair in "web:$WEB_ADMIN_PORT" "orders:$ORDERS_ADMIN_PORT" "orders-relay:$ORDERS_RELAY_ADMIN_PORT" "orders-consumer:$ORDERS_CONSUMER_ADMIN_PORT" \

@@ -44,7 +44,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 		t.Skip("the browser test starts the whole system and Chromium")
 	}
 	chromium := findChromium(t)
-	web, psp, password := storefront(t)
+	web, psp, password, natsPassword := storefront(t)
 	shots := t.ArtifactDir()
 	t.Logf("screenshots in %s", shots)
 	b := newBrowser(t, chromium)
@@ -552,7 +552,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 	// again, and since search cannot decode it either, it is back.
 	signInAs(identityapi.UserOscar)
 	poisonID := fmt.Sprintf("poison-%d", time.Now().UnixNano())
-	publishPoison(t, endpointsOf(t, web), poisonID)
+	publishPoison(t, &target.System{Endpoints: endpointsOf(t, web), NATSPassword: natsPassword}, poisonID)
 	do("stream dead letters in the console", func(p *rod.Page) {
 		p.MustNavigate(web + "/console#h-dlq").MustWaitLoad()
 		p.CancelTimeout().Timeout(60*time.Second).MustWait(`(id) => ["payments", "notifications", "search"].every(g =>
@@ -723,13 +723,16 @@ func (b *browser) countOrders(web string) int {
 	return n
 }
 
-// storefront returns the storefront's URL, the provider simulator's and
-// the demo password: of the run in SHOPFLOOR_WEB_RUN_DIR, or of a
-// topology started for this test.
-func storefront(t *testing.T) (web, psp, password string) {
+// storefront returns the storefront's URL, the provider simulator's, the
+// demo password and the NATS operator's password: of the run in
+// SHOPFLOOR_WEB_RUN_DIR, or of a topology started for this test.
+func storefront(t *testing.T) (web, psp, password, natsPassword string) {
 	if dir := os.Getenv("SHOPFLOOR_WEB_RUN_DIR"); dir != "" {
 		id, err := target.ReadIdentityEnv(filepath.Join(dir, "identity.env"))
 		if err != nil {
+			t.Fatal(err)
+		}
+		if natsPassword, err = target.ReadNATSEnv(dir); err != nil {
 			t.Fatal(err)
 		}
 		base := 8000
@@ -738,14 +741,14 @@ func storefront(t *testing.T) (web, psp, password string) {
 				t.Fatalf("SHOPFLOOR_PORT_BASE=%q: %v", s, err)
 			}
 		}
-		return "http://127.0.0.1:" + strconv.Itoa(base), "http://127.0.0.1:" + strconv.Itoa(base+99), id.DemoPassword
+		return "http://127.0.0.1:" + strconv.Itoa(base), "http://127.0.0.1:" + strconv.Itoa(base+99), id.DemoPassword, natsPassword
 	}
 	// One instance per consumer group: stopping "search" then stops the
 	// whole service, which the console draws as stopped (with a second
 	// instance it would be degraded).
 	local := startTopology(t, "web", webPortBase, 13, "SEED_PRODUCTS=100", "SHOPFLOOR_CONSUMER_INSTANCES=1")
 	sys := local.System()
-	return "http://127.0.0.1:" + strconv.Itoa(webPortBase), "http://127.0.0.1:" + strconv.Itoa(webPortBase+99), sys.Identity.DemoPassword
+	return "http://127.0.0.1:" + strconv.Itoa(webPortBase), "http://127.0.0.1:" + strconv.Itoa(webPortBase+99), sys.Identity.DemoPassword, sys.NATSPassword
 }
 
 // findChromium finds Debian's chromium (make tools installs it), or

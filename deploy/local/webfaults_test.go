@@ -87,10 +87,11 @@ func chargesOf(t *testing.T, psp, orderID string) int {
 }
 
 // publishPoison publishes an event that is not JSON to partition 0 of the
-// ORDERS stream of the system at e, as a buggy or hostile producer would.
-func publishPoison(t *testing.T, e target.Endpoints, id string) {
+// ORDERS stream of sys, as a buggy producer would. It connects as the
+// NATS operator: no other user but orders may publish to ORDERS.
+func publishPoison(t *testing.T, sys *target.System, id string) {
 	t.Helper()
-	nc, err := nats.Connect(e.NATS)
+	nc, err := sys.NATSConfig().Connect("web test")
 	if err != nil {
 		t.Fatal(err)
 	}

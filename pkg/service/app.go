@@ -12,7 +12,6 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/lifecycle"
-	"github.com/shopfloor/shopfloor/pkg/stream"
 )
 
 // App is what a Program's Edge and Wire build on: the running serve
@@ -65,11 +64,12 @@ func (a *App) close() {
 // public listener answers 404 for /v1/admin whatever h mounts).
 func (a *App) OpenAPI(h http.Handler) { a.gate.Open(h) }
 
-// NATS connects to NATS_URL, ensures streams and reports the "nats"
+// NATS connects to NATS_URL as NATS_USER, ensures the streams the
+// service owns, binds to those it reads (Streams) and reports the "nats"
 // dependency on /readyz; the connection closes when the command ends. It
 // retries until it succeeds or ctx ends.
-func (a *App) NATS(ctx context.Context, streams ...stream.StreamConfig) (jetstream.JetStream, error) {
-	nc, js, err := a.ConnectNATS(ctx, a.serve.NATSURL, a.Health, streams...)
+func (a *App) NATS(ctx context.Context, streams Streams) (jetstream.JetStream, error) {
+	nc, js, err := a.ConnectNATS(ctx, a.serve.NATS, a.Health, streams)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/config"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/lifecycle"
+	"github.com/shopfloor/shopfloor/pkg/natsauth"
 )
 
 // Program is a service's command table: every cmd/<svc>/run.go declares
@@ -153,8 +154,10 @@ type Serve struct {
 	AdminAddr string `env:"ADMIN_ADDR"`
 	// Roles run in this process. Default: every role of the Program.
 	Roles []string `env:"ROLES"`
-	// NATSURL is required by the roles that use the streams.
-	NATSURL string `env:"NATS_URL"`
+	// NATS is the server and the service's NATS user (NATS_URL,
+	// NATS_USER, NATS_PASSWORD; ADR 0039). NATS_URL is required by the
+	// roles that use the streams.
+	NATS natsauth.Config
 	// Auth is the identity provider whose access tokens the api role
 	// accepts (AUTH_ISSUER; AUTH_AUDIENCE defaults to the service's name).
 	Auth auth.Config
@@ -341,7 +344,8 @@ func (p Program[C]) load(getenv func(string) string) (*C, *Serve, error) {
 }
 
 // check is what every serve command requires: known roles, NATS_URL for
-// the roles that use the streams, an identity provider for the api role.
+// the roles that use the streams (and NATS credentials that go
+// together), an identity provider for the api role.
 func (p Program[C]) check(sv *Serve) []string {
 	var problems []string
 	if len(p.Roles) > 0 {
@@ -355,7 +359,10 @@ func (p Program[C]) check(sv *Serve) []string {
 			streams = append(streams, r.Name)
 		}
 	}
-	if sv.NATSURL == "" && slices.ContainsFunc(streams, sv.Has) {
+	for _, err := range sv.NATS.Validate() {
+		problems = append(problems, err.Error())
+	}
+	if sv.NATS.URL == "" && slices.ContainsFunc(streams, sv.Has) {
 		what := "the " + strings.Join(streams, " and ") + " role"
 		if len(streams) > 1 {
 			what += "s"

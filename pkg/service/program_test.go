@@ -95,10 +95,10 @@ func TestRunDispatchesTheServicesOwnCommandsAndPointsUnknownOnesToHelp(t *testin
 
 func TestServeReportsEveryConfigurationProblemAtOnce(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "api,consumer,gossip", "GREETING": "boom"}
+	env := map[string]string{"DATABASE_URL": "postgres://x", "ROLES": "api,consumer,gossip", "GREETING": "boom", "NATS_USER": "demo"}
 	err := demoProgram(nil).Run(context.Background(), []string{"demo"}, func(k string) string { return env[k] }, io.Discard)
 	for _, want := range []string{`ROLES: unknown role "gossip" (known: api, consumer)`, "NATS_URL: required by the consumer role",
-		"AUTH_ISSUER: required", "GREETING: must not be boom"} {
+		"AUTH_ISSUER: required", "GREETING: must not be boom", "NATS_USER, NATS_PASSWORD: set without NATS_URL"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

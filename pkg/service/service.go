@@ -54,6 +54,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/inbox"
 	"github.com/shopfloor/shopfloor/pkg/jobqueue"
 	"github.com/shopfloor/shopfloor/pkg/lifecycle"
+	"github.com/shopfloor/shopfloor/pkg/natsauth"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
@@ -169,27 +170,57 @@ func (rt *Runtime) natsCheck(ctx context.Context) error {
 	return rt.nats.Check(ctx)
 }
 
-// ConnectNATS dials url (reconnecting forever once connected), ensures
-// each stream (stream.EnsureStream: idempotent) and reports the "nats"
-// dependency on health (RequireNATS). It retries with capped backoff until
-// it succeeds or ctx ends.
-func (rt *Runtime) ConnectNATS(ctx context.Context, url string, health *httpkit.Health, streams ...stream.StreamConfig) (*nats.Conn, jetstream.JetStream, error) {
+// Streams are the streams a process uses (ADR 0039). Own are the
+// service's own streams, fed by its outbox relay: created, or updated to
+// the config, at every start (stream.EnsureStream). Read are other
+// services' streams its consumer groups read: they must exist with the
+// configured partition count (stream.BindStream), and the process waits
+// until their owner has created them. A consumer never creates or
+// changes its producer's stream, and its NATS user may not.
+type Streams struct {
+	Own  []stream.StreamConfig
+	Read []stream.StreamConfig
+}
+
+func (s Streams) prepare(ctx context.Context, js jetstream.JetStream) error {
+	for _, sc := range s.Own {
+		if err := stream.EnsureStream(ctx, js, sc); err != nil {
+			return err
+		}
+	}
+	for _, sc := range s.Read {
+		if err := stream.BindStream(ctx, js, sc.Name, sc.Partitions); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ConnectNATS dials cfg's server as its user (reconnecting forever once
+// connected), ensures the streams the service owns and binds to those it
+// reads (Streams), and reports the "nats" dependency on health
+// (RequireNATS). It retries with capped backoff until it succeeds or ctx
+// ends; its errors name the server by cfg.Redacted, never a password.
+func (rt *Runtime) ConnectNATS(ctx context.Context, cfg natsauth.Config, health *httpkit.Health, streams Streams) (*nats.Conn, jetstream.JetStream, error) {
 	rt.RequireNATS(health)
 	nc, err := lifecycle.Connect(ctx, rt.Log, rt.nats, lifecycle.DefaultRetry, func(ctx context.Context) (*nats.Conn, error) {
-		nc, err := nats.Connect(url, nats.Name(rt.Name), nats.MaxReconnects(-1))
+		nc, err := cfg.Connect(rt.Name, nats.MaxReconnects(-1),
+			// The server's refusals (a permissions violation: the
+			// operation is outside the user's permissions, ADR 0039)
+			// arrive apart from the call, which then times out.
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				rt.Log.Error("NATS refused an operation", "err", err)
+			}))
 		if err != nil {
 			return nil, err
 		}
 		js, err := jetstream.New(nc)
-		for _, sc := range streams {
-			if err != nil {
-				break
-			}
-			err = stream.EnsureStream(ctx, js, sc)
+		if err == nil {
+			err = streams.prepare(ctx, js)
 		}
 		if err != nil {
 			nc.Close()
-			return nil, err
+			return nil, fmt.Errorf("NATS at %s: %w", cfg.Redacted(), err)
 		}
 		return nc, nil
 	})
@@ -361,18 +392,26 @@ func Canceled(err error) error {
 // DLQCommand is `<svc> dlq ...`: the operator's tool for the dead letters
 // of the service's consumer groups on streamName (stream.DLQCommand). It
 // needs NATS_URL, and DATABASE_URL for `discard`, which is recorded in the
-// service's audit log (pkg/audit) before anything is deleted.
+// service's audit log (pkg/audit) before anything is deleted. It reads
+// the dead-letter stream, republishes into the stream and deletes
+// messages, which only the operator's NATS user may: run it with
+// NATS_USER=operator and the operator's NATS_PASSWORD (ADR 0039; ctl.sh
+// exec does).
 func DLQCommand(ctx context.Context, name, streamName string, args []string, getenv func(string) string, stdout io.Writer) error {
-	type dlqConfig struct {
-		NATSURL string `env:"NATS_URL,required"`
-	}
-	cfg, err := config.Load[dlqConfig](getenv)
+	cfg, err := config.Load[natsauth.Config](getenv)
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name(name+"-dlq"))
+	errs := cfg.Validate()
+	if cfg.URL == "" {
+		errs = append(errs, errors.New("NATS_URL: required by the dlq command"))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	nc, err := cfg.Connect(name + "-dlq")
 	if err != nil {
-		return fmt.Errorf("NATS_URL %s: %w", cfg.NATSURL, err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

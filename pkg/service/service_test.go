@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/natsauth"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/pkg/stream"
@@ -100,7 +101,8 @@ func TestRuntimeConnectsAndReports(t *testing.T) {
 	}
 	done := make(chan conn, 1)
 	go func() {
-		nc, js, err := rt.ConnectNATS(ctx, url, health, stream.StreamConfig{Name: name, Partitions: 2})
+		nc, js, err := rt.ConnectNATS(ctx, natsauth.Config{URL: url}, health,
+			service.Streams{Own: []stream.StreamConfig{{Name: name, Partitions: 2}}})
 		if err == nil {
 			_, err = js.Stream(ctx, name)
 			nc.Close()
@@ -130,6 +132,62 @@ func TestRuntimeConnectsAndReports(t *testing.T) {
 	if rec := ready(); rec.Code != http.StatusServiceUnavailable {
 		// The connection was closed by the test above: readiness must say so.
 		t.Fatalf("readyz after the connection closed: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestConnectNATSWaitsForTheOwnersStreamAndNeverLogsThePassword: a
+// process that reads another service's stream waits until the owner has
+// created it, and what it logs while waiting (a refused password, a
+// missing stream) names the server without the password.
+func TestConnectNATSWaitsForTheOwnersStreamAndNeverLogsThePassword(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nt := testinfra.NATS(t)
+	name := nt.Name("ORDERS")
+	logs := &testinfra.Buffer{}
+	rt, err := service.Start(ctx, "svctest", service.Base{}, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+
+	// Credentials in the URL: the embedded server has no authorization,
+	// so they are accepted; the log must still not show them.
+	cfg := natsauth.Config{URL: strings.Replace(nt.URL, "nats://", "nats://payments:s3cret-pw@", 1)}
+	done := make(chan error, 1)
+	go func() {
+		nc, _, err := rt.ConnectNATS(ctx, cfg, httpkit.NewHealth(), service.Streams{Read: []stream.StreamConfig{{Name: name, Partitions: 2}}})
+		if err == nil {
+			nc.Close()
+		}
+		done <- err
+	}()
+	testinfra.Eventually(t, 10*time.Second, func() error {
+		if !strings.Contains(logs.String(), "its owner creates it") {
+			return fmt.Errorf("no log line about the missing stream yet: %s", logs)
+		}
+		return nil
+	})
+	if _, err := nt.JS.Stream(ctx, name); err == nil {
+		t.Fatal("ConnectNATS created a stream it only reads")
+	}
+	if err := stream.EnsureStream(ctx, nt.JS, stream.StreamConfig{Name: name, Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("ConnectNATS after the owner created the stream: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ConnectNATS did not return after the owner created the stream")
+	}
+	if strings.Contains(logs.String(), "s3cret-pw") {
+		t.Fatalf("the log shows the NATS password: %s", logs)
+	}
+	if !strings.Contains(logs.String(), "payments:xxxxx@") {
+		t.Fatalf("the log does not name the server (redacted): %s", logs)
 	}
 }
 

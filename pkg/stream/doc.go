@@ -25,6 +25,10 @@
 // stream. To re-partition, create a new stream, let producers switch to it and
 // consumers drain the old one first.
 //
+// Only the stream's producer creates and updates it (EnsureStream); a
+// consumer of another service's stream checks it with BindStream, which
+// changes nothing, so its broker user needs no right to (ADR 0039).
+//
 // # Guarantees
 //
 //   - Publish is at least once towards the broker and idempotent inside the

@@ -68,6 +68,34 @@ func TestEnsureStreamIsIdempotentAndKeepsPartitions(t *testing.T) {
 	}
 }
 
+func TestBindStreamChecksWithoutCreating(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	nt := testinfra.NATS(t)
+	name := nt.Name("ORDERS")
+	if err := stream.BindStream(ctx, nt.JS, name, 4); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("BindStream before the owner created the stream = %v, want ErrStreamNotFound", err)
+	}
+	if _, err := nt.JS.Stream(ctx, name); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("BindStream created the stream: %v", err)
+	}
+	if err := stream.EnsureStream(ctx, nt.JS, stream.StreamConfig{Name: name, Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.BindStream(ctx, nt.JS, name, 4); err != nil {
+		t.Fatalf("BindStream after the owner created it: %v", err)
+	}
+	if err := stream.BindStream(ctx, nt.JS, name, 8); !errors.Is(err, stream.ErrPartitionsChanged) {
+		t.Fatalf("BindStream with another partition count = %v, want ErrPartitionsChanged", err)
+	}
+	if err := nt.JS.DeleteStream(ctx, stream.DLQStream(name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.BindStream(ctx, nt.JS, name, 4); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("BindStream without the dead-letter stream = %v, want ErrStreamNotFound", err)
+	}
+}
+
 func TestEnsureStreamRefusesForeignStream(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -159,6 +159,29 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	return nil
 }
 
+// BindStream checks that a stream another service owns is there to be
+// consumed: the stream, with partitions partitions, and its dead-letter
+// stream. It creates and changes nothing, so a consumer needs no right
+// to create or update its producer's streams (ADR 0039): only the owner
+// calls EnsureStream. An error wrapping jetstream.ErrStreamNotFound means
+// the owner has not created it yet (retry); ErrPartitionsChanged means
+// the consumer is configured for another partition count than the
+// stream has.
+func BindStream(ctx context.Context, js jetstream.JetStream, name string, partitions int) error {
+	have, err := StreamPartitions(ctx, js, name)
+	if err != nil {
+		return fmt.Errorf("%w (its owner creates it)", err)
+	}
+	if have != partitions {
+		return fmt.Errorf("%w: stream %s has %d partitions, config asks for %d",
+			ErrPartitionsChanged, name, have, partitions)
+	}
+	if _, err := js.Stream(ctx, DLQStream(name)); err != nil {
+		return fmt.Errorf("stream %s: look up: %w (its owner creates it)", DLQStream(name), err)
+	}
+	return nil
+}
+
 // StreamPartitions returns the partition count recorded in an existing
 // stream's metadata.
 func StreamPartitions(ctx context.Context, js jetstream.JetStream, stream string) (int, error) {

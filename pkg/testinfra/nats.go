@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/shopfloor/shopfloor/pkg/natsauth"
 )
 
 // NATSPrefix is a test's own name space on a shared NATS JetStream server.
@@ -105,7 +108,7 @@ func natsServer() (string, error) {
 		natsShared.err = err
 		return "", err
 	}
-	s, err := startEmbedded(NATSServerOptions{}, dir, -1)
+	s, err := startEmbedded(serverConf{}, dir, -1)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		natsShared.err = err
@@ -161,6 +164,11 @@ type NATSServerOptions struct {
 	// SyncInterval between fsyncs when SyncAlways is false; 0 keeps the
 	// server default (2 minutes).
 	SyncInterval time.Duration
+	// Authorization, when set, runs the server with the matrix's users
+	// and permissions (its Conf, as deployments do) and a random password
+	// per user: Connect then connects as the matrix's operator user,
+	// ConnectAs and Env as any user.
+	Authorization *natsauth.Matrix
 }
 
 // NATSServer is an embedded nats-server owned by one test, for tests that
@@ -174,6 +182,8 @@ type NATSServer struct {
 
 	mu  sync.Mutex
 	srv *server.Server
+
+	passwords map[string]string // of Authorization's users
 }
 
 // NewNATSServer starts a private embedded JetStream server, stopped when the
@@ -181,6 +191,12 @@ type NATSServer struct {
 func NewNATSServer(tb testing.TB, opts NATSServerOptions) *NATSServer {
 	tb.Helper()
 	n := &NATSServer{tb: tb, opts: opts, dir: tb.TempDir(), port: -1}
+	if m := opts.Authorization; m != nil {
+		n.passwords = map[string]string{}
+		for _, u := range m.Users {
+			n.passwords[u.Name] = randomHex(16)
+		}
+	}
 	n.Start()
 	tb.Cleanup(n.Stop)
 	return n
@@ -191,13 +207,48 @@ func (n *NATSServer) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.
 
 // Connect returns a connection that reconnects forever across restarts.
 // Publishing while the server is down fails at once instead of being
-// buffered for the reconnect, as a test of broker outages wants.
+// buffered for the reconnect, as a test of broker outages wants. With
+// Authorization it connects as the matrix's operator.
 func (n *NATSServer) Connect() (*nats.Conn, jetstream.JetStream) {
 	n.tb.Helper()
-	nc, err := nats.Connect(n.URL(), nats.MaxReconnects(-1),
+	user := ""
+	if m := n.opts.Authorization; m != nil {
+		for _, u := range m.Users {
+			if u.Operator {
+				user = u.Name
+			}
+		}
+	}
+	return n.ConnectAs(user)
+}
+
+// Config is how user reaches the server (natsauth.Config: URL, user,
+// password); user "" is no user.
+func (n *NATSServer) Config(user string) natsauth.Config {
+	if user == "" {
+		return natsauth.Config{URL: n.URL()}
+	}
+	pw, ok := n.passwords[user]
+	if !ok {
+		n.tb.Fatalf("testinfra: the NATS server has no user %q", user)
+	}
+	return natsauth.Config{URL: n.URL(), User: user, Password: pw}
+}
+
+// Env is the environment of a process that connects as user: NATS_URL,
+// NATS_USER and NATS_PASSWORD.
+func (n *NATSServer) Env(user string) map[string]string {
+	c := n.Config(user)
+	return map[string]string{"NATS_URL": c.URL, "NATS_USER": c.User, "NATS_PASSWORD": c.Password}
+}
+
+// ConnectAs is Connect as user (one of Authorization's; "" is none).
+func (n *NATSServer) ConnectAs(user string) (*nats.Conn, jetstream.JetStream) {
+	n.tb.Helper()
+	nc, err := n.Config(user).Connect("test "+n.tb.Name(), nats.MaxReconnects(-1),
 		nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
 	if err != nil {
-		n.tb.Fatalf("testinfra: connect to %s: %v", n.URL(), err)
+		n.tb.Fatalf("testinfra: %v", err)
 	}
 	n.tb.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
@@ -215,7 +266,7 @@ func (n *NATSServer) Start() {
 	if n.srv != nil {
 		return
 	}
-	s, err := startEmbedded(n.opts, n.dir, n.port)
+	s, err := startEmbedded(n.conf(), n.dir, n.port)
 	if err != nil {
 		n.tb.Fatalf("testinfra: start embedded nats-server: %v", err)
 	}
@@ -235,18 +286,44 @@ func (n *NATSServer) Stop() {
 	n.srv = nil
 }
 
-func startEmbedded(o NATSServerOptions, dir string, port int) (*server.Server, error) {
-	opts := &server.Options{
-		ServerName:   "shopfloor-test",
-		Host:         "127.0.0.1",
-		Port:         port,
-		JetStream:    true,
-		StoreDir:     dir,
-		NoLog:        true,
-		NoSigs:       true,
-		SyncAlways:   o.SyncAlways,
-		SyncInterval: o.SyncInterval,
+// conf is the configuration text of a server with Authorization: each
+// password as a variable the matrix's Conf refers to, then the Conf.
+func (n *NATSServer) conf() serverConf {
+	c := serverConf{opts: n.opts}
+	if m := n.opts.Authorization; m != nil {
+		var b strings.Builder
+		for _, u := range m.Users {
+			fmt.Fprintf(&b, "%s: %q\n", natsauth.PasswordVar(u.Name), n.passwords[u.Name])
+		}
+		c.text = b.String() + m.Conf()
 	}
+	return c
+}
+
+// serverConf is what startEmbedded starts: options and configuration
+// text (read first; the options win).
+type serverConf struct {
+	opts NATSServerOptions
+	text string
+}
+
+func startEmbedded(c serverConf, dir string, port int) (*server.Server, error) {
+	o := c.opts
+	opts := &server.Options{}
+	if c.text != "" {
+		path := filepath.Join(dir, "nats.conf")
+		if err := os.WriteFile(path, []byte(c.text), 0o600); err != nil {
+			return nil, err
+		}
+		var err error
+		if opts, err = server.ProcessConfigFile(path); err != nil {
+			return nil, fmt.Errorf("nats-server configuration: %w", err)
+		}
+	}
+	opts.ServerName, opts.Host, opts.Port = "shopfloor-test", "127.0.0.1", port
+	opts.JetStream, opts.StoreDir = true, filepath.Join(dir, "js")
+	opts.NoLog, opts.NoSigs = true, true
+	opts.SyncAlways, opts.SyncInterval = o.SyncAlways, o.SyncInterval
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, err

@@ -12,12 +12,14 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"text/template"
 
 	"github.com/shopfloor/shopfloor/pkg/audit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
 	"github.com/shopfloor/shopfloor/pkg/inbox"
+	"github.com/shopfloor/shopfloor/pkg/natsauth"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 )
 
@@ -148,6 +150,7 @@ func Generate(o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	edits = append(edits, natsAuthConf(n))
 	res := Result{Names: n}
 	for _, f := range files {
 		p := filepath.FromSlash(f.path)
@@ -264,4 +267,20 @@ func execute(name, src string, n Names) ([]byte, error) {
 		return nil, fmt.Errorf("template %s: %w", name, err)
 	}
 	return b.Bytes(), nil
+}
+
+// natsAuthConf is the broker's authorization (deploy/compose/nats/auth.conf,
+// ADR 0039) with n's NATS user: the Conf of natsauth.Shopfloor with the
+// stream and the user the insertions add to pkg/natsauth/shopfloor.go, in
+// the same places (the user above the operator).
+func natsAuthConf(n Names) file {
+	m := natsauth.Shopfloor
+	m.Streams = append(slices.Clone(m.Streams), natsauth.Stream{Name: n.Stream, Partitions: 8})
+	at := slices.IndexFunc(m.Users, func(u natsauth.User) bool { return u.Operator })
+	if at < 0 {
+		at = len(m.Users)
+	}
+	m.Users = slices.Insert(slices.Clone(m.Users), at, natsauth.User{Name: n.Name, Owns: []string{n.Stream},
+		Consumes: []natsauth.Group{{Stream: n.Stream, Name: n.Name + "-counter"}}})
+	return file{path: "deploy/compose/nats/auth.conf", data: []byte(m.Conf()), mode: 0o644}
 }

@@ -2,9 +2,11 @@ package main
 
 // insertions are the places a new service is wired in: make run
 // (deploy/local: its processes, ports and banner line), compose (its
-// jobs, database, scrape targets), the image, the identity provider's
-// audiences, the chaos drills' view of the system (its processes'
-// admin listeners, its database) and the tests that list services.
+// jobs, database, scrape targets, NATS password), the image, the identity
+// provider's audiences, its NATS user (natsauth.Shopfloor; Generate
+// renders the broker's auth.conf again), the chaos drills' view of the
+// system (its processes' admin listeners, its database) and the tests
+// that list services.
 // Each file carries the marker comment "new-service: <what> above this
 // line"; the text goes above it. A JSON file cannot carry a comment: the
 // text, one JSON value, is appended to the file's top-level array.
@@ -18,7 +20,7 @@ var insertions = []insertion{
 {%.Stream%}_CONSUMER_ADMIN_PORT=$(({%.Stream%}_CONSUMER_PORT + ADMIN_OFFSET))
 TOXI_PG_{%.Stream%}=$((B + {%.ToxiPGOffset%}))`},
 	{"deploy/local/run.sh", "generated services", `{%.Name%}`},
-	{"deploy/local/run.sh", "processes", `{%.Name%}_env=("${common[@]}" DATABASE_URL="$(dburl {%.Name%})")
+	{"deploy/local/run.sh", "processes", `{%.Name%}_env=("${common[@]}" NATS_USER={%.Name%} NATS_PASSWORD="$NATS_{%.Stream%}_PASSWORD" DATABASE_URL="$(dburl {%.Name%})")
 supervise {%.Name%} env "${{%.Name%}_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:${%.Stream%}_PORT" ADMIN_ADDR="127.0.0.1:${%.Stream%}_ADMIN_PORT" "$run/{%.Name%}" serve
 supervise {%.Name%}-relay env "${{%.Name%}_env[@]}" ROLES=relay HTTP_ADDR="127.0.0.1:${%.Stream%}_RELAY_PORT" ADMIN_ADDR="127.0.0.1:${%.Stream%}_RELAY_ADMIN_PORT" "$run/{%.Name%}" serve
 supervise {%.Name%}-consumer env "${{%.Name%}_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:${%.Stream%}_CONSUMER_PORT" ADMIN_ADDR="127.0.0.1:${%.Stream%}_CONSUMER_ADMIN_PORT" "$run/{%.Name%}" serve
@@ -44,6 +46,8 @@ ready+=("{%.Name%}:${%.Stream%}_ADMIN_PORT" "{%.Name%}-relay:${%.Stream%}_RELAY_
     ADMIN_ADDR: ":{%.AdminPort%}"
     DATABASE_URL: postgres://postgres:${POSTGRES_PASSWORD:?set it in deploy/compose/.env (see .env.example)}@postgres:5432/{%.Name%}?sslmode=disable
     NATS_URL: nats://nats:4222
+    NATS_USER: {%.Name%}
+    NATS_PASSWORD: ${NATS_{%.Stream%}_PASSWORD:?set it in deploy/compose/.env (see .env.example)}
   depends_on:
     {%.Name%}-migrate:
       condition: service_completed_successfully
@@ -63,6 +67,11 @@ ready+=("{%.Name%}:${%.Stream%}_ADMIN_PORT" "{%.Name%}-relay:${%.Stream%}_RELAY_
     NATS_URL: nats://toxiproxy:14222
   depends_on: *needs-toxiproxy`},
 	{"deploy/compose/toxiproxy/toxiproxy.json", "proxies", `{"name": "postgres-{%.Name%}", "listen": "0.0.0.0:{%.ChaosPGPort%}", "upstream": "postgres:5432", "enabled": true}`},
+	{"deploy/compose/compose.yaml", "NATS passwords", `NATS_{%.Stream%}_PASSWORD: ${NATS_{%.Stream%}_PASSWORD:?set it in deploy/compose/.env (see .env.example)}`},
+	{"deploy/compose/.env.example", "NATS passwords", `NATS_{%.Stream%}_PASSWORD=`},
+	{"deploy/compose/compose_test.go", "test secrets", `"NATS_{%.Stream%}_PASSWORD": "test-nats-{%.Name%}-0",`},
+	{"pkg/natsauth/shopfloor.go", "NATS streams", `{Name: "{%.Stream%}", Partitions: 8},`},
+	{"pkg/natsauth/shopfloor.go", "NATS users", `{Name: "{%.Name%}", Owns: []string{"{%.Stream%}"}, Consumes: []Group{{Stream: "{%.Stream%}", Name: "{%.Name%}-counter"}}},`},
 	{"deploy/compose/prometheus/prometheus.yml", "jobs", `- job_name: {%.Name%}
   static_configs:
     - targets: [{%.Name%}:{%.AdminPort%}]`},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/chaos/drill"
 	"github.com/shopfloor/shopfloor/chaos/target"
+	"github.com/shopfloor/shopfloor/pkg/natsauth"
 )
 
 // Exit codes: 1 an invariant was violated, 2 bad usage, 3 a drill could
@@ -212,7 +213,10 @@ func (c *config) system() (*target.System, error) {
 	}
 	switch c.runner {
 	case "compose":
-		sys.Procs = &target.Compose{Files: strings.Split(c.composeFiles, ",")}
+		// The operator's NATS password: drills connect with it, and
+		// operator commands run in the containers with it.
+		sys.NATSPassword, _ = dotenv("deploy/compose/.env", natsauth.PasswordVar(target.NATSOperator))
+		sys.Procs = &target.Compose{Files: strings.Split(c.composeFiles, ","), NATSPassword: sys.NATSPassword}
 	default:
 		root, err := repoRoot()
 		if err != nil {
@@ -228,6 +232,8 @@ func (c *config) system() (*target.System, error) {
 			dir = filepath.Join(root, ".run")
 		}
 		sys.DropAbsentInstances(dir) // SHOPFLOOR_CONSUMER_INSTANCES=1: no second instances
+		// No nats.env: a broker without authorization.
+		sys.NATSPassword, _ = target.ReadNATSEnv(dir)
 	}
 	return sys, nil
 }

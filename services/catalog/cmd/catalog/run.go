@@ -39,7 +39,7 @@ func wire(ctx context.Context, app *service.App, cfg *Config) error {
 	if !app.HasAny(service.RoleRelay, service.RoleConsumer) {
 		return nil
 	}
-	js, err := app.NATS(ctx, stream.StreamConfig{Name: catalogapi.Stream, Partitions: cfg.Partitions})
+	js, err := app.NATS(ctx, service.Streams{Own: []stream.StreamConfig{{Name: catalogapi.Stream, Partitions: cfg.Partitions}}})
 	if err != nil {
 		return err
 	}

@@ -102,7 +102,7 @@ func guardedSender(app *service.App, cfg *Config) (*email.Composer, notification
 // wireConsumer is the consumer role: ORDERS into e-mails to send, and the
 // inbox's pruning.
 func wireConsumer(ctx context.Context, app *service.App, cfg *Config, svc *notificationsvc.Service) error {
-	js, err := app.NATS(ctx, stream.StreamConfig{Name: ordersapi.Stream, Partitions: cfg.OrdersPartitions})
+	js, err := app.NATS(ctx, service.Streams{Read: []stream.StreamConfig{{Name: ordersapi.Stream, Partitions: cfg.OrdersPartitions}}})
 	if err != nil {
 		return err
 	}

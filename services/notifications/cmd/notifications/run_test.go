@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/natsauth"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/notifications/notificationsapi"
@@ -180,7 +182,14 @@ func TestOrderEventsBecomeExactlyOneEmailPerOrderAndKind(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	db := testinfra.Postgres(t, nil)
-	ns := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{})
+	// The broker with the deployments' permissions: notifications
+	// connects as notifications; orders (its owner) has created ORDERS.
+	ns := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{Authorization: &natsauth.Shopfloor})
+	const partitions = 3
+	_, js := ns.ConnectAs("orders")
+	if err := stream.EnsureStream(ctx, js, stream.StreamConfig{Name: ordersapi.Stream, Partitions: partitions}); err != nil {
+		t.Fatal(err)
+	}
 	sink, err := smtpsink.New(smtpsink.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -190,12 +199,12 @@ func TestOrderEventsBecomeExactlyOneEmailPerOrderAndKind(t *testing.T) {
 	}
 	defer sink.Close()
 	_, smtpPort, _ := net.SplitHostPort(sink.Addr())
-	const partitions = 3
 	iss := authtest.NewIssuer(t)
 	operator, xena := "Bearer "+iss.Operator(t, "notifications"), "Bearer "+iss.Customer(t, "c1", "notifications")
-	env := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": ns.URL(), "ORDERS_PARTITIONS": strconv.Itoa(partitions), "LOG_LEVEL": "WARN",
+	env := map[string]string{"DATABASE_URL": db.URL, "ORDERS_PARTITIONS": strconv.Itoa(partitions), "LOG_LEVEL": "WARN",
 		"SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtpPort, "SMTP_TLS": "none", "SMTP_FROM": "shopfloor <shop@example.com>",
 		"RETRY_INITIAL": "10ms", "RETRY_MAX": "100ms", "AUTH_ISSUER": iss.URL}
+	maps.Copy(env, ns.Env("notifications"))
 	getenv := func(k string) string { return env[k] }
 	if err := run(ctx, []string{"notifications", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
@@ -210,7 +219,6 @@ func TestOrderEventsBecomeExactlyOneEmailPerOrderAndKind(t *testing.T) {
 	})
 	testinfra.CheckListeners(t, base, admin, "/v1/admin/queues")
 
-	_, js := ns.Connect()
 	pub, err := stream.NewPublisher(js, ordersapi.Stream, partitions)
 	if err != nil {
 		t.Fatal(err)
@@ -305,10 +313,19 @@ func TestOrderEventsBecomeExactlyOneEmailPerOrderAndKind(t *testing.T) {
 		return nil
 	})
 
+	// The dead-letter tool reads ORDERS_DLQ, which only the operator's
+	// NATS user may (ADR 0039): notifications' own is refused.
 	var out testinfra.Buffer
+	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+	defer cancelShort()
+	if err := run(short, []string{"notifications", "dlq", "list", "--group", "notifications"}, getenv, &out); err == nil {
+		t.Errorf("dlq list as notifications' NATS user: no error\n%s", out.String())
+	}
+	opEnv := maps.Clone(env)
+	maps.Copy(opEnv, ns.Env("operator"))
 	testinfra.Eventually(t, 30*time.Second, func() error {
 		out = testinfra.Buffer{}
-		if err := run(ctx, []string{"notifications", "dlq", "list", "--group", "notifications"}, getenv, &out); err != nil {
+		if err := run(ctx, []string{"notifications", "dlq", "list", "--group", "notifications"}, func(k string) string { return opEnv[k] }, &out); err != nil {
 			return err
 		}
 		if !strings.Contains(out.String(), poison) {

@@ -45,9 +45,11 @@ func wire(ctx context.Context, app *service.App, cfg *Config) error {
 	if !app.HasAny(service.RoleRelay, service.RoleConsumer) {
 		return nil
 	}
-	js, err := app.NATS(ctx,
-		stream.StreamConfig{Name: ordersapi.Stream, Partitions: cfg.OrdersPartitions},
-		stream.StreamConfig{Name: paymentsapi.Stream, Partitions: cfg.PaymentsPartitions})
+	streams := service.Streams{Own: []stream.StreamConfig{{Name: ordersapi.Stream, Partitions: cfg.OrdersPartitions}}}
+	if app.Has(service.RoleConsumer) {
+		streams.Read = []stream.StreamConfig{{Name: paymentsapi.Stream, Partitions: cfg.PaymentsPartitions}}
+	}
+	js, err := app.NATS(ctx, streams)
 	if err != nil {
 		return err
 	}
@@ -124,8 +126,8 @@ func wireAPI(app *service.App, cfg *Config, svc *ordersvc.Service) error {
 // orders pending payment and, with NATS_URL, the lag of the two groups.
 func shedder(app *service.App, cfg *Config) (*overload.Shedder, error) {
 	signals := []overload.Signal{overload.PendingOrders(app.Pool, overload.PendingOrdersSkip)}
-	if cfg.NATSURL != "" {
-		nc, js, err := overload.Dial(cfg.NATSURL, "orders-shedder")
+	if cfg.NATS.URL != "" {
+		nc, js, err := overload.Dial(cfg.NATS, "orders-shedder")
 		if err != nil {
 			return nil, err
 		}

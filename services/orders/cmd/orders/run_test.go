@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/natsauth"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi/catalogtest"
@@ -70,14 +72,22 @@ func TestCheckoutPublishesOrderPlacedAndAPaymentMakesTheOrderPaid(t *testing.T) 
 	iss.AddClient("orders", "orders-test-secret-0123456789")
 	cat := catalogtest.StartWith(t, iss)
 	mug := cat.Add(t, catalogtest.Product{SKU: "MUG-BLUE", Prices: map[string]int64{"EUR": 1500}})
-	ns := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{})
+	// The broker with the deployments' permissions: orders connects as
+	// orders; payments (its owner) has created PAYMENTS, which orders
+	// only binds to.
+	ns := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{Authorization: &natsauth.Shopfloor})
 	const partitions = 4
-	env := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": ns.URL(), "CATALOG_URL": cat.URL,
+	_, pjs := ns.ConnectAs("payments")
+	if err := stream.EnsureStream(ctx, pjs, stream.StreamConfig{Name: paymentsapi.Stream, Partitions: partitions}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"DATABASE_URL": db.URL, "CATALOG_URL": cat.URL,
 		"AUTH_ISSUER": iss.URL, "AUTH_CLIENT_ID": "orders", "AUTH_CLIENT_SECRET": "orders-test-secret-0123456789",
 		// The stuck-order repair's payments: no order here is pending
 		// long enough to be looked up.
 		"PAYMENTS_URL":      "http://127.0.0.1:1",
 		"ORDERS_PARTITIONS": fmt.Sprint(partitions), "PAYMENTS_PARTITIONS": fmt.Sprint(partitions), "LOG_LEVEL": "WARN"}
+	maps.Copy(env, ns.Env("orders"))
 	getenv := func(k string) string { return env[k] }
 	if err := run(ctx, []string{"orders", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
@@ -88,7 +98,7 @@ func TestCheckoutPublishesOrderPlacedAndAPaymentMakesTheOrderPaid(t *testing.T) 
 	base, admin := svc.Public, svc.Admin
 	testinfra.CheckListeners(t, base, admin)
 
-	// Observe ORDERS as a downstream group would.
+	// Observe ORDERS as a downstream group would (as the operator).
 	_, js := ns.Connect()
 	type seen struct {
 		d  stream.Delivery
@@ -165,7 +175,7 @@ func TestCheckoutPublishesOrderPlacedAndAPaymentMakesTheOrderPaid(t *testing.T) 
 	}
 
 	// payments reports success on PAYMENTS, keyed by order id.
-	pub, err := stream.NewPublisher(js, paymentsapi.Stream, partitions)
+	pub, err := stream.NewPublisher(pjs, paymentsapi.Stream, partitions)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/natsauth"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/services/orders/internal/orderstream"
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
@@ -276,11 +277,13 @@ func PaymentPipeline(js jetstream.JetStream) []Signal {
 // Dial connects to NATS for sampling only: it returns at once even while
 // the server is down and reconnects forever in the background, and it is
 // not a readiness dependency of the API (an unreadable signal sheds
-// nothing). Close the connection when done.
-func Dial(url, name string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+// nothing). It connects as cfg's user, which must be allowed to read the groups'
+// consumer info (natsauth: orders watches payments' group). Close the
+// connection when done.
+func Dial(cfg natsauth.Config, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := cfg.Connect(name, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
 	if err != nil {
-		return nil, nil, fmt.Errorf("overload: connect to NATS: %w", err)
+		return nil, nil, fmt.Errorf("overload: %w", err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

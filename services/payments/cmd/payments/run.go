@@ -120,9 +120,11 @@ func wireStreams(ctx context.Context, app *service.App, cfg *Config, svc *paymen
 	if !app.HasAny(service.RoleRelay, service.RoleConsumer) {
 		return nil
 	}
-	js, err := app.NATS(ctx,
-		stream.StreamConfig{Name: paymentsapi.Stream, Partitions: cfg.PaymentsPartitions},
-		stream.StreamConfig{Name: ordersapi.Stream, Partitions: cfg.OrdersPartitions})
+	streams := service.Streams{Own: []stream.StreamConfig{{Name: paymentsapi.Stream, Partitions: cfg.PaymentsPartitions}}}
+	if app.Has(service.RoleConsumer) {
+		streams.Read = []stream.StreamConfig{{Name: ordersapi.Stream, Partitions: cfg.OrdersPartitions}}
+	}
+	js, err := app.NATS(ctx, streams)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/events"
+	"github.com/shopfloor/shopfloor/pkg/natsauth"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
@@ -108,13 +110,21 @@ func TestPlacedOrdersAreChargedAndRefundsRequiredAreRefunded(t *testing.T) {
 	}
 	psp := httptest.NewServer(sim.Handler())
 	defer psp.Close()
-	ns := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{})
+	// The broker with the deployments' permissions: payments connects as
+	// payments; orders (its owner) has created ORDERS, which payments only
+	// binds to.
+	ns := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{Authorization: &natsauth.Shopfloor})
 	const partitions = 3
+	_, ojs := ns.ConnectAs("orders")
+	if err := stream.EnsureStream(ctx, ojs, stream.StreamConfig{Name: ordersapi.Stream, Partitions: partitions}); err != nil {
+		t.Fatal(err)
+	}
 	iss := authtest.NewIssuer(t)
 	operator, c1, c2 := "Bearer "+iss.Operator(t, "payments"), "Bearer "+iss.Customer(t, "c1", "payments"), "Bearer "+iss.Customer(t, "c2", "payments")
-	env := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": ns.URL(), "PSP_URL": psp.URL, "AUTH_ISSUER": iss.URL,
+	env := map[string]string{"DATABASE_URL": db.URL, "PSP_URL": psp.URL, "AUTH_ISSUER": iss.URL,
 		"ORDERS_PARTITIONS": fmt.Sprint(partitions), "PAYMENTS_PARTITIONS": fmt.Sprint(partitions), "LOG_LEVEL": "WARN",
 		"RETRY_INITIAL": "10ms", "RETRY_MAX": "100ms"}
+	maps.Copy(env, ns.Env("payments"))
 	getenv := func(k string) string { return env[k] }
 	if err := run(ctx, []string{"payments", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
@@ -168,7 +178,7 @@ func TestPlacedOrdersAreChargedAndRefundsRequiredAreRefunded(t *testing.T) {
 	}
 
 	// order.placed on ORDERS (published twice: a replay creates nothing).
-	pub, err := stream.NewPublisher(js, ordersapi.Stream, partitions)
+	pub, err := stream.NewPublisher(ojs, ordersapi.Stream, partitions)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/shopfloor/shopfloor/pkg/natsauth"
 	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
@@ -62,16 +63,19 @@ func (c Config) Validate() []error {
 }
 
 // replayConfig is the configuration of the rebuild and check commands.
+// A replay creates, reads and deletes consumer groups of its own
+// ("search-replay-<id>"), which search's NATS user may not: run them as
+// the operator (NATS_USER=operator; ADR 0039).
 type replayConfig struct {
 	service.Base
 	Streams
-	NATSURL string `env:"NATS_URL"`
+	NATS natsauth.Config
 }
 
 // Validate reports rules beyond one value's syntax.
 func (c replayConfig) Validate() []error {
-	errs := c.validate()
-	if c.NATSURL == "" {
+	errs := append(c.validate(), c.NATS.Validate()...)
+	if c.NATS.URL == "" {
 		errs = append(errs, errors.New("NATS_URL: required by the rebuild and check commands"))
 	}
 	return errs

@@ -66,7 +66,7 @@ func replayStream(ctx context.Context, cmd string, args []string, getenv func(st
 		return err
 	}
 	defer pool.Close()
-	nc, js, err := rt.ConnectNATS(ctx, cfg.NATSURL, httpkit.NewHealth())
+	nc, js, err := rt.ConnectNATS(ctx, cfg.NATS, httpkit.NewHealth(), service.Streams{})
 	if err != nil {
 		return err
 	}

@@ -17,9 +17,9 @@ import (
 // projections and the API.
 func wire(ctx context.Context, app *service.App, cfg *Config) error {
 	products, orders := cfg.sources()
-	js, err := app.NATS(ctx,
-		stream.StreamConfig{Name: products.Stream, Partitions: products.Partitions},
-		stream.StreamConfig{Name: orders.Stream, Partitions: orders.Partitions})
+	js, err := app.NATS(ctx, service.Streams{Read: []stream.StreamConfig{
+		{Name: products.Stream, Partitions: products.Partitions},
+		{Name: orders.Stream, Partitions: orders.Partitions}}})
 	if err != nil {
 		return err
 	}

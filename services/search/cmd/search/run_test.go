@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
+	"github.com/shopfloor/shopfloor/pkg/natsauth"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
@@ -100,12 +104,22 @@ func TestEventsBecomeSearchableAndRebuiltProjectionsMatch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	db := testinfra.Postgres(t, nil)
-	ns := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{})
+	// The broker with the deployments' permissions: search connects as
+	// search; catalog and orders (the owners) have created their streams.
+	ns := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{Authorization: &natsauth.Shopfloor})
 	const partitions = 3
+	js := map[string]jetstream.JetStream{}
+	for owner, name := range map[string]string{"catalog": catalogapi.Stream, "orders": ordersapi.Stream} {
+		_, js[name] = ns.ConnectAs(owner)
+		if err := stream.EnsureStream(ctx, js[name], stream.StreamConfig{Name: name, Partitions: partitions}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	iss := authtest.NewIssuer(t)
 	operator := "Bearer " + iss.Operator(t, "search")
-	env := map[string]string{"AUTH_ISSUER": iss.URL, "DATABASE_URL": db.URL, "NATS_URL": ns.URL(), "CATALOG_PARTITIONS": fmt.Sprint(partitions),
+	env := map[string]string{"AUTH_ISSUER": iss.URL, "DATABASE_URL": db.URL, "CATALOG_PARTITIONS": fmt.Sprint(partitions),
 		"ORDERS_PARTITIONS": fmt.Sprint(partitions), "LOG_LEVEL": "WARN", "LAG_INTERVAL": "200ms"}
+	maps.Copy(env, ns.Env("search"))
 	getenv := func(k string) string { return env[k] }
 	if err := run(ctx, []string{"search", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
@@ -121,10 +135,9 @@ func TestEventsBecomeSearchableAndRebuiltProjectionsMatch(t *testing.T) {
 	})
 	testinfra.CheckListeners(t, base, admin)
 
-	_, js := ns.Connect()
 	publish := func(streamName string, evs ...searchtest.Event) {
 		t.Helper()
-		pub, err := stream.NewPublisher(js, streamName, partitions)
+		pub, err := stream.NewPublisher(js[streamName], streamName, partitions)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +212,11 @@ func TestEventsBecomeSearchableAndRebuiltProjectionsMatch(t *testing.T) {
 		t.Errorf("bad status = %d %s", a.Status, a.Body)
 	}
 
-	// Rebuild and check while serving.
+	// Rebuild and check while serving, as the operator does (a replay
+	// runs a consumer group of its own, which search's user may not).
+	opEnv := maps.Clone(env)
+	maps.Copy(opEnv, ns.Env("operator"))
+	getenv = func(k string) string { return opEnv[k] }
 	for _, cmd := range [][]string{
 		{"search", "rebuild", "--stream", "CATALOG"},
 		{"search", "rebuild", "--stream", "ORDERS", "--timeout", "1m"},

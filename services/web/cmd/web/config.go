@@ -62,6 +62,12 @@ type Config struct {
 	// cannot.
 	ConsoleCtl    string `env:"WEB_CONSOLE_CTL"`
 	ConsoleRunDir string `env:"WEB_CONSOLE_RUN_DIR"`
+	// ConsoleNATSPassword is the NATS operator's password (ADR 0039):
+	// the console lists and redrives stream dead letters, and its drills
+	// read consumer state, as the operator. Empty: it connects without
+	// credentials, which a broker with authorization refuses (the
+	// console then shows no stream dead letters).
+	ConsoleNATSPassword string `env:"WEB_CONSOLE_NATS_PASSWORD"`
 	// BackendTimeout bounds each call to an API.
 	BackendTimeout time.Duration `env:"WEB_BACKEND_TIMEOUT" envDefault:"5s"`
 }

@@ -72,13 +72,13 @@ func newConsole(cfg Config, log *slog.Logger) (*console.Console, func()) {
 	switch {
 	case cfg.ConsoleCompose:
 		e := target.ComposeEndpoints()
-		sys = &target.System{Endpoints: e, HTTP: hc, Mail: &target.Mailpit{URL: e.Mail, HTTP: hc}}
+		sys = &target.System{Endpoints: e, HTTP: hc, Mail: &target.Mailpit{URL: e.Mail, HTTP: hc}, NATSPassword: cfg.ConsoleNATSPassword}
 	case cfg.ConsolePortBase != 0:
 		e := target.LocalEndpoints(cfg.ConsolePortBase)
 		if cfg.ConsoleRunDir != "" {
 			e.DropAbsentInstances(cfg.ConsoleRunDir)
 		}
-		sys = &target.System{Endpoints: e, HTTP: hc, Mail: &target.SMTPSink{URL: e.Mail, HTTP: hc}}
+		sys = &target.System{Endpoints: e, HTTP: hc, Mail: &target.SMTPSink{URL: e.Mail, HTTP: hc}, NATSPassword: cfg.ConsoleNATSPassword}
 	default:
 		return nil, func() {}
 	}
@@ -94,13 +94,14 @@ func newConsole(cfg Config, log *slog.Logger) (*console.Console, func()) {
 	if cfg.ConsoleRunDir != "" && sys.Procs != nil {
 		if id, err := target.ReadIdentityEnv(filepath.Join(cfg.ConsoleRunDir, "identity.env")); err == nil {
 			dhc := &http.Client{Timeout: 10 * time.Second}
-			c.EnableDrills(&target.System{Endpoints: e, HTTP: dhc, Mail: &target.SMTPSink{URL: e.Mail, HTTP: dhc}, Procs: sys.Procs, Identity: id})
+			c.EnableDrills(&target.System{Endpoints: e, HTTP: dhc, Mail: &target.SMTPSink{URL: e.Mail, HTTP: dhc}, Procs: sys.Procs, Identity: id,
+				NATSPassword: cfg.ConsoleNATSPassword})
 		}
 	}
 	// Stream dead letters: straight to NATS, not through its Toxiproxy
 	// link (a cut link must not blind the console); it connects in the
 	// background and keeps reconnecting.
-	nc, err := nats.Connect(e.NATS, nats.Name("web console"), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
+	nc, err := sys.NATSConfig().Connect("web console", nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
 	if err != nil {
 		log.Warn("console: no NATS connection; stream dead letters are not shown", "err", err)
 		return c, func() {}
