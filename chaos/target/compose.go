@@ -24,7 +24,6 @@ func ComposeEndpoints() Endpoints {
 			"notifications":        "http://notifications:9084",
 			"notifications-worker": "http://notifications-worker:9084",
 			"search":               "http://search:9085",
-			// new-service: compose processes above this line
 			// The second instances of the consumer groups.
 			"catalog-invalidation-2":   "http://catalog-invalidation-2:9081",
 			"orders-consumer-2":        "http://orders-consumer-2:9082",

@@ -80,7 +80,6 @@ func LocalEndpoints(base int) Endpoints {
 			"notifications":        admin(84),
 			"notifications-worker": admin(184),
 			"search":               admin(85),
-			// new-service: local processes above this line
 			// The second instances of the consumer groups
 			// (SHOPFLOOR_CONSUMER_INSTANCES=2, run.sh's default).
 			"catalog-invalidation-2":   admin(381),

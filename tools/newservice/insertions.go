@@ -4,9 +4,8 @@ package main
 // (deploy/local: its processes, ports and banner line), compose (its
 // jobs, database, scrape targets, NATS password), the image, the identity
 // provider's audiences, its NATS user (natsauth.Shopfloor; Generate
-// renders the broker's auth.conf again), the chaos drills' view of the
-// system (its processes' admin listeners, its database) and the tests
-// that list services.
+// renders the broker's auth.conf again), the chaos drills' list of
+// databases (a drill run drops them) and the tests that list services.
 // Each file carries the marker comment "new-service: <what> above this
 // line"; the text goes above it. A JSON file cannot carry a comment: the
 // text, one JSON value, is appended to the file's top-level array.
@@ -83,7 +82,5 @@ ready+=("{%.Name%}:${%.Stream%}_ADMIN_PORT" "{%.Name%}-relay:${%.Stream%}_RELAY_
 	{"services/contracts/contracts_test.go", "streams", `{ {%.Name%}api.Stream, "{%.Name%}/{%.Name%}api", {%.Name%}api.Schemas()},`},
 	{"services/identity/identityapi/identityapi.go", "audiences", `"{%.Name%}",`},
 	{"deploy/local/run.sh", "banner", `printf -v generated '%s\n  %-16s http://localhost:%s/v1/{%.Entities%}/{id}' "$generated" {%.Name%} "${%.Stream%}_PORT"`},
-	{"chaos/target/target.go", "local processes", `"{%.Name%}": admin({%.Offset%}), "{%.Name%}-relay": admin({%.RelayOffset%}), "{%.Name%}-consumer": admin({%.ConsumerOffset%}),`},
-	{"chaos/target/compose.go", "compose processes", `"{%.Name%}": "http://{%.Name%}:{%.AdminPort%}",`},
 	{"chaos/target/local.go", "databases", `"{%.Name%}",`},
 }
