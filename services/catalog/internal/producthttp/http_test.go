@@ -2,6 +2,7 @@ package producthttp_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,7 +80,10 @@ func setupWith(t testing.TB, rdb redis.UniversalClient, public httpcache.Policy,
 func setupCache(t testing.TB, rdb redis.UniversalClient, public httpcache.Policy, cfg cache.Config) *bundle {
 	t.Helper()
 	db := testinfra.Postgres(t, migrations.FS)
-	prefix := "t"
+	// A client of the test's own (rdb) writes under cfg.Namespace: give it
+	// the testinfra prefix whose cleanup removes the keys (pointers have no
+	// TTL). "t" is for clients that reach no Redis.
+	prefix := cmp.Or(cfg.Namespace, "t")
 	if rdb == nil {
 		r := testinfra.Redis(t)
 		rdb, prefix = r.Client, r.Prefix
@@ -509,7 +513,7 @@ func TestRedisOutageMidRun(t *testing.T) {
 	opts.Addr = proxy.Addr()
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
-	b := setup(t, rdb)
+	b := setupCache(t, rdb, httpcache.Policy{}, cache.Config{Namespace: r.Prefix})
 	p := b.create(t, lamp("LAMP-6"))
 	read := func(want int64) time.Duration {
 		start := time.Now()
