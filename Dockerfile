@@ -16,7 +16,8 @@ RUN go build -trimpath -ldflags="-s -w" -o /out/ \
       ./services/search/cmd/search \
       ./services/identity/cmd/identity \
       ./services/web/cmd/web \
-      ./deploy/probe
+      ./deploy/probe \
+      ./deploy/pgroles
 # Services made by make new-service (tools/newservice), one RUN each.
 # new-service: binaries above this line
 # identity's key directory (IDENTITY_KEY_DIR in compose), made here because

@@ -1,6 +1,8 @@
 package target_test
 
 import (
+	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,6 +40,28 @@ func TestComposeExecRunsAsTheNATSOperator(t *testing.T) {
 	got := strings.Join(c.ExecArgs("payments-relay", "dlq", "list"), " ")
 	if want := "compose -f compose.yaml exec -T -e NATS_USER=operator -e NATS_PASSWORD payments-relay payments dlq list"; got != want {
 		t.Fatalf("ExecArgs = %q, want %q", got, want)
+	}
+}
+
+// TestComposeExecRunsAsTheDatabaseOwner: an operator command of a binary
+// with an owner URL gets it through the environment (ADR 0040), the
+// others run with their container's own DATABASE_URL.
+func TestComposeExecRunsAsTheDatabaseOwner(t *testing.T) {
+	owners := target.ComposeDatabaseOwners(func(k string) (string, error) {
+		if k == "SEARCH_DB_OWNER_PASSWORD" {
+			return "s3cret", nil
+		}
+		return "", errors.New("not in .env")
+	})
+	if want := map[string]string{"search": "postgres://search_owner:s3cret@postgres:5432/search?sslmode=disable"}; !maps.Equal(owners, want) {
+		t.Fatalf("ComposeDatabaseOwners = %v, want %v", owners, want)
+	}
+	c := &target.Compose{Files: []string{"compose.yaml"}, DatabaseOwners: owners}
+	if got, want := strings.Join(c.ExecArgs("search-consumer-2", "check", "--stream", "CATALOG"), " "), "compose -f compose.yaml exec -T -e DATABASE_URL search-consumer-2 search check --stream CATALOG"; got != want {
+		t.Errorf("ExecArgs = %q, want %q", got, want)
+	}
+	if got, want := strings.Join(c.ExecArgs("orders-relay", "dlq", "list"), " "), "compose -f compose.yaml exec -T orders-relay orders dlq list"; got != want {
+		t.Errorf("ExecArgs = %q, want %q", got, want)
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/shopfloor/shopfloor/pkg/pgroles"
 )
 
 // Databases are the service databases run.sh creates (with the prefix).
@@ -88,7 +88,8 @@ func (l *Local) System() *System {
 // DropDatabases removes the topology's data (stop it first): the run's
 // own PostgreSQL cluster (run.sh's "own" mode, postgres.env in the run
 // directory) is deleted with its data directory; on a shared server the
-// databases are dropped (WITH (FORCE) ends connections left over).
+// databases are dropped (WITH (FORCE) ends connections left over), and
+// their roles.
 func (l *Local) DropDatabases(ctx context.Context) error {
 	if env, err := readEnvFile(filepath.Join(l.cfg.RunDir, "postgres.env")); err == nil && env["PG_MODE"] == "own" {
 		var errs []error
@@ -99,16 +100,11 @@ func (l *Local) DropDatabases(ctx context.Context) error {
 		}
 		return errors.Join(errs...)
 	}
-	conn, err := pgx.Connect(ctx, l.cfg.PostgresURL)
-	if err != nil {
-		return fmt.Errorf("drop databases: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
 	var errs []error
 	for _, db := range Databases {
-		name := pgx.Identifier{l.cfg.DBPrefix + db}.Sanitize()
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			errs = append(errs, fmt.Errorf("drop %s: %w", name, err))
+		// The database and its roles (ADR 0040).
+		if err := pgroles.Drop(ctx, l.cfg.PostgresURL, pgroles.For(l.cfg.DBPrefix, db, "", "")); err != nil {
+			errs = append(errs, fmt.Errorf("drop databases: %w", err))
 		}
 	}
 	return errors.Join(errs...)

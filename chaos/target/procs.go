@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -72,6 +73,12 @@ type Compose struct {
 	// passing the password through the environment, not the command
 	// line. Empty: with the container's own NATS user.
 	NATSPassword string
+	// DatabaseOwners are the owner roles' DATABASE_URLs by binary
+	// (search: postgres://search_owner:…@postgres:5432/search): Exec runs
+	// that binary's operator commands as its database's owner (ADR 0040;
+	// search check and rebuild create tables, which the app role the
+	// container runs as may not), the URL passed through the environment.
+	DatabaseOwners map[string]string
 }
 
 var _ Processes = (*Compose)(nil)
@@ -146,7 +153,8 @@ func (c *Ctl) Exec(ctx context.Context, process string, args ...string) (string,
 // compose -f … exec -T NAME BINARY ARGS...`, the binary being the
 // process name's first word (search-consumer-2 runs search). With a
 // NATSPassword it runs as the NATS operator: `-e NATS_USER=operator -e
-// NATS_PASSWORD` (the value from Exec's environment).
+// NATS_PASSWORD` (the value from Exec's environment); with the binary's
+// entry in DatabaseOwners, as its database's owner: `-e DATABASE_URL`.
 func (c *Compose) ExecArgs(process string, args ...string) []string {
 	full := []string{"compose"}
 	for _, f := range c.Files {
@@ -157,6 +165,9 @@ func (c *Compose) ExecArgs(process string, args ...string) []string {
 		full = append(full, "-e", "NATS_USER="+NATSOperator, "-e", "NATS_PASSWORD")
 	}
 	binary, _, _ := strings.Cut(process, "-")
+	if c.DatabaseOwners[binary] != "" {
+		full = append(full, "-e", "DATABASE_URL")
+	}
 	return append(append(full, process, binary), args...)
 }
 
@@ -171,8 +182,12 @@ func (c *Compose) Exec(ctx context.Context, process string, args ...string) (str
 		return "", nil
 	}
 	cmd := exec.CommandContext(ctx, "docker", full...) //nolint:gosec // G204: docker compose with the drill's own arguments
+	cmd.Env = os.Environ()
 	if c.NATSPassword != "" {
-		cmd.Env = append(os.Environ(), "NATS_PASSWORD="+c.NATSPassword)
+		cmd.Env = append(cmd.Env, "NATS_PASSWORD="+c.NATSPassword)
+	}
+	if binary, _, _ := strings.Cut(process, "-"); c.DatabaseOwners[binary] != "" {
+		cmd.Env = append(cmd.Env, "DATABASE_URL="+c.DatabaseOwners[binary])
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -193,4 +208,20 @@ func tail(out []byte) string {
 		out = out[len(out)-300:]
 	}
 	return "; output: " + string(out)
+}
+
+// ComposeDatabaseOwners are the owner roles' URLs inside compose's network
+// for every database in Databases whose <SVC>_DB_OWNER_PASSWORD lookup
+// finds (compose's .env; ADR 0040).
+func ComposeDatabaseOwners(lookup func(key string) (string, error)) map[string]string {
+	out := map[string]string{}
+	for _, db := range Databases {
+		pw, err := lookup(strings.ToUpper(strings.ReplaceAll(db, "-", "_")) + "_DB_OWNER_PASSWORD")
+		if err != nil || pw == "" {
+			continue
+		}
+		u := url.URL{Scheme: "postgres", User: url.UserPassword(db+"_owner", pw), Host: "postgres:5432", Path: "/" + db, RawQuery: "sslmode=disable"}
+		out[db] = u.String()
+	}
+	return out
 }

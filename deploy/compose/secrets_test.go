@@ -268,8 +268,9 @@ func TestSecretsReachOnlyWhoNeedsThem(t *testing.T) {
 		"SEARCH_CLIENT_SECRET":        func(s, _ string) bool { return s == "identity" },
 		"WEB_CLIENT_SECRET":           func(s, _ string) bool { return s == "identity" || s == "web" },
 		"WEB_SESSION_SECRET":          func(s, _ string) bool { return s == "web" },
+		// No service runs as the superuser (ADR 0040).
 		"POSTGRES_PASSWORD": func(s, k string) bool {
-			return (s == "postgres" && k == "POSTGRES_PASSWORD") || k == "DATABASE_URL"
+			return (s == "postgres" && k == "POSTGRES_PASSWORD") || (s == "postgres-roles" && k == "PGROLES_ADMIN_URL")
 		},
 		"REDIS_PASSWORD": func(s, k string) bool { return s == "redis" && k == "REDISCLI_AUTH" },
 		"REDIS_CATALOG_PASSWORD": func(s, k string) bool {
@@ -289,6 +290,21 @@ func TestSecretsReachOnlyWhoNeedsThem(t *testing.T) {
 			svc, _, _ := strings.Cut(s, "-")
 			return (s == "nats" && k == v) || (svc == u.Name && k == "NATS_PASSWORD") ||
 				(u.Operator && s == "web" && k == "WEB_CONSOLE_NATS_PASSWORD")
+		}
+	}
+	// A database role's password: the roles job, and the service's
+	// migrate job (owner) or its other processes (app).
+	for v := range testSecrets {
+		m := dbPasswordRE.FindStringSubmatch(v)
+		if m == nil {
+			continue
+		}
+		svc, role := strings.ReplaceAll(strings.ToLower(m[1]), "_", "-"), strings.ToLower(m[2])
+		allowed[v] = func(s, k string) bool {
+			owner, _, _ := strings.Cut(s, "-")
+			migrate := s == svc+"-migrate"
+			return (s == "postgres-roles" && k == v) ||
+				(k == "DATABASE_URL" && owner == svc && migrate == (role == "owner"))
 		}
 	}
 	seen := map[string]bool{}
@@ -376,8 +392,8 @@ func TestInitEnvWritesWorkingSecrets(t *testing.T) {
 		t.Errorf("secrets are not distinct: %v", values)
 	}
 	u, err := url.Parse(*p.Services["orders"].Environment["DATABASE_URL"])
-	if pw, _ := u.User.Password(); err != nil || pw != values["POSTGRES_PASSWORD"] {
-		t.Errorf("DATABASE_URL does not carry POSTGRES_PASSWORD: %v", err)
+	if pw, _ := u.User.Password(); err != nil || pw != values["ORDERS_DB_APP_PASSWORD"] {
+		t.Errorf("orders' DATABASE_URL does not carry ORDERS_DB_APP_PASSWORD: %v", err)
 	}
 	// Everything else is .env.example's.
 	example, _ := os.ReadFile(".env.example")

@@ -7,7 +7,8 @@
 #   ctl.sh kill NAME   like stop, with SIGKILL at once: a crash (chaos drills)
 #   ctl.sh start NAME  let its supervisor start it again; returns when it runs
 #   ctl.sh exec NAME ARGS...  run NAME's binary with NAME's environment and ARGS,
-#                      as the NATS operator (an operator command: ctl.sh exec search dlq --stream ORDERS list)
+#                      as the NATS operator and its database's owner
+#                      (an operator command: ctl.sh exec search dlq --stream ORDERS list)
 # NAME is a process name from `status` (orders-relay, payments-worker, nats …).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -124,11 +125,25 @@ exec)
 		NATS_PASSWORD=$(sed -n 's/^NATS_OPERATOR_PASSWORD=//p' "$run/nats.env")
 		export NATS_USER=operator NATS_PASSWORD
 	fi
+	# ... and to PostgreSQL as its database's owner (ADR 0040): the app
+	# role the service runs as may not change the schema, which search's
+	# rebuild and check do (they build a projection's tables beside the
+	# live ones and swap them in).
+	svc=$(basename "${argv[-1]}")
+	owner_url=$(sed -n "s/^$svc=//p" "$run/postgres-owners.env" 2>/dev/null || true)
+	if [[ -n $owner_url ]]; then
+		own=()
+		for a in "${argv[@]}"; do
+			[[ $a == DATABASE_URL=* ]] || own+=("$a")
+		done
+		argv=("${own[@]}")
+		export DATABASE_URL=$owner_url
+	fi
 	cd "$root"
 	exec "${argv[@]}" "${@:3}"
 	;;
 *)
-	sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac

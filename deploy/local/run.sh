@@ -72,12 +72,22 @@ for u in "${nats_users[@]}"; do
 	v=${u^^}
 	nats_vars+=("NATS_${v//-/_}_PASSWORD")
 done
+# PostgreSQL (ADR 0040): the run's own cluster's superuser password
+# (POSTGRES_PASSWORD), and two roles per service's database, its owner
+# (migrations) and its app role (the running service): <SVC>_DB_OWNER_PASSWORD
+# and <SVC>_DB_APP_PASSWORD.
+services=(catalog orders payments notifications search ${generated[@]+"${generated[@]}"})
+pg_vars=(POSTGRES_PASSWORD)
+for svc in "${services[@]}"; do
+	v=${svc^^}
+	pg_vars+=("${v//-/_}_DB_OWNER_PASSWORD" "${v//-/_}_DB_APP_PASSWORD")
+done
 # A run directory made before a secret existed gets the missing ones.
 (
 	umask 077
 	touch "$run/secrets.env"
 	for v in DEMO_PASSWORD ORDERS_CLIENT_SECRET PAYMENTS_CLIENT_SECRET NOTIFICATIONS_CLIENT_SECRET SEARCH_CLIENT_SECRET \
-		WEB_CLIENT_SECRET WEB_SESSION_SECRET REDIS_CATALOG_PASSWORD CDN_PURGE_SECRET "${nats_vars[@]}"; do
+		WEB_CLIENT_SECRET WEB_SESSION_SECRET REDIS_CATALOG_PASSWORD CDN_PURGE_SECRET "${nats_vars[@]}" "${pg_vars[@]}"; do
 		grep -q "^$v=" "$run/secrets.env" || echo "$v=$(secret)" >>"$run/secrets.env"
 	done
 	grep -E "^($(IFS='|'; echo "${nats_vars[*]}"))=" "$run/secrets.env" >"$run/nats.env"
@@ -110,7 +120,7 @@ printf '>%s' "$REDIS_CATALOG_PASSWORD" | redis-cli -h 127.0.0.1 -p 6379 -x ACL S
 
 echo "run: building"
 builds=(./services/identity/cmd/identity ./services/catalog/cmd/catalog ./services/orders/cmd/orders ./services/payments/cmd/payments
-	./services/notifications/cmd/notifications ./services/search/cmd/search ./services/web/cmd/web ./deploy/probe ./deploy/varnishexporter)
+	./services/notifications/cmd/notifications ./services/search/cmd/search ./services/web/cmd/web ./deploy/probe ./deploy/varnishexporter ./deploy/pgroles)
 for svc in ${generated[@]+"${generated[@]}"}; do builds+=("./services/$svc/cmd/$svc"); done
 go build -o "$run/" "${builds[@]}"
 
@@ -177,6 +187,9 @@ wait_ready() {
 }
 
 # --- PostgreSQL ---------------------------------------------------------------
+# pgsql: psql as the superuser, its password (if any) in the environment of
+# that one command, never on a command line or in the services' environment.
+pgsql() { PGPASSWORD=$pg_password psql "$@"; }
 # own: the run's own cluster, supervised like every process (ctl.sh kill
 # postgres is a crash: the postmaster and its backends get SIGKILL, the
 # supervisor starts it again a second later and it recovers from its WAL).
@@ -186,6 +199,8 @@ pg_bin=${SHOPFLOOR_PG_BIN:-$(dirname "$(command -v initdb 2>/dev/null || ls -d /
 if [[ -z ${SHOPFLOOR_POSTGRES_URL:-} && -x $pg_bin/initdb && -x $pg_bin/postgres ]]; then
 	PG_MODE=own
 	PG="postgres://postgres@127.0.0.1:$PG_PORT"
+	PG_ADMIN="postgres://postgres:$POSTGRES_PASSWORD@127.0.0.1:$PG_PORT"
+	pg_password=$POSTGRES_PASSWORD
 	PG_UPSTREAM="127.0.0.1:$PG_PORT"
 	pgdata=$run/pg
 	as_pg=()
@@ -211,23 +226,36 @@ if [[ -z ${SHOPFLOOR_POSTGRES_URL:-} && -x $pg_bin/initdb && -x $pg_bin/postgres
 	if [[ ! -s $pgdata/PG_VERSION ]]; then
 		echo "run: creating the PostgreSQL cluster in $pgdata"
 		mkdir -p "$pgdata"
-		"${as_pg[@]}" "$pg_bin/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$run/logs/initdb.log" 2>&1 ||
-			{ echo "run: initdb failed; see $run/logs/initdb.log" >&2; exit 1; }
+		# Every TCP connection proves its password (SCRAM): the superuser's
+		# is POSTGRES_PASSWORD, each service role's its own (ADR 0040). The
+		# password file is readable by the cluster's user only, and gone
+		# once initdb has read it; it sits beside the data directory, which
+		# that user can reach (the run directory it may not: see above).
+		pwfile=$(mktemp "$(dirname "$pgdata")/pgpass.XXXXXX")
+		printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
+		[[ ${#as_pg[@]} == 0 ]] || chown postgres: "$pwfile"
+		"${as_pg[@]}" "$pg_bin/initdb" -D "$pgdata" -U postgres --auth-local=peer --auth-host=scram-sha-256 --pwfile="$pwfile" \
+			-E UTF8 --locale=C.UTF-8 >"$run/logs/initdb.log" 2>&1 ||
+			{ rm -f "$pwfile"; echo "run: initdb failed; see $run/logs/initdb.log" >&2; exit 1; }
+		rm -f "$pwfile"
 	fi
-	# Listens on 127.0.0.1 only (trust authentication: this machine's
-	# users only), no Unix socket (a run directory's path can be longer
-	# than a socket's); durable commits as in production.
+	# Listens on 127.0.0.1 only, no Unix socket (a run directory's path can
+	# be longer than a socket's); durable commits as in production. A
+	# cluster made before ADR 0040 keeps its trust authentication (every
+	# password is accepted): stop the run and delete $run/pg for a new one.
 	supervise postgres "${as_pg[@]}" "$pg_bin/postgres" -D "$pgdata" -c listen_addresses=127.0.0.1 -c port="$PG_PORT" \
 		-c unix_socket_directories= -c fsync=on -c synchronous_commit=on -c full_page_writes=on \
 		-c max_connections="${SHOPFLOOR_PG_MAX_CONNECTIONS:-300}" -c shared_buffers=128MB -c log_min_messages=warning
 	for _ in $(seq 1 300); do
-		psql "$PG/postgres?sslmode=disable" -qtAc 'SELECT 1' >/dev/null 2>&1 && break
+		pgsql "$PG/postgres?sslmode=disable" -qtAc 'SELECT 1' >/dev/null 2>&1 && break
 		sleep 0.2
 	done
 else
 	PG_MODE=server
 	PG=${SHOPFLOOR_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 	PG=${PG%/}
+	PG_ADMIN=$PG
+	pg_password=${PGPASSWORD:-}
 	hostport=${PG#*://}
 	hostport=${hostport#*@}
 	PG_UPSTREAM=${hostport%%/*}
@@ -236,17 +264,28 @@ else
 		pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
 	fi
 fi
-if ! psql "$PG/postgres?sslmode=disable" -qtAc 'SELECT 1' >/dev/null 2>&1; then
+if ! pgsql "$PG/postgres?sslmode=disable" -qtAc 'SELECT 1' >/dev/null 2>&1; then
 	echo "run: PostgreSQL is not reachable at $PG ($PG_MODE); see $run/logs/postgres.log." >&2
 	[[ $PG_MODE == own ]] || echo "     Start it: pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start" >&2
 	exit 1
 fi
-# What tests and tools need to find this run's PostgreSQL again.
-printf 'PG_MODE=%s\nPG_URL=%s\nPG_DATA=%s\n' "$PG_MODE" "$PG" "$(readlink -f "${pgdata:-}" 2>/dev/null || true)" >"$run/postgres.env"
-for db in catalog orders payments notifications search ${generated[@]+"${generated[@]}"}; do
-	psql "$PG/postgres?sslmode=disable" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$DBP$db'" | grep -q 1 ||
-		psql "$PG/postgres?sslmode=disable" -qc "CREATE DATABASE $DBP$db"
-done
+# What tests and tools need to find this run's PostgreSQL again (the
+# superuser's URL, with its password: mode 0600).
+(
+	umask 077
+	printf 'PG_MODE=%s\nPG_URL=%s\nPG_DATA=%s\n' "$PG_MODE" "$PG_ADMIN" "$(readlink -f "${pgdata:-}" 2>/dev/null || true)" >"$run/postgres.env"
+)
+# Each service's database with its two roles, <db>_owner and <db>_app
+# (deploy/pgroles, ADR 0040), at every start: idempotent, and a database
+# from before the roles is handed to its owner. No service runs as the
+# superuser.
+# The passwords reach it through its environment (exported in a subshell),
+# not a command line.
+(
+	for v in "${pg_vars[@]}"; do export "${v?}"; done
+	PGROLES_ADMIN_URL="$PG_ADMIN/postgres?sslmode=disable" exec "$run/pgroles" -prefix "$DBP" "${services[@]}"
+) >"$run/logs/pgroles.log" 2>&1 ||
+	{ echo "run: could not set up the databases and their roles; see $run/logs/pgroles.log" >&2; exit 1; }
 
 # --- infrastructure ---------------------------------------------------------
 # sync_interval: always: an acknowledged message is on disk (ADR 0007).
@@ -287,17 +326,26 @@ supervise smtp-sink env SMTP_SINK_ADDR="127.0.0.1:$SMTP_PORT" SMTP_SINK_HTTP_ADD
 supervise psp-sim env PSP_SIM_ADDR="127.0.0.1:$PSP_PORT" "$run/payments" psp-sim
 
 # --- migrations and seed (one-shot, like compose's jobs) ----------------------
-# Each service reaches its database through its own link (postgres-<svc>).
+# Each service reaches its database through its own link (postgres-<svc>):
+# dburl SVC as its app role (what it runs as), dburl SVC owner as its
+# owner (the migrations; operator commands through `ctl.sh exec`, which
+# reads postgres-owners.env).
 dburl() {
-	local port
+	local port v role=app
+	[[ ${2:-} == owner ]] && role=owner
 	port=TOXI_PG_${1^^}
-	echo "postgres://postgres@127.0.0.1:${!port}/$DBP$1?sslmode=disable"
+	v=${1^^}_DB_${role^^}_PASSWORD
+	echo "postgres://$DBP${1}_$role:${!v}@127.0.0.1:${!port}/$DBP$1?sslmode=disable"
 }
-for svc in catalog orders payments notifications search ${generated[@]+"${generated[@]}"}; do
-	DATABASE_URL=$(dburl $svc) "$run/$svc" migrate >>"$run/logs/$svc-migrate.log" 2>&1 ||
+(
+	umask 077
+	for svc in "${services[@]}"; do echo "$svc=$(dburl "$svc" owner)"; done >"$run/postgres-owners.env"
+)
+for svc in "${services[@]}"; do
+	DATABASE_URL=$(dburl "$svc" owner) "$run/$svc" migrate >>"$run/logs/$svc-migrate.log" 2>&1 ||
 		{ echo "run: $svc migrate failed; see $run/logs/$svc-migrate.log" >&2; exit 1; }
 done
-if [[ $(psql "$PG/${DBP}catalog?sslmode=disable" -qtAc 'SELECT count(*) FROM products') == 0 ]]; then
+if [[ $(pgsql "$PG/${DBP}catalog?sslmode=disable" -qtAc 'SELECT count(*) FROM products') == 0 ]]; then
 	DATABASE_URL=$(dburl catalog) "$run/catalog" seed --products "${SEED_PRODUCTS:-1000}" >>"$run/logs/catalog-seed.log" 2>&1
 fi
 

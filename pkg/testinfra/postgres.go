@@ -22,6 +22,7 @@ import (
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
+	"github.com/shopfloor/shopfloor/pkg/pgroles"
 )
 
 // PostgresImage is the image testcontainers starts when no address is set.
@@ -36,6 +37,10 @@ type Database struct {
 	URL string
 	// Name is the database name, unique to the test.
 	Name string
+	// OwnerURL connects as the database's owner role, for the migrate
+	// command and schema changes (PostgresRoles only; empty otherwise:
+	// URL is the superuser's and does everything).
+	OwnerURL string
 }
 
 // Postgres returns a new database for this test, cloned from a template that
@@ -261,4 +266,70 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// PostgresAdminURL is the URL of the test server's maintenance database,
+// as its superuser: for tests that create roles or databases themselves
+// (pkg/pgroles). Whatever such a test creates, it removes.
+func PostgresAdminURL(tb testing.TB) string {
+	tb.Helper()
+	srv, err := postgresServer(context.Background())
+	if err != nil {
+		unavailable(tb, err.Error())
+	}
+	return srv.url
+}
+
+// PostgresRoles is Postgres with the database given an owner and an app
+// role as make run and compose give a service's (pkg/pgroles, ADR 0040):
+// Pool and URL connect as the app role (no DDL), OwnerURL as the owner
+// (migrations; with nil migrations the database is empty and the owner
+// migrates it). The roles are dropped when the test ends.
+func PostgresRoles(tb testing.TB, migrations fs.FS) *Database {
+	tb.Helper()
+	ctx := context.Background()
+	admin := PostgresAdminURL(tb)
+	var d pgroles.Database
+	// Cleanups run last-in first-out: this one, after the database is dropped.
+	tb.Cleanup(func() {
+		if d.Name == "" {
+			return
+		}
+		if err := pgroles.Drop(context.Background(), admin, d); err != nil {
+			tb.Errorf("testinfra: %v", err)
+		}
+	})
+	su := Postgres(tb, migrations)
+	d = pgroles.Database{Name: su.Name, Owner: pgroles.Role{Name: su.Name + "_owner", Password: randomHex(12)},
+		App: pgroles.Role{Name: su.Name + "_app", Password: randomHex(12)}}
+	su.Pool.Close() // the superuser's pool: the test gets the app role's
+	if err := pgroles.Provision(ctx, admin, d); err != nil {
+		tb.Fatalf("testinfra: roles of %s: %v", d.Name, err)
+	}
+	appURL, err := pgroles.WithUser(admin, d.App, d.Name)
+	if err != nil {
+		tb.Fatalf("testinfra: %v", err)
+	}
+	ownerURL, err := pgroles.WithUser(admin, d.Owner, d.Name)
+	if err != nil {
+		tb.Fatalf("testinfra: %v", err)
+	}
+	pool, err := pgdb.Open(ctx, pgdb.Config{URL: appURL, MaxConns: 4})
+	if err != nil {
+		tb.Fatalf("testinfra: connect to %s as %s: %v", d.Name, d.App.Name, err)
+	}
+	tb.Cleanup(pool.Close)
+	return &Database{Pool: pool, URL: appURL, Name: d.Name, OwnerURL: ownerURL}
+}
+
+// AsOwner returns getenv with DATABASE_URL set to d's OwnerURL: the
+// environment of the migrate command, or an operator command that changes
+// the schema, beside a service running as the app role.
+func (d *Database) AsOwner(getenv func(string) string) func(string) string {
+	return func(k string) string {
+		if k == "DATABASE_URL" && d.OwnerURL != "" {
+			return d.OwnerURL
+		}
+		return getenv(k)
+	}
 }

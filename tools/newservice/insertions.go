@@ -2,7 +2,7 @@ package main
 
 // insertions are the places a new service is wired in: make run
 // (deploy/local: its processes, ports and banner line), compose (its
-// jobs, database, scrape targets, NATS password), the image, the identity
+// jobs, database and its roles' passwords, scrape targets, NATS password), the image, the identity
 // provider's audiences, its NATS user (natsauth.Shopfloor; Generate
 // renders the broker's auth.conf again), the chaos drills' list of
 // databases (a drill run drops them) and the tests that list services.
@@ -24,14 +24,20 @@ supervise {%.Name%} env "${{%.Name%}_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:${%
 supervise {%.Name%}-relay env "${{%.Name%}_env[@]}" ROLES=relay HTTP_ADDR="127.0.0.1:${%.Stream%}_RELAY_PORT" ADMIN_ADDR="127.0.0.1:${%.Stream%}_RELAY_ADMIN_PORT" "$run/{%.Name%}" serve
 supervise {%.Name%}-consumer env "${{%.Name%}_env[@]}" ROLES=consumer HTTP_ADDR="127.0.0.1:${%.Stream%}_CONSUMER_PORT" ADMIN_ADDR="127.0.0.1:${%.Stream%}_CONSUMER_ADMIN_PORT" "$run/{%.Name%}" serve
 ready+=("{%.Name%}:${%.Stream%}_ADMIN_PORT" "{%.Name%}-relay:${%.Stream%}_RELAY_ADMIN_PORT" "{%.Name%}-consumer:${%.Stream%}_CONSUMER_ADMIN_PORT")`},
-	{"deploy/compose/postgres/init.sql", "databases", `CREATE DATABASE {%.Name%};`},
+	{"deploy/compose/compose.yaml", "databases", `- {%.Name%}`},
+	{"deploy/compose/compose.yaml", "database passwords", `{%.Stream%}_DB_OWNER_PASSWORD: ${{%.Stream%}_DB_OWNER_PASSWORD:?set it in deploy/compose/.env (see .env.example)}
+{%.Stream%}_DB_APP_PASSWORD: ${{%.Stream%}_DB_APP_PASSWORD:?set it in deploy/compose/.env (see .env.example)}`},
+	{"deploy/compose/.env.example", "database passwords", `{%.Stream%}_DB_OWNER_PASSWORD=
+{%.Stream%}_DB_APP_PASSWORD=`},
+	{"deploy/compose/compose_test.go", "test secrets", `"{%.Stream%}_DB_OWNER_PASSWORD": "test{%.Name%}dbowner0",
+"{%.Stream%}_DB_APP_PASSWORD": "test{%.Name%}dbapp0",`},
 	{"deploy/compose/compose.yaml", "migrate jobs", `{%.Name%}-migrate:
   <<: *app
   restart: "no"
   command: ["{%.Name%}", "migrate"]
   environment:
     <<: *otel
-    DATABASE_URL: postgres://postgres:${POSTGRES_PASSWORD:?set it in deploy/compose/.env (see .env.example)}@postgres:5432/{%.Name%}?sslmode=disable
+    DATABASE_URL: postgres://{%.Name%}_owner:${{%.Stream%}_DB_OWNER_PASSWORD:?set it in deploy/compose/.env (see .env.example)}@postgres:5432/{%.Name%}?sslmode=disable
   depends_on: *needs-db
 `},
 	{"deploy/compose/compose.yaml", "services", `# --- {%.Name%} (make new-service) --------------------------------------
@@ -43,7 +49,7 @@ ready+=("{%.Name%}:${%.Stream%}_ADMIN_PORT" "{%.Name%}-relay:${%.Stream%}_RELAY_
     ROLES: api,relay,consumer
     HTTP_ADDR: ":{%.Port%}"
     ADMIN_ADDR: ":{%.AdminPort%}"
-    DATABASE_URL: postgres://postgres:${POSTGRES_PASSWORD:?set it in deploy/compose/.env (see .env.example)}@postgres:5432/{%.Name%}?sslmode=disable
+    DATABASE_URL: postgres://{%.Name%}_app:${{%.Stream%}_DB_APP_PASSWORD:?set it in deploy/compose/.env (see .env.example)}@postgres:5432/{%.Name%}?sslmode=disable
     NATS_URL: nats://nats:4222
     NATS_USER: {%.Name%}
     NATS_PASSWORD: ${NATS_{%.Stream%}_PASSWORD:?set it in deploy/compose/.env (see .env.example)}
@@ -62,7 +68,7 @@ ready+=("{%.Name%}:${%.Stream%}_ADMIN_PORT" "{%.Name%}-relay:${%.Stream%}_RELAY_
 `},
 	{"deploy/compose/compose.chaos.yaml", "chaos links", `{%.Name%}:
   environment:
-    DATABASE_URL: postgres://postgres:${POSTGRES_PASSWORD:?set it in deploy/compose/.env (see .env.example)}@toxiproxy:{%.ChaosPGPort%}/{%.Name%}?sslmode=disable
+    DATABASE_URL: postgres://{%.Name%}_app:${{%.Stream%}_DB_APP_PASSWORD:?set it in deploy/compose/.env (see .env.example)}@toxiproxy:{%.ChaosPGPort%}/{%.Name%}?sslmode=disable
     NATS_URL: nats://toxiproxy:14222
   depends_on: *needs-toxiproxy`},
 	{"deploy/compose/toxiproxy/toxiproxy.json", "proxies", `{"name": "postgres-{%.Name%}", "listen": "0.0.0.0:{%.ChaosPGPort%}", "upstream": "postgres:5432", "enabled": true}`},

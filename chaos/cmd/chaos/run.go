@@ -216,7 +216,9 @@ func (c *config) system() (*target.System, error) {
 		// The operator's NATS password: drills connect with it, and
 		// operator commands run in the containers with it.
 		sys.NATSPassword, _ = dotenv("deploy/compose/.env", natsauth.PasswordVar(target.NATSOperator))
-		sys.Procs = &target.Compose{Files: strings.Split(c.composeFiles, ","), NATSPassword: sys.NATSPassword}
+		// Operator commands run as their database's owner (ADR 0040).
+		owners := target.ComposeDatabaseOwners(func(k string) (string, error) { return dotenv("deploy/compose/.env", k) })
+		sys.Procs = &target.Compose{Files: strings.Split(c.composeFiles, ","), NATSPassword: sys.NATSPassword, DatabaseOwners: owners}
 	default:
 		root, err := repoRoot()
 		if err != nil {

@@ -89,10 +89,10 @@ func TestRunRefusesCDNPurgeURLsWithoutAUsableSecret(t *testing.T) {
 func TestMigrateThenSeedWritesTenThousandProductsAndTheirEvents(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := testinfra.Postgres(t, nil)
+	db := testinfra.PostgresRoles(t, nil)
 	env := map[string]string{"DATABASE_URL": db.URL} // migrate and seed need nothing else
 	getenv := func(k string) string { return env[k] }
-	if err := run(ctx, []string{"catalog", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
+	if err := run(ctx, []string{"catalog", "migrate"}, db.AsOwner(getenv), &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -117,13 +117,13 @@ func TestAPIRoleServesPublicAndAdminListenersApart(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db := testinfra.Postgres(t, nil)
+	db := testinfra.PostgresRoles(t, nil)
 	rdb := testinfra.Redis(t)
 	iss := authtest.NewIssuer(t)
 	token := iss.Operator(t, "catalog")
 	env := map[string]string{"DATABASE_URL": db.URL, "REDIS_URL": rdb.URL, "ROLES": "api", "AUTH_ISSUER": iss.URL, "LOG_LEVEL": "WARN"}
 	getenv := func(k string) string { return env[k] }
-	if err := run(ctx, []string{"catalog", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
+	if err := run(ctx, []string{"catalog", "migrate"}, db.AsOwner(getenv), &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	svc := testinfra.StartService(t, run, "catalog", env)

@@ -181,7 +181,7 @@ func TestOrderEventsBecomeExactlyOneEmailPerOrderAndKind(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db := testinfra.Postgres(t, nil)
+	db := testinfra.PostgresRoles(t, nil)
 	// The broker with the deployments' permissions: notifications
 	// connects as notifications; orders (its owner) has created ORDERS.
 	ns := testinfra.NewNATSServer(t, testinfra.NATSServerOptions{Authorization: &natsauth.Shopfloor})
@@ -206,7 +206,7 @@ func TestOrderEventsBecomeExactlyOneEmailPerOrderAndKind(t *testing.T) {
 		"RETRY_INITIAL": "10ms", "RETRY_MAX": "100ms", "AUTH_ISSUER": iss.URL}
 	maps.Copy(env, ns.Env("notifications"))
 	getenv := func(k string) string { return env[k] }
-	if err := run(ctx, []string{"notifications", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
+	if err := run(ctx, []string{"notifications", "migrate"}, db.AsOwner(getenv), &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	svc := testinfra.StartService(t, run, "notifications", env)

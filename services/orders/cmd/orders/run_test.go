@@ -66,7 +66,7 @@ func TestCheckoutPublishesOrderPlacedAndAPaymentMakesTheOrderPaid(t *testing.T) 
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db := testinfra.Postgres(t, nil)
+	db := testinfra.PostgresRoles(t, nil)
 	// orders gets client-credentials tokens from iss; catalog trusts iss.
 	iss := authtest.NewIssuer(t)
 	iss.AddClient("orders", "orders-test-secret-0123456789")
@@ -89,7 +89,7 @@ func TestCheckoutPublishesOrderPlacedAndAPaymentMakesTheOrderPaid(t *testing.T) 
 		"ORDERS_PARTITIONS": fmt.Sprint(partitions), "PAYMENTS_PARTITIONS": fmt.Sprint(partitions), "LOG_LEVEL": "WARN"}
 	maps.Copy(env, ns.Env("orders"))
 	getenv := func(k string) string { return env[k] }
-	if err := run(ctx, []string{"orders", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
+	if err := run(ctx, []string{"orders", "migrate"}, db.AsOwner(getenv), &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 

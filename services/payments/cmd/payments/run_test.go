@@ -103,7 +103,7 @@ func TestPlacedOrdersAreChargedAndRefundsRequiredAreRefunded(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db := testinfra.Postgres(t, nil)
+	db := testinfra.PostgresRoles(t, nil)
 	sim, err := pspsim.New(pspsim.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func TestPlacedOrdersAreChargedAndRefundsRequiredAreRefunded(t *testing.T) {
 		"RETRY_INITIAL": "10ms", "RETRY_MAX": "100ms"}
 	maps.Copy(env, ns.Env("payments"))
 	getenv := func(k string) string { return env[k] }
-	if err := run(ctx, []string{"payments", "migrate"}, getenv, &testinfra.Buffer{}); err != nil {
+	if err := run(ctx, []string{"payments", "migrate"}, db.AsOwner(getenv), &testinfra.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	svc := testinfra.StartService(t, run, "payments", env)

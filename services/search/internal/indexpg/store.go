@@ -255,10 +255,22 @@ func CreateTables(ctx context.Context, db DB, live, p Projection) error {
 	for i := range lt {
 		_, err := db.Exec(ctx, "CREATE TABLE "+pgx.Identifier{pt[i]}.Sanitize()+" (LIKE "+pgx.Identifier{lt[i]}.Sanitize()+" INCLUDING ALL)")
 		if err != nil {
-			return fmt.Errorf("create %s like %s: %w", pt[i], lt[i], err)
+			return fmt.Errorf("create %s like %s: %w", pt[i], lt[i], ownerHint(err))
 		}
 	}
 	return nil
+}
+
+// ownerHint adds to a permission error what to do: a rebuild or check
+// creates, renames and drops tables, which the app role the service runs
+// as may not (ADR 0040).
+func ownerHint(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		return fmt.Errorf("%w (rebuild and check change the schema: run them as the database's owner role, search_owner, "+
+			"as `deploy/local/ctl.sh exec search ...` does; ADR 0040)", err)
+	}
+	return err
 }
 
 // DropTables drops p's tables if they exist.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -181,6 +182,30 @@ func TestApplyOrderKeepsItems(t *testing.T) {
 			t.Errorf("o2 items = %+v, want none (order.placed was overtaken)", h.Items)
 		}
 	}
+}
+
+// TestCreateTablesAsTheAppRoleSaysToUseTheOwner: the app role the service
+// runs as (ADR 0040) may not create a rebuild's tables; the error says
+// what to run it as. The owner may, and the app role may then write them
+// (default privileges).
+func TestCreateTablesAsTheAppRoleSaysToUseTheOwner(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testinfra.PostgresRoles(t, migrations.FS)
+	rebuilt := indexpg.LiveProducts.WithSuffix("rapp")
+	err := indexpg.CreateTables(ctx, db.Pool, indexpg.LiveProducts, rebuilt)
+	if err == nil || !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "as the database's owner role") {
+		t.Fatalf("CreateTables as the app role: %v; want permission denied and the owner named", err)
+	}
+	owner, err := pgdb.Open(ctx, pgdb.Config{URL: db.OwnerURL, MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	if err := indexpg.CreateTables(ctx, owner, indexpg.LiveProducts, rebuilt); err != nil {
+		t.Fatalf("CreateTables as the owner: %v", err)
+	}
+	applyProduct(t, db.Pool, rebuilt, product("p1", 1, index.StatusActive, "Lamp"), src(1, 1))
 }
 
 // TestSwapRedirectsLiveWriters: writers that name the live tables keep
