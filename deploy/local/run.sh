@@ -350,11 +350,17 @@ if [[ $(pgsql "$PG/${DBP}catalog?sslmode=disable" -qtAc 'SELECT count(*) FROM pr
 fi
 
 # --- identity -----------------------------------------------------------------
+# Rate limits (ADR 0038; identity and every service), sized for the load tests and drills: every
+# anonymous client here is 127.0.0.1 (k6 reads up to 2 000/s), and drills
+# and k6 checkouts go through ten customers (up to ~20 requests/s each).
+# The services' own defaults are where a public deployment starts.
+limits=(RATE_LIMIT_ANONYMOUS=5000 RATE_LIMIT_ANONYMOUS_BURST=10000 RATE_LIMIT_PRINCIPAL=500 RATE_LIMIT_PRINCIPAL_BURST=1000
+	RATE_LIMIT_SERVICE=5000 RATE_LIMIT_SERVICE_BURST=10000)
 # The sandbox OpenID Connect provider (services/identity): demo users ada,
 # grace (customers) and oscar (operator) with the run's demo password;
 # "load-*" users are synthetic customers for drills and load tests. Keys
 # persist in the run directory, so a restart logs nobody out.
-supervise identity env LOG_LEVEL="${LOG_LEVEL:-INFO}" HTTP_ADDR="127.0.0.1:$IDENTITY_PORT" ADMIN_ADDR="127.0.0.1:$IDENTITY_ADMIN_PORT" \
+supervise identity env LOG_LEVEL="${LOG_LEVEL:-INFO}" "${limits[@]}" HTTP_ADDR="127.0.0.1:$IDENTITY_PORT" ADMIN_ADDR="127.0.0.1:$IDENTITY_ADMIN_PORT" \
 	IDENTITY_ISSUER="$ISSUER" IDENTITY_DEMO_PASSWORD="$DEMO_PASSWORD" IDENTITY_KEY_DIR="$run/identity-keys" \
 	IDENTITY_SYNTHETIC_CUSTOMER_PREFIX=load- \
 	IDENTITY_CLIENT_SECRETS="orders=$ORDERS_CLIENT_SECRET,payments=$PAYMENTS_CLIENT_SECRET,notifications=$NOTIFICATIONS_CLIENT_SECRET,search=$SEARCH_CLIENT_SECRET,web=$WEB_CLIENT_SECRET" \
@@ -364,12 +370,6 @@ wait_ready identity "http://127.0.0.1:$IDENTITY_ADMIN_PORT/readyz"
 
 # --- services ---------------------------------------------------------------
 # Every API verifies bearer tokens of the issuer (AUTH_ISSUER, pkg/auth).
-# Rate limits (ADR 0038), sized for the load tests and drills: every
-# anonymous client here is 127.0.0.1 (k6 reads up to 2 000/s), and drills
-# and k6 checkouts go through ten customers (up to ~20 requests/s each).
-# The services' own defaults are where a public deployment starts.
-limits=(RATE_LIMIT_ANONYMOUS=5000 RATE_LIMIT_ANONYMOUS_BURST=10000 RATE_LIMIT_PRINCIPAL=500 RATE_LIMIT_PRINCIPAL_BURST=1000
-	RATE_LIMIT_SERVICE=5000 RATE_LIMIT_SERVICE_BURST=10000)
 common=(NATS_URL="nats://127.0.0.1:$TOXI_NATS" LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER" "${limits[@]}")
 # Each service connects to NATS as its own user (ADR 0039).
 catalog_env=("${common[@]}" NATS_USER=catalog NATS_PASSWORD="$NATS_CATALOG_PASSWORD" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://$REDIS_CATALOG_USER:$REDIS_CATALOG_PASSWORD@127.0.0.1:$TOXI_REDIS/$REDIS_DB")

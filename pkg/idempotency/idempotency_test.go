@@ -38,24 +38,9 @@ DROP TABLE idempotency_keys;
 `)},
 }
 
-// clock is a settable clock for Config.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock is a settable clock for Config.Now.
+func newClock() *testinfra.Clock {
+	return testinfra.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // bundle is one test's database, store and widget-creating route.
@@ -63,7 +48,7 @@ type bundle struct {
 	db    *testinfra.Database
 	pool  *pgxpool.Pool
 	store *idempotency.Store
-	clock *clock
+	clock *testinfra.Clock
 	reg   *prometheus.Registry
 	// calls counts runs of the business handler.
 	calls atomic.Int64

@@ -39,6 +39,22 @@ type App struct {
 	closers []func()
 }
 
+// LimitPublic replaces the public mux with one that serves the routes
+// mount adds behind the per-caller limits (Limits; route labels their
+// metrics), keeping the probes, /metrics and the /v1/admin answers of the
+// old one, unlimited. For an Edge whose public routes are not under /v1/:
+// web's pages, identity's endpoints.
+func (a *App) LimitPublic(route string, mount func(*http.ServeMux)) {
+	routes := http.NewServeMux()
+	mount(routes)
+	site := http.NewServeMux()
+	site.Handle("/", a.Limits.Handler(route, routes))
+	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /metrics/", "GET /v1/admin", "GET /v1/admin/"} {
+		site.Handle(p, a.Muxes.Public)
+	}
+	a.Muxes.Public = site
+}
+
 // Has reports whether role is one of the process's roles.
 func (a *App) Has(role string) bool { return a.serve.Has(role) }
 

@@ -42,6 +42,11 @@ type Config struct {
 	AccessTokenTTL time.Duration `env:"IDENTITY_ACCESS_TOKEN_TTL" envDefault:"1h"`
 	// RefreshTokenTTL is the lifetime of a refresh token.
 	RefreshTokenTTL time.Duration `env:"IDENTITY_REFRESH_TOKEN_TTL" envDefault:"24h"`
+	// SignInFailures wrong passwords a user name may take at once, and
+	// one more every SignInFailureEvery; past that its sign-ins are
+	// refused (429, Retry-After) until one is allowed again.
+	SignInFailures     int           `env:"IDENTITY_SIGNIN_FAILURES" envDefault:"10"`
+	SignInFailureEvery time.Duration `env:"IDENTITY_SIGNIN_FAILURE_EVERY" envDefault:"12s"`
 }
 
 // Validate reports rules beyond one value's syntax.
@@ -49,6 +54,9 @@ func (c Config) Validate() []error {
 	var errs []error
 	if _, err := idp.CheckIssuer(c.Issuer); err != nil {
 		errs = append(errs, err)
+	}
+	if c.SignInFailures < 1 || c.SignInFailureEvery <= 0 {
+		errs = append(errs, fmt.Errorf("IDENTITY_SIGNIN_FAILURES (%d) and IDENTITY_SIGNIN_FAILURE_EVERY (%s): must be positive", c.SignInFailures, c.SignInFailureEvery))
 	}
 	if len(c.DemoPassword) < idp.MinDemoPasswordLength {
 		errs = append(errs, fmt.Errorf("IDENTITY_DEMO_PASSWORD: must be at least %d characters", idp.MinDemoPasswordLength))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shopfloor/shopfloor/pkg/auth"
+	"github.com/shopfloor/shopfloor/pkg/ratelimit"
 	"github.com/shopfloor/shopfloor/pkg/service"
 	"github.com/shopfloor/shopfloor/services/identity/identityapi"
 	"github.com/shopfloor/shopfloor/services/identity/internal/idp"
@@ -25,16 +26,20 @@ func edge(ctx context.Context, app *service.App, cfg *Config) error {
 		return err
 	}
 	p, err := idp.New(idp.Config{Issuer: cfg.Issuer, DemoPassword: cfg.DemoPassword, SyntheticCustomerPrefix: cfg.SyntheticCustomerPrefix, ClientSecrets: secrets, WebRedirectURIs: cfg.WebRedirectURIs,
-		KeyDir: cfg.KeyDir, AccessTokenTTL: cfg.AccessTokenTTL, RefreshTokenTTL: cfg.RefreshTokenTTL, Logger: log})
+		KeyDir: cfg.KeyDir, AccessTokenTTL: cfg.AccessTokenTTL, RefreshTokenTTL: cfg.RefreshTokenTTL, Logger: log,
+		SignInFailures: ratelimit.Limit{Rate: 1 / cfg.SignInFailureEvery.Seconds(), Burst: cfg.SignInFailures}, Registerer: app.Tel.Registry})
 	if err != nil {
 		return err
 	}
-	log.WarnContext(ctx, "this is the sandbox identity provider: demo users share one password and nothing is rate limited; "+
+	log.WarnContext(ctx, "this is the sandbox identity provider: demo users share one password; "+
 		"point services at a real provider (Keycloak, Auth0, …) outside the sandbox", "issuer", cfg.Issuer)
 	if cfg.KeyDir == "" {
 		log.WarnContext(ctx, "IDENTITY_KEY_DIR is empty: signing keys live in memory, a restart invalidates every token")
 	}
-	p.Routes(app.Muxes.Public)
+	// Every endpoint is limited per client address (RATE_LIMIT_ANONYMOUS:
+	// a browser signing in carries no token), and each user name's wrong
+	// passwords besides (IDENTITY_SIGNIN_FAILURES).
+	app.LimitPublic("identity", p.Routes)
 	admin, err := selfVerifier(app, cfg)
 	if err != nil {
 		return err

@@ -66,6 +66,42 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 }
 
+// TestEndpointsAreLimitedPerAddress: every public endpoint of the
+// provider (discovery here; the sign-in form and token endpoint alike) is
+// behind the per-address limit, answering 429 with Retry-After past it;
+// the probes are not (ADR 0038).
+func TestEndpointsAreLimitedPerAddress(t *testing.T) {
+	t.Parallel()
+	addr := testinfra.FreeAddr(t)
+	issuer := "http://" + addr
+	env := map[string]string{"IDENTITY_ISSUER": issuer, "IDENTITY_DEMO_PASSWORD": "demo-password-1", "HTTP_ADDR": addr,
+		"IDENTITY_CLIENT_SECRETS": secrets, "LOG_LEVEL": "WARN", "RATE_LIMIT_ANONYMOUS": "0.01", "RATE_LIMIT_ANONYMOUS_BURST": "3"}
+	testinfra.StartService(t, run, "identity", env)
+	testinfra.WaitReady(t, issuer+"/readyz", 10*time.Second)
+	hc := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	t.Cleanup(hc.CloseIdleConnections)
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := hc.Get(issuer + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	for i := range 3 {
+		if code, _ := get("/.well-known/openid-configuration"); code != http.StatusOK {
+			t.Fatalf("discovery %d: %d", i+1, code)
+		}
+	}
+	if code, retry := get("/login?authRequestID=x"); code != http.StatusTooManyRequests || retry == "" {
+		t.Errorf("the fourth request: %d, Retry-After %q; want 429 with Retry-After", code, retry)
+	}
+	if code, _ := get("/readyz"); code != http.StatusOK {
+		t.Errorf("readyz past the limit: %d, want 200", code)
+	}
+}
+
 // TestServeAndTokenCommand runs the serve command's wiring on two
 // listeners and gets tokens with the token command: a person's, a
 // service's for its audience; the admin listener rotates the key, and the

@@ -3,22 +3,11 @@ package idp
 import (
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func kids(k *KeyRing) []string {
 	var ids []string
@@ -34,8 +23,8 @@ func kids(k *KeyRing) []string {
 func TestKeyRingKeepsRetiredKeysForKeep(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	c := &clock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
-	k, err := OpenKeyRing(dir, time.Hour, c.now)
+	c := testinfra.NewClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	k, err := OpenKeyRing(dir, time.Hour, c.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +32,7 @@ func TestKeyRingKeepsRetiredKeysForKeep(t *testing.T) {
 	if rotated, err := k.RotateIfOlder(24 * time.Hour); rotated || err != nil {
 		t.Fatalf("young key rotated: %v %v", rotated, err)
 	}
-	c.add(24 * time.Hour)
+	c.Advance(24 * time.Hour)
 	if rotated, err := k.RotateIfOlder(24 * time.Hour); !rotated || err != nil {
 		t.Fatalf("old key not rotated: %v %v", rotated, err)
 	}
@@ -51,11 +40,11 @@ func TestKeyRingKeepsRetiredKeysForKeep(t *testing.T) {
 	if got := kids(k); len(got) != 2 || got[0] != second || got[1] != first {
 		t.Fatalf("published %v, want [%s %s]", got, second, first)
 	}
-	c.add(time.Hour)
+	c.Advance(time.Hour)
 	if got := kids(k); len(got) != 2 {
 		t.Fatalf("retired key withdrawn before keep ended: %v", got)
 	}
-	c.add(time.Second)
+	c.Advance(time.Second)
 	if got := kids(k); len(got) != 1 || got[0] != second {
 		t.Fatalf("published %v after keep, want [%s]", got, second)
 	}
@@ -73,13 +62,13 @@ func TestKeyRingKeepsRetiredKeysForKeep(t *testing.T) {
 func TestKeyRingRepairsTwoSigningKeys(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	c := &clock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
-	a, err := OpenKeyRing(dir, time.Hour, c.now)
+	c := testinfra.NewClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	a, err := OpenKeyRing(dir, time.Hour, c.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.add(time.Minute)
-	b, err := OpenKeyRing(t.TempDir(), time.Hour, c.now) // another ring's key, moved in unretired
+	c.Advance(time.Minute)
+	b, err := OpenKeyRing(t.TempDir(), time.Hour, c.Now) // another ring's key, moved in unretired
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +77,7 @@ func TestKeyRingRepairsTwoSigningKeys(t *testing.T) {
 	if err := b.write(newest); err != nil {
 		t.Fatal(err)
 	}
-	k, err := OpenKeyRing(dir, time.Hour, c.now)
+	k, err := OpenKeyRing(dir, time.Hour, c.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

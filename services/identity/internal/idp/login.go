@@ -2,10 +2,13 @@ package idp
 
 import (
 	"errors"
+	"fmt"
 	"html/template"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/shopfloor/shopfloor/services/identity/identityapi"
@@ -21,6 +24,7 @@ type login struct {
 	issuer   string
 	callback string // absolute URL of the authorize callback
 	log      *slog.Logger
+	guard    *signInGuard
 }
 
 type loginPage struct {
@@ -100,12 +104,22 @@ func (l *login) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PostForm.Get("authRequestID")
 	username := strings.TrimSpace(r.PostForm.Get("username"))
+	if wait := l.guard.wait(username); wait > 0 {
+		secs := int64(math.Ceil(wait.Seconds()))
+		l.log.WarnContext(r.Context(), "sign-in refused: too many wrong passwords for this user name", "retry_after_seconds", secs)
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		ar, _ := l.storage.authRequestForLogin(id)
+		l.render(w, r, http.StatusTooManyRequests, loginPage{AuthRequestID: id, ClientID: ar.clientID, Username: username,
+			Error: fmt.Sprintf("too many wrong passwords for this user name: try again in %d seconds", secs)})
+		return
+	}
 	err := l.storage.CompleteLogin(id, username, r.PostForm.Get("password"))
 	switch {
 	case err == nil:
 		l.log.InfoContext(r.Context(), "signed in", "user", username)
 		http.Redirect(w, r, l.callback+"?"+url.Values{"id": {id}}.Encode(), http.StatusSeeOther)
 	case errors.Is(err, ErrBadCredentials):
+		l.guard.failed(username)
 		l.log.InfoContext(r.Context(), "sign-in refused")
 		ar, _ := l.storage.authRequestForLogin(id)
 		l.render(w, r, http.StatusOK, loginPage{AuthRequestID: id, ClientID: ar.clientID, Username: username, Error: err.Error()})

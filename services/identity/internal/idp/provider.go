@@ -12,10 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/ratelimit"
 	"github.com/shopfloor/shopfloor/services/identity/identityapi"
 )
 
@@ -66,6 +68,12 @@ type Config struct {
 	// Now is the clock of the key ring and the storage (token "exp" and
 	// "iat" come from the library, on the wall clock). Default time.Now.
 	Now func() time.Time
+	// SignInFailures is how many wrong passwords a user name may take
+	// before its sign-ins are refused for a while (signInGuard). Zero:
+	// DefaultSignInFailures.
+	SignInFailures ratelimit.Limit
+	// Registerer, when set, receives the sign-in throttle's metrics.
+	Registerer prometheus.Registerer
 }
 
 // Provider is the sandbox OpenID Connect provider: zitadel/oidc's op
@@ -79,6 +87,7 @@ type Provider struct {
 	op     *op.Provider
 	issuer string
 	log    *slog.Logger
+	guard  *signInGuard
 }
 
 // New checks cfg and builds the provider; it loads (or creates) the
@@ -138,7 +147,11 @@ func New(cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("IDENTITY_ISSUER: %w", err)
 	}
-	return &Provider{Storage: storage, Keys: keys, op: o, issuer: cfg.Issuer, log: cfg.Logger}, nil
+	guard, err := newSignInGuard(cfg.SignInFailures, cfg.Registerer, cfg.Now)
+	if err != nil {
+		return nil, fmt.Errorf("sign-in throttle: %w", err)
+	}
+	return &Provider{Storage: storage, Keys: keys, op: o, issuer: cfg.Issuer, log: cfg.Logger, guard: guard}, nil
 }
 
 // Issuer is the provider's issuer URL.
@@ -163,7 +176,7 @@ func (p *Provider) Routes(mux *http.ServeMux) {
 	}
 	mux.Handle(p.op.TokenEndpoint().Relative(), withRequestedAudience(p.op))
 	l := &login{storage: p.Storage, issuer: p.issuer,
-		callback: p.op.AuthorizationEndpoint().Absolute(p.issuer) + "/callback", log: p.log}
+		callback: p.op.AuthorizationEndpoint().Absolute(p.issuer) + "/callback", log: p.log, guard: p.guard}
 	mux.HandleFunc("GET "+loginPath, l.show)
 	mux.HandleFunc("POST "+loginPath, l.submit)
 }

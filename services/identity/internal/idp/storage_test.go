@@ -8,6 +8,7 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/identity/identityapi"
 )
 
@@ -17,8 +18,8 @@ import (
 func TestStoragePrunesExpiredRecords(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := &clock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
-	keys, err := OpenKeyRing("", time.Hour, c.now)
+	c := testinfra.NewClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	keys, err := OpenKeyRing("", time.Hour, c.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +31,7 @@ func TestStoragePrunesExpiredRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newStorage(keys, clients, "demo-password-1", "", time.Hour, 24*time.Hour, c.now)
+	s := newStorage(keys, clients, "demo-password-1", "", time.Hour, 24*time.Hour, c.Now)
 	req := &oidc.AuthRequest{ClientID: identityapi.ClientCLI, RedirectURI: identityapi.CLIRedirectURI, ResponseType: oidc.ResponseTypeCode,
 		Scopes: []string{"openid", "offline_access"}, CodeChallenge: "x", CodeChallengeMethod: oidc.CodeChallengeMethodS256}
 	pending, err := s.CreateAuthRequest(ctx, req, "")
@@ -58,18 +59,18 @@ func TestStoragePrunesExpiredRecords(t *testing.T) {
 		t.Fatalf("pending %d %d %d", a, cd, r)
 	}
 
-	c.add(CodeTTL + time.Second)
+	c.Advance(CodeTTL + time.Second)
 	if _, err := s.AuthRequestByCode(ctx, "code-1"); err == nil {
 		t.Error("an expired code was accepted")
 	}
 	if n := s.Prune(); n != 2 { // the code and its auth request
 		t.Errorf("pruned %d after the code expired, want 2", n)
 	}
-	c.add(AuthRequestTTL)
+	c.Advance(AuthRequestTTL)
 	if err := s.CompleteLogin(pending.GetID(), identityapi.UserAda, "demo-password-1"); !errors.Is(err, ErrSignInExpired) {
 		t.Errorf("sign-in on an expired auth request: %v", err)
 	}
-	c.add(24 * time.Hour)
+	c.Advance(24 * time.Hour)
 	if n := s.Prune(); n != 2 { // the pending auth request and the refresh token
 		t.Errorf("pruned %d, want 2", n)
 	}

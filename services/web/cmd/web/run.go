@@ -51,16 +51,9 @@ func edge(_ context.Context, app *service.App, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	pages := http.NewServeMux()
-	srv.Routes(pages)
-	site := http.NewServeMux()
 	// Pages are limited per client address (RATE_LIMIT_ANONYMOUS: browsers
 	// carry a session, not a bearer token); the probes are not.
-	site.Handle("/", app.Limits.Handler("web", pages))
-	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /metrics/", "GET /v1/admin", "GET /v1/admin/"} {
-		site.Handle(p, app.Muxes.Public)
-	}
-	app.Muxes.Public = site
+	app.LimitPublic("web", srv.Routes)
 	return nil
 }
 
