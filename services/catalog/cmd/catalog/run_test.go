@@ -119,6 +119,25 @@ func TestAPIRoleServesPublicAndAdminListenersApart(t *testing.T) {
 	defer cancel()
 	db := testinfra.PostgresRoles(t, nil)
 	rdb := testinfra.Redis(t)
+	// The service writes its cache under its own namespace ("shopfloor"),
+	// not the test's prefix: remove the created product's keys (version
+	// pointers have no TTL) once the service has stopped.
+	var created string
+	t.Cleanup(func() {
+		if created == "" {
+			return
+		}
+		ctx := context.Background()
+		iter := rdb.Client.Scan(ctx, 0, "shopfloor:product:*"+created+"*", 500).Iterator()
+		for iter.Next(ctx) {
+			if err := rdb.Client.Del(ctx, iter.Val()).Err(); err != nil {
+				t.Errorf("delete %s: %v", iter.Val(), err)
+			}
+		}
+		if err := iter.Err(); err != nil {
+			t.Errorf("find the product's cache keys: %v", err)
+		}
+	})
 	iss := authtest.NewIssuer(t)
 	token := iss.Operator(t, "catalog")
 	env := map[string]string{"DATABASE_URL": db.URL, "REDIS_URL": rdb.URL, "ROLES": "api", "AUTH_ISSUER": iss.URL, "LOG_LEVEL": "WARN"}
@@ -161,6 +180,7 @@ func TestAPIRoleServesPublicAndAdminListenersApart(t *testing.T) {
 	if err := json.Unmarshal(b, &p); st != http.StatusCreated || err != nil {
 		t.Fatalf("POST /v1/admin/products on the admin listener = %d %s", st, b)
 	}
+	created = p.ID
 	resp, err := http.Get(public + "/v1/products/" + p.ID + "?currency=EUR")
 	if err != nil {
 		t.Fatal(err)
