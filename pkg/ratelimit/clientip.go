@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -86,4 +87,25 @@ func ParseProxies(list []string) ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 	}
 	return out, nil
+}
+
+type clientAddrKey struct{}
+
+// WithClientAddr returns ctx carrying a, the client address a request was
+// limited by, for a proxy-like handler (the web service) to pass on to
+// the services it calls in X-Forwarded-For (ForwardedFor).
+func WithClientAddr(ctx context.Context, a netip.Addr) context.Context {
+	return context.WithValue(ctx, clientAddrKey{}, a)
+}
+
+// ForwardedFor is the X-Forwarded-For value for an outgoing request made
+// on behalf of ctx's client (WithClientAddr), or "" when ctx has none.
+// The called service counts the request against that client's bucket
+// when it lists the caller in RATE_LIMIT_TRUSTED_PROXIES, instead of
+// against the caller's own, which every visitor would share.
+func ForwardedFor(ctx context.Context) string {
+	if a, ok := ctx.Value(clientAddrKey{}).(netip.Addr); ok && a.IsValid() {
+		return a.String()
+	}
+	return ""
 }

@@ -138,12 +138,16 @@ func (l *Limits) Handler(route string, next http.Handler) http.Handler {
 				return
 			}
 		}
-		key := "ip:unknown" // an in-process listener: one bucket for all
+		key, cr := "ip:unknown", r // an in-process listener: one bucket for all
 		if a, ok := ratelimit.ClientAddr(r, l.proxies); ok {
 			key = ratelimit.AddrKey(a)
+			// A handler that calls other services for this client passes
+			// the address on (ratelimit.ForwardedFor; the web service).
+			cr = r.WithContext(ratelimit.WithClientAddr(r.Context(), a))
 		}
 		if l.anonymous.Admit(w, route, key) {
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(w, cr)
+			r.Pattern = cr.Pattern
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
+	"github.com/shopfloor/shopfloor/pkg/ratelimit"
 	"github.com/shopfloor/shopfloor/pkg/service"
 )
 
@@ -33,7 +34,8 @@ func TestThePublicAPILimitsEachCallerInItsOwnBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/things", func(http.ResponseWriter, *http.Request) {})
+	var forwarded string // what a handler passes on to the services it calls
+	mux.HandleFunc("GET /v1/things", func(_ http.ResponseWriter, r *http.Request) { forwarded = ratelimit.ForwardedFor(r.Context()) })
 	var pattern string
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		limits.Handler("/v1/", mux).ServeHTTP(w, r)
@@ -79,6 +81,10 @@ func TestThePublicAPILimitsEachCallerInItsOwnBucket(t *testing.T) {
 	codes(1, "192.0.2.5", grace)
 	if pattern != "GET /v1/things" {
 		t.Errorf("route seen outside the limit: %q, want the mux's pattern", pattern)
+	}
+	pattern = ""
+	if codes(1, "10.0.0.9", "", "198.51.100.7"); forwarded != "198.51.100.7" || pattern != "GET /v1/things" {
+		t.Errorf("anonymous behind a proxy: the handler passes on %q (want 198.51.100.7), route %q", forwarded, pattern)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
+	"github.com/shopfloor/shopfloor/pkg/ratelimit"
 )
 
 // Backends are the public APIs the web service calls, each with the
@@ -84,6 +85,12 @@ func (b *Backends) call(ctx context.Context, service, method, base, path, token 
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	// The visitor's address, as the page's rate limit saw it: a service
+	// that trusts web (RATE_LIMIT_TRUSTED_PROXIES) limits an anonymous
+	// call by the visitor, not by web, which every visitor would share.
+	if xff := ratelimit.ForwardedFor(ctx); xff != "" {
+		req.Header.Set("X-Forwarded-For", xff)
 	}
 	resp, err := b.HC.Do(req) //nolint:gosec // G704: see above
 	if err != nil {

@@ -7,11 +7,13 @@ package shop
 // deploy/local (TestStorefrontInBrowser).
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -24,6 +26,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/auth/authtest"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
+	"github.com/shopfloor/shopfloor/pkg/ratelimit"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 	"github.com/shopfloor/shopfloor/services/notifications/notificationsapi"
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
@@ -337,6 +340,35 @@ func TestCheckoutKeepsItsKeyUntilOrdersDecides(t *testing.T) {
 	// An operator cannot check out.
 	if status, _, _ := st.do("POST", "/checkout", filledForm(key), nil, st.sessionCookie(auth.RoleOperator)); status != http.StatusForbidden {
 		t.Errorf("operator checkout: %d, want 403", status)
+	}
+}
+
+// TestBackendCallsCarryTheVisitorsAddress: a page's calls to the services
+// say whom they are made for (X-Forwarded-For: the address the page's
+// rate limit saw), so a service that trusts web limits each visitor in
+// their own bucket instead of all of them in web's.
+func TestBackendCallsCarryTheVisitorsAddress(t *testing.T) {
+	t.Parallel()
+	api := &fakeAPI{status: http.StatusOK, body: catalogapi.ProductList{}}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	visitor := netip.MustParseAddr("198.51.100.7")
+	b := &Backends{Catalog: srv.URL, HC: &http.Client{Timeout: 5 * time.Second}}
+	ctx := ratelimit.WithClientAddr(context.Background(), visitor)
+	if _, err := b.call(ctx, "catalog", http.MethodGet, b.Catalog, "/v1/products?limit=1", "", nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.call(context.Background(), "catalog", http.MethodGet, b.Catalog, "/v1/products?limit=2", "", nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	var got []string
+	for _, r := range api.requests {
+		got = append(got, r.URL.RawQuery+"="+r.Header.Get("X-Forwarded-For"))
+	}
+	if want := []string{"limit=1=198.51.100.7", "limit=2="}; !slices.Equal(got, want) {
+		t.Errorf("catalog saw %v, want %v (the visitor's address, none without one)", got, want)
 	}
 }
 
