@@ -74,6 +74,10 @@ type Drill struct {
 	// compose (--runner compose); empty means it can. The compose test
 	// reports such drills instead of skipping them silently.
 	NoCompose string
+	// Cluster: the drill needs a JetStream cluster (make run with
+	// SHOPFLOOR_NATS_NODES=3, ADR 0041) and says so if it meets one
+	// server; "all" leaves it out.
+	Cluster bool
 }
 
 // All returns every drill, sorted by name.
@@ -84,12 +88,13 @@ func All() []Drill {
 	ds = append(ds, cacheDrills()...)
 	ds = append(ds, streamDrills()...)
 	ds = append(ds, gameDayDrills()...)
+	ds = append(ds, natsNodeKilled())
 	sort.Slice(ds, func(i, j int) bool { return ds[i].Name < ds[j].Name })
 	return ds
 }
 
 // Lookup returns the drills with the given names, in order; "all" stands
-// for every drill.
+// for every drill but the cluster's (Drill.Cluster), which are named.
 func Lookup(names ...string) ([]Drill, error) {
 	byName := map[string]Drill{}
 	for _, d := range All() {
@@ -98,7 +103,11 @@ func Lookup(names ...string) ([]Drill, error) {
 	var out []Drill
 	for _, n := range names {
 		if n == "all" {
-			out = append(out, All()...)
+			for _, d := range All() {
+				if !d.Cluster {
+					out = append(out, d)
+				}
+			}
 			continue
 		}
 		d, ok := byName[n]

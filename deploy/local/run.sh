@@ -87,7 +87,7 @@ done
 	umask 077
 	touch "$run/secrets.env"
 	for v in DEMO_PASSWORD ORDERS_CLIENT_SECRET PAYMENTS_CLIENT_SECRET NOTIFICATIONS_CLIENT_SECRET SEARCH_CLIENT_SECRET \
-		WEB_CLIENT_SECRET WEB_SESSION_SECRET REDIS_CATALOG_PASSWORD CDN_PURGE_SECRET "${nats_vars[@]}" "${pg_vars[@]}"; do
+		WEB_CLIENT_SECRET WEB_SESSION_SECRET REDIS_CATALOG_PASSWORD CDN_PURGE_SECRET NATS_ROUTE_PASSWORD "${nats_vars[@]}" "${pg_vars[@]}"; do
 		grep -q "^$v=" "$run/secrets.env" || echo "$v=$(secret)" >>"$run/secrets.env"
 	done
 	grep -E "^($(IFS='|'; echo "${nats_vars[*]}"))=" "$run/secrets.env" >"$run/nats.env"
@@ -291,15 +291,45 @@ fi
 # sync_interval: always: an acknowledged message is on disk (ADR 0007).
 # The users and their permissions are compose's (auth.conf, ADR 0039);
 # their passwords come from nats-server's environment (nats.env).
+#
+# SHOPFLOOR_NATS_NODES=3 runs a JetStream cluster instead (ADR 0041):
+# nodes nats, nats-2 and nats-3, each with its own store, routed to each
+# other on loopback (the routes log in with NATS_ROUTE_PASSWORD); every
+# service gets all three addresses and makes its streams with three
+# replicas (STREAM_REPLICAS=3). A cluster keeps its streams apart from a
+# single node's (nats-cluster/ against nats/): switching between the two
+# starts the streams empty, so switch on a fresh run directory.
 cp deploy/compose/nats/auth.conf "$run/nats-auth.conf"
-cat >"$run/nats.conf" <<CONF
-listen: 127.0.0.1:$NATS_PORT
-http: 127.0.0.1:$NATS_MON_PORT
-jetstream { store_dir: "$run/nats", sync_interval: always }
-include ./nats-auth.conf
-CONF
+nats_nodes=${SHOPFLOOR_NATS_NODES:-1}
+[[ $nats_nodes == 1 || $nats_nodes == 3 ]] || { echo "run: SHOPFLOOR_NATS_NODES=$nats_nodes: 1 or 3" >&2; exit 1; }
 mapfile -t nats_env <"$run/nats.env"
-supervise nats env "${nats_env[@]}" bin/nats-server -c "$run/nats.conf"
+nats_names=(nats nats-2 nats-3)
+nats_ports=("$NATS_PORT" "$NATS2_PORT" "$NATS3_PORT")
+nats_mon=("$NATS_MON_PORT" "$NATS2_MON_PORT" "$NATS3_MON_PORT")
+nats_routes=("$NATS_ROUTE_PORT" "$NATS2_ROUTE_PORT" "$NATS3_ROUTE_PORT")
+nats_toxi=("$TOXI_NATS" "$TOXI_NATS2" "$TOXI_NATS3")
+for ((n = 0; n < nats_nodes; n++)); do
+	conf=$run/${nats_names[n]}.conf
+	[[ $n == 0 ]] && conf=$run/nats.conf
+	(
+		umask 077
+		exec >"$conf"
+		if ((nats_nodes == 1)); then
+			printf 'listen: 127.0.0.1:%s\nhttp: 127.0.0.1:%s\njetstream { store_dir: "%s", sync_interval: always }\ninclude ./nats-auth.conf\n' \
+				"${nats_ports[n]}" "${nats_mon[n]}" "$run/nats"
+		else
+			routes=""
+			for ((m = 0; m < nats_nodes; m++)); do
+				routes+="nats-route://route:$NATS_ROUTE_PASSWORD@127.0.0.1:${nats_routes[m]}, "
+			done
+			printf 'server_name: %s\nlisten: 127.0.0.1:%s\nhttp: 127.0.0.1:%s\njetstream { store_dir: "%s", sync_interval: always }\n' \
+				"${nats_names[n]}" "${nats_ports[n]}" "${nats_mon[n]}" "$run/nats-cluster/${nats_names[n]}"
+			printf 'cluster {\n  name: shopfloor\n  listen: 127.0.0.1:%s\n  authorization { user: route, password: "%s" }\n  routes: [%s]\n}\ninclude ./nats-auth.conf\n' \
+				"${nats_routes[n]}" "$NATS_ROUTE_PASSWORD" "${routes%, }"
+		fi
+	)
+	supervise "${nats_names[n]}" env "${nats_env[@]}" bin/nats-server -c "$conf"
+done
 cat >"$run/toxiproxy.json" <<JSON
 [
 $(for svc in ${generated[@]+"${generated[@]}"}; do
@@ -313,13 +343,18 @@ done)
   {"name": "postgres-search", "listen": "127.0.0.1:$TOXI_PG_SEARCH", "upstream": "$PG_UPSTREAM", "enabled": true},
   {"name": "redis", "listen": "127.0.0.1:$TOXI_REDIS", "upstream": "127.0.0.1:6379", "enabled": true},
   {"name": "nats", "listen": "127.0.0.1:$TOXI_NATS", "upstream": "127.0.0.1:$NATS_PORT", "enabled": true},
+$(for ((n = 1; n < nats_nodes; n++)); do
+	printf '  {"name": "%s", "listen": "127.0.0.1:%s", "upstream": "127.0.0.1:%s", "enabled": true},\n' "${nats_names[n]}" "${nats_toxi[n]}" "${nats_ports[n]}"
+done)
   {"name": "catalog", "listen": "127.0.0.1:$TOXI_CATALOG", "upstream": "127.0.0.1:$CATALOG_PORT", "enabled": true},
   {"name": "psp", "listen": "127.0.0.1:$TOXI_PSP", "upstream": "127.0.0.1:$PSP_PORT", "enabled": true},
   {"name": "smtp", "listen": "127.0.0.1:$TOXI_SMTP", "upstream": "127.0.0.1:$SMTP_PORT", "enabled": true}
 ]
 JSON
 supervise toxiproxy bin/toxiproxy-server -host 127.0.0.1 -port "$TOXI_API" -config "$run/toxiproxy.json"
-wait_ready nats "http://127.0.0.1:$NATS_MON_PORT/healthz?js-enabled-only=true"
+for ((n = 0; n < nats_nodes; n++)); do
+	wait_ready "${nats_names[n]}" "http://127.0.0.1:${nats_mon[n]}/healthz?js-enabled-only=true"
+done
 wait_ready toxiproxy "http://127.0.0.1:$TOXI_API/proxies"
 
 supervise smtp-sink env SMTP_SINK_ADDR="127.0.0.1:$SMTP_PORT" SMTP_SINK_HTTP_ADDR="127.0.0.1:$SMTP_HTTP_PORT" "$run/notifications" smtp-sink
@@ -370,7 +405,11 @@ wait_ready identity "http://127.0.0.1:$IDENTITY_ADMIN_PORT/readyz"
 
 # --- services ---------------------------------------------------------------
 # Every API verifies bearer tokens of the issuer (AUTH_ISSUER, pkg/auth).
-common=(NATS_URL="nats://127.0.0.1:$TOXI_NATS" LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER" "${limits[@]}")
+# Every NATS node, each through its own link, and as many replicas of
+# each stream as there are nodes (ADR 0041).
+nats_url=""
+for ((n = 0; n < nats_nodes; n++)); do nats_url+="nats://127.0.0.1:${nats_toxi[n]},"; done
+common=(NATS_URL="${nats_url%,}" STREAM_REPLICAS="$nats_nodes" LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER" "${limits[@]}")
 # Each service connects to NATS as its own user (ADR 0039).
 catalog_env=("${common[@]}" NATS_USER=catalog NATS_PASSWORD="$NATS_CATALOG_PASSWORD" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://$REDIS_CATALOG_USER:$REDIS_CATALOG_PASSWORD@127.0.0.1:$TOXI_REDIS/$REDIS_DB")
 # catalog's api reads are short and wait on the network, not the CPU: twice

@@ -22,12 +22,20 @@ type Config struct {
 	User string `env:"NATS_USER"`
 	// Password of User (NATS_PASSWORD). Required with User.
 	Password string `env:"NATS_PASSWORD"`
+	// StreamReplicas is how many servers keep each message of the streams
+	// the process creates (STREAM_REPLICAS, 1..5): 1 on a single server,
+	// 3 in a JetStream cluster of three or more (ADR 0041). Their
+	// consumers inherit it. Zero: 1.
+	StreamReplicas int `env:"STREAM_REPLICAS" envDefault:"1"`
 }
 
 // Validate reports every problem of a configuration that has a URL, in
 // the variables' words; a Config without URL is valid (the caller decides
 // whether NATS is required).
 func (c Config) Validate() []error {
+	if c.StreamReplicas < 0 || c.StreamReplicas > 5 {
+		return []error{fmt.Errorf("STREAM_REPLICAS: %d outside 1..5 (3 in a cluster of three servers)", c.StreamReplicas)}
+	}
 	if c.URL == "" {
 		if c.User != "" || c.Password != "" {
 			return []error{errors.New("NATS_USER, NATS_PASSWORD: set without NATS_URL")}

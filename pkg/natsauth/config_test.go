@@ -24,6 +24,8 @@ func TestConfigValidateNamesTheVariable(t *testing.T) {
 		{"two users", natsauth.Config{URL: "nats://x:pw@a:4222", User: "orders", Password: "pw"}, "use one of them"},
 		{"credentials without URL", natsauth.Config{User: "orders", Password: "pw"}, "set without NATS_URL"},
 		{"not a URL, password hidden", natsauth.Config{URL: "orders:s3cret@", User: "", Password: ""}, "NATS_URL:"},
+		{"three replicas", natsauth.Config{URL: "nats://a:4222,nats://b:4222,nats://c:4222", StreamReplicas: 3}, ""},
+		{"too many replicas", natsauth.Config{URL: "nats://a:4222", StreamReplicas: 7}, "STREAM_REPLICAS: 7 outside 1..5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -164,7 +164,9 @@ const api = "$JS.API."
 //     tombstone bucket's stream KV_S_DLQ_DISCARDED; create, look up, pull
 //     from ("CONSUMER.MSG.NEXT"), unpin and acknowledge ("$JS.ACK") only
 //     the consumers "g-p0".."g-p<n-1>"; publish dead letters to
-//     "S_DLQ.g"; read tombstones under "g." in the bucket.
+//     "S_DLQ.g"; read tombstones under "g." in the bucket; read a
+//     message of S by sequence ("DIRECT.GET.S": its lag sampler's oldest
+//     unfinished message).
 //   - Watcher of g on S: look up S and the consumers "g-p<i>".
 func (m Matrix) Permissions(u User) Permissions {
 	if u.Operator {
@@ -188,6 +190,10 @@ func (m Matrix) Permissions(u User) Permissions {
 		pub = append(pub, dlq+"."+g.Name)
 		streamInfo(g.Stream, dlq, "KV_"+kv)
 		pub = append(pub, api+"DIRECT.GET.KV_"+kv+".$KV."+kv+"."+g.Name+".*")
+		// The lag sampler reads the oldest unfinished message of each
+		// partition (stream.GroupLag, a direct get by sequence and
+		// subject): a message the group consumes anyway.
+		pub = append(pub, api+"DIRECT.GET."+g.Stream)
 		for p := range m.partitions(g.Stream) {
 			c := g.Stream + "." + stream.ConsumerName(g.Name, p)
 			pub = append(pub,

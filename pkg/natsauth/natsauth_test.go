@@ -327,6 +327,25 @@ func TestEveryServiceWorksWithItsOwnCredentials(t *testing.T) {
 		})
 	}
 
+	// Each group's user reads the oldest unfinished message of a
+	// partition, as its lag sampler does (stream.GroupLag: the age of the
+	// oldest message, which the lag alerts read).
+	for _, u := range natsauth.Shopfloor.Users {
+		for _, g := range u.Consumes {
+			s, err := js[u.Name].Stream(c, g.Stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := g.Stream + "-1"
+			short, cancel := context.WithTimeout(c, 2*time.Second)
+			m, err := s.GetMsg(short, 1, jetstream.WithGetMsgSubject(stream.SubjectForKey(g.Stream, key, 8)))
+			cancel()
+			if err != nil || m.Header.Get("Shopfloor-Event-Id") != g.Stream+key {
+				t.Errorf("%s reads the oldest message of its group %s on %s: %v", u.Name, g.Name, g.Stream, err)
+			}
+		}
+	}
+
 	// A consumer binds to the stream it reads; it cannot change it.
 	short, cancel := context.WithTimeout(c, time.Second)
 	defer cancel()

@@ -182,8 +182,13 @@ type Streams struct {
 	Read []stream.StreamConfig
 }
 
-func (s Streams) prepare(ctx context.Context, js jetstream.JetStream) error {
+// prepare ensures the own streams, with replicas copies of each message
+// unless a StreamConfig says otherwise, and binds the read ones.
+func (s Streams) prepare(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	for _, sc := range s.Own {
+		if sc.Replicas == 0 {
+			sc.Replicas = replicas
+		}
 		if err := stream.EnsureStream(ctx, js, sc); err != nil {
 			return err
 		}
@@ -216,7 +221,7 @@ func (rt *Runtime) ConnectNATS(ctx context.Context, cfg natsauth.Config, health 
 		}
 		js, err := jetstream.New(nc)
 		if err == nil {
-			err = streams.prepare(ctx, js)
+			err = streams.prepare(ctx, js, cfg.StreamReplicas)
 		}
 		if err != nil {
 			nc.Close()

@@ -315,3 +315,34 @@ func TestServeMuxesTracesThePublicListenerAsTheEdgeAndMarksEveryAnswerNoSniff(t 
 		}
 	}
 }
+
+// TestConnectNATSReplicatesOwnStreams: with STREAM_REPLICAS=3 on a
+// cluster of three, the streams a process owns (and their DLQs) are made
+// with three replicas (ADR 0041); a stream that names its own replicas
+// keeps them.
+func TestConnectNATSReplicatesOwnStreams(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := testinfra.NewNATSCluster(t, 3)
+	rt, err := service.Start(ctx, "svctest", service.Base{}, &testinfra.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	nc, js, err := rt.ConnectNATS(ctx, natsauth.Config{URL: c.URL(), StreamReplicas: 3}, httpkit.NewHealth(),
+		service.Streams{Own: []stream.StreamConfig{{Name: "REPL", Partitions: 2}, {Name: "SINGLE", Partitions: 2, Replicas: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for s, want := range map[string]int{"REPL": 3, stream.DLQStream("REPL"): 3, "SINGLE": 1, stream.DLQStream("SINGLE"): 1} {
+		st, err := js.Stream(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.CachedInfo().Config.Replicas; got != want {
+			t.Errorf("%s: %d replicas, want %d", s, got, want)
+		}
+	}
+}

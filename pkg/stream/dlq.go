@@ -469,12 +469,14 @@ type tombstone struct {
 func tombstoneKey(group string, seq uint64) string { return group + "." + strconv.FormatUint(seq, 10) }
 
 func (q *DLQ) tombstone(ctx context.Context, dl DeadLetter, action, actor, reason string) error {
+	// As long-lived and as replicated as the stream.
 	var maxAge time.Duration
+	replicas := 1
 	if s, err := q.js.Stream(ctx, q.stream); err == nil {
-		maxAge = s.CachedInfo().Config.MaxAge
+		maxAge, replicas = s.CachedInfo().Config.MaxAge, max(1, s.CachedInfo().Config.Replicas)
 	}
 	kv, err := q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DiscardedBucket(q.stream),
-		Description: "tombstones of discarded dead letters of " + q.stream + " (pkg/stream DLQ.Discard)", History: 1, TTL: maxAge})
+		Description: "tombstones of discarded dead letters of " + q.stream + " (pkg/stream DLQ.Discard)", History: 1, TTL: maxAge, Replicas: replicas})
 	if err != nil {
 		return fmt.Errorf("tombstone bucket: %w", err)
 	}
