@@ -45,43 +45,7 @@ func TestDrillsHoldAgainstTheLocalTopology(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the drills start the whole system")
 	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := fmt.Sprintf("chaos_%d_", time.Now().UnixNano()%1_000_000)
-	local := target.NewLocal(target.LocalConfig{
-		Root: root, PortBase: portBase, RunDir: filepath.Join(t.TempDir(), "run"), DBPrefix: prefix, RedisDB: 14,
-		Env: []string{"SEED_PRODUCTS=100", "LOG_LEVEL=WARN", "VISIBILITY_TIMEOUT=10s",
-			"PATH=" + filepath.Join(root, "bin") + ":" + os.Getenv("PATH")},
-	})
-	unlock, err := target.LockSystem(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(unlock)
-	start := time.Now()
-	if err := local.Up(t.Context()); err != nil {
-		t.Logf("%s", local.LogTails(3000))
-		_ = local.Down(t.Context())
-		_ = local.DropDatabases(t.Context())
-		t.Fatal(err)
-	}
-	t.Logf("the system came up in %s", time.Since(start).Round(time.Millisecond))
-	sys := local.System()
-	t.Cleanup(func() {
-		ctx := context.WithoutCancel(t.Context()) // cancelled by now
-		if err := local.Down(ctx); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("%s", local.LogTails(3000))
-		}
-		if err := local.DropDatabases(ctx); err != nil {
-			t.Logf("drop databases: %v", err)
-		}
-		sys.HTTP.CloseIdleConnections()
-	})
+	sys := startLocal(t, "VISIBILITY_TIMEOUT=10s")
 
 	// The drills sign in at the topology's own provider (identity.env of
 	// its run directory): the operator and synthetic "load-" customers.
@@ -134,27 +98,90 @@ func TestDrillsHoldAgainstTheLocalTopology(t *testing.T) {
 	})
 
 	for _, name := range []string{"relay-killed", "worker-killed"} {
-		t.Run(name, func(t *testing.T) {
-			ds, err := drill.Lookup(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			began := time.Now()
-			rep, err := drill.Execute(t.Context(), sys, ds[0], drill.Config{
-				Duration: 20 * time.Second, Rate: 5, Customers: 5, Deadline: 2 * time.Minute, Log: logWriter{t}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var b bytes.Buffer
-			if err := rep.Write(&b); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("%s\n(%s in all)", b.String(), time.Since(began).Round(time.Second))
-			for _, r := range rep.Results {
-				if !r.Held {
-					t.Errorf("VIOLATED %s: %s", r.Invariant, r.Evidence)
-				}
-			}
-		})
+		t.Run(name, func(t *testing.T) { runDrill(t, sys, name) })
 	}
+}
+
+// runDrill runs the named drill briefly (20 s of load at 5 checkouts/s,
+// longer where the drill needs it) and fails on any row that did not
+// hold.
+func runDrill(t *testing.T, sys *target.System, name string) {
+	t.Helper()
+	ds, err := drill.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	rep, err := drill.Execute(t.Context(), sys, ds[0], drill.Config{
+		Duration: 20 * time.Second, Rate: 5, Customers: 5, Deadline: 2 * time.Minute, Log: logWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := rep.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s\n(%s in all)", b.String(), time.Since(began).Round(time.Second))
+	for _, r := range rep.Results {
+		if !r.Held {
+			t.Errorf("VIOLATED %s: %s", r.Invariant, r.Evidence)
+		}
+	}
+}
+
+// startLocal starts the local topology on this test's ports, run
+// directory, databases and Redis database with env added, and stops it
+// (dropping its databases) when the test ends.
+func startLocal(t *testing.T, env ...string) *target.System {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := fmt.Sprintf("chaos_%d_", time.Now().UnixNano()%1_000_000)
+	local := target.NewLocal(target.LocalConfig{
+		Root: root, PortBase: portBase, RunDir: filepath.Join(t.TempDir(), "run"), DBPrefix: prefix, RedisDB: 14,
+		Env: append([]string{"SEED_PRODUCTS=100", "LOG_LEVEL=WARN",
+			"PATH=" + filepath.Join(root, "bin") + ":" + os.Getenv("PATH")}, env...),
+	})
+	unlock, err := target.LockSystem(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unlock)
+	start := time.Now()
+	if err := local.Up(t.Context()); err != nil {
+		t.Logf("%s", local.LogTails(3000))
+		_ = local.Down(t.Context())
+		_ = local.DropDatabases(t.Context())
+		t.Fatal(err)
+	}
+	t.Logf("the system came up in %s", time.Since(start).Round(time.Millisecond))
+	sys := local.System()
+	t.Cleanup(func() {
+		ctx := context.WithoutCancel(t.Context()) // cancelled by now
+		if err := local.Down(ctx); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("%s", local.LogTails(3000))
+		}
+		if err := local.DropDatabases(ctx); err != nil {
+			t.Logf("drop databases: %v", err)
+		}
+		sys.HTTP.CloseIdleConnections()
+	})
+	return sys
+}
+
+// TestClusterDrillHoldsAgainstALocalCluster starts the local topology
+// with a JetStream cluster of three (SHOPFLOOR_NATS_NODES=3, ADR 0041)
+// and runs nats-node-killed: a node dies and comes back, then the ORDERS
+// leader dies, under load; every row must hold.
+func TestClusterDrillHoldsAgainstALocalCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the drills start the whole system")
+	}
+	sys := startLocal(t, "SHOPFLOOR_NATS_NODES=3", "SHOPFLOOR_CONSUMER_INSTANCES=1")
+	runDrill(t, sys, "nats-node-killed")
 }

@@ -328,10 +328,18 @@ func startEmbedded(c serverConf, dir string, port int) (*server.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := serve(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// serve starts s and waits (10 s at most) until it accepts connections.
+func serve(s *server.Server) error {
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
-		return nil, fmt.Errorf("embedded nats-server not ready after 10s")
+		return fmt.Errorf("embedded nats-server %s not ready after 10s", s.Name())
 	}
-	return s, nil
+	return nil
 }

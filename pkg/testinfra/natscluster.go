@@ -115,10 +115,8 @@ func (c *NATSCluster) start(i int) error {
 	if err != nil {
 		return fmt.Errorf("node %s: %w", c.Name(i), err)
 	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		return fmt.Errorf("node %s not ready after 10s", c.Name(i))
+	if err := serve(s); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	c.servers[i] = s
