@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/shopfloor/shopfloor/chaos/invariant"
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
 )
@@ -132,21 +134,30 @@ func natsNodeKilled() Drill {
 	}
 }
 
-// ordersLeader returns the ORDERS stream's replica count and the node
-// that leads it.
-func ordersLeader(ctx context.Context, r *Run) (int, string, error) {
+// ordersInfo is the ORDERS stream's info, read through the drill's own
+// connection (which follows the cluster to a live node).
+func ordersInfo(ctx context.Context, r *Run) (*jetstream.StreamInfo, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	nc, js, err := connectNATS(cctx, r.Sys, "nats-node-killed")
 	if err != nil {
-		return 0, "", err
+		return nil, err
 	}
 	defer nc.Close()
 	s, err := js.Stream(cctx, ordersapi.Stream)
 	if err != nil {
-		return 0, "", fmt.Errorf("ORDERS stream info: %w", err)
+		return nil, fmt.Errorf("ORDERS stream info: %w", err)
 	}
-	info := s.CachedInfo()
+	return s.CachedInfo(), nil
+}
+
+// ordersLeader returns the ORDERS stream's replica count and the node
+// that leads it.
+func ordersLeader(ctx context.Context, r *Run) (int, string, error) {
+	info, err := ordersInfo(ctx, r)
+	if err != nil {
+		return 0, "", err
+	}
 	if info.Cluster == nil {
 		return info.Config.Replicas, "", nil
 	}
@@ -169,18 +180,11 @@ func waitCurrent(ctx context.Context, r *Run, node string) error {
 }
 
 func replicaCurrent(ctx context.Context, r *Run, node string) error {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	nc, js, err := connectNATS(cctx, r.Sys, "nats-node-killed")
+	info, err := ordersInfo(ctx, r)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	s, err := js.Stream(cctx, ordersapi.Stream)
-	if err != nil {
-		return err
-	}
-	c := s.CachedInfo().Cluster
+	c := info.Cluster
 	if c == nil {
 		return errors.New("ORDERS has no cluster information")
 	}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+
+	"github.com/shopfloor/shopfloor/pkg/pgroles"
 )
 
 // Processes stops and starts single role processes by name (orders-relay,
@@ -216,7 +218,8 @@ func tail(out []byte) string {
 func ComposeDatabaseOwners(lookup func(key string) (string, error)) map[string]string {
 	out := map[string]string{}
 	for _, db := range Databases {
-		pw, err := lookup(strings.ToUpper(strings.ReplaceAll(db, "-", "_")) + "_DB_OWNER_PASSWORD")
+		ownerVar, _ := pgroles.PasswordVars(db)
+		pw, err := lookup(ownerVar)
 		if err != nil || pw == "" {
 			continue
 		}

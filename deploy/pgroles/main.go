@@ -23,7 +23,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -38,13 +37,6 @@ func main() {
 		stop()
 		os.Exit(1)
 	}
-}
-
-// PasswordVars are the environment variables of service svc's owner and
-// app passwords, e.g. ORDERS_DB_OWNER_PASSWORD and ORDERS_DB_APP_PASSWORD.
-func PasswordVars(svc string) (owner, app string) {
-	v := strings.ToUpper(strings.ReplaceAll(svc, "-", "_"))
-	return v + "_DB_OWNER_PASSWORD", v + "_DB_APP_PASSWORD"
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
@@ -70,7 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	var dbs []pgroles.Database
 	var errs []error
 	for _, svc := range fs.Args() {
-		ov, av := PasswordVars(svc)
+		ov, av := pgroles.PasswordVars(svc)
 		d := pgroles.For(*prefix, svc, getenv(ov), getenv(av))
 		if err := d.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("%s (%s, %s): %w", svc, ov, av, err))

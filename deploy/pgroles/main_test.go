@@ -51,7 +51,7 @@ func TestEveryServiceMigratesAsOwnerAndCannotReadAnother(t *testing.T) {
 	env := map[string]string{"PGROLES_ADMIN_URL": admin}
 	var dbs []pgroles.Database
 	for svc := range migrations {
-		ov, av := PasswordVars(svc)
+		ov, av := pgroles.PasswordVars(svc)
 		env[ov], env[av] = hexString(t, 12), hexString(t, 12)
 		dbs = append(dbs, pgroles.For(prefix, svc, env[ov], env[av]))
 	}

@@ -63,6 +63,14 @@ func For(prefix, svc, ownerPassword, appPassword string) Database {
 // connect: the server may not be up yet, and trying again may help.
 var ErrUnreachable = errors.New("PostgreSQL unreachable")
 
+// PasswordVars are the environment variables of service svc's owner and
+// app passwords, e.g. ORDERS_DB_OWNER_PASSWORD and ORDERS_DB_APP_PASSWORD:
+// what compose's .env, make run's secrets and deploy/pgroles name them.
+func PasswordVars(svc string) (owner, app string) {
+	v := strings.ToUpper(strings.ReplaceAll(svc, "-", "_"))
+	return v + "_DB_OWNER_PASSWORD", v + "_DB_APP_PASSWORD"
+}
+
 var ident = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // Validate reports what is wrong with d: names that are not plain
@@ -120,14 +128,17 @@ func Provision(ctx context.Context, adminURL string, d Database) error {
 	if err := execFormat(ctx, admin, "CREATE DATABASE %I OWNER %I", "SELECT NOT EXISTS (SELECT FROM pg_database WHERE datname = $1)", d.Name, d.Owner.Name); err != nil {
 		return fmt.Errorf("create database %s: %w", d.Name, err)
 	}
-	for _, stmt := range []string{"ALTER DATABASE %I OWNER TO %I", "REVOKE ALL ON DATABASE %I FROM PUBLIC"} {
-		args := []any{d.Name, d.Owner.Name}[:strings.Count(stmt, "%I")]
-		if err := execFormat(ctx, admin, stmt, "", args...); err != nil {
+	for _, step := range []struct {
+		stmt string
+		args []any
+	}{
+		{"ALTER DATABASE %I OWNER TO %I", []any{d.Name, d.Owner.Name}},
+		{"REVOKE ALL ON DATABASE %I FROM PUBLIC", []any{d.Name}},
+		{"GRANT CONNECT ON DATABASE %I TO %I", []any{d.Name, d.App.Name}},
+	} {
+		if err := execFormat(ctx, admin, step.stmt, "", step.args...); err != nil {
 			return fmt.Errorf("database %s: %w", d.Name, err)
 		}
-	}
-	if err := execFormat(ctx, admin, "GRANT CONNECT ON DATABASE %I TO %I", "", d.Name, d.App.Name); err != nil {
-		return fmt.Errorf("database %s: %w", d.Name, err)
 	}
 	return provisionInside(ctx, adminURL, d)
 }

@@ -300,8 +300,7 @@ func PostgresRoles(tb testing.TB, migrations fs.FS) *Database {
 		}
 	})
 	su := Postgres(tb, migrations)
-	d = pgroles.Database{Name: su.Name, Owner: pgroles.Role{Name: su.Name + "_owner", Password: randomHex(12)},
-		App: pgroles.Role{Name: su.Name + "_app", Password: randomHex(12)}}
+	d = pgroles.For("", su.Name, randomHex(12), randomHex(12))
 	su.Pool.Close() // the superuser's pool: the test gets the app role's
 	if err := pgroles.Provision(ctx, admin, d); err != nil {
 		tb.Fatalf("testinfra: roles of %s: %v", d.Name, err)

@@ -266,7 +266,7 @@ func CreateTables(ctx context.Context, db DB, live, p Projection) error {
 // as may not (ADR 0040).
 func ownerHint(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
 		return fmt.Errorf("%w (rebuild and check change the schema: run them as the database's owner role, search_owner, "+
 			"as `deploy/local/ctl.sh exec search ...` does; ADR 0040)", err)
 	}
