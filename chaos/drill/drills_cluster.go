@@ -54,7 +54,16 @@ func natsNodeKilled() Drill {
 		Cluster:     true,
 		Inject: func(ctx context.Context, r *Run) error {
 			k := runs.of(r)
-			replicas, leader, err := ordersLeader(ctx, r)
+			// One connection for the whole fault, made while every node
+			// is up: it learns the other nodes from the cluster and
+			// follows them when the one it is on dies (the system's NATS
+			// address names one node only, which may be the leader).
+			nc, js, err := connectNATS(ctx, r.Sys, "nats-node-killed")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			replicas, leader, err := ordersLeader(ctx, js)
 			if err != nil {
 				return err
 			}
@@ -77,11 +86,11 @@ func natsNodeKilled() Drill {
 			k.note(func(k *nodeKilled) { k.restarted = append(k.restarted, first) })
 			// The leader may die only once the restarted node is a current
 			// replica again: two of three nodes must stay up.
-			if err := waitCurrent(ctx, r, first); err != nil {
+			if err := waitCurrent(ctx, js, first); err != nil {
 				return err
 			}
 			k.note(func(k *nodeKilled) { k.rejoined = true })
-			_, leader, err = ordersLeader(ctx, r)
+			_, leader, err = ordersLeader(ctx, js)
 			if err != nil {
 				return err
 			}
@@ -92,7 +101,7 @@ func natsNodeKilled() Drill {
 			// Who leads now (the drill's own client follows the cluster).
 			var newLeader string
 			for range 30 {
-				if _, l, err := ordersLeader(ctx, r); err == nil && l != "" && l != leader {
+				if _, l, err := ordersLeader(ctx, js); err == nil && l != "" && l != leader {
 					newLeader = l
 					break
 				}
@@ -134,16 +143,10 @@ func natsNodeKilled() Drill {
 	}
 }
 
-// ordersInfo is the ORDERS stream's info, read through the drill's own
-// connection (which follows the cluster to a live node).
-func ordersInfo(ctx context.Context, r *Run) (*jetstream.StreamInfo, error) {
+// ordersInfo is the ORDERS stream's info.
+func ordersInfo(ctx context.Context, js jetstream.JetStream) (*jetstream.StreamInfo, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	nc, js, err := connectNATS(cctx, r.Sys, "nats-node-killed")
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
 	s, err := js.Stream(cctx, ordersapi.Stream)
 	if err != nil {
 		return nil, fmt.Errorf("ORDERS stream info: %w", err)
@@ -153,8 +156,8 @@ func ordersInfo(ctx context.Context, r *Run) (*jetstream.StreamInfo, error) {
 
 // ordersLeader returns the ORDERS stream's replica count and the node
 // that leads it.
-func ordersLeader(ctx context.Context, r *Run) (int, string, error) {
-	info, err := ordersInfo(ctx, r)
+func ordersLeader(ctx context.Context, js jetstream.JetStream) (int, string, error) {
+	info, err := ordersInfo(ctx, js)
 	if err != nil {
 		return 0, "", err
 	}
@@ -166,10 +169,10 @@ func ordersLeader(ctx context.Context, r *Run) (int, string, error) {
 
 // waitCurrent waits (up to 60 s) until node is a current, online replica
 // of ORDERS again.
-func waitCurrent(ctx context.Context, r *Run, node string) error {
+func waitCurrent(ctx context.Context, js jetstream.JetStream, node string) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		err := replicaCurrent(ctx, r, node)
+		err := replicaCurrent(ctx, js, node)
 		if err == nil {
 			return nil
 		}
@@ -179,8 +182,8 @@ func waitCurrent(ctx context.Context, r *Run, node string) error {
 	}
 }
 
-func replicaCurrent(ctx context.Context, r *Run, node string) error {
-	info, err := ordersInfo(ctx, r)
+func replicaCurrent(ctx context.Context, js jetstream.JetStream, node string) error {
+	info, err := ordersInfo(ctx, js)
 	if err != nil {
 		return err
 	}
@@ -206,12 +209,18 @@ func replicaCurrent(ctx context.Context, r *Run, node string) error {
 // replica of ORDERS: the killed nodes caught up from the others.
 func caughtUpRow(ctx context.Context, r *Run) invariant.Result {
 	row := invariant.Result{Invariant: "every node holds a current copy of ORDERS after the heal"}
+	nc, js, err := connectNATS(ctx, r.Sys, "nats-node-killed")
+	if err != nil {
+		row.Evidence = err.Error()
+		return row
+	}
+	defer nc.Close()
 	var behind []string
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		behind = behind[:0]
 		for _, n := range natsNodes {
-			if err := replicaCurrent(ctx, r, n); err != nil {
+			if err := replicaCurrent(ctx, js, n); err != nil {
 				behind = append(behind, fmt.Sprintf("%s (%v)", n, err))
 			}
 		}
