@@ -553,21 +553,33 @@ func (w *batchWorker) handleOne(ctx context.Context, h heldMsg) (failed, ok bool
 
 // ack acknowledges a batch: every message but the last without waiting,
 // the last with a confirmation. The broker handles the acks of one
-// connection in order, so the confirmation covers the whole batch.
+// connection in order, so the confirmation covers the whole batch. When
+// the confirmation fails (the consumer's leader died), the whole batch is
+// acknowledged again, with a confirmation each, once another node leads
+// (reconfirm), rather than waiting AckWait for its redelivery.
 func (w *batchWorker) ack(ctx context.Context, batch []heldMsg) {
 	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 	last := len(batch) - 1
+	confirmed := true
 	for _, h := range batch[:last] {
 		if err := h.msg.Ack(); err != nil {
-			w.log.WarnContext(settle, "ack failed; the message will be delivered again after AckWait", "seq", h.d.Sequence, "error", err)
-			w.checked = false
+			w.log.WarnContext(settle, "ack failed; sending it again", "seq", h.d.Sequence, "error", err)
+			confirmed = false
 		}
 	}
 	if err := batch[last].msg.DoubleAck(settle); err != nil {
-		w.log.WarnContext(settle, "ack not confirmed; unconfirmed messages of the batch will be delivered again after AckWait",
-			"seq", batch[last].d.Sequence, "error", err)
-		// The next batch waits for them at the gate: they are earlier.
+		w.log.WarnContext(settle, "ack not confirmed; sending the batch's acks again", "seq", batch[last].d.Sequence, "error", err)
+		confirmed = false
+	}
+	if !confirmed {
+		msgs := make([]jetstream.Msg, len(batch))
+		for i, h := range batch {
+			msgs[i] = h.msg
+		}
+		w.g.reconfirm(ctx, w.log, msgs)
+		// Whether or not that worked, the next batch is checked at the
+		// gate: what is still unconfirmed is earlier.
 		w.checked = false
 	}
 	w.dropThrough(batch[last].d.Sequence)

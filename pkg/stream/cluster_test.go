@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
@@ -154,5 +156,123 @@ func TestReplicatedStreamLosesNothingWhenItsLeaderDies(t *testing.T) {
 			// harmless; count them to see how often a failover causes one.
 			t.Logf("%s handled %d times", id, n)
 		}
+	}
+}
+
+// TestAckLostWithTheConsumerLeaderIsSentAgain: the consumer's leader and
+// another node die while the handler holds a message, so the cluster has
+// no quorum and the handler's ack meets no leader. The group sends the ack
+// again once a node is back and another leader is elected (reconfirm), and
+// the partition moves on. AckWait is ten minutes here, so the test cannot
+// pass through a redelivery: without the resend the partition waits for
+// one (its single in-flight slot taken, or the batch gate counting the
+// unconfirmed messages as held elsewhere).
+func TestAckLostWithTheConsumerLeaderIsSentAgain(t *testing.T) {
+	t.Parallel()
+	for _, maxBatch := range []int{1, 8} {
+		t.Run(fmt.Sprintf("max-batch-%d", maxBatch), func(t *testing.T) {
+			t.Parallel()
+			ackLostWithTheConsumerLeader(t, maxBatch)
+		})
+	}
+}
+
+func ackLostWithTheConsumerLeader(t *testing.T, maxBatch int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := testinfra.NewNATSCluster(t, 3)
+	_, js := c.Connect()
+	const name, group = "ACKS", "acks"
+	if err := stream.EnsureStream(ctx, js, stream.StreamConfig{Name: name, Partitions: 1, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testGroup(name, group)
+	cfg.AckWait = 10 * time.Minute
+	cfg.MaxBatch = maxBatch
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+
+	var (
+		mu      sync.Mutex
+		got     = map[string]int{}
+		blocked = make(chan struct{})
+		release = make(chan struct{})
+		once    sync.Once
+	)
+	handle := func(ds []stream.Delivery) {
+		for _, d := range ds {
+			if d.ID == "m1" {
+				// The first time m1 comes: hold it until the leader is gone.
+				once.Do(func() {
+					close(blocked)
+					<-release
+				})
+			}
+		}
+		mu.Lock()
+		for _, d := range ds {
+			got[d.ID]++
+		}
+		mu.Unlock()
+	}
+	var g *stream.Group
+	if maxBatch > 1 {
+		g = newBatchGroup(t, js, cfg, func(_ context.Context, ds []stream.Delivery) error { handle(ds); return nil })
+	} else {
+		g = newGroup(t, js, cfg, func(_ context.Context, d stream.Delivery) error { handle([]stream.Delivery{d}); return nil })
+	}
+	start(t, g)
+
+	pub, err := stream.NewPublisher(js, name, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			id := fmt.Sprintf("m%d", i)
+			testinfra.Eventually(t, 30*time.Second, func() error {
+				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				_, err := pub.Publish(pctx, stream.Message{ID: id, Key: "k", Payload: []byte(id)})
+				return err
+			})
+		}
+	}
+	publish(0, 4)
+	select {
+	case <-blocked:
+	case <-ctx.Done():
+		t.Fatal("the handler never got m1")
+	}
+	cons, err := js.Consumer(ctx, name, stream.ConsumerName(group, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci := cons.CachedInfo()
+	if ci.Cluster == nil || c.Index(ci.Cluster.Leader) < 0 {
+		t.Fatalf("consumer %s: cluster %+v", ci.Name, ci.Cluster)
+	}
+	old := ci.Cluster.Leader
+	other := (c.Index(old) + 1) % 3
+	c.Stop(c.Index(old))
+	c.Stop(other)
+	close(release)
+	// Longer than the first, confirmed ack waits (settleTimeout, 5 s):
+	// without a quorum no node can take it.
+	time.Sleep(7 * time.Second)
+	c.Start(other)
+
+	publish(4, 8)
+	testinfra.Eventually(t, 90*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) < 8 {
+			return fmt.Errorf("handled %d of 8 messages (consumer leader %s killed)", len(got), old)
+		}
+		return nil
+	})
+	if n := counter(t, reg, "stream_ack_reconfirms_total", map[string]string{"group": group, "outcome": "confirmed"}); n < 1 {
+		t.Errorf("stream_ack_reconfirms_total{outcome=confirmed} = %v: the ack was never sent again, so the leader's death did not meet an ack", n)
 	}
 }

@@ -61,6 +61,9 @@
 //     every instance pulls from every partition consumer, the broker hands
 //     each message to one puller, and a message left unacknowledged by a
 //     dead instance is redelivered to another after AckWait.
+//   - On a replicated stream, an ack that the consumer's dying leader
+//     never confirmed is sent again until the new leader confirms it, so
+//     the partition does not wait AckWait for a redelivery (ack.go).
 //
 // What is not guaranteed: exactly-once delivery; order across keys; that a
 // group sees an event "soon" when an earlier event of its partition is being

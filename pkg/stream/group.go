@@ -513,7 +513,10 @@ func (g *Group) settle(ctx context.Context, log *slog.Logger, msg jetstream.Msg,
 	case err == nil:
 		outcome = outcomeAck
 		if err := msg.DoubleAck(settle); err != nil {
-			log.WarnContext(settle, "ack not confirmed; the message will be delivered again after AckWait", "error", err)
+			// The partition's one slot stays taken until the broker has
+			// the ack: send it again once another node leads.
+			log.WarnContext(settle, "ack not confirmed; sending it again", "error", err)
+			g.reconfirm(ctx, log, []jetstream.Msg{msg})
 		}
 	case IsPermanent(err):
 		outcome = outcomeDeadLetter

@@ -23,6 +23,7 @@ type groupMetrics struct {
 	batchSize    *prometheus.HistogramVec
 	waitingParts *prometheus.GaugeVec
 	infraRetries *prometheus.CounterVec
+	reconfirms   *prometheus.CounterVec
 }
 
 func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
@@ -68,6 +69,10 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 			Name: "stream_infrastructure_retries_total",
 			Help: "Handler calls that failed with an infrastructure error and are retried in-process after a backoff.",
 		}, []string{"stream", "group"}),
+		reconfirms: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stream_ack_reconfirms_total",
+			Help: "Acks sent again because the broker did not confirm them (the consumer's leader died or moved), by outcome (confirmed, gave_up: redelivered after AckWait).",
+		}, []string{"stream", "group", "outcome"}),
 	}
 	var err error
 	if m.lag, err = register(reg, m.lag); err != nil {
@@ -95,6 +100,9 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 		return nil, err
 	}
 	if m.infraRetries, err = register(reg, m.infraRetries); err != nil {
+		return nil, err
+	}
+	if m.reconfirms, err = register(reg, m.reconfirms); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -128,6 +136,9 @@ func (m *groupMetrics) zero(cfg GroupConfig) {
 	for _, class := range []string{classPermanent, classExhausted} {
 		m.deadLettered.WithLabelValues(cfg.Stream, cfg.Name, class)
 	}
+	for _, outcome := range []string{outcomeConfirmed, outcomeGaveUp} {
+		m.reconfirms.WithLabelValues(cfg.Stream, cfg.Name, outcome)
+	}
 }
 
 func (m *groupMetrics) observe(cfg GroupConfig, outcome string, d time.Duration) {
@@ -159,6 +170,12 @@ func (m *groupMetrics) waiting(cfg GroupConfig, delta float64) {
 func (m *groupMetrics) infraRetry(cfg GroupConfig) {
 	if m != nil {
 		m.infraRetries.WithLabelValues(cfg.Stream, cfg.Name).Inc()
+	}
+}
+
+func (m *groupMetrics) reconfirmed(cfg GroupConfig, outcome string) {
+	if m != nil {
+		m.reconfirms.WithLabelValues(cfg.Stream, cfg.Name, outcome).Inc()
 	}
 }
 
