@@ -130,3 +130,34 @@ func mkdirAll(dir string, files ...string) error {
 	}
 	return nil
 }
+
+// TestReplicasAreEndpoints: the further instances of a local run
+// (SHOPFLOOR_REPLICAS, deploy/local/replicas.sh) have their admin
+// listener at the first's + 2000(k-1), and are dropped when the run does
+// not have them; the consumer groups' second instances have no replicas.
+func TestReplicasAreEndpoints(t *testing.T) {
+	e := target.LocalEndpoints(8000)
+	for name, want := range map[string]string{
+		"orders-r2":          "http://127.0.0.1:11082",
+		"orders-relay-r3":    "http://127.0.0.1:13182",
+		"payments-worker-r2": "http://127.0.0.1:11183",
+	} {
+		if got := e.Metrics[name]; got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+	if _, ok := e.Metrics["orders-consumer-2-r2"]; ok {
+		t.Error("a second consumer instance has replicas")
+	}
+	dir := t.TempDir()
+	if err := mkdirAll(dir+"/pids", "orders.pid", "orders-r2.pid"); err != nil {
+		t.Fatal(err)
+	}
+	e.DropAbsentInstances(dir)
+	if _, ok := e.Metrics["orders-r2"]; !ok {
+		t.Error("orders-r2 runs but was dropped")
+	}
+	if _, ok := e.Metrics["orders-r3"]; ok {
+		t.Error("orders-r3 does not run but was kept")
+	}
+}

@@ -64,7 +64,7 @@ type Endpoints struct {
 func LocalEndpoints(base int) Endpoints {
 	u := func(off int) string { return "http://127.0.0.1:" + strconv.Itoa(base+off) }
 	admin := func(off int) string { return u(off + AdminOffset) }
-	return Endpoints{
+	e := Endpoints{
 		CDN: u(80), Catalog: u(81), CatalogAdmin: admin(81), Orders: u(82), Payments: u(83), Notifications: u(84), Search: u(85),
 		PSP: u(99), Mail: u(25), Toxiproxy: u(474), NATSMonitor: u(6223), CDNMetrics: u(131),
 		NATS: "nats://127.0.0.1:" + strconv.Itoa(base+6222),
@@ -89,6 +89,8 @@ func LocalEndpoints(base int) Endpoints {
 			"search-consumer-2":        admin(385),
 		},
 	}
+	e.addReplicas()
+	return e
 }
 
 // AdminOffset is the distance from a service process's port to its admin

@@ -121,7 +121,9 @@ func TestOrderFlowEndToEnd(t *testing.T) {
 	defer otlp.Close()
 
 	start := time.Now()
-	local := startTopology(t, "e2e", portBase, 15, "SEED_PRODUCTS=300", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+ln.Addr().String())
+	// Two instances of every role (SHOPFLOOR_REPLICAS=2, issue 21): the
+	// api ones behind HAProxy, the relays electing one leader.
+	local := startTopology(t, "e2e", portBase, 15, "SEED_PRODUCTS=300", "SHOPFLOOR_REPLICAS=2", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+ln.Addr().String())
 	t.Logf("the system came up in %s", time.Since(start).Round(time.Millisecond))
 	sys := local.System()
 	t.Cleanup(sys.HTTP.CloseIdleConnections)
@@ -327,6 +329,8 @@ func TestOrderFlowEndToEnd(t *testing.T) {
 	if st := status(t, sys.CatalogAdmin+"/v1/admin/products/"+list.Products[0].ID, op); st != http.StatusOK {
 		t.Errorf("GET %s/v1/admin/products/{id} = %d, want 200", sys.CatalogAdmin, st)
 	}
+
+	checkReplicas(t, sys)
 
 	// Every metric the dashboards query is exported by a running process
 	// (the services' on their admin listeners).
@@ -568,4 +572,60 @@ func repoRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return abs
+}
+
+// checkReplicas: with SHOPFLOOR_REPLICAS=2 both instances of every api
+// answered requests through HAProxy (its statistics count each server's
+// sessions), every further instance exports its metrics, and each relay
+// has exactly one leader among its instances (outbox_relay_leader).
+func checkReplicas(t *testing.T, sys *target.System) {
+	t.Helper()
+	served := map[string]int{}
+	for _, line := range strings.Split(get(t, url(132)+"/stats;csv"), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) < 8 || strings.HasPrefix(line, "#") || f[1] == "FRONTEND" || f[1] == "BACKEND" || f[0] == "metrics" {
+			continue
+		}
+		n, err := strconv.Atoi(f[7]) // stot: sessions the server has had
+		if err != nil {
+			t.Fatalf("HAProxy stats line %q: %v", line, err)
+		}
+		served[f[0]+"/"+f[1]] = n
+	}
+	for _, api := range []string{"catalog", "orders", "payments", "notifications", "search"} {
+		for _, server := range []string{api, target.Replica(api, 2)} {
+			if served[api+"/"+server] == 0 {
+				t.Errorf("HAProxy: %s/%s answered no request (%v)", api, server, served)
+			}
+		}
+	}
+	leaders := map[string]float64{}
+	for _, relay := range []string{"orders-relay", "payments-relay", "catalog-worker"} {
+		for _, name := range []string{relay, target.Replica(relay, 2)} {
+			u, ok := sys.Metrics[name]
+			if !ok {
+				t.Errorf("%s: no metrics endpoint (not running?)", name)
+				continue
+			}
+			for _, line := range strings.Split(get(t, u+"/metrics"), "\n") {
+				if rest, ok := strings.CutPrefix(line, "outbox_relay_leader{"); ok {
+					labels, value, _ := strings.Cut(rest, "} ")
+					v, err := strconv.ParseFloat(value, 64)
+					if err != nil {
+						t.Fatalf("%s: %q: %v", name, line, err)
+					}
+					leaders[relay+" "+labels] += v
+				}
+			}
+		}
+	}
+	t.Logf("HAProxy sessions per instance: %v; relay leaders: %v", served, leaders)
+	if len(leaders) < 3 {
+		t.Errorf("relay leaders: %v, want one entry per relay", leaders)
+	}
+	for relay, n := range leaders {
+		if n != 1 {
+			t.Errorf("%s: %v instances lead, want exactly 1", relay, n)
+		}
+	}
 }

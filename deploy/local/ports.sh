@@ -21,6 +21,9 @@ PAYMENTS_WORKER_PORT=$((B + 183))
 PAYMENTS_RELAY_PORT=$((B + 283))
 NOTIFICATIONS_WORKER_PORT=$((B + 184))
 VARNISH_EXPORTER_PORT=$((B + 131))
+# HAProxy in front of the api instances (SHOPFLOOR_REPLICAS > 1,
+# replicas.sh): its Prometheus exporter (/metrics) and page (/stats).
+HAPROXY_METRICS_PORT=$((B + 132))
 # Admin listeners (ADMIN_ADDR: /metrics, /readyz with details, /v1/admin;
 # ADR 0023): every service process's port + 1000, bound to 127.0.0.1 and
 # never behind the CDN (catalog 9081, orders-relay 9182 at the default

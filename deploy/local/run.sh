@@ -36,6 +36,8 @@ DBP=${SHOPFLOOR_DB_PREFIX:-shopfloor_}
 REDIS_DB=${SHOPFLOOR_REDIS_DB:-0}
 # shellcheck source=ports.sh
 source "$root/deploy/local/ports.sh"
+# shellcheck source=replicas.sh
+source "$root/deploy/local/replicas.sh"
 # Services made by make new-service (tools/newservice): each gets its
 # database, its PostgreSQL link, its migrations and its processes below.
 generated=(
@@ -404,6 +406,15 @@ supervise identity env LOG_LEVEL="${LOG_LEVEL:-INFO}" "${limits[@]}" HTTP_ADDR="
 wait_ready identity "http://127.0.0.1:$IDENTITY_ADMIN_PORT/readyz"
 
 # --- services ---------------------------------------------------------------
+# More than one instance of each role (SHOPFLOOR_REPLICAS, replicas.sh):
+# HAProxy takes the api processes' public ports first, so Varnish,
+# Toxiproxy and clients reach whichever instance is up.
+if ((replicas > 1)); then
+	need haproxy "run 'make tools' (installs haproxy)"
+	haproxy_config >"$run/haproxy.cfg"
+	haproxy -c -q -f "$run/haproxy.cfg" || { echo "run: $run/haproxy.cfg is not valid (haproxy -c)" >&2; exit 1; }
+	supervise haproxy haproxy -db -f "$run/haproxy.cfg"
+fi
 # Every API verifies bearer tokens of the issuer (AUTH_ISSUER, pkg/auth).
 # Every NATS node, each through its own link, and as many replicas of
 # each stream as there are nodes (ADR 0041).
@@ -416,7 +427,7 @@ catalog_env=("${common[@]}" NATS_USER=catalog NATS_PASSWORD="$NATS_CATALOG_PASSW
 # the default pool (8), so a slow link to PostgreSQL (the latency drill:
 # 200ms a round trip, 2 queries a price lookup) does not queue lookups
 # behind the pool past orders' 2s catalog timeout.
-supervise catalog env "${catalog_env[@]}" DATABASE_MAX_CONNS=16 ROLES=api HTTP_ADDR="127.0.0.1:$CATALOG_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_ADMIN_PORT" "$run/catalog" serve
+api catalog "$CATALOG_PORT" "$CATALOG_ADMIN_PORT" env "${catalog_env[@]}" DATABASE_MAX_CONNS=16 ROLES=api "$run/catalog" serve
 wait_ready catalog "http://127.0.0.1:$CATALOG_ADMIN_PORT/readyz"
 
 # The CDN: Varnish with the compose VCL, pointed at the local catalog's
@@ -429,33 +440,32 @@ supervise varnish-exporter "$run/varnishexporter" -addr "127.0.0.1:$VARNISH_EXPO
 # The consumer role (cache invalidation) purges Varnish: start it once Varnish answers, or
 # the seed's events meet refused purges and burn their retries.
 wait_ready varnish "http://127.0.0.1:$CDN_PORT/v1/products?limit=1"
-supervise catalog-worker env "${catalog_env[@]}" ROLES=relay,consumer HTTP_ADDR="127.0.0.1:$CATALOG_WORKER_PORT" ADMIN_ADDR="127.0.0.1:$CATALOG_WORKER_ADMIN_PORT" \
+role catalog-worker "$CATALOG_WORKER_PORT" "$CATALOG_WORKER_ADMIN_PORT" env "${catalog_env[@]}" ROLES=relay,consumer \
 	CDN_PURGE_URLS="http://127.0.0.1:$CDN_PORT/" CDN_PURGE_SECRET="$CDN_PURGE_SECRET" "$run/catalog" serve
 
 # Checkouts per customer: drills send up to 80/s through ten customers.
 orders_env=("${common[@]}" NATS_USER=orders NATS_PASSWORD="$NATS_ORDERS_PASSWORD" DATABASE_URL="$(dburl orders)" CATALOG_URL="http://127.0.0.1:$TOXI_CATALOG" CHECKOUT_RATE_LIMIT=200 CHECKOUT_RATE_LIMIT_BURST=400)
 # The api role calls catalog and the consumer role payments (stuck-order
 # repair), so they hold orders' client secret; the relay does not.
-supervise orders env "${orders_env[@]}" AUTH_CLIENT_ID=orders AUTH_CLIENT_SECRET="$ORDERS_CLIENT_SECRET" ROLES=api HTTP_ADDR="127.0.0.1:$ORDERS_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_ADMIN_PORT" "$run/orders" serve
-supervise orders-relay env "${orders_env[@]}" ROLES=relay HTTP_ADDR="127.0.0.1:$ORDERS_RELAY_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_RELAY_ADMIN_PORT" "$run/orders" serve
-supervise orders-consumer env "${orders_env[@]}" AUTH_CLIENT_ID=orders AUTH_CLIENT_SECRET="$ORDERS_CLIENT_SECRET" \
-	PAYMENTS_URL="http://127.0.0.1:$PAYMENTS_PORT" ROLES=consumer HTTP_ADDR="127.0.0.1:$ORDERS_CONSUMER_PORT" ADMIN_ADDR="127.0.0.1:$ORDERS_CONSUMER_ADMIN_PORT" "$run/orders" serve
+api orders "$ORDERS_PORT" "$ORDERS_ADMIN_PORT" env "${orders_env[@]}" AUTH_CLIENT_ID=orders AUTH_CLIENT_SECRET="$ORDERS_CLIENT_SECRET" ROLES=api "$run/orders" serve
+role orders-relay "$ORDERS_RELAY_PORT" "$ORDERS_RELAY_ADMIN_PORT" env "${orders_env[@]}" ROLES=relay "$run/orders" serve
+role orders-consumer "$ORDERS_CONSUMER_PORT" "$ORDERS_CONSUMER_ADMIN_PORT" env "${orders_env[@]}" AUTH_CLIENT_ID=orders AUTH_CLIENT_SECRET="$ORDERS_CLIENT_SECRET" \
+	PAYMENTS_URL="http://127.0.0.1:$PAYMENTS_PORT" ROLES=consumer "$run/orders" serve
 
 payments_env=("${common[@]}" NATS_USER=payments NATS_PASSWORD="$NATS_PAYMENTS_PASSWORD" DATABASE_URL="$(dburl payments)" PSP_URL="http://127.0.0.1:$TOXI_PSP")
-supervise payments env "${payments_env[@]}" ROLES=api HTTP_ADDR="127.0.0.1:$PAYMENTS_PORT" ADMIN_ADDR="127.0.0.1:$PAYMENTS_ADMIN_PORT" "$run/payments" serve
-supervise payments-worker env "${payments_env[@]}" ROLES=worker HTTP_ADDR="127.0.0.1:$PAYMENTS_WORKER_PORT" ADMIN_ADDR="127.0.0.1:$PAYMENTS_WORKER_ADMIN_PORT" "$run/payments" serve
-supervise payments-relay env "${payments_env[@]}" ROLES=relay,consumer HTTP_ADDR="127.0.0.1:$PAYMENTS_RELAY_PORT" ADMIN_ADDR="127.0.0.1:$PAYMENTS_RELAY_ADMIN_PORT" "$run/payments" serve
+api payments "$PAYMENTS_PORT" "$PAYMENTS_ADMIN_PORT" env "${payments_env[@]}" ROLES=api "$run/payments" serve
+role payments-worker "$PAYMENTS_WORKER_PORT" "$PAYMENTS_WORKER_ADMIN_PORT" env "${payments_env[@]}" ROLES=worker "$run/payments" serve
+role payments-relay "$PAYMENTS_RELAY_PORT" "$PAYMENTS_RELAY_ADMIN_PORT" env "${payments_env[@]}" ROLES=relay,consumer "$run/payments" serve
 
 notifications_env=("${common[@]}" NATS_USER=notifications NATS_PASSWORD="$NATS_NOTIFICATIONS_PASSWORD" DATABASE_URL="$(dburl notifications)" SMTP_HOST=127.0.0.1 SMTP_PORT="$TOXI_SMTP" SMTP_TLS=none SMTP_FROM=shop@shopfloor.local)
-supervise notifications env "${notifications_env[@]}" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_PORT" ADMIN_ADDR="127.0.0.1:$NOTIFICATIONS_ADMIN_PORT" "$run/notifications" serve
-supervise notifications-worker env "${notifications_env[@]}" ROLES=worker HTTP_ADDR="127.0.0.1:$NOTIFICATIONS_WORKER_PORT" ADMIN_ADDR="127.0.0.1:$NOTIFICATIONS_WORKER_ADMIN_PORT" "$run/notifications" serve
+api notifications "$NOTIFICATIONS_PORT" "$NOTIFICATIONS_ADMIN_PORT" env "${notifications_env[@]}" ROLES=api,consumer "$run/notifications" serve
+role notifications-worker "$NOTIFICATIONS_WORKER_PORT" "$NOTIFICATIONS_WORKER_ADMIN_PORT" env "${notifications_env[@]}" ROLES=worker "$run/notifications" serve
 
 search_env=("${common[@]}" NATS_USER=search NATS_PASSWORD="$NATS_SEARCH_PASSWORD" DATABASE_URL="$(dburl search)")
-supervise search env "${search_env[@]}" ROLES=api,consumer HTTP_ADDR="127.0.0.1:$SEARCH_PORT" ADMIN_ADDR="127.0.0.1:$SEARCH_ADMIN_PORT" "$run/search" serve
+api search "$SEARCH_PORT" "$SEARCH_ADMIN_PORT" env "${search_env[@]}" ROLES=api,consumer "$run/search" serve
 
 # Services made by make new-service: their processes, and the admin ports
-# whose /readyz the run waits for.
-ready=()
+# whose /readyz the run waits for (ready, replicas.sh).
 # new-service: processes above this line
 
 # A second instance of every consumer group (SHOPFLOOR_CONSUMER_INSTANCES,
@@ -492,6 +502,10 @@ for pair in "web:$WEB_ADMIN_PORT" "orders:$ORDERS_ADMIN_PORT" "orders-relay:$ORD
 	"catalog-worker:$CATALOG_WORKER_ADMIN_PORT" "psp-sim:$PSP_PORT" "varnish-exporter:$VARNISH_EXPORTER_PORT" ${consumers2[@]+"${consumers2[@]}"} ${ready[@]+"${ready[@]}"}; do
 	wait_ready "${pair%%:*}" "http://127.0.0.1:${pair##*:}/readyz"
 done
+# Through the balancer: every api answers on its public port.
+if ((replicas > 1)); then
+	for pair in "${lb_apis[@]}"; do wait_ready "haproxy ${pair%%:*}" "http://127.0.0.1:${pair##*:}/readyz"; done
+fi
 wait_ready varnish "http://127.0.0.1:$CDN_PORT/v1/products?limit=1"
 touch "$run/ready"
 
