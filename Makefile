@@ -81,9 +81,10 @@ k6: ## install k6 into ./bin (built from the Go module proxy; a few minutes the 
 	@scripts/install-tool.sh k6 $(K6_VERSION) go.k6.io/k6
 
 .PHONY: loadtest
-loadtest: k6 ## k6 against a running system (make start): SCRIPT=catalog|checkout, k6 flags in K6_ARGS; checkout signs in K6_CUSTOMERS (10) synthetic customers first
+loadtest: k6 ## k6 against a running system (make start): SCRIPT=catalog|checkout|shop, k6 flags in K6_ARGS; checkout and shop sign in K6_CUSTOMERS (10) synthetic customers first; shop writes loadtests/results/
 	@script=$(or $(SCRIPT),catalog); \
-	if [[ $$script == checkout ]]; then \
+	mkdir -p loadtests/results; \
+	if [[ $$script == checkout || $$script == shop ]]; then \
 		TOKENS=$$(loadtests/k6/tokens.sh $(or $(K6_CUSTOMERS),10)) || exit 1; \
 		export TOKENS; \
 	fi; \

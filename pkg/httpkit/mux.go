@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/go-kit/kit/endpoint"
@@ -43,6 +44,18 @@ func NewMux(health *Health, metrics http.Handler) *http.ServeMux {
 // mounts its admin API on it under /v1/admin/.
 func NewAdminMux(health *Health, metrics http.Handler) *http.ServeMux {
 	return NewMux(health, metrics)
+}
+
+// MountPprof adds Go's profiles under /debug/pprof/ (net/http/pprof:
+// the index, cmdline, profile, symbol, trace and every named profile such
+// as heap and goroutine) to an operators' mux. Never on a public one.
+func MountPprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 // AdminPrefix is the path under which services mount their admin API, on

@@ -151,3 +151,33 @@ func TestPublicReadyzWhenReady(t *testing.T) {
 		t.Fatalf("draining: readyz = %d %s", resp.StatusCode, resp.Body)
 	}
 }
+
+// TestMountPprof: Go's profiles are on an operators' mux only when asked
+// for (ADMIN_PPROF), never on the public one.
+func TestMountPprof(t *testing.T) {
+	t.Parallel()
+	h := httpkit.NewHealth()
+	plain := newServer(t, httpkit.NewAdminMux(h, nil))
+	profiled := httpkit.NewAdminMux(h, nil)
+	httpkit.MountPprof(profiled)
+	prof, pub := newServer(t, profiled), newServer(t, httpkit.NewPublicMux(h))
+	for _, tt := range []struct {
+		name string
+		ts   *httptest.Server
+		path string
+		want int
+		body string
+	}{
+		{"admin without pprof", plain, "/debug/pprof/", 404, "not-found"},
+		{"admin index", prof, "/debug/pprof/", 200, "goroutine"},
+		{"admin heap", prof, "/debug/pprof/heap?debug=1", 200, "heap profile"},
+		{"admin goroutines", prof, "/debug/pprof/goroutine?debug=1", 200, "goroutine profile"},
+		{"public", pub, "/debug/pprof/heap?debug=1", 404, "not-found"},
+	} {
+		resp := do(t, tt.ts, "GET", tt.path, "", nil)
+		body := resp.Body
+		if resp.StatusCode != tt.want || !strings.Contains(string(body), tt.body) {
+			t.Errorf("%s: GET %s = %d %.80q, want %d with %q", tt.name, tt.path, resp.StatusCode, body, tt.want, tt.body)
+		}
+	}
+}

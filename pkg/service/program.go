@@ -152,6 +152,13 @@ type Serve struct {
 	// admin API under /v1/admin. Never publish it (ADR 0023). Default
 	// ":" + (Program.Port + 1000).
 	AdminAddr string `env:"ADMIN_ADDR"`
+	// AdminPprof serves Go's profiles (net/http/pprof) on the admin
+	// listener under /debug/pprof/ (ADMIN_PPROF, default off). Profiles
+	// show code paths and stacks, not data, but a goroutine dump names
+	// what each request is doing: operators only, like the rest of the
+	// listener. make run turns it on (profiling the whole topology under
+	// load, docs/benchmarks.md).
+	AdminPprof bool `env:"ADMIN_PPROF"`
 	// Roles run in this process. Default: every role of the Program.
 	Roles []string `env:"ROLES"`
 	// NATS is the server and the service's NATS user (NATS_URL,
@@ -431,6 +438,9 @@ func (p Program[C]) newApp(rt *Runtime, sv *Serve, lns Listeners) (*App, error) 
 		}
 	}
 	app.Muxes = rt.NewMuxes(app.Health)
+	if sv.AdminPprof {
+		httpkit.MountPprof(app.Muxes.Admin)
+	}
 	var err error
 	if app.Authz, err = rt.APIVerifier(sv.Auth, sv.Has(RoleAPI), app.Health); err != nil {
 		return nil, err
