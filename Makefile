@@ -43,7 +43,7 @@ help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: ## install pinned tools into ./bin, varnish, haproxy and chromium (browser tests) from Debian (idempotent: version stamps make a second call instant; run, start and test call it)
+tools: ## install pinned tools into ./bin, and from Debian varnish, haproxy (SHOPFLOOR_REPLICAS), pgbouncer (ADR 0042 tests) and chromium (browser tests) (idempotent: version stamps make a second call instant; run, start and test call it)
 	@scripts/install-tool.sh nats-server   $(NATS_SERVER_VERSION)   github.com/nats-io/nats-server/v2
 	@scripts/install-tool.sh toxiproxy-server $(TOXIPROXY_VERSION) github.com/Shopify/toxiproxy/v2/cmd/server
 	@scripts/install-tool.sh golangci-lint $(GOLANGCI_LINT_VERSION) github.com/golangci/golangci-lint/v2/cmd/golangci-lint
@@ -52,6 +52,7 @@ tools: ## install pinned tools into ./bin, varnish, haproxy and chromium (browse
 	@scripts/install-apt.sh /usr/lib/x86_64-linux-gnu/varnish/vmods/libvmod_xkey.so varnish varnish-modules
 	@scripts/install-apt.sh /usr/bin/chromium chromium
 	@scripts/install-apt.sh /usr/sbin/haproxy haproxy
+	@scripts/install-apt.sh /usr/sbin/pgbouncer pgbouncer
 
 .PHONY: test
 test: tools ## run every test against real PostgreSQL, Redis and NATS JetStream (installs the tools on first use)

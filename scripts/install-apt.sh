@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # install-apt.sh CHECK PACKAGE...: apt-get install PACKAGEs unless the file
-# or command CHECK already exists. Debian packages the tests need (varnish).
+# or command CHECK already exists. Debian packages the tests need (varnish, chromium,
+# pgbouncer).
 set -euo pipefail
 check=$1
 shift

@@ -25,7 +25,10 @@
 //     count, and returns a new receipt handle per receive. With WaitTime > 0
 //     it long-polls: it returns as soon as a message becomes available
 //     (LISTEN/NOTIFY on send, a timer for delays and visibility expiries),
-//     or empty after WaitTime (at most 20s). No busy loop.
+//     or empty after WaitTime (at most 20s). No busy loop. Through
+//     PgBouncer in transaction mode the LISTEN connection is not a session
+//     of its own and notifications go astray: receivers then find messages
+//     by their re-check every 2s (late, never lost; ADR 0042).
 //   - DeleteMessage and ChangeMessageVisibility take a receipt handle. A
 //     handle from an earlier receive is stale: it neither deletes nor
 //     extends the newer delivery (ErrStaleReceipt). DeleteMessage works in

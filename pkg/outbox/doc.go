@@ -35,7 +35,8 @@
 //     Published rows are kept for Retention (default 72h) for audit and
 //     re-publish, then deleted in batches.
 //   - One relay is active per database: the leader holds a session advisory
-//     lock on a dedicated connection, and reads batches on a second one
+//     lock on a dedicated connection (or, with LeaderLease, a lease row;
+//     see below), and reads batches on a second one
 //     tuned for that query: an ordered index scan that stops after a
 //     batch, even when stale statistics after a burst of inserts would
 //     make the planner scan and sort the whole backlog. Marks, pruning
@@ -87,7 +88,30 @@
 //
 // PgBouncer in transaction (or statement) pooling mode cannot carry this:
 // the lock, the LISTEN and the session settings belong to one server
-// session. Point the relay at PostgreSQL or at a session-mode pool.
+// session (TestAdvisoryLeaderIsNotSafeThroughPgBouncer: two relays both
+// lead). Point the relay at PostgreSQL or at a session-mode pool, or use
+// LeaderLease.
+//
+// # LeaderLease: a lease row, for transaction poolers
+//
+// With RelayConfig.Leader = LeaderLease (ADR 0042) the leadership is the
+// outbox_leader row named LockName (LeaseSchema): holder, epoch and
+// expires_at on the server's clock. A relay takes it in one statement
+// when it is expired (a new epoch), renews it every LeaderLease/3 and
+// releases it when it stops; a standby tries every LeaderRetry. The
+// leader's own view is the same as above: it publishes nothing once 2/3 of
+// the lease have passed since the last renewal that succeeded was sent,
+// and steps down when a renewal finds another epoch. Every statement it
+// runs on the outbox is fenced by its epoch in the same transaction: a
+// batch read checks the lease first, and a mark or park is one statement
+// that locks the lease row FOR SHARE and writes only while the epoch
+// holds it, so a leader that was frozen past its lease (and still believes
+// it leads) changes no row once another took over
+// (TestLeaseFencesAFrozenLeader). As above, the message it was sending
+// when it froze may still reach the broker, which drops it. Reads run in
+// a transaction of the pool each, with the reader's settings SET LOCAL.
+// LISTEN needs a session, so the leader polls every PollInterval unless
+// ListenURL names a direct connection to listen on.
 //
 // # Parking
 //

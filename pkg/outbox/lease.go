@@ -29,6 +29,9 @@ type lease struct {
 	base  time.Time
 	valid time.Duration // until base + lease/3·2 after the last renewal
 	until atomic.Int64  // time.Duration since base
+	// epoch is the outbox_leader epoch a LeaderLease leader holds (its
+	// fencing token); 0 under LeaderAdvisory.
+	epoch int64
 }
 
 func newLease(sent time.Time, d time.Duration) *lease {

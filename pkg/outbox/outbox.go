@@ -100,7 +100,10 @@ func (o *Outbox) Publish(ctx context.Context, tx pgx.Tx, evs ...events.Envelope)
 	keys := make([]string, len(evs))
 	types := make([]string, len(evs))
 	payloads := make([][]byte, len(evs))
-	headers := make([][]byte, len(evs))
+	// Headers go as text (cast to jsonb[] by the INSERT): pgx in exec
+	// mode, which PgBouncer in transaction mode needs (ADR 0042), would
+	// send [][]byte as bytea[], which jsonb cannot parse.
+	headers := make([]string, len(evs))
 	for i, ev := range evs {
 		body, err := events.Marshal(ev)
 		if err != nil {
@@ -114,7 +117,7 @@ func (o *Outbox) Publish(ctx context.Context, tx pgx.Tx, evs ...events.Envelope)
 		if err != nil {
 			return fmt.Errorf("outbox: headers of %s: %w", ev.ID, err)
 		}
-		ids[i], keys[i], types[i], payloads[i], headers[i] = ev.ID, ev.Subject, ev.Type, body, hj
+		ids[i], keys[i], types[i], payloads[i], headers[i] = ev.ID, ev.Subject, ev.Type, body, string(hj)
 	}
 	lockKeys := slices.Clone(keys)
 	slices.Sort(lockKeys)

@@ -24,11 +24,12 @@ import (
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
 var migrations = fstest.MapFS{
-	"00001_outbox.sql": {Data: []byte("-- +goose Up\n" + outbox.Schema + outbox.PositionSchema + outbox.ParkSchema + `
+	"00001_outbox.sql": {Data: []byte("-- +goose Up\n" + outbox.Schema + outbox.PositionSchema + outbox.ParkSchema + outbox.LeaseSchema + `
 -- an aggregate: its row lock orders same-key transactions, as an order row does
 CREATE TABLE counters (key text PRIMARY KEY, version bigint NOT NULL);
 -- +goose Down
 DROP TABLE counters;
+DROP TABLE outbox_leader;
 DROP TABLE outbox;
 `)},
 }

@@ -65,11 +65,14 @@ func (r *Relay) refused(ctx context.Context, l *lease, failed map[string]refusal
 	}
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	_, err := r.pool.Exec(mctx, `
+	err := r.fencedExec(mctx, l, `
 		UPDATE outbox o SET attempts = attempts + 1, last_error = v.err,
 			parked_at = CASE WHEN v.park THEN clock_timestamp() ELSE o.parked_at END
 		FROM unnest($1::bigint[], $2::text[], $3::bool[]) AS v(id, err, park)
 		WHERE o.id = v.id AND o.published_at IS NULL`, ids, msgs, park)
+	if errors.Is(err, errFenced) {
+		return nil, err
+	}
 	if err != nil {
 		if len(parked) > 0 {
 			return nil, fmt.Errorf("park %d rows: %w", len(parked), err)

@@ -83,9 +83,21 @@ type RelayConfig struct {
 	ParkAfter int
 	// Backoff between failed publish attempts. Default 200ms growing to 10s.
 	Backoff backoff.Policy
-	// LockName identifies the leader lock; relays of one database with the
-	// same name elect one leader. Default "shopfloor.outbox".
+	// LockName identifies the leader lock (the advisory lock's key, the
+	// outbox_leader row's name); relays of one database with the same name
+	// elect one leader. Default "shopfloor.outbox".
 	LockName string
+	// Leader picks the election: LeaderAdvisory (default) or LeaderLease,
+	// which works through PgBouncer in transaction mode and needs
+	// LeaseSchema (ADR 0042). LeaderLease, LeaderRetry and LockName mean
+	// the same in both; under LeaderLease the lease's expiry is kept on
+	// the server's clock and renewed every LeaderLease/3.
+	Leader Leadership
+	// ListenURL, under LeaderLease, is a URL the relay LISTENs on for the
+	// NOTIFY Publish sends: a direct connection to PostgreSQL (LISTEN
+	// needs a session a transaction pooler does not keep). Empty: the
+	// leader polls every PollInterval.
+	ListenURL string
 	// Registerer receives the metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// Stream labels the metrics. Default "all".
@@ -121,10 +133,19 @@ func (c RelayConfig) withDefaults() RelayConfig {
 	if c.Stream == "" {
 		c.Stream = "all"
 	}
+	if c.Leader == "" {
+		c.Leader = LeaderAdvisory
+	}
 	return c
 }
 
 func (c RelayConfig) validate() error {
+	if c.Leader != LeaderAdvisory && c.Leader != LeaderLease {
+		return fmt.Errorf("outbox: Leader %q is neither %q nor %q", c.Leader, LeaderAdvisory, LeaderLease)
+	}
+	if c.ListenURL != "" && c.Leader != LeaderLease {
+		return fmt.Errorf("outbox: ListenURL is for Leader %q (the advisory leader listens on its lock session)", LeaderLease)
+	}
 	if c.LeaderLease < 300*time.Millisecond {
 		return fmt.Errorf("outbox: LeaderLease %s is below 300ms", c.LeaderLease)
 	}
@@ -148,6 +169,12 @@ type Relay struct {
 	// acknowledged other rows (ParkAfter). Only the lead loop touches it;
 	// it starts empty with each leadership.
 	refusals map[int64]int
+	// holder names this relay in outbox_leader (LeaderLease).
+	holder string
+	// beforeRenew and beforeMark, when set (tests), run before each lease
+	// renewal and each mark UPDATE: a test stops them to act out a frozen
+	// leader.
+	beforeRenew, beforeMark func()
 }
 
 // NewRelay returns a relay; it does nothing until Run.
@@ -158,7 +185,7 @@ func NewRelay(pool *pgxpool.Pool, sink Sink, cfg RelayConfig, log *slog.Logger) 
 	}
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(cfg.LockName))
-	r := &Relay{pool: pool, sink: sink, cfg: cfg, log: log.With("component", "outbox-relay"), lockID: int64(h.Sum64())}
+	r := &Relay{pool: pool, sink: sink, cfg: cfg, log: log.With("component", "outbox-relay"), lockID: int64(h.Sum64()), holder: newHolder()}
 	if err := r.m.register(cfg.Registerer, cfg.Stream); err != nil {
 		return nil, err
 	}
@@ -189,6 +216,9 @@ func (r *Relay) Run(ctx context.Context) error {
 // tries for the lock until it gets it, then leads until ctx ends, the
 // connection fails or the lease runs out.
 func (r *Relay) session(ctx context.Context) error {
+	if r.cfg.Leader == LeaderLease {
+		return r.leaseSession(ctx)
+	}
 	conn, err := r.lockConn(ctx)
 	if err != nil {
 		return err
@@ -251,19 +281,26 @@ func (r *Relay) session(ctx context.Context) error {
 // and an error when the reader connection is gone.
 func (r *Relay) lead(ctx context.Context, l *lease, wake <-chan struct{}) error {
 	r.refusals = map[int64]int{}
-	reader, err := r.openReader(ctx)
-	if err != nil {
-		return err
+	var reader batchReader = txReader{r: r, l: l}
+	if l.epoch == 0 {
+		conn, err := r.openReader(ctx)
+		if err != nil {
+			return err
+		}
+		reader = connReader{r: r, conn: conn}
 	}
-	defer reader.Close(context.WithoutCancel(ctx))
+	defer reader.close(context.WithoutCancel(ctx))
 	p := &pipeline{r: r, reader: reader, lease: l}
 	defer p.drain()
 	for {
 		batch, err := p.fetchBatch(ctx)
-		if err != nil && reader.IsClosed() {
+		if err != nil && reader.broken() {
 			// The reader's session is gone (a database restart, a
 			// terminated backend): lead again with new connections.
 			return fmt.Errorf("reader connection: %w", err)
+		}
+		if errors.Is(err, errFenced) {
+			return err
 		}
 		var (
 			acked  []position
@@ -276,7 +313,7 @@ func (r *Relay) lead(ctx context.Context, l *lease, wake <-chan struct{}) error 
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, errLeaseExpired) {
+		if lostLeadership(err) {
 			return err
 		}
 		if err != nil || parked > 0 {
@@ -301,7 +338,7 @@ func (r *Relay) lead(ctx context.Context, l *lease, wake <-chan struct{}) error 
 // pipeline is what the lead loop carries from one round to the next.
 type pipeline struct {
 	r      *Relay
-	reader *pgx.Conn
+	reader batchReader
 	lease  *lease
 	// marking records the previous batch's acknowledged rows while the
 	// next batch is read and published.
@@ -330,7 +367,7 @@ func (p *pipeline) fetchBatch(ctx context.Context) ([]row, error) {
 		p.ahead = nil
 		return batch, err
 	}
-	return p.r.readBatch(ctx, p.reader, p.marking.rows())
+	return p.reader.read(ctx, p.marking.rows())
 }
 
 // publish publishes batch (publishBatch). When batch is full, more rows
@@ -339,7 +376,7 @@ func (p *pipeline) fetchBatch(ctx context.Context) ([]row, error) {
 // failed key's later rows are never published first.
 func (p *pipeline) publish(ctx context.Context, batch []row) ([]position, int, error) {
 	if len(batch) == p.r.cfg.BatchSize {
-		p.ahead = p.r.readAhead(ctx, p.reader, append(ids(batch), p.marking.rows()...))
+		p.ahead = readAhead(ctx, p.reader, append(ids(batch), p.marking.rows()...))
 	}
 	return p.r.publishBatch(ctx, p.lease, batch)
 }
@@ -351,7 +388,7 @@ func (p *pipeline) markPublished(ctx context.Context, acked []position, err erro
 	if merr := p.marking.wait(); merr != nil && err == nil {
 		err = merr
 	}
-	p.marking = p.r.markPublished(ctx, acked)
+	p.marking = p.r.markPublished(ctx, p.lease, acked)
 	return err
 }
 
@@ -432,8 +469,10 @@ type position struct {
 // markPublished starts marking rows published, with where each went. It
 // uses a context that survives shutdown: the broker has the messages, so
 // recording that is cheap and avoids re-publishing them. The UPDATE
-// touches no indexed column (a HOT update where the page has room).
-func (r *Relay) markPublished(ctx context.Context, acked []position) *mark {
+// touches no indexed column (a HOT update where the page has room). Under
+// LeaderLease it is fenced (fencedExec): a leader that lost the lease
+// marks nothing, and its mark fails with errFenced.
+func (r *Relay) markPublished(ctx context.Context, l *lease, acked []position) *mark {
 	if len(acked) == 0 {
 		return nil
 	}
@@ -444,9 +483,12 @@ func (r *Relay) markPublished(ctx context.Context, acked []position) *mark {
 	m := &mark{ids: ids, done: make(chan struct{})}
 	go func() {
 		defer close(m.done)
+		if r.beforeMark != nil {
+			r.beforeMark()
+		}
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if _, err := r.pool.Exec(mctx, `
+		if err := r.fencedExec(mctx, l, `
 			UPDATE outbox o SET published_at = clock_timestamp(), published_partition = v.p, published_sequence = nullif(v.s, 0)
 			FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS v(id, p, s) WHERE o.id = v.id`, ids, parts, seqs); err != nil {
 			m.err = fmt.Errorf("mark %d rows published: %w", len(ids), err)
@@ -513,7 +555,7 @@ func (r *Relay) openReader(ctx context.Context) (*pgx.Conn, error) {
 // reader connection, leaving out skip (rows being published or marked),
 // parked rows and the rows of their keys that follow them (the probe of
 // ParkSchema's index costs next to nothing while it is empty).
-func (r *Relay) readBatch(ctx context.Context, reader *pgx.Conn, skip []int64) ([]row, error) {
+func (r *Relay) readBatch(ctx context.Context, reader Querier, skip []int64) ([]row, error) {
 	if skip == nil {
 		skip = []int64{}
 	}
@@ -548,14 +590,36 @@ type read struct {
 	err   error
 }
 
-func (r *Relay) readAhead(ctx context.Context, reader *pgx.Conn, skip []int64) *read {
+func readAhead(ctx context.Context, reader batchReader, skip []int64) *read {
 	rd := &read{done: make(chan struct{})}
 	go func() {
 		defer close(rd.done)
-		rd.batch, rd.err = r.readBatch(ctx, reader, skip)
+		rd.batch, rd.err = reader.read(ctx, skip)
 	}()
 	return rd
 }
+
+// batchReader reads the leader's batches (readBatch): on a dedicated,
+// tuned connection (connReader, LeaderAdvisory) or in a transaction of
+// the pool each (txReader, LeaderLease). Only one read runs at a time.
+type batchReader interface {
+	read(ctx context.Context, skip []int64) ([]row, error)
+	// broken reports whether the reader's connection is gone.
+	broken() bool
+	close(ctx context.Context)
+}
+
+// connReader reads on the connection openReader tuned.
+type connReader struct {
+	r    *Relay
+	conn *pgx.Conn
+}
+
+func (c connReader) read(ctx context.Context, skip []int64) ([]row, error) {
+	return c.r.readBatch(ctx, c.conn, skip)
+}
+func (c connReader) broken() bool              { return c.conn.IsClosed() }
+func (c connReader) close(ctx context.Context) { _ = c.conn.Close(ctx) }
 
 func (rd *read) wait() ([]row, error) {
 	<-rd.done

@@ -29,11 +29,7 @@ var fast = outbox.RelayConfig{
 
 func newRelay(t *testing.T, b *bundle, sink outbox.Sink, cfg outbox.RelayConfig) *outbox.Relay {
 	t.Helper()
-	r, err := outbox.NewRelay(b.db.Pool, sink, cfg, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return newRelayOn(t, b.db.Pool, sink, cfg)
 }
 
 // TestRelayPublishesLateCommits is the classic trap: row 1 is inserted

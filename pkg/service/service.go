@@ -64,8 +64,22 @@ import (
 // Base is what every command of a service with a database needs: the
 // database and telemetry. Services embed it in their config struct.
 type Base struct {
-	DB pgdb.Config
+	DB    pgdb.Config
+	Relay RelayElection
 	Telemetry
+}
+
+// RelayElection is how the relay role elects its leader (pkg/outbox,
+// ADR 0042). The default, an advisory lock, needs a direct connection
+// (or a session-mode pool); behind PgBouncer in transaction mode set
+// OUTBOX_LEADER=lease (the service's migrations carry outbox_leader) and
+// DATABASE_URL with default_query_exec_mode=exec.
+type RelayElection struct {
+	// Leader is "advisory" or "lease" (outbox.Leadership).
+	Leader string `env:"OUTBOX_LEADER" envDefault:"advisory"`
+	// ListenURL is a direct PostgreSQL URL the lease leader LISTENs on
+	// for new rows; empty, it polls every second.
+	ListenURL string `env:"DATABASE_LISTEN_URL"`
 }
 
 // HTTP is the server part of a serve command's config. Services embed it
@@ -469,7 +483,8 @@ func (rt *Runtime) NewRelay(pool *pgxpool.Pool, js jetstream.JetStream, streamNa
 		return nil, err
 	}
 	return outbox.NewRelay(pool, outbox.StreamSink{streamName: pub},
-		outbox.RelayConfig{Stream: streamName, Registerer: rt.Tel.Registry}, rt.Log)
+		outbox.RelayConfig{Stream: streamName, Registerer: rt.Tel.Registry,
+			Leader: outbox.Leadership(rt.base.Relay.Leader), ListenURL: rt.base.Relay.ListenURL}, rt.Log)
 }
 
 // AuditCommand is `<svc> audit ...`: the service's audit log (pkg/audit:

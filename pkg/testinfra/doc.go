@@ -28,6 +28,10 @@
 //   - NATS: every call to NATS returns a connection and a name prefix; streams
 //     whose names start with it are deleted when the test ends.
 //
+// PgBouncer starts Debian's pgbouncer (make tools) in transaction pooling
+// mode in front of a test's database, for code that must work through a
+// transaction pooler (ADR 0042); a missing binary fails the test.
+//
 // A test package that uses this package calls Main from TestMain, so that
 // servers started for the test binary are stopped before the goroutine leak
 // check:
