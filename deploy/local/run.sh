@@ -247,7 +247,8 @@ if [[ -z ${SHOPFLOOR_POSTGRES_URL:-} && -x $pg_bin/initdb && -x $pg_bin/postgres
 	# password is accepted): stop the run and delete $run/pg for a new one.
 	supervise postgres "${as_pg[@]}" "$pg_bin/postgres" -D "$pgdata" -c listen_addresses=127.0.0.1 -c port="$PG_PORT" \
 		-c unix_socket_directories= -c fsync=on -c synchronous_commit=on -c full_page_writes=on \
-		-c max_connections="${SHOPFLOOR_PG_MAX_CONNECTIONS:-300}" -c shared_buffers=128MB -c log_min_messages=warning
+		-c max_connections="${SHOPFLOOR_PG_MAX_CONNECTIONS:-300}" -c shared_buffers=128MB -c log_min_messages=warning \
+		-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top
 	for _ in $(seq 1 300); do
 		pgsql "$PG/postgres?sslmode=disable" -qtAc 'SELECT 1' >/dev/null 2>&1 && break
 		sleep 0.2
@@ -420,7 +421,7 @@ fi
 # each stream as there are nodes (ADR 0041).
 nats_url=""
 for ((n = 0; n < nats_nodes; n++)); do nats_url+="nats://127.0.0.1:${nats_toxi[n]},"; done
-common=(NATS_URL="${nats_url%,}" STREAM_REPLICAS="$nats_nodes" LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER" "${limits[@]}")
+common=(NATS_URL="${nats_url%,}" STREAM_REPLICAS="$nats_nodes" ADMIN_PPROF=true LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER" "${limits[@]}")
 # Each service connects to NATS as its own user (ADR 0039).
 catalog_env=("${common[@]}" NATS_USER=catalog NATS_PASSWORD="$NATS_CATALOG_PASSWORD" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://$REDIS_CATALOG_USER:$REDIS_CATALOG_PASSWORD@127.0.0.1:$TOXI_REDIS/$REDIS_DB")
 # catalog's api reads are short and wait on the network, not the CPU: twice
