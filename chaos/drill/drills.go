@@ -14,6 +14,18 @@ import (
 
 // --- building blocks --------------------------------------------------------
 
+// everyInstance is name and the further instances of it the system runs
+// (SHOPFLOOR_REPLICAS: target.Replica names among its endpoints).
+func everyInstance(r *Run, name string) []string {
+	names := []string{name}
+	for k := 2; k <= target.MaxReplicas; k++ {
+		if _, ok := r.Sys.Metrics[target.Replica(name, k)]; ok {
+			names = append(names, target.Replica(name, k))
+		}
+	}
+	return names
+}
+
 func kill(names ...string) func(context.Context, *Run) error {
 	return func(ctx context.Context, r *Run) error {
 		if r.Sys.Procs == nil {

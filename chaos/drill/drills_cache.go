@@ -371,7 +371,7 @@ func invalidationLost() Drill {
 		Resource:  invalidationProcess,
 		GameDay:   true,
 		Processes: []string{invalidationProcess},
-		Fault: "SIGKILL catalog-worker (ROLES=relay,consumer: the CATALOG outbox relay and the catalog-invalidation consumer, " +
+		Fault: "SIGKILL catalog-worker and its replicas (ROLES=relay,consumer: the CATALOG outbox relay and the catalog-invalidation consumer, " +
 			"which moves cache pointers, warms and purges the CDN), start it again after the fault window; meanwhile a prober writes " +
 			"a new EUR price to one of 8 products every second and reads them from the origin (40 reads/s) and, every fifth read, through the CDN",
 		Proves: "losing the invalidation path costs bounded staleness, never a wrong price for good (#6): origin reads lag a committed write by at most " +
@@ -379,7 +379,10 @@ func invalidationLost() Drill {
 			"s-maxage + stale-while-revalidate (nothing purges the CDN meanwhile); after the restart the outbox backlog is published, " +
 			"the consumer purges, and origin and CDN serve the PostgreSQL version",
 		Inject: func(ctx context.Context, r *Run) error {
-			if err := kill(invalidationProcess)(ctx, r); err != nil {
+			// Every instance: with SHOPFLOOR_REPLICAS a standby relay and
+			// a second consumer would carry the path on, and the drill
+			// would prove nothing.
+			if err := kill(everyInstance(r, invalidationProcess)...)(ctx, r); err != nil {
 				return err
 			}
 			// Counted once it is dead: what the relay published while
@@ -393,7 +396,7 @@ func invalidationLost() Drill {
 			if js, err := r.Sys.JetStream(ctx); err == nil {
 				r.Values["invalidation catalog at heal"] = float64(js.Messages[catalogapi.Stream])
 			}
-			return start(invalidationProcess)(ctx, r)
+			return start(everyInstance(r, invalidationProcess)...)(ctx, r)
 		},
 		Effect: invalidationEffect,
 		Probe:  invalidationProbe,
