@@ -149,6 +149,10 @@ func TestReplicasAreEndpoints(t *testing.T) {
 	if _, ok := e.Metrics["orders-consumer-2-r2"]; ok {
 		t.Error("a second consumer instance has replicas")
 	}
+	if n, want := len(e.Metrics), 16+11*(target.MaxReplicas-1); n != want {
+		// More: replicas of replicas (addReplicas ranging over the map it grows).
+		t.Errorf("%d processes, want %d: 16 first or second instances and %d replicas of each of the 11 roles", n, want, target.MaxReplicas-1)
+	}
 	dir := t.TempDir()
 	if err := mkdirAll(dir+"/pids", "orders.pid", "orders-r2.pid"); err != nil {
 		t.Fatal(err)

@@ -25,8 +25,8 @@ const ReplicaAdminOffset = 2000
 // Replica is the name of instance k (2..MaxReplicas) of a process.
 func Replica(name string, k int) string { return name + "-r" + strconv.Itoa(k) }
 
-// isReplica reports whether name is a further instance of a process.
-func isReplica(name string) bool {
+// IsReplica reports whether name is a further instance of a process.
+func IsReplica(name string) bool {
 	for k := 2; k <= MaxReplicas; k++ {
 		if strings.HasSuffix(name, "-r"+strconv.Itoa(k)) {
 			return true
@@ -40,10 +40,15 @@ func isReplica(name string) bool {
 // groups' second instances have none. DropAbsentInstances removes those
 // the run does not have.
 func (e *Endpoints) addReplicas() {
+	// The first instances, before any replica is added: a map grown while
+	// it is ranged over may show the new keys too.
+	firsts := make(map[string]string, len(e.Metrics))
 	for name, admin := range e.Metrics {
-		if slices.Contains(SecondInstances, name) {
-			continue
+		if !slices.Contains(SecondInstances, name) {
+			firsts[name] = admin
 		}
+	}
+	for name, admin := range firsts {
 		u, err := url.Parse(admin)
 		if err != nil {
 			continue
@@ -70,7 +75,7 @@ func (e *Endpoints) DropAbsentInstances(runDir string) {
 		return
 	}
 	for name := range e.Metrics {
-		if !slices.Contains(SecondInstances, name) && !isReplica(name) {
+		if !slices.Contains(SecondInstances, name) && !IsReplica(name) {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(runDir, "pids", name+".pid")); err != nil {

@@ -74,38 +74,47 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 			Help: "Acks sent again because the broker did not confirm them (the consumer's leader died or moved), by outcome (confirmed, gave_up: redelivered after AckWait).",
 		}, []string{"stream", "group", "outcome"}),
 	}
-	var err error
-	if m.lag, err = register(reg, m.lag); err != nil {
-		return nil, err
-	}
-	if m.oldest, err = register(reg, m.oldest); err != nil {
-		return nil, err
-	}
-	if m.duration, err = register(reg, m.duration); err != nil {
-		return nil, err
-	}
-	if m.redeliveries, err = register(reg, m.redeliveries); err != nil {
-		return nil, err
-	}
-	if m.deadLettered, err = register(reg, m.deadLettered); err != nil {
-		return nil, err
-	}
-	if m.discarded, err = register(reg, m.discarded); err != nil {
-		return nil, err
-	}
-	if m.batchSize, err = register(reg, m.batchSize); err != nil {
-		return nil, err
-	}
-	if m.waitingParts, err = register(reg, m.waitingParts); err != nil {
-		return nil, err
-	}
-	if m.infraRetries, err = register(reg, m.infraRetries); err != nil {
-		return nil, err
-	}
-	if m.reconfirms, err = register(reg, m.reconfirms); err != nil {
+	if err := m.register(reg); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// register registers m's collectors with reg, or takes over the ones a
+// group of the same process registered first.
+func (m *groupMetrics) register(reg prometheus.Registerer) error {
+	var err error
+	if m.lag, err = register(reg, m.lag); err != nil {
+		return err
+	}
+	if m.oldest, err = register(reg, m.oldest); err != nil {
+		return err
+	}
+	if m.duration, err = register(reg, m.duration); err != nil {
+		return err
+	}
+	if m.redeliveries, err = register(reg, m.redeliveries); err != nil {
+		return err
+	}
+	if m.deadLettered, err = register(reg, m.deadLettered); err != nil {
+		return err
+	}
+	if m.discarded, err = register(reg, m.discarded); err != nil {
+		return err
+	}
+	if m.batchSize, err = register(reg, m.batchSize); err != nil {
+		return err
+	}
+	if m.waitingParts, err = register(reg, m.waitingParts); err != nil {
+		return err
+	}
+	if m.infraRetries, err = register(reg, m.infraRetries); err != nil {
+		return err
+	}
+	if m.reconfirms, err = register(reg, m.reconfirms); err != nil {
+		return err
+	}
+	return nil
 }
 
 // register registers c, or returns the collector already registered under

@@ -55,61 +55,12 @@ func PgBouncer(tb testing.TB, d *Database, cfg PgBouncerConfig) string {
 	if err != nil {
 		tb.Fatalf("testinfra: parse the test database URL: %v", err)
 	}
-	port := freePort(tb)
-	dir := tb.TempDir()
-	userlist := filepath.Join(dir, "userlist.txt")
-	if err := os.WriteFile(userlist, fmt.Appendf(nil, "%q %q\n", cc.User, cc.Password), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	ini := fmt.Sprintf(`[databases]
-* = host=%s port=%d
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = %d
-unix_socket_dir =
-auth_type = trust
-auth_file = %s
-pool_mode = transaction
-default_pool_size = %d
-max_client_conn = 200
-ignore_startup_parameters = extra_float_digits,statement_timeout,lock_timeout,idle_in_transaction_session_timeout
-server_login_retry = 1
-`, cc.Host, cc.Port, port, userlist, cfg.PoolSize)
-	iniPath := filepath.Join(dir, "pgbouncer.ini")
-	if err := os.WriteFile(iniPath, []byte(ini), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	args := []string{iniPath}
-	if os.Geteuid() == 0 {
-		// pgbouncer refuses to run as root; it reads its files first.
-		args = []string{"-u", "nobody", iniPath}
-	}
-	cmd := exec.Command(bin, args...) //nolint:gosec // G204: the binary found above, our own ini
-	var log Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("testinfra: start pgbouncer: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	tb.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGINT) // immediate shutdown
-		select {
-		case <-exited: //nolint:errcheck // ended by the signal: not a failure
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited //nolint:errcheck // killed
-		}
-		if tb.Failed() {
-			tb.Logf("pgbouncer's log:\n%s", log.String())
-		}
-	})
-
 	u, err := url.Parse(d.URL)
 	if err != nil || u.Scheme == "" {
 		tb.Fatalf("testinfra: PgBouncer needs a URL-form database URL")
 	}
+	port := freePort(tb)
+	exited, log := startPgBouncer(tb, bin, pgbouncerIni(tb, cc, port, cfg.PoolSize))
 	u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	bouncerURL := u.String()
 	deadline := time.Now().Add(10 * time.Second)
@@ -132,6 +83,69 @@ server_login_retry = 1
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// pgbouncerIni writes pgbouncer's configuration and auth file for the
+// server cc names into a temporary directory and returns the ini's path.
+func pgbouncerIni(tb testing.TB, cc *pgx.ConnConfig, port, poolSize int) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	userlist := filepath.Join(dir, "userlist.txt")
+	if err := os.WriteFile(userlist, fmt.Appendf(nil, "%q %q\n", cc.User, cc.Password), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	ini := fmt.Sprintf(`[databases]
+* = host=%s port=%d
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+unix_socket_dir =
+auth_type = trust
+auth_file = %s
+pool_mode = transaction
+default_pool_size = %d
+max_client_conn = 200
+ignore_startup_parameters = extra_float_digits,statement_timeout,lock_timeout,idle_in_transaction_session_timeout
+server_login_retry = 1
+`, cc.Host, cc.Port, port, userlist, poolSize)
+	iniPath := filepath.Join(dir, "pgbouncer.ini")
+	if err := os.WriteFile(iniPath, []byte(ini), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return iniPath
+}
+
+// startPgBouncer starts bin with iniPath and stops it when the test ends;
+// exited gets its exit, log its output.
+func startPgBouncer(tb testing.TB, bin, iniPath string) (exited <-chan error, log *Buffer) {
+	tb.Helper()
+	args := []string{iniPath}
+	if os.Geteuid() == 0 {
+		// pgbouncer refuses to run as root; it reads its files first.
+		args = []string{"-u", "nobody", iniPath}
+	}
+	cmd := exec.Command(bin, args...) //nolint:gosec // G204: the binary found above, our own ini
+	log = &Buffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("testinfra: start pgbouncer: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tb.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGINT) // immediate shutdown
+		select {
+		case <-done: //nolint:errcheck // ended by the signal: not a failure
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done //nolint:errcheck // killed
+		}
+		if tb.Failed() {
+			tb.Logf("pgbouncer's log:\n%s", log.String())
+		}
+	})
+	return done, log
 }
 
 // pgbouncerBinary finds pgbouncer on PATH or where Debian puts it
