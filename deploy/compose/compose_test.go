@@ -58,6 +58,7 @@ var testSecrets = map[string]string{
 	"NATS_NOTIFICATIONS_PASSWORD":     "test-nats-notifications-0",
 	"NATS_SEARCH_PASSWORD":            "test-nats-search-0",
 	"NATS_OPERATOR_PASSWORD":          "test-nats-operator-0",
+	"NATS_ROUTE_PASSWORD":             "testnatsroute0",
 	"CATALOG_DB_OWNER_PASSWORD":       "testcatalogdbowner0",
 	"CATALOG_DB_APP_PASSWORD":         "testcatalogdbapp0",
 	"ORDERS_DB_OWNER_PASSWORD":        "testordersdbowner0",
@@ -88,8 +89,14 @@ func loadProject(envFile string, extra map[string]string) (*types.Project, error
 
 // loadFiles is loadProject with files (-f) instead of compose.yaml alone.
 func loadFiles(files []string, envFile string, extra map[string]string) (*types.Project, error) {
+	return loadWith(files, []string{"observability"}, envFile, extra)
+}
+
+// loadWith is loadFiles with these profiles (--profile) instead of
+// observability alone.
+func loadWith(files, profiles []string, envFile string, extra map[string]string) (*types.Project, error) {
 	opts, err := cli.NewProjectOptions(files,
-		cli.WithWorkingDirectory("."), cli.WithProfiles([]string{"observability"}),
+		cli.WithWorkingDirectory("."), cli.WithProfiles(profiles),
 		cli.WithEnv(env(extra)), cli.WithEnvFiles(envFile), cli.WithDotEnv)
 	if err != nil {
 		return nil, err
@@ -199,7 +206,13 @@ func isOneShot(s types.ServiceConfig) bool { return s.Restart == "no" }
 
 func TestServicesAreHealthcheckedAndOrdered(t *testing.T) {
 	t.Parallel()
-	p := load(t)
+	for _, p := range []*types.Project{load(t), loadCluster(t)} {
+		servicesAreHealthcheckedAndOrdered(t, p)
+	}
+}
+
+func servicesAreHealthcheckedAndOrdered(t *testing.T, p *types.Project) {
+	t.Helper()
 	if len(p.Services) < 20 {
 		t.Fatalf("only %d services loaded", len(p.Services))
 	}
@@ -300,7 +313,13 @@ var portRE = regexp.MustCompile(`:(\d+)`)
 // for the simulator), and a published port is HTTP_ADDR's.
 func TestEnvMatchesTheBinaries(t *testing.T) {
 	t.Parallel()
-	p := load(t)
+	for _, p := range []*types.Project{load(t), loadCluster(t)} {
+		envMatchesTheBinaries(t, p)
+	}
+}
+
+func envMatchesTheBinaries(t *testing.T, p *types.Project) {
+	t.Helper()
 	checked := 0
 	for name, s := range p.Services {
 		if len(s.Command) == 0 {
@@ -349,13 +368,13 @@ func TestEnvMatchesTheBinaries(t *testing.T) {
 	}
 }
 
-// TestEnvExampleDocumentsEveryVariable: each ${VAR} compose.yaml and the
-// chaos overlay read is in .env.example, and .env.example lists nothing
+// TestEnvExampleDocumentsEveryVariable: each ${VAR} compose.yaml, the
+// chaos overlay and the cluster overlay read is in .env.example, and .env.example lists nothing
 // else.
 func TestEnvExampleDocumentsEveryVariable(t *testing.T) {
 	t.Parallel()
 	var yaml []byte
-	for _, f := range []string{"compose.yaml", overlay} {
+	for _, f := range []string{"compose.yaml", overlay, clusterOverlay} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -375,7 +394,7 @@ func TestEnvExampleDocumentsEveryVariable(t *testing.T) {
 		documented[m[1]] = true
 	}
 	if !maps.Equal(used, documented) {
-		t.Fatalf("compose.yaml and %s read %v; .env.example documents %v", overlay, slices.Sorted(maps.Keys(used)), slices.Sorted(maps.Keys(documented)))
+		t.Fatalf("compose.yaml, %s and %s read %v; .env.example documents %v", overlay, clusterOverlay, slices.Sorted(maps.Keys(used)), slices.Sorted(maps.Keys(documented)))
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/compose-spec/compose-go/v2/types"
+
 	"github.com/shopfloor/shopfloor/pkg/natsauth"
 )
 
@@ -15,7 +17,13 @@ import (
 // another service's); the console's tools get the operator's (ADR 0039).
 func TestEveryNATSClientConnectsAsItsOwnUser(t *testing.T) {
 	t.Parallel()
-	p := load(t)
+	for _, p := range []*types.Project{load(t), loadCluster(t)} {
+		everyNATSClientConnectsAsItsOwnUser(t, p)
+	}
+}
+
+func everyNATSClientConnectsAsItsOwnUser(t *testing.T, p *types.Project) {
+	t.Helper()
 	conf, err := os.ReadFile("nats/nats.conf")
 	if err != nil {
 		t.Fatal(err)

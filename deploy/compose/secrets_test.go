@@ -31,7 +31,7 @@ func TestSecretsHaveNoDefault(t *testing.T) {
 	t.Parallel()
 	// The chaos overlay reads secrets the same way.
 	var yaml []byte
-	for _, f := range []string{"compose.yaml", overlay} {
+	for _, f := range []string{"compose.yaml", overlay, clusterOverlay} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -253,10 +253,12 @@ func TestAPIRolesVerifyIdentityTokens(t *testing.T) {
 
 // TestSecretsReachOnlyWhoNeedsThem: each secret is in the environment of
 // the services that use it and of no other (a worker role that calls no
-// one has no client secret; only identity knows the demo password).
+// one has no client secret; only identity knows the demo password), with
+// and without the cluster overlay.
 func TestSecretsReachOnlyWhoNeedsThem(t *testing.T) {
 	t.Parallel()
-	p := load(t)
+	single, cluster := load(t), loadCluster(t)
+	isNATS := func(s string) bool { return slices.Contains(natsNodes, s) }
 	allowed := map[string]func(service, key string) bool{
 		"SHOPFLOOR_DEMO_PASSWORD": func(s, _ string) bool { return s == "identity" },
 		// orders' api calls catalog, its consumer payments (stuck-order repair).
@@ -281,14 +283,19 @@ func TestSecretsReachOnlyWhoNeedsThem(t *testing.T) {
 			return k == "CDN_PURGE_SECRET" && (s == "varnish" || s == "catalog-worker" || s == "catalog-invalidation-2")
 		},
 		"GRAFANA_ADMIN_PASSWORD": func(s, k string) bool { return s == "otel-lgtm" && k == "GF_SECURITY_ADMIN_PASSWORD" },
+		// The cluster's nodes, in their routes' URLs too (ADR 0041).
+		"NATS_ROUTE_PASSWORD": func(s, k string) bool {
+			return isNATS(s) && (k == "NATS_ROUTE_PASSWORD" || k == "NATS_ROUTES")
+		},
 	}
-	// A service's NATS password: the broker and that service's processes;
-	// the operator's: the broker and the console (ADR 0039).
+	// A service's NATS password: the broker (each node of the cluster) and
+	// that service's processes; the operator's: the broker and the console
+	// (ADR 0039).
 	for _, u := range natsauth.Shopfloor.Users {
 		v := natsauth.PasswordVar(u.Name)
 		allowed[v] = func(s, k string) bool {
 			svc, _, _ := strings.Cut(s, "-")
-			return (s == "nats" && k == v) || (svc == u.Name && k == "NATS_PASSWORD") ||
+			return (isNATS(s) && k == v) || (svc == u.Name && k == "NATS_PASSWORD") ||
 				(u.Operator && s == "web" && k == "WEB_CONSOLE_NATS_PASSWORD")
 		}
 	}
@@ -308,7 +315,7 @@ func TestSecretsReachOnlyWhoNeedsThem(t *testing.T) {
 		}
 	}
 	seen := map[string]bool{}
-	for name, s := range p.Services {
+	for name, s := range servicesOf(single, cluster) {
 		for k, v := range s.Environment {
 			for secret, value := range testSecrets {
 				if v == nil || !strings.Contains(*v, value) {
@@ -370,6 +377,9 @@ func TestInitEnvWritesWorkingSecrets(t *testing.T) {
 	p, err := loadProject(file, nil)
 	if err != nil {
 		t.Fatalf("compose does not load with init-env.sh's .env: %v", err)
+	}
+	if _, err := loadWith(clusterFiles, []string{"cluster"}, file, nil); err != nil {
+		t.Errorf("compose with %s does not load with init-env.sh's .env: %v", clusterOverlay, err)
 	}
 	values := map[string]string{}
 	for _, m := range secretVarRE.FindAllStringSubmatch(string(first), -1) {
