@@ -243,9 +243,12 @@ func mustAbs(t *testing.T, path string) string {
 // log in. Not parallel: the parser reads the process environment.
 func TestClusterConfigFormsACluster(t *testing.T) {
 	p := loadCluster(t)
-	clientPorts, routePorts := map[string]int{}, map[string]int{}
+	clientPorts, routePorts, stores := map[string]int{}, map[string]int{}, map[string]string{}
 	for _, n := range natsNodes {
 		clientPorts[n], routePorts[n] = freePort(t), freePort(t)
+		// Before the shutdown below is registered: cleanups run last
+		// first, so the servers stop before their stores are removed.
+		stores[n] = t.TempDir()
 	}
 	var servers []*server.Server
 	t.Cleanup(func() {
@@ -286,7 +289,7 @@ func TestClusterConfigFormsACluster(t *testing.T) {
 		}
 		opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", clientPorts[n], 0
 		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", routePorts[n]
-		opts.StoreDir = t.TempDir()
+		opts.StoreDir = stores[n]
 		opts.NoLog, opts.NoSigs = true, true
 		s, err := server.NewServer(opts)
 		if err != nil {
