@@ -82,9 +82,10 @@ k6: ## install k6 into ./bin (built from the Go module proxy; a few minutes the 
 	@scripts/install-tool.sh k6 $(K6_VERSION) go.k6.io/k6
 
 .PHONY: loadtest
-loadtest: k6 ## k6 against a running system (make start): SCRIPT=catalog|checkout|shop, k6 flags in K6_ARGS; checkout and shop sign in K6_CUSTOMERS (10) synthetic customers first; shop writes loadtests/results/
+loadtest: k6 ## k6 against a running system (make start): SCRIPT=catalog|checkout|shop, k6 flags in K6_ARGS; checkout and shop sign in K6_CUSTOMERS (10) synthetic customers first; shop writes its summary to SUMMARY_DIR (loadtests/results)
 	@script=$(or $(SCRIPT),catalog); \
-	mkdir -p loadtests/results; \
+	export SUMMARY_DIR=$(or $(SUMMARY_DIR),loadtests/results); \
+	mkdir -p "$$SUMMARY_DIR"; \
 	if [[ $$script == checkout || $$script == shop ]]; then \
 		TOKENS=$$(loadtests/k6/tokens.sh $(or $(K6_CUSTOMERS),10)) || exit 1; \
 		export TOKENS; \

@@ -107,12 +107,14 @@ if $pgss; then
 fi
 
 orders=$((settled1 - settled0))
-secs=$(echo "$end - $start" | bc -l)
+# Arithmetic on fractions: awk (bc is not on every machine).
+calc() { awk "BEGIN { printf \"%.1f\", $1 }"; }
+secs=$(calc "$end - $start")
 {
 	echo "# Where a checkout run's work goes"
 	echo
 	echo "$(date -u +%FT%TZ); $(nproc) cores; $RATE checkouts/s offered for ${DURATION}s (k6 on the same machine); SHOPFLOOR_REPLICAS=${SHOPFLOOR_REPLICAS:-1}."
-	echo "$orders orders became final in $(printf %.1f "$secs") s (the load plus $(printf %.1f "$(echo "$end - $loaded" | bc -l)") s until none was pending)."
+	echo "$orders orders became final in $secs s (the load plus $(calc "$end - $loaded") s until none was pending)."
 	echo
 	echo "## Commits per settled order"
 	echo
@@ -126,7 +128,7 @@ secs=$(echo "$end - $start" | bc -l)
 	echo
 	echo "## CPU seconds per process"
 	echo
-	echo "Of $(printf %.0f "$(echo "$secs * $(nproc)" | bc -l)") core-seconds in the window (children included: PostgreSQL's backends are in postgres)."
+	echo "Of $(calc "$secs * $(nproc)") core-seconds in the window (children included: PostgreSQL's backends are in postgres)."
 	echo
 	echo "| process | CPU s | per order (ms) |"
 	echo "|---|---|---|"

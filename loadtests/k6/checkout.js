@@ -15,7 +15,7 @@
 import http from 'k6/http';
 import { check, sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
-import { ORDERS, bearer, customerTokens, productIDs } from './lib.js';
+import { ORDERS, bearer, customerTokens, productIDs, retried, withRetry } from './lib.js';
 
 const RATE = Number(__ENV.RATE || 50);
 const DURATION = __ENV.DURATION || '30s';
@@ -50,21 +50,6 @@ export const options = {
 export function setup() {
   return { ids: productIDs(200), tokens: customerTokens() };
 }
-
-// withRetry sends req() again while the answer is one a client retries:
-// 503 (the in-flight limit, catalog unavailable) or 409 (the same key still
-// in flight), after Retry-After, at most 5 times. Every other answer is
-// final: 401 (a token expired or not accepted) and 403 are not retried.
-function withRetry(req) {
-  let res = req();
-  for (let i = 0; i < 5 && (res.status === 503 || res.status === 409); i++) {
-    sleep(Number(res.headers['Retry-After'] || 1));
-    res = req();
-  }
-  return res;
-}
-
-const retried = http.expectedStatuses(200, 201, 409, 503);
 
 function post(token, body, key) {
   return withRetry(() => http.post(`${ORDERS}/v1/orders`, body, {

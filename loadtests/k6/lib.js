@@ -1,11 +1,13 @@
 // Shared helpers for the shopfloor k6 scripts.
 import http from 'k6/http';
+import { sleep } from 'k6';
 
 // Base URLs of the local topology (deploy/local/ports.sh, SHOPFLOOR_PORT_BASE
 // 8000) or of compose's published ports; override with -e.
 export const CDN = __ENV.CDN_URL || 'http://127.0.0.1:8080';
 export const CATALOG = __ENV.CATALOG_URL || 'http://127.0.0.1:8081';
 export const ORDERS = __ENV.ORDERS_URL || 'http://127.0.0.1:8082';
+export const SEARCH = __ENV.SEARCH_URL || 'http://127.0.0.1:8085';
 
 // customerTokens returns the customers' access tokens from TOKENS (comma-
 // separated; `make loadtest SCRIPT=checkout` mints them for the synthetic
@@ -65,4 +67,22 @@ export function zipfSampler(n, s) {
     }
     return lo;
   };
+}
+
+// retried marks the answers a well-behaved client retries, 503 (the
+// in-flight limit, shedding, a dependency down) and 409 (the same key
+// still in flight), as expected: they are not failures in http_req_failed.
+export const retried = http.expectedStatuses(200, 201, 409, 503);
+
+// withRetry sends req() again while the answer is 503 or 409, after
+// Retry-After, at most 5 times; every retry is a request of its own in
+// http_reqs, and only the last answer counts. Every other answer is final:
+// 401 (a token expired or not accepted) and 403 are not retried.
+export function withRetry(req) {
+  let res = req();
+  for (let i = 0; i < 5 && (res.status === 503 || res.status === 409); i++) {
+    sleep(Number(res.headers['Retry-After'] || 1));
+    res = req();
+  }
+  return res;
 }

@@ -24,9 +24,8 @@
 import http from 'k6/http';
 import { check, sleep } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
-import { CDN, ORDERS, bearer, customerTokens, productIDs, zipfSampler } from './lib.js';
+import { CDN, ORDERS, SEARCH, bearer, customerTokens, productIDs, retried, withRetry, zipfSampler } from './lib.js';
 
-const SEARCH = __ENV.SEARCH_URL || 'http://127.0.0.1:8085';
 const DURATION = __ENV.DURATION || '60s';
 const BROWSE_RATE = Number(__ENV.BROWSE_RATE || 200);
 const SEARCH_RATE = Number(__ENV.SEARCH_RATE || 20);
@@ -106,20 +105,6 @@ export function search() {
   const q = WORDS[Math.floor(Math.random() * WORDS.length)];
   const res = http.get(`${SEARCH}/v1/search/products?q=${q}&limit=10`, { tags: { name: 'GET /v1/search/products' } });
   check(res, { 'search 200': (r) => r.status === 200 });
-}
-
-// A client retries 503 (shedding, a dependency down) and 409 (the same key
-// in flight) after Retry-After, as checkout.js does; every retry is a
-// request of its own in http_reqs, and only the last answer counts.
-const retried = http.expectedStatuses(200, 201, 409, 503);
-
-function withRetry(req) {
-  let res = req();
-  for (let i = 0; i < 5 && (res.status === 503 || res.status === 409); i++) {
-    sleep(Number(res.headers['Retry-After'] || 1));
-    res = req();
-  }
-  return res;
 }
 
 function place(token, body, key) {
