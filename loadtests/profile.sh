@@ -33,6 +33,15 @@ q() { psql "$PG_URL/$1?sslmode=disable" -qtAX -F ' ' -c "$2"; }
 commits() { q postgres "SELECT datname, xact_commit FROM pg_stat_database WHERE datname LIKE '${DBP}%' ORDER BY 1"; }
 settled() { q "${DBP}orders" "SELECT count(*) FROM orders WHERE status <> 'pending_payment'"; }
 pending() { q "${DBP}orders" "SELECT count(*) FROM orders WHERE status = 'pending_payment'"; }
+# wal: the cluster's WAL flushes to disk (fsyncs) and records (pg_stat_wal).
+wal() { q postgres "SELECT wal_sync, wal_records FROM pg_stat_wal"; }
+# latency SINCE: created→final p50, p99 and max in ms of the orders placed
+# since SINCE (epoch seconds) that a payment settled.
+latency() {
+	q "${DBP}orders" "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)), round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)), round(max(ms))
+		FROM (SELECT extract(epoch FROM updated_at - created_at) * 1000 AS ms FROM orders
+		      WHERE created_at >= to_timestamp($1) AND status IN ('paid', 'payment_failed')) t"
+}
 # cpu: "name seconds" for every supervised process, its descendants
 # included (user + system time of live processes from /proc: a backend
 # that exited meanwhile is missed; the services' pools keep theirs).
@@ -73,6 +82,7 @@ TOKENS=$(loadtests/k6/tokens.sh 10)
 export TOKENS
 settled0=$(settled)
 commits >"$out/commits-0.txt"
+wal >"$out/wal-0.txt"
 cpu >"$out/cpu-0.txt"
 start=$(date +%s.%N)
 
@@ -98,8 +108,10 @@ for _ in $(seq 1 600); do
 done
 end=$(date +%s.%N)
 commits >"$out/commits-1.txt"
+wal >"$out/wal-1.txt"
 cpu >"$out/cpu-1.txt"
 settled1=$(settled)
+read -r lat50 lat99 latmax < <(latency "$start")
 if $pgss; then
 	q postgres "SELECT round(total_exec_time::numeric, 0), calls, round((total_exec_time / calls)::numeric, 3), d.datname, regexp_replace(left(query, 110), '\s+', ' ', 'g')
 		FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname LIKE '${DBP}%'
@@ -114,7 +126,11 @@ secs=$(calc "$end - $start")
 	echo "# Where a checkout run's work goes"
 	echo
 	echo "$(date -u +%FT%TZ); $(nproc) cores; $RATE checkouts/s offered for ${DURATION}s (k6 on the same machine); SHOPFLOOR_REPLICAS=${SHOPFLOOR_REPLICAS:-1}."
-	echo "$orders orders became final in $secs s (the load plus $(calc "$end - $loaded") s until none was pending)."
+	echo "$orders orders became final in $secs s (the load plus $(calc "$end - $loaded") s until none was pending): $(calc "$orders / $secs") settled/s."
+	echo "Created→paid or failed: p50 ${lat50:-?} ms, p99 ${lat99:-?} ms, max ${latmax:-?} ms."
+	read -r s0 r0 <"$out/wal-0.txt"
+	read -r s1 r1 <"$out/wal-1.txt"
+	echo "WAL flushes (fsyncs, pg_stat_wal.wal_sync, idle included): $((s1 - s0)), $(calc "($s1 - $s0) / ($orders ? $orders : 1)") per order; WAL records per order: $(calc "($r1 - $r0) / ($orders ? $orders : 1)")."
 	echo
 	echo "## Commits per settled order"
 	echo

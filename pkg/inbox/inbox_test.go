@@ -346,3 +346,79 @@ func TestApplyInOneTransactionUndoesOnlyTheFailedMessage(t *testing.T) {
 		t.Error("after the batch: e1 must be a duplicate, e2 new")
 	}
 }
+
+func TestApplyBatchAppliesEachMessageOnceInOneCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testinfra.Postgres(t, migrations)
+	batch := func(ids ...string) []inbox.Effect {
+		es := make([]inbox.Effect, len(ids))
+		for i, id := range ids {
+			es[i] = inbox.Effect{ID: id, Apply: effect("orders", id)}
+		}
+		return es
+	}
+	if !apply(t, db.Pool, "orders", "b0") {
+		t.Fatal("Apply of b0 not applied")
+	}
+	// A redelivered b0, a new message twice, two more new ones.
+	got, err := inbox.ApplyBatch(ctx, db.Pool, "orders", batch("b0", "b1", "b1", "b2", "b3"))
+	if err != nil {
+		t.Fatalf("ApplyBatch: %v", err)
+	}
+	if want := []bool{false, true, false, true, true}; !slices.Equal(got, want) {
+		t.Errorf("applied = %v, want %v", got, want)
+	}
+	for _, id := range []string{"b0", "b1", "b2", "b3"} {
+		if n := effects(t, db.Pool, "orders", id); n != 1 {
+			t.Errorf("effects of %s = %d, want 1", id, n)
+		}
+	}
+
+	// A failing effect keeps nothing of the batch: not its claims, not the
+	// effects before it.
+	errEffect := errors.New("effect failed")
+	bad := batch("b4", "b5", "b6")
+	bad[1].Apply = func(context.Context, pgx.Tx) error { return errEffect }
+	if _, err := inbox.ApplyBatch(ctx, db.Pool, "orders", bad); !errors.Is(err, errEffect) {
+		t.Fatalf("ApplyBatch with a failing effect = %v, want %v", err, errEffect)
+	}
+	for _, id := range []string{"b4", "b6"} {
+		if n := effects(t, db.Pool, "orders", id); n != 0 {
+			t.Errorf("effects of %s after a failed batch = %d, want 0", id, n)
+		}
+	}
+
+	// A panicking effect is rolled back too, and the panic goes on up.
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("ApplyBatch swallowed a panic")
+			}
+		}()
+		bad[1].Apply = func(context.Context, pgx.Tx) error { panic("effect panicked") }
+		_, _ = inbox.ApplyBatch(ctx, db.Pool, "orders", bad)
+	}()
+
+	// The same messages, retried, apply, in one transaction: their claims
+	// and effects carry one transaction id (xmin).
+	if got, err := inbox.ApplyBatch(ctx, db.Pool, "orders", batch("b4", "b5", "b6")); err != nil || !slices.Equal(got, []bool{true, true, true}) {
+		t.Fatalf("ApplyBatch retried = %v, %v; want all applied", got, err)
+	}
+	var txs int
+	if err := db.Pool.QueryRow(ctx, `
+		SELECT count(DISTINCT x) FROM (
+			SELECT xmin::text AS x FROM effects WHERE id IN ('b4', 'b5', 'b6')
+			UNION ALL SELECT xmin::text FROM inbox WHERE event_id IN ('b4', 'b5', 'b6')) t`).Scan(&txs); err != nil {
+		t.Fatal(err)
+	}
+	if txs != 1 {
+		t.Errorf("a batch of 3 was written by %d transactions, want 1", txs)
+	}
+	if n := effects(t, db.Pool, "orders", "b5"); n != 1 {
+		t.Errorf("effects of b5 = %d, want 1", n)
+	}
+	if got, err := inbox.ApplyBatch(ctx, db.Pool, "orders", nil); err != nil || got != nil {
+		t.Errorf("ApplyBatch of nothing = %v, %v", got, err)
+	}
+}

@@ -161,6 +161,14 @@ type Serve struct {
 	AdminPprof bool `env:"ADMIN_PPROF"`
 	// Roles run in this process. Default: every role of the Program.
 	Roles []string `env:"ROLES"`
+	// ConsumerMaxBatch is how many messages of one partition the
+	// service's batch consumer groups hand their handler at once
+	// (CONSUMER_MAX_BATCH, 1 to stream.MaxBatchLimit, default 32; ADR
+	// 0017, ADR 0044). A batch takes what the partition has ready and
+	// never waits to fill, so at a low rate batches are of one message;
+	// under load they grow and the whole batch costs one commit. 1 turns
+	// batching off.
+	ConsumerMaxBatch int `env:"CONSUMER_MAX_BATCH" envDefault:"32"`
 	// NATS is the server and the service's NATS user (NATS_URL,
 	// NATS_USER, NATS_PASSWORD; ADR 0039). NATS_URL is required by the
 	// roles that use the streams.

@@ -531,6 +531,15 @@ func (rt *Runtime) NewGroup(js jetstream.JetStream, streamName, group string, pa
 		Extract: rt.Tel.Extract, Tracer: rt.Tel.Tracer("github.com/shopfloor/shopfloor/pkg/stream"), Registerer: rt.Tel.Registry}, h, rt.Log)
 }
 
+// NewBatchGroup is NewGroup for a batch handler (stream.NewBatchGroup),
+// handed up to CONSUMER_MAX_BATCH messages of a partition at once.
+func (a *App) NewBatchGroup(js jetstream.JetStream, streamName, group string, partitions int, h stream.BatchHandler) (*stream.Group, error) {
+	rt := a.Runtime
+	return stream.NewBatchGroup(js, stream.GroupConfig{Stream: streamName, Name: group, Partitions: partitions,
+		MaxBatch: a.serve.ConsumerMaxBatch, MaxDeliver: ConsumerRetries.MaxDeliver, Backoff: ConsumerRetries.Backoff,
+		Extract: rt.Tel.Extract, Tracer: rt.Tel.Tracer("github.com/shopfloor/shopfloor/pkg/stream"), Registerer: rt.Tel.Registry}, h, rt.Log)
+}
+
 // PruneInbox is a role that deletes inbox rows older than
 // inbox.Retention (31 days), in batches, every hour: no redelivery
 // comes later than that (the streams keep a week, their dead-letter

@@ -107,7 +107,7 @@ func wireConsumer(ctx context.Context, app *service.App, cfg *Config, svc *notif
 		return err
 	}
 	h := &notificationstream.Orders{Pool: app.Pool, Applier: svc, Group: cfg.OrdersGroup, Log: app.Log}
-	grp, err := app.NewGroup(js, ordersapi.Stream, cfg.OrdersGroup, cfg.OrdersPartitions, h.Handle)
+	grp, err := app.NewBatchGroup(js, ordersapi.Stream, cfg.OrdersGroup, cfg.OrdersPartitions, h.HandleBatch)
 	if err != nil {
 		return err
 	}

@@ -4,8 +4,9 @@
 // and enqueue its e-mail; every other event type is acknowledged
 // untouched.
 //
-// Replay-safe: the inbox claim (inbox.Apply), the notification (exactly
-// one row per (order, kind)) and the e-mail job commit in one transaction,
+// Replay-safe: the inbox claims (inbox.ApplyBatch), the notifications
+// (exactly one row per (order, kind)) and the e-mail jobs commit in one
+// transaction per batch of a partition's events,
 // so a redelivery (a lost ack, a consumer crash mid-batch), a replay of
 // the whole stream or a rebuild through a new consumer group reading from
 // the start records nothing new and sends no e-mail twice. The customer's
@@ -25,7 +26,6 @@ import (
 
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/inbox"
-	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notification"
 	"github.com/shopfloor/shopfloor/services/notifications/internal/notificationsvc"
@@ -59,52 +59,87 @@ type Orders struct {
 // (events.Readable: an unknown schemaversion is poison).
 var orderSchemas = ordersapi.Schemas()
 
-// Handle is the stream.Handler. An unreadable event, a payload that does
-// not decode, or one without a usable order id or customer address is
-// poison (stream.Permanent: dead-lettered, never blocking the partition);
-// database errors are retried; event types that send no e-mail are
-// acknowledged untouched.
+// Handle is the stream.Handler: HandleBatch of one delivery.
 func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
-	ev, err := events.Unmarshal(d.Payload)
-	if err != nil {
-		return stream.Permanent(fmt.Errorf("unreadable event: %w", err))
-	}
-	if err := events.Readable(ev, orderSchemas); err != nil {
-		return stream.Permanent(err)
-	}
-	kind, ok := notification.KindFor(ev.Type)
-	if !ok {
-		return nil // not ours (order.refund_required, types added later)
-	}
-	n, err := fromEvent(ev, kind)
-	if err != nil {
-		return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
-	}
+	return h.HandleBatch(ctx, []stream.Delivery{d})
+}
+
+// recorded is one event of a batch that records a notification.
+type recorded struct {
+	ev      events.Envelope
+	n       notification.Notification
+	created bool
+}
+
+// HandleBatch is the stream.BatchHandler: the notifications of every
+// event in ds, their e-mail jobs and their inbox claims commit in one
+// transaction (inbox.ApplyBatch), in stream order. An unreadable event, a
+// payload that does not decode, or one without a usable order id or
+// customer address is poison (stream.Permanent: a batch that holds one
+// fails, the group hands its events over one at a time, and the poison
+// one is dead-lettered alone, never blocking the partition); database
+// errors are retried; event types that send no e-mail are acknowledged
+// untouched.
+func (h *Orders) HandleBatch(ctx context.Context, ds []stream.Delivery) error {
 	group := h.Group
 	if group == "" {
 		group = Group
 	}
-	var created bool
-	err = pgdb.InTx(ctx, h.Pool, func(tx pgx.Tx) error {
-		_, err := inbox.Apply(ctx, tx, group, ev.ID, func(ctx context.Context, tx pgx.Tx) error {
-			var err error
-			created, err = h.Applier.Record(ctx, tx, n)
+	rs := make([]*recorded, 0, len(ds))
+	effects := make([]inbox.Effect, 0, len(ds))
+	for _, d := range ds {
+		r, err := decode(d)
+		if err != nil {
 			return err
-		})
+		}
+		if r == nil {
+			continue // not ours (order.refund_required, types added later)
+		}
+		rs = append(rs, r)
+		effects = append(effects, inbox.Effect{ID: r.ev.ID, Apply: func(ctx context.Context, tx pgx.Tx) error {
+			var err error
+			r.created, err = h.Applier.Record(ctx, tx, r.n)
+			if verr := (*notification.ValidationError)(nil); errors.As(err, &verr) {
+				return stream.Permanent(fmt.Errorf("%s %s: %w", r.ev.Type, r.ev.ID, err))
+			}
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", r.ev.Type, r.ev.ID, err)
+			}
+			return nil
+		}})
+	}
+	if _, err := inbox.ApplyBatch(ctx, h.Pool, group, effects); err != nil {
 		return err
-	})
-	var verr *notification.ValidationError
-	switch {
-	case errors.As(err, &verr):
-		return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
-	case err != nil:
-		return fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err)
 	}
-	if created {
-		h.Applier.Created(kind) // after the commit: a retried transaction counts once
+	for _, r := range rs {
+		if r.created {
+			h.Applier.Created(r.n.Kind) // after the commit: a retried transaction counts once
+		}
+		h.Log.InfoContext(ctx, "order event handled", "event", r.ev.ID, "type", r.ev.Type, "order", r.n.OrderID,
+			"kind", r.n.Kind, "created", r.created)
 	}
-	h.Log.InfoContext(ctx, "order event handled", "event", ev.ID, "type", ev.Type, "order", n.OrderID, "kind", kind, "created", created)
 	return nil
+}
+
+// decode reads the notification a delivery calls for, nil for an event
+// that calls for none, or a Permanent error for poison.
+func decode(d stream.Delivery) (*recorded, error) {
+	ev, err := events.Unmarshal(d.Payload)
+	if err != nil {
+		return nil, stream.Permanent(fmt.Errorf("unreadable event: %w", err))
+	}
+	if err := events.Readable(ev, orderSchemas); err != nil {
+		return nil, stream.Permanent(err)
+	}
+	kind, ok := notification.KindFor(ev.Type)
+	if !ok {
+		return nil, nil
+	}
+	n, err := fromEvent(ev, kind)
+	if err != nil {
+		return nil, stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
+	}
+	return &recorded{ev: ev, n: n}, nil
 }
 
 // fromEvent reads the notification an event calls for (not yet

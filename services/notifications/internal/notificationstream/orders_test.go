@@ -354,3 +354,101 @@ func TestPoisonAndOtherEvents(t *testing.T) {
 		t.Fatalf("%d rows written (%v)", rows, err)
 	}
 }
+
+// TestBatchesCommitOnceAndSendEachEmailOnce runs the handler as the
+// service does, in a batch group (HandleBatch): 30 orders placed and paid
+// wait in two partitions, one of them with a poison event in the middle
+// and every event of three orders published twice. Each e-mail goes out
+// once, the poison alone is dead-lettered, and the batches commit many
+// events per transaction (the inbox claims of a batch share one
+// transaction id).
+func TestBatchesCommitOnceAndSendEachEmailOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	ns := testinfra.NATS(t)
+	orders := ns.Name("ORDERS")
+	const partitions, n = 2, 30
+	if err := stream.EnsureStream(ctx, ns.JS, stream.StreamConfig{Name: orders, Partitions: partitions}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := stream.NewPublisher(ns.JS, orders, partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(id, key string, body []byte) {
+		t.Helper()
+		if _, err := pub.Publish(ctx, stream.Message{ID: id, Key: key, Payload: body}); err != nil {
+			t.Fatalf("publish %s: %v", id, err)
+		}
+	}
+	for i := range n {
+		o := newID()
+		email := fmt.Sprintf("c%d@example.com", i)
+		evs := []events.Envelope{
+			envelope(t, ordersapi.EventOrderPlaced, o, 1, ordersapi.OrderPlaced{OrderID: o, CustomerEmail: email, Currency: "EUR", TotalMinor: 100, Version: 1}),
+			envelope(t, ordersapi.EventOrderPaid, o, 2, ordersapi.OrderStatusChanged{OrderID: o, CustomerEmail: email, Status: ordersapi.StatusPaid, Version: 2, Currency: "EUR", TotalMinor: 100}),
+		}
+		for _, ev := range evs {
+			publish(ev.ID, o, payload(t, ev))
+			if i%10 == 3 { // a re-publish after the dedup window: another broker id
+				publish(ev.ID+"-again", o, payload(t, ev))
+			}
+		}
+		if i == n/2 {
+			publish(newID(), o, []byte("not an event"))
+		}
+	}
+
+	h := &notificationstream.Orders{Pool: b.db.Pool, Applier: b.svc, Log: b.log}
+	var calls, most atomic.Int64
+	g, err := stream.NewBatchGroup(ns.JS, stream.GroupConfig{Stream: orders, Name: notificationstream.Group, Partitions: partitions,
+		MaxBatch: 16, FetchWait: 200 * time.Millisecond, Backoff: backoff.Policy{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}},
+		func(ctx context.Context, ds []stream.Delivery) error {
+			calls.Add(1)
+			if k := int64(len(ds)); k > most.Load() {
+				most.Store(k)
+			}
+			return h.HandleBatch(ctx, ds)
+		}, b.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.Run(gctx) }()
+	testinfra.Eventually(t, 60*time.Second, func() error { return caughtUp(ctx, g) })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("group: %v", err)
+	}
+
+	testinfra.Eventually(t, 60*time.Second, func() error {
+		if st := b.sink.Stats(); st.Messages != 2*n {
+			return fmt.Errorf("sink has %d messages, want %d", st.Messages, 2*n)
+		}
+		return nil
+	})
+	if st := b.sink.Stats(); st.DistinctMessageIDs != 2*n || len(st.Duplicates) != 0 {
+		t.Fatalf("sink %+v", st)
+	}
+	dlq, err := stream.NewDLQ(ns.JS, orders, b.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dead, err := dlq.List(ctx, notificationstream.Group, 10); err != nil || len(dead) != 1 || dead[0].ErrorClass != "permanent" {
+		t.Fatalf("dead letters: %+v, %v; want the one unreadable event", dead, err)
+	}
+	var claims, txs int
+	if err := b.db.Pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT xmin::text) FROM inbox WHERE group_name = $1`,
+		notificationstream.Group).Scan(&claims, &txs); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d claims in %d transactions; %d handler calls, the largest of %d events", claims, txs, calls.Load(), most.Load())
+	if claims != 2*n {
+		t.Errorf("inbox holds %d claims, want %d", claims, 2*n)
+	}
+	if txs > claims/4 {
+		t.Errorf("%d claims took %d transactions: the batches did not commit together", claims, txs)
+	}
+}

@@ -151,7 +151,7 @@ func wireConsumer(app *service.App, cfg *Config, svc *ordersvc.Service, js jetst
 		return err
 	}
 	h := &orderstream.Payments{Pool: app.Pool, Applier: svc, Log: app.Log, Metrics: metrics}
-	grp, err := app.NewGroup(js, paymentsapi.Stream, orderstream.Group, cfg.PaymentsPartitions, h.Handle)
+	grp, err := app.NewBatchGroup(js, paymentsapi.Stream, orderstream.Group, cfg.PaymentsPartitions, h.HandleBatch)
 	if err != nil {
 		return err
 	}

@@ -4,11 +4,12 @@
 // not the order's total (never applied; counted in
 // orders_payment_mismatches_total).
 //
-// Replay-safe: each event is applied through the inbox (inbox.Apply: the
-// claim commits in the same transaction as the effect), so a redelivery,
-// a redrive or a replay of the stream changes nothing. Per order in order:
-// PAYMENTS is keyed by order id and the group processes a partition one
-// message at a time.
+// Replay-safe: each event is applied through the inbox (inbox.ApplyBatch:
+// the claims commit in the same transaction as the effects), so a
+// redelivery, a redrive or a replay of the stream changes nothing. Per
+// order in order: PAYMENTS is keyed by order id and the batch group hands
+// a partition's events over in stream order, a batch at a time (ADR
+// 0017).
 package orderstream
 
 import (
@@ -85,52 +86,91 @@ func (m *Metrics) mismatch(reason string) {
 // (events.Readable: an unknown schemaversion is poison).
 var paymentSchemas = paymentsapi.Schemas()
 
-// Handle is the stream.Handler. Events other than payment.succeeded and
-// payment.failed are acknowledged untouched; an unreadable event, a bad
-// payload or an unknown order is poison (stream.Permanent: dead-lettered);
-// database errors are retried.
+// Handle is the stream.Handler: HandleBatch of one delivery.
 func (h *Payments) Handle(ctx context.Context, d stream.Delivery) error {
+	return h.HandleBatch(ctx, []stream.Delivery{d})
+}
+
+// applied is one payment outcome of a batch.
+type applied struct {
+	ev      events.Envelope
+	p       paymentsapi.PaymentResult
+	outcome ordersvc.PaymentOutcome
+}
+
+// HandleBatch is the stream.BatchHandler: the payment outcomes of every
+// event in ds, the events they cause and their inbox claims commit in one
+// transaction (inbox.ApplyBatch), in stream order. Events other than
+// payment.succeeded and payment.failed are acknowledged untouched; an
+// unreadable event, a bad payload or an unknown order is poison
+// (stream.Permanent: a batch that holds one fails, the group hands its
+// events over one at a time, and the poison one is dead-lettered alone);
+// database errors are retried.
+func (h *Payments) HandleBatch(ctx context.Context, ds []stream.Delivery) error {
+	as := make([]*applied, 0, len(ds))
+	effects := make([]inbox.Effect, 0, len(ds))
+	for _, d := range ds {
+		a, err := decode(d)
+		if err != nil {
+			return err
+		}
+		if a == nil {
+			continue // not ours to act on (payment.refunded, newer types)
+		}
+		as = append(as, a)
+		effects = append(effects, inbox.Effect{ID: a.ev.ID, Apply: func(ctx context.Context, tx pgx.Tx) error { return h.apply(ctx, tx, a) }})
+	}
+	first, err := inbox.ApplyBatch(ctx, h.Pool, Group, effects)
+	if err != nil {
+		return err
+	}
+	for i, a := range as {
+		if !first[i] {
+			a.outcome = ordersvc.PaymentOutcome{Result: "duplicate"}
+		}
+		if a.outcome.Mismatch != "" {
+			h.Metrics.mismatch(a.outcome.Mismatch) // counted after the commit: a retried transaction counts once
+			h.Log.WarnContext(ctx, "payment does not match its order; refund asked for", "event", a.ev.ID, "order", a.p.OrderID,
+				"payment", a.p.PaymentID, "reason", a.outcome.Mismatch, "amount_minor", a.p.AmountMinor, "currency", a.p.Currency)
+		}
+		h.Log.InfoContext(ctx, "payment event handled", "event", a.ev.ID, "type", a.ev.Type, "order", a.p.OrderID,
+			"payment", a.p.PaymentID, "outcome", a.outcome.Result)
+	}
+	return nil
+}
+
+// apply applies one payment outcome in tx.
+func (h *Payments) apply(ctx context.Context, tx pgx.Tx, a *applied) error {
+	var err error
+	a.outcome, err = h.Applier.ApplyPayment(ctx, tx, a.ev, ordersvc.PaymentEvent{OrderID: a.p.OrderID, PaymentID: a.p.PaymentID,
+		Succeeded: a.ev.Type == paymentsapi.EventPaymentSucceeded, AmountMinor: a.p.AmountMinor, Currency: a.p.Currency, Reason: a.p.Reason})
+	switch {
+	case errors.Is(err, order.ErrNotFound):
+		return stream.Permanent(fmt.Errorf("%s %s: %w", a.ev.Type, a.ev.ID, err))
+	case pgdb.IsCode(err, "22P02"): // invalid_text_representation: order id is not a uuid
+		return stream.Permanent(fmt.Errorf("%s %s: order id %q: %w", a.ev.Type, a.ev.ID, a.p.OrderID, err))
+	case err != nil:
+		return fmt.Errorf("%s %s: %w", a.ev.Type, a.ev.ID, err)
+	}
+	return nil
+}
+
+// decode reads the payment outcome a delivery carries, nil for an event
+// orders does not act on, or a Permanent error for poison.
+func decode(d stream.Delivery) (*applied, error) {
 	ev, err := events.Unmarshal(d.Payload)
 	if err != nil {
-		return stream.Permanent(fmt.Errorf("unreadable event: %w", err))
+		return nil, stream.Permanent(fmt.Errorf("unreadable event: %w", err))
 	}
 	if err := events.Readable(ev, paymentSchemas); err != nil {
-		return stream.Permanent(err)
+		return nil, stream.Permanent(err)
 	}
 	if ev.Type != paymentsapi.EventPaymentSucceeded && ev.Type != paymentsapi.EventPaymentFailed {
-		return nil // not ours to act on (payment.refunded, newer types)
+		return nil, nil
 	}
 	var p paymentsapi.PaymentResult
 	if err := ev.DecodeData(&p); err != nil || p.OrderID == "" || p.PaymentID == "" {
-		return stream.Permanent(fmt.Errorf("%s %s: bad payload: %w", ev.Type, ev.ID, errors.Join(err, errors.New("order_id and payment_id are required"))))
+		return nil, stream.Permanent(fmt.Errorf("%s %s: bad payload: %w", ev.Type, ev.ID, errors.Join(err, errors.New("order_id and payment_id are required"))))
 	}
-	var outcome ordersvc.PaymentOutcome
-	err = pgdb.InTx(ctx, h.Pool, func(tx pgx.Tx) error {
-		applied, err := inbox.Apply(ctx, tx, Group, ev.ID, func(ctx context.Context, tx pgx.Tx) error {
-			var err error
-			outcome, err = h.Applier.ApplyPayment(ctx, tx, ev, ordersvc.PaymentEvent{OrderID: p.OrderID, PaymentID: p.PaymentID,
-				Succeeded: ev.Type == paymentsapi.EventPaymentSucceeded, AmountMinor: p.AmountMinor, Currency: p.Currency, Reason: p.Reason})
-			return err
-		})
-		if err == nil && !applied {
-			outcome = ordersvc.PaymentOutcome{Result: "duplicate"}
-		}
-		return err
-	})
-	switch {
-	case errors.Is(err, order.ErrNotFound):
-		return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
-	case pgdb.IsCode(err, "22P02"): // invalid_text_representation: order id is not a uuid
-		return stream.Permanent(fmt.Errorf("%s %s: order id %q: %w", ev.Type, ev.ID, p.OrderID, err))
-	case err != nil:
-		return fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err)
-	}
-	if outcome.Mismatch != "" {
-		h.Metrics.mismatch(outcome.Mismatch) // counted after the commit: a retried transaction counts once
-		h.Log.WarnContext(ctx, "payment does not match its order; refund asked for", "event", ev.ID, "order", p.OrderID,
-			"payment", p.PaymentID, "reason", outcome.Mismatch, "amount_minor", p.AmountMinor, "currency", p.Currency)
-	}
-	h.Log.InfoContext(ctx, "payment event handled", "event", ev.ID, "type", ev.Type, "order", p.OrderID,
-		"payment", p.PaymentID, "outcome", outcome.Result)
-	return nil
+	return &applied{ev: ev, p: p}, nil
 }

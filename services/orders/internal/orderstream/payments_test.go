@@ -301,3 +301,43 @@ func TestUnappliableEventsAreDeadLetteredAndOtherTypesIgnored(t *testing.T) {
 		t.Fatalf("poison left %d rows (%v)", n, err)
 	}
 }
+
+// TestBatchAppliesInOrderInOneTransaction: a batch (HandleBatch, as the
+// service's batch group calls it) with the outcomes of several orders, an
+// event twice, a success and then a late failure of the same order: each
+// applies once, in stream order (the later failure of a paid order changes
+// nothing), in one transaction; a batch holding poison writes nothing.
+func TestBatchAppliesInOrderInOneTransaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	o1, o2, o3 := b.newOrder(t, order.PendingPayment, ""), b.newOrder(t, order.PendingPayment, ""), b.newOrder(t, order.PendingPayment, "")
+
+	poisoned := []stream.Delivery{delivery(t, paymentsapi.EventPaymentSucceeded, o3, "p3"), {ID: "x", Payload: []byte("nope")}}
+	if err := b.h.HandleBatch(ctx, poisoned); !stream.IsPermanent(err) {
+		t.Fatalf("batch with poison: %v, want permanent", err)
+	}
+	if st, _, _ := b.state(t, o3); st != order.PendingPayment {
+		t.Fatalf("a failed batch moved order 3 to %s", st)
+	}
+
+	paid1 := delivery(t, paymentsapi.EventPaymentSucceeded, o1, "p1")
+	batch := []stream.Delivery{paid1, delivery(t, paymentsapi.EventPaymentFailed, o2, "p2"), paid1,
+		delivery(t, paymentsapi.EventPaymentFailed, o1, "p1b"), delivery(t, paymentsapi.EventPaymentSucceeded, o3, "p3")}
+	if err := b.h.HandleBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]order.Status{o1: order.Paid, o2: order.PaymentFailed, o3: order.Paid} {
+		if st, _, typs := b.state(t, id); st != want {
+			t.Errorf("order %s: %s (events %v), want %s", id, st, typs, want)
+		}
+	}
+	var claims, txs int
+	if err := b.db.Pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT xmin::text) FROM inbox WHERE group_name = $1`,
+		orderstream.Group).Scan(&claims, &txs); err != nil {
+		t.Fatal(err)
+	}
+	if claims != 4 || txs != 1 {
+		t.Fatalf("%d claims in %d transactions, want 4 in 1", claims, txs)
+	}
+}

@@ -137,7 +137,7 @@ func wireStreams(ctx context.Context, app *service.App, cfg *Config, svc *paymen
 	}
 	if app.Has(service.RoleConsumer) {
 		h := &paymentstream.Orders{Pool: app.Pool, Svc: svc, DefaultPaymentMethod: cfg.DefaultPaymentMethod, Log: app.Log}
-		grp, err := app.NewGroup(js, ordersapi.Stream, paymentstream.Group, cfg.OrdersPartitions, h.Handle)
+		grp, err := app.NewBatchGroup(js, ordersapi.Stream, paymentstream.Group, cfg.OrdersPartitions, h.HandleBatch)
 		if err != nil {
 			return err
 		}

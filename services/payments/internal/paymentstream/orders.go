@@ -7,8 +7,9 @@
 // operator created through the API before order.placed arrived gets the
 // customer then.
 //
-// Replay-safe: the inbox claim (inbox.Apply), the attempt (unique per
-// order, key order:<order id>) and the job commit in one transaction, so a
+// Replay-safe: the inbox claim (inbox.ApplyBatch), the attempt (unique
+// per order, key order:<order id>) and the job commit in one transaction
+// (one per batch of a partition's events), so a
 // redelivery or a replay of the whole stream creates nothing new and never
 // charges twice; a replay only fills in a customer that is missing, never
 // changes one.
@@ -25,7 +26,6 @@ import (
 
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/inbox"
-	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
 	"github.com/shopfloor/shopfloor/services/payments/internal/payment"
@@ -50,24 +50,51 @@ type Orders struct {
 // (events.Readable: an unknown schemaversion is poison).
 var orderSchemas = ordersapi.Schemas()
 
-// Handle is the stream.Handler. Unreadable events, schema versions this
-// build does not know and payloads that cannot be charged are poison
-// (dead-lettered); database errors are retried; other event types are
-// acknowledged untouched.
+// Handle is the stream.Handler: HandleBatch of one delivery.
 func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
+	return h.HandleBatch(ctx, []stream.Delivery{d})
+}
+
+// HandleBatch is the stream.BatchHandler: the payment attempts and
+// refunds of every event in ds, their jobs and their inbox claims commit
+// in one transaction (inbox.ApplyBatch), in stream order. Unreadable
+// events, schema versions this build does not know and payloads that
+// cannot be charged are poison (stream.Permanent: a batch that holds one
+// fails, the group hands its events over one at a time, and the poison
+// one is dead-lettered alone); database errors are retried; other event
+// types are acknowledged untouched.
+func (h *Orders) HandleBatch(ctx context.Context, ds []stream.Delivery) error {
+	effects := make([]inbox.Effect, 0, len(ds))
+	for _, d := range ds {
+		e, err := h.effect(d)
+		if err != nil {
+			return err
+		}
+		if e.Apply != nil {
+			effects = append(effects, e)
+		}
+	}
+	_, err := inbox.ApplyBatch(ctx, h.Pool, Group, effects)
+	return err
+}
+
+// effect reads what a delivery asks of payments: an inbox.Effect, one
+// without Apply for an event that asks nothing, or a Permanent error for
+// poison.
+func (h *Orders) effect(d stream.Delivery) (inbox.Effect, error) {
 	ev, err := events.Unmarshal(d.Payload)
 	if err != nil {
-		return stream.Permanent(fmt.Errorf("unreadable event: %w", err))
+		return inbox.Effect{}, stream.Permanent(fmt.Errorf("unreadable event: %w", err))
 	}
 	if err := events.Readable(ev, orderSchemas); err != nil {
-		return stream.Permanent(err)
+		return inbox.Effect{}, stream.Permanent(err)
 	}
 	var apply func(ctx context.Context, tx pgx.Tx) error
 	switch ev.Type {
 	case ordersapi.EventOrderPlaced:
 		var op ordersapi.OrderPlaced
 		if err := ev.DecodeData(&op); err != nil {
-			return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
+			return inbox.Effect{}, stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
 		}
 		in := paymentsvc.CreateInput{CreatePayment: paymentsapi.CreatePayment{OrderID: op.OrderID, AmountMinor: op.TotalMinor,
 			Currency: op.Currency, PaymentMethod: op.PaymentMethod}, CustomerID: op.CustomerID}
@@ -75,7 +102,7 @@ func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
 			in.PaymentMethod = h.DefaultPaymentMethod
 		}
 		if err := payment.Validate(in.CreatePayment); err != nil {
-			return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
+			return inbox.Effect{}, stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
 		}
 		apply = func(ctx context.Context, tx pgx.Tx) error {
 			_, err := h.Svc.Create(ctx, tx, "order:"+op.OrderID, in)
@@ -87,24 +114,23 @@ func (h *Orders) Handle(ctx context.Context, d stream.Delivery) error {
 	case ordersapi.EventOrderRefundRequired:
 		var rr ordersapi.RefundRequired
 		if err := ev.DecodeData(&rr); err != nil || rr.PaymentID == "" {
-			return stream.Permanent(fmt.Errorf("%s %s: bad payload: %w", ev.Type, ev.ID, errors.Join(err, errors.New("payment_id is required"))))
+			return inbox.Effect{}, stream.Permanent(fmt.Errorf("%s %s: bad payload: %w", ev.Type, ev.ID, errors.Join(err, errors.New("payment_id is required"))))
 		}
 		apply = func(ctx context.Context, tx pgx.Tx) error {
 			_, err := h.Svc.RequestRefund(ctx, tx, rr)
 			return err
 		}
 	default:
+		return inbox.Effect{}, nil
+	}
+	return inbox.Effect{ID: ev.ID, Apply: func(ctx context.Context, tx pgx.Tx) error {
+		err := apply(ctx, tx)
+		if errors.Is(err, payment.ErrNotFound) {
+			return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
+		}
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err)
+		}
 		return nil
-	}
-	err = pgdb.InTx(ctx, h.Pool, func(tx pgx.Tx) error {
-		_, err := inbox.Apply(ctx, tx, Group, ev.ID, apply)
-		return err
-	})
-	if errors.Is(err, payment.ErrNotFound) {
-		return stream.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err))
-	}
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", ev.Type, ev.ID, err)
-	}
-	return nil
+	}}, nil
 }

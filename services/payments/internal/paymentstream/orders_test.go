@@ -41,6 +41,26 @@ func deliveryAt(t *testing.T, schemaVersion int, typ, orderID string, data any) 
 	return stream.Delivery{ID: ev.ID, Key: orderID, Payload: b, NumDelivered: 1}
 }
 
+// setup: payments' database, the service and the handler.
+func setup(t *testing.T) (*testinfra.Database, *paymentsvc.Service, *paymentstream.Orders) {
+	t.Helper()
+	db := testinfra.Postgres(t, migrations.FS)
+	jobs, err := jobqueue.New(db.Pool, jobqueue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(jobs.Close)
+	log := slog.New(slog.DiscardHandler)
+	svc, err := paymentsvc.New(db.Pool, jobs, outbox.New(paymentsapi.Stream), nil, paymentsvc.Config{}, log, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.CreateQueues(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db, svc, &paymentstream.Orders{Pool: db.Pool, Svc: svc, DefaultPaymentMethod: "tok_visa", Log: log}
+}
+
 // TestOrderPlacedIsReplaySafe: the same event twice, another event for the
 // same order, and a replay of all of them create one attempt and one
 // charge job; the order's payment method token is used, the default when
@@ -49,21 +69,7 @@ func deliveryAt(t *testing.T, schemaVersion int, typ, orderID string, data any) 
 func TestOrderPlacedIsReplaySafe(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := testinfra.Postgres(t, migrations.FS)
-	jobs, err := jobqueue.New(db.Pool, jobqueue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer jobs.Close()
-	log := slog.New(slog.DiscardHandler)
-	svc, err := paymentsvc.New(db.Pool, jobs, outbox.New(paymentsapi.Stream), nil, paymentsvc.Config{}, log, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.CreateQueues(ctx); err != nil {
-		t.Fatal(err)
-	}
-	h := &paymentstream.Orders{Pool: db.Pool, Svc: svc, DefaultPaymentMethod: "tok_visa", Log: log}
+	db, svc, h := setup(t)
 
 	a, b := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String()
 	placedA := delivery(t, ordersapi.EventOrderPlaced, a, ordersapi.OrderPlaced{OrderID: a, CustomerID: "cust-a", Currency: "EUR", TotalMinor: 500, PaymentMethod: "tok_mastercard"})
@@ -105,5 +111,53 @@ func TestOrderPlacedIsReplaySafe(t *testing.T) {
 	}
 	if err := h.Handle(ctx, delivery(t, ordersapi.EventOrderPaid, a, ordersapi.OrderStatusChanged{OrderID: a})); err != nil {
 		t.Errorf("order.paid is not payments' business: %v", err)
+	}
+}
+
+// TestBatchCommitsOnceOrNotAtAll: a batch (HandleBatch, as the service's
+// batch group calls it) creates the attempts and charge jobs of all its
+// orders in one transaction, a duplicate inside it once; a batch that
+// holds poison fails whole and writes nothing (the group then hands its
+// events over one at a time).
+func TestBatchCommitsOnceOrNotAtAll(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, _, h := setup(t)
+	placed := func() stream.Delivery {
+		o := uuid.Must(uuid.NewV7()).String()
+		return delivery(t, ordersapi.EventOrderPlaced, o, ordersapi.OrderPlaced{OrderID: o, Currency: "EUR", TotalMinor: 100})
+	}
+	count := func() (payments, charges int) {
+		t.Helper()
+		if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM payments), (SELECT count(*) FROM jobqueue_messages WHERE queue = 'charges')`).
+			Scan(&payments, &charges); err != nil {
+			t.Fatal(err)
+		}
+		return payments, charges
+	}
+
+	poisoned := []stream.Delivery{placed(), placed(), {ID: "x", Payload: []byte("nope")}, placed()}
+	if err := h.HandleBatch(ctx, poisoned); !stream.IsPermanent(err) {
+		t.Fatalf("batch with poison: %v, want permanent", err)
+	}
+	if p, c := count(); p != 0 || c != 0 {
+		t.Fatalf("a failed batch left %d payments and %d charge jobs", p, c)
+	}
+
+	d1, d2, d3 := placed(), placed(), placed()
+	paid := delivery(t, ordersapi.EventOrderPaid, d1.Key, ordersapi.OrderStatusChanged{OrderID: d1.Key})
+	if err := h.HandleBatch(ctx, []stream.Delivery{d1, d2, d1, paid, d3}); err != nil {
+		t.Fatal(err)
+	}
+	if p, c := count(); p != 3 || c != 3 {
+		t.Fatalf("%d payments and %d charge jobs, want 3 and 3", p, c)
+	}
+	var claims, txs int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT xmin::text) FROM inbox WHERE group_name = $1`,
+		paymentstream.Group).Scan(&claims, &txs); err != nil {
+		t.Fatal(err)
+	}
+	if claims != 3 || txs != 1 {
+		t.Fatalf("%d claims in %d transactions, want 3 in 1", claims, txs)
 	}
 }

@@ -37,7 +37,7 @@ func wire(ctx context.Context, app *service.App, cfg *Config) error {
 		for _, src := range []indexsvc.Source{products, orders} {
 			metrics.Zero(src.Stream)
 			p := &indexstream.Projector{Pool: app.Pool, Projection: src.Projection, Stream: src.Stream, Metrics: metrics, Log: app.Log}
-			grp, err := app.NewGroup(js, src.Stream, indexstream.Group, src.Partitions, p.Handle)
+			grp, err := app.NewBatchGroup(js, src.Stream, indexstream.Group, src.Partitions, p.HandleBatch)
 			if err != nil {
 				return err
 			}

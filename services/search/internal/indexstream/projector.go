@@ -3,10 +3,10 @@
 // order index) to one projection, live (group "search") or a rebuild's
 // copy (a fresh group that replays the stream from the start).
 //
-// Contract: derived, may lag; converges; never moves backward. Every
-// delivery is handled in one transaction that upserts the document only
-// when the event's entity version is newer than the stored one and
-// advances the partition's position, so a duplicate, a redelivery, a
+// Contract: derived, may lag; converges; never moves backward. A batch
+// of a partition's deliveries (ADR 0017) is handled in one transaction
+// that upserts each document only when the event's entity version is
+// newer than the stored one and advances the partition's position, so a duplicate, a redelivery, a
 // redrive or a replay changes nothing (version compare, no inbox: the
 // version is the stronger guard, because it also drops an old event that
 // arrives after a newer one). The group hands one partition's events over
@@ -87,56 +87,95 @@ type Projector struct {
 	Log     *slog.Logger
 }
 
-// Handle is the stream.Handler.
+// Handle is the stream.Handler: HandleBatch of one delivery.
 func (p *Projector) Handle(ctx context.Context, d stream.Delivery) error {
+	return p.HandleBatch(ctx, []stream.Delivery{d})
+}
+
+// projected is one event of a batch.
+type projected struct {
+	ev      events.Envelope
+	src     index.Source
+	apply   func(pgx.Tx) (bool, error) // nil: a type the projection ignores
+	outcome index.Outcome
+}
+
+// HandleBatch is the stream.BatchHandler: the events of ds (one
+// partition's, in stream order) are applied in one transaction, which
+// advances the partition's position to the last of them. Unreadable
+// events are poison (stream.Permanent: a batch that holds one fails, the
+// group hands its events over one at a time, and the poison one is
+// dead-lettered alone); database errors are retried.
+func (p *Projector) HandleBatch(ctx context.Context, ds []stream.Delivery) error {
+	ps := make([]*projected, 0, len(ds))
+	for _, d := range ds {
+		e, err := p.decode(ctx, d)
+		if err != nil {
+			return err
+		}
+		ps = append(ps, e)
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	err := pgdb.InTx(ctx, p.Pool, func(tx pgx.Tx) error {
+		for _, e := range ps {
+			if e.apply == nil {
+				continue
+			}
+			applied, err := e.apply(tx)
+			if err != nil {
+				return fmt.Errorf("%s %s (v%d): %w", e.ev.Type, e.ev.ID, e.ev.AggregateVersion, err)
+			}
+			e.outcome = index.Stale
+			if applied {
+				e.outcome = index.Applied
+			}
+		}
+		return indexpg.Advance(ctx, tx, p.Projection, ps[len(ps)-1].src)
+	})
+	if err != nil {
+		return err
+	}
+	for _, e := range ps {
+		if p.Metrics != nil {
+			p.Metrics.events.WithLabelValues(p.Stream, string(e.outcome)).Inc()
+		}
+		if e.outcome == index.Stale && p.Log != nil {
+			p.Log.DebugContext(ctx, "stale event skipped", "stream", p.Stream, "type", e.ev.Type, "subject", e.ev.Subject, "version", e.ev.AggregateVersion)
+		}
+	}
+	return nil
+}
+
+// decode reads a delivery into what it does to the projection, or a
+// Permanent error for poison.
+func (p *Projector) decode(ctx context.Context, d stream.Delivery) (*projected, error) {
 	ev, err := events.Unmarshal(d.Payload)
 	if err != nil {
-		return stream.Permanent(fmt.Errorf("unreadable event at %s seq %d: %w", d.Subject, d.Sequence, err))
+		return nil, stream.Permanent(fmt.Errorf("unreadable event at %s seq %d: %w", d.Subject, d.Sequence, err))
 	}
-	src := index.Source{Stream: p.Stream, Partition: d.Partition, Sequence: d.Sequence, EventID: ev.ID, EventTime: ev.Time, Published: d.Published}
-	var apply func(pgx.Tx) (bool, error)
+	e := &projected{ev: ev, outcome: index.Ignored,
+		src: index.Source{Stream: p.Stream, Partition: d.Partition, Sequence: d.Sequence, EventID: ev.ID, EventTime: ev.Time, Published: d.Published}}
 	switch p.Projection.Kind {
 	case index.Products:
 		doc, err := index.ProductFromEvent(ev)
 		if err != nil && !errors.Is(err, index.ErrIgnored) {
-			return stream.Permanent(err)
+			return nil, stream.Permanent(err)
 		}
 		if err == nil {
-			apply = func(tx pgx.Tx) (bool, error) { return indexpg.ApplyProduct(ctx, tx, p.Projection, doc, src) }
+			e.apply = func(tx pgx.Tx) (bool, error) { return indexpg.ApplyProduct(ctx, tx, p.Projection, doc, e.src) }
 		}
 	case index.Orders:
 		doc, err := index.OrderFromEvent(ev)
 		if err != nil && !errors.Is(err, index.ErrIgnored) {
-			return stream.Permanent(err)
+			return nil, stream.Permanent(err)
 		}
 		if err == nil {
-			apply = func(tx pgx.Tx) (bool, error) { return indexpg.ApplyOrder(ctx, tx, p.Projection, doc, src) }
+			e.apply = func(tx pgx.Tx) (bool, error) { return indexpg.ApplyOrder(ctx, tx, p.Projection, doc, e.src) }
 		}
 	default:
-		return fmt.Errorf("projector for %s: unknown index kind %v", p.Stream, p.Projection.Kind)
+		return nil, fmt.Errorf("projector for %s: unknown index kind %v", p.Stream, p.Projection.Kind)
 	}
-	outcome := index.Ignored
-	err = pgdb.InTx(ctx, p.Pool, func(tx pgx.Tx) error {
-		if apply != nil {
-			applied, err := apply(tx)
-			if err != nil {
-				return err
-			}
-			outcome = index.Stale
-			if applied {
-				outcome = index.Applied
-			}
-		}
-		return indexpg.Advance(ctx, tx, p.Projection, src)
-	})
-	if err != nil {
-		return fmt.Errorf("%s %s (v%d): %w", ev.Type, ev.ID, ev.AggregateVersion, err)
-	}
-	if p.Metrics != nil {
-		p.Metrics.events.WithLabelValues(p.Stream, string(outcome)).Inc()
-	}
-	if outcome == index.Stale && p.Log != nil {
-		p.Log.DebugContext(ctx, "stale event skipped", "stream", p.Stream, "type", ev.Type, "subject", ev.Subject, "version", ev.AggregateVersion)
-	}
-	return nil
+	return e, nil
 }

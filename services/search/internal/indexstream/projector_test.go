@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -164,6 +165,41 @@ func TestProjectionConvergesWhateverTheDeliveryOrder(t *testing.T) {
 				d, err := indexpg.Compare(ctx, db.Pool, live, shuffled)
 				if err != nil || d.Differences() != 0 || d.InFlight != 0 || d.LiveDocuments != int64(len(hist)) {
 					t.Fatalf("checker: %+v, %v; want no differences over %d documents", d, err, len(hist))
+				}
+
+				// As the service's batch group hands them over: each
+				// partition's deliveries in stream order, in batches of 1 to
+				// 16, each batch one transaction (HandleBatch).
+				batched := live.WithSuffix("rbatch")
+				if err := indexpg.CreateTables(ctx, db.Pool, live, batched); err != nil {
+					t.Fatal(err)
+				}
+				bp := &indexstream.Projector{Pool: db.Pool, Projection: batched, Stream: "S", Log: slog.New(slog.DiscardHandler)}
+				byPartition := map[int][]stream.Delivery{}
+				for _, ev := range log {
+					d := delivery(ev, seqOf[ev.ID], 1)
+					byPartition[d.Partition] = append(byPartition[d.Partition], d)
+				}
+				brng := rand.New(rand.NewPCG(seed, 99))
+				for _, ds := range byPartition {
+					for len(ds) > 0 {
+						k := min(len(ds), 1+brng.IntN(16))
+						if err := bp.HandleBatch(ctx, ds[:k]); err != nil {
+							t.Fatal(err)
+						}
+						ds = ds[k:]
+					}
+				}
+				if a, b := dump(t, db, live), dump(t, db, batched); a != b {
+					t.Fatalf("projections differ:\nin order:\n%s\nbatched:\n%s", a, b)
+				}
+				lp, err := indexpg.Positions(ctx, db.Pool, live)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bpos, err := indexpg.Positions(ctx, db.Pool, batched)
+				if err != nil || !maps.Equal(lp, bpos) {
+					t.Fatalf("positions: batched %v (%v), in order %v", bpos, err, lp)
 				}
 			})
 		}
