@@ -22,6 +22,19 @@ func (s *System) ToxiproxyClient() *Toxiproxy {
 	return &Toxiproxy{URL: s.Toxiproxy, HTTP: s.Client()}
 }
 
+// Reachable reports whether Toxiproxy's API answers. Every drill injects
+// its faults through it, or needs its links for the checks: a topology
+// started with SHOPFLOOR_TOXIPROXY=off (throughput runs, ADR 0045) has
+// none, and the drills must not start against it.
+func (t *Toxiproxy) Reachable(ctx context.Context) error {
+	var ps map[string]Proxy
+	if err := GetJSON(ctx, t.HTTP, t.URL+"/proxies", &ps); err != nil {
+		return fmt.Errorf("toxiproxy at %s does not answer (%w): the drills inject faults through it; "+
+			"start the topology with it (SHOPFLOOR_TOXIPROXY=on, the default)", t.URL, err)
+	}
+	return nil
+}
+
 // Proxy is one proxy as the API shows it.
 type Proxy struct {
 	Name     string  `json:"name"`

@@ -131,3 +131,28 @@ func TestClearToxicsRestartOutlivesTheCallersDeadline(t *testing.T) {
 		t.Errorf("process calls %q, want kill then start of toxiproxy", got)
 	}
 }
+
+// TestReachableRefusesATopologyWithoutToxiproxy: a topology started with
+// SHOPFLOOR_TOXIPROXY=off has no API to inject faults through; the drills
+// are refused with the reason, not run against it.
+func TestReachableRefusesATopologyWithoutToxiproxy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/proxies" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"nats": {"name": "nats", "enabled": true}}`))
+	}))
+	up := &target.Toxiproxy{URL: srv.URL, HTTP: srv.Client()}
+	if err := up.Reachable(ctx); err != nil {
+		t.Fatalf("Reachable with Toxiproxy up: %v", err)
+	}
+	srv.Close()
+	err := up.Reachable(ctx)
+	if err == nil || !strings.Contains(err.Error(), "SHOPFLOOR_TOXIPROXY") {
+		t.Fatalf("Reachable with nothing listening = %v, want the reason and the setting", err)
+	}
+}

@@ -310,6 +310,23 @@ nats_names=(nats nats-2 nats-3)
 nats_ports=("$NATS_PORT" "$NATS2_PORT" "$NATS3_PORT")
 nats_mon=("$NATS_MON_PORT" "$NATS2_MON_PORT" "$NATS3_MON_PORT")
 nats_routes=("$NATS_ROUTE_PORT" "$NATS2_ROUTE_PORT" "$NATS3_ROUTE_PORT")
+# SHOPFLOOR_TOXIPROXY=off (default on) leaves Toxiproxy out: every service
+# reaches PostgreSQL, Redis, NATS, catalog, the PSP and SMTP directly, as a
+# deployment does. For throughput runs (loadtests/profile.sh,
+# docs/capacity.md): here the proxy costs about a sixth of the CPU a settled
+# order takes. The drills need it: chaos refuses such a topology.
+toxiproxy=${SHOPFLOOR_TOXIPROXY:-on}
+case $toxiproxy in
+on) ;;
+off)
+	for svc in "${services[@]}"; do
+		printf -v "TOXI_PG_${svc^^}" '%s' "${PG_UPSTREAM##*:}"
+	done
+	TOXI_REDIS=6379 TOXI_NATS=$NATS_PORT TOXI_NATS2=$NATS2_PORT TOXI_NATS3=$NATS3_PORT
+	TOXI_CATALOG=$CATALOG_PORT TOXI_PSP=$PSP_PORT TOXI_SMTP=$SMTP_PORT
+	;;
+*) echo "run: SHOPFLOOR_TOXIPROXY=$toxiproxy: on or off" >&2; exit 1 ;;
+esac
 nats_toxi=("$TOXI_NATS" "$TOXI_NATS2" "$TOXI_NATS3")
 for ((n = 0; n < nats_nodes; n++)); do
 	conf=$run/${nats_names[n]}.conf
@@ -333,6 +350,7 @@ for ((n = 0; n < nats_nodes; n++)); do
 	)
 	supervise "${nats_names[n]}" env "${nats_env[@]}" bin/nats-server -c "$conf"
 done
+if [[ $toxiproxy == on ]]; then
 cat >"$run/toxiproxy.json" <<JSON
 [
 $(for svc in ${generated[@]+"${generated[@]}"}; do
@@ -355,10 +373,11 @@ done)
 ]
 JSON
 supervise toxiproxy bin/toxiproxy-server -host 127.0.0.1 -port "$TOXI_API" -config "$run/toxiproxy.json"
+fi
 for ((n = 0; n < nats_nodes; n++)); do
 	wait_ready "${nats_names[n]}" "http://127.0.0.1:${nats_mon[n]}/healthz?js-enabled-only=true"
 done
-wait_ready toxiproxy "http://127.0.0.1:$TOXI_API/proxies"
+[[ $toxiproxy == off ]] || wait_ready toxiproxy "http://127.0.0.1:$TOXI_API/proxies"
 
 supervise smtp-sink env SMTP_SINK_ADDR="127.0.0.1:$SMTP_PORT" SMTP_SINK_HTTP_ADDR="127.0.0.1:$SMTP_HTTP_PORT" "$run/notifications" smtp-sink
 supervise psp-sim env PSP_SIM_ADDR="127.0.0.1:$PSP_PORT" "$run/payments" psp-sim
@@ -527,7 +546,7 @@ shopfloor is running (logs: $run/logs/). The five-minute tour is in README.md.
   search           http://localhost:$SEARCH_PORT/v1/search/products?q=chair$generated
   e-mails (sink)   http://localhost:$SMTP_HTTP_PORT/api/messages
   provider (sim)   http://localhost:$PSP_PORT/admin/stats
-  toxiproxy API    http://localhost:$TOXI_API/proxies
+  toxiproxy API    $([[ $toxiproxy == on ]] && echo "http://localhost:$TOXI_API/proxies" || echo "off (SHOPFLOOR_TOXIPROXY=off): drills cannot run")
   admin listeners  http://127.0.0.1:$CATALOG_ADMIN_PORT/metrics (each service process: its port + $ADMIN_OFFSET; /metrics, /readyz, /v1/admin)
 deploy/local/ctl.sh status | stop NAME | start NAME | down
 MSG
