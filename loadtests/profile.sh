@@ -65,6 +65,19 @@ cpu() {
 	done
 }
 
+# batches: "group/stream sum count" of stream_handler_batch_size_messages
+# over every service process (ADR 0045: batches grow with the load).
+batches() {
+	local f admin
+	for f in "$run"/cmd/*; do
+		[[ -e $run/pids/$(basename "$f").pid ]] || continue
+		admin=$(tr '\0' '\n' <"$f" | sed -n 's/^ADMIN_ADDR=//p' | head -1)
+		[[ -n $admin ]] || continue
+		curl -sf "http://$admin/metrics" 2>/dev/null | grep '^stream_handler_batch_size_messages_\(sum\|count\)' || true
+	done | sed -E 's/^stream_handler_batch_size_messages_(sum|count)\{group="([^"]*)",stream="([^"]*)"\} (.*)$/\2\/\3 \1 \4/' |
+		awk '{ v[$1 " " $2] += $3; g[$1] = 1 } END { for (k in g) print k, v[k " sum"] + 0, v[k " count"] + 0 }' | sort
+}
+
 echo "profile: idle for ${IDLE}s (what the system commits with no load)"
 commits >"$out/commits-idle-0.txt"
 sleep "$IDLE"
@@ -82,6 +95,7 @@ TOKENS=$(loadtests/k6/tokens.sh 10)
 export TOKENS
 settled0=$(settled)
 commits >"$out/commits-0.txt"
+batches >"$out/batches-0.txt"
 wal >"$out/wal-0.txt"
 cpu >"$out/cpu-0.txt"
 start=$(date +%s.%N)
@@ -108,6 +122,7 @@ for _ in $(seq 1 600); do
 done
 end=$(date +%s.%N)
 commits >"$out/commits-1.txt"
+batches >"$out/batches-1.txt"
 wal >"$out/wal-1.txt"
 cpu >"$out/cpu-1.txt"
 settled1=$(settled)
@@ -141,6 +156,12 @@ secs=$(calc "$end - $start")
 			{ d = $3 - $2; i = ($5 - $4) / idle; net = d - i * secs; tot += d; totnet += net; toti += i
 			  printf "| %s | %d | %.1f | %.2f |\n", $1, d, i, (orders ? net / orders : 0) }
 			END { printf "| **all** | %d | %.1f | **%.2f** |\n", tot, toti, (orders ? totnet / orders : 0) }'
+	echo
+	echo "## Consumer batches (stream_handler_batch_size_messages)"
+	echo
+	echo "| group/stream | messages | handler calls | messages per call |"
+	echo "|---|---|---|---|"
+	join "$out/batches-0.txt" "$out/batches-1.txt" | awk '{ m = $4 - $2; c = $5 - $3; if (c > 0) printf "| %s | %d | %d | %.2f |\n", $1, m, c, m / c }'
 	echo
 	echo "## CPU seconds per process"
 	echo

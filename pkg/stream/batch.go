@@ -119,6 +119,8 @@ type batchWorker struct {
 	pinLost  bool                   // the broker refused that pin since (423)
 	checked  bool                   // the gate passed and no delivery went elsewhere since
 	nextDseq uint64                 // delivery sequence of the next delivery if none goes elsewhere
+	pinned   bool                   // counted in the group's pins (spread.go)
+	spreadAt time.Time              // the last look at spreading (spread.go)
 }
 
 func (g *Group) runBatchPartition(ctx context.Context, p int, s jetstream.Stream, c jetstream.Consumer) {
@@ -138,6 +140,7 @@ func (g *Group) runBatchPartition(ctx context.Context, p int, s jetstream.Stream
 		if w.count() > 0 && w.gate(ctx) {
 			w.process(ctx)
 		}
+		w.spread(ctx)
 		switch {
 		case err == nil, errors.Is(err, errPinLost):
 			errs = 0
@@ -244,6 +247,7 @@ func (w *batchWorker) closeOpen() error {
 	w.open = nil
 	if errors.Is(err, jetstream.ErrPinIDMismatch) {
 		w.pin, w.pinLost, w.checked = "", true, false
+		w.setPinned(false)
 		return errPinLost
 	}
 	return err
@@ -266,6 +270,7 @@ func (w *batchWorker) receive(m jetstream.Msg) {
 	w.nextDseq = meta.Sequence.Consumer + 1
 	if pin := m.Headers().Get(headerPinID); pin != "" {
 		w.pin, w.pinLost = pin, false
+		w.setPinned(true)
 	}
 	d := delivery(w.p, m, meta)
 	delete(d.Headers, headerPinID) // broker plumbing, different in every delivery
@@ -645,6 +650,7 @@ func (w *batchWorker) handBack(ctx context.Context) {
 // takes it at once.
 func (w *batchWorker) stop(ctx context.Context) {
 	w.handBack(ctx)
+	defer w.setPinned(false)
 	if w.pin == "" {
 		return
 	}

@@ -60,7 +60,11 @@
 //   - Several instances of one group share the work without a coordinator:
 //     every instance pulls from every partition consumer, the broker hands
 //     each message to one puller, and a message left unacknowledged by a
-//     dead instance is redelivered to another after AckWait.
+//     dead instance is redelivered to another after AckWait. In a batch
+//     group the broker pins each partition to one instance at a time; an
+//     instance that holds more than its share hands partitions over to the
+//     others waiting on them (spread.go), and a dead instance's partitions
+//     move after PinnedTTL.
 //   - On a replicated stream, an ack that the consumer's dying leader
 //     never confirmed is sent again until the new leader confirms it, so
 //     the partition does not wait AckWait for a redelivery (ack.go).

@@ -235,6 +235,11 @@ type Group struct {
 	log     *slog.Logger
 	metrics *groupMetrics
 	running atomic.Bool
+	// pins counts the partitions this instance holds the pin of (batch
+	// groups); spreadLast is when it last handed one over (spread.go).
+	pins       atomic.Int64
+	spreadLast atomic.Int64
+	partitions atomic.Int64 // of the running group's stream
 }
 
 // NewGroup validates cfg and returns a group; nothing is created on the
@@ -299,6 +304,7 @@ func (g *Group) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	g.partitions.Store(int64(len(consumers)))
 	g.log.InfoContext(ctx, "consumer group running", "partitions", len(consumers), "max_batch", g.cfg.MaxBatch)
 	var wg sync.WaitGroup
 	for p, c := range consumers {

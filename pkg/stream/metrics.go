@@ -24,6 +24,7 @@ type groupMetrics struct {
 	waitingParts *prometheus.GaugeVec
 	infraRetries *prometheus.CounterVec
 	reconfirms   *prometheus.CounterVec
+	pinnedParts  *prometheus.GaugeVec
 }
 
 func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
@@ -73,6 +74,10 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 			Name: "stream_ack_reconfirms_total",
 			Help: "Acks sent again because the broker did not confirm them (the consumer's leader died or moved), by outcome (confirmed, gave_up: redelivered after AckWait).",
 		}, []string{"stream", "group", "outcome"}),
+		pinnedParts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "stream_partitions_pinned",
+			Help: "Partitions of a batch group this instance holds (the broker pins each partition to one instance; ADR 0045 spreads them).",
+		}, []string{"stream", "group"}),
 	}
 	if err := m.register(reg); err != nil {
 		return nil, err
@@ -112,6 +117,9 @@ func (m *groupMetrics) register(reg prometheus.Registerer) error {
 		return err
 	}
 	if m.reconfirms, err = register(reg, m.reconfirms); err != nil {
+		return err
+	}
+	if m.pinnedParts, err = register(reg, m.pinnedParts); err != nil {
 		return err
 	}
 	return nil
@@ -281,5 +289,12 @@ func (g *Group) sampleLag(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// pinned sets how many partitions of the group this instance holds.
+func (m *groupMetrics) pinned(cfg GroupConfig, n int64) {
+	if m != nil {
+		m.pinnedParts.WithLabelValues(cfg.Stream, cfg.Name).Set(float64(n))
 	}
 }
