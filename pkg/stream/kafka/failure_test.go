@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -228,16 +229,20 @@ func TestInfrastructureErrorsDoNotSpendBudget(t *testing.T) {
 // TestRedeliveryAfterCrash: member A takes a record and never finishes it
 // (its handler hangs until its ctx ends, as a process that dies would
 // leave it); A stops without committing, and member B of the same group
-// gets the same record again and finishes it.
+// gets the same record again and finishes it, but only after A's handler
+// has returned: the revoke waits for the in-flight record, so no record is
+// handled by two members at once.
 func TestRedeliveryAfterCrash(t *testing.T) {
 	t.Parallel()
 	k := setup(t, 1)
 	seen := newHandled()
 	taken := make(chan struct{})
 	var once sync.Once
+	var aReturned, overlap atomic.Bool
 	cfg := testGroup(k.topic, "g")
 	cfg.HandlerTimeout = 500 * time.Millisecond
 	a := k.start(t, cfg, func(ctx context.Context, d stream.Delivery) error {
+		defer aReturned.Store(true)
 		seen.add(d)
 		once.Do(func() { close(taken) })
 		<-ctx.Done()
@@ -246,13 +251,22 @@ func TestRedeliveryAfterCrash(t *testing.T) {
 	k.publish(t, stream.Message{ID: "e1", Key: "k"})
 	<-taken
 	b := newHandled()
-	k.start(t, cfg, func(_ context.Context, d stream.Delivery) error { b.add(d); return nil })
+	k.start(t, cfg, func(_ context.Context, d stream.Delivery) error {
+		if !aReturned.Load() {
+			overlap.Store(true)
+		}
+		b.add(d)
+		return nil
+	})
 	a.stop()
 	got := b.waitFor(t, "e1", 1)
 	if got[0].Sequence != 0 || got[0].Partition != 0 || got[0].Key != "k" {
 		t.Errorf("B's delivery %+v", got[0])
 	}
-	if n := len(seen.of("e1")); n < 1 {
-		t.Errorf("A never had the record")
+	if overlap.Load() {
+		t.Errorf("B handled the record while A's handler was still running on it")
+	}
+	if n := len(seen.of("e1")); n != 1 {
+		t.Errorf("A handled the record %d times, want 1", n)
 	}
 }
