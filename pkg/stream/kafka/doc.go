@@ -24,11 +24,11 @@
 //     either engine.
 //   - Delivery to a group is at least once; order is per key. Each
 //     partition assigned to a member is handled by one goroutine, one
-//     record at a time in offset order; a record's offset is committed
-//     (synchronously) only after its handler returned nil or it was
-//     dead-lettered, and before the partition's next record is handled.
-//     A crash between handling and committing hands the record to the
-//     partition's next owner again.
+//     record at a time in offset order; a record's offset is marked for
+//     commit only after its handler returned nil or it was dead-lettered,
+//     and marks are committed every CommitInterval and before a revoke or
+//     a stop completes. A crash hands the records handled since the last
+//     commit to the partition's next owner again.
 //   - Failures are classified as in package stream: Permanent goes to the
 //     dead-letter topic at once (class "permanent"); an infrastructure
 //     error (GroupConfig.Infrastructure, default stream.IsInfrastructure)

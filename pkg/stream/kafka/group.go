@@ -70,6 +70,12 @@ type GroupConfig struct {
 	// takes to finish the in-flight records of its revoked partitions.
 	// Default 60s; it must exceed HandlerTimeout.
 	RebalanceTimeout time.Duration
+	// CommitInterval is how often the offsets of handled records are
+	// committed (a revoke and a stop commit at once). Default 1s. A
+	// member that dies hands the records it handled since its last commit
+	// to the next owner again: at most CommitInterval of work is handled
+	// twice (the inbox drops it).
+	CommitInterval time.Duration
 	// Extract, if set, returns ctx with the trace context found in a
 	// record's headers; the handler gets that ctx.
 	Extract func(ctx context.Context, headers map[string]string) context.Context
@@ -98,6 +104,7 @@ func (c GroupConfig) withDefaults() GroupConfig {
 	def(&c.SessionTimeout, 10*time.Second)
 	def(&c.RebalanceTimeout, 60*time.Second)
 	def(&c.LagInterval, 5*time.Second)
+	def(&c.CommitInterval, time.Second)
 	if c.MaxDeliver == 0 {
 		c.MaxDeliver = 5
 	}
@@ -121,7 +128,7 @@ func (c GroupConfig) validate() error {
 	switch {
 	case c.Partitions < 0 || c.Partitions > stream.MaxPartitions:
 		msg = fmt.Sprintf("partitions %d outside 1..%d", c.Partitions, stream.MaxPartitions)
-	case c.HandlerTimeout < 0 || c.SessionTimeout < 0 || c.LagInterval < 0:
+	case c.HandlerTimeout < 0 || c.SessionTimeout < 0 || c.LagInterval < 0 || c.CommitInterval < 0:
 		msg = "negative duration"
 	case c.RebalanceTimeout <= c.HandlerTimeout:
 		msg = fmt.Sprintf("RebalanceTimeout %s must exceed HandlerTimeout %s (a revoke waits for the handler)", c.RebalanceTimeout, c.HandlerTimeout)
@@ -223,12 +230,14 @@ func (g *Group) Run(ctx context.Context) error {
 	}
 	s.poll(ctx)
 	s.stopAll("group stopping")
+	s.commitMarked()
 	wg.Wait()
 	g.log.InfoContext(context.WithoutCancel(ctx), "consumer group stopped")
 	return nil
 }
 
-// clientOpts are the consumer client's options: manual commits, the
+// clientOpts are the consumer client's options: commits of marked
+// records only (a record is marked after its handler), the
 // cooperative-sticky balancer, callbacks that start and stop the partition
 // workers, and polls that block rebalances until their records are handed
 // to the workers (so no record of a revoked partition is in transit).
@@ -238,7 +247,8 @@ func (g *Group) clientOpts(s *session) []kgo.Opt {
 		kgo.ConsumerGroup(g.cfg.Name),
 		kgo.ConsumeTopics(g.cfg.Topic),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.DisableAutoCommit(),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(g.cfg.CommitInterval),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeStartOffset(g.cfg.startOffset()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

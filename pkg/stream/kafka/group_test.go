@@ -159,3 +159,16 @@ func TestPerKeyOrderAcrossInstances(t *testing.T) {
 	testinfra.Eventually(t, 30*time.Second, func() error { return check.done(keys, versionsPerKey) })
 	t.Logf("applied %d, duplicates %d", check.applied, check.duplicates)
 }
+
+// TestBacklogBeyondTheQueueIsDrained: a partition with many times more
+// records than a worker queues (its fetching is paused and resumed over
+// and over) is handled completely and in order.
+func TestBacklogBeyondTheQueueIsDrained(t *testing.T) {
+	t.Parallel()
+	k := setup(t, 1)
+	keys := keyNames(3)
+	check := newOrderCheck()
+	k.start(t, testGroup(k.topic, "g"), func(_ context.Context, d stream.Delivery) error { check.apply(d); return nil })
+	versions(t, k, keys, 1, 2000)
+	testinfra.Eventually(t, 60*time.Second, func() error { return check.done(keys, 2000) })
+}

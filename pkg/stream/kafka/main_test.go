@@ -29,7 +29,7 @@ type kafka struct {
 
 // setup starts a kfake cluster for the test and creates topic "T" with
 // partitions partitions and its dead-letter topic.
-func setup(t *testing.T, partitions int) kafka {
+func setup(t testing.TB, partitions int) kafka {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond))
 	if err != nil {

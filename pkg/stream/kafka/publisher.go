@@ -150,7 +150,9 @@ func (p *Publisher) PublishAsync(ctx context.Context, msgs []stream.Message) []s
 			results[i].Err = err
 			continue
 		}
+		mu.Lock() // callbacks of earlier records run meanwhile
 		pending[i] = true
+		mu.Unlock()
 		wg.Add(1)
 		p.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
 			defer wg.Done()

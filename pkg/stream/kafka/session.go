@@ -14,8 +14,10 @@ import (
 //
 // One poll loop fetches records of every partition assigned to this member
 // and hands them to one worker per partition, which handles them one at a
-// time in offset order and commits each record's offset after its handler
-// returned nil or the record was dead-lettered. A worker's queue holds at
+// time in offset order and marks each record for commit after its handler
+// returned nil or the record was dead-lettered (AutoCommitMarks: franz-go
+// commits only marked offsets, every CommitInterval; a revoke and a stop
+// commit the marks at once). A worker's queue holds at
 // most maxQueued records; beyond that its partition's fetching is paused
 // until the worker has drained the queue, so a slow partition never holds
 // up the poll loop or the others.
@@ -26,7 +28,8 @@ import (
 // revoke (and lost) callback stops the workers of the partitions it names
 // and waits for them before it returns: a worker finishes its current
 // handler call (HandlerTimeout bounds it; the handler's ctx ends then),
-// commits it if it succeeded, and drops the rest of its queue uncommitted.
+// marks it if it succeeded, and drops the rest of its queue unmarked; then
+// the callback commits the marks and returns.
 // Only then does the coordinator give the partition to another member,
 // which starts at the last committed offset: a record of a revoked
 // partition is never handled after the revoke, and never by two members at
@@ -88,8 +91,7 @@ func (s *session) poll(ctx context.Context) {
 	}
 }
 
-// handOver queues records for their partition's worker and pauses the
-// partition when the queue is full. Records of a partition without a worker
+// handOver queues records for their partition's worker. Records of a partition without a worker
 // cannot come (the poll blocks revokes); they are dropped uncommitted.
 func (s *session) handOver(p int32, records []*kgo.Record) {
 	s.mu.Lock()
@@ -99,9 +101,7 @@ func (s *session) handOver(p int32, records []*kgo.Record) {
 		s.g.log.Warn("records of a partition this member does not own; dropped uncommitted", "partition", p, "records", len(records))
 		return
 	}
-	if w.push(records) {
-		s.cl.PauseFetchPartitions(map[string][]int32{s.g.cfg.Topic: {p}})
-	}
+	w.push(records)
 }
 
 // assigned starts a worker for each newly assigned partition.
@@ -127,6 +127,17 @@ func (s *session) assigned(_ context.Context, _ *kgo.Client, tps map[string][]in
 // record before the partition can move to another member.
 func (s *session) revoked(_ context.Context, _ *kgo.Client, tps map[string][]int32) {
 	s.stop(tps[s.g.cfg.Topic], "partitions revoked")
+	s.commitMarked()
+}
+
+// commitMarked commits the offsets of every record handled so far, and
+// waits for the commit: the partitions' next owners start after them.
+func (s *session) commitMarked() {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	if err := s.cl.CommitMarkedOffsets(ctx); err != nil {
+		s.g.log.Warn("commit of handled records failed; they will be handled again", "error", err)
+	}
 }
 
 // lost is revoked for partitions the member has already lost (its session

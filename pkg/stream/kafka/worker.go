@@ -41,21 +41,25 @@ func newWorker(s *session, p int32) *worker {
 	return w
 }
 
-// push queues records; it reports whether the partition should be paused
-// now (the queue reached maxQueued).
-func (w *worker) push(records []*kgo.Record) (pause bool) {
+// push queues records and pauses the partition's fetching when the queue
+// reaches maxQueued. Pausing and resuming happen under w.mu, so a worker
+// that drains the queue meanwhile cannot resume before the pause and leave
+// the partition paused for good.
+func (w *worker) push(records []*kgo.Record) {
 	w.mu.Lock()
 	w.queue = append(w.queue, records...)
 	if len(w.queue) >= maxQueued && !w.paused {
-		w.paused, pause = true, true
+		w.paused = true
+		w.s.cl.PauseFetchPartitions(w.tp())
 	}
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
-	return pause
 }
+
+func (w *worker) tp() map[string][]int32 { return map[string][]int32{w.s.g.cfg.Topic: {w.p}} }
 
 // next returns the next record, or nil once the worker is stopping. An
 // empty queue resumes a paused partition.
@@ -72,12 +76,11 @@ func (w *worker) next() *kgo.Record {
 			w.mu.Unlock()
 			return r
 		}
-		resume := w.paused
-		w.paused = false
-		w.mu.Unlock()
-		if resume {
-			w.s.cl.ResumeFetchPartitions(map[string][]int32{w.s.g.cfg.Topic: {w.p}})
+		if w.paused {
+			w.paused = false
+			w.s.cl.ResumeFetchPartitions(w.tp())
 		}
+		w.mu.Unlock()
 		select {
 		case <-w.stopping.Done():
 			return nil
@@ -171,7 +174,7 @@ func (w *worker) handle(r *kgo.Record) bool {
 	}
 }
 
-// settle dead-letters r if class is set, then commits its offset. It
+// settle dead-letters r if class is set, then marks its offset for commit. It
 // reports false if the dead letter could not be stored (the record is then
 // abandoned uncommitted and handled again by the partition's next owner,
 // or after the group restarts).
@@ -188,18 +191,10 @@ func (w *worker) settle(log *slog.Logger, r *kgo.Record, d stream.Delivery, clas
 		g.metrics.observe(g.cfg, outcomeDeadLetter, elapsed)
 		log.Warn("record dead-lettered", "class", class, "key", d.Key, "error", cause)
 	}
-	if err := commit(ctx, w.s.cl, r); err != nil {
-		// The partition was lost or is moving: its next owner starts at
-		// the last committed offset and handles r again (at-least-once).
-		log.Warn("commit failed; the record will be handled again", "error", err)
-	}
+	// Only now may r's offset be committed: the commit loop commits the
+	// marks every CommitInterval, a revoke or a stop at once.
+	w.s.cl.MarkCommitRecords(r)
 	return true
-}
-
-// commit commits the offset after r, synchronously: the next record of the
-// partition is handled only once the broker has the commit.
-func commit(ctx context.Context, cl *kgo.Client, r *kgo.Record) error {
-	return cl.CommitRecords(ctx, r)
 }
 
 // settleTimeout bounds dead-lettering and committing one record, also when
