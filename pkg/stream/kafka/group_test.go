@@ -3,15 +3,12 @@ package kafkastream_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	kafkastream "github.com/shopfloor/shopfloor/pkg/stream/kafka"
+	"github.com/shopfloor/shopfloor/pkg/stream/streamtest"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
 
@@ -56,16 +53,10 @@ func TestRunRefusesWrongPartitionCount(t *testing.T) {
 	}
 }
 
-// versions publishes versions from..to of each key, interleaved across
-// keys, with ID "<key>-v<version>" and the version as payload.
+// versions publishes versions from..to of each key (streamtest.Versions).
 func versions(t *testing.T, k kafka, keys []string, from, to int) {
 	t.Helper()
-	var msgs []stream.Message
-	for v := from; v <= to; v++ {
-		for _, key := range keys {
-			msgs = append(msgs, stream.Message{ID: fmt.Sprintf("%s-v%d", key, v), Key: key, Payload: []byte(strconv.Itoa(v))})
-		}
-	}
+	msgs := streamtest.Versions(keys, from, to)
 	for i, r := range k.pub.PublishAsync(context.Background(), msgs) {
 		if r.Err != nil {
 			t.Fatalf("publish %s: %v", msgs[i].ID, r.Err)
@@ -73,92 +64,9 @@ func versions(t *testing.T, k kafka, keys []string, from, to int) {
 	}
 }
 
-func keyNames(n int) []string {
-	keys := make([]string, n)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("order-%d", i)
-	}
-	return keys
-}
-
-// orderCheck is an idempotent per-key store of versions: the next version
-// of a key is applied, one already applied is a duplicate (allowed:
-// at-least-once), anything else breaks per-key order.
-type orderCheck struct {
-	mu         sync.Mutex
-	last       map[string]int
-	applied    int
-	duplicates int
-	violations []string
-}
-
-func newOrderCheck() *orderCheck { return &orderCheck{last: map[string]int{}} }
-
-func (o *orderCheck) apply(d stream.Delivery) {
-	v, _ := strconv.Atoi(string(d.Payload))
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	switch last := o.last[d.Key]; {
-	case v == last+1:
-		o.last[d.Key] = v
-		o.applied++
-	case v <= last:
-		o.duplicates++
-	default:
-		o.violations = append(o.violations, fmt.Sprintf("%s: version %d after %d", d.Key, v, last))
-	}
-}
-
-// done reports nil once every key has all n versions applied, and any
-// order violation as an error.
-func (o *orderCheck) done(keys []string, n int) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(o.violations) > 0 {
-		return fmt.Errorf("per-key order broken: %v", o.violations)
-	}
-	for _, key := range keys {
-		if o.last[key] != n {
-			return fmt.Errorf("key %s at version %d of %d (applied %d in all)", key, o.last[key], n, o.applied)
-		}
-	}
-	return nil
-}
-
-// TestPerKeyOrderAcrossInstances: two instances of one group on 8
-// partitions, some handler calls failing once, one instance stopped in the
-// middle; every key's versions reach the effect in order, and all of them.
-func TestPerKeyOrderAcrossInstances(t *testing.T) {
-	t.Parallel()
-	const versionsPerKey = 30
-	k := setup(t, 8)
-	keys := keyNames(20)
-	check := newOrderCheck()
-	var calls atomic.Int64
-	failed := sync.Map{}
-	h := func(_ context.Context, d stream.Delivery) error {
-		if n := calls.Add(1); n%7 == 0 {
-			if _, again := failed.LoadOrStore(d.ID, true); !again {
-				return errors.New("fails once")
-			}
-		}
-		check.apply(d)
-		return nil
-	}
-	a := k.start(t, testGroup(k.topic, "g"), h)
-	k.start(t, testGroup(k.topic, "g"), h)
-	versions(t, k, keys, 1, versionsPerKey/2)
-	testinfra.Eventually(t, 20*time.Second, func() error {
-		if c := calls.Load(); c < int64(len(keys)*versionsPerKey/4) {
-			return fmt.Errorf("%d handler calls", c)
-		}
-		return nil
-	})
-	a.stop()
-	versions(t, k, keys, versionsPerKey/2+1, versionsPerKey)
-	testinfra.Eventually(t, 30*time.Second, func() error { return check.done(keys, versionsPerKey) })
-	t.Logf("applied %d, duplicates %d", check.applied, check.duplicates)
-}
+// The shared expectations (per-key order across instances, dead letters,
+// infrastructure errors) run in TestConformance; the tests here add what
+// is Kafka's own.
 
 // TestBacklogBeyondTheQueueIsDrained: a partition with many times more
 // records than a worker queues (its fetching is paused and resumed over
@@ -166,9 +74,9 @@ func TestPerKeyOrderAcrossInstances(t *testing.T) {
 func TestBacklogBeyondTheQueueIsDrained(t *testing.T) {
 	t.Parallel()
 	k := setup(t, 1)
-	keys := keyNames(3)
-	check := newOrderCheck()
-	k.start(t, testGroup(k.topic, "g"), func(_ context.Context, d stream.Delivery) error { check.apply(d); return nil })
+	keys := streamtest.Keys(3)
+	check := streamtest.NewOrderCheck()
+	k.start(t, testGroup(k.topic, "g"), func(_ context.Context, d stream.Delivery) error { check.Apply(d); return nil })
 	versions(t, k, keys, 1, 2000)
-	testinfra.Eventually(t, 60*time.Second, func() error { return check.done(keys, 2000) })
+	testinfra.Eventually(t, 60*time.Second, func() error { return check.Done(keys, 2000) })
 }

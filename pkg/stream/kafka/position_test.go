@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shopfloor/shopfloor/pkg/stream"
+	"github.com/shopfloor/shopfloor/pkg/stream/streamtest"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
 
@@ -98,7 +99,7 @@ func TestReplayWithNewGroup(t *testing.T) {
 func TestReplayFromTime(t *testing.T) {
 	t.Parallel()
 	k := setup(t, 4)
-	keys := keyNames(8)
+	keys := streamtest.Keys(8)
 	var old []stream.Message
 	for _, key := range keys {
 		old = append(old, stream.Message{ID: "old-" + key, Key: key})

@@ -17,6 +17,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/inbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
+	"github.com/shopfloor/shopfloor/pkg/stream/streamtest"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
 
@@ -70,7 +71,7 @@ func TestRebalanceKillOneMemberKeepsOrderAndAppliesOnce(t *testing.T) {
 	const perKey = 40
 	db := testinfra.Postgres(t, migrations).Pool
 	k := setup(t, 8)
-	keys := keyNames(20)
+	keys := streamtest.Keys(20)
 	var outOfOrder, duplicates, aCalls atomic.Int64
 	dying := make(chan struct{})
 	var died atomic.Bool
