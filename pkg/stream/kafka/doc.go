@@ -36,8 +36,9 @@
 //     without spending the budget; any other error is retried after
 //     Backoff, up to MaxDeliver calls, then dead-lettered ("exhausted").
 //     A dead letter carries pkg/stream's Shopfloor-Dlq-* headers and is
-//     stored before the original's offset is committed; if that store
-//     fails, the partition stops on this member uncommitted.
+//     stored before the original's offset is marked; while the
+//     dead-letter topic refuses it, the partition waits and tries again
+//     (InfrastructureBackoff), as for a dependency.
 //   - Rebalances are cooperative (cooperative-sticky balancer): only the
 //     partitions that move are revoked. A revoke waits until the
 //     partition's worker has finished its running handler call (committing

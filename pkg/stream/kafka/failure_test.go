@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/shopfloor/shopfloor/pkg/stream"
 	kafkastream "github.com/shopfloor/shopfloor/pkg/stream/kafka"
@@ -268,5 +271,53 @@ func TestRedeliveryAfterCrash(t *testing.T) {
 	}
 	if n := len(seen.of("e1")); n != 1 {
 		t.Errorf("A handled the record %d times, want 1", n)
+	}
+}
+
+// TestDeadLetterWaitsForItsTopic: while the dead-letter topic cannot take
+// a dead letter (deleted under the running group, longer than one
+// publish's timeout), the poison record is neither committed nor passed:
+// the group tries the dead letter again and the key's next record waits.
+// Once the topic is back, the dead letter is stored and the partition
+// moves on.
+func TestDeadLetterWaitsForItsTopic(t *testing.T) {
+	t.Parallel()
+	k := setup(t, 1)
+	seen := newHandled()
+	cfg := testGroup(k.topic, "g")
+	cfg.InfrastructureBackoff = cfg.Backoff
+	var logs testinfra.Buffer
+	k.startLogging(t, cfg, func(_ context.Context, d stream.Delivery) error {
+		seen.add(d)
+		if d.ID == "poison" {
+			return stream.Permanent(errors.New("cannot decode"))
+		}
+		return nil
+	}, slog.New(slog.NewTextHandler(&logs, nil)))
+	k.publish(t, stream.Message{ID: "warm-up", Key: "k"})
+	seen.waitFor(t, "warm-up", 1)
+	adm := kadm.NewClient(k.cl)
+	if _, err := adm.DeleteTopics(context.Background(), kafkastream.DLQTopic(k.topic)); err != nil {
+		t.Fatal(err)
+	}
+	k.publish(t, stream.Message{ID: "poison", Key: "k"}, stream.Message{ID: "next", Key: "k"})
+	testinfra.Eventually(t, 30*time.Second, func() error {
+		if !strings.Contains(logs.String(), "dead-letter publish failed; retrying") {
+			return errors.New("no failed dead-letter publish logged yet")
+		}
+		return nil
+	})
+	if n := len(seen.of("next")); n != 0 {
+		t.Fatalf("next handled while its key's dead letter could not be stored")
+	}
+	if err := kafkastream.EnsureTopic(context.Background(), k.cl, kafkastream.TopicConfig{Name: k.topic, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	seen.waitFor(t, "next", 1)
+	if h := dlqHeaders(t, k, 1)["poison"]; h[stream.HeaderDLQErrorClass] != "permanent" {
+		t.Errorf("dead letter headers %v", h)
+	}
+	if n := len(seen.of("poison")); n != 1 {
+		t.Errorf("poison handled %d times, want 1 (the dead letter is retried, not the handler)", n)
 	}
 }

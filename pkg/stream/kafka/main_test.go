@@ -99,7 +99,13 @@ type running struct {
 // stop is called.
 func (k kafka) start(t *testing.T, cfg kafkastream.GroupConfig, h stream.Handler) *running {
 	t.Helper()
-	g, err := kafkastream.NewGroup(k.seeds, cfg, h, testLogger(t))
+	return k.startLogging(t, cfg, h, testLogger(t))
+}
+
+// startLogging is start with the group logging to log.
+func (k kafka) startLogging(t *testing.T, cfg kafkastream.GroupConfig, h stream.Handler, log *slog.Logger) *running {
+	t.Helper()
+	g, err := kafkastream.NewGroup(k.seeds, cfg, h, log)
 	if err != nil {
 		t.Fatalf("NewGroup: %v", err)
 	}

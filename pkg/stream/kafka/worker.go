@@ -174,19 +174,27 @@ func (w *worker) handle(r *kgo.Record) bool {
 	}
 }
 
-// settle dead-letters r if class is set, then marks its offset for commit. It
-// reports false if the dead letter could not be stored (the record is then
-// abandoned uncommitted and handled again by the partition's next owner,
-// or after the group restarts).
+// settle dead-letters r if class is set, then marks its offset for commit.
+// It reports false if the worker stopped before the dead letter could be
+// stored (the record is then handled again by the partition's next owner).
 func (w *worker) settle(log *slog.Logger, r *kgo.Record, d stream.Delivery, class string, cause error, firstFailure time.Time, elapsed time.Duration) bool {
 	g := w.s.g
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	defer cancel()
 	if class != "" {
-		if err := g.deadLetter(ctx, w.s.cl, r, d, class, cause, firstFailure); err != nil {
-			log.Error("dead-letter publish failed; the record stays uncommitted and the partition stops on this member", "class", class, "error", err)
-			g.metrics.observe(g.cfg, outcomeHandedBack, elapsed)
-			return false
+		// The dead letter must be stored before r's offset may be
+		// committed; a broker that refuses it is waited for like any
+		// dependency (the partition holds), until the worker stops.
+		for attempt := 1; ; attempt++ {
+			ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+			err := g.deadLetter(ctx, w.s.cl, r, d, class, cause, firstFailure)
+			cancel()
+			if err == nil {
+				break
+			}
+			log.Error("dead-letter publish failed; retrying, the record stays uncommitted", "class", class, "attempt", attempt, "error", err)
+			if g.cfg.InfrastructureBackoff.Sleep(w.stopping, attempt) != nil {
+				g.metrics.observe(g.cfg, outcomeHandedBack, elapsed)
+				return false
+			}
 		}
 		g.metrics.observe(g.cfg, outcomeDeadLetter, elapsed)
 		log.Warn("record dead-lettered", "class", class, "key", d.Key, "error", cause)
