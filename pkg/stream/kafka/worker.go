@@ -142,6 +142,8 @@ func (w *worker) handle(r *kgo.Record) bool {
 		switch {
 		case err == nil:
 			g.metrics.observe(g.cfg, outcomeAck, elapsed)
+		case stream.IsPermanent(err):
+			class = classPermanent // also when stopping, as pkg/stream does
 		case waitCtx.Err() != nil:
 			// Stopping, and the handler did not succeed: hand the record
 			// back (uncommitted) to the partition's next owner.
@@ -155,8 +157,6 @@ func (w *worker) handle(r *kgo.Record) bool {
 				return false
 			}
 			continue
-		case stream.IsPermanent(err):
-			class = classPermanent
 		case d.NumDelivered >= g.cfg.MaxDeliver:
 			class = classExhausted
 		default:
