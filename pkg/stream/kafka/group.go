@@ -200,7 +200,9 @@ func NewGroup(seeds []string, cfg GroupConfig, handler stream.Handler, logger *s
 // Run joins the group and handles the records of the partitions assigned
 // to this member until ctx ends. It returns nil after ctx ends, the
 // in-flight records are settled or abandoned (at most HandlerTimeout
-// later) and the member has left the group; or an error if the set-up
+// later), their offsets are committed and the member has left the group
+// (a static member, kgo.InstanceID in ClientOpts, does not leave: its
+// partitions move after SessionTimeout); or an error if the set-up
 // fails: the topic or its dead-letter topic is missing, or the partition
 // count differs. A Group runs once at a time.
 func (g *Group) Run(ctx context.Context) error {
