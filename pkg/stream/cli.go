@@ -152,7 +152,7 @@ func (a dlqArgs) list(ctx context.Context, q *DLQ, out io.Writer) error {
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tDEAD AT\tGROUP\tEVENT\tKEY\tCLASS\tATTEMPTS\tERROR")
 	for _, d := range dls {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.Seq, d.DeadAt.UTC().Format(time.RFC3339), d.Group, d.EventID, d.Key, d.ErrorClass, d.Attempts, oneLine(d.Error, 80))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.Seq, d.DeadAt.UTC().Format(time.RFC3339), d.Group, d.EventID, d.Key, d.ErrorClass, d.Attempts, HeaderValue(d.Error, 80))
 	}
 	return tw.Flush()
 }

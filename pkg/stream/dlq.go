@@ -86,7 +86,7 @@ func (g *Group) storeDeadLetter(ctx context.Context, log *slog.Logger, msg jetst
 	}
 	nm.Header.Set(HeaderDLQGroup, g.cfg.Name)
 	nm.Header.Set(HeaderDLQErrorClass, class)
-	nm.Header.Set(HeaderDLQError, oneLine(cause.Error(), 1000))
+	nm.Header.Set(HeaderDLQError, HeaderValue(cause.Error(), 1000))
 	nm.Header.Set(HeaderDLQAttempts, strconv.Itoa(d.NumDelivered))
 	nm.Header.Set(HeaderDLQFirstFailure, firstFailure.UTC().Format(time.RFC3339))
 	nm.Header.Set(HeaderDLQOriginalSubject, d.Subject)
@@ -107,9 +107,10 @@ func (g *Group) storeDeadLetter(ctx context.Context, log *slog.Logger, msg jetst
 	return true, nil
 }
 
-// oneLine makes s a valid header value: no line breaks, at most n bytes,
-// cut on a rune boundary.
-func oneLine(s string, n int) string {
+// HeaderValue makes s a valid header value: no line breaks, at most n
+// bytes, cut on a rune boundary. The Kafka engine (pkg/stream/kafka) writes
+// its dead letters' error headers with it too.
+func HeaderValue(s string, n int) string {
 	s = strings.NewReplacer("\r\n", " | ", "\n", " | ", "\r", " ").Replace(s)
 	if len(s) <= n {
 		return s

@@ -1,0 +1,185 @@
+package kafkastream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// Metrics: a parallel set to pkg/stream's, named stream_kafka_* instead
+// of stream_* and with the same labels ("stream" holds the topic), so that
+// a dashboard shows both engines with one regular expression on the name
+// (stream_(kafka_)?consumer_lag_messages) and a process may run both.
+//
+//	stream_kafka_consumer_lag_messages{stream,group,partition}  end offset minus committed offset, sampled every LagInterval
+//	stream_kafka_handler_duration_seconds{stream,group,outcome} ack, retry, dead_letter, handed_back, infrastructure_retry
+//	stream_kafka_redeliveries_total{stream,group}               in-process retries of a failed record
+//	stream_kafka_dead_lettered_total{stream,group,class}        permanent, exhausted
+//	stream_kafka_partitions_waiting{stream,group}               partitions waiting on a dependency (per instance: sum)
+//	stream_kafka_infrastructure_retries_total{stream,group}
+//
+// Every instance of a group reports the same lag: aggregate with max.
+type groupMetrics struct {
+	lag          *prometheus.GaugeVec
+	duration     *prometheus.HistogramVec
+	redeliveries *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
+	waitingParts *prometheus.GaugeVec
+	infraRetries *prometheus.CounterVec
+}
+
+func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
+	if reg == nil {
+		return nil, nil
+	}
+	m := &groupMetrics{
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "stream_kafka_consumer_lag_messages",
+			Help: "Records of the partition after the group's committed offset (Kafka engine), sampled."}, []string{"stream", "group", "partition"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stream_kafka_handler_duration_seconds",
+			Help:    "Handler duration per call (Kafka engine), by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"stream", "group", "outcome"}),
+		redeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stream_kafka_redeliveries_total",
+			Help: "In-process retries of a record whose handler failed (Kafka engine)."}, []string{"stream", "group"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stream_kafka_dead_lettered_total",
+			Help: "Records copied to the dead-letter topic (Kafka engine), by class."}, []string{"stream", "group", "class"}),
+		waitingParts: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "stream_kafka_partitions_waiting",
+			Help: "Partitions waiting on a dependency (Kafka engine)."}, []string{"stream", "group"}),
+		infraRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stream_kafka_infrastructure_retries_total",
+			Help: "Handler calls that failed with an infrastructure error (Kafka engine)."}, []string{"stream", "group"}),
+	}
+	var err error
+	if m.lag, err = register(reg, m.lag); err != nil {
+		return nil, err
+	}
+	if m.duration, err = register(reg, m.duration); err != nil {
+		return nil, err
+	}
+	if m.redeliveries, err = register(reg, m.redeliveries); err != nil {
+		return nil, err
+	}
+	if m.deadLettered, err = register(reg, m.deadLettered); err != nil {
+		return nil, err
+	}
+	if m.waitingParts, err = register(reg, m.waitingParts); err != nil {
+		return nil, err
+	}
+	if m.infraRetries, err = register(reg, m.infraRetries); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under
+// its name, so that several groups of one process share a registry.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("kafka stream metrics: %w", err)
+	}
+	return c, nil
+}
+
+func (m *groupMetrics) zero(cfg GroupConfig) {
+	if m == nil {
+		return
+	}
+	m.redeliveries.WithLabelValues(cfg.Topic, cfg.Name)
+	m.waitingParts.WithLabelValues(cfg.Topic, cfg.Name)
+	m.infraRetries.WithLabelValues(cfg.Topic, cfg.Name)
+	for _, class := range []string{classPermanent, classExhausted} {
+		m.deadLettered.WithLabelValues(cfg.Topic, cfg.Name, class)
+	}
+}
+
+func (m *groupMetrics) observe(cfg GroupConfig, outcome string, d time.Duration) {
+	if m != nil {
+		m.duration.WithLabelValues(cfg.Topic, cfg.Name, outcome).Observe(d.Seconds())
+	}
+}
+
+func (m *groupMetrics) redelivered(cfg GroupConfig) {
+	if m != nil {
+		m.redeliveries.WithLabelValues(cfg.Topic, cfg.Name).Inc()
+	}
+}
+
+func (m *groupMetrics) deadLetter(cfg GroupConfig, class string) {
+	if m != nil {
+		m.deadLettered.WithLabelValues(cfg.Topic, cfg.Name, class).Inc()
+	}
+}
+
+func (m *groupMetrics) waiting(cfg GroupConfig, delta float64) {
+	if m != nil {
+		m.waitingParts.WithLabelValues(cfg.Topic, cfg.Name).Add(delta)
+	}
+}
+
+func (m *groupMetrics) infraRetry(cfg GroupConfig) {
+	if m != nil {
+		m.infraRetries.WithLabelValues(cfg.Topic, cfg.Name).Inc()
+	}
+}
+
+// Lag returns, per partition of topic, how many records group has not
+// committed yet: the end offset minus the committed offset, or minus the
+// log start when the group has committed nothing there. adm is any client
+// of the cluster.
+func Lag(ctx context.Context, adm *kadm.Client, topic, group string) (map[int]int64, error) {
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("lag of %s on %s: end offsets: %w", group, topic, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("lag of %s on %s: start offsets: %w", group, topic, err)
+	}
+	committed, err := adm.FetchOffsetsForTopics(ctx, group, topic)
+	if err != nil {
+		return nil, fmt.Errorf("lag of %s on %s: committed offsets: %w", group, topic, err)
+	}
+	lags := map[int]int64{}
+	for _, end := range ends[topic] {
+		if end.Err != nil {
+			return nil, fmt.Errorf("lag of %s on %s: partition %d: %w", group, topic, end.Partition, end.Err)
+		}
+		from := int64(0)
+		if s, ok := starts.Lookup(topic, end.Partition); ok && s.Err == nil {
+			from = s.Offset
+		}
+		if c, ok := committed.Lookup(topic, end.Partition); ok && c.Err == nil && c.At >= 0 {
+			from = max(from, c.At)
+		}
+		lags[int(end.Partition)] = max(end.Offset-from, 0)
+	}
+	return lags, nil
+}
+
+func (g *Group) sampleLag(ctx context.Context, adm *kadm.Client) {
+	t := time.NewTicker(g.cfg.LagInterval)
+	defer t.Stop()
+	for {
+		lags, err := Lag(ctx, adm, g.cfg.Topic, g.cfg.Name)
+		if err != nil && ctx.Err() == nil {
+			g.log.WarnContext(ctx, "sample consumer lag", "error", err)
+		}
+		for p, l := range lags {
+			g.metrics.lag.WithLabelValues(g.cfg.Topic, g.cfg.Name, strconv.Itoa(p)).Set(float64(l))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
