@@ -193,6 +193,11 @@ func Execute(ctx context.Context, sys *target.System, d Drill, cfg Config) (rep 
 	if r.PSPFaultsBefore, err = sys.PSPFaults(ctx); err != nil {
 		return rep, fmt.Errorf("%s: %w", d.Name, err)
 	}
+	// A topology without Toxiproxy (SHOPFLOOR_TOXIPROXY=off, for
+	// throughput runs) cannot have faults injected: refuse, with the reason.
+	if err := sys.ToxiproxyClient().Reachable(ctx); err != nil {
+		return rep, fmt.Errorf("%s: %w", d.Name, err)
+	}
 	var list catalogapi.ProductList
 	if err := target.GetJSON(ctx, sys.Client(), sys.CDN+"/v1/products?limit=50", &list); err != nil {
 		return rep, fmt.Errorf("%s: products: %w", d.Name, err)
