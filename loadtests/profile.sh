@@ -161,7 +161,9 @@ secs=$(calc "$end - $start")
 	echo
 	echo "| group/stream | messages | handler calls | messages per call |"
 	echo "|---|---|---|---|"
-	join "$out/batches-0.txt" "$out/batches-1.txt" | awk '{ m = $4 - $2; c = $5 - $3; if (c > 0) printf "| %s | %d | %d | %.2f |\n", $1, m, c, m / c }'
+	# (a group with no batch yet has no series: it counts from 0)
+	awk 'FILENAME == ARGV[1] { m0[$1] = $2; c0[$1] = $3; next } { m = $2 - m0[$1]; c = $3 - c0[$1]; if (c > 0) printf "| %s | %d | %d | %.2f |\n", $1, m, c, m / c }' \
+		"$out/batches-0.txt" "$out/batches-1.txt"
 	echo
 	echo "## CPU seconds per process"
 	echo
