@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shopfloor/shopfloor/pkg/pgdb"
 )
 
 // Schema creates the inbox table. Include it in one of the consuming
@@ -185,22 +187,17 @@ type Effect struct {
 	Apply func(ctx context.Context, tx pgx.Tx) error
 }
 
-// Beginner starts transactions: *pgxpool.Pool, *pgx.Conn.
-type Beginner interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}
-
 // ApplyBatch applies effects in one transaction of db, in their order: it
 // claims every ID with one statement (ClaimBatch), runs Apply of the
-// effects claimed for the first time, and commits. applied[i] reports
-// whether effects[i] ran (false: a duplicate, claimed by an earlier
-// commit or earlier in effects). On any error nothing is kept, neither
-// claims nor effects, and the error is returned as Apply returned it: a
-// batch consumer then retries the messages one at a time to find the one
-// that fails (stream.BatchHandler). One commit for the batch instead of
-// one per message is what batch consumption saves (ADR 0017); an empty
-// list does nothing.
-func ApplyBatch(ctx context.Context, db Beginner, group string, effects []Effect) (applied []bool, err error) {
+// effects claimed for the first time, and commits (pgdb.InTx). applied[i]
+// reports whether effects[i] ran (false: a duplicate, claimed by an earlier
+// commit or earlier in effects). On any error or panic nothing is kept,
+// neither claims nor effects, and the error is returned as Apply returned
+// it: a batch consumer then retries the messages one at a time to find the
+// one that fails (stream.BatchHandler). One commit for the batch instead of
+// one per message is what batch consumption saves (ADR 0017, ADR 0045); an
+// empty list does nothing.
+func ApplyBatch(ctx context.Context, db pgdb.Beginner, group string, effects []Effect) (applied []bool, err error) {
 	if len(effects) == 0 {
 		return nil, nil
 	}
@@ -208,31 +205,23 @@ func ApplyBatch(ctx context.Context, db Beginner, group string, effects []Effect
 	for i, e := range effects {
 		ids[i] = e.ID
 	}
-	tx, err := db.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("inbox: begin: %w", err)
-	}
-	committed := false
-	defer func() {
-		if !committed { // an error, or a panic of Apply (which goes on up)
-			_ = tx.Rollback(context.WithoutCancel(ctx)) // the error that matters is err
+	err = pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
+		first, err := ClaimBatch(ctx, tx, group, ids)
+		if err != nil {
+			return err
 		}
-	}()
-	first, err := ClaimBatch(ctx, tx, group, ids)
+		for i, e := range effects {
+			if first[i] {
+				if err := e.Apply(ctx, tx); err != nil {
+					return err
+				}
+			}
+		}
+		applied = first
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	for i, e := range effects {
-		if !first[i] {
-			continue
-		}
-		if err := e.Apply(ctx, tx); err != nil {
-			return nil, err
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("inbox: commit %d claims of %s: %w", len(ids), group, err)
-	}
-	committed = true
-	return first, nil
+	return applied, nil
 }

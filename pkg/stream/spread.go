@@ -34,8 +34,11 @@ func (w *batchWorker) setPinned(pinned bool) {
 		return
 	}
 	w.pinned = pinned
-	n := w.g.pins.Add(map[bool]int64{true: 1, false: -1}[pinned])
-	w.g.metrics.pinned(w.g.cfg, n)
+	delta := int64(-1)
+	if pinned {
+		delta = 1
+	}
+	w.g.metrics.pinned(w.g.cfg, w.g.pins.Add(delta))
 }
 
 // spread hands the partition over to a waiting instance when this instance
