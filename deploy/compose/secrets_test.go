@@ -254,10 +254,10 @@ func TestAPIRolesVerifyIdentityTokens(t *testing.T) {
 // TestSecretsReachOnlyWhoNeedsThem: each secret is in the environment of
 // the services that use it and of no other (a worker role that calls no
 // one has no client secret; only identity knows the demo password), with
-// and without the cluster overlay.
+// and without the cluster and Kafka overlays.
 func TestSecretsReachOnlyWhoNeedsThem(t *testing.T) {
 	t.Parallel()
-	single, cluster := load(t), loadCluster(t)
+	single, cluster, kafka := load(t), loadCluster(t), loadKafka(t)
 	isNATS := func(s string) bool { return slices.Contains(natsNodes, s) }
 	allowed := map[string]func(service, key string) bool{
 		"SHOPFLOOR_DEMO_PASSWORD": func(s, _ string) bool { return s == "identity" },
@@ -315,7 +315,7 @@ func TestSecretsReachOnlyWhoNeedsThem(t *testing.T) {
 		}
 	}
 	seen := map[string]bool{}
-	for name, s := range servicesOf(single, cluster) {
+	for name, s := range servicesOf(single, cluster, kafka) {
 		for k, v := range s.Environment {
 			for secret, value := range testSecrets {
 				if v == nil || !strings.Contains(*v, value) {

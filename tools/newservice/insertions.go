@@ -72,6 +72,7 @@ ready+=("{%.Name%}:${%.Stream%}_ADMIN_PORT" "{%.Name%}-relay:${%.Stream%}_RELAY_
     NATS_URL: nats://toxiproxy:14222
   depends_on: *needs-toxiproxy`},
 	{"deploy/compose/compose.cluster.yaml", "cluster clients", `{%.Name%}: *cluster-service`},
+	{"deploy/compose/compose.kafka.yaml", "Kafka clients", `{%.Name%}: *kafka-service`},
 	{"deploy/compose/toxiproxy/toxiproxy.json", "proxies", `{"name": "postgres-{%.Name%}", "listen": "0.0.0.0:{%.ChaosPGPort%}", "upstream": "postgres:5432", "enabled": true}`},
 	{"deploy/compose/compose.yaml", "NATS passwords", `NATS_{%.Stream%}_PASSWORD: ${NATS_{%.Stream%}_PASSWORD:?set it in deploy/compose/.env (see .env.example)}`},
 	{"deploy/compose/.env.example", "NATS passwords", `NATS_{%.Stream%}_PASSWORD=`},
