@@ -34,15 +34,15 @@ type PublisherConfig struct {
 	Options []stream.PublisherOption
 }
 
-// Publisher is a watermill message.Publisher over pkg/stream. It is safe for
-// concurrent use.
+// Publisher is a watermill message.Publisher over pkg/stream's JetStream
+// engine (NewPublisher) or its Kafka engine (NewKafkaPublisher). It is safe
+// for concurrent use.
 type Publisher struct {
-	js  jetstream.JetStream
-	cfg PublisherConfig
+	engine backend
 
 	mu     sync.Mutex
 	closed bool
-	topics map[string]*stream.Publisher
+	topics map[string]topicPublisher
 }
 
 var _ message.Publisher = (*Publisher)(nil)
@@ -53,26 +53,32 @@ func NewPublisher(js jetstream.JetStream, cfg PublisherConfig) (*Publisher, erro
 	if js == nil {
 		return nil, fmt.Errorf("%w: wmstream publisher: nil JetStream", stream.ErrInvalid)
 	}
-	if err := checkTemplate(cfg.Stream); err != nil {
+	if err := checkTemplate(cfg.Stream.Partitions); err != nil {
 		return nil, err
 	}
-	return &Publisher{js: js, cfg: cfg, topics: map[string]*stream.Publisher{}}, nil
+	return newPublisher(jetStreamBackend{js: js, tmpl: cfg.Stream, options: cfg.Options}), nil
 }
 
-// Publish sends msgs to the stream named topic, one after the other, each
-// acknowledged by the broker before the next is sent, so messages of one key
-// are stored in the order given. It returns at the first failure: the
-// messages before it are stored, the failing one may or may not be, the
-// ones after it are not sent. Publishing the same messages again is safe:
-// the UUID is the event ID, and the broker drops a re-publish inside the
-// stream's duplicate window.
+func newPublisher(b backend) *Publisher {
+	return &Publisher{engine: b, topics: map[string]topicPublisher{}}
+}
+
+// Publish sends msgs to the stream (Kafka: topic) named topic, one after
+// the other, each acknowledged by the broker before the next is sent, so
+// messages of one key are stored in the order given. It returns at the
+// first failure: the messages before it are stored, the failing one may or
+// may not be, the ones after it are not sent. Publishing the same messages
+// again is safe: the UUID is the event ID; on JetStream the broker drops a
+// re-publish inside the stream's duplicate window, on Kafka the re-publish
+// is stored again and consumers drop it by event ID (pkg/inbox).
 //
 // Each message becomes a stream.Message: ID = msg.UUID (required), Key =
 // metadata MetadataPartitionKey or else msg.UUID, Payload = msg.Payload,
-// Headers = msg.Metadata (keys and values must be valid NATS headers: no
-// ':' or spaces in keys, no line breaks). msg.Context() bounds the publish
-// (pkg/stream's JetStream default timeout applies when it has no deadline)
-// and reaches stream.WithInject.
+// Headers = msg.Metadata (on JetStream keys and values must be valid NATS
+// headers: no ':' or spaces in keys, no line breaks). msg.Context() bounds
+// the publish (without a deadline: pkg/stream's JetStream default timeout,
+// or KafkaPublisherConfig.Timeout) and reaches the inject option
+// (stream.WithInject, kafkastream.WithInject).
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	for _, msg := range msgs {
 		sp, err := p.topic(msg, topic)
@@ -97,7 +103,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 
 // topic returns the stream publisher of topic, creating the stream on first
 // use. A failed creation is not remembered: the next Publish tries again.
-func (p *Publisher) topic(msg *message.Message, topic string) (*stream.Publisher, error) {
+func (p *Publisher) topic(msg *message.Message, topic string) (topicPublisher, error) {
 	p.mu.Lock()
 	closed, sp := p.closed, p.topics[topic]
 	p.mu.Unlock()
@@ -107,11 +113,11 @@ func (p *Publisher) topic(msg *message.Message, topic string) (*stream.Publisher
 	case sp != nil:
 		return sp, nil
 	}
-	n, err := ensureTopic(msg.Context(), p.js, topic, p.cfg.Stream)
+	n, err := p.engine.ensure(msg.Context(), topic)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", msg.UUID, err)
 	}
-	sp, err = stream.NewPublisher(p.js, topic, n, p.cfg.Options...)
+	sp, err = p.engine.publisher(topic, n)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", msg.UUID, err)
 	}
@@ -125,11 +131,16 @@ func (p *Publisher) topic(msg *message.Message, topic string) (*stream.Publisher
 }
 
 // Close makes later Publish calls fail with ErrClosed. Publish waits for
-// every acknowledgement, so nothing is buffered to flush; the NATS
-// connection belongs to the caller and stays open. Close is idempotent.
+// every acknowledgement, so nothing is buffered to flush. On JetStream the
+// NATS connection belongs to the caller and stays open; on Kafka the
+// publisher's own client is closed (a Publish still running fails). Close
+// is idempotent.
 func (p *Publisher) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.closed = true
+	if !p.closed {
+		p.closed = true
+		p.engine.close()
+	}
 	return nil
 }

@@ -18,10 +18,14 @@ import (
 // TestRouterKeepsKeyOrderThroughFailures runs a watermill Router whose
 // handler fails every message once: the group retries each failed message
 // before the next message of its key, so every key is handled in publish
-// order.
+// order, on either engine.
 func TestRouterKeepsKeyOrderThroughFailures(t *testing.T) {
 	t.Parallel()
-	b := setup(t, "router", 0)
+	forEachEngine(t, testRouterKeepsKeyOrderThroughFailures)
+}
+
+func testRouterKeepsKeyOrderThroughFailures(t *testing.T, b broker) {
+	s := setup(t, b, "router", 0)
 	const perKey = 10
 	keys := []string{"order-1", "order-2", "order-3"}
 	var msgs []*message.Message
@@ -32,7 +36,7 @@ func TestRouterKeepsKeyOrderThroughFailures(t *testing.T) {
 			msgs = append(msgs, m)
 		}
 	}
-	if err := b.pub.Publish(b.topic, msgs...); err != nil {
+	if err := s.pub.Publish(s.topic, msgs...); err != nil {
 		t.Fatal(err)
 	}
 
@@ -47,7 +51,7 @@ func TestRouterKeepsKeyOrderThroughFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	router.AddMiddleware(middleware.Recoverer)
-	router.AddConsumerHandler("index", b.topic, b.sub, func(m *message.Message) error {
+	router.AddConsumerHandler("index", s.topic, s.sub, func(m *message.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if !failed[m.UUID] {

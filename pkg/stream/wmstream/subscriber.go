@@ -38,12 +38,13 @@ type SubscriberConfig struct {
 	Group stream.GroupConfig
 }
 
-// Subscriber is a watermill message.Subscriber over pkg/stream consumer
-// groups. It is safe for concurrent use.
+// Subscriber is a watermill message.Subscriber over the consumer groups of
+// pkg/stream's JetStream engine (NewSubscriber) or its Kafka engine
+// (NewKafkaSubscriber). It is safe for concurrent use.
 type Subscriber struct {
-	js  jetstream.JetStream
-	cfg SubscriberConfig
-	log *slog.Logger
+	engine backend
+	group  string // consumer group name
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	closed  bool
@@ -66,41 +67,48 @@ func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig, logger *slog.Lo
 	if cfg.ConsumerGroup == "" {
 		return nil, fmt.Errorf("%w: wmstream subscriber: ConsumerGroup is required", stream.ErrInvalid)
 	}
-	if err := checkTemplate(cfg.Stream); err != nil {
+	if err := checkTemplate(cfg.Stream.Partitions); err != nil {
 		return nil, err
 	}
+	return newSubscriber(jetStreamBackend{js: js, tmpl: cfg.Stream, gtmpl: cfg.Group}, cfg.ConsumerGroup, logger), nil
+}
+
+func newSubscriber(b backend, group string, logger *slog.Logger) *Subscriber {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Subscriber{js: js, cfg: cfg, log: logger, closing: make(chan struct{})}, nil
+	return &Subscriber{engine: b, group: group, log: logger, closing: make(chan struct{})}
 }
 
 // errNacked is the handler's error for a message the reader nacked: the
 // group retries it after a backoff, within its retry budget.
 var errNacked = errors.New("wmstream: message nacked")
 
-// Subscribe runs the consumer group on the stream named topic (creating
-// the stream if it does not exist) and returns its messages. The group's
-// consumers are created in the background, after Subscribe returns; a
-// group that does not exist yet starts at Group.Deliver (default: the
-// oldest retained message). With stream.DeliverNew, messages published
-// before those consumers exist are not delivered to the new group.
+// Subscribe runs the consumer group on the stream (Kafka: topic) named
+// topic, creating it if it does not exist, and returns its messages. The
+// group's consumers are created in the background, after Subscribe
+// returns; a group that does not exist yet starts at the group template's
+// Deliver (default: the oldest retained message). With stream.DeliverNew,
+// messages published before those consumers exist are not delivered to the
+// new group.
 //
 // Each message is one delivery: UUID = event ID, Payload, Metadata = the
-// message's headers (its metadata as published, plus pkg/stream's
-// Nats-Msg-Id, Shopfloor-Event-Id and Shopfloor-Key). Its Context ends
-// when it is acknowledged or nacked, when the delivery's time is up
-// (Group.HandlerTimeout) or when the subscription stops; it carries the
-// trace extracted by Group.Extract. Ack: acknowledged with confirmation.
-// Nack: delivered again after Group.Backoff; after Group.MaxDeliver
-// failed deliveries the message is moved to the dead-letter stream
-// "<topic>_DLQ" instead. No Ack or Nack within HandlerTimeout counts as a
-// failed delivery.
+// message's headers (its metadata as published, plus Shopfloor-Event-Id,
+// Shopfloor-Key and on JetStream Nats-Msg-Id). Its Context ends when it is
+// acknowledged or nacked, when the delivery's time is up (HandlerTimeout)
+// or when the subscription stops; it carries the trace extracted by the
+// group template's Extract. Ack: acknowledged (JetStream: with
+// confirmation; Kafka: the offset is committed within CommitInterval).
+// Nack: delivered again after the template's Backoff; after MaxDeliver
+// failed deliveries the message is moved to the dead-letter stream or
+// topic "<topic>_DLQ" instead. No Ack or Nack within HandlerTimeout
+// counts as a failed delivery.
 //
 // A partition's next message is delivered only after its current one is
 // settled, across all subscribers of the group. The channel closes when ctx
 // ends or Close is called, after every delivered message is settled or
-// handed back to the broker (at most Group.FetchWait plus a few seconds).
+// handed back to the broker (JetStream: at most FetchWait plus a few
+// seconds; Kafka: once the member has committed and left the group).
 // A set-up error that a retry may fix (broker unreachable) is logged and
 // retried with backoff; a configuration error closes the channel after
 // logging.
@@ -127,14 +135,12 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		return nil, fmt.Errorf("subscribe to %s: %w", topic, err)
 	}
 
-	gcfg := s.cfg.Group
-	gcfg.Stream, gcfg.Name, gcfg.Partitions = topic, s.cfg.ConsumerGroup, s.cfg.Stream.Partitions
 	out := make(chan *message.Message)
-	g, err := stream.NewGroup(s.js, gcfg, handler(out), s.log)
+	g, err := s.engine.group(topic, s.group, handler(ctx, out), s.log)
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := ensureTopic(ctx, s.js, topic, s.cfg.Stream); err != nil {
+	if _, err := s.engine.ensure(ctx, topic); err != nil {
 		return fail(err)
 	}
 	go func() {
@@ -151,8 +157,8 @@ var setupRetry = backoff.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.
 
 // run runs g until ctx ends, retrying a set-up that failed for a reason
 // other than the configuration.
-func (s *Subscriber) run(ctx context.Context, g *stream.Group, topic string) {
-	log := s.log.With("topic", topic, "group", s.cfg.ConsumerGroup)
+func (s *Subscriber) run(ctx context.Context, g groupRunner, topic string) {
+	log := s.log.With("topic", topic, "group", s.group)
 	for attempt := 1; ; attempt++ {
 		err := g.Run(ctx)
 		switch {
@@ -166,21 +172,26 @@ func (s *Subscriber) run(ctx context.Context, g *stream.Group, topic string) {
 		if setupRetry.Sleep(ctx, attempt) != nil {
 			return
 		}
-		if _, err := ensureTopic(ctx, s.js, topic, s.cfg.Stream); err != nil && ctx.Err() == nil {
+		if _, err := s.engine.ensure(ctx, topic); err != nil && ctx.Err() == nil {
 			log.WarnContext(ctx, "topic set-up failed", "error", err)
 		}
 	}
 }
 
 // handler hands each delivery to out as a watermill message and waits for
-// the reader's verdict.
-func handler(out chan<- *message.Message) stream.Handler {
+// the reader's verdict, or until the subscription (subCtx) stops: then the
+// message is handed back at once. An engine may give a running handler
+// time to finish after its group stops (Kafka: HandlerTimeout); a message
+// that waits for a reader, or a reader that Close interrupts, needs none.
+func handler(subCtx context.Context, out chan<- *message.Message) stream.Handler {
 	return func(ctx context.Context, d stream.Delivery) error {
-		msgCtx, cancel := context.WithCancel(ctx)
+		ctx, cancel := context.WithCancel(ctx)
 		defer cancel() // the message's Context ends with its delivery
+		stop := context.AfterFunc(subCtx, cancel)
+		defer stop()
 		msg := message.NewMessage(d.ID, d.Payload)
 		msg.Metadata = d.Headers
-		msg.SetContext(msgCtx)
+		msg.SetContext(ctx)
 
 		if ctx.Err() != nil {
 			return fmt.Errorf("deliver %s: %w", d.ID, ctx.Err())
@@ -213,22 +224,28 @@ func handler(out chan<- *message.Message) stream.Handler {
 func (s *Subscriber) SubscribeInitialize(topic string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := ensureTopic(ctx, s.js, topic, s.cfg.Stream)
+	_, err := s.engine.ensure(ctx, topic)
 	return err
 }
 
 // Close stops every subscription of s and waits until their channels are
 // closed: every delivered message that was not acknowledged by then is
 // handed back to the broker for another subscriber. Later Subscribe calls
-// fail with ErrClosed. The NATS connection belongs to the caller and stays
-// open. Close is idempotent.
+// fail with ErrClosed. On JetStream the NATS connection belongs to the
+// caller and stays open; on Kafka the subscriber's admin client is closed
+// (each group's own client closes when its subscription stops). Close is
+// idempotent.
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
-	if !s.closed {
+	first := !s.closed
+	if first {
 		s.closed = true
 		close(s.closing)
 	}
 	s.mu.Unlock()
 	s.running.Wait()
+	if first {
+		s.engine.close()
+	}
 	return nil
 }
