@@ -428,7 +428,9 @@ func evalLag(o *observation) check {
 	series, groups := 0, map[string]bool{}
 	for name, samples := range o.metrics {
 		for _, s := range samples {
-			if s.Name != "stream_consumer_lag_messages" {
+			// Either engine's gauge (pkg/stream's on NATS,
+			// pkg/stream/kafka's on Kafka: the same labels).
+			if s.Name != "stream_consumer_lag_messages" && s.Name != "stream_kafka_consumer_lag_messages" {
 				continue
 			}
 			series++

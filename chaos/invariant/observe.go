@@ -256,14 +256,20 @@ func (c *Checker) observeMetrics(ctx context.Context, o *observation) {
 
 // deadLetters is the depth of every dead-letter queue and stream:
 // jobqueue_dead_letter_depth per queue (the largest any process reports:
-// they read the same table) and the messages of each *_DLQ stream.
+// they read the same table), the messages of each *_DLQ stream and, on
+// the Kafka engine, the records the groups dead-lettered into each
+// <topic>_DLQ topic (stream_kafka_dead_lettered_total summed over the
+// processes: counters of this run's processes, which a restart resets).
 func deadLetters(o *observation) map[string]float64 {
 	out := map[string]float64{}
 	for _, samples := range o.metrics {
 		for _, s := range samples {
-			if s.Name == "jobqueue_dead_letter_depth" {
+			switch s.Name {
+			case "jobqueue_dead_letter_depth":
 				k := "queue " + s.Label("queue")
 				out[k] = max(out[k], s.Value)
+			case "stream_kafka_dead_lettered_total":
+				out["stream "+s.Label("stream")+"_DLQ"] += s.Value
 			}
 		}
 	}

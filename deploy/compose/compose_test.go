@@ -125,8 +125,8 @@ var binaries = map[string][]string{
 	// new-service: binaries above this line
 	// identity and web have no database: their Config embeds
 	// service.Telemetry, not Base.
-	"identity": append(cmdFiles("identity"), "pkg/service/program.go", "pkg/service/ratelimit.go", "pkg/service/telemetry.go", authConfig),
-	"web":      append(cmdFiles("web"), "pkg/service/program.go", "pkg/service/ratelimit.go", "pkg/service/telemetry.go", authConfig),
+	"identity": append(cmdFiles("identity"), "pkg/service/program.go", "pkg/service/engine.go", "pkg/service/ratelimit.go", "pkg/service/telemetry.go", authConfig),
+	"web":      append(cmdFiles("web"), "pkg/service/program.go", "pkg/service/engine.go", "pkg/service/ratelimit.go", "pkg/service/telemetry.go", authConfig),
 }
 
 // apiServices are the services whose api role runs in compose.
@@ -157,7 +157,7 @@ const authConfig = "pkg/auth/auth.go"
 
 // withBase adds the files a service's Base config comes from.
 func withBase(files []string, more ...string) []string {
-	return append(append(files, more...), "pkg/service/program.go", "pkg/service/ratelimit.go", "pkg/service/service.go", "pkg/service/jobs.go", "pkg/service/telemetry.go", "pkg/pgdb/pgdb.go", "pkg/natsauth/config.go")
+	return append(append(files, more...), "pkg/service/program.go", "pkg/service/engine.go", "pkg/service/ratelimit.go", "pkg/service/service.go", "pkg/service/jobs.go", "pkg/service/telemetry.go", "pkg/pgdb/pgdb.go", "pkg/natsauth/config.go")
 }
 
 var envTag = regexp.MustCompile(`env:"([A-Z0-9_]+)(,required)?"`)
@@ -311,8 +311,7 @@ var portRE = regexp.MustCompile(`:(\d+)`)
 // is one the binary reads, the required ones are given, the healthcheck
 // probes ADMIN_ADDR (its /readyz names the failing checks; PSP_SIM_ADDR
 // for the simulator), and a published port is HTTP_ADDR's; with and
-// without the cluster and Kafka overlays (whose STREAM_ENGINE and
-// KAFKA_BROKERS pass while they are notReadYet).
+// without the cluster and Kafka overlays.
 func TestEnvMatchesTheBinaries(t *testing.T) {
 	t.Parallel()
 	for _, p := range []*types.Project{load(t), loadCluster(t), loadKafka(t)} {
@@ -334,7 +333,7 @@ func envMatchesTheBinaries(t *testing.T, p *types.Project) {
 		checked++
 		known, required := envOf(t, bin)
 		for k := range s.Environment {
-			if !known[k] && !slices.Contains(notReadYet, k) {
+			if !known[k] {
 				t.Errorf("%s: %s is given %s, which it does not read", name, bin, k)
 			}
 		}

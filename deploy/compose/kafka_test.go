@@ -2,10 +2,7 @@ package compose_test
 
 import (
 	"encoding/base64"
-	"io/fs"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -38,41 +35,6 @@ func loadKafka(t *testing.T) *types.Project {
 // engine; without the overlay no service has any of them (NATS, the
 // default engine).
 var streamEngineVars = []string{"STREAM_ENGINE", "KAFKA_BROKERS"}
-
-// notReadYet are variables the Kafka overlay gives that no binary reads
-// yet: the services' STREAM_ENGINE switch is ADR 0044's next step ("Not
-// done yet"), built beside this overlay. TestEnvMatchesTheBinaries lets
-// them pass; TestNotReadYetIsUnread fails as soon as the code reads one,
-// so that it leaves this list (and its file joins binaries) and the
-// overlay is checked against the real configuration.
-var notReadYet = streamEngineVars
-
-// TestNotReadYetIsUnread: no Go file of the services or pkg has a config
-// field tagged with a variable of notReadYet.
-func TestNotReadYetIsUnread(t *testing.T) {
-	t.Parallel()
-	for _, dir := range []string{"pkg", "services"} {
-		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-				return err
-			}
-			src, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(root, path)
-			for _, m := range envTag.FindAllStringSubmatch(string(src), -1) {
-				if slices.Contains(notReadYet, m[1]) {
-					t.Errorf("%s reads %s: take it off notReadYet (kafka_test.go) and make sure binaries (compose_test.go) lists %s", rel, m[1], rel)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // TestKafkaOverlayNeedsTheProfile: the overlay without `--profile kafka`
 // is refused (every client waits for a kafka only the profile starts);

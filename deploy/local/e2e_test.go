@@ -22,12 +22,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shopfloor/shopfloor/chaos/invariant"
 	"github.com/shopfloor/shopfloor/chaos/load"
 	"github.com/shopfloor/shopfloor/chaos/target"
+	kafkastream "github.com/shopfloor/shopfloor/pkg/stream/kafka"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 	"github.com/shopfloor/shopfloor/services/catalog/catalogapi"
 	"github.com/shopfloor/shopfloor/services/orders/ordersapi"
@@ -107,7 +110,22 @@ func (s *spans) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // drains to zero. Beyond those: the provider's global counts match, each
 // service's own API agrees for 20 orders, one order's trace spans orders,
 // payments and notifications, and every dashboard metric is exported.
+// It runs with two instances of every role (SHOPFLOOR_REPLICAS=2).
 func TestOrderFlowEndToEnd(t *testing.T) {
+	orderFlow(t, "nats")
+}
+
+// TestOrderFlowEndToEndOnKafka is the same flow and the same invariants
+// with the streams on Kafka (SHOPFLOOR_STREAM_ENGINE=kafka: deploy/kfake,
+// franz-go's in-process Kafka, as the broker; ADR 0046), one instance of
+// each role and the second instance of every consumer group (which share
+// the topics' partitions through the group coordinator). The dashboards
+// check is left out: they query the JetStream engine's metric names.
+func TestOrderFlowEndToEndOnKafka(t *testing.T) {
+	orderFlow(t, "kafka")
+}
+
+func orderFlow(t *testing.T, engine string) {
 	if testing.Short() {
 		t.Skip("the end-to-end test starts the whole system")
 	}
@@ -121,9 +139,15 @@ func TestOrderFlowEndToEnd(t *testing.T) {
 	defer otlp.Close()
 
 	start := time.Now()
-	// Two instances of every role (SHOPFLOOR_REPLICAS=2, issue 21): the
-	// api ones behind HAProxy, the relays electing one leader.
-	local := startTopology(t, "e2e", portBase, 15, "SEED_PRODUCTS=300", "SHOPFLOOR_REPLICAS=2", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+ln.Addr().String())
+	env := []string{"SEED_PRODUCTS=300", "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + ln.Addr().String()}
+	if engine == "kafka" {
+		env = append(env, "SHOPFLOOR_STREAM_ENGINE=kafka")
+	} else {
+		// Two instances of every role (SHOPFLOOR_REPLICAS=2, issue 21):
+		// the api ones behind HAProxy, the relays electing one leader.
+		env = append(env, "SHOPFLOOR_REPLICAS=2")
+	}
+	local := startTopology(t, "e2e", portBase, 15, env...)
 	t.Logf("the system came up in %s", time.Since(start).Round(time.Millisecond))
 	sys := local.System()
 	t.Cleanup(sys.HTTP.CloseIdleConnections)
@@ -330,10 +354,34 @@ func TestOrderFlowEndToEnd(t *testing.T) {
 		t.Errorf("GET %s/v1/admin/products/{id} = %d, want 200", sys.CatalogAdmin, st)
 	}
 
-	checkReplicas(t, sys)
+	if engine == "kafka" {
+		checkKafkaGroups(t, sys)
+	} else {
+		checkReplicas(t, sys)
+		checkDashboardMetrics(t, sys)
+	}
 
-	// Every metric the dashboards query is exported by a running process
-	// (the services' on their admin listeners).
+	// One order's trace: the checkout's trace reaches payments and
+	// notifications.
+	testinfra.Eventually(t, time.Minute, func() error {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, id := range rec.byName["POST /v1/orders"] {
+			s := rec.services[id]
+			if s["orders"] && s["payments"] && s["notifications"] {
+				return nil
+			}
+		}
+		return fmt.Errorf("no checkout trace spans orders, payments and notifications yet (%d traces)", len(rec.services))
+	})
+	t.Logf("%s: %d orders: %d paid, %d payment_failed; %d e-mails; provider charges %d; %d answers were 503/409 and retried; converged in %s; %s in all",
+		engine, nOrders, paid, failed, len(msgs), stats.ChargesCreated, overloaded.Load(), rep.Took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// checkDashboardMetrics: every metric the dashboards query is exported by
+// a running process (the services' on their admin listeners).
+func checkDashboardMetrics(t *testing.T, sys *target.System) {
+	t.Helper()
 	exported := map[string]bool{}
 	metricsURLs := []string{psp, url(131)}
 	for _, u := range sys.Metrics {
@@ -353,22 +401,6 @@ func TestOrderFlowEndToEnd(t *testing.T) {
 			t.Errorf("dashboards query %s, which no process exports", name)
 		}
 	}
-
-	// One order's trace: the checkout's trace reaches payments and
-	// notifications.
-	testinfra.Eventually(t, time.Minute, func() error {
-		rec.mu.Lock()
-		defer rec.mu.Unlock()
-		for _, id := range rec.byName["POST /v1/orders"] {
-			s := rec.services[id]
-			if s["orders"] && s["payments"] && s["notifications"] {
-				return nil
-			}
-		}
-		return fmt.Errorf("no checkout trace spans orders, payments and notifications yet (%d traces)", len(rec.services))
-	})
-	t.Logf("%d orders: %d paid, %d payment_failed; %d e-mails; provider charges %d; %d answers were 503/409 and retried; converged in %s; %s in all",
-		nOrders, paid, failed, len(msgs), stats.ChargesCreated, overloaded.Load(), rep.Took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
 
 var metricRE = regexp.MustCompile(`[a-z_][a-z0-9_]*(?:\{|\[)`)
@@ -626,6 +658,67 @@ func checkReplicas(t *testing.T, sys *target.System) {
 	for relay, n := range leaders {
 		if n != 1 {
 			t.Errorf("%s: %v instances lead, want exactly 1", relay, n)
+		}
+	}
+}
+
+// checkKafkaGroups: with SHOPFLOOR_STREAM_ENGINE=kafka the streams really
+// ran on Kafka. The broker holds the three topics with records, every
+// service's consumer group has committed all of them on each topic it
+// reads (lag 0, from the broker's own offsets, not the services' gauges),
+// and JetStream holds no message of those streams.
+func checkKafkaGroups(t *testing.T, sys *target.System) {
+	t.Helper()
+	cl, err := kgo.NewClient(kafkastream.ClientOpts([]string{"127.0.0.1:" + strconv.Itoa(portBase+1092)})...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(t.Context(), "ORDERS", "PAYMENTS", "CATALOG")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{"ORDERS", "PAYMENTS", "CATALOG"} {
+		var n int64
+		for _, o := range ends[topic] {
+			if o.Err != nil {
+				t.Fatalf("kafka: topic %s partition %d: %v", topic, o.Partition, o.Err)
+			}
+			n += o.Offset
+		}
+		if n == 0 {
+			t.Errorf("kafka: topic %s holds no records", topic)
+		}
+		t.Logf("kafka: topic %s: %d records in %d partitions", topic, n, len(ends[topic]))
+	}
+	reads := map[string][]string{"catalog-invalidation": {"CATALOG"}, "orders": {"PAYMENTS"},
+		"payments": {"ORDERS"}, "notifications": {"ORDERS"}, "search": {"ORDERS", "CATALOG"}}
+	testinfra.Eventually(t, 30*time.Second, func() error {
+		for group, topics := range reads {
+			for _, topic := range topics {
+				lags, err := kafkastream.Lag(t.Context(), adm, topic, group)
+				if err != nil {
+					return err
+				}
+				var behind int64
+				for _, l := range lags {
+					behind += l
+				}
+				if len(lags) == 0 || behind != 0 {
+					return fmt.Errorf("kafka: group %s on %s: %d records not committed over %d partitions", group, topic, behind, len(lags))
+				}
+			}
+		}
+		return nil
+	})
+	js, err := sys.JetStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"ORDERS", "PAYMENTS", "CATALOG"} {
+		if n := js.Messages[name]; n != 0 {
+			t.Errorf("JetStream stream %s holds %d messages on the Kafka engine", name, n)
 		}
 	}
 }

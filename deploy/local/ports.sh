@@ -58,6 +58,10 @@ NATS3_MON_PORT=$((B + 6227))
 NATS_ROUTE_PORT=$((B + 6248))
 NATS2_ROUTE_PORT=$((B + 6249))
 NATS3_ROUTE_PORT=$((B + 6250))
+# The development Kafka (SHOPFLOOR_STREAM_ENGINE=kafka, deploy/kfake; ADR
+# 0046) and its health endpoint.
+KAFKA_PORT=$((B + 1092))
+KFAKE_HEALTH_PORT=$((B + 1093))
 # The run's own PostgreSQL cluster (run.sh, when the server binaries are
 # installed).
 PG_PORT=$((B + 6432))

@@ -124,6 +124,16 @@ echo "run: building"
 builds=(./services/identity/cmd/identity ./services/catalog/cmd/catalog ./services/orders/cmd/orders ./services/payments/cmd/payments
 	./services/notifications/cmd/notifications ./services/search/cmd/search ./services/web/cmd/web ./deploy/probe ./deploy/varnishexporter ./deploy/pgroles)
 for svc in ${generated[@]+"${generated[@]}"}; do builds+=("./services/$svc/cmd/$svc"); done
+# SHOPFLOOR_STREAM_ENGINE=kafka (default nats) runs the streams on Kafka
+# (ADR 0046): deploy/kfake, franz-go's in-process Kafka, as one broker with
+# its log in the run directory. NATS still runs (the console's dead-letter
+# view and the dlq tools are JetStream's), but no service streams on it.
+stream_engine=${SHOPFLOOR_STREAM_ENGINE:-nats}
+case $stream_engine in
+nats) ;;
+kafka) builds+=(./deploy/kfake) ;;
+*) echo "run: SHOPFLOOR_STREAM_ENGINE=$stream_engine: nats or kafka" >&2; exit 1 ;;
+esac
 go build -o "$run/" "${builds[@]}"
 
 supervisors=()
@@ -378,6 +388,13 @@ for ((n = 0; n < nats_nodes; n++)); do
 	wait_ready "${nats_names[n]}" "http://127.0.0.1:${nats_mon[n]}/healthz?js-enabled-only=true"
 done
 [[ $toxiproxy == off ]] || wait_ready toxiproxy "http://127.0.0.1:$TOXI_API/proxies"
+# Kafka is reached directly, not through Toxiproxy: a Kafka client connects
+# to the brokers the cluster's metadata names after the first contact, so a
+# proxy on the seed address alone would not carry its traffic.
+if [[ $stream_engine == kafka ]]; then
+	supervise kafka env KFAKE_PORT="$KAFKA_PORT" KFAKE_DATA_DIR="$run/kafka" KFAKE_HEALTH_ADDR="127.0.0.1:$KFAKE_HEALTH_PORT" "$run/kfake"
+	wait_ready kafka "http://127.0.0.1:$KFAKE_HEALTH_PORT/healthz"
+fi
 
 supervise smtp-sink env SMTP_SINK_ADDR="127.0.0.1:$SMTP_PORT" SMTP_SINK_HTTP_ADDR="127.0.0.1:$SMTP_HTTP_PORT" "$run/notifications" smtp-sink
 supervise psp-sim env PSP_SIM_ADDR="127.0.0.1:$PSP_PORT" "$run/payments" psp-sim
@@ -440,7 +457,9 @@ fi
 # each stream as there are nodes (ADR 0041).
 nats_url=""
 for ((n = 0; n < nats_nodes; n++)); do nats_url+="nats://127.0.0.1:${nats_toxi[n]},"; done
-common=(NATS_URL="${nats_url%,}" STREAM_REPLICAS="$nats_nodes" ADMIN_PPROF=true LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER" "${limits[@]}")
+engine_env=()
+[[ $stream_engine == kafka ]] && engine_env=(STREAM_ENGINE=kafka KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT")
+common=(NATS_URL="${nats_url%,}" STREAM_REPLICAS="$nats_nodes" "${engine_env[@]}" ADMIN_PPROF=true LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER" "${limits[@]}")
 # Each service connects to NATS as its own user (ADR 0039).
 catalog_env=("${common[@]}" NATS_USER=catalog NATS_PASSWORD="$NATS_CATALOG_PASSWORD" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://$REDIS_CATALOG_USER:$REDIS_CATALOG_PASSWORD@127.0.0.1:$TOXI_REDIS/$REDIS_DB")
 # catalog's api reads are short and wait on the network, not the CPU: twice
@@ -546,6 +565,7 @@ shopfloor is running (logs: $run/logs/). The five-minute tour is in README.md.
   search           http://localhost:$SEARCH_PORT/v1/search/products?q=chair$generated
   e-mails (sink)   http://localhost:$SMTP_HTTP_PORT/api/messages
   provider (sim)   http://localhost:$PSP_PORT/admin/stats
+  streams          $([[ $stream_engine == kafka ]] && echo "Kafka (kfake) at 127.0.0.1:$KAFKA_PORT (SHOPFLOOR_STREAM_ENGINE=kafka)" || echo "NATS JetStream at 127.0.0.1:$NATS_PORT")
   toxiproxy API    $([[ $toxiproxy == on ]] && echo "http://localhost:$TOXI_API/proxies" || echo "off (SHOPFLOOR_TOXIPROXY=off): drills cannot run")
   admin listeners  http://127.0.0.1:$CATALOG_ADMIN_PORT/metrics (each service process: its port + $ADMIN_OFFSET; /metrics, /readyz, /v1/admin)
 deploy/local/ctl.sh status | stop NAME | start NAME | down

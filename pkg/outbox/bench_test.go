@@ -12,12 +12,15 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopfloor/shopfloor/pkg/backoff"
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
+	kafkastream "github.com/shopfloor/shopfloor/pkg/stream/kafka"
 	"github.com/shopfloor/shopfloor/pkg/testinfra"
 )
 
@@ -57,16 +60,55 @@ func benchServer(b *testing.B, syncAlways bool) jetstream.JetStream {
 func BenchmarkRelay(b *testing.B) {
 	for _, keys := range []int{64, 10000} {
 		for _, sync := range []bool{false, true} {
-			b.Run("keys="+strconv.Itoa(keys)+"/sync_always="+strconv.FormatBool(sync), func(b *testing.B) { benchRelay(b, keys, sync) })
+			b.Run("keys="+strconv.Itoa(keys)+"/sync_always="+strconv.FormatBool(sync), func(b *testing.B) {
+				benchRelay(b, keys, func(b *testing.B) outbox.Sink {
+					pub, err := stream.NewPublisher(benchServer(b, sync), "BENCH", 1)
+					if err != nil {
+						b.Fatal(err)
+					}
+					return outbox.StreamSink{"BENCH": pub}
+				})
+			})
 		}
 	}
 }
 
-func benchRelay(b *testing.B, keys int, sync bool) {
+// BenchmarkRelayToKafka is BenchmarkRelay with the Kafka engine's
+// publisher (ADR 0046) against kfake, franz-go's in-process Kafka (memory,
+// one broker, no replication): a figure of the relay and franz-go's
+// producer, not of a Kafka cluster.
+func BenchmarkRelayToKafka(b *testing.B) {
+	for _, keys := range []int{64, 10000} {
+		b.Run("keys="+strconv.Itoa(keys), func(b *testing.B) {
+			benchRelay(b, keys, func(b *testing.B) outbox.Sink {
+				c, err := kfake.NewCluster(kfake.NumBrokers(1))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(c.Close)
+				cl, err := kgo.NewClient(kafkastream.ClientOpts(c.ListenAddrs())...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(cl.Close)
+				if err := kafkastream.EnsureTopic(context.Background(), cl, kafkastream.TopicConfig{Name: "BENCH", Partitions: 1}); err != nil {
+					b.Fatal(err)
+				}
+				pub, err := kafkastream.NewPublisher(cl, "BENCH")
+				if err != nil {
+					b.Fatal(err)
+				}
+				return outbox.StreamSink{"BENCH": pub}
+			})
+		})
+	}
+}
+
+func benchRelay(b *testing.B, keys int, newSink func(*testing.B) outbox.Sink) {
 	{
 		{
 			ctx := context.Background()
-			js := benchServer(b, sync)
+			sink := newSink(b)
 			db := testinfra.Postgres(b, migrations)
 			ob := outbox.New("BENCH")
 			evs := benchEvents(b, b.N, keys)
@@ -76,11 +118,6 @@ func benchRelay(b *testing.B, keys int, sync bool) {
 					b.Fatal(err)
 				}
 			}
-			pub, err := stream.NewPublisher(js, "BENCH", 1)
-			if err != nil {
-				b.Fatal(err)
-			}
-			sink := outbox.StreamSink{"BENCH": pub}
 			// Completion is read from the relay's own counter, not by
 			// counting the backlog in PostgreSQL: polling count(*) every
 			// few milliseconds would load the database under test.

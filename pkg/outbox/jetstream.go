@@ -7,17 +7,26 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/shopfloor/shopfloor/pkg/stream"
 )
 
-// StreamSink publishes through pkg/stream: each message goes to its
-// stream's partition for its key, with the event id as Nats-Msg-Id (the
-// broker drops a re-publish inside the stream's duplicate window) and as
-// Shopfloor-Event-Id (consumers de-duplicate by it). The map is keyed by
-// stream name. Refusals that concern the message itself carry
-// ErrPermanent (Permanent), so the relay parks the row at once.
-type StreamSink map[string]*stream.Publisher
+// StreamPublisher publishes a batch to one stream and reports each
+// message's outcome, in order: *stream.Publisher (JetStream) and
+// *kafkastream.Publisher (Kafka; ADR 0046).
+type StreamPublisher interface {
+	PublishAsync(ctx context.Context, msgs []stream.Message) []stream.Result
+}
+
+// StreamSink publishes through pkg/stream's contract on either engine:
+// each message goes to its stream's partition for its key, with the event
+// id as Shopfloor-Event-Id (consumers de-duplicate by it) and, on
+// JetStream, as Nats-Msg-Id (the broker drops a re-publish inside the
+// stream's duplicate window). The map is keyed by stream name. Refusals
+// that concern the message itself carry ErrPermanent (Permanent), so the
+// relay parks the row at once.
+type StreamSink map[string]StreamPublisher
 
 var _ Sink = StreamSink{}
 
@@ -49,13 +58,16 @@ func (s StreamSink) PublishAll(ctx context.Context, msgs []Message) []Published 
 	return out
 }
 
-// Permanent wraps err with ErrPermanent when NATS refuses the message
-// itself, so that sending it again cannot succeed:
+// Permanent wraps err with ErrPermanent when the broker refuses the
+// message itself, so that sending it again cannot succeed:
 //
 //   - nats.ErrMaxPayload: larger than the server's max_payload (1 MB by
 //     default); the client refuses it before sending.
 //   - JetStream API error 10054 (jetstream.ErrStreamMessageExceedsMaximum):
 //     larger than the stream's max_msg_size.
+//   - Kafka's kerr.MessageTooLarge (larger than the producer's or the
+//     topic's max message bytes; franz-go refuses it before sending too),
+//     kerr.RecordListTooLarge and kerr.InvalidRecord.
 //   - stream.ErrInvalid: a message pkg/stream cannot route (no id, no key).
 //
 // Every other error is left as it is, above all those about the broker or
@@ -70,6 +82,7 @@ func Permanent(err error) error {
 	}
 	var api *jetstream.APIError
 	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, stream.ErrInvalid) ||
+		errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord) ||
 		(errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum) {
 		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}

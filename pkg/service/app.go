@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shopfloor/shopfloor/pkg/auth"
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
@@ -79,19 +78,6 @@ func (a *App) close() {
 // listener, and under /v1/admin/ on the admin listener, go to h (the
 // public listener answers 404 for /v1/admin whatever h mounts).
 func (a *App) OpenAPI(h http.Handler) { a.gate.Open(h) }
-
-// NATS connects to NATS_URL as NATS_USER, ensures the streams the
-// service owns, binds to those it reads (Streams) and reports the "nats"
-// dependency on /readyz; the connection closes when the command ends. It
-// retries until it succeeds or ctx ends.
-func (a *App) NATS(ctx context.Context, streams Streams) (jetstream.JetStream, error) {
-	nc, js, err := a.ConnectNATS(ctx, a.serve.NATS, a.Health, streams)
-	if err != nil {
-		return nil, err
-	}
-	a.Defer(nc.Close)
-	return js, nil
-}
 
 // Every adds a task that runs fn every interval (jittered, Every).
 func (a *App) Every(name string, interval time.Duration, fn func(context.Context) error) {

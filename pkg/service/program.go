@@ -83,8 +83,9 @@ type Program[C any] struct {
 // Role is one role of a serve command, named in ROLES.
 type Role struct {
 	Name string
-	// NATS: the role uses the streams, so NATS_URL is required and
-	// /readyz waits for NATS.
+	// NATS: the role uses the streams, so the engine's address is
+	// required (NATS_URL, or KAFKA_BROKERS with STREAM_ENGINE=kafka) and
+	// /readyz waits for the engine.
 	NATS bool
 	Doc  string
 }
@@ -173,6 +174,9 @@ type Serve struct {
 	// NATS_USER, NATS_PASSWORD; ADR 0039). NATS_URL is required by the
 	// roles that use the streams.
 	NATS natsauth.Config
+	// StreamEngine is the engine of the streams (STREAM_ENGINE=nats, the
+	// default, or kafka with KAFKA_BROKERS; ADR 0046).
+	StreamEngine StreamEngine
 	// Auth is the identity provider whose access tokens the api role
 	// accepts (AUTH_ISSUER; AUTH_AUDIENCE defaults to the service's name).
 	Auth auth.Config
@@ -374,15 +378,20 @@ func (p Program[C]) check(sv *Serve) []string {
 			streams = append(streams, r.Name)
 		}
 	}
-	for _, err := range sv.NATS.Validate() {
+	for _, err := range append(sv.NATS.Validate(), sv.StreamEngine.Validate()...) {
 		problems = append(problems, err.Error())
 	}
-	if sv.NATS.URL == "" && slices.ContainsFunc(streams, sv.Has) {
+	if slices.ContainsFunc(streams, sv.Has) {
 		what := "the " + strings.Join(streams, " and ") + " role"
 		if len(streams) > 1 {
 			what += "s"
 		}
-		problems = append(problems, "NATS_URL: required by "+what)
+		switch {
+		case sv.StreamEngine.Kafka() && len(sv.StreamEngine.KafkaBrokers) == 0:
+			problems = append(problems, "KAFKA_BROKERS: required by "+what+" with STREAM_ENGINE=kafka")
+		case sv.StreamEngine.Engine == EngineNATS && sv.NATS.URL == "":
+			problems = append(problems, "NATS_URL: required by "+what)
+		}
 	}
 	if sv.Has(RoleAPI) {
 		for _, err := range sv.Auth.Validate() {
@@ -441,7 +450,11 @@ func (p Program[C]) newApp(rt *Runtime, sv *Serve, lns Listeners) (*App, error) 
 		app.Health.AddCheck("postgres", rt.PG.Check)
 	}
 	for _, r := range p.Roles {
-		if r.NATS && sv.Has(r.Name) {
+		switch {
+		case !r.NATS || !sv.Has(r.Name):
+		case sv.StreamEngine.Kafka():
+			rt.RequireKafka(app.Health)
+		default:
 			rt.RequireNATS(app.Health)
 		}
 	}

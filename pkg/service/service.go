@@ -109,6 +109,7 @@ type Runtime struct {
 	nats     *lifecycle.Dependency
 	nc       atomic.Pointer[nats.Conn]
 	natsOnce sync.Once
+	kafka    kafkaState
 }
 
 // Start sets up telemetry for the service name (logs to logOut as JSON).
@@ -122,7 +123,7 @@ func Start(ctx context.Context, name string, base Base, logOut io.Writer) (*Runt
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	return &Runtime{Name: name, Tel: tel, Log: tel.Logger, PG: lifecycle.NewDependency("postgres"), base: base,
-		nats: lifecycle.NewDependency("nats")}, nil
+		nats: lifecycle.NewDependency("nats"), kafka: kafkaState{dep: lifecycle.NewDependency("kafka")}}, nil
 }
 
 // Close flushes telemetry, waiting at most 5 seconds even when ctx has
@@ -417,6 +418,15 @@ func Canceled(err error) error {
 // NATS_USER=operator and the operator's NATS_PASSWORD (ADR 0039; ctl.sh
 // exec does).
 func DLQCommand(ctx context.Context, name, streamName string, args []string, getenv func(string) string, stdout io.Writer) error {
+	engine, err := config.Load[StreamEngine](getenv)
+	if err != nil {
+		return err
+	}
+	if engine.Kafka() {
+		// ADR 0046: the tool is JetStream's; Kafka's dead letters are a
+		// topic any Kafka client reads.
+		return fmt.Errorf("dlq: STREAM_ENGINE=kafka: this tool reads JetStream dead-letter streams; the dead letters are in the topic %s_DLQ (docs/streams-kafka.md, \"Dead letters\")", streamName)
+	}
 	cfg, err := config.Load[natsauth.Config](getenv)
 	if err != nil {
 		return err
@@ -474,19 +484,6 @@ func Every(ctx context.Context, interval time.Duration, fn func(context.Context)
 	}
 }
 
-// NewRelay is the relay role of a service that publishes streamName with
-// the given partition count: pkg/outbox's leader-elected relay over a
-// pkg/stream publisher, with its metrics on the service's registry.
-func (rt *Runtime) NewRelay(pool *pgxpool.Pool, js jetstream.JetStream, streamName string, partitions int) (*outbox.Relay, error) {
-	pub, err := stream.NewPublisher(js, streamName, partitions)
-	if err != nil {
-		return nil, err
-	}
-	return outbox.NewRelay(pool, outbox.StreamSink{streamName: pub},
-		outbox.RelayConfig{Stream: streamName, Registerer: rt.Tel.Registry,
-			Leader: outbox.Leadership(rt.base.Relay.Leader), ListenURL: rt.base.Relay.ListenURL}, rt.Log)
-}
-
 // AuditCommand is `<svc> audit ...`: the service's audit log (pkg/audit:
 // discards, purges, abandons; who, when, why), newest first.
 func (rt *Runtime) AuditCommand(ctx context.Context, args []string, out io.Writer) error {
@@ -521,24 +518,6 @@ var ConsumerRetries = struct {
 	MaxDeliver int
 	Backoff    backoff.Policy
 }{MaxDeliver: 10, Backoff: backoff.Policy{Initial: 200 * time.Millisecond, Max: 30 * time.Second}}
-
-// NewGroup is a consumer role: group consumes streamName (partitions)
-// with h, the ConsumerRetries budget, trace context taken from the
-// messages, metrics on the service's registry.
-func (rt *Runtime) NewGroup(js jetstream.JetStream, streamName, group string, partitions int, h stream.Handler) (*stream.Group, error) {
-	return stream.NewGroup(js, stream.GroupConfig{Stream: streamName, Name: group, Partitions: partitions,
-		MaxDeliver: ConsumerRetries.MaxDeliver, Backoff: ConsumerRetries.Backoff,
-		Extract: rt.Tel.Extract, Tracer: rt.Tel.Tracer("github.com/shopfloor/shopfloor/pkg/stream"), Registerer: rt.Tel.Registry}, h, rt.Log)
-}
-
-// NewBatchGroup is NewGroup for a batch handler (stream.NewBatchGroup),
-// handed up to CONSUMER_MAX_BATCH messages of a partition at once.
-func (a *App) NewBatchGroup(js jetstream.JetStream, streamName, group string, partitions int, h stream.BatchHandler) (*stream.Group, error) {
-	rt := a.Runtime
-	return stream.NewBatchGroup(js, stream.GroupConfig{Stream: streamName, Name: group, Partitions: partitions,
-		MaxBatch: a.serve.ConsumerMaxBatch, MaxDeliver: ConsumerRetries.MaxDeliver, Backoff: ConsumerRetries.Backoff,
-		Extract: rt.Tel.Extract, Tracer: rt.Tel.Tracer("github.com/shopfloor/shopfloor/pkg/stream"), Registerer: rt.Tel.Registry}, h, rt.Log)
-}
 
 // PruneInbox is a role that deletes inbox rows older than
 // inbox.Retention (31 days), in batches, every hour: no redelivery

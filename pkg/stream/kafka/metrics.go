@@ -9,6 +9,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopfloor/shopfloor/pkg/stream"
 )
 
 // Metrics: a parallel set to pkg/stream's, named stream_kafka_* instead
@@ -136,6 +139,22 @@ func (m *groupMetrics) infraRetry(cfg GroupConfig) {
 // log start when the group has committed nothing there. adm is any client
 // of the cluster.
 func Lag(ctx context.Context, adm *kadm.Client, topic, group string) (map[int]int64, error) {
+	pos, err := positions(ctx, adm, topic, group)
+	if err != nil {
+		return nil, err
+	}
+	lags := make(map[int]int64, len(pos))
+	for p, r := range pos {
+		lags[p] = r.end - r.from
+	}
+	return lags, nil
+}
+
+// position is a group's place in one partition: the first offset not
+// committed (from) and the end of the log (end).
+type position struct{ from, end int64 }
+
+func positions(ctx context.Context, adm *kadm.Client, topic, group string) (map[int]position, error) {
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
 		return nil, fmt.Errorf("lag of %s on %s: end offsets: %w", group, topic, err)
@@ -148,7 +167,7 @@ func Lag(ctx context.Context, adm *kadm.Client, topic, group string) (map[int]in
 	if err != nil {
 		return nil, fmt.Errorf("lag of %s on %s: committed offsets: %w", group, topic, err)
 	}
-	lags := map[int]int64{}
+	pos := map[int]position{}
 	for _, end := range ends[topic] {
 		if end.Err != nil {
 			return nil, fmt.Errorf("lag of %s on %s: partition %d: %w", group, topic, end.Partition, end.Err)
@@ -160,9 +179,75 @@ func Lag(ctx context.Context, adm *kadm.Client, topic, group string) (map[int]in
 		if c, ok := committed.Lookup(topic, end.Partition); ok && c.Err == nil && c.At >= 0 {
 			from = max(from, c.At)
 		}
-		lags[int(end.Partition)] = max(end.Offset-from, 0)
+		pos[int(end.Partition)] = position{from: min(from, end.Offset), end: end.Offset}
+	}
+	return pos, nil
+}
+
+// GroupLag is stream.GroupLag on Kafka: per partition of topic (in
+// partition order), the records group has not committed and the age of the
+// oldest of them (its timestamp: the producer's time unless the topic uses
+// LogAppendTime), read with cl, any client of the cluster. The ages cost
+// one fetch of one record per partition that is behind, from a short-lived
+// client; a partition whose record does not arrive within 2 seconds
+// reports its count with age 0. now defaults to time.Now. Committed
+// offsets trail the handled records by up to the group's CommitInterval,
+// so a caught-up group may show a little lag.
+func GroupLag(ctx context.Context, cl *kgo.Client, topic, group string, now func() time.Time) ([]stream.PartitionLag, error) {
+	if now == nil {
+		now = time.Now
+	}
+	pos, err := positions(ctx, kadm.NewClient(cl), topic, group)
+	if err != nil {
+		return nil, err
+	}
+	lags := make([]stream.PartitionLag, len(pos))
+	behind := map[int32]kgo.Offset{}
+	for p, r := range pos {
+		if p < 0 || p >= len(lags) {
+			return nil, fmt.Errorf("lag of %s on %s: partition %d of %d", group, topic, p, len(pos))
+		}
+		lags[p] = stream.PartitionLag{Partition: p, Messages: uint64(r.end - r.from)}
+		if r.end > r.from {
+			behind[int32(p)] = kgo.NewOffset().At(r.from)
+		}
+	}
+	if len(behind) == 0 {
+		return lags, nil
+	}
+	oldest, err := firstRecordTimes(ctx, cl, topic, behind)
+	if err != nil {
+		return nil, fmt.Errorf("lag of %s on %s: oldest records: %w", group, topic, err)
+	}
+	for p, ts := range oldest {
+		lags[p].OldestUnacked = max(now().Sub(ts), 0)
 	}
 	return lags, nil
+}
+
+// firstRecordTimes fetches the record at each partition's offset and
+// returns its timestamp, waiting at most 2 seconds in all.
+func firstRecordTimes(ctx context.Context, cl *kgo.Client, topic string, at map[int32]kgo.Offset) (map[int]time.Time, error) {
+	seeds := cl.OptValue(kgo.SeedBrokers).([]string)
+	reader, err := kgo.NewClient(kgo.SeedBrokers(seeds...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: at}),
+		kgo.FetchMaxWait(500*time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	defer reader.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	out := map[int]time.Time{}
+	for len(out) < len(at) && ctx.Err() == nil {
+		fs := reader.PollRecords(ctx, len(at))
+		fs.EachRecord(func(r *kgo.Record) {
+			if _, seen := out[int(r.Partition)]; !seen {
+				out[int(r.Partition)] = r.Timestamp
+			}
+		})
+	}
+	return out, nil
 }
 
 func (g *Group) sampleLag(ctx context.Context, adm *kadm.Client) {

@@ -39,12 +39,12 @@ func wire(ctx context.Context, app *service.App, cfg *Config) error {
 	if !app.HasAny(service.RoleRelay, service.RoleConsumer) {
 		return nil
 	}
-	js, err := app.NATS(ctx, service.Streams{Own: []stream.StreamConfig{{Name: catalogapi.Stream, Partitions: cfg.Partitions}}})
+	broker, err := app.ConnectStreams(ctx, service.Streams{Own: []stream.StreamConfig{{Name: catalogapi.Stream, Partitions: cfg.Partitions}}})
 	if err != nil {
 		return err
 	}
 	if app.Has(service.RoleRelay) {
-		relay, err := app.NewRelay(app.Pool, js, catalogapi.Stream, cfg.Partitions)
+		relay, err := app.NewRelay(app.Pool, broker, catalogapi.Stream, cfg.Partitions)
 		if err != nil {
 			return err
 		}
@@ -55,7 +55,7 @@ func wire(ctx context.Context, app *service.App, cfg *Config) error {
 		if len(cfg.CDNPurgeURLs) > 0 {
 			inv.Purger = &productstream.Purger{URLs: cfg.CDNPurgeURLs, Secret: cfg.CDNPurgeSecret}
 		}
-		grp, err := app.NewGroup(js, catalogapi.Stream, productstream.Group, cfg.Partitions, inv.Handle)
+		grp, err := app.NewGroup(broker, catalogapi.Stream, productstream.Group, cfg.Partitions, inv.Handle)
 		if err != nil {
 			return err
 		}

@@ -102,12 +102,12 @@ func guardedSender(app *service.App, cfg *Config) (*email.Composer, notification
 // wireConsumer is the consumer role: ORDERS into e-mails to send, and the
 // inbox's pruning.
 func wireConsumer(ctx context.Context, app *service.App, cfg *Config, svc *notificationsvc.Service) error {
-	js, err := app.NATS(ctx, service.Streams{Read: []stream.StreamConfig{{Name: ordersapi.Stream, Partitions: cfg.OrdersPartitions}}})
+	broker, err := app.ConnectStreams(ctx, service.Streams{Read: []stream.StreamConfig{{Name: ordersapi.Stream, Partitions: cfg.OrdersPartitions}}})
 	if err != nil {
 		return err
 	}
 	h := &notificationstream.Orders{Pool: app.Pool, Applier: svc, Group: cfg.OrdersGroup, Log: app.Log}
-	grp, err := app.NewBatchGroup(js, ordersapi.Stream, cfg.OrdersGroup, cfg.OrdersPartitions, h.HandleBatch)
+	grp, err := app.NewBatchGroup(broker, ordersapi.Stream, cfg.OrdersGroup, cfg.OrdersPartitions, h.HandleBatch)
 	if err != nil {
 		return err
 	}

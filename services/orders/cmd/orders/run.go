@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/shopfloor/shopfloor/pkg/httpkit"
 	"github.com/shopfloor/shopfloor/pkg/idempotency"
 	"github.com/shopfloor/shopfloor/pkg/outbox"
@@ -49,19 +47,19 @@ func wire(ctx context.Context, app *service.App, cfg *Config) error {
 	if app.Has(service.RoleConsumer) {
 		streams.Read = []stream.StreamConfig{{Name: paymentsapi.Stream, Partitions: cfg.PaymentsPartitions}}
 	}
-	js, err := app.NATS(ctx, streams)
+	broker, err := app.ConnectStreams(ctx, streams)
 	if err != nil {
 		return err
 	}
 	if app.Has(service.RoleRelay) {
-		relay, err := app.NewRelay(app.Pool, js, ordersapi.Stream, cfg.OrdersPartitions)
+		relay, err := app.NewRelay(app.Pool, broker, ordersapi.Stream, cfg.OrdersPartitions)
 		if err != nil {
 			return err
 		}
 		app.Go("relay", relay.Run)
 	}
 	if app.Has(service.RoleConsumer) {
-		return wireConsumer(app, cfg, svc, js)
+		return wireConsumer(app, cfg, svc, broker)
 	}
 	return nil
 }
@@ -123,10 +121,11 @@ func wireAPI(app *service.App, cfg *Config, svc *ordersvc.Service) error {
 }
 
 // shedder samples how far behind the payment pipeline is (ADR 0028):
-// orders pending payment and, with NATS_URL, the lag of the two groups.
+// orders pending payment and, with NATS_URL on the NATS engine, the lag
+// of the two groups (on Kafka the pending orders alone: ADR 0046).
 func shedder(app *service.App, cfg *Config) (*overload.Shedder, error) {
 	signals := []overload.Signal{overload.PendingOrders(app.Pool, overload.PendingOrdersSkip)}
-	if cfg.NATS.URL != "" {
+	if cfg.NATS.URL != "" && !cfg.StreamEngine.Kafka() {
 		nc, js, err := overload.Dial(cfg.NATS, "orders-shedder")
 		if err != nil {
 			return nil, err
@@ -145,13 +144,13 @@ func shedder(app *service.App, cfg *Config) (*overload.Shedder, error) {
 // wireConsumer is the consumer role: PAYMENTS into order states, the
 // stuck-order repair (asks payments about orders pending too long) and
 // the inbox's pruning.
-func wireConsumer(app *service.App, cfg *Config, svc *ordersvc.Service, js jetstream.JetStream) error {
+func wireConsumer(app *service.App, cfg *Config, svc *ordersvc.Service, broker *service.Broker) error {
 	metrics, err := orderstream.NewMetrics(app.Tel.Registry)
 	if err != nil {
 		return err
 	}
 	h := &orderstream.Payments{Pool: app.Pool, Applier: svc, Log: app.Log, Metrics: metrics}
-	grp, err := app.NewBatchGroup(js, paymentsapi.Stream, orderstream.Group, cfg.PaymentsPartitions, h.HandleBatch)
+	grp, err := app.NewBatchGroup(broker, paymentsapi.Stream, orderstream.Group, cfg.PaymentsPartitions, h.HandleBatch)
 	if err != nil {
 		return err
 	}

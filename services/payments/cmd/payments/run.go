@@ -124,12 +124,12 @@ func wireStreams(ctx context.Context, app *service.App, cfg *Config, svc *paymen
 	if app.Has(service.RoleConsumer) {
 		streams.Read = []stream.StreamConfig{{Name: ordersapi.Stream, Partitions: cfg.OrdersPartitions}}
 	}
-	js, err := app.NATS(ctx, streams)
+	broker, err := app.ConnectStreams(ctx, streams)
 	if err != nil {
 		return err
 	}
 	if app.Has(service.RoleRelay) {
-		relay, err := app.NewRelay(app.Pool, js, paymentsapi.Stream, cfg.PaymentsPartitions)
+		relay, err := app.NewRelay(app.Pool, broker, paymentsapi.Stream, cfg.PaymentsPartitions)
 		if err != nil {
 			return err
 		}
@@ -137,7 +137,7 @@ func wireStreams(ctx context.Context, app *service.App, cfg *Config, svc *paymen
 	}
 	if app.Has(service.RoleConsumer) {
 		h := &paymentstream.Orders{Pool: app.Pool, Svc: svc, DefaultPaymentMethod: cfg.DefaultPaymentMethod, Log: app.Log}
-		grp, err := app.NewBatchGroup(js, ordersapi.Stream, paymentstream.Group, cfg.OrdersPartitions, h.HandleBatch)
+		grp, err := app.NewBatchGroup(broker, ordersapi.Stream, paymentstream.Group, cfg.OrdersPartitions, h.HandleBatch)
 		if err != nil {
 			return err
 		}

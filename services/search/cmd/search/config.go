@@ -69,12 +69,18 @@ func (c Config) Validate() []error {
 type replayConfig struct {
 	service.Base
 	Streams
-	NATS natsauth.Config
+	NATS   natsauth.Config
+	Engine service.StreamEngine
 }
 
 // Validate reports rules beyond one value's syntax.
 func (c replayConfig) Validate() []error {
 	errs := append(c.validate(), c.NATS.Validate()...)
+	if c.Engine.Kafka() {
+		// ADR 0046: the rebuild reads the stream with a JetStream replay
+		// group; a Kafka one is not built.
+		return append(errs, errors.New("STREAM_ENGINE: rebuild and check replay JetStream streams; with kafka they are not built yet (docs/streams-kafka.md)"))
+	}
 	if c.NATS.URL == "" {
 		errs = append(errs, errors.New("NATS_URL: required by the rebuild and check commands"))
 	}

@@ -12,18 +12,18 @@ import (
 	"github.com/shopfloor/shopfloor/services/search/internal/indexsvc"
 )
 
-// wire builds the roles on the connected database and NATS: the lag
+// wire builds the roles on the connected database and stream engine: the lag
 // sampler (both roles: the api's answers say how fresh they are), the two
 // projections and the API.
 func wire(ctx context.Context, app *service.App, cfg *Config) error {
 	products, orders := cfg.sources()
-	js, err := app.NATS(ctx, service.Streams{Read: []stream.StreamConfig{
+	broker, err := app.ConnectStreams(ctx, service.Streams{Read: []stream.StreamConfig{
 		{Name: products.Stream, Partitions: products.Partitions},
 		{Name: orders.Stream, Partitions: orders.Partitions}}})
 	if err != nil {
 		return err
 	}
-	lags, err := indexsvc.NewLagSampler(js, app.Pool, indexstream.Group, []indexsvc.Source{products, orders},
+	lags, err := indexsvc.NewLagSampler(broker.GroupLag, app.Pool, indexstream.Group, []indexsvc.Source{products, orders},
 		indexsvc.LagConfig{Interval: cfg.LagInterval, Registerer: app.Tel.Registry}, app.Log)
 	if err != nil {
 		return err
@@ -37,7 +37,7 @@ func wire(ctx context.Context, app *service.App, cfg *Config) error {
 		for _, src := range []indexsvc.Source{products, orders} {
 			metrics.Zero(src.Stream)
 			p := &indexstream.Projector{Pool: app.Pool, Projection: src.Projection, Stream: src.Stream, Metrics: metrics, Log: app.Log}
-			grp, err := app.NewBatchGroup(js, src.Stream, indexstream.Group, src.Partitions, p.HandleBatch)
+			grp, err := app.NewBatchGroup(broker, src.Stream, indexstream.Group, src.Partitions, p.HandleBatch)
 			if err != nil {
 				return err
 			}

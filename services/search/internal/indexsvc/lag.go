@@ -53,7 +53,7 @@ type LagSampler struct {
 	pool    *pgxpool.Pool
 	group   string
 	sources []Source
-	groups  []*stream.Group
+	lagOf   LagSource
 	cfg     LagConfig
 	log     *slog.Logger
 
@@ -63,17 +63,32 @@ type LagSampler struct {
 	lagSeconds, lagMessages, age *prometheus.GaugeVec
 }
 
-// NewLagSampler returns a sampler of group's lag on each source's stream.
-// It only reads: the group's consumers are created by the consumer role
-// (until then, the lag is unknown).
-func NewLagSampler(js jetstream.JetStream, pool *pgxpool.Pool, group string, sources []Source, cfg LagConfig, log *slog.Logger) (*LagSampler, error) {
+// LagSource reads a consumer group's lag on each partition of a stream
+// from the broker: stream.GroupLag on NATS (JetStreamLag), the
+// service.Broker's GroupLag on either engine.
+type LagSource func(ctx context.Context, streamName, group string) ([]stream.PartitionLag, error)
+
+// JetStreamLag is the LagSource of a JetStream context.
+func JetStreamLag(js jetstream.JetStream) LagSource {
+	return func(ctx context.Context, streamName, group string) ([]stream.PartitionLag, error) {
+		return stream.GroupLag(ctx, js, streamName, group, nil)
+	}
+}
+
+// NewLagSampler returns a sampler of group's lag on each source's stream,
+// read through lagOf. It only reads: the group's consumers are created by
+// the consumer role (until then, the lag is unknown).
+func NewLagSampler(lagOf LagSource, pool *pgxpool.Pool, group string, sources []Source, cfg LagConfig, log *slog.Logger) (*LagSampler, error) {
+	if lagOf == nil {
+		return nil, errors.New("search lag sampler: no lag source")
+	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = 2 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &LagSampler{pool: pool, group: group, sources: sources, cfg: cfg, log: log, last: map[string]Lag{},
+	s := &LagSampler{pool: pool, group: group, sources: sources, cfg: cfg, log: log, last: map[string]Lag{}, lagOf: lagOf,
 		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "search_projection_lag_seconds",
 			Help: "Age of the oldest event of the stream that search's live projection has not finished (0 when caught up), sampled from the broker.",
@@ -94,23 +109,8 @@ func NewLagSampler(js jetstream.JetStream, pool *pgxpool.Pool, group string, sou
 			}
 		}
 	}
-	for _, src := range sources {
-		// A group that is never run: Lag reads the durable consumers
-		// the consumer role's group created.
-		g, err := stream.NewGroup(js, stream.GroupConfig{Stream: src.Stream, Name: group, Partitions: src.Partitions}, neverConsumes, log)
-		if err != nil {
-			return nil, err
-		}
-		s.groups = append(s.groups, g)
-	}
 	return s, nil
 }
-
-// errLagOnly is what the sampler's groups would answer a delivery: they
-// only read lag and are never run.
-var errLagOnly = errors.New("lag sampler's group does not consume")
-
-func neverConsumes(context.Context, stream.Delivery) error { return stream.Permanent(errLagOnly) }
 
 // Run samples every interval until ctx ends; failures are logged and
 // retried at the next tick.
@@ -124,14 +124,14 @@ func (s *LagSampler) Run(ctx context.Context) error {
 // Sample reads every source's lag and freshness once.
 func (s *LagSampler) Sample(ctx context.Context) error {
 	var errs []error
-	for i, src := range s.sources {
+	for _, src := range s.sources {
 		now := s.cfg.Now()
 		if _, event, err := indexpg.Freshness(ctx, s.pool, src.Projection); err != nil {
 			errs = append(errs, err)
 		} else if event != nil {
 			s.age.WithLabelValues(src.Stream).Set(max(now.Sub(*event), 0).Seconds())
 		}
-		parts, err := s.groups[i].Lag(ctx)
+		parts, err := s.lagOf(ctx, src.Stream, s.group)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("lag of group %s on %s: %w", s.group, src.Stream, err))
 			continue

@@ -281,7 +281,7 @@ func TestLagSamplerReadsTheLiveGroupsLagFromTheBroker(t *testing.T) {
 	}
 
 	// A group nobody consumes with: the sampler reports its backlog.
-	other, err := indexsvc.NewLagSampler(s.NATS.JS, s.DB.Pool, "idle", []indexsvc.Source{s.Orders}, indexsvc.LagConfig{}, slog.New(slog.DiscardHandler))
+	other, err := indexsvc.NewLagSampler(indexsvc.JetStreamLag(s.NATS.JS), s.DB.Pool, "idle", []indexsvc.Source{s.Orders}, indexsvc.LagConfig{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,7 +118,7 @@ func StartWith(tb testing.TB, opts Options) *Search {
 			}
 		})
 	}
-	if s.Lags, err = indexsvc.NewLagSampler(s.NATS.JS, s.Pool, indexstream.Group, []indexsvc.Source{s.Products, s.Orders},
+	if s.Lags, err = indexsvc.NewLagSampler(indexsvc.JetStreamLag(s.NATS.JS), s.Pool, indexstream.Group, []indexsvc.Source{s.Products, s.Orders},
 		indexsvc.LagConfig{Interval: 100 * time.Millisecond, Registerer: s.Registry}, s.Log); err != nil {
 		tb.Fatal(err)
 	}

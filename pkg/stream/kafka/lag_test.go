@@ -1,0 +1,132 @@
+package kafkastream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/shopfloor/shopfloor/pkg/stream"
+	kafkastream "github.com/shopfloor/shopfloor/pkg/stream/kafka"
+	"github.com/shopfloor/shopfloor/pkg/stream/streamtest"
+	"github.com/shopfloor/shopfloor/pkg/testinfra"
+)
+
+// TestGroupLagCountsAndAgesWhatIsNotCommitted: GroupLag reports, per
+// partition, the records a group has not committed and the age of the
+// oldest of them (its timestamp), and 0 and 0 once it has caught up. A
+// group the broker does not know is an error (as a missing consumer is
+// on JetStream: the lag is unknown, not zero).
+func TestGroupLagCountsAndAgesWhatIsNotCommitted(t *testing.T) {
+	t.Parallel()
+	k := setup(t, 3)
+	keys := streamtest.Keys(5)
+	if _, err := kafkastream.GroupLag(t.Context(), k.cl, k.topic, "g", nil); !errors.Is(err, kerr.GroupIDNotFound) {
+		t.Fatalf("lag of a group that never ran: %v, want GROUP_ID_NOT_FOUND", err)
+	}
+	check := streamtest.NewOrderCheck()
+	first := k.start(t, testGroup(k.topic, "g"), func(_ context.Context, d stream.Delivery) error { check.Apply(d); return nil })
+	versions(t, k, keys, 1, 2)
+	testinfra.Eventually(t, 30*time.Second, func() error { return check.Done(keys, 2) })
+	first.stop() // commits what it handled
+	versions(t, k, keys, 3, 4)
+	published := time.Now()
+	later := published.Add(time.Hour)
+	lags, err := kafkastream.GroupLag(t.Context(), k.cl, k.topic, "g", func() time.Time { return later })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lags) != 3 {
+		t.Fatalf("%d partitions, want 3: %+v", len(lags), lags)
+	}
+	var total uint64
+	for p, l := range lags {
+		if l.Partition != p {
+			t.Errorf("lags[%d] is partition %d", p, l.Partition)
+		}
+		total += l.Messages
+		if l.Messages > 0 && (l.OldestUnacked < 59*time.Minute || l.OldestUnacked > 61*time.Minute) {
+			t.Errorf("partition %d: %d records, oldest %s old, want about 1h (the clock is an hour ahead)", p, l.Messages, l.OldestUnacked)
+		}
+		if l.Messages == 0 && l.OldestUnacked != 0 {
+			t.Errorf("partition %d: no records, oldest %s", p, l.OldestUnacked)
+		}
+	}
+	if total != uint64(len(keys)*2) {
+		t.Errorf("lag %d records, want %d (versions 3 and 4 of each key)", total, len(keys)*2)
+	}
+
+	k.start(t, testGroup(k.topic, "g"), func(_ context.Context, d stream.Delivery) error { check.Apply(d); return nil })
+	testinfra.Eventually(t, 30*time.Second, func() error { return check.Done(keys, 4) })
+	testinfra.Eventually(t, 30*time.Second, func() error {
+		lags, err := kafkastream.GroupLag(t.Context(), k.cl, k.topic, "g", nil)
+		if err != nil {
+			return err
+		}
+		for _, l := range lags {
+			if l.Messages != 0 || l.OldestUnacked != 0 {
+				return fmt.Errorf("not caught up: %+v", lags)
+			}
+		}
+		return nil
+	})
+}
+
+// TestBatchGroupHandsOneRecordPerCall: a stream.BatchHandler runs on
+// Kafka with batches of one, every record once (in order per key), and a
+// call that fails is retried like a Handler's.
+func TestBatchGroupHandsOneRecordPerCall(t *testing.T) {
+	t.Parallel()
+	k := setup(t, 2)
+	keys := streamtest.Keys(4)
+	check := streamtest.NewOrderCheck()
+	var (
+		mu      sync.Mutex
+		sizes   = map[int]int{}
+		failed  bool
+		retried bool
+	)
+	g, err := kafkastream.NewBatchGroup(k.seeds, testGroup(k.topic, "g"), func(_ context.Context, ds []stream.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		sizes[len(ds)]++
+		if !failed {
+			failed = true
+			return fmt.Errorf("first call fails")
+		}
+		if ds[0].NumDelivered > 1 {
+			retried = true
+		}
+		check.Apply(ds[0])
+		return nil
+	}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	versions(t, k, keys, 1, 10)
+	testinfra.Eventually(t, 30*time.Second, func() error { return check.Done(keys, 10) })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) != 1 || sizes[1] == 0 {
+		t.Errorf("batch sizes %v, want only 1", sizes)
+	}
+	if !retried {
+		t.Error("the failed call's record was not handed again with a higher attempt")
+	}
+	if _, err := kafkastream.NewBatchGroup(k.seeds, testGroup(k.topic, "g"), nil, nil); err == nil {
+		t.Error("NewBatchGroup with a nil handler succeeded")
+	}
+}
