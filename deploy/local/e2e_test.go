@@ -119,8 +119,10 @@ func TestOrderFlowEndToEnd(t *testing.T) {
 // with the streams on Kafka (SHOPFLOOR_STREAM_ENGINE=kafka: deploy/kfake,
 // franz-go's in-process Kafka, as the broker; ADR 0046), one instance of
 // each role and the second instance of every consumer group (which share
-// the topics' partitions through the group coordinator). The dashboards
-// check is left out: they query the JetStream engine's metric names.
+// the topics' partitions through the group coordinator), and the broker's
+// own offsets and the batch groups' calls are checked (checkKafkaGroups).
+// The dashboards check is left out: they query the JetStream engine's
+// metric names.
 func TestOrderFlowEndToEndOnKafka(t *testing.T) {
 	orderFlow(t, "kafka")
 }
@@ -666,7 +668,8 @@ func checkReplicas(t *testing.T, sys *target.System) {
 // ran on Kafka. The broker holds the three topics with records, every
 // service's consumer group has committed all of them on each topic it
 // reads (lag 0, from the broker's own offsets, not the services' gauges),
-// and JetStream holds no message of those streams.
+// the batch groups made handler calls on Kafka, and JetStream holds no
+// message of those streams.
 func checkKafkaGroups(t *testing.T, sys *target.System) {
 	t.Helper()
 	cl, err := kgo.NewClient(kafkastream.ClientOpts([]string{"127.0.0.1:" + strconv.Itoa(portBase+1092)})...)
@@ -712,6 +715,31 @@ func checkKafkaGroups(t *testing.T, sys *target.System) {
 		}
 		return nil
 	})
+	// The batch groups ran on Kafka (ADR 0045 on the second engine): their
+	// calls and the records they carried, from the consumers' histograms.
+	calls, records := map[string]float64{}, map[string]float64{}
+	for _, base := range sys.Metrics {
+		samples, err := target.Scrape(t.Context(), sys.Client(), base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range samples {
+			k := x.Label("group") + "/" + x.Label("stream")
+			switch x.Name {
+			case "stream_kafka_handler_batch_size_messages_count":
+				calls[k] += x.Value
+			case "stream_kafka_handler_batch_size_messages_sum":
+				records[k] += x.Value
+			}
+		}
+	}
+	for _, k := range []string{"payments/ORDERS", "notifications/ORDERS", "orders/PAYMENTS", "search/ORDERS"} {
+		if calls[k] == 0 {
+			t.Errorf("kafka: batch group %s made no handler calls", k)
+			continue
+		}
+		t.Logf("kafka: batch group %s: %g records in %g calls", k, records[k], calls[k])
+	}
 	js, err := sys.JetStream(t.Context())
 	if err != nil {
 		t.Fatal(err)

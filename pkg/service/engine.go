@@ -242,13 +242,15 @@ func (rt *Runtime) NewGroup(b *Broker, streamName, group string, partitions int,
 		Extract: rt.Tel.Extract, Tracer: rt.streamTracer(), Registerer: rt.Tel.Registry}, h, rt.Log)
 }
 
-// NewBatchGroup is NewGroup for a batch handler (stream.NewBatchGroup),
-// handed up to CONSUMER_MAX_BATCH messages of a partition at once on
-// NATS; on Kafka one at a time (kafkastream.NewBatchGroup, ADR 0046).
+// NewBatchGroup is NewGroup for a batch handler (stream.NewBatchGroup,
+// kafkastream.NewBatchGroup), handed up to CONSUMER_MAX_BATCH messages of
+// a partition at once.
 func (a *App) NewBatchGroup(b *Broker, streamName, group string, partitions int, h stream.BatchHandler) (Runner, error) {
 	rt := a.Runtime
 	if b.kafka != nil {
-		return kafkastream.NewBatchGroup(b.seeds, rt.kafkaGroupConfig(streamName, group, partitions), h, rt.Log)
+		cfg := rt.kafkaGroupConfig(streamName, group, partitions)
+		cfg.MaxBatch = a.serve.ConsumerMaxBatch
+		return kafkastream.NewBatchGroup(b.seeds, cfg, h, rt.Log)
 	}
 	return stream.NewBatchGroup(b.js, stream.GroupConfig{Stream: streamName, Name: group, Partitions: partitions,
 		MaxBatch: a.serve.ConsumerMaxBatch, MaxDeliver: ConsumerRetries.MaxDeliver, Backoff: ConsumerRetries.Backoff,

@@ -24,8 +24,10 @@
 //     either engine.
 //   - Delivery to a group is at least once; order is per key. Each
 //     partition assigned to a member is handled by one goroutine, one
-//     record at a time in offset order; a record's offset is marked for
-//     commit only after its handler returned nil or it was dead-lettered,
+//     record at a time in offset order (a batch group, NewBatchGroup:
+//     up to MaxBatch ready records per call); a record's offset is marked
+//     for commit only after its handler returned nil or it was
+//     dead-lettered,
 //     and marks are committed every CommitInterval and before a revoke or
 //     a stop completes. A crash hands the records handled since the last
 //     commit to the partition's next owner again.
@@ -63,8 +65,8 @@
 //   - The liveness of a member is its group session (SessionTimeout,
 //     heartbeats), not a per-message AckWait; a slow handler does not need
 //     progress heartbeats, but a revoke waits for it.
-//   - There are no batch groups, no DLQ operator tool (list, redrive,
-//     discard) and no publish de-duplication yet (ADR 0044).
+//   - There is no DLQ operator tool (list, redrive, discard) and no
+//     publish de-duplication yet (ADR 0044, ADR 0046).
 //
 // Metrics: see metrics.go (stream_kafka_*, the labels of pkg/stream's).
 package kafkastream

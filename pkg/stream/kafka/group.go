@@ -19,8 +19,8 @@ import (
 
 // GroupConfig describes a consumer group. The zero value of every field but
 // Topic and Name picks the default. The fields mean what
-// stream.GroupConfig's of the same name mean; AckWait, FetchWait and
-// MaxBatch have no counterpart (see the package doc).
+// stream.GroupConfig's of the same name mean; AckWait and FetchWait have
+// no counterpart (see the package doc).
 type GroupConfig struct {
 	// Topic to consume, created with EnsureTopic (with its "<Topic>_DLQ").
 	// Required.
@@ -31,6 +31,11 @@ type GroupConfig struct {
 	// Partitions of the topic. Default: read from the topic; a value that
 	// differs from the topic's is refused (stream.ErrPartitionsChanged).
 	Partitions int
+	// MaxBatch is how many ready records of one partition a batch group
+	// (NewBatchGroup) hands its handler at once: what the partition's
+	// worker has queued, never a wait to fill. Default 1; at most
+	// stream.MaxBatchLimit. NewGroup refuses a MaxBatch above 1.
+	MaxBatch int
 	// HandlerTimeout bounds one handler call through its ctx. Default 30s.
 	HandlerTimeout time.Duration
 	// MaxDeliver is the retry budget: after this many handler calls of one
@@ -108,6 +113,9 @@ func (c GroupConfig) withDefaults() GroupConfig {
 	if c.MaxDeliver == 0 {
 		c.MaxDeliver = 5
 	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -132,6 +140,8 @@ func (c GroupConfig) validate() error {
 		msg = "negative duration"
 	case c.RebalanceTimeout <= c.HandlerTimeout:
 		msg = fmt.Sprintf("RebalanceTimeout %s must exceed HandlerTimeout %s (a revoke waits for the handler)", c.RebalanceTimeout, c.HandlerTimeout)
+	case c.MaxBatch < 1 || c.MaxBatch > stream.MaxBatchLimit:
+		msg = fmt.Sprintf("MaxBatch %d outside 1..%d", c.MaxBatch, stream.MaxBatchLimit)
 	case c.MaxDeliver < 1:
 		msg = fmt.Sprintf("MaxDeliver %d below 1", c.MaxDeliver)
 	case c.Deliver < stream.DeliverAll || c.Deliver > stream.DeliverByStartTime:
@@ -167,6 +177,7 @@ type Group struct {
 	seeds   []string
 	cfg     GroupConfig
 	handler stream.Handler
+	batch   stream.BatchHandler // NewBatchGroup's; nil for NewGroup
 	log     *slog.Logger
 	metrics *groupMetrics
 	running atomic.Bool
@@ -175,6 +186,13 @@ type Group struct {
 // NewGroup validates cfg and returns a group of the cluster at seeds;
 // nothing is contacted until Run. A nil logger discards logs.
 func NewGroup(seeds []string, cfg GroupConfig, handler stream.Handler, logger *slog.Logger) (*Group, error) {
+	if cfg.MaxBatch > 1 {
+		return nil, fmt.Errorf("%w: group %s: NewGroup handles one record at a time; MaxBatch %d needs NewBatchGroup", stream.ErrInvalid, cfg.Name, cfg.MaxBatch)
+	}
+	return newGroup(seeds, cfg, handler, logger)
+}
+
+func newGroup(seeds []string, cfg GroupConfig, handler stream.Handler, logger *slog.Logger) (*Group, error) {
 	if len(seeds) == 0 {
 		return nil, fmt.Errorf("%w: group %s: no seed brokers", stream.ErrInvalid, cfg.Name)
 	}

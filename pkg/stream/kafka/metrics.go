@@ -25,6 +25,7 @@ import (
 //	stream_kafka_dead_lettered_total{stream,group,class}        permanent, exhausted
 //	stream_kafka_partitions_waiting{stream,group}               partitions waiting on a dependency (per instance: sum)
 //	stream_kafka_infrastructure_retries_total{stream,group}
+//	stream_kafka_handler_batch_size_messages{stream,group}      records per call of a batch group's handler
 //
 // Every instance of a group reports the same lag: aggregate with max.
 type groupMetrics struct {
@@ -34,6 +35,7 @@ type groupMetrics struct {
 	deadLettered *prometheus.CounterVec
 	waitingParts *prometheus.GaugeVec
 	infraRetries *prometheus.CounterVec
+	batchSize    *prometheus.HistogramVec
 }
 
 func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
@@ -54,6 +56,9 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 			Help: "Partitions waiting on a dependency (Kafka engine)."}, []string{"stream", "group"}),
 		infraRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stream_kafka_infrastructure_retries_total",
 			Help: "Handler calls that failed with an infrastructure error (Kafka engine)."}, []string{"stream", "group"}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stream_kafka_handler_batch_size_messages",
+			Help:    "Records per call of a batch group's handler (Kafka engine; 1 when a failed batch is handled one record at a time).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}}, []string{"stream", "group"}),
 	}
 	var err error
 	if m.lag, err = register(reg, m.lag); err != nil {
@@ -72,6 +77,9 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 		return nil, err
 	}
 	if m.infraRetries, err = register(reg, m.infraRetries); err != nil {
+		return nil, err
+	}
+	if m.batchSize, err = register(reg, m.batchSize); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -107,6 +115,12 @@ func (m *groupMetrics) zero(cfg GroupConfig) {
 func (m *groupMetrics) observe(cfg GroupConfig, outcome string, d time.Duration) {
 	if m != nil {
 		m.duration.WithLabelValues(cfg.Topic, cfg.Name, outcome).Observe(d.Seconds())
+	}
+}
+
+func (m *groupMetrics) batch(cfg GroupConfig, n int) {
+	if m != nil {
+		m.batchSize.WithLabelValues(cfg.Topic, cfg.Name).Observe(float64(n))
 	}
 }
 

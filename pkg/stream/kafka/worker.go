@@ -11,8 +11,8 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/stream"
 )
 
-// worker handles one assigned partition's records, one at a time, in
-// offset order.
+// worker handles one assigned partition's records in offset order: one
+// at a time, or for a batch group up to MaxBatch ready ones per call.
 type worker struct {
 	s *session
 	p int32
@@ -61,20 +61,22 @@ func (w *worker) push(records []*kgo.Record) {
 
 func (w *worker) tp() map[string][]int32 { return map[string][]int32{w.s.g.cfg.Topic: {w.p}} }
 
-// next returns the next record, or nil once the worker is stopping. An
-// empty queue resumes a paused partition.
-func (w *worker) next() *kgo.Record {
+// take returns the next records, at least one and at most max (what is
+// queued: it never waits for more once it has one), or nil once the worker
+// is stopping. An empty queue resumes a paused partition.
+func (w *worker) take(max int) []*kgo.Record {
 	for {
 		if w.stopping.Err() != nil {
 			return nil
 		}
 		w.mu.Lock()
-		if len(w.queue) > 0 {
-			r := w.queue[0]
-			w.queue[0] = nil
-			w.queue = w.queue[1:]
+		if n := min(len(w.queue), max); n > 0 {
+			rs := make([]*kgo.Record, n)
+			copy(rs, w.queue)
+			clear(w.queue[:n])
+			w.queue = w.queue[n:]
 			w.mu.Unlock()
-			return r
+			return rs
 		}
 		if w.paused {
 			w.paused = false
@@ -110,12 +112,23 @@ func (w *worker) run() {
 	defer w.cancelHandler()
 	defer w.cancelStop()
 	for {
-		r := w.next()
-		if r == nil {
+		rs := w.take(w.s.g.cfg.MaxBatch)
+		if rs == nil {
 			return
 		}
-		if !w.handle(r) {
-			return // abandoned: nothing after it may be handled
+		if len(rs) > 1 {
+			done, stopping := w.handleBatch(rs)
+			if stopping {
+				return // handed back uncommitted
+			}
+			if done {
+				continue
+			}
+		}
+		for _, r := range rs {
+			if !w.handle(r) {
+				return // abandoned: nothing after it may be handled
+			}
 		}
 	}
 }

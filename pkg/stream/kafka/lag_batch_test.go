@@ -76,32 +76,43 @@ func TestGroupLagCountsAndAgesWhatIsNotCommitted(t *testing.T) {
 	})
 }
 
-// TestBatchGroupHandsOneRecordPerCall: a stream.BatchHandler runs on
-// Kafka with batches of one, every record once (in order per key), and a
-// call that fails is retried like a Handler's.
-func TestBatchGroupHandsOneRecordPerCall(t *testing.T) {
+// TestBatchGroupHandsReadyRecordsTogetherAndSplitsAFailedBatch: a batch
+// group hands a partition's ready records to one call (a backlog makes
+// calls of several records, never more than MaxBatch); a call that fails
+// is followed by the same records one at a time, so one poison record is
+// dead-lettered alone and every other record takes effect once, in order
+// per key.
+func TestBatchGroupHandsReadyRecordsTogetherAndSplitsAFailedBatch(t *testing.T) {
 	t.Parallel()
 	k := setup(t, 2)
-	keys := streamtest.Keys(4)
+	keys := streamtest.Keys(8)
+	versions(t, k, keys, 1, 50) // a backlog before the group starts
+	poison := stream.Message{ID: "poison", Key: keys[0], Payload: []byte("poison")}
+	if _, err := k.pub.Publish(context.Background(), poison); err != nil {
+		t.Fatal(err)
+	}
+	versions(t, k, keys, 51, 60)
 	check := streamtest.NewOrderCheck()
 	var (
-		mu      sync.Mutex
-		sizes   = map[int]int{}
-		failed  bool
-		retried bool
+		mu          sync.Mutex
+		sizes       = map[int]int{}
+		failedBatch bool
 	)
-	g, err := kafkastream.NewBatchGroup(k.seeds, testGroup(k.topic, "g"), func(_ context.Context, ds []stream.Delivery) error {
+	cfg := testGroup(k.topic, "g")
+	cfg.MaxBatch = 16
+	g, err := kafkastream.NewBatchGroup(k.seeds, cfg, func(_ context.Context, ds []stream.Delivery) error {
 		mu.Lock()
 		defer mu.Unlock()
 		sizes[len(ds)]++
-		if !failed {
-			failed = true
-			return fmt.Errorf("first call fails")
+		for _, d := range ds {
+			if d.ID == poison.ID {
+				failedBatch = failedBatch || len(ds) > 1
+				return stream.Permanent(errors.New("poison"))
+			}
 		}
-		if ds[0].NumDelivered > 1 {
-			retried = true
+		for _, d := range ds {
+			check.Apply(d)
 		}
-		check.Apply(ds[0])
 		return nil
 	}, testLogger(t))
 	if err != nil {
@@ -116,17 +127,34 @@ func TestBatchGroupHandsOneRecordPerCall(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	versions(t, k, keys, 1, 10)
-	testinfra.Eventually(t, 30*time.Second, func() error { return check.Done(keys, 10) })
+	testinfra.Eventually(t, 30*time.Second, func() error { return check.Done(keys, 60) })
 	mu.Lock()
 	defer mu.Unlock()
-	if len(sizes) != 1 || sizes[1] == 0 {
-		t.Errorf("batch sizes %v, want only 1", sizes)
+	largest, calls := 0, 0
+	for n, c := range sizes {
+		largest = max(largest, n)
+		calls += c
 	}
-	if !retried {
-		t.Error("the failed call's record was not handed again with a higher attempt")
+	t.Logf("%d calls for %d records, batch sizes %v", calls, len(keys)*60+1, sizes)
+	if largest < 2 || largest > 16 {
+		t.Errorf("largest batch %d, want 2..16 (MaxBatch) from a backlog", largest)
+	}
+	if !failedBatch {
+		t.Error("the poison record never came in a batch of several (the test did not test the split)")
+	}
+	if dead := dlqHeaders(t, k, 1); dead[poison.ID][stream.HeaderDLQErrorClass] != "permanent" || len(dead) != 1 {
+		t.Errorf("dead letters %v, want the poison record alone, class permanent", dead)
 	}
 	if _, err := kafkastream.NewBatchGroup(k.seeds, testGroup(k.topic, "g"), nil, nil); err == nil {
 		t.Error("NewBatchGroup with a nil handler succeeded")
+	}
+	big := testGroup(k.topic, "g")
+	big.MaxBatch = stream.MaxBatchLimit + 1
+	if _, err := kafkastream.NewBatchGroup(k.seeds, big, func(context.Context, []stream.Delivery) error { return nil }, nil); !errors.Is(err, stream.ErrInvalid) {
+		t.Errorf("MaxBatch %d: %v, want ErrInvalid", big.MaxBatch, err)
+	}
+	big.MaxBatch = 2
+	if _, err := kafkastream.NewGroup(k.seeds, big, func(context.Context, stream.Delivery) error { return nil }, nil); !errors.Is(err, stream.ErrInvalid) {
+		t.Errorf("NewGroup with MaxBatch 2: %v, want ErrInvalid", err)
 	}
 }
