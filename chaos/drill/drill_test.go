@@ -102,6 +102,27 @@ func TestDrillsHoldAgainstTheLocalTopology(t *testing.T) {
 	}
 }
 
+// TestStreamDrillsHoldOnKafka starts the local topology with its streams
+// on Kafka (SHOPFLOOR_STREAM_ENGINE=kafka: deploy/kfake, ADR 0046) and
+// runs the two drills whose faults are the stream's own processes:
+// relay-killed (a relay restarted with a new producer re-publishes the
+// rows it had not marked; Kafka stores them again and the consumers'
+// inboxes drop them) and consumer-killed (the killed members' partitions
+// wait for the group coordinator, SessionTimeout, and are handled by the
+// surviving instances or the restarted ones). Every row must hold.
+func TestStreamDrillsHoldOnKafka(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the drills start the whole system")
+	}
+	sys := startLocal(t, "VISIBILITY_TIMEOUT=10s", "SHOPFLOOR_STREAM_ENGINE=kafka")
+	if len(sys.KafkaBrokers) == 0 {
+		t.Fatal("the system does not know its Kafka brokers")
+	}
+	for _, name := range []string{"relay-killed", "consumer-killed"} {
+		t.Run(name, func(t *testing.T) { runDrill(t, sys, name) })
+	}
+}
+
 // runDrill runs the named drill briefly (20 s of load at 5 checkouts/s,
 // longer where the drill needs it) and fails on any row that did not
 // hold.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -81,8 +82,13 @@ func (l *Local) System() *System {
 	e.Redis = LocalRedisURL(l.cfg.RedisDB)
 	id, err := ReadIdentityEnv(filepath.Join(l.cfg.RunDir, "identity.env"))
 	natsPassword, _ := ReadNATSEnv(l.cfg.RunDir) // none: a broker without authorization
-	return &System{Endpoints: e, Procs: l.ctl, Mail: &SMTPSink{URL: e.Mail, HTTP: client}, HTTP: client,
+	sys := &System{Endpoints: e, Procs: l.ctl, Mail: &SMTPSink{URL: e.Mail, HTTP: client}, HTTP: client,
 		Identity: id, identityErr: err, NATSPassword: natsPassword}
+	if slices.Contains(l.cfg.Env, "SHOPFLOOR_STREAM_ENGINE=kafka") {
+		// deploy/local/ports.sh's KAFKA_PORT (deploy/kfake).
+		sys.KafkaBrokers = []string{"127.0.0.1:" + strconv.Itoa(l.cfg.PortBase+1092)}
+	}
+	return sys
 }
 
 // DropDatabases removes the topology's data (stop it first): the run's

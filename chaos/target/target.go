@@ -115,6 +115,9 @@ type System struct {
 	// read and redrive dead letters and read consumer state directly.
 	// Empty: NATS without credentials.
 	NATSPassword string
+	// KafkaBrokers are the seed brokers when the system's streams run on
+	// Kafka (STREAM_ENGINE=kafka, ADR 0046); empty on NATS.
+	KafkaBrokers []string
 
 	// identityErr, when set, is why Identity could not be read (Local's
 	// identity.env); Token returns it.
