@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -266,4 +267,36 @@ func TestServeRunsTheRelayAndABatchGroupOnKafka(t *testing.T) {
 		return nil
 	})
 	svc.Stop()
+}
+
+// TestDLQCommandReadsKafkasDeadLetterTopic: `<svc> dlq` with
+// STREAM_ENGINE=kafka lists the topic's dead letters, names KAFKA_BROKERS
+// when it is missing, and refuses a redrive (not built on Kafka).
+func TestDLQCommandReadsKafkasDeadLetterTopic(t *testing.T) {
+	t.Parallel()
+	seeds := kafkaCluster(t)
+	cl, err := kgo.NewClient(kafkastream.ClientOpts(seeds)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafkastream.EnsureTopic(t.Context(), cl, kafkastream.TopicConfig{Name: "ONE", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"STREAM_ENGINE": "kafka", "KAFKA_BROKERS": strings.Join(seeds, ",")}
+	getenv := func(k string) string { return env[k] }
+	var out strings.Builder
+	if err := service.DLQCommand(t.Context(), "demo", "ONE", []string{"list"}, getenv, &out); err != nil {
+		t.Fatalf("dlq list: %v", err)
+	}
+	if !strings.HasPrefix(out.String(), "SEQ") {
+		t.Errorf("dlq list printed %q, want the table's header", out.String())
+	}
+	if err := service.DLQCommand(t.Context(), "demo", "ONE", []string{"redrive", "--group", "g"}, getenv, &out); !errors.Is(err, kafkastream.ErrNotBuilt) {
+		t.Errorf("dlq redrive on Kafka: %v, want ErrNotBuilt", err)
+	}
+	delete(env, "KAFKA_BROKERS")
+	if err := service.DLQCommand(t.Context(), "demo", "ONE", []string{"list"}, getenv, &out); err == nil || !strings.Contains(err.Error(), "KAFKA_BROKERS") {
+		t.Errorf("dlq without brokers: %v, want KAFKA_BROKERS named", err)
+	}
 }

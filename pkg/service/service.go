@@ -58,6 +58,7 @@ import (
 	"github.com/shopfloor/shopfloor/pkg/outbox"
 	"github.com/shopfloor/shopfloor/pkg/pgdb"
 	"github.com/shopfloor/shopfloor/pkg/stream"
+	kafkastream "github.com/shopfloor/shopfloor/pkg/stream/kafka"
 	"github.com/shopfloor/shopfloor/pkg/telemetry"
 )
 
@@ -410,8 +411,10 @@ func Canceled(err error) error {
 }
 
 // DLQCommand is `<svc> dlq ...`: the operator's tool for the dead letters
-// of the service's consumer groups on streamName (stream.DLQCommand). It
-// needs NATS_URL, and DATABASE_URL for `discard`, which is recorded in the
+// of the service's consumer groups on streamName (stream.DLQCommand). With
+// STREAM_ENGINE=kafka it lists and inspects the topic "<streamName>_DLQ"
+// (kafkastream.DLQReader; redrive and discard are JetStream's only, ADR
+// 0046) and needs KAFKA_BROKERS. On NATS it needs NATS_URL, and DATABASE_URL for `discard`, which is recorded in the
 // service's audit log (pkg/audit) before anything is deleted. It reads
 // the dead-letter stream, republishes into the stream and deletes
 // messages, which only the operator's NATS user may: run it with
@@ -423,9 +426,16 @@ func DLQCommand(ctx context.Context, name, streamName string, args []string, get
 		return err
 	}
 	if engine.Kafka() {
-		// ADR 0046: the tool is JetStream's; Kafka's dead letters are a
-		// topic any Kafka client reads.
-		return fmt.Errorf("dlq: STREAM_ENGINE=kafka: this tool reads JetStream dead-letter streams; the dead letters are in the topic %s_DLQ (docs/streams-kafka.md, \"Dead letters\")", streamName)
+		// ADR 0046: on Kafka the tool lists and inspects the dead-letter
+		// topic; redrive and discard are not built there.
+		if len(engine.KafkaBrokers) == 0 {
+			return errors.New("KAFKA_BROKERS: required by the dlq command with STREAM_ENGINE=kafka")
+		}
+		q, err := kafkastream.NewDLQReader(engine.seeds(), streamName)
+		if err != nil {
+			return err
+		}
+		return stream.DLQCommand(ctx, q, args, stdout)
 	}
 	cfg, err := config.Load[natsauth.Config](getenv)
 	if err != nil {

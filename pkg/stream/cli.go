@@ -66,7 +66,7 @@ func redact(v any) any {
 // tables and JSON to out and returns an error for bad arguments.
 //
 // It parses the arguments (parseDLQArgs), then runs the command.
-func DLQCommand(ctx context.Context, q *DLQ, args []string, out io.Writer) error {
+func DLQCommand(ctx context.Context, q DeadLetters, args []string, out io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: usage:\n%s", ErrInvalid, DLQUsage)
 	}
@@ -144,7 +144,7 @@ func (a dlqArgs) seq() (uint64, error) {
 }
 
 // list prints up to --limit dead letters (of --group, if given).
-func (a dlqArgs) list(ctx context.Context, q *DLQ, out io.Writer) error {
+func (a dlqArgs) list(ctx context.Context, q DeadLetters, out io.Writer) error {
 	dls, err := q.List(ctx, a.group, a.limit)
 	if err != nil {
 		return err
@@ -158,7 +158,7 @@ func (a dlqArgs) list(ctx context.Context, q *DLQ, out io.Writer) error {
 }
 
 // inspect prints one dead letter as JSON, personal fields redacted.
-func (a dlqArgs) inspect(ctx context.Context, q *DLQ, out io.Writer) error {
+func (a dlqArgs) inspect(ctx context.Context, q DeadLetters, out io.Writer) error {
 	seq, err := a.seq()
 	if err != nil {
 		return err
@@ -183,7 +183,7 @@ func (a dlqArgs) inspect(ctx context.Context, q *DLQ, out io.Writer) error {
 }
 
 // redrive delivers --group's dead letters (all, or --seq) again.
-func (a dlqArgs) redrive(ctx context.Context, q *DLQ, out io.Writer) error {
+func (a dlqArgs) redrive(ctx context.Context, q DeadLetters, out io.Writer) error {
 	if a.group == "" {
 		return badDLQUsage(fmt.Errorf("--group is required"))
 	}
@@ -207,7 +207,7 @@ func (a dlqArgs) redrive(ctx context.Context, q *DLQ, out io.Writer) error {
 }
 
 // discard drops one dead letter, recorded with --reason and --by.
-func (a dlqArgs) discard(ctx context.Context, q *DLQ, out io.Writer) error {
+func (a dlqArgs) discard(ctx context.Context, q DeadLetters, out io.Writer) error {
 	seq, err := a.seq()
 	if err != nil {
 		return err

@@ -155,10 +155,17 @@ type DeadLetter struct {
 }
 
 func deadLetterFrom(m *jetstream.RawStreamMsg) DeadLetter {
-	h := headerMap(m.Header)
+	return DeadLetterFromHeaders(m.Sequence, m.Time, headerMap(m.Header), m.Data)
+}
+
+// DeadLetterFromHeaders reads a dead letter from its headers (the
+// Shopfloor-Dlq-* ones and the original ones) and payload, as any engine
+// stores them: seq is its handle in the dead-letter stream or topic, at
+// when it was stored.
+func DeadLetterFromHeaders(seq uint64, at time.Time, h map[string]string, payload []byte) DeadLetter {
 	dl := DeadLetter{
-		Seq:             m.Sequence,
-		DeadAt:          m.Time,
+		Seq:             seq,
+		DeadAt:          at,
 		Group:           h[HeaderDLQGroup],
 		EventID:         h[HeaderEventID],
 		Key:             h[HeaderKey],
@@ -166,13 +173,25 @@ func deadLetterFrom(m *jetstream.RawStreamMsg) DeadLetter {
 		Error:           h[HeaderDLQError],
 		OriginalSubject: h[HeaderDLQOriginalSubject],
 		Headers:         h,
-		Payload:         m.Data,
+		Payload:         payload,
 	}
 	dl.Attempts, _ = strconv.Atoi(h[HeaderDLQAttempts])
 	dl.FirstFailure, _ = time.Parse(time.RFC3339, h[HeaderDLQFirstFailure])
 	dl.OriginalSeq, _ = strconv.ParseUint(h[HeaderDLQOriginalSequence], 10, 64)
 	return dl
 }
+
+// DeadLetters is what the dlq command (DLQCommand) works on: one
+// stream's dead letters on an engine. *DLQ is JetStream's;
+// kafkastream.DLQReader is Kafka's (list and inspect only, ADR 0046).
+type DeadLetters interface {
+	List(ctx context.Context, group string, limit int) ([]DeadLetter, error)
+	Inspect(ctx context.Context, seq uint64) (DeadLetter, error)
+	Redrive(ctx context.Context, opts RedriveOptions) (RedriveReport, error)
+	Discard(ctx context.Context, seq uint64, actor, reason string) error
+}
+
+var _ DeadLetters = (*DLQ)(nil)
 
 // DLQ is the operator's tool for one stream's dead-letter stream: list,
 // inspect, redrive and discard. Its methods are safe for concurrent use, but

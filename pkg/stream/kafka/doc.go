@@ -65,8 +65,9 @@
 //   - The liveness of a member is its group session (SessionTimeout,
 //     heartbeats), not a per-message AckWait; a slow handler does not need
 //     progress heartbeats, but a revoke waits for it.
-//   - There is no DLQ operator tool (list, redrive, discard) and no
-//     publish de-duplication yet (ADR 0044, ADR 0046).
+//   - Dead letters are listed and inspected (DLQReader, for the dlq
+//     command), not redriven or discarded; there is no publish
+//     de-duplication yet (ADR 0044, ADR 0046).
 //
 // Metrics: see metrics.go (stream_kafka_*, the labels of pkg/stream's).
 package kafkastream

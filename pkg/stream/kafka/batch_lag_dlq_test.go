@@ -1,9 +1,12 @@
 package kafkastream_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -156,5 +159,71 @@ func TestBatchGroupHandsReadyRecordsTogetherAndSplitsAFailedBatch(t *testing.T) 
 	big.MaxBatch = 2
 	if _, err := kafkastream.NewGroup(k.seeds, big, func(context.Context, stream.Delivery) error { return nil }, nil); !errors.Is(err, stream.ErrInvalid) {
 		t.Errorf("NewGroup with MaxBatch 2: %v, want ErrInvalid", err)
+	}
+}
+
+// TestDLQReaderListsAndInspectsTheDeadLetterTopic: the operator's dlq
+// command on Kafka lists a topic's dead letters (by group, with class,
+// attempts and error), inspects one by its offset with the payload's
+// personal fields redacted, answers ErrNotFound beyond the topic, and
+// refuses to redrive or discard (not built on this engine).
+func TestDLQReaderListsAndInspectsTheDeadLetterTopic(t *testing.T) {
+	t.Parallel()
+	k := setup(t, 2)
+	k.publish(t,
+		stream.Message{ID: "ok-1", Key: "a", Payload: []byte(`{}`)},
+		stream.Message{ID: "bad-1", Key: "a", Payload: []byte(`{"customer_email":"ada@example.com","n":1}`)},
+		stream.Message{ID: "bad-2", Key: "b", Payload: []byte(`{"n":2}`)})
+	for _, g := range []string{"g1", "g2"} {
+		k.start(t, testGroup(k.topic, g), func(_ context.Context, d stream.Delivery) error {
+			if strings.HasPrefix(d.ID, "bad") && (g == "g1" || d.ID == "bad-2") {
+				return stream.Permanent(fmt.Errorf("cannot apply %s", d.ID))
+			}
+			return nil
+		})
+	}
+	q, err := kafkastream.NewDLQReader(k.seeds, k.topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testinfra.Eventually(t, 20*time.Second, func() error {
+		all, err := q.List(t.Context(), "", 0)
+		if err != nil || len(all) != 3 {
+			return fmt.Errorf("%d dead letters (%w), want 3", len(all), err)
+		}
+		return nil
+	})
+	g1, err := q.List(t.Context(), "g1", 10)
+	if err != nil || len(g1) != 2 {
+		t.Fatalf("group g1: %+v %v, want its 2", g1, err)
+	}
+	for _, dl := range g1 {
+		if dl.Group != "g1" || dl.ErrorClass != "permanent" || dl.Attempts != 1 || !strings.Contains(dl.Error, dl.EventID) {
+			t.Errorf("dead letter %+v", dl)
+		}
+	}
+	var out bytes.Buffer
+	if err := stream.DLQCommand(t.Context(), q, []string{"list", "--group", "g2"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "bad-2") || strings.Contains(out.String(), "bad-1") {
+		t.Errorf("dlq list --group g2:\n%s", out.String())
+	}
+	out.Reset()
+	seq := strconv.FormatUint(g1[0].Seq, 10)
+	if err := stream.DLQCommand(t.Context(), q, []string{"inspect", seq}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"event_id": "`+g1[0].EventID+`"`) || strings.Contains(out.String(), "ada@example.com") {
+		t.Errorf("dlq inspect %s:\n%s\nwant the dead letter, personal fields redacted", seq, out.String())
+	}
+	if _, err := q.Inspect(t.Context(), 99); !errors.Is(err, stream.ErrNotFound) {
+		t.Errorf("inspect beyond the topic: %v, want ErrNotFound", err)
+	}
+	if err := stream.DLQCommand(t.Context(), q, []string{"redrive", "--group", "g1"}, &out); !errors.Is(err, kafkastream.ErrNotBuilt) {
+		t.Errorf("redrive: %v, want ErrNotBuilt", err)
+	}
+	if err := stream.DLQCommand(t.Context(), q, []string{"discard", seq, "--reason", "x", "--by", "y"}, &out); !errors.Is(err, kafkastream.ErrNotBuilt) {
+		t.Errorf("discard: %v, want ErrNotBuilt", err)
 	}
 }
