@@ -248,3 +248,24 @@ func TestKafkaOverlayPublishesNothingMore(t *testing.T) {
 		t.Errorf("with %s published %v, want compose.yaml's %v", kafkaOverlay, got, want)
 	}
 }
+
+// TestKafkaOverlayPointsTheConsoleAtKafka: under the overlay the
+// storefront's console reads the Kafka dead-letter topics
+// (WEB_CONSOLE_KAFKA_BROKERS, ADR 0046); without it, nothing sets it.
+func TestKafkaOverlayPointsTheConsoleAtKafka(t *testing.T) {
+	t.Parallel()
+	web, err := loadKafka(t).GetService("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := web.Environment["WEB_CONSOLE_KAFKA_BROKERS"]; v == nil || *v != "kafka:9092" {
+		t.Errorf("web under the Kafka overlay: WEB_CONSOLE_KAFKA_BROKERS %v, want kafka:9092", v)
+	}
+	plain, err := load(t).GetService("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := plain.Environment["WEB_CONSOLE_KAFKA_BROKERS"]; ok {
+		t.Error("web without the overlay has WEB_CONSOLE_KAFKA_BROKERS")
+	}
+}

@@ -457,8 +457,11 @@ fi
 # each stream as there are nodes (ADR 0041).
 nats_url=""
 for ((n = 0; n < nats_nodes; n++)); do nats_url+="nats://127.0.0.1:${nats_toxi[n]},"; done
-engine_env=()
-[[ $stream_engine == kafka ]] && engine_env=(STREAM_ENGINE=kafka KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT")
+engine_env=() kafka_console=()
+if [[ $stream_engine == kafka ]]; then
+	engine_env=(STREAM_ENGINE=kafka KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT")
+	kafka_console=(WEB_CONSOLE_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT") # the console's stream dead letters
+fi
 common=(NATS_URL="${nats_url%,}" STREAM_REPLICAS="$nats_nodes" "${engine_env[@]}" ADMIN_PPROF=true LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" AUTH_ISSUER="$ISSUER" "${limits[@]}")
 # Each service connects to NATS as its own user (ADR 0039).
 catalog_env=("${common[@]}" NATS_USER=catalog NATS_PASSWORD="$NATS_CATALOG_PASSWORD" DATABASE_URL="$(dburl catalog)" REDIS_URL="redis://$REDIS_CATALOG_USER:$REDIS_CATALOG_PASSWORD@127.0.0.1:$TOXI_REDIS/$REDIS_DB")
@@ -533,6 +536,7 @@ supervise web env LOG_LEVEL="${LOG_LEVEL:-INFO}" OTEL_EXPORTER_OTLP_ENDPOINT="${
 	CATALOG_URL="http://127.0.0.1:$CDN_PORT" ORDERS_URL="http://127.0.0.1:$ORDERS_PORT" PAYMENTS_URL="http://127.0.0.1:$PAYMENTS_PORT" \
 	NOTIFICATIONS_URL="http://127.0.0.1:$NOTIFICATIONS_PORT" SEARCH_URL="http://127.0.0.1:$SEARCH_PORT" MAIL_URL="http://127.0.0.1:$SMTP_HTTP_PORT" \
 	WEB_CONSOLE_PORT_BASE="$B" WEB_CONSOLE_CTL="$root/deploy/local/ctl.sh" WEB_CONSOLE_RUN_DIR="$run" WEB_CONSOLE_NATS_PASSWORD="$NATS_OPERATOR_PASSWORD" \
+	${kafka_console[@]+"${kafka_console[@]}"} \
 	"$run/web" serve
 
 for pair in "web:$WEB_ADMIN_PORT" "orders:$ORDERS_ADMIN_PORT" "orders-relay:$ORDERS_RELAY_ADMIN_PORT" "orders-consumer:$ORDERS_CONSUMER_ADMIN_PORT" \

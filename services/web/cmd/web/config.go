@@ -68,6 +68,11 @@ type Config struct {
 	// credentials, which a broker with authorization refuses (the
 	// console then shows no stream dead letters).
 	ConsoleNATSPassword string `env:"WEB_CONSOLE_NATS_PASSWORD"`
+	// ConsoleKafkaBrokers, when set, are the seed brokers of a sandbox
+	// whose streams run on Kafka (STREAM_ENGINE=kafka, ADR 0046): the
+	// console lists and inspects the Kafka dead-letter topics instead of
+	// JetStream's (a redrive there is not built).
+	ConsoleKafkaBrokers []string `env:"WEB_CONSOLE_KAFKA_BROKERS"`
 	// BackendTimeout bounds each call to an API.
 	BackendTimeout time.Duration `env:"WEB_BACKEND_TIMEOUT" envDefault:"5s"`
 }

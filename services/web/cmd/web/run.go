@@ -91,9 +91,14 @@ func newConsole(cfg Config, log *slog.Logger) (*console.Console, func()) {
 				NATSPassword: cfg.ConsoleNATSPassword})
 		}
 	}
-	// Stream dead letters: straight to NATS, not through its Toxiproxy
-	// link (a cut link must not blind the console); it connects in the
-	// background and keeps reconnecting.
+	// Stream dead letters: on Kafka, its dead-letter topics; on NATS,
+	// straight to NATS, not through its Toxiproxy link (a cut link must
+	// not blind the console), connecting in the background and
+	// reconnecting.
+	if len(cfg.ConsoleKafkaBrokers) > 0 {
+		c.EnableKafkaStreamDLQs(cfg.ConsoleKafkaBrokers)
+		return c, func() {}
+	}
 	nc, err := sys.NATSConfig().Connect("web console", nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
 	if err != nil {
 		log.Warn("console: no NATS connection; stream dead letters are not shown", "err", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/pkg/events"
 	"github.com/shopfloor/shopfloor/pkg/stream"
+	kafkastream "github.com/shopfloor/shopfloor/pkg/stream/kafka"
 )
 
 // Stream dead letters (ORDERS_DLQ …) are listed, inspected and redriven
@@ -49,9 +50,9 @@ func (d StreamDeadLetter) PayloadText() string {
 
 type streamDLQs struct {
 	mu    sync.Mutex
-	js    jetstream.JetStream
+	open  func(name string) (stream.DeadLetters, error) // nil: not enabled
 	names []string
-	dlq   map[string]*stream.DLQ
+	dlq   map[string]stream.DeadLetters
 }
 
 // EnableStreamDLQs lets the console read and redrive the dead letters of
@@ -59,17 +60,28 @@ type streamDLQs struct {
 // NATS, not through its Toxiproxy link: cutting the link must not blind
 // the console).
 func (c *Console) EnableStreamDLQs(js jetstream.JetStream, streams ...string) {
+	c.enableStreamDLQs(func(name string) (stream.DeadLetters, error) { return stream.NewDLQ(js, name, nil) }, streams)
+}
+
+// EnableKafkaStreamDLQs is EnableStreamDLQs for a sandbox whose streams
+// run on Kafka (ADR 0046): the dead-letter topics of the cluster at seeds,
+// listed and inspected; a redrive answers that it is not built on Kafka.
+func (c *Console) EnableKafkaStreamDLQs(seeds []string, streams ...string) {
+	c.enableStreamDLQs(func(name string) (stream.DeadLetters, error) { return kafkastream.NewDLQReader(seeds, name) }, streams)
+}
+
+func (c *Console) enableStreamDLQs(open func(string) (stream.DeadLetters, error), streams []string) {
 	if len(streams) == 0 {
 		streams = DLQStreams
 	}
-	c.streams.js, c.streams.names = js, streams
+	c.streams.open, c.streams.names = open, streams
 }
 
 // StreamDLQsEnabled reports whether the console can read stream dead
 // letters.
-func (c *Console) StreamDLQsEnabled() bool { return c.streams.js != nil }
+func (c *Console) StreamDLQsEnabled() bool { return c.streams.open != nil }
 
-func (c *Console) streamDLQ(name string) (*stream.DLQ, error) {
+func (c *Console) streamDLQ(name string) (stream.DeadLetters, error) {
 	names := c.streams.names
 	if names == nil {
 		names = DLQStreams
@@ -77,18 +89,18 @@ func (c *Console) streamDLQ(name string) (*stream.DLQ, error) {
 	if !slices.Contains(names, name) {
 		return nil, fmt.Errorf("%w: no stream %q", ErrUnknown, name)
 	}
-	if c.streams.js == nil {
-		return nil, errors.New("this console has no NATS connection for stream dead letters")
+	if c.streams.open == nil {
+		return nil, errors.New("this console has no connection to the streams for their dead letters")
 	}
 	c.streams.mu.Lock()
 	defer c.streams.mu.Unlock()
 	if c.streams.dlq == nil {
-		c.streams.dlq = map[string]*stream.DLQ{}
+		c.streams.dlq = map[string]stream.DeadLetters{}
 	}
 	if q := c.streams.dlq[name]; q != nil {
 		return q, nil
 	}
-	q, err := stream.NewDLQ(c.streams.js, name, nil)
+	q, err := c.streams.open(name)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +111,7 @@ func (c *Console) streamDLQ(name string) (*stream.DLQ, error) {
 // StreamDeadLetterQueues lists every stream's first dead letters (all
 // groups), asking at once.
 func (c *Console) StreamDeadLetterQueues(ctx context.Context) []StreamDeadLetters {
-	if c.streams.js == nil {
+	if c.streams.open == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
