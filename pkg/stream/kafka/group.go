@@ -246,7 +246,7 @@ func (g *Group) Run(ctx context.Context) error {
 	g.log.InfoContext(ctx, "consumer group running")
 	var wg sync.WaitGroup
 	if g.metrics != nil {
-		wg.Go(func() { g.sampleLag(ctx, adm) })
+		wg.Go(func() { g.sampleLag(ctx, cl) })
 	}
 	s.poll(ctx)
 	s.stopAll("group stopping")

@@ -20,6 +20,7 @@ import (
 // (stream_(kafka_)?consumer_lag_messages) and a process may run both.
 //
 //	stream_kafka_consumer_lag_messages{stream,group,partition}  end offset minus committed offset, sampled every LagInterval
+//	stream_kafka_consumer_oldest_unacked_age_seconds{stream,group,partition}  age of the oldest record not committed (0 when caught up)
 //	stream_kafka_handler_duration_seconds{stream,group,outcome} ack, retry, dead_letter, handed_back, infrastructure_retry
 //	stream_kafka_redeliveries_total{stream,group}               in-process retries of a failed record
 //	stream_kafka_dead_lettered_total{stream,group,class}        permanent, exhausted
@@ -30,6 +31,7 @@ import (
 // Every instance of a group reports the same lag: aggregate with max.
 type groupMetrics struct {
 	lag          *prometheus.GaugeVec
+	oldest       *prometheus.GaugeVec
 	duration     *prometheus.HistogramVec
 	redeliveries *prometheus.CounterVec
 	deadLettered *prometheus.CounterVec
@@ -45,6 +47,8 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 	m := &groupMetrics{
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "stream_kafka_consumer_lag_messages",
 			Help: "Records of the partition after the group's committed offset (Kafka engine), sampled."}, []string{"stream", "group", "partition"}),
+		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "stream_kafka_consumer_oldest_unacked_age_seconds",
+			Help: "Age of the partition's oldest record after the group's committed offset (Kafka engine; 0 when caught up), sampled."}, []string{"stream", "group", "partition"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stream_kafka_handler_duration_seconds",
 			Help:    "Handler duration per call (Kafka engine), by outcome.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"stream", "group", "outcome"}),
@@ -62,6 +66,9 @@ func newGroupMetrics(reg prometheus.Registerer) (*groupMetrics, error) {
 	}
 	var err error
 	if m.lag, err = register(reg, m.lag); err != nil {
+		return nil, err
+	}
+	if m.oldest, err = register(reg, m.oldest); err != nil {
 		return nil, err
 	}
 	if m.duration, err = register(reg, m.duration); err != nil {
@@ -264,16 +271,18 @@ func firstRecordTimes(ctx context.Context, cl *kgo.Client, topic string, at map[
 	return out, nil
 }
 
-func (g *Group) sampleLag(ctx context.Context, adm *kadm.Client) {
+func (g *Group) sampleLag(ctx context.Context, cl *kgo.Client) {
 	t := time.NewTicker(g.cfg.LagInterval)
 	defer t.Stop()
 	for {
-		lags, err := Lag(ctx, adm, g.cfg.Topic, g.cfg.Name)
+		lags, err := GroupLag(ctx, cl, g.cfg.Topic, g.cfg.Name, g.cfg.Now)
 		if err != nil && ctx.Err() == nil {
 			g.log.WarnContext(ctx, "sample consumer lag", "error", err)
 		}
-		for p, l := range lags {
-			g.metrics.lag.WithLabelValues(g.cfg.Topic, g.cfg.Name, strconv.Itoa(p)).Set(float64(l))
+		for _, l := range lags {
+			p := strconv.Itoa(l.Partition)
+			g.metrics.lag.WithLabelValues(g.cfg.Topic, g.cfg.Name, p).Set(float64(l.Messages))
+			g.metrics.oldest.WithLabelValues(g.cfg.Topic, g.cfg.Name, p).Set(l.OldestUnacked.Seconds())
 		}
 		select {
 		case <-ctx.Done():

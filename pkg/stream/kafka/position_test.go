@@ -132,7 +132,8 @@ func TestReplayFromTime(t *testing.T) {
 
 // TestLagMetricReportsBacklogAndZeroOnceDrained: while a partition's
 // handler is blocked, stream_kafka_consumer_lag_messages shows the records
-// behind it; once released, 0.
+// behind it and stream_kafka_consumer_oldest_unacked_age_seconds the age
+// of the first; once released, 0 and 0.
 func TestLagMetricReportsBacklogAndZeroOnceDrained(t *testing.T) {
 	t.Parallel()
 	k := setup(t, 1)
@@ -158,6 +159,16 @@ func TestLagMetricReportsBacklogAndZeroOnceDrained(t *testing.T) {
 		}
 	}
 	testinfra.Eventually(t, 10*time.Second, lagIs(3))
+	// The oldest record not committed ages while the handler blocks.
+	testinfra.Eventually(t, 10*time.Second, func() error {
+		if v := metric(t, reg, "stream_kafka_consumer_oldest_unacked_age_seconds", "partition", "0"); v < 0.2 {
+			return fmt.Errorf("oldest unacked age %vs, want it growing past 0.2s", v)
+		}
+		return nil
+	})
 	close(release)
 	testinfra.Eventually(t, 10*time.Second, lagIs(0))
+	if v := metric(t, reg, "stream_kafka_consumer_oldest_unacked_age_seconds", "partition", "0"); v != 0 {
+		t.Errorf("oldest unacked age %vs once drained, want 0", v)
+	}
 }
