@@ -52,13 +52,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 	shot := func(name string) {
 		t.Helper()
 		step++
-		img, err := b.page.Screenshot(true, &proto.PageCaptureScreenshot{Format: proto.PageCaptureScreenshotFormatPng})
-		if err != nil {
-			t.Fatalf("screenshot %s: %v", name, err)
-		}
-		if err := os.WriteFile(filepath.Join(shots, fmt.Sprintf("%02d-%s.png", step, name)), img, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		b.screenshot(filepath.Join(shots, fmt.Sprintf("%02d-%s.png", step, name)))
 	}
 	// shotOf keeps a screenshot of one element of the page.
 	shotOf := func(name, selector string) {
@@ -89,18 +83,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 		do("read "+sel, func(p *rod.Page) { s = p.MustElement(sel).MustText() })
 		return s
 	}
-	audit := func(page string) {
-		t.Helper()
-		var problems []string
-		do("accessibility audit of "+page, func(p *rod.Page) {
-			for _, v := range p.MustEval(a11yAudit).Arr() {
-				problems = append(problems, v.Str())
-			}
-		})
-		if len(problems) > 0 {
-			t.Errorf("%s: accessibility problems:\n  %s", page, strings.Join(problems, "\n  "))
-		}
-	}
+	audit := b.audit
 
 	// 1. The shop, anonymous: products through the CDN. The second load
 	// of the same listing is a CDN hit.
@@ -694,6 +677,33 @@ func newBrowser(t *testing.T, chromium string) *browser {
 		t.Fatal(err)
 	}
 	return &browser{t: t, page: p}
+}
+
+// screenshot writes the whole page as a PNG to path.
+func (b *browser) screenshot(path string) {
+	b.t.Helper()
+	img, err := b.page.Screenshot(true, &proto.PageCaptureScreenshot{Format: proto.PageCaptureScreenshotFormatPng})
+	if err != nil {
+		b.t.Fatalf("screenshot %s: %v", path, err)
+	}
+	if err := os.WriteFile(path, img, 0o600); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// audit runs the accessibility audit (a11yAudit) on the page and fails
+// the test with every problem it finds.
+func (b *browser) audit(page string) {
+	b.t.Helper()
+	var problems []string
+	b.do("accessibility audit of "+page, func(p *rod.Page) {
+		for _, v := range p.MustEval(a11yAudit).Arr() {
+			problems = append(problems, v.Str())
+		}
+	})
+	if len(problems) > 0 {
+		b.t.Errorf("%s: accessibility problems:\n  %s", page, strings.Join(problems, "\n  "))
+	}
 }
 
 // do runs fn (Must* calls of rod, which panic) on the page with 30

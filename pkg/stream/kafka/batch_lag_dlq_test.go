@@ -217,8 +217,13 @@ func TestDLQReaderListsAndInspectsTheDeadLetterTopic(t *testing.T) {
 	if !strings.Contains(out.String(), `"event_id": "`+g1[0].EventID+`"`) || strings.Contains(out.String(), "ada@example.com") {
 		t.Errorf("dlq inspect %s:\n%s\nwant the dead letter, personal fields redacted", seq, out.String())
 	}
-	if _, err := q.Inspect(t.Context(), 99); !errors.Is(err, stream.ErrNotFound) {
-		t.Errorf("inspect beyond the topic: %v, want ErrNotFound", err)
+	for _, seq := range []uint64{0, 4, 99} { // numbered 1..3
+		if _, err := q.Inspect(t.Context(), seq); !errors.Is(err, stream.ErrNotFound) {
+			t.Errorf("inspect %d: %v, want ErrNotFound", seq, err)
+		}
+	}
+	if dl, err := q.Inspect(t.Context(), 1); err != nil || dl.Seq != 1 {
+		t.Errorf("inspect 1: %+v %v, want the first dead letter, numbered 1", dl, err)
 	}
 	if err := stream.DLQCommand(t.Context(), q, []string{"redrive", "--group", "g1"}, &out); !errors.Is(err, kafkastream.ErrNotBuilt) {
 		t.Errorf("redrive: %v, want ErrNotBuilt", err)

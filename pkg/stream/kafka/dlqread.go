@@ -18,7 +18,9 @@ var ErrNotBuilt = errors.New("not built on the Kafka engine yet")
 
 // DLQReader reads one topic's dead letters ("<topic>_DLQ") for the
 // operator's dlq command (stream.DLQCommand): List and Inspect, with a
-// dead letter's Seq being its offset in the dead-letter topic. It reads
+// dead letter's Seq being its offset in the dead-letter topic plus one
+// (dead letters are numbered from 1 on both engines, as a JetStream
+// stream's sequences are). It reads
 // dead-letter topics of one partition (TopicConfig's default); records are
 // never deleted by it. Redrive and Discard return ErrNotBuilt: republish a
 // record with any Kafka client (its headers carry the original key,
@@ -108,7 +110,7 @@ func (q *DLQReader) read(ctx context.Context, from, end int64, fn func(stream.De
 			for _, kv := range r.Headers {
 				h[kv.Key] = string(kv.Value)
 			}
-			more = fn(stream.DeadLetterFromHeaders(uint64(r.Offset), r.Timestamp, h, r.Value))
+			more = fn(stream.DeadLetterFromHeaders(uint64(r.Offset)+1, r.Timestamp, h, r.Value))
 		})
 		if !more {
 			return nil
@@ -142,17 +144,19 @@ func (q *DLQReader) List(ctx context.Context, group string, limit int) ([]stream
 	return out, err
 }
 
-// Inspect returns the dead letter at offset seq, or stream.ErrNotFound.
+// Inspect returns dead letter seq (its offset plus one), or
+// stream.ErrNotFound.
 func (q *DLQReader) Inspect(ctx context.Context, seq uint64) (stream.DeadLetter, error) {
 	start, end, err := q.bounds(ctx)
 	if err != nil {
 		return stream.DeadLetter{}, err
 	}
-	if int64(seq) < start || int64(seq) >= end {
-		return stream.DeadLetter{}, fmt.Errorf("%w: no dead letter at offset %d of %s (it holds %d..%d)", stream.ErrNotFound, seq, DLQTopic(q.topic), start, end-1)
+	off := int64(seq) - 1
+	if seq == 0 || off < start || off >= end {
+		return stream.DeadLetter{}, fmt.Errorf("%w: no dead letter %d in %s (it holds %d..%d)", stream.ErrNotFound, seq, DLQTopic(q.topic), start+1, end)
 	}
 	var found stream.DeadLetter
-	err = q.read(ctx, int64(seq), int64(seq)+1, func(dl stream.DeadLetter) bool { found = dl; return false })
+	err = q.read(ctx, off, off+1, func(dl stream.DeadLetter) bool { found = dl; return false })
 	return found, err
 }
 

@@ -31,6 +31,9 @@ type StreamDeadLetters struct {
 	Stream  string
 	Letters []StreamDeadLetter
 	Err     string
+	// Redrivable is false on the Kafka engine: its dead letters are read
+	// only (ADR 0046).
+	Redrivable bool
 }
 
 // StreamDeadLetter is a dead letter as the console shows it: the payload
@@ -49,10 +52,11 @@ func (d StreamDeadLetter) PayloadText() string {
 }
 
 type streamDLQs struct {
-	mu    sync.Mutex
-	open  func(name string) (stream.DeadLetters, error) // nil: not enabled
-	names []string
-	dlq   map[string]stream.DeadLetters
+	mu       sync.Mutex
+	open     func(name string) (stream.DeadLetters, error) // nil: not enabled
+	readOnly bool                                          // Kafka: list and inspect only
+	names    []string
+	dlq      map[string]stream.DeadLetters
 }
 
 // EnableStreamDLQs lets the console read and redrive the dead letters of
@@ -68,7 +72,12 @@ func (c *Console) EnableStreamDLQs(js jetstream.JetStream, streams ...string) {
 // listed and inspected; a redrive answers that it is not built on Kafka.
 func (c *Console) EnableKafkaStreamDLQs(seeds []string, streams ...string) {
 	c.enableStreamDLQs(func(name string) (stream.DeadLetters, error) { return kafkastream.NewDLQReader(seeds, name) }, streams)
+	c.streams.readOnly = true
 }
+
+// StreamDLQsRedrivable reports whether the stream dead letters can be
+// redriven from the console (JetStream's; Kafka's are read only).
+func (c *Console) StreamDLQsRedrivable() bool { return c.streams.open != nil && !c.streams.readOnly }
 
 func (c *Console) enableStreamDLQs(open func(string) (stream.DeadLetters, error), streams []string) {
 	if len(streams) == 0 {
@@ -120,7 +129,7 @@ func (c *Console) StreamDeadLetterQueues(ctx context.Context) []StreamDeadLetter
 	var wg sync.WaitGroup
 	for i, name := range c.streams.names {
 		wg.Go(func() {
-			out[i] = StreamDeadLetters{Stream: name}
+			out[i] = StreamDeadLetters{Stream: name, Redrivable: !c.streams.readOnly}
 			q, err := c.streamDLQ(name)
 			if err != nil {
 				out[i].Err = err.Error()

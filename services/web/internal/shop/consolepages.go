@@ -215,8 +215,9 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request, u *user) {
 
 // streamDeadLetterData is the stream dead-letter page's.
 type streamDeadLetterData struct {
-	Stream string
-	Letter console.StreamDeadLetter
+	Stream     string
+	Letter     console.StreamDeadLetter
+	Redrivable bool // false on Kafka (read only)
 }
 
 // streamDeadLetter shows one dead letter of a stream, its payload with
@@ -239,7 +240,7 @@ func (s *Server) streamDeadLetter(w http.ResponseWriter, r *http.Request, u *use
 		return
 	}
 	s.render(w, r, http.StatusOK, "streamdeadletter", page{Title: "Dead letter " + strconv.FormatUint(seq, 10) + " of " + name, User: u,
-		Data: streamDeadLetterData{Stream: name, Letter: d}})
+		Data: streamDeadLetterData{Stream: name, Letter: d, Redrivable: s.cfg.Console.StreamDLQsRedrivable()}})
 }
 
 // redriveStream redrives a group's dead letters of a stream (form: group,
