@@ -448,7 +448,11 @@ func TestBatchesCommitOnceAndSendEachEmailOnce(t *testing.T) {
 	if claims != 2*n {
 		t.Errorf("inbox holds %d claims, want %d", claims, 2*n)
 	}
-	if txs > claims/4 {
+	// One transaction per claim without batching (60). With batches of
+	// up to 16 it is a handful, plus the poison's batch handed again one
+	// message at a time (up to 16 singles); a starved CPU makes the pulls,
+	// and so the batches, smaller (19 seen under a full CI run's load).
+	if txs > claims/2 {
 		t.Errorf("%d claims took %d transactions: the batches did not commit together", claims, txs)
 	}
 }
