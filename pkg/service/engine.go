@@ -81,10 +81,6 @@ type Broker struct {
 // Engine is EngineNATS or EngineKafka.
 func (b *Broker) Engine() string { return b.engine }
 
-// JetStream is the JetStream context on the NATS engine; ok is false on
-// Kafka. For what only the NATS engine has (ADR 0046).
-func (b *Broker) JetStream() (js jetstream.JetStream, ok bool) { return b.js, b.js != nil }
-
 // GroupLag is how far group is behind on each partition of streamName
 // (stream.GroupLag on NATS, kafkastream.GroupLag on Kafka).
 func (b *Broker) GroupLag(ctx context.Context, streamName, group string) ([]stream.PartitionLag, error) {

@@ -199,9 +199,6 @@ func TestServeRunsTheRelayAndABatchGroupOnKafka(t *testing.T) {
 	if broker.Engine() != service.EngineKafka {
 		t.Fatalf("engine %s, want kafka", broker.Engine())
 	}
-	if _, ok := broker.JetStream(); ok {
-		t.Error("a Kafka broker offers a JetStream context")
-	}
 
 	var want []string
 	ob := outbox.New("ONE")

@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shopfloor/shopfloor/pkg/stream"
@@ -70,41 +68,23 @@ func (w *worker) handleBatch(rs []*kgo.Record) (done, stopping bool) {
 	return false, false
 }
 
-// callBatch runs the batch handler with HandlerTimeout, in a consumer span
-// that links to each record's trace context (the OpenTelemetry messaging
-// convention for batches), and turns a panic into an error.
-func (g *Group) callBatch(base context.Context, ds []stream.Delivery) (err error) {
+// callBatch runs the batch handler on ds (invoke), in a consumer span of
+// a new trace that links to each record's trace context (the
+// OpenTelemetry messaging convention for batches).
+func (g *Group) callBatch(base context.Context, ds []stream.Delivery) error {
 	g.metrics.batch(g.cfg, len(ds))
-	hctx, cancel := context.WithTimeout(base, g.cfg.HandlerTimeout)
-	defer cancel()
-	if g.cfg.Tracer != nil {
-		opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot(),
-			trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.operation.type", "process"),
-				attribute.String("messaging.destination.name", g.cfg.Topic), attribute.String("messaging.consumer.group.name", g.cfg.Name),
-				attribute.Int("messaging.batch.message_count", len(ds)))}
-		if g.cfg.Extract != nil {
-			links := make([]trace.Link, 0, len(ds))
-			for _, d := range ds {
-				if sc := trace.SpanContextFromContext(g.cfg.Extract(base, d.Headers)); sc.IsValid() {
-					links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("messaging.message.id", d.ID)}})
-				}
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot(),
+		trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", g.cfg.Topic), attribute.String("messaging.consumer.group.name", g.cfg.Name),
+			attribute.Int("messaging.batch.message_count", len(ds)))}
+	if g.cfg.Tracer != nil && g.cfg.Extract != nil {
+		links := make([]trace.Link, 0, len(ds))
+		for _, d := range ds {
+			if sc := trace.SpanContextFromContext(g.cfg.Extract(base, d.Headers)); sc.IsValid() {
+				links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("messaging.message.id", d.ID)}})
 			}
-			opts = append(opts, trace.WithLinks(links...))
 		}
-		var span trace.Span
-		hctx, span = g.cfg.Tracer.Start(hctx, "process "+g.cfg.Topic, opts...)
-		defer func() {
-			if err != nil {
-				span.RecordError(err)
-				span.SetStatus(codes.Error, err.Error())
-			}
-			span.End()
-		}()
+		opts = append(opts, trace.WithLinks(links...))
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panicked: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return g.batch(hctx, ds)
+	return g.invoke(base, nil, opts, func(ctx context.Context) error { return g.batch(ctx, ds) })
 }

@@ -22,7 +22,8 @@ var ErrNotBuilt = errors.New("not built on the Kafka engine yet")
 // (dead letters are numbered from 1 on both engines, as a JetStream
 // stream's sequences are). It reads
 // dead-letter topics of one partition (TopicConfig's default); records are
-// never deleted by it. Redrive and Discard return ErrNotBuilt: republish a
+// never deleted by it. Its clients are plain (no TLS or SASL options yet).
+// Redrive and Discard return ErrNotBuilt: republish a
 // record with any Kafka client (its headers carry the original key,
 // partition and offset), and let retention remove it.
 type DLQReader struct {

@@ -63,20 +63,34 @@ func (e *handlerTimeoutError) Error() string {
 }
 func (e *handlerTimeoutError) Unwrap() error { return e.err }
 
-// call runs the handler with HandlerTimeout under base (which ends
-// HandlerTimeout after the worker is told to stop) and turns a panic into
-// an error.
-func (g *Group) call(base context.Context, d stream.Delivery) (err error) {
+// call runs the handler on d (invoke), in a consumer span that is a
+// child of the record's trace context.
+func (g *Group) call(base context.Context, d stream.Delivery) error {
+	var withTrace func(context.Context) context.Context
+	if g.cfg.Extract != nil {
+		withTrace = func(ctx context.Context) context.Context { return g.cfg.Extract(ctx, d.Headers) }
+	}
+	return g.invoke(base, withTrace, []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", g.cfg.Topic),
+			attribute.String("messaging.consumer.group.name", g.cfg.Name), attribute.String("messaging.message.id", d.ID))},
+		func(ctx context.Context) error { return g.handler(ctx, d) })
+}
+
+// invoke runs fn with HandlerTimeout under base (which ends
+// HandlerTimeout after the worker is told to stop), its ctx given the
+// trace context withTrace returns (if set), in a span "process <topic>"
+// started with opts (if a Tracer is set); it marks an error that came
+// with the timeout and turns a panic into an error. call and callBatch
+// differ only in what they pass.
+func (g *Group) invoke(base context.Context, withTrace func(context.Context) context.Context, opts []trace.SpanStartOption, fn func(context.Context) error) (err error) {
 	hctx, cancel := context.WithTimeout(base, g.cfg.HandlerTimeout)
 	defer cancel()
-	if g.cfg.Extract != nil {
-		hctx = g.cfg.Extract(hctx, d.Headers)
+	if withTrace != nil {
+		hctx = withTrace(hctx)
 	}
 	if g.cfg.Tracer != nil {
 		var span trace.Span
-		hctx, span = g.cfg.Tracer.Start(hctx, "process "+g.cfg.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", g.cfg.Topic),
-				attribute.String("messaging.consumer.group.name", g.cfg.Name), attribute.String("messaging.message.id", d.ID)))
+		hctx, span = g.cfg.Tracer.Start(hctx, "process "+g.cfg.Topic, opts...)
 		defer func() {
 			if err != nil {
 				span.RecordError(err)
@@ -90,7 +104,7 @@ func (g *Group) call(base context.Context, d stream.Delivery) (err error) {
 			err = fmt.Errorf("handler panicked: %v\n%s", r, debug.Stack())
 		}
 	}()
-	err = g.handler(hctx, d)
+	err = fn(hctx)
 	if err != nil && base.Err() == nil && errors.Is(hctx.Err(), context.DeadlineExceeded) {
 		err = &handlerTimeoutError{err: err, limit: g.cfg.HandlerTimeout}
 	}

@@ -210,7 +210,8 @@ func positions(ctx context.Context, adm *kadm.Client, topic, group string) (map[
 // oldest of them (its timestamp: the producer's time unless the topic uses
 // LogAppendTime), read with cl, any client of the cluster. The ages cost
 // one fetch of one record per partition that is behind, from a short-lived
-// client; a partition whose record does not arrive within 2 seconds
+// client of cl's seed brokers (plain: cl's TLS or SASL options are not
+// carried over, so a secured cluster reports counts without ages); a partition whose record does not arrive within 2 seconds
 // reports its count with age 0. now defaults to time.Now. Committed
 // offsets trail the handled records by up to the group's CommitInterval,
 // so a caught-up group may show a little lag.
